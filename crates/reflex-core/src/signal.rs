@@ -1,0 +1,268 @@
+//! [`Signal`]s: the structural events layers report, and the [`SignalSink`]
+//! that hears them.
+//!
+//! A layer emits a signal when something worth knowing happens (a request
+//! shed, a limit crossed, a breaker tripped). A witness implements
+//! [`SignalSink`] and folds what it hears into per-component state off the
+//! request path. A layer that was given no sink pays one branch per signal.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use crate::Component;
+
+/// A structural event reported by a layer.
+///
+/// Signals are small `Copy` values: emitting one allocates nothing. The
+/// component that emitted it travels beside it, see [`SignalSink::emit`].
+/// New variants arrive with new layers, so matches need a wildcard arm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Signal {
+    /// The shed layer refused a request: `in_flight` requests were running
+    /// against a hard limit of `hard_limit`.
+    Shed {
+        /// Requests in flight when this one was refused.
+        in_flight: usize,
+        /// The hard limit in force.
+        hard_limit: usize,
+    },
+    /// In-flight requests went above the soft limit. Emitted once per
+    /// excursion: not again until [`Signal::SoftLimitRecovered`].
+    SoftLimitExceeded {
+        /// Requests in flight after the one that crossed.
+        in_flight: usize,
+        /// The soft limit in force.
+        soft_limit: usize,
+    },
+    /// In-flight requests fell back to the soft limit's low-water mark,
+    /// ending the excursion [`Signal::SoftLimitExceeded`] began.
+    SoftLimitRecovered {
+        /// Requests in flight after the one that ended.
+        in_flight: usize,
+        /// The soft limit in force.
+        soft_limit: usize,
+    },
+    /// The shed layer's hard limit was changed through its handle.
+    HardLimitChanged {
+        /// The limit before.
+        from: usize,
+        /// The limit now.
+        to: usize,
+    },
+}
+
+/// Hears the [`Signal`]s of the layers it was given to.
+///
+/// `emit` runs on the request path of whichever request caused the signal:
+/// it must cost a few atomics at most, never a lock, an allocation or a wait.
+/// Defer analysis to a task of your own.
+///
+/// # Examples
+///
+/// A sink that counts sheds:
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use reflex_core::{Component, Signal, SignalSink};
+///
+/// #[derive(Debug, Default)]
+/// struct CountSheds(AtomicU64);
+///
+/// impl SignalSink for CountSheds {
+///     fn emit(&self, _component: &Component, signal: Signal) {
+///         if let Signal::Shed { .. } = signal {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// let sink = CountSheds::default();
+/// sink.emit(&Component::new("db"), Signal::Shed { in_flight: 8, hard_limit: 8 });
+/// assert_eq!(sink.0.load(Ordering::Relaxed), 1);
+/// ```
+pub trait SignalSink: Send + Sync + 'static {
+    /// Hears one signal of `component`'s stack.
+    fn emit(&self, component: &Component, signal: Signal);
+}
+
+impl<T: SignalSink + ?Sized> SignalSink for Arc<T> {
+    fn emit(&self, component: &Component, signal: Signal) {
+        (**self).emit(component, signal);
+    }
+}
+
+/// Where a layer sends its signals: one [`SignalSink`], or nowhere.
+///
+/// Layers keep a `Sink` in their shared state; builders fill it from their
+/// `.sink(..)` setter. The default sends nowhere, at the cost of one branch.
+///
+/// # Examples
+///
+/// ```
+/// use std::sync::Arc;
+/// use reflex_core::{signal::Recorder, Component, Signal, Sink};
+///
+/// let recorder = Arc::new(Recorder::default());
+/// let sink = Sink::new(recorder.clone());
+/// sink.emit(&Component::new("db"), Signal::HardLimitChanged { from: 4, to: 2 });
+/// assert_eq!(recorder.signals().len(), 1);
+///
+/// Sink::none().emit(&Component::new("db"), Signal::HardLimitChanged { from: 4, to: 2 });
+/// ```
+#[derive(Clone, Default)]
+pub struct Sink(Option<Arc<dyn SignalSink>>);
+
+// === impl Sink ===
+
+impl Sink {
+    /// Sends signals to `sink`.
+    pub fn new(sink: impl SignalSink) -> Self {
+        Self(Some(Arc::new(sink)))
+    }
+
+    /// Sends signals nowhere.
+    pub fn none() -> Self {
+        Self(None)
+    }
+
+    /// `true` when signals go somewhere.
+    pub fn is_active(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Sends `signal` of `component`'s stack to the sink, if any.
+    #[inline]
+    pub fn emit(&self, component: &Component, signal: Signal) {
+        if let Some(sink) = &self.0 {
+            sink.emit(component, signal);
+        }
+    }
+}
+
+impl From<Arc<dyn SignalSink>> for Sink {
+    fn from(sink: Arc<dyn SignalSink>) -> Self {
+        Self(Some(sink))
+    }
+}
+
+impl fmt::Debug for Sink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Sink")
+            .field(&if self.is_active() { "active" } else { "none" })
+            .finish()
+    }
+}
+
+/// A sink that keeps the most recent signals in memory, for tests, examples
+/// and debugging.
+///
+/// It takes a lock on every signal: do not put it in front of production
+/// traffic; use a witness there. It keeps at most `capacity` signals and
+/// forgets the oldest beyond that.
+///
+/// # Examples
+///
+/// ```
+/// use reflex_core::{signal::Recorder, Component, Signal, SignalSink};
+///
+/// let recorder = Recorder::with_capacity(1);
+/// let db = Component::new("db");
+/// recorder.emit(&db, Signal::HardLimitChanged { from: 4, to: 2 });
+/// recorder.emit(&db, Signal::HardLimitChanged { from: 2, to: 3 });
+/// assert_eq!(
+///     recorder.signals(),
+///     vec![(db, Signal::HardLimitChanged { from: 2, to: 3 })],
+/// );
+/// ```
+#[derive(Debug)]
+pub struct Recorder {
+    capacity: usize,
+    signals: Mutex<VecDeque<(Component, Signal)>>,
+}
+
+// === impl Recorder ===
+
+impl Recorder {
+    /// A recorder that keeps at most `capacity` signals (at least one).
+    pub fn with_capacity(capacity: usize) -> Self {
+        Self {
+            capacity: capacity.max(1),
+            signals: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// The signals kept, oldest first.
+    pub fn signals(&self) -> Vec<(Component, Signal)> {
+        let signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
+        signals.iter().cloned().collect()
+    }
+
+    /// Forgets every signal kept so far.
+    pub fn clear(&self) {
+        self.signals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clear();
+    }
+}
+
+impl Default for Recorder {
+    /// A recorder that keeps the last 1024 signals.
+    fn default() -> Self {
+        Self::with_capacity(1024)
+    }
+}
+
+impl SignalSink for Recorder {
+    fn emit(&self, component: &Component, signal: Signal) {
+        let mut signals = self.signals.lock().unwrap_or_else(PoisonError::into_inner);
+        if signals.len() == self.capacity {
+            signals.pop_front();
+        }
+        signals.push_back((component.clone(), signal));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorder_forgets_the_oldest_beyond_its_capacity() {
+        let recorder = Recorder::with_capacity(3);
+        let c = Component::new("c");
+        for to in 0..10 {
+            recorder.emit(&c, Signal::HardLimitChanged { from: 0, to });
+        }
+        let kept: Vec<_> = recorder
+            .signals()
+            .into_iter()
+            .map(|(_, s)| match s {
+                Signal::HardLimitChanged { to, .. } => to,
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert_eq!(kept, vec![7, 8, 9]);
+        recorder.clear();
+        assert!(recorder.signals().is_empty());
+    }
+
+    #[test]
+    fn a_sink_of_none_is_inactive_and_an_arc_sink_forwards() {
+        assert!(!Sink::none().is_active());
+        let recorder = Arc::new(Recorder::default());
+        let as_dyn: Arc<dyn SignalSink> = recorder.clone();
+        let sink = Sink::from(as_dyn);
+        assert!(sink.is_active());
+        sink.emit(
+            &Component::new("x"),
+            Signal::Shed {
+                in_flight: 1,
+                hard_limit: 1,
+            },
+        );
+        assert_eq!(recorder.signals().len(), 1);
+    }
+}

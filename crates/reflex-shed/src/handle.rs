@@ -1,0 +1,117 @@
+//! [`ShedHandle`]: live state of a shed layer, and its hard limit to steer.
+
+use std::fmt;
+use std::sync::Arc;
+
+use reflex_core::{Component, ConfigError};
+
+use crate::shared::Shared;
+
+/// Reads a [`ConcurrencyShedLayer`](crate::ConcurrencyShedLayer)'s live state
+/// and changes its hard limit at run time.
+///
+/// Got from [`ConcurrencyShedLayer::handle`](crate::ConcurrencyShedLayer::handle).
+/// Every read is one atomic load: cheap enough to poll for a dashboard.
+///
+/// # Clone
+///
+/// Clones read and steer the same layer.
+///
+/// # Examples
+///
+/// ```
+/// use reflex_shed::ConcurrencyShedLayer;
+///
+/// let layer = ConcurrencyShedLayer::builder().hard_limit(100).soft_limit(80).build()?;
+/// let handle = layer.handle();
+/// assert_eq!(handle.in_flight(), 0);
+/// assert_eq!(handle.soft_depth_ratio(), 0.0);
+///
+/// // An operator, or a reflex, halves the limit; the soft limit follows.
+/// handle.set_hard_limit(50)?;
+/// assert_eq!(handle.hard_limit(), 50);
+/// assert_eq!(handle.soft_limit(), Some(40));
+/// assert!(handle.set_hard_limit(0).is_err());
+/// # Ok::<_, reflex_core::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ShedHandle {
+    shared: Arc<Shared>,
+}
+
+// === impl ShedHandle ===
+
+impl ShedHandle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Requests running in the inner service now.
+    pub fn in_flight(&self) -> usize {
+        self.shared.counter.in_flight()
+    }
+
+    /// The hard limit in force: requests beyond it are shed.
+    pub fn hard_limit(&self) -> usize {
+        self.shared.counter.hard_limit()
+    }
+
+    /// The soft limit in force, if one was configured: going above it warns.
+    pub fn soft_limit(&self) -> Option<usize> {
+        self.shared.soft_limit()
+    }
+
+    /// How deep into its soft limit the layer is: in-flight requests divided
+    /// by the soft limit, so `1.0` is at the soft limit and above `1.0` is
+    /// over it. With no soft limit configured the hard limit stands in.
+    pub fn soft_depth_ratio(&self) -> f64 {
+        let in_flight = self.in_flight() as f64;
+        let reference = self.soft_limit().unwrap_or_else(|| self.hard_limit());
+        if reference == 0 {
+            // A soft limit of 0 (a hard limit of 1 rescaled): any request
+            // is over it.
+            return if in_flight > 0.0 { f64::INFINITY } else { 0.0 };
+        }
+        in_flight / reference as f64
+    }
+
+    /// Requests shed since the layer was built.
+    pub fn shed_total(&self) -> u64 {
+        self.shared.shed_total()
+    }
+
+    /// The component this layer guards.
+    pub fn component(&self) -> &Component {
+        self.shared.component()
+    }
+
+    /// Sets the hard limit for every request admitted from now on.
+    ///
+    /// Requests already in flight are not cancelled: after lowering the
+    /// limit below the in-flight count, new requests are shed until enough
+    /// of them finish. A configured soft limit keeps its proportion of the
+    /// hard limit (80 of 100 becomes 40 of 50), always below it.
+    ///
+    /// Emits [`Signal::HardLimitChanged`](reflex_core::Signal::HardLimitChanged)
+    /// when the limit changes.
+    ///
+    /// # Errors
+    ///
+    /// When `hard_limit` is zero or absurdly large; the limit in force is
+    /// left as it was.
+    pub fn set_hard_limit(&self, hard_limit: usize) -> Result<(), ConfigError> {
+        self.shared.set_hard_limit(hard_limit)
+    }
+}
+
+impl fmt::Debug for ShedHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ShedHandle")
+            .field("component", self.component())
+            .field("in_flight", &self.in_flight())
+            .field("hard_limit", &self.hard_limit())
+            .field("soft_limit", &self.soft_limit())
+            .field("shed_total", &self.shed_total())
+            .finish()
+    }
+}

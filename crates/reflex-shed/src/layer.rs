@@ -1,0 +1,182 @@
+//! [`ConcurrencyShedLayer`] and its [`Builder`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reflex_core::{Component, ConfigError, ConfigErrorKind, SignalSink, Sink};
+use tower_layer::Layer;
+
+use crate::handle::ShedHandle;
+use crate::service::ConcurrencyShed;
+use crate::shared::{self, LAYER, Shared};
+
+/// Caps the requests in flight in the services it wraps and sheds the rest
+/// at once. See the [crate docs](crate).
+///
+/// # Clone
+///
+/// A layer holds one budget of permits: its clones, and every service it
+/// wraps, draw on the same one. Build one layer per budget.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reflex_shed::ConcurrencyShedLayer;
+///
+/// let layer = ConcurrencyShedLayer::builder()
+///     .hard_limit(256)
+///     .soft_limit(192)
+///     .retry_after(Duration::from_secs(1))
+///     .component("payments")
+///     .build()?;
+/// assert_eq!(layer.handle().hard_limit(), 256);
+/// # Ok::<_, reflex_core::ConfigError>(())
+/// ```
+#[derive(Clone)]
+pub struct ConcurrencyShedLayer {
+    shared: Arc<Shared>,
+}
+
+/// Configures a [`ConcurrencyShedLayer`]; from
+/// [`ConcurrencyShedLayer::builder`].
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct Builder {
+    hard_limit: Option<usize>,
+    soft_limit: Option<usize>,
+    retry_after: Option<Duration>,
+    component: Component,
+    sink: Sink,
+}
+
+// === impl ConcurrencyShedLayer ===
+
+impl ConcurrencyShedLayer {
+    /// Starts configuring a layer. [`Builder::hard_limit`] is required.
+    pub fn builder() -> Builder {
+        Builder {
+            hard_limit: None,
+            soft_limit: None,
+            retry_after: None,
+            component: Component::default(),
+            sink: Sink::none(),
+        }
+    }
+
+    /// A handle to read this layer's live state and change its hard limit.
+    pub fn handle(&self) -> ShedHandle {
+        ShedHandle::new(Arc::clone(&self.shared))
+    }
+}
+
+impl<S> Layer<S> for ConcurrencyShedLayer {
+    type Service = ConcurrencyShed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ConcurrencyShed::new(inner, Arc::clone(&self.shared))
+    }
+}
+
+impl fmt::Debug for ConcurrencyShedLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrencyShedLayer")
+            .field("component", self.shared.component())
+            .field("hard_limit", &self.shared.counter.hard_limit())
+            .field("soft_limit", &self.shared.soft_limit())
+            .field("retry_after", &self.shared.retry_after())
+            .finish()
+    }
+}
+
+// === impl Builder ===
+
+impl Builder {
+    /// The most requests in flight in the inner service at once; one more is
+    /// shed. Required: at least 1.
+    pub fn hard_limit(mut self, hard_limit: usize) -> Self {
+        self.hard_limit = Some(hard_limit);
+        self
+    }
+
+    /// Going above this many requests in flight logs a warning and emits
+    /// [`Signal::SoftLimitExceeded`](reflex_core::Signal::SoftLimitExceeded),
+    /// once per excursion: the excursion ends when in-flight requests fall to
+    /// 90% of the soft limit (and at least one below it). Must be below the
+    /// hard limit. Defaults to none: no warning.
+    pub fn soft_limit(mut self, soft_limit: usize) -> Self {
+        self.soft_limit = Some(soft_limit);
+        self
+    }
+
+    /// What a shed request's [`Rejected::retry_after`](reflex_core::Rejected::retry_after)
+    /// tells its caller (an http mapping turns it into `Retry-After`).
+    /// Defaults to none.
+    pub fn retry_after(mut self, retry_after: Duration) -> Self {
+        self.retry_after = Some(retry_after);
+        self
+    }
+
+    /// The component this layer guards, named in its rejections, signals and
+    /// logs. Defaults to [`Component::default`].
+    pub fn component(mut self, component: impl Into<Component>) -> Self {
+        self.component = component.into();
+        self
+    }
+
+    /// Where the layer reports its [`Signal`](reflex_core::Signal)s: sheds,
+    /// soft-limit excursions, limit changes. Defaults to nowhere.
+    pub fn sink(mut self, sink: impl SignalSink) -> Self {
+        self.sink = Sink::new(sink);
+        self
+    }
+
+    /// Checks the configuration and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the hard limit is missing, zero or absurdly
+    /// large, or when the soft limit is not below the hard limit.
+    pub fn build(self) -> Result<ConcurrencyShedLayer, ConfigError> {
+        let Some(hard) = self.hard_limit else {
+            return Err(ConfigError::new(
+                LAYER,
+                "hard_limit",
+                ConfigErrorKind::Missing,
+                "is required",
+            ));
+        };
+        shared::validate_hard_limit(hard)?;
+        if let Some(soft) = self.soft_limit {
+            if soft >= hard {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "soft_limit",
+                    ConfigErrorKind::NotBelow,
+                    format!("must be below hard_limit (soft_limit {soft}, hard_limit {hard})"),
+                ));
+            }
+        }
+        Ok(ConcurrencyShedLayer {
+            shared: Arc::new(Shared::new(
+                hard,
+                self.soft_limit,
+                self.retry_after,
+                self.component,
+                self.sink,
+            )),
+        })
+    }
+}
+
+impl fmt::Debug for Builder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Builder")
+            .field("hard_limit", &self.hard_limit)
+            .field("soft_limit", &self.soft_limit)
+            .field("retry_after", &self.retry_after)
+            .field("component", &self.component)
+            .field("sink", &self.sink)
+            .finish()
+    }
+}

@@ -1,0 +1,103 @@
+//! `ConcurrencyShedLayer`: a cap on requests in flight that refuses the rest
+//! at once.
+//!
+//! The cheapest protection a service has: when `hard_limit` requests are
+//! already running in the inner service, the next one is refused before any
+//! memory or work is spent on it, with a [`Rejected`](reflex_core::Rejected)
+//! of kind [`Shed`](reflex_core::RejectKind::Shed). Callers see the refusal
+//! at once and can go elsewhere or come back later, instead of queueing
+//! behind a dependency that is already saturated.
+//!
+//! # Guarantees
+//!
+//! - **The limit holds.** At no instant are more than `hard_limit` requests
+//!   admitted: admission checks and increments in one compare-and-swap, so
+//!   the count never overshoots, and a refused request never makes another
+//!   one look refused (a model of this is checked with loom).
+//! - **Refusal is immediate.** The layer never waits for its own reasons:
+//!   `poll_ready` is the inner service's readiness, and a request over the
+//!   limit gets a future that is ready at once with the rejection.
+//! - **Only the limit sheds.** An inner service that is not ready is waited
+//!   for as usual. (tower's `LoadShed` sheds whenever the inner service is
+//!   not ready; this layer does not.)
+//! - **Nothing leaks.** A request's permit is held by its response future and
+//!   given back when the inner future completes, when the response future is
+//!   dropped, or when the inner service panics, in `call` or in the future.
+//! - **Cheap.** On the happy path: one compare-and-swap to admit, one atomic
+//!   subtraction to release, a reference count for the future, and no
+//!   allocation. See `docs/PERFORMANCE.md`.
+//! - **Steerable.** [`ShedHandle::set_hard_limit`] changes the limit for the
+//!   next request; reads of the handle are single atomic loads.
+//! - **Observable.** Sheds, soft-limit excursions (with hysteresis: one
+//!   warning per excursion) and limit changes are [`Signal`](reflex_core::Signal)s
+//!   to the configured sink and `tracing` events.
+//!
+//! # What it does not do
+//!
+//! - It does not queue: a request over the limit is refused, not delayed.
+//!   Put tower's `ConcurrencyLimitLayer` behind it to queue instead.
+//! - A permit covers the response future, not the response body: a streamed
+//!   body that outlives its future is no longer counted.
+//! - It does not adapt the limit by itself (yet); a reflex or an operator
+//!   steers it through the handle.
+//! - The limit is per process: replicas do not share it.
+//!
+//! # Examples
+//!
+//! ```
+//! use reflex_core::{RejectKind, Rejected};
+//! use reflex_shed::ConcurrencyShedLayer;
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let shed = ConcurrencyShedLayer::builder()
+//!     .hard_limit(1)
+//!     .component("db")
+//!     .build()?;
+//! let handle = shed.handle();
+//!
+//! let (release, wait) = tokio::sync::oneshot::channel::<()>();
+//! let mut wait = Some(wait);
+//! let mut svc = ServiceBuilder::new().layer(shed).service_fn(move |q: &'static str| {
+//!     let wait = wait.take();
+//!     async move {
+//!         if let Some(wait) = wait {
+//!             let _ = wait.await;
+//!         }
+//!         Ok::<_, std::io::Error>(format!("rows for {q}"))
+//!     }
+//! });
+//!
+//! // The first request takes the only permit and waits for `release`...
+//! let first = svc.ready().await?.call("a");
+//! assert_eq!(handle.in_flight(), 1);
+//!
+//! // ...so the second one is shed at once.
+//! let err = svc.ready().await?.call("b").await.unwrap_err();
+//! let rejected = Rejected::find(&*err).unwrap();
+//! assert_eq!(rejected.kind(), RejectKind::Shed);
+//! assert_eq!(handle.shed_total(), 1);
+//!
+//! release.send(()).unwrap();
+//! assert_eq!(first.await?, "rows for a");
+//! assert_eq!(handle.in_flight(), 0);
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod counter;
+pub mod future;
+mod handle;
+mod layer;
+mod loom;
+mod service;
+mod shared;
+
+#[cfg(all(test, loom))]
+mod tests;
+
+pub use handle::ShedHandle;
+pub use layer::{Builder, ConcurrencyShedLayer};
+pub use service::ConcurrencyShed;

@@ -1,0 +1,8 @@
+//! The atomics the permit counter is built on: loom's under `cfg(loom)`, so
+//! the model checker sees every access, std's otherwise.
+
+#[cfg(loom)]
+pub(crate) use loom::sync::atomic::{AtomicUsize, Ordering};
+
+#[cfg(not(loom))]
+pub(crate) use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,130 @@
+//! The [`ConcurrencyShed`] service.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use reflex_core::{BoxError, ConfigError};
+use tower_service::Service;
+
+use crate::future::ResponseFuture;
+use crate::layer::ConcurrencyShedLayer;
+use crate::shared::Shared;
+
+/// Caps the requests in flight in the inner service and refuses the rest at
+/// once with [`Rejected`](reflex_core::Rejected) of kind
+/// [`Shed`](reflex_core::RejectKind::Shed).
+///
+/// Built by [`ConcurrencyShedLayer`]; see the [crate docs](crate) for what it
+/// guarantees.
+///
+/// # Clone
+///
+/// Clones share the layer's permits: the limit is one budget for every clone
+/// and every service the same layer wrapped. A service holds no permit and no
+/// readiness of its own, so a clone taken before `poll_ready` is as good as
+/// the original.
+pub struct ConcurrencyShed<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+// === impl ConcurrencyShed ===
+
+impl ConcurrencyShed<()> {
+    /// A layer that admits at most `hard_limit` requests at once, with the
+    /// other settings at their defaults: a shorthand for
+    /// `ConcurrencyShedLayer::builder().hard_limit(hard_limit).build()`.
+    ///
+    /// # Errors
+    ///
+    /// When `hard_limit` is zero or absurdly large.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_shed::ConcurrencyShed;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let layer = ConcurrencyShed::layer(64)?;
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(layer)
+    ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
+    /// # let _ = svc;
+    /// assert!(ConcurrencyShed::layer(0).is_err());
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn layer(hard_limit: usize) -> Result<ConcurrencyShedLayer, ConfigError> {
+        ConcurrencyShedLayer::builder()
+            .hard_limit(hard_limit)
+            .build()
+    }
+}
+
+impl<S> ConcurrencyShed<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self { inner, shared }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Request> Service<Request> for ConcurrencyShed<S>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    /// Ready when the inner service is. The shed layer never waits for its
+    /// own reasons: a request over the limit is refused by `call`.
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        match self.shared.acquire() {
+            // The permit is taken before the inner call: if `call` itself
+            // panics, unwinding drops the permit and gives it back.
+            Ok(permit) => ResponseFuture::admitted(self.inner.call(request), permit),
+            Err(rejected) => ResponseFuture::shed(rejected),
+        }
+    }
+}
+
+impl<S: Clone> Clone for ConcurrencyShed<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for ConcurrencyShed<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConcurrencyShed")
+            .field("inner", &self.inner)
+            .field("component", self.shared.component())
+            .field("in_flight", &self.shared.counter.in_flight())
+            .field("hard_limit", &self.shared.counter.hard_limit())
+            .finish()
+    }
+}
