@@ -1,17 +1,17 @@
 //! The layer contract: what every reflex layer guarantees, checked against a
 //! [`Subject`].
 //!
-//! ```ignore
-//! struct Shed;
-//! impl reflex_tests::contract::Subject for Shed { /* … */ }
-//! reflex_tests::layer_contract!(Shed);
-//! ```
+//! A layer's test file implements [`Subject`] for a marker type and invokes
+//! [`layer_contract!`](crate::layer_contract) with it; see
+//! `tests/contract_shed.rs`. The test file needs `tokio` (features `macros`
+//! and `rt`) among its dev-dependencies.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use reflex_core::{BoxError, ConfigError, Rejected};
 use tokio_test::{assert_pending, assert_ready_ok};
@@ -233,7 +233,7 @@ where
     drop(response);
     assert_eq!(T::held(&layer), 0, "dropping the future released it");
 
-    // The inner call was cancelled with it: its answer has nowhere to go.
+    // An answer arriving after the drop changes nothing.
     send.send_response("late".to_owned());
     assert_eq!(T::held(&layer), 0);
 }
@@ -243,6 +243,7 @@ pub async fn a_panic_in_the_inner_call_releases_what_it_held<T>()
 where
     T: Subject,
     WrappedPanicky<T>: Service<String, Response = String, Error = BoxError>,
+    Wrapped<T>: Service<String, Response = String, Error = BoxError>,
 {
     let layer = T::layer();
     let mut svc = tower_test::mock::Spawn::new(layer.layer(Panicky::InCall));
@@ -250,24 +251,57 @@ where
     let outcome = catch_unwind(AssertUnwindSafe(|| drop(svc.call(request(0)))));
     assert!(outcome.is_err(), "the inner call panicked");
     assert_eq!(T::held(&layer), 0);
+    // And the layer is whole after it: a request still goes through.
+    let (mock, mut handle) = mock::pair::<String, String>();
+    let mut next = layer.layer(mock);
+    let response = next.ready().await.expect("ready").call(request(1));
+    let (_, send) = handle.next_request().await.expect("request reached inner");
+    send.send_response("ok".to_owned());
+    assert_eq!(response.await.expect("response"), "ok");
 }
 
-/// A panic in the inner service's future gives back what the request held.
+/// A panic in the inner service's future, in a task, gives back what the
+/// request held: the task drops the future as the panic unwinds out of it.
 pub async fn a_panic_in_the_inner_future_releases_what_it_held<T>()
 where
     T: Subject,
     WrappedPanicky<T>: Service<String, Response = String, Error = BoxError>,
+    <WrappedPanicky<T> as Service<String>>::Future: Send + 'static,
 {
     let layer = T::layer();
     let mut svc = layer.layer(Panicky::InFuture);
     let response = svc.ready().await.expect("ready").call(request(0));
-    let mut response = tokio_test::task::spawn(response);
-    let outcome = catch_unwind(AssertUnwindSafe(|| {
-        let _ = response.poll();
-    }));
-    assert!(outcome.is_err(), "the inner future panicked");
-    // tokio drops a task whose future panicked; so do we.
-    drop(response);
+    assert_eq!(
+        T::held(&layer),
+        1,
+        "the request holds something while it runs"
+    );
+    let outcome = tokio::spawn(response).await;
+    assert!(
+        outcome.expect_err("the inner future panicked").is_panic(),
+        "the task ended in the panic"
+    );
+    assert_eq!(T::held(&layer), 0);
+}
+
+/// A timeout around the layer that fires while the inner call runs gives
+/// back what the request held (on a paused clock: no real waiting).
+pub async fn a_timeout_around_the_layer_releases_what_it_held<T>()
+where
+    T: Subject,
+    Wrapped<T>: Service<String, Response = String, Error = BoxError>,
+    <Wrapped<T> as Service<String>>::Future: Send + 'static,
+{
+    tokio::time::pause();
+    let layer = T::layer();
+    let (mock, mut handle) = mock::pair::<String, String>();
+    let mut svc = layer.layer(mock);
+    let response = svc.ready().await.expect("ready").call(request(0));
+    let timed = tokio::spawn(tokio::time::timeout(Duration::from_secs(30), response));
+    let (_, _never_answered) = handle.next_request().await.expect("request reached inner");
+    assert_eq!(T::held(&layer), 1);
+    let outcome = timed.await.expect("no panic");
+    assert!(outcome.is_err(), "the timeout fired");
     assert_eq!(T::held(&layer), 0);
 }
 
@@ -318,6 +352,11 @@ macro_rules! layer_contract {
         #[::tokio::test]
         async fn contract_a_panic_in_the_inner_future_releases_what_it_held() {
             $crate::contract::a_panic_in_the_inner_future_releases_what_it_held::<$subject>().await;
+        }
+
+        #[::tokio::test]
+        async fn contract_a_timeout_around_the_layer_releases_what_it_held() {
+            $crate::contract::a_timeout_around_the_layer_releases_what_it_held::<$subject>().await;
         }
 
         #[test]

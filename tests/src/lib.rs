@@ -4,7 +4,7 @@
 //! A layer's test file implements [`contract::Subject`] for it and invokes
 //! [`layer_contract!`]; the suite then checks, against that layer: clones
 //! taken before readiness, readiness before every call, state shared across
-//! clones, inner errors passed through, release on drop and on panic, and
-//! invalid configuration refused without a panic.
+//! clones, inner errors passed through, release on drop, on panic and on a
+//! timeout, and invalid configuration refused without a panic.
 
 pub mod contract;

@@ -37,6 +37,7 @@
 //! assert_eq!(describe(&std::io::Error::other("boom")), "the service failed");
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
 
 pub mod classify;
 mod component;

@@ -98,6 +98,10 @@ impl<T: SignalSink + ?Sized> SignalSink for Arc<T> {
 /// Layers keep a `Sink` in their shared state; builders fill it from their
 /// `.sink(..)` setter. The default sends nowhere, at the cost of one branch.
 ///
+/// # Clone
+///
+/// Clones send to the same sink (a reference count, no copy of it).
+///
 /// # Examples
 ///
 /// ```

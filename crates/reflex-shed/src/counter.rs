@@ -1,31 +1,42 @@
-//! The permit counter: how many requests are in flight, against which limits.
+//! The permit counter: how many requests are in flight, against which limit.
 //!
-//! One word holds the in-flight count and, in its top bit, whether the count
-//! is in an excursion above the soft limit. Admission is one compare-and-swap
-//! on that word; release is one `fetch_sub`, plus a compare-and-swap only
-//! when an excursion ends. Because admission checks before it increments,
-//! the count never overshoots the hard limit, not even for an instant, and a
-//! refused request never makes another one look refused.
+//! One 64-bit word holds all that admission decides on:
 //!
-//! This module is the part the loom model checks (`src/tests/loom_counter.rs`).
+//! ```text
+//!  63            32 31 30             0
+//! [  hard limit   |S |  in-flight count ]
+//! ```
+//!
+//! `S` is set while the count is in an excursion above the soft limit.
+//! Admission is one compare-and-swap on the word, release one `fetch_sub`
+//! (plus a compare-and-swap only when an excursion ends), and a limit change
+//! a compare-and-swap too. Because the limit and the count live in one word,
+//! every admission is decided against the limit in force at that instant: the
+//! count never overshoots it, a refused request leaves no trace that could
+//! make a concurrent one look refused, and an admission ordered after a limit
+//! change sees the new limit.
+//!
+//! The word guards no other data, so `Relaxed` orderings suffice: every
+//! invariant here is about this one location, whose modifications all
+//! threads see in one order.
+//!
+//! This module is what the loom models check (`src/tests/loom_counter.rs`).
 
-use crate::loom::{AtomicUsize, Ordering};
+use crate::loom::{AtomicU64, AtomicUsize, Ordering};
 
-/// The top bit of the state word: set while above the soft limit.
-const OVER_SOFT: usize = 1 << (usize::BITS - 1);
-/// The rest of the state word: the in-flight count.
-const COUNT: usize = !OVER_SOFT;
+const COUNT: u64 = (1 << 31) - 1;
+const OVER_SOFT: u64 = 1 << 31;
+const LIMIT_SHIFT: u32 = 32;
 
 /// The highest hard limit a counter accepts.
-pub(crate) const MAX_LIMIT: usize = COUNT;
+pub(crate) const MAX_LIMIT: usize = COUNT as usize;
 
 /// "No soft limit": no count is above it.
 pub(crate) const NO_SOFT_LIMIT: usize = usize::MAX;
 
 #[derive(Debug)]
 pub(crate) struct Counter {
-    state: AtomicUsize,
-    hard: AtomicUsize,
+    word: AtomicU64,
     soft: AtomicUsize,
 }
 
@@ -38,46 +49,63 @@ pub(crate) struct Admitted {
     pub(crate) crossed_soft: bool,
 }
 
+/// A refusal: the hard limit was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refused {
+    /// In flight when the request was refused.
+    pub(crate) in_flight: usize,
+    /// The hard limit it was refused against.
+    pub(crate) hard_limit: usize,
+}
+
+fn count(word: u64) -> usize {
+    (word & COUNT) as usize
+}
+
+fn limit(word: u64) -> usize {
+    (word >> LIMIT_SHIFT) as usize
+}
+
 // === impl Counter ===
 
 impl Counter {
     /// `hard` must be in `1..=MAX_LIMIT`; `soft` below it or `NO_SOFT_LIMIT`.
     pub(crate) fn new(hard: usize, soft: usize) -> Self {
+        debug_assert!((1..=MAX_LIMIT).contains(&hard));
         Self {
-            state: AtomicUsize::new(0),
-            hard: AtomicUsize::new(hard),
+            word: AtomicU64::new((hard as u64) << LIMIT_SHIFT),
             soft: AtomicUsize::new(soft),
         }
     }
 
-    /// Admits one more request unless the hard limit is reached; on refusal
-    /// returns the count in flight.
+    /// Admits one more request unless the hard limit is reached.
     #[inline]
-    pub(crate) fn try_acquire(&self) -> Result<Admitted, usize> {
-        let hard = self.hard.load(Ordering::Relaxed);
-        let soft = self.soft.load(Ordering::Relaxed);
-        let mut current = self.state.load(Ordering::Relaxed);
+    pub(crate) fn try_acquire(&self) -> Result<Admitted, Refused> {
+        let mut current = self.word.load(Ordering::Relaxed);
         loop {
-            let count = current & COUNT;
-            if count >= hard {
-                return Err(count);
+            let (in_flight, hard_limit) = (count(current), limit(current));
+            if in_flight >= hard_limit {
+                return Err(Refused {
+                    in_flight,
+                    hard_limit,
+                });
             }
-            let in_flight = count + 1;
-            let crossed_soft = in_flight > soft && current & OVER_SOFT == 0;
+            let soft = self.soft.load(Ordering::Relaxed);
+            let crossed_soft = in_flight + 1 > soft && current & OVER_SOFT == 0;
             let next = if crossed_soft {
-                in_flight | OVER_SOFT
+                (current + 1) | OVER_SOFT
             } else {
-                in_flight | (current & OVER_SOFT)
+                current + 1
             };
-            match self.state.compare_exchange_weak(
+            match self.word.compare_exchange_weak(
                 current,
                 next,
-                Ordering::AcqRel,
+                Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => {
                     return Ok(Admitted {
-                        in_flight,
+                        in_flight: in_flight + 1,
                         crossed_soft,
                     });
                 }
@@ -90,8 +118,10 @@ impl Counter {
     /// release ended an excursion above the soft limit.
     #[inline]
     pub(crate) fn release(&self) -> Option<usize> {
-        let previous = self.state.fetch_sub(1, Ordering::AcqRel);
-        debug_assert!(previous & COUNT > 0, "released more permits than acquired");
+        // The count is at least 1 (this request's), so the subtraction never
+        // borrows from the flag or the limit.
+        let previous = self.word.fetch_sub(1, Ordering::Relaxed);
+        debug_assert!(count(previous) > 0, "released more permits than acquired");
         if previous & OVER_SOFT == 0 {
             return None;
         }
@@ -99,20 +129,19 @@ impl Counter {
     }
 
     #[cold]
-    fn end_excursion(&self, mut current: usize) -> Option<usize> {
+    fn end_excursion(&self, mut current: u64) -> Option<usize> {
         let low_water = low_water(self.soft.load(Ordering::Relaxed));
         loop {
-            let count = current & COUNT;
-            if current & OVER_SOFT == 0 || count > low_water {
+            if current & OVER_SOFT == 0 || count(current) > low_water {
                 return None;
             }
-            match self.state.compare_exchange_weak(
+            match self.word.compare_exchange_weak(
                 current,
-                count,
-                Ordering::AcqRel,
+                current & !OVER_SOFT,
+                Ordering::Relaxed,
                 Ordering::Relaxed,
             ) {
-                Ok(_) => return Some(count),
+                Ok(_) => return Some(count(current)),
                 Err(actual) => current = actual,
             }
         }
@@ -120,53 +149,101 @@ impl Counter {
 
     /// Requests in flight now.
     pub(crate) fn in_flight(&self) -> usize {
-        self.state.load(Ordering::Acquire) & COUNT
+        count(self.word.load(Ordering::Relaxed))
     }
 
     pub(crate) fn hard_limit(&self) -> usize {
-        self.hard.load(Ordering::Relaxed)
+        limit(self.word.load(Ordering::Relaxed))
     }
 
     pub(crate) fn soft_limit(&self) -> usize {
         self.soft.load(Ordering::Relaxed)
     }
 
-    /// Sets both limits; takes effect for the next admission. Requests in
-    /// flight above a lowered limit finish; none is cancelled.
-    pub(crate) fn set_limits(&self, hard: usize, soft: usize) {
-        self.soft.store(soft, Ordering::Relaxed);
-        self.hard.store(hard, Ordering::Relaxed);
+    /// Sets both limits. Every admission ordered after this call sees the new
+    /// hard limit. Requests in flight above a lowered limit finish; none is
+    /// cancelled. Withdrawing the soft limit (`NO_SOFT_LIMIT`) ends an
+    /// excursion in progress at once.
+    pub(crate) fn set_limits(&self, hard: usize, soft: usize) -> LimitsChanged {
+        debug_assert!((1..=MAX_LIMIT).contains(&hard));
+        let previous_soft = self.soft.swap(soft, Ordering::Relaxed);
+        let keep = if soft == NO_SOFT_LIMIT {
+            COUNT
+        } else {
+            COUNT | OVER_SOFT
+        };
+        let previous = self
+            .word
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |word| {
+                Some((word & keep) | ((hard as u64) << LIMIT_SHIFT))
+            })
+            .unwrap_or_else(|word| word);
+        let ended_excursion =
+            (soft == NO_SOFT_LIMIT && previous & OVER_SOFT != 0).then_some(EndedExcursion {
+                in_flight: count(previous),
+                soft_limit: previous_soft,
+            });
+        LimitsChanged {
+            previous_hard: limit(previous),
+            ended_excursion,
+        }
     }
 }
 
-/// The count at or below which an excursion above `soft` ends: 90% of the
-/// soft limit, and at least one below it, so a count hovering at the soft
-/// limit warns once, not once per request.
+/// What [`Counter::set_limits`] replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LimitsChanged {
+    pub(crate) previous_hard: usize,
+    /// Set when withdrawing the soft limit ended an excursion.
+    pub(crate) ended_excursion: Option<EndedExcursion>,
+}
+
+/// An excursion above the soft limit that a limit change ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct EndedExcursion {
+    pub(crate) in_flight: usize,
+    pub(crate) soft_limit: usize,
+}
+
+/// The count at or below which an excursion above `soft` ends: half the
+/// soft limit. A load that saturates in bursts dips below the soft limit
+/// between them; ending the excursion only at half of it keeps such a load
+/// to one warning, not one per burst.
 pub(crate) fn low_water(soft: usize) -> usize {
     if soft == NO_SOFT_LIMIT {
         return NO_SOFT_LIMIT;
     }
-    soft.saturating_sub((soft / 10).max(1))
+    soft / 2
 }
 
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
+    fn admitted(counter: &Counter) -> usize {
+        counter.try_acquire().expect("admitted").in_flight
+    }
+
     #[test]
     fn admits_up_to_the_hard_limit_and_refuses_the_next() {
         let counter = Counter::new(2, NO_SOFT_LIMIT);
-        assert_eq!(counter.try_acquire().map(|a| a.in_flight), Ok(1));
-        assert_eq!(counter.try_acquire().map(|a| a.in_flight), Ok(2));
-        assert_eq!(counter.try_acquire(), Err(2));
+        assert_eq!(admitted(&counter), 1);
+        assert_eq!(admitted(&counter), 2);
+        assert_eq!(
+            counter.try_acquire(),
+            Err(Refused {
+                in_flight: 2,
+                hard_limit: 2
+            })
+        );
         assert_eq!(counter.in_flight(), 2, "a refusal leaves no trace");
         counter.release();
-        assert_eq!(counter.try_acquire().map(|a| a.in_flight), Ok(2));
+        assert_eq!(admitted(&counter), 2);
     }
 
     #[test]
     fn warns_once_per_excursion_above_the_soft_limit() {
-        // soft 10: over at 11, low water 9.
+        // soft 10: over at 11, low water 5.
         let counter = Counter::new(20, 10);
         let crossings: Vec<bool> = (0..15)
             .map(|_| counter.try_acquire().unwrap().crossed_soft)
@@ -174,28 +251,32 @@ mod tests {
         assert_eq!(crossings.iter().filter(|c| **c).count(), 1);
         assert!(crossings[10], "the 11th request crosses");
 
-        // Hovering between 10 and 11 does not end the excursion...
-        for _ in 0..5 {
+        // Dipping under the soft limit and back does not end the excursion...
+        for _ in 0..9 {
             assert_eq!(counter.release(), None);
         }
-        assert_eq!(counter.in_flight(), 10);
-        assert!(!counter.try_acquire().unwrap().crossed_soft);
-        assert_eq!(counter.release(), None);
+        assert_eq!(counter.in_flight(), 6);
+        for _ in 0..6 {
+            assert!(!counter.try_acquire().unwrap().crossed_soft);
+        }
+        for _ in 0..6 {
+            assert_eq!(counter.release(), None);
+        }
         // ...falling to the low-water mark does, once.
-        assert_eq!(counter.release(), Some(9));
+        assert_eq!(counter.release(), Some(5));
         assert_eq!(counter.release(), None);
         // And a new excursion warns again.
-        counter.try_acquire().unwrap();
-        counter.try_acquire().unwrap();
+        for _ in 0..6 {
+            assert!(!counter.try_acquire().unwrap().crossed_soft);
+        }
         assert!(counter.try_acquire().unwrap().crossed_soft);
     }
 
     #[test]
-    fn low_water_is_below_the_soft_limit() {
-        assert_eq!(low_water(0), 0);
+    fn low_water_is_half_the_soft_limit() {
         assert_eq!(low_water(1), 0);
-        assert_eq!(low_water(9), 8);
-        assert_eq!(low_water(100), 90);
+        assert_eq!(low_water(9), 4);
+        assert_eq!(low_water(100), 50);
         assert_eq!(low_water(NO_SOFT_LIMIT), NO_SOFT_LIMIT);
     }
 
@@ -205,11 +286,40 @@ mod tests {
         for _ in 0..3 {
             counter.try_acquire().unwrap();
         }
-        counter.set_limits(2, NO_SOFT_LIMIT);
-        assert_eq!(counter.try_acquire(), Err(3));
+        assert_eq!(counter.set_limits(2, NO_SOFT_LIMIT).previous_hard, 4);
+        assert_eq!(counter.in_flight(), 3, "a limit change keeps the count");
+        assert!(counter.try_acquire().is_err());
         counter.release();
-        assert_eq!(counter.try_acquire(), Err(2));
+        assert!(counter.try_acquire().is_err());
         counter.release();
-        assert_eq!(counter.try_acquire().map(|a| a.in_flight), Ok(2));
+        assert_eq!(admitted(&counter), 2);
+    }
+
+    #[test]
+    fn withdrawing_the_soft_limit_ends_an_excursion_at_once() {
+        let counter = Counter::new(4, 1);
+        counter.try_acquire().unwrap();
+        assert!(counter.try_acquire().unwrap().crossed_soft);
+        let changed = counter.set_limits(1, NO_SOFT_LIMIT);
+        assert_eq!(
+            changed.ended_excursion,
+            Some(EndedExcursion {
+                in_flight: 2,
+                soft_limit: 1
+            })
+        );
+        assert_eq!(counter.release(), None, "nothing left to end");
+        assert_eq!(counter.release(), None);
+    }
+
+    #[test]
+    fn the_largest_limit_fits_beside_a_full_count() {
+        let counter = Counter::new(MAX_LIMIT, NO_SOFT_LIMIT);
+        assert_eq!(counter.hard_limit(), MAX_LIMIT);
+        counter.try_acquire().unwrap();
+        assert_eq!(counter.in_flight(), 1);
+        assert_eq!(counter.hard_limit(), MAX_LIMIT);
+        counter.release();
+        assert_eq!(counter.in_flight(), 0);
     }
 }

@@ -20,8 +20,9 @@ pin_project! {
     ///
     /// The permit is given back when the inner future completes, or when this
     /// future is dropped before that: dropping it cancels the inner call and
-    /// releases the permit. A panic in the inner future unwinds through this
-    /// one and drops it, which releases the permit too.
+    /// releases the permit. A panic in the inner future unwinds out of
+    /// `poll`; whoever owns this future then drops it (a tokio task does),
+    /// which releases the permit.
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,

@@ -65,14 +65,9 @@ impl ShedHandle {
     /// by the soft limit, so `1.0` is at the soft limit and above `1.0` is
     /// over it. With no soft limit configured the hard limit stands in.
     pub fn soft_depth_ratio(&self) -> f64 {
-        let in_flight = self.in_flight() as f64;
+        // Both limits are at least 1: no division by zero.
         let reference = self.soft_limit().unwrap_or_else(|| self.hard_limit());
-        if reference == 0 {
-            // A soft limit of 0 (a hard limit of 1 rescaled): any request
-            // is over it.
-            return if in_flight > 0.0 { f64::INFINITY } else { 0.0 };
-        }
-        in_flight / reference as f64
+        self.in_flight() as f64 / reference as f64
     }
 
     /// Requests shed since the layer was built.
@@ -90,14 +85,18 @@ impl ShedHandle {
     /// Requests already in flight are not cancelled: after lowering the
     /// limit below the in-flight count, new requests are shed until enough
     /// of them finish. A configured soft limit keeps its proportion of the
-    /// hard limit (80 of 100 becomes 40 of 50), always below it.
+    /// hard limit (80 of 100 becomes 40 of 50), always below it; where no
+    /// room is left below it (a hard limit of 1) there is no soft limit.
+    ///
+    /// Every admission ordered after this call is decided against the new
+    /// limit: the limit and the in-flight count are one atomic word.
     ///
     /// Emits [`Signal::HardLimitChanged`](reflex_core::Signal::HardLimitChanged)
     /// when the limit changes.
     ///
     /// # Errors
     ///
-    /// When `hard_limit` is zero or absurdly large; the limit in force is
+    /// When `hard_limit` is zero or above 2³¹ − 1; the limit in force is
     /// left as it was.
     pub fn set_hard_limit(&self, hard_limit: usize) -> Result<(), ConfigError> {
         self.shared.set_hard_limit(hard_limit)

@@ -1,4 +1,4 @@
-//! [`ConcurrencyShedLayer`] and its [`Builder`].
+//! [`ConcurrencyShedLayer`] and its [`ConcurrencyShedBuilder`].
 
 use std::fmt;
 use std::sync::Arc;
@@ -41,8 +41,19 @@ pub struct ConcurrencyShedLayer {
 
 /// Configures a [`ConcurrencyShedLayer`]; from
 /// [`ConcurrencyShedLayer::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use reflex_core::ConfigErrorKind;
+/// use reflex_shed::ConcurrencyShedLayer;
+///
+/// let err = ConcurrencyShedLayer::builder().hard_limit(8).soft_limit(8).build().unwrap_err();
+/// assert_eq!(err.kind(), ConfigErrorKind::NotBelow);
+/// assert_eq!(err.setting(), "soft_limit");
+/// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct Builder {
+pub struct ConcurrencyShedBuilder {
     hard_limit: Option<usize>,
     soft_limit: Option<usize>,
     retry_after: Option<Duration>,
@@ -53,9 +64,9 @@ pub struct Builder {
 // === impl ConcurrencyShedLayer ===
 
 impl ConcurrencyShedLayer {
-    /// Starts configuring a layer. [`Builder::hard_limit`] is required.
-    pub fn builder() -> Builder {
-        Builder {
+    /// Starts configuring a layer. [`ConcurrencyShedBuilder::hard_limit`] is required.
+    pub fn builder() -> ConcurrencyShedBuilder {
+        ConcurrencyShedBuilder {
             hard_limit: None,
             soft_limit: None,
             retry_after: None,
@@ -89,11 +100,11 @@ impl fmt::Debug for ConcurrencyShedLayer {
     }
 }
 
-// === impl Builder ===
+// === impl ConcurrencyShedBuilder ===
 
-impl Builder {
+impl ConcurrencyShedBuilder {
     /// The most requests in flight in the inner service at once; one more is
-    /// shed. Required: at least 1.
+    /// shed. Required (no default): from 1 to 2³¹ − 1.
     pub fn hard_limit(mut self, hard_limit: usize) -> Self {
         self.hard_limit = Some(hard_limit);
         self
@@ -101,9 +112,10 @@ impl Builder {
 
     /// Going above this many requests in flight logs a warning and emits
     /// [`Signal::SoftLimitExceeded`](reflex_core::Signal::SoftLimitExceeded),
-    /// once per excursion: the excursion ends when in-flight requests fall to
-    /// 90% of the soft limit (and at least one below it). Must be below the
-    /// hard limit. Defaults to none: no warning.
+    /// once per excursion: the excursion ends, with
+    /// [`Signal::SoftLimitRecovered`](reflex_core::Signal::SoftLimitRecovered),
+    /// when in-flight requests fall to half the soft limit. Must be below the
+    /// hard limit and at least 1. Defaults to none: no warning.
     pub fn soft_limit(mut self, soft_limit: usize) -> Self {
         self.soft_limit = Some(soft_limit);
         self
@@ -135,8 +147,8 @@ impl Builder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] when the hard limit is missing, zero or absurdly
-    /// large, or when the soft limit is not below the hard limit.
+    /// A [`ConfigError`] when the hard limit is missing, zero or above
+    /// 2³¹ − 1, or when the soft limit is zero or not below the hard limit.
     pub fn build(self) -> Result<ConcurrencyShedLayer, ConfigError> {
         let Some(hard) = self.hard_limit else {
             return Err(ConfigError::new(
@@ -148,6 +160,14 @@ impl Builder {
         };
         shared::validate_hard_limit(hard)?;
         if let Some(soft) = self.soft_limit {
+            if soft == 0 {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "soft_limit",
+                    ConfigErrorKind::Zero,
+                    "must be at least 1 (a soft limit of 0 would warn on every request)",
+                ));
+            }
             if soft >= hard {
                 return Err(ConfigError::new(
                     LAYER,
@@ -169,9 +189,9 @@ impl Builder {
     }
 }
 
-impl fmt::Debug for Builder {
+impl fmt::Debug for ConcurrencyShedBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Builder")
+        f.debug_struct("ConcurrencyShedBuilder")
             .field("hard_limit", &self.hard_limit)
             .field("soft_limit", &self.soft_limit)
             .field("retry_after", &self.retry_after)

@@ -10,10 +10,13 @@
 //!
 //! # Guarantees
 //!
-//! - **The limit holds.** At no instant are more than `hard_limit` requests
-//!   admitted: admission checks and increments in one compare-and-swap, so
-//!   the count never overshoots, and a refused request never makes another
-//!   one look refused (a model of this is checked with loom).
+//! - **The limit holds.** No admission ever takes the count above the hard
+//!   limit in force: the limit and the count are one atomic word, and
+//!   admission checks and increments it in one compare-and-swap. A refused
+//!   request never makes another one look refused, and an admission ordered
+//!   after [`ShedHandle::set_hard_limit`] sees the new limit. (Lowering the
+//!   limit cancels nothing: requests already running finish.) Loom models
+//!   check all three.
 //! - **Refusal is immediate.** The layer never waits for its own reasons:
 //!   `poll_ready` is the inner service's readiness, and a request over the
 //!   limit gets a future that is ready at once with the rejection.
@@ -23,9 +26,11 @@
 //! - **Nothing leaks.** A request's permit is held by its response future and
 //!   given back when the inner future completes, when the response future is
 //!   dropped, or when the inner service panics, in `call` or in the future.
-//! - **Cheap.** On the happy path: one compare-and-swap to admit, one atomic
-//!   subtraction to release, a reference count for the future, and no
-//!   allocation. See `docs/PERFORMANCE.md`.
+//! - **Cheap.** On the happy path: a compare-and-swap to admit and an atomic
+//!   subtraction to release, plus a reference-count increment and decrement
+//!   for the permit the future owns; no lock and no allocation. A refusal
+//!   costs one small allocation (the boxed error) and a signal. See
+//!   `docs/PERFORMANCE.md`.
 //! - **Steerable.** [`ShedHandle::set_hard_limit`] changes the limit for the
 //!   next request; reads of the handle are single atomic loads.
 //! - **Observable.** Sheds, soft-limit excursions (with hysteresis: one
@@ -86,6 +91,7 @@
 //! # }
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
 
 mod counter;
 pub mod future;
@@ -99,5 +105,5 @@ mod shared;
 mod tests;
 
 pub use handle::ShedHandle;
-pub use layer::{Builder, ConcurrencyShedLayer};
+pub use layer::{ConcurrencyShedBuilder, ConcurrencyShedLayer};
 pub use service::ConcurrencyShed;

@@ -24,6 +24,23 @@ use crate::shared::Shared;
 /// and every service the same layer wrapped. A service holds no permit and no
 /// readiness of its own, so a clone taken before `poll_ready` is as good as
 /// the original.
+///
+/// # Examples
+///
+/// ```
+/// use reflex_shed::{ConcurrencyShed, ConcurrencyShedLayer};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let layer = ConcurrencyShedLayer::builder().hard_limit(2).build()?;
+/// let mut svc: ConcurrencyShed<_> =
+///     layer.layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n * 2) }));
+/// assert_eq!(svc.ready().await?.call(21).await?, 42);
+/// let _inner = svc.into_inner();
+/// # Ok(())
+/// # }
+/// ```
 pub struct ConcurrencyShed<S> {
     inner: S,
     shared: Arc<Shared>,
@@ -38,7 +55,7 @@ impl ConcurrencyShed<()> {
     ///
     /// # Errors
     ///
-    /// When `hard_limit` is zero or absurdly large.
+    /// When `hard_limit` is zero or above 2³¹ − 1.
     ///
     /// # Examples
     ///

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reflex_core::{Component, ConfigError, ConfigErrorKind, RejectKind, Rejected, Signal, Sink};
 
-use crate::counter::{self, Counter, NO_SOFT_LIMIT};
+use crate::counter::{self, Counter, NO_SOFT_LIMIT, Refused};
 
 pub(crate) const LAYER: &str = "shed";
 
@@ -67,14 +67,17 @@ impl Shared {
                     shared: Arc::clone(self),
                 })
             }
-            Err(in_flight) => Err(self.shed(in_flight)),
+            Err(refused) => Err(self.shed(refused)),
         }
     }
 
     #[cold]
-    fn shed(&self, in_flight: usize) -> Rejected {
+    fn shed(&self, refused: Refused) -> Rejected {
+        let Refused {
+            in_flight,
+            hard_limit,
+        } = refused;
         self.shed_total.fetch_add(1, Ordering::Relaxed);
-        let hard_limit = self.counter.hard_limit();
         tracing::debug!(
             component = %self.component,
             in_flight,
@@ -115,8 +118,7 @@ impl Shared {
     }
 
     #[cold]
-    fn soft_limit_recovered(&self, in_flight: usize) {
-        let soft_limit = self.counter.soft_limit();
+    fn soft_limit_recovered(&self, in_flight: usize, soft_limit: usize) {
         tracing::info!(
             component = %self.component,
             in_flight,
@@ -158,12 +160,15 @@ impl Shared {
             .set_limits
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let from = self.counter.hard_limit();
         let soft = match self.configured_soft {
             Some(soft) => rescale_soft(soft, self.configured_hard, hard),
             None => NO_SOFT_LIMIT,
         };
-        self.counter.set_limits(hard, soft);
+        let changed = self.counter.set_limits(hard, soft);
+        if let Some(ended) = changed.ended_excursion {
+            self.soft_limit_recovered(ended.in_flight, ended.soft_limit);
+        }
+        let from = changed.previous_hard;
         if from != hard {
             tracing::info!(component = %self.component, from, to = hard, "hard limit changed");
             self.sink
@@ -174,10 +179,14 @@ impl Shared {
 }
 
 /// The soft limit keeps its proportion of the hard limit: configured 80 of
-/// 100, it becomes 40 of 50. It stays below the hard limit.
+/// 100, it becomes 40 of 50. It stays below the hard limit, and where that
+/// leaves no room (a hard limit of 1) there is no soft limit.
 fn rescale_soft(soft: usize, configured_hard: usize, hard: usize) -> usize {
     let scaled = (soft as u128 * hard as u128 / configured_hard as u128) as usize;
-    scaled.min(hard - 1)
+    match scaled.min(hard - 1) {
+        0 => NO_SOFT_LIMIT,
+        soft => soft,
+    }
 }
 
 pub(crate) fn validate_hard_limit(hard: usize) -> Result<(), ConfigError> {
@@ -205,7 +214,8 @@ pub(crate) fn validate_hard_limit(hard: usize) -> Result<(), ConfigError> {
 impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(in_flight) = self.shared.counter.release() {
-            self.shared.soft_limit_recovered(in_flight);
+            let soft_limit = self.shared.counter.soft_limit();
+            self.shared.soft_limit_recovered(in_flight, soft_limit);
         }
     }
 }
@@ -218,7 +228,12 @@ mod tests {
     fn soft_limit_keeps_its_proportion_when_the_hard_limit_changes() {
         assert_eq!(rescale_soft(80, 100, 50), 40);
         assert_eq!(rescale_soft(80, 100, 200), 160);
-        assert_eq!(rescale_soft(9, 10, 1), 0);
-        assert_eq!(rescale_soft(1, 2, usize::MAX >> 1), (usize::MAX >> 2));
+        assert_eq!(rescale_soft(9, 10, 2), 1);
+        assert_eq!(rescale_soft(9, 10, 1), NO_SOFT_LIMIT, "no room below 1");
+        assert_eq!(rescale_soft(1, 4, 3), NO_SOFT_LIMIT, "rounds down to 0");
+        assert_eq!(
+            rescale_soft(1, 2, counter::MAX_LIMIT),
+            counter::MAX_LIMIT / 2
+        );
     }
 }
