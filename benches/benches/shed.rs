@@ -1,0 +1,98 @@
+//! ConcurrencyShed beside tower's ConcurrencyLimit + LoadShed, on the happy
+//! path (limit never reached), single-threaded and with 64 tasks on 2
+//! workers. Run with `cargo bench -p reflex-benches --bench shed`.
+//!
+//! Layers are built outside the timed loop. Allocations per call are printed
+//! before the timings.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use reflex_benches::{Echo, allocations_per_call, call_once, contended};
+use reflex_shed::ConcurrencyShedLayer;
+use tower::{Layer, ServiceBuilder};
+
+/// High enough that the happy path never sheds, even with 64 tasks.
+const LIMIT: usize = 1024;
+const TASKS: u64 = 64;
+
+fn reflex_shed() -> reflex_shed::ConcurrencyShed<Echo> {
+    ConcurrencyShedLayer::builder()
+        .hard_limit(LIMIT)
+        .soft_limit(LIMIT - 1)
+        .build()
+        .expect("valid config")
+        .layer(Echo)
+}
+
+fn tower_pair() -> tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Echo>> {
+    ServiceBuilder::new()
+        .load_shed()
+        .concurrency_limit(LIMIT)
+        .service(Echo)
+}
+
+fn print_allocations() {
+    eprintln!(
+        "allocations per call: reflex ConcurrencyShed {:.3}, tower ConcurrencyLimit+LoadShed {:.3}, bare Echo {:.3}",
+        allocations_per_call(&mut reflex_shed(), 100_000),
+        allocations_per_call(&mut tower_pair(), 100_000),
+        allocations_per_call(&mut Echo, 100_000),
+    );
+}
+
+fn single_threaded(c: &mut Criterion) {
+    print_allocations();
+    let mut group = c.benchmark_group("shed/single_thread");
+    let mut n = 0u64;
+    let mut bare = Echo;
+    group.bench_function("bare Echo", |b| {
+        b.iter(|| {
+            n += 1;
+            call_once(&mut bare, n)
+        });
+    });
+    let mut ours = reflex_shed();
+    group.bench_function("reflex ConcurrencyShed", |b| {
+        b.iter(|| {
+            n += 1;
+            call_once(&mut ours, n)
+        });
+    });
+    let mut theirs = tower_pair();
+    group.bench_function("tower ConcurrencyLimit+LoadShed", |b| {
+        b.iter(|| {
+            n += 1;
+            call_once(&mut theirs, n)
+        });
+    });
+    group.finish();
+}
+
+fn contended_64_tasks(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("shed/64_tasks_2_workers");
+    let ours = reflex_shed();
+    group.bench_with_input(
+        BenchmarkId::from_parameter("reflex ConcurrencyShed"),
+        &ours,
+        |b, svc| b.iter_custom(|iters| contended(&runtime, svc, TASKS, iters)),
+    );
+    let theirs = tower_pair();
+    group.bench_with_input(
+        BenchmarkId::from_parameter("tower ConcurrencyLimit+LoadShed"),
+        &theirs,
+        |b, svc| b.iter_custom(|iters| contended(&runtime, svc, TASKS, iters)),
+    );
+    let bare = Echo;
+    group.bench_with_input(BenchmarkId::from_parameter("bare Echo"), &bare, |b, svc| {
+        b.iter_custom(|iters| contended(&runtime, svc, TASKS, iters))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, single_threaded, contended_64_tasks);
+criterion_main!(benches);
