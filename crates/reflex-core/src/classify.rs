@@ -67,6 +67,7 @@ impl Outcome {
 /// };
 /// assert_eq!(classify.classify(Err(&DbError::Down)), Outcome::Failure);
 /// assert_eq!(classify.classify(Err(&DbError::NotFound)), Outcome::Success);
+/// assert_eq!(classify.classify(Err(&DbError::Cancelled)), Outcome::Ignored);
 /// ```
 pub trait Classify<Res, Err> {
     /// Classifies one finished call.
