@@ -1,0 +1,144 @@
+//! [`Backend`]: where a breaker's state lives.
+
+use std::time::Duration;
+
+use reflex_core::{BreakerState, Outcome};
+
+/// Where a breaker's state lives, and what decides admission.
+///
+/// [`MemoryBackend`](crate::MemoryBackend), the default, keeps it in this
+/// process, lock-free on the Closed path. A backend shared between replicas
+/// (Redis, later) implements the same trait: its methods are synchronous
+/// because they run on every request, so such a backend decides from a local
+/// view and reconciles with the shared store off the request path.
+///
+/// The layer calls [`admit`](Self::admit) once per request, then exactly
+/// one of [`record`](Self::record) (the call finished) or
+/// [`abandon`](Self::abandon) (its future was dropped first) with the
+/// ticket `admit` gave.
+pub trait Backend: Send + Sync + 'static {
+    /// Admits a call, or refuses it.
+    ///
+    /// # Errors
+    ///
+    /// A [`Refusal`] when the breaker is open, forced open, or half-open
+    /// with every probe taken.
+    fn admit(&self) -> Result<Ticket, Refusal>;
+
+    /// The call admitted with `ticket` finished: `outcome`, after `elapsed`
+    /// (measured only when [`needs_latency`](Self::needs_latency) says so).
+    fn record(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<Duration>);
+
+    /// The call admitted with `ticket` was dropped before it finished: it
+    /// counts for nothing, but gives back its probe slot if it had one.
+    fn abandon(&self, ticket: Ticket);
+
+    /// `true` when [`record`](Self::record) wants the call's latency (a
+    /// slow-call rate is configured); otherwise the layer reads no clock.
+    fn needs_latency(&self) -> bool;
+
+    /// The state now.
+    fn state(&self) -> BreakerState;
+
+    /// Counts and rates now.
+    fn metrics(&self) -> Metrics;
+
+    /// Sets the state by hand: `Closed` (a reset: counts cleared, open
+    /// duration back to its base), `ForcedOpen`, `Disabled` or
+    /// `MetricsOnly`. `Open` and `HalfOpen` are the breaker's own to enter.
+    ///
+    /// # Errors
+    ///
+    /// When asked for `Open` or `HalfOpen`; the state is left as it was.
+    fn set_state(&self, state: BreakerState) -> Result<(), ManualStateError>;
+}
+
+/// What [`Backend::admit`] gives an admitted call, to hand back with its
+/// outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub(crate) generation: u32,
+    pub(crate) kind: TicketKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TicketKind {
+    /// Admitted while Closed or MetricsOnly: counted.
+    Counted,
+    /// Admitted as a half-open probe: holds a probe slot.
+    Probe,
+    /// Admitted while Disabled: counted nowhere.
+    Uncounted,
+}
+
+// === impl Ticket ===
+
+impl Ticket {
+    /// A ticket for a backend of your own: `generation` is yours to use, for
+    /// example to ignore outcomes of calls admitted before a transition.
+    pub fn new(generation: u32, probe: bool) -> Self {
+        Self {
+            generation,
+            kind: if probe {
+                TicketKind::Probe
+            } else {
+                TicketKind::Counted
+            },
+        }
+    }
+
+    /// The generation the ticket was issued in.
+    pub fn generation(self) -> u32 {
+        self.generation
+    }
+
+    /// `true` when the call is a half-open probe.
+    pub fn is_probe(self) -> bool {
+        self.kind == TicketKind::Probe
+    }
+}
+
+/// Why [`Backend::admit`] refused a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    /// Time left until the breaker probes again, when it knows.
+    pub retry_after: Option<Duration>,
+}
+
+/// A breaker's counts and rates, from [`BreakerHandle::metrics`](crate::BreakerHandle::metrics).
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// The state now.
+    pub state: BreakerState,
+    /// Calls in the window (success or failure; ignored calls excluded).
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// `failures / calls`, `None` on an empty window.
+    pub failure_rate: Option<f64>,
+    /// `slow_calls / calls`, `None` on an empty window.
+    pub slow_call_rate: Option<f64>,
+    /// Failures in a row, now.
+    pub consecutive_failures: u32,
+    /// Probes running now (half-open).
+    pub probes_in_flight: u32,
+    /// Calls refused since the breaker was built.
+    pub rejected_total: u64,
+    /// State changes since the breaker was built.
+    pub transitions_total: u64,
+}
+
+/// [`Backend::set_state`] was asked for a state only the breaker enters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ManualStateError(pub BreakerState);
+
+impl std::fmt::Display for ManualStateError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the breaker enters {} by itself; it cannot be set by hand", self.0)
+    }
+}
+
+impl std::error::Error for ManualStateError {}

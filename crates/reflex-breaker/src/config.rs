@@ -1,0 +1,240 @@
+//! [`BreakerConfig`]: a validated breaker configuration.
+
+use std::time::Duration;
+
+use reflex_core::{Component, ConfigError, ConfigErrorKind, Sink};
+
+pub(crate) const LAYER: &str = "breaker";
+
+/// The most calls a count-based window holds.
+pub const MAX_WINDOW_CALLS: u32 = 1 << 20;
+/// The most buckets a time-based window has.
+pub const MAX_WINDOW_BUCKETS: u32 = 1000;
+/// The most probes a half-open breaker admits at once.
+pub const MAX_PROBES: u32 = (1 << 15) - 1;
+
+/// Which recent calls the rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    /// The last `calls` calls, exactly.
+    Count {
+        /// How many calls.
+        calls: u32,
+    },
+    /// The calls of the last `length`, in `buckets` buckets: a bucket drops
+    /// out of the window whole, so the window covers between
+    /// `length - length / buckets` and `length`.
+    Time {
+        /// How far back.
+        length: Duration,
+        /// In how many buckets.
+        buckets: u32,
+    },
+}
+
+/// A breaker's configuration, validated. Built by
+/// [`CircuitBreakBuilder`](crate::CircuitBreakBuilder); a custom
+/// [`Backend`](crate::Backend) is built from it.
+#[derive(Debug, Clone)]
+pub struct BreakerConfig {
+    pub(crate) component: Component,
+    pub(crate) sink: Sink,
+    pub(crate) consecutive_failures: Option<u32>,
+    pub(crate) failure_rate: Option<f64>,
+    pub(crate) slow_call: Option<(f64, Duration)>,
+    pub(crate) window: Window,
+    pub(crate) minimum_calls: u32,
+    pub(crate) open_duration: Duration,
+    pub(crate) open_backoff: Option<(f64, Duration)>,
+    pub(crate) probes: u32,
+    pub(crate) probe_successes: u32,
+    pub(crate) half_open_max_wait: Duration,
+}
+
+// === impl BreakerConfig ===
+
+impl BreakerConfig {
+    /// The component the breaker guards.
+    pub fn component(&self) -> &Component {
+        &self.component
+    }
+
+    /// Where transitions are reported.
+    pub fn sink(&self) -> &Sink {
+        &self.sink
+    }
+
+    /// Trip after this many failures in a row, if set.
+    pub fn consecutive_failures(&self) -> Option<u32> {
+        self.consecutive_failures
+    }
+
+    /// Trip when the failure rate over the window reaches this, if set.
+    pub fn failure_rate(&self) -> Option<f64> {
+        self.failure_rate
+    }
+
+    /// Trip when the rate of calls at least this slow reaches the
+    /// threshold, if set: `(threshold, duration)`.
+    pub fn slow_call(&self) -> Option<(f64, Duration)> {
+        self.slow_call
+    }
+
+    /// The window the rates are computed over.
+    pub fn window(&self) -> Window {
+        self.window
+    }
+
+    /// Rates trip only once the window holds this many calls.
+    pub fn minimum_calls(&self) -> u32 {
+        self.minimum_calls
+    }
+
+    /// How long the breaker stays open before it probes, the first time.
+    pub fn open_duration(&self) -> Duration {
+        self.open_duration
+    }
+
+    /// The open duration grows by this factor on each re-open without a
+    /// close in between, up to this cap, if set.
+    pub fn open_backoff(&self) -> Option<(f64, Duration)> {
+        self.open_backoff
+    }
+
+    /// Probe calls admitted at once while half-open.
+    pub fn probes(&self) -> u32 {
+        self.probes
+    }
+
+    /// Successful probes that close the breaker.
+    pub fn probe_successes(&self) -> u32 {
+        self.probe_successes
+    }
+
+    /// How long a half-open breaker with every probe taken waits for one to
+    /// report before it re-opens.
+    pub fn half_open_max_wait(&self) -> Duration {
+        self.half_open_max_wait
+    }
+
+    /// The open duration after `opens` opens in a row (1 for the first).
+    pub(crate) fn open_duration_after(&self, opens: u32) -> Duration {
+        match self.open_backoff {
+            None => self.open_duration,
+            Some((factor, cap)) => {
+                let grown = self.open_duration.as_secs_f64() * factor.powi(opens.saturating_sub(1) as i32);
+                if grown.is_finite() && grown < cap.as_secs_f64() {
+                    Duration::from_secs_f64(grown)
+                } else {
+                    cap
+                }
+            }
+        }
+    }
+
+    /// `true` when calls' latencies are needed (slow-call rate configured).
+    pub(crate) fn needs_latency(&self) -> bool {
+        self.slow_call.is_some()
+    }
+
+    /// `true` when a window must record every call.
+    pub(crate) fn has_window(&self) -> bool {
+        self.failure_rate.is_some() || self.slow_call.is_some()
+    }
+
+    pub(crate) fn validate(self) -> Result<Self, ConfigError> {
+        fn err(setting: &'static str, kind: ConfigErrorKind, reason: String) -> ConfigError {
+            ConfigError::new(LAYER, setting, kind, reason)
+        }
+        fn rate(setting: &'static str, rate: f64) -> Result<(), ConfigError> {
+            if rate > 0.0 && rate <= 1.0 {
+                Ok(())
+            } else {
+                Err(err(
+                    setting,
+                    ConfigErrorKind::OutOfRange,
+                    format!("must be in (0, 1], got {rate}"),
+                ))
+            }
+        }
+        if self.consecutive_failures == Some(0) {
+            return Err(err("consecutive_failures", ConfigErrorKind::Zero, "must be at least 1".into()));
+        }
+        if let Some(rate_) = self.failure_rate {
+            rate("failure_rate", rate_)?;
+        }
+        if let Some((rate_, duration)) = self.slow_call {
+            rate("slow_call_rate", rate_)?;
+            if duration.is_zero() {
+                return Err(err("slow_call_duration", ConfigErrorKind::Zero, "must be above zero".into()));
+            }
+        }
+        if self.consecutive_failures.is_none() && !self.has_window() {
+            return Err(err(
+                "failure_rate",
+                ConfigErrorKind::Missing,
+                "or consecutive_failures or slow_calls is required: a breaker with no trip condition never opens (use MetricsOnly for that)".into(),
+            ));
+        }
+        match self.window {
+            Window::Count { calls } => {
+                if calls == 0 {
+                    return Err(err("count_window", ConfigErrorKind::Zero, "must hold at least 1 call".into()));
+                }
+                if calls > MAX_WINDOW_CALLS {
+                    return Err(err("count_window", ConfigErrorKind::OutOfRange, format!("must hold at most {MAX_WINDOW_CALLS} calls")));
+                }
+            }
+            Window::Time { length, buckets } => {
+                if length.is_zero() {
+                    return Err(err("time_window", ConfigErrorKind::Zero, "must be above zero".into()));
+                }
+                if buckets == 0 || buckets > MAX_WINDOW_BUCKETS {
+                    return Err(err("time_window", ConfigErrorKind::OutOfRange, format!("buckets must be in 1..={MAX_WINDOW_BUCKETS}, got {buckets}")));
+                }
+                if length.as_nanos() / u128::from(buckets) == 0 {
+                    return Err(err("time_window", ConfigErrorKind::OutOfRange, "buckets must be at least a nanosecond long".into()));
+                }
+            }
+        }
+        if self.minimum_calls == 0 {
+            return Err(err("minimum_calls", ConfigErrorKind::Zero, "must be at least 1".into()));
+        }
+        if let Window::Count { calls } = self.window {
+            if self.minimum_calls > calls {
+                return Err(err(
+                    "minimum_calls",
+                    ConfigErrorKind::OutOfRange,
+                    format!("({}) must not exceed the count window ({calls}): the rates could never trip", self.minimum_calls),
+                ));
+            }
+        }
+        if self.open_duration.is_zero() {
+            return Err(err("open_duration", ConfigErrorKind::Zero, "must be above zero".into()));
+        }
+        if let Some((factor, cap)) = self.open_backoff {
+            if !(factor >= 1.0 && factor.is_finite()) {
+                return Err(err("open_backoff", ConfigErrorKind::OutOfRange, format!("factor must be a finite number >= 1, got {factor}")));
+            }
+            if cap < self.open_duration {
+                return Err(err("open_backoff", ConfigErrorKind::OutOfRange, "cap must not be below open_duration".into()));
+            }
+        }
+        if self.probes == 0 {
+            return Err(err("half_open_probes", ConfigErrorKind::Zero, "must be at least 1".into()));
+        }
+        if self.probes > MAX_PROBES {
+            return Err(err("half_open_probes", ConfigErrorKind::OutOfRange, format!("must be at most {MAX_PROBES}")));
+        }
+        if self.probe_successes == 0 {
+            return Err(err("probe_successes", ConfigErrorKind::Zero, "must be at least 1".into()));
+        }
+        if self.probe_successes > MAX_PROBES {
+            return Err(err("probe_successes", ConfigErrorKind::OutOfRange, format!("must be at most {MAX_PROBES}")));
+        }
+        if self.half_open_max_wait.is_zero() {
+            return Err(err("half_open_max_wait", ConfigErrorKind::Zero, "must be above zero".into()));
+        }
+        Ok(self)
+    }
+}

@@ -1,0 +1,112 @@
+//! `CircuitBreakLayer`: stop calling a dependency that is failing, and find
+//! out by probing when it has recovered.
+//!
+//! A breaker counts the outcome of every call through it. When a trip
+//! condition holds it **opens**: calls are refused at once with a
+//! [`Rejected`](reflex_core::Rejected) of kind
+//! [`CircuitOpen`](reflex_core::RejectKind::CircuitOpen), whose
+//! `retry_after` is the time left until it probes, and the inner service is
+//! not called. After the open duration it goes **half-open**: a bounded
+//! number of probe calls go through; enough successes **close** it, a
+//! failure re-opens it (for longer, with a backoff).
+//!
+//! # Trip conditions
+//!
+//! Each optional, any one trips:
+//! - `n` failures in a row ([`consecutive_failures`](CircuitBreakBuilder::consecutive_failures));
+//! - a failure rate over a sliding window, count-based (the last `n` calls,
+//!   exactly) or time-based (the last `t`, bucketed), once a minimum number
+//!   of calls is in it ([`failure_rate`](CircuitBreakBuilder::failure_rate));
+//! - a slow-call rate, a call at least a set duration long being slow,
+//!   successful or not ([`slow_calls`](CircuitBreakBuilder::slow_calls)).
+//!
+//! What counts as a failure is the [`Classify`](reflex_core::Classify) the
+//! builder was given; [`Ignored`](reflex_core::Outcome::Ignored) outcomes and
+//! [`Rejected`](reflex_core::Rejected) errors from layers inside the breaker
+//! count for nothing.
+//!
+//! # Guarantees
+//!
+//! - **No stuck half-open.** A probe's slot is held by its response future
+//!   and given back when it completes, when it is dropped, and when the
+//!   inner service panics. If every probe is out and none reports within
+//!   [`half_open_max_wait`](CircuitBreakBuilder::half_open_max_wait), the
+//!   breaker re-opens instead of waiting on them forever.
+//! - **Exactly `k` probes.** The half-open probe count lives in the state
+//!   word and is taken by compare-and-swap: however many calls race, at
+//!   most `k` probes are out at once (a loom model checks it).
+//! - **A dropped call counts for nothing**: neither success nor failure.
+//! - **Never waits.** `poll_ready` is the inner service's readiness; refusal
+//!   is a future ready at once.
+//! - **Cheap when healthy.** Closed, with a count window: one atomic load to
+//!   admit, one `fetch_add` to record a success, no lock, no allocation, no
+//!   clock read. A time window costs a clock read a call; a slow-call rate
+//!   two. Transitions take a small lock. See `docs/PERFORMANCE.md`.
+//! - **Observable.** Every transition is a
+//!   [`Signal::BreakerTransition`](reflex_core::Signal::BreakerTransition)
+//!   (from, to, why) and a `tracing` event; [`BreakerHandle`] reads the state
+//!   and counts and sets ForcedOpen, Disabled, MetricsOnly or Closed by hand.
+//! - **Pluggable state.** The state lives behind [`Backend`];
+//!   [`MemoryBackend`] is the default.
+//!
+//! # What it does not do
+//!
+//! - Calls that outlive a transition (admitted Closed, finished after the
+//!   breaker opened) are not counted in the new state.
+//! - A time window's bucket boundaries are approximate to one bucket for
+//!   calls that read the clock just as a bucket turns.
+//! - A panic in the inner service counts as a dropped call, not a failure.
+//!
+//! # Examples
+//!
+//! ```
+//! use reflex_breaker::CircuitBreakLayer;
+//! use reflex_core::{BreakerState, RejectKind, Rejected};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let breaker = CircuitBreakLayer::builder()
+//!     .component("db")
+//!     .consecutive_failures(2)
+//!     .build()?;
+//! let handle = breaker.handle();
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(breaker)
+//!     .service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("db down")) });
+//!
+//! for _ in 0..2 {
+//!     let err = svc.ready().await?.call(()).await.unwrap_err();
+//!     assert!(Rejected::find(&*err).is_none(), "the inner error passes through");
+//! }
+//! assert_eq!(handle.state(), BreakerState::Open);
+//!
+//! let err = svc.ready().await?.call(()).await.unwrap_err();
+//! let rejected = Rejected::find(&*err).unwrap();
+//! assert_eq!(rejected.kind(), RejectKind::CircuitOpen);
+//! assert!(rejected.retry_after().is_some());
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod backend;
+mod config;
+pub mod future;
+mod handle;
+mod layer;
+mod loom;
+mod memory;
+mod service;
+mod window;
+
+#[cfg(all(test, loom))]
+mod tests;
+
+pub use backend::{Backend, ManualStateError, Metrics, Refusal, Ticket};
+pub use config::{BreakerConfig, MAX_PROBES, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, Window};
+pub use handle::BreakerHandle;
+pub use layer::{CircuitBreakBuilder, CircuitBreakLayer};
+pub use memory::MemoryBackend;
+pub use service::CircuitBreak;

@@ -1,0 +1,449 @@
+//! [`MemoryBackend`]: a breaker's state in this process.
+
+use std::fmt;
+use std::time::Duration;
+
+use reflex_core::{BreakerState, Outcome, Signal, TransitionReason};
+use tokio::time::Instant;
+
+use crate::backend::{Backend, ManualStateError, Metrics, Refusal, Ticket, TicketKind};
+use crate::config::BreakerConfig;
+use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::window::{Sample, Totals, Windows};
+
+// The state word: what admission decides on, in one atomic.
+//
+//  63          33 32          18 17           3 2    0
+// [  generation  | probe wins   | probes out   | code ]
+const CODE_BITS: u32 = 3;
+const COUNT_BITS: u32 = 15;
+const PROBES_SHIFT: u32 = CODE_BITS;
+const WINS_SHIFT: u32 = CODE_BITS + COUNT_BITS;
+const GEN_SHIFT: u32 = CODE_BITS + 2 * COUNT_BITS;
+const CODE_MASK: u64 = (1 << CODE_BITS) - 1;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+const GEN_MASK: u64 = (1 << (64 - GEN_SHIFT)) - 1;
+const ONE_PROBE: u64 = 1 << PROBES_SHIFT;
+const ONE_WIN: u64 = 1 << WINS_SHIFT;
+
+const CLOSED: u64 = 0;
+const OPEN: u64 = 1;
+const HALF_OPEN: u64 = 2;
+const FORCED_OPEN: u64 = 3;
+const DISABLED: u64 = 4;
+const METRICS_ONLY: u64 = 5;
+
+fn code(word: u64) -> u64 {
+    word & CODE_MASK
+}
+
+fn probes(word: u64) -> u32 {
+    (word >> PROBES_SHIFT & COUNT_MASK) as u32
+}
+
+fn wins(word: u64) -> u32 {
+    (word >> WINS_SHIFT & COUNT_MASK) as u32
+}
+
+fn generation(word: u64) -> u32 {
+    (word >> GEN_SHIFT) as u32
+}
+
+fn pack(code: u64, generation: u32, probes: u32) -> u64 {
+    code | u64::from(probes) << PROBES_SHIFT | (u64::from(generation) & GEN_MASK) << GEN_SHIFT
+}
+
+fn next_generation(word: u64) -> u32 {
+    ((u64::from(generation(word)) + 1) & GEN_MASK) as u32
+}
+
+fn state_of(code: u64) -> BreakerState {
+    match code {
+        CLOSED => BreakerState::Closed,
+        OPEN => BreakerState::Open,
+        HALF_OPEN => BreakerState::HalfOpen,
+        FORCED_OPEN => BreakerState::ForcedOpen,
+        DISABLED => BreakerState::Disabled,
+        _ => BreakerState::MetricsOnly,
+    }
+}
+
+/// A breaker's state, in this process: the default [`Backend`].
+///
+/// The Closed path is lock-free: admission is one atomic load of the state
+/// word, and recording a success one `fetch_add` on a count window's cursor
+/// (plus a clock read for a time window or a slow-call rate). Transitions
+/// (rare) take a small lock so the open deadline and the window are set
+/// before the new state is seen. Half-open probes are counted in the state
+/// word itself, so exactly the configured number get through.
+pub struct MemoryBackend {
+    config: BreakerConfig,
+    word: AtomicU64,
+    window: Option<Windows>,
+    consecutive: AtomicU32,
+    /// Nanoseconds since `base` when an open breaker may probe.
+    open_until: AtomicU64,
+    /// Nanoseconds since `base` when the breaker went half-open.
+    half_open_since: AtomicU64,
+    /// Opens since the breaker last closed: grows the open duration.
+    opens_in_row: AtomicU32,
+    rejected_total: AtomicU64,
+    transitions_total: AtomicU64,
+    base: Instant,
+    transition: Mutex<()>,
+}
+
+// === impl MemoryBackend ===
+
+impl MemoryBackend {
+    /// A Closed breaker with `config`.
+    pub fn new(config: BreakerConfig) -> Self {
+        let window = config.has_window().then(|| Windows::new(config.window()));
+        Self {
+            config,
+            word: AtomicU64::new(pack(CLOSED, 0, 0)),
+            window,
+            consecutive: AtomicU32::new(0),
+            open_until: AtomicU64::new(0),
+            half_open_since: AtomicU64::new(0),
+            opens_in_row: AtomicU32::new(0),
+            rejected_total: AtomicU64::new(0),
+            transitions_total: AtomicU64::new(0),
+            base: Instant::now(),
+            transition: Mutex::new(()),
+        }
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &BreakerConfig {
+        &self.config
+    }
+
+    fn now(&self) -> u64 {
+        u64::try_from(Instant::now().saturating_duration_since(self.base).as_nanos())
+            .unwrap_or(u64::MAX)
+    }
+
+    #[cold]
+    fn refuse(&self, retry_after: Option<Duration>) -> Refusal {
+        self.rejected_total.fetch_add(1, Ordering::Relaxed);
+        Refusal { retry_after }
+    }
+
+    /// Moves from the state `from` (its code and generation) to `to`, unless
+    /// another transition got there first. Returns the new word.
+    #[cold]
+    fn transition(&self, from: u64, to: u64, reason: TransitionReason, now: u64) -> Option<u64> {
+        let _serialised = self.transition.lock().unwrap_or_else(|e| e.into_inner());
+        let mut current = self.word.load(Ordering::Acquire);
+        if code(current) != code(from) || generation(current) != generation(from) {
+            return None;
+        }
+        match to {
+            OPEN => {
+                let opens = self.opens_in_row.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                let open_for = self.config.open_duration_after(opens);
+                let until = now.saturating_add(u64::try_from(open_for.as_nanos()).unwrap_or(u64::MAX));
+                self.open_until.store(until, Ordering::Release);
+            }
+            HALF_OPEN => self.half_open_since.store(now, Ordering::Release),
+            CLOSED => {
+                self.opens_in_row.store(0, Ordering::Relaxed);
+                self.clear_counts();
+            }
+            _ => {}
+        }
+        // Leaving Open for HalfOpen, the caller is the first probe.
+        let first_probes = u32::from(to == HALF_OPEN && reason == TransitionReason::OpenDurationElapsed);
+        let next = pack(to, next_generation(current), first_probes);
+        // Only probe counts change the word outside this lock, and they
+        // keep code and generation: retry until our swap lands.
+        while let Err(actual) =
+            self.word
+                .compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire)
+        {
+            current = actual;
+        }
+        self.transitions_total.fetch_add(1, Ordering::Relaxed);
+        self.report(code(from), to, reason);
+        Some(next)
+    }
+
+    fn clear_counts(&self) {
+        self.consecutive.store(0, Ordering::Relaxed);
+        if let Some(window) = &self.window {
+            window.clear();
+        }
+    }
+
+    fn report(&self, from: u64, to: u64, reason: TransitionReason) {
+        let (from, to) = (state_of(from), state_of(to));
+        let component = self.config.component();
+        if to.refuses() {
+            tracing::warn!(%component, %from, %to, %reason, "circuit breaker opened");
+        } else {
+            tracing::info!(%component, %from, %to, %reason, "circuit breaker changed state");
+        }
+        self.config
+            .sink()
+            .emit(component, Signal::BreakerTransition { from, to, reason });
+    }
+
+    #[cold]
+    fn admit_open(&self, word: u64) -> Option<Result<Ticket, Refusal>> {
+        let now = self.now();
+        let until = self.open_until.load(Ordering::Acquire);
+        if now < until {
+            return Some(Err(self.refuse(Some(Duration::from_nanos(until - now)))));
+        }
+        let next = self.transition(word, HALF_OPEN, TransitionReason::OpenDurationElapsed, now)?;
+        Some(Ok(Ticket {
+            generation: generation(next),
+            kind: TicketKind::Probe,
+        }))
+    }
+
+    #[cold]
+    fn admit_half_open(&self, word: u64) -> Option<Result<Ticket, Refusal>> {
+        if probes(word) < self.config.probes() {
+            return self
+                .word
+                .compare_exchange_weak(word, word + ONE_PROBE, Ordering::AcqRel, Ordering::Acquire)
+                .ok()
+                .map(|_| {
+                    Ok(Ticket {
+                        generation: generation(word),
+                        kind: TicketKind::Probe,
+                    })
+                });
+        }
+        // Every probe is out. If none has reported for too long, re-open
+        // rather than stay stuck on probes that will never report.
+        let now = self.now();
+        let since = self.half_open_since.load(Ordering::Acquire);
+        let max_wait = u64::try_from(self.config.half_open_max_wait().as_nanos()).unwrap_or(u64::MAX);
+        if now.saturating_sub(since) >= max_wait {
+            self.transition(word, OPEN, TransitionReason::HalfOpenTimeout, now);
+            return None;
+        }
+        Some(Err(self.refuse(None)))
+    }
+
+    /// After a failure or a slow call while Closed: does it trip?
+    #[cold]
+    fn maybe_trip(&self, word: u64, consecutive: u32) {
+        let mut now = None;
+        let mut clock = || *now.get_or_insert_with(|| self.now());
+        let reason = if self
+            .config
+            .consecutive_failures()
+            .is_some_and(|limit| consecutive >= limit)
+        {
+            TransitionReason::ConsecutiveFailures
+        } else if let Some(reason) = self.window.as_ref().and_then(|window| {
+            let totals = window.totals(&mut clock);
+            self.rate_trip(totals)
+        }) {
+            reason
+        } else {
+            return;
+        };
+        let now = clock();
+        self.transition(word, OPEN, reason, now);
+    }
+
+    fn rate_trip(&self, totals: Totals) -> Option<TransitionReason> {
+        if totals.calls < self.config.minimum_calls() {
+            return None;
+        }
+        if let (Some(threshold), Some(rate)) = (self.config.failure_rate(), totals.failure_rate()) {
+            if rate >= threshold {
+                return Some(TransitionReason::FailureRate);
+            }
+        }
+        if let (Some((threshold, _)), Some(rate)) = (self.config.slow_call(), totals.slow_rate()) {
+            if rate >= threshold {
+                return Some(TransitionReason::SlowCallRate);
+            }
+        }
+        None
+    }
+
+    fn record_counted(&self, ticket: Ticket, failed: bool, slow: bool) {
+        let word = self.word.load(Ordering::Acquire);
+        if generation(word) != ticket.generation {
+            // Admitted before a transition: its outcome belongs to a state
+            // that is gone.
+            return;
+        }
+        let consecutive = if failed {
+            self.consecutive.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+        } else {
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.consecutive.store(0, Ordering::Relaxed);
+            }
+            0
+        };
+        if let Some(window) = &self.window {
+            window.record(Sample::new(failed, slow), || self.now());
+        }
+        if (failed || slow) && code(word) == CLOSED {
+            self.maybe_trip(word, consecutive);
+        }
+    }
+
+    #[cold]
+    fn record_probe(&self, ticket: Ticket, outcome: Outcome, slow: bool) {
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if code(word) != HALF_OPEN || generation(word) != ticket.generation {
+                // A probe of a half-open spell that is over.
+                return;
+            }
+            match outcome {
+                Outcome::Failure => {
+                    self.transition(word, OPEN, TransitionReason::ProbeFailed, self.now());
+                    return;
+                }
+                _ if slow => {
+                    self.transition(word, OPEN, TransitionReason::ProbeFailed, self.now());
+                    return;
+                }
+                Outcome::Success if wins(word) + 1 >= self.config.probe_successes() => {
+                    self.transition(word, CLOSED, TransitionReason::ProbesSucceeded, self.now());
+                    return;
+                }
+                Outcome::Success => {
+                    if self.release_probe(word, ONE_WIN) {
+                        return;
+                    }
+                }
+                Outcome::Ignored => {
+                    if self.release_probe(word, 0) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Gives back the probe slot `word` counts for this call, adding `win`.
+    fn release_probe(&self, word: u64, win: u64) -> bool {
+        debug_assert!(probes(word) > 0);
+        self.word
+            .compare_exchange_weak(word, word - ONE_PROBE + win, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+impl Backend for MemoryBackend {
+    #[inline]
+    fn admit(&self) -> Result<Ticket, Refusal> {
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            let decided = match code(word) {
+                CLOSED | METRICS_ONLY => Some(Ok(Ticket {
+                    generation: generation(word),
+                    kind: TicketKind::Counted,
+                })),
+                DISABLED => Some(Ok(Ticket {
+                    generation: generation(word),
+                    kind: TicketKind::Uncounted,
+                })),
+                FORCED_OPEN => Some(Err(self.refuse(None))),
+                OPEN => self.admit_open(word),
+                _ => self.admit_half_open(word),
+            };
+            if let Some(decided) = decided {
+                return decided;
+            }
+        }
+    }
+
+    #[inline]
+    fn record(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<Duration>) {
+        let slow = match (self.config.slow_call(), elapsed) {
+            (Some((_, threshold)), Some(elapsed)) => elapsed >= threshold,
+            _ => false,
+        };
+        match ticket.kind {
+            TicketKind::Uncounted => {}
+            TicketKind::Counted => match outcome {
+                Outcome::Ignored => {}
+                Outcome::Success => self.record_counted(ticket, false, slow),
+                Outcome::Failure => self.record_counted(ticket, true, slow),
+            },
+            TicketKind::Probe => self.record_probe(ticket, outcome, slow),
+        }
+    }
+
+    fn abandon(&self, ticket: Ticket) {
+        if ticket.kind != TicketKind::Probe {
+            return;
+        }
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if code(word) != HALF_OPEN || generation(word) != ticket.generation {
+                return;
+            }
+            if self.release_probe(word, 0) {
+                return;
+            }
+        }
+    }
+
+    fn needs_latency(&self) -> bool {
+        self.config.needs_latency()
+    }
+
+    fn state(&self) -> BreakerState {
+        state_of(code(self.word.load(Ordering::Acquire)))
+    }
+
+    fn metrics(&self) -> Metrics {
+        let word = self.word.load(Ordering::Acquire);
+        let totals = self
+            .window
+            .as_ref()
+            .map(|window| window.totals(|| self.now()))
+            .unwrap_or_default();
+        Metrics {
+            state: state_of(code(word)),
+            calls: totals.calls,
+            failures: totals.failures,
+            slow_calls: totals.slow,
+            failure_rate: totals.failure_rate(),
+            slow_call_rate: totals.slow_rate(),
+            consecutive_failures: self.consecutive.load(Ordering::Relaxed),
+            probes_in_flight: if code(word) == HALF_OPEN { probes(word) } else { 0 },
+            rejected_total: self.rejected_total.load(Ordering::Relaxed),
+            transitions_total: self.transitions_total.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_state(&self, state: BreakerState) -> Result<(), ManualStateError> {
+        let to = match state {
+            BreakerState::Closed => CLOSED,
+            BreakerState::ForcedOpen => FORCED_OPEN,
+            BreakerState::Disabled => DISABLED,
+            BreakerState::MetricsOnly => METRICS_ONLY,
+            other => return Err(ManualStateError(other)),
+        };
+        let now = self.now();
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if self.transition(word, to, TransitionReason::Manual, now).is_some() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+impl fmt::Debug for MemoryBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemoryBackend")
+            .field("component", self.config.component())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
