@@ -292,8 +292,8 @@ where
     Wrapped<T>: Service<String, Response = String, Error = BoxError>,
     <Wrapped<T> as Service<String>>::Future: Send + 'static,
 {
-    tokio::time::pause();
     let layer = T::layer();
+    tokio::time::pause();
     let (mock, mut handle) = mock::pair::<String, String>();
     let mut svc = layer.layer(mock);
     let response = svc.ready().await.expect("ready").call(request(0));

@@ -112,6 +112,8 @@ pub struct Metrics {
     /// The state now.
     pub state: BreakerState,
     /// Calls in the window (success or failure; ignored calls excluded).
+    /// Always 0 for a breaker with no rate configured (consecutive failures
+    /// only): it keeps no window.
     pub calls: u32,
     /// Failures in the window.
     pub failures: u32,
@@ -137,7 +139,11 @@ pub struct ManualStateError(pub BreakerState);
 
 impl std::fmt::Display for ManualStateError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the breaker enters {} by itself; it cannot be set by hand", self.0)
+        write!(
+            f,
+            "the breaker enters {} by itself; it cannot be set by hand",
+            self.0
+        )
     }
 }
 

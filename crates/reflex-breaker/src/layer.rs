@@ -10,6 +10,7 @@ use tower_layer::Layer;
 use crate::backend::Backend;
 use crate::config::{BreakerConfig, Window};
 use crate::handle::BreakerHandle;
+use crate::keyed::KeyedCircuitBreakLayer;
 use crate::memory::MemoryBackend;
 use crate::service::{CircuitBreak, Shared};
 
@@ -275,19 +276,43 @@ impl<C> CircuitBreakBuilder<C> {
         self.build_with_backend(MemoryBackend::new)
     }
 
-    /// As [`build`](Self::build), with the state in a backend of your own,
-    /// made from the validated configuration.
+    /// Builds one breaker per key instead of one for all: `key` maps a
+    /// request to its key (`None`: the shared default breaker), and at most
+    /// `max_keys` breakers are kept, idle ones evicted. See
+    /// [`KeyedCircuitBreakLayer`].
     ///
     /// # Errors
     ///
-    /// As [`build`](Self::build).
-    pub fn build_with_backend<B: Backend>(
+    /// As [`build`](Self::build), and when `max_keys` is zero.
+    pub fn build_keyed<Request, K, F>(
         self,
-        backend: impl FnOnce(BreakerConfig) -> B,
-    ) -> Result<CircuitBreakLayer<C, B>, ConfigError> {
-        let config = BreakerConfig {
+        key: F,
+        max_keys: usize,
+    ) -> Result<KeyedCircuitBreakLayer<K, F, C>, ConfigError>
+    where
+        F: Fn(&Request) -> Option<K>,
+        K: std::hash::Hash + Eq + Clone + fmt::Display,
+        C: Clone,
+    {
+        if max_keys == 0 {
+            return Err(ConfigError::new(
+                crate::config::LAYER,
+                "max_keys",
+                reflex_core::ConfigErrorKind::Zero,
+                "must be at least 1",
+            ));
+        }
+        let classifier = self.classifier.clone();
+        let config = self.config()?;
+        Ok(KeyedCircuitBreakLayer::new(
+            key, config, classifier, max_keys,
+        ))
+    }
+
+    fn config(&self) -> Result<BreakerConfig, ConfigError> {
+        BreakerConfig {
             component: self.component.clone(),
-            sink: self.sink,
+            sink: self.sink.clone(),
             consecutive_failures: self.consecutive_failures,
             failure_rate: self.failure_rate,
             slow_call: self.slow_call,
@@ -299,7 +324,20 @@ impl<C> CircuitBreakBuilder<C> {
             probe_successes: self.probe_successes,
             half_open_max_wait: self.half_open_max_wait.unwrap_or(self.open_duration),
         }
-        .validate()?;
+        .validate()
+    }
+
+    /// As [`build`](Self::build), with the state in a backend of your own,
+    /// made from the validated configuration.
+    ///
+    /// # Errors
+    ///
+    /// As [`build`](Self::build).
+    pub fn build_with_backend<B: Backend>(
+        self,
+        backend: impl FnOnce(BreakerConfig) -> B,
+    ) -> Result<CircuitBreakLayer<C, B>, ConfigError> {
+        let config = self.config()?;
         Ok(CircuitBreakLayer {
             shared: Arc::new(Shared {
                 backend: Arc::new(backend(config)),

@@ -57,6 +57,10 @@ fn next_generation(word: u64) -> u32 {
     ((u64::from(generation(word)) + 1) & GEN_MASK) as u32
 }
 
+fn nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
 fn state_of(code: u64) -> BreakerState {
     match code {
         CLOSED => BreakerState::Closed,
@@ -83,8 +87,9 @@ pub struct MemoryBackend {
     consecutive: AtomicU32,
     /// Nanoseconds since `base` when an open breaker may probe.
     open_until: AtomicU64,
-    /// Nanoseconds since `base` when the breaker went half-open.
-    half_open_since: AtomicU64,
+    /// Nanoseconds since `base` of the last half-open progress: entering
+    /// half-open, or a probe reporting without deciding.
+    half_open_progress: AtomicU64,
     /// Opens since the breaker last closed: grows the open duration.
     opens_in_row: AtomicU32,
     rejected_total: AtomicU64,
@@ -105,7 +110,7 @@ impl MemoryBackend {
             window,
             consecutive: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
-            half_open_since: AtomicU64::new(0),
+            half_open_progress: AtomicU64::new(0),
             opens_in_row: AtomicU32::new(0),
             rejected_total: AtomicU64::new(0),
             transitions_total: AtomicU64::new(0),
@@ -120,8 +125,12 @@ impl MemoryBackend {
     }
 
     fn now(&self) -> u64 {
-        u64::try_from(Instant::now().saturating_duration_since(self.base).as_nanos())
-            .unwrap_or(u64::MAX)
+        u64::try_from(
+            Instant::now()
+                .saturating_duration_since(self.base)
+                .as_nanos(),
+        )
+        .unwrap_or(u64::MAX)
     }
 
     #[cold]
@@ -141,20 +150,25 @@ impl MemoryBackend {
         }
         match to {
             OPEN => {
-                let opens = self.opens_in_row.fetch_add(1, Ordering::Relaxed).saturating_add(1);
+                let opens = self
+                    .opens_in_row
+                    .fetch_add(1, Ordering::Relaxed)
+                    .saturating_add(1);
                 let open_for = self.config.open_duration_after(opens);
-                let until = now.saturating_add(u64::try_from(open_for.as_nanos()).unwrap_or(u64::MAX));
+                let until = now.saturating_add(nanos(open_for));
                 self.open_until.store(until, Ordering::Release);
             }
-            HALF_OPEN => self.half_open_since.store(now, Ordering::Release),
+            HALF_OPEN => self.half_open_progress.store(now, Ordering::Release),
             CLOSED => {
                 self.opens_in_row.store(0, Ordering::Relaxed);
                 self.clear_counts();
             }
+            DISABLED => self.clear_counts(),
             _ => {}
         }
         // Leaving Open for HalfOpen, the caller is the first probe.
-        let first_probes = u32::from(to == HALF_OPEN && reason == TransitionReason::OpenDurationElapsed);
+        let first_probes =
+            u32::from(to == HALF_OPEN && reason == TransitionReason::OpenDurationElapsed);
         let next = pack(to, next_generation(current), first_probes);
         // Only probe counts change the word outside this lock, and they
         // keep code and generation: retry until our swap lands.
@@ -220,18 +234,23 @@ impl MemoryBackend {
         // Every probe is out. If none has reported for too long, re-open
         // rather than stay stuck on probes that will never report.
         let now = self.now();
-        let since = self.half_open_since.load(Ordering::Acquire);
-        let max_wait = u64::try_from(self.config.half_open_max_wait().as_nanos()).unwrap_or(u64::MAX);
-        if now.saturating_sub(since) >= max_wait {
+        let waited = now.saturating_sub(self.half_open_progress.load(Ordering::Acquire));
+        let max_wait = nanos(self.config.half_open_max_wait());
+        if waited >= max_wait {
             self.transition(word, OPEN, TransitionReason::HalfOpenTimeout, now);
             return None;
         }
-        Some(Err(self.refuse(None)))
+        // The longest this call would have to wait for a decision.
+        Some(Err(
+            self.refuse(Some(Duration::from_nanos(max_wait - waited)))
+        ))
     }
 
-    /// After a failure or a slow call while Closed: does it trip?
+    /// After a failure or a slow call while Closed, or a success that
+    /// brought a count window up to its minimum: does it trip? `totals` are
+    /// the window's, when the caller already has them.
     #[cold]
-    fn maybe_trip(&self, word: u64, consecutive: u32) {
+    fn maybe_trip(&self, word: u64, consecutive: u32, totals: Option<Totals>) {
         let mut now = None;
         let mut clock = || *now.get_or_insert_with(|| self.now());
         let reason = if self
@@ -241,7 +260,7 @@ impl MemoryBackend {
         {
             TransitionReason::ConsecutiveFailures
         } else if let Some(reason) = self.window.as_ref().and_then(|window| {
-            let totals = window.totals(&mut clock);
+            let totals = totals.unwrap_or_else(|| window.totals(&mut clock));
             self.rate_trip(totals)
         }) {
             reason
@@ -277,18 +296,29 @@ impl MemoryBackend {
             return;
         }
         let consecutive = if failed {
-            self.consecutive.fetch_add(1, Ordering::Relaxed).saturating_add(1)
+            self.consecutive
+                .fetch_add(1, Ordering::Relaxed)
+                .saturating_add(1)
         } else {
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Relaxed);
             }
             0
         };
-        if let Some(window) = &self.window {
-            window.record(Sample::new(failed, slow), || self.now());
+        let changed = self
+            .window
+            .as_ref()
+            .and_then(|window| window.record(Sample::new(failed, slow), || self.now()));
+        if code(word) != CLOSED {
+            return;
         }
-        if (failed || slow) && code(word) == CLOSED {
-            self.maybe_trip(word, consecutive);
+        if failed || slow {
+            self.maybe_trip(word, consecutive, changed);
+        } else if changed.is_some_and(|totals| totals.calls == self.config.minimum_calls()) {
+            // A success can trip a rate only by bringing the window up to
+            // its minimum number of calls: otherwise it lowers the rates or
+            // leaves them be. (A time window re-checks at its next failure.)
+            self.maybe_trip(word, consecutive, changed);
         }
     }
 
@@ -301,6 +331,13 @@ impl MemoryBackend {
                 return;
             }
             match outcome {
+                // Ignored counts for nothing, slow or not.
+                Outcome::Ignored => {
+                    if self.release_probe(word, 0) {
+                        self.half_open_progress.store(self.now(), Ordering::Release);
+                        return;
+                    }
+                }
                 Outcome::Failure => {
                     self.transition(word, OPEN, TransitionReason::ProbeFailed, self.now());
                     return;
@@ -315,11 +352,7 @@ impl MemoryBackend {
                 }
                 Outcome::Success => {
                     if self.release_probe(word, ONE_WIN) {
-                        return;
-                    }
-                }
-                Outcome::Ignored => {
-                    if self.release_probe(word, 0) {
+                        self.half_open_progress.store(self.now(), Ordering::Release);
                         return;
                     }
                 }
@@ -331,7 +364,12 @@ impl MemoryBackend {
     fn release_probe(&self, word: u64, win: u64) -> bool {
         debug_assert!(probes(word) > 0);
         self.word
-            .compare_exchange_weak(word, word - ONE_PROBE + win, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange_weak(
+                word,
+                word - ONE_PROBE + win,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
             .is_ok()
     }
 }
@@ -415,7 +453,11 @@ impl Backend for MemoryBackend {
             failure_rate: totals.failure_rate(),
             slow_call_rate: totals.slow_rate(),
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),
-            probes_in_flight: if code(word) == HALF_OPEN { probes(word) } else { 0 },
+            probes_in_flight: if code(word) == HALF_OPEN {
+                probes(word)
+            } else {
+                0
+            },
             rejected_total: self.rejected_total.load(Ordering::Relaxed),
             transitions_total: self.transitions_total.load(Ordering::Relaxed),
         }
@@ -432,7 +474,10 @@ impl Backend for MemoryBackend {
         let now = self.now();
         loop {
             let word = self.word.load(Ordering::Acquire);
-            if self.transition(word, to, TransitionReason::Manual, now).is_some() {
+            if self
+                .transition(word, to, TransitionReason::Manual, now)
+                .is_some()
+            {
                 return Ok(());
             }
         }

@@ -117,7 +117,8 @@ where
                 ResponseFuture::admitted(self.inner.call(request), guard)
             }
             Err(refusal) => {
-                let rejected = Rejected::new(RejectKind::CircuitOpen, self.shared.component.clone());
+                let rejected =
+                    Rejected::new(RejectKind::CircuitOpen, self.shared.component.clone());
                 ResponseFuture::refused(match refusal.retry_after {
                     Some(after) => rejected.with_retry_after(after),
                     None => rejected,

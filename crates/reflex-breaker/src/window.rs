@@ -91,12 +91,17 @@ impl Windows {
         }
     }
 
-    /// `now` is only read by a time window.
+    /// Records a call. `now` is only read by a time window. A count window
+    /// returns its new totals when they changed (while it fills, or when
+    /// the sample differs from the one it replaces).
     #[inline]
-    pub(crate) fn record(&self, sample: Sample, now: impl FnOnce() -> u64) {
+    pub(crate) fn record(&self, sample: Sample, now: impl FnOnce() -> u64) -> Option<Totals> {
         match self {
             Self::Count(window) => window.record(sample),
-            Self::Time(window) => window.record(sample, now()),
+            Self::Time(window) => {
+                window.record(sample, now());
+                None
+            }
         }
     }
 
@@ -132,7 +137,7 @@ pub(crate) struct CountWindow {
 
 impl CountWindow {
     fn new(calls: u32) -> Self {
-        debug_assert!(calls >= 1 && calls <= MAX_WINDOW_CALLS);
+        debug_assert!((1..=MAX_WINDOW_CALLS).contains(&calls));
         Self {
             slots: (0..calls).map(|_| AtomicU8::new(Sample::EMPTY.0)).collect(),
             cursor: AtomicUsize::new(0),
@@ -141,22 +146,24 @@ impl CountWindow {
     }
 
     #[inline]
-    fn record(&self, sample: Sample) {
+    fn record(&self, sample: Sample) -> Option<Totals> {
         let index = self.cursor.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let slot = &self.slots[index];
         if slot.load(Ordering::Relaxed) == sample.0 {
             // The call it replaces had the same outcome: nothing changes.
-            return;
+            return None;
         }
         let old = Sample(slot.swap(sample.0, Ordering::Relaxed));
-        if old != sample {
-            // Every change of a slot goes through this swap, so the totals
-            // always come to the sum of the slots. Adding the new sample's
-            // part and taking the old one's is one wrapping addition: no
-            // field goes negative, so no borrow crosses fields.
-            let delta = sample.totals().wrapping_sub(old.totals());
-            self.totals.fetch_add(delta, Ordering::Relaxed);
+        if old == sample {
+            return None;
         }
+        // Every change of a slot goes through this swap, so the totals
+        // always come to the sum of the slots. Adding the new sample's part
+        // and taking the old one's is one wrapping addition: no field goes
+        // negative, so no borrow crosses fields.
+        let delta = sample.totals().wrapping_sub(old.totals());
+        let before = self.totals.fetch_add(delta, Ordering::Relaxed);
+        Some(Totals::unpack(before.wrapping_add(delta)))
     }
 
     fn totals(&self) -> Totals {
@@ -167,8 +174,10 @@ impl CountWindow {
         for slot in self.slots.iter() {
             let old = Sample(slot.swap(Sample::EMPTY.0, Ordering::Relaxed));
             if old != Sample::EMPTY {
-                self.totals
-                    .fetch_add(Sample::EMPTY.totals().wrapping_sub(old.totals()), Ordering::Relaxed);
+                self.totals.fetch_add(
+                    Sample::EMPTY.totals().wrapping_sub(old.totals()),
+                    Ordering::Relaxed,
+                );
             }
         }
     }
@@ -271,17 +280,45 @@ mod tests {
         for sample in [fail(), fail(), ok(), slow_ok()] {
             window.record(sample);
         }
-        assert_eq!(window.totals(), Totals { calls: 4, failures: 2, slow: 1 });
+        assert_eq!(
+            window.totals(),
+            Totals {
+                calls: 4,
+                failures: 2,
+                slow: 1
+            }
+        );
         // Two successes push the two failures out.
         window.record(ok());
         window.record(ok());
-        assert_eq!(window.totals(), Totals { calls: 4, failures: 0, slow: 1 });
+        assert_eq!(
+            window.totals(),
+            Totals {
+                calls: 4,
+                failures: 0,
+                slow: 1
+            }
+        );
         // The next failure replaces the third call (a success).
         window.record(fail());
-        assert_eq!(window.totals(), Totals { calls: 4, failures: 1, slow: 1 });
+        assert_eq!(
+            window.totals(),
+            Totals {
+                calls: 4,
+                failures: 1,
+                slow: 1
+            }
+        );
         // And the next success the slow one.
         window.record(ok());
-        assert_eq!(window.totals(), Totals { calls: 4, failures: 1, slow: 0 });
+        assert_eq!(
+            window.totals(),
+            Totals {
+                calls: 4,
+                failures: 1,
+                slow: 0
+            }
+        );
         window.clear();
         assert_eq!(window.totals(), Totals::default());
     }
@@ -293,22 +330,54 @@ mod tests {
         window.record(fail(), 0);
         window.record(ok(), 15);
         window.record(ok(), 39);
-        assert_eq!(window.totals(39), Totals { calls: 3, failures: 1, slow: 0 });
+        assert_eq!(
+            window.totals(39),
+            Totals {
+                calls: 3,
+                failures: 1,
+                slow: 0
+            }
+        );
         // At 40 the bucket of [0, 10) has left the window.
-        assert_eq!(window.totals(40), Totals { calls: 2, failures: 0, slow: 0 });
+        assert_eq!(
+            window.totals(40),
+            Totals {
+                calls: 2,
+                failures: 0,
+                slow: 0
+            }
+        );
         // A call at 45 takes that bucket over for its own epoch.
         window.record(fail(), 45);
-        assert_eq!(window.totals(45), Totals { calls: 3, failures: 1, slow: 0 });
+        assert_eq!(
+            window.totals(45),
+            Totals {
+                calls: 3,
+                failures: 1,
+                slow: 0
+            }
+        );
         // Long after, nothing is left.
         assert_eq!(window.totals(1_000), Totals::default());
         window.record(ok(), 1_000);
-        assert_eq!(window.totals(1_000), Totals { calls: 1, failures: 0, slow: 0 });
+        assert_eq!(
+            window.totals(1_000),
+            Totals {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
     }
 
     #[test]
     fn rates_are_none_on_an_empty_window() {
         assert_eq!(Totals::default().failure_rate(), None);
-        let t = Totals { calls: 4, failures: 1, slow: 2 };
+        let t = Totals {
+            calls: 4,
+            failures: 1,
+            slow: 2,
+        };
         assert_eq!(t.failure_rate(), Some(0.25));
         assert_eq!(t.slow_rate(), Some(0.5));
     }

@@ -1,0 +1,205 @@
+//! CircuitBreak on the Closed happy path, beside tower-resilience's circuit
+//! breaker and failsafe's consecutive-failure breaker, single-threaded and
+//! with 64 tasks on 2 workers. Run with
+//! `cargo bench -p reflex-benches --bench breaker`.
+//!
+//! Breakers are built outside the timed loop. Allocations per call are
+//! printed before the timings.
+
+#![allow(missing_docs)] // criterion_group! generates undocumented functions
+
+use std::convert::Infallible;
+use std::future::{Ready, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use reflex_benches::{Echo, allocations_per_call, call_once, contended};
+use reflex_breaker::CircuitBreakLayer;
+use tower::{Layer, Service};
+
+const TASKS: u64 = 64;
+
+/// The default configuration: failure rate 50% over the last 100 calls,
+/// at least 20 calls.
+fn reflex_default() -> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
++ Clone
++ Send
++ 'static {
+    CircuitBreakLayer::builder()
+        .build()
+        .expect("valid")
+        .layer(Echo)
+}
+
+/// Consecutive failures only, as failsafe's breaker.
+fn reflex_consecutive()
+-> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
++ Clone
++ Send
++ 'static {
+    CircuitBreakLayer::builder()
+        .no_failure_rate()
+        .consecutive_failures(5)
+        .build()
+        .expect("valid")
+        .layer(Echo)
+}
+
+/// Every trip condition on: consecutive failures, failure rate and
+/// slow-call rate over a count window (two clock reads a call).
+fn reflex_full_count()
+-> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
++ Clone
++ Send
++ 'static {
+    CircuitBreakLayer::builder()
+        .consecutive_failures(5)
+        .failure_rate(0.5)
+        .slow_calls(0.8, Duration::from_secs(1))
+        .count_window(100)
+        .build()
+        .expect("valid")
+        .layer(Echo)
+}
+
+/// Failure rate over a 10 s time window in 10 buckets (a clock read a call).
+fn reflex_time_window()
+-> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
++ Clone
++ Send
++ 'static {
+    CircuitBreakLayer::builder()
+        .time_window(Duration::from_secs(10), 10)
+        .build()
+        .expect("valid")
+        .layer(Echo)
+}
+
+/// tower-resilience's breaker with the same rule as `reflex_default`.
+fn tower_resilience()
+-> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
++ Clone
++ Send
++ 'static {
+    tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_size(100)
+        .minimum_number_of_calls(20)
+        .build()
+        .expect("valid")
+        .layer(Echo)
+}
+
+/// failsafe's consecutive-failure breaker, behind a `Service` so the same
+/// drivers call it (its own API is a synchronous `call(|| ..)`).
+#[derive(Clone)]
+struct Failsafe<B>(B);
+
+impl<B: failsafe::CircuitBreaker> Service<u64> for Failsafe<B> {
+    type Response = u64;
+    type Error = failsafe::Error<Infallible>;
+    type Future = Ready<Result<u64, Self::Error>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        ready(self.0.call(|| Ok::<_, Infallible>(req)))
+    }
+}
+
+fn failsafe_consecutive() -> Failsafe<impl failsafe::CircuitBreaker + Clone + Send + Sync + 'static>
+{
+    let backoff = failsafe::backoff::constant(Duration::from_secs(30));
+    let policy = failsafe::failure_policy::consecutive_failures(5, backoff);
+    Failsafe(failsafe::Config::new().failure_policy(policy).build())
+}
+
+fn print_allocations() {
+    eprintln!(
+        "allocations per call: reflex default {:.3}, reflex consecutive {:.3}, reflex full (count) {:.3}, reflex time window {:.3}, tower-resilience {:.3}, failsafe {:.3}",
+        allocations_per_call(&mut reflex_default(), 100_000),
+        allocations_per_call(&mut reflex_consecutive(), 100_000),
+        allocations_per_call(&mut reflex_full_count(), 100_000),
+        allocations_per_call(&mut reflex_time_window(), 100_000),
+        allocations_per_call(&mut tower_resilience(), 100_000),
+        allocations_per_call(&mut failsafe_consecutive(), 100_000),
+    );
+}
+
+macro_rules! single {
+    ($group:expr, $name:expr, $svc:expr) => {{
+        let mut svc = $svc;
+        let mut n = 0u64;
+        $group.bench_function($name, |b| {
+            b.iter(|| {
+                n += 1;
+                call_once(&mut svc, n)
+            })
+        });
+    }};
+}
+
+fn single_threaded(c: &mut Criterion) {
+    print_allocations();
+    let mut group = c.benchmark_group("breaker/single_thread");
+    single!(group, "bare Echo", Echo);
+    single!(
+        group,
+        "reflex default (rate, count window)",
+        reflex_default()
+    );
+    single!(group, "reflex consecutive only", reflex_consecutive());
+    single!(
+        group,
+        "reflex full (consecutive + rate + slow, count window)",
+        reflex_full_count()
+    );
+    single!(group, "reflex rate over time window", reflex_time_window());
+    single!(group, "tower-resilience", tower_resilience());
+    single!(group, "failsafe consecutive", failsafe_consecutive());
+    group.finish();
+}
+
+macro_rules! many {
+    ($group:expr, $runtime:expr, $name:expr, $svc:expr) => {{
+        let svc = $svc;
+        $group.bench_with_input(BenchmarkId::from_parameter($name), &svc, |b, svc| {
+            b.iter_custom(|iters| contended($runtime, svc, TASKS, iters))
+        });
+    }};
+}
+
+fn contended_64_tasks(c: &mut Criterion) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("runtime");
+    let mut group = c.benchmark_group("breaker/64_tasks_2_workers");
+    many!(group, &runtime, "bare Echo", Echo);
+    many!(
+        group,
+        &runtime,
+        "reflex default (rate, count window)",
+        reflex_default()
+    );
+    many!(
+        group,
+        &runtime,
+        "reflex consecutive only",
+        reflex_consecutive()
+    );
+    many!(group, &runtime, "tower-resilience", tower_resilience());
+    many!(
+        group,
+        &runtime,
+        "failsafe consecutive",
+        failsafe_consecutive()
+    );
+    group.finish();
+}
+
+criterion_group!(benches, single_threaded, contended_64_tasks);
+criterion_main!(benches);
