@@ -54,21 +54,21 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 /// What [`Backend::admit`] gives an admitted call, to hand back with its
-/// outcome.
+/// outcome. One word, so admission returns in registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ticket {
-    pub(crate) generation: u32,
-    pub(crate) kind: TicketKind,
+    /// `generation << 2 | kind`.
+    bits: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum TicketKind {
     /// Admitted while Closed or MetricsOnly: counted.
-    Counted,
+    Counted = 0,
     /// Admitted as a half-open probe: holds a probe slot.
-    Probe,
+    Probe = 1,
     /// Admitted while Disabled: counted nowhere.
-    Uncounted,
+    Uncounted = 2,
 }
 
 // === impl Ticket ===
@@ -77,32 +77,65 @@ impl Ticket {
     /// A ticket for a backend of your own: `generation` is yours to use, for
     /// example to ignore outcomes of calls admitted before a transition.
     pub fn new(generation: u32, probe: bool) -> Self {
-        Self {
+        Self::with(
             generation,
-            kind: if probe {
+            if probe {
                 TicketKind::Probe
             } else {
                 TicketKind::Counted
             },
+        )
+    }
+
+    pub(crate) fn with(generation: u32, kind: TicketKind) -> Self {
+        Self {
+            bits: u64::from(generation) << 2 | kind as u64,
+        }
+    }
+
+    pub(crate) fn kind(self) -> TicketKind {
+        match self.bits & 3 {
+            0 => TicketKind::Counted,
+            1 => TicketKind::Probe,
+            _ => TicketKind::Uncounted,
         }
     }
 
     /// The generation the ticket was issued in.
     pub fn generation(self) -> u32 {
-        self.generation
+        (self.bits >> 2) as u32
     }
 
     /// `true` when the call is a half-open probe.
     pub fn is_probe(self) -> bool {
-        self.kind == TicketKind::Probe
+        self.kind() == TicketKind::Probe
     }
 }
 
-/// Why [`Backend::admit`] refused a call.
+/// Why [`Backend::admit`] refused a call. One word, so admission returns in
+/// registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
+    /// Nanoseconds until the breaker probes again; `u64::MAX`: unknown.
+    retry_after_nanos: u64,
+}
+
+// === impl Refusal ===
+
+impl Refusal {
+    /// A refusal telling the caller when to try again, if known.
+    pub fn new(retry_after: Option<Duration>) -> Self {
+        Self {
+            retry_after_nanos: retry_after.map_or(u64::MAX, |after| {
+                u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1)
+            }),
+        }
+    }
+
     /// Time left until the breaker probes again, when it knows.
-    pub retry_after: Option<Duration>,
+    pub fn retry_after(self) -> Option<Duration> {
+        (self.retry_after_nanos != u64::MAX).then(|| Duration::from_nanos(self.retry_after_nanos))
+    }
 }
 
 /// A breaker's counts and rates, from [`BreakerHandle::metrics`](crate::BreakerHandle::metrics).

@@ -8,7 +8,7 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use reflex_core::{BoxError, Classify, Outcome, Rejected};
-use tokio::time::Instant;
+use std::time::Duration;
 
 use crate::backend::{Backend, Ticket};
 use crate::service::Shared;
@@ -17,20 +17,33 @@ use crate::service::Shared;
 /// half-open probe slot if it is a probe. Dropped unreported (the future
 /// was dropped, or the inner service panicked), it gives the slot back and
 /// counts for nothing.
+///
+/// Three words: the start time is nanoseconds since the layer's base
+/// instant, with two reserved values, so the response future stays small
+/// and plain on the request path.
 pub(crate) struct Guard<C, B: Backend> {
     shared: Arc<Shared<C, B>>,
     ticket: Ticket,
-    started: Option<Instant>,
-    reported: bool,
+    started: u64,
 }
 
+/// `started` when the latency is not wanted.
+const NOT_MEASURED: u64 = u64::MAX;
+/// `started` once the outcome is recorded.
+const REPORTED: u64 = u64::MAX - 1;
+
 impl<C, B: Backend> Guard<C, B> {
-    pub(crate) fn new(shared: Arc<Shared<C, B>>, ticket: Ticket, started: Option<Instant>) -> Self {
+    /// Reads the clock only when the backend wants the call's latency.
+    pub(crate) fn new(shared: Arc<Shared<C, B>>, ticket: Ticket) -> Self {
+        let started = if shared.backend.needs_latency() {
+            shared.since_base()
+        } else {
+            NOT_MEASURED
+        };
         Self {
             shared,
             ticket,
             started,
-            reported: false,
         }
     }
 
@@ -44,15 +57,16 @@ impl<C, B: Backend> Guard<C, B> {
             Err(err) if Rejected::find(&**err).is_some() => Outcome::Ignored,
             result => self.shared.classifier.classify(result.as_ref()),
         };
-        let elapsed = self.started.map(|started| started.elapsed());
-        self.reported = true;
+        let elapsed = (self.started != NOT_MEASURED)
+            .then(|| Duration::from_nanos(self.shared.since_base().saturating_sub(self.started)));
+        self.started = REPORTED;
         self.shared.backend.record(self.ticket, outcome, elapsed);
     }
 }
 
 impl<C, B: Backend> Drop for Guard<C, B> {
     fn drop(&mut self) {
-        if !self.reported {
+        if self.started != REPORTED {
             self.shared.backend.abandon(self.ticket);
         }
     }
@@ -85,7 +99,9 @@ pin_project! {
             guard: Option<Guard<C, B>>,
         },
         Refused {
-            rejected: Option<Rejected>,
+            // Boxed when refused (the refusal allocates either way): keeps
+            // the future small for the admitted path.
+            rejected: Option<BoxError>,
         },
     }
 }
@@ -105,7 +121,7 @@ impl<F, C, B: Backend> ResponseFuture<F, C, B> {
     pub(crate) fn refused(rejected: Rejected) -> Self {
         Self {
             state: State::Refused {
-                rejected: Some(rejected),
+                rejected: Some(rejected.into()),
             },
         }
     }
@@ -131,8 +147,7 @@ where
             }
             StateProj::Refused { rejected } => Poll::Ready(Err(rejected
                 .take()
-                .expect("ResponseFuture polled after completion")
-                .into())),
+                .expect("ResponseFuture polled after completion"))),
         }
     }
 }

@@ -8,7 +8,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
 use reflex_core::{BoxError, BreakerState, Classify, Component, RejectKind, Rejected};
-use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -109,11 +108,11 @@ where
 {
     pub(crate) fn new(key_fn: F, config: BreakerConfig, classifier: C, max_keys: usize) -> Self {
         let shards = max_keys.min(MAX_SHARDS);
-        let default = Arc::new(Shared {
-            backend: Arc::new(MemoryBackend::new(config.clone())),
-            classifier: classifier.clone(),
-            component: config.component().clone(),
-        });
+        let default = Arc::new(Shared::new(
+            Arc::new(MemoryBackend::new(config.clone())),
+            classifier.clone(),
+            config.component().clone(),
+        ));
         Self {
             key_fn,
             config,
@@ -153,11 +152,12 @@ where
         }
         let mut config = self.config.clone();
         config.component = Component::new(format!("{}/{key}", self.config.component()));
-        let breaker = Arc::new(Shared {
-            component: config.component().clone(),
-            backend: Arc::new(MemoryBackend::new(config)),
-            classifier: self.classifier.clone(),
-        });
+        let component = config.component().clone();
+        let breaker = Arc::new(Shared::new(
+            Arc::new(MemoryBackend::new(config)),
+            self.classifier.clone(),
+            component,
+        ));
         shard.breakers.insert(
             key,
             Entry {
@@ -276,13 +276,12 @@ where
         let breaker = self.shared.breaker((self.shared.key_fn)(&request));
         match breaker.backend.admit() {
             Ok(ticket) => {
-                let started = breaker.backend.needs_latency().then(Instant::now);
-                let guard = Guard::new(breaker, ticket, started);
+                let guard = Guard::new(breaker, ticket);
                 ResponseFuture::admitted(self.inner.call(request), guard)
             }
             Err(refusal) => {
                 let rejected = Rejected::new(RejectKind::CircuitOpen, breaker.component.clone());
-                ResponseFuture::refused(match refusal.retry_after {
+                ResponseFuture::refused(match refusal.retry_after() {
                     Some(after) => rejected.with_retry_after(after),
                     None => rejected,
                 })

@@ -339,11 +339,11 @@ impl<C> CircuitBreakBuilder<C> {
     ) -> Result<CircuitBreakLayer<C, B>, ConfigError> {
         let config = self.config()?;
         Ok(CircuitBreakLayer {
-            shared: Arc::new(Shared {
-                backend: Arc::new(backend(config)),
-                classifier: self.classifier,
-                component: self.component,
-            }),
+            shared: Arc::new(Shared::new(
+                Arc::new(backend(config)),
+                self.classifier,
+                self.component,
+            )),
         })
     }
 }

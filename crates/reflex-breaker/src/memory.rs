@@ -136,7 +136,7 @@ impl MemoryBackend {
     #[cold]
     fn refuse(&self, retry_after: Option<Duration>) -> Refusal {
         self.rejected_total.fetch_add(1, Ordering::Relaxed);
-        Refusal { retry_after }
+        Refusal::new(retry_after)
     }
 
     /// Moves from the state `from` (its code and generation) to `to`, unless
@@ -211,10 +211,7 @@ impl MemoryBackend {
             return Some(Err(self.refuse(Some(Duration::from_nanos(until - now)))));
         }
         let next = self.transition(word, HALF_OPEN, TransitionReason::OpenDurationElapsed, now)?;
-        Some(Ok(Ticket {
-            generation: generation(next),
-            kind: TicketKind::Probe,
-        }))
+        Some(Ok(Ticket::with(generation(next), TicketKind::Probe)))
     }
 
     #[cold]
@@ -224,12 +221,7 @@ impl MemoryBackend {
                 .word
                 .compare_exchange_weak(word, word + ONE_PROBE, Ordering::AcqRel, Ordering::Acquire)
                 .ok()
-                .map(|_| {
-                    Ok(Ticket {
-                        generation: generation(word),
-                        kind: TicketKind::Probe,
-                    })
-                });
+                .map(|_| Ok(Ticket::with(generation(word), TicketKind::Probe)));
         }
         // Every probe is out. If none has reported for too long, re-open
         // rather than stay stuck on probes that will never report.
@@ -290,7 +282,7 @@ impl MemoryBackend {
 
     fn record_counted(&self, ticket: Ticket, failed: bool, slow: bool) {
         let word = self.word.load(Ordering::Acquire);
-        if generation(word) != ticket.generation {
+        if generation(word) != ticket.generation() {
             // Admitted before a transition: its outcome belongs to a state
             // that is gone.
             return;
@@ -326,7 +318,7 @@ impl MemoryBackend {
     fn record_probe(&self, ticket: Ticket, outcome: Outcome, slow: bool) {
         loop {
             let word = self.word.load(Ordering::Acquire);
-            if code(word) != HALF_OPEN || generation(word) != ticket.generation {
+            if code(word) != HALF_OPEN || generation(word) != ticket.generation() {
                 // A probe of a half-open spell that is over.
                 return;
             }
@@ -380,14 +372,10 @@ impl Backend for MemoryBackend {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let decided = match code(word) {
-                CLOSED | METRICS_ONLY => Some(Ok(Ticket {
-                    generation: generation(word),
-                    kind: TicketKind::Counted,
-                })),
-                DISABLED => Some(Ok(Ticket {
-                    generation: generation(word),
-                    kind: TicketKind::Uncounted,
-                })),
+                CLOSED | METRICS_ONLY => {
+                    Some(Ok(Ticket::with(generation(word), TicketKind::Counted)))
+                }
+                DISABLED => Some(Ok(Ticket::with(generation(word), TicketKind::Uncounted))),
                 FORCED_OPEN => Some(Err(self.refuse(None))),
                 OPEN => self.admit_open(word),
                 _ => self.admit_half_open(word),
@@ -404,7 +392,7 @@ impl Backend for MemoryBackend {
             (Some((_, threshold)), Some(elapsed)) => elapsed >= threshold,
             _ => false,
         };
-        match ticket.kind {
+        match ticket.kind() {
             TicketKind::Uncounted => {}
             TicketKind::Counted => match outcome {
                 Outcome::Ignored => {}
@@ -416,12 +404,12 @@ impl Backend for MemoryBackend {
     }
 
     fn abandon(&self, ticket: Ticket) {
-        if ticket.kind != TicketKind::Probe {
+        if ticket.kind() != TicketKind::Probe {
             return;
         }
         loop {
             let word = self.word.load(Ordering::Acquire);
-            if code(word) != HALF_OPEN || generation(word) != ticket.generation {
+            if code(word) != HALF_OPEN || generation(word) != ticket.generation() {
                 return;
             }
             if self.release_probe(word, 0) {

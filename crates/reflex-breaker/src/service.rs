@@ -17,6 +17,25 @@ pub(crate) struct Shared<C, B> {
     pub(crate) backend: Arc<B>,
     pub(crate) classifier: C,
     pub(crate) component: Component,
+    /// Latencies are measured from here, in nanoseconds.
+    pub(crate) base: Instant,
+}
+
+impl<C, B> Shared<C, B> {
+    pub(crate) fn new(backend: Arc<B>, classifier: C, component: Component) -> Self {
+        Self {
+            backend,
+            classifier,
+            component,
+            base: Instant::now(),
+        }
+    }
+
+    /// Nanoseconds since `base`, now (saturating far below the reserved
+    /// values a guard uses).
+    pub(crate) fn since_base(&self) -> u64 {
+        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX >> 1)
+    }
 }
 
 /// Refuses calls while its breaker is open, and counts the outcome of the
@@ -110,16 +129,15 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         match self.shared.backend.admit() {
             Ok(ticket) => {
-                let started = self.shared.backend.needs_latency().then(Instant::now);
                 // The guard exists before the inner call: a panic in `call`
                 // drops it, which gives back a probe slot.
-                let guard = Guard::new(Arc::clone(&self.shared), ticket, started);
+                let guard = Guard::new(Arc::clone(&self.shared), ticket);
                 ResponseFuture::admitted(self.inner.call(request), guard)
             }
             Err(refusal) => {
                 let rejected =
                     Rejected::new(RejectKind::CircuitOpen, self.shared.component.clone());
-                ResponseFuture::refused(match refusal.retry_after {
+                ResponseFuture::refused(match refusal.retry_after() {
                     Some(after) => rejected.with_retry_after(after),
                     None => rejected,
                 })
