@@ -13,6 +13,11 @@ use crate::future::{Guard, ResponseFuture};
 use crate::memory::MemoryBackend;
 
 /// What a layer, its services and their futures share.
+///
+/// Aligned to a cache line so that it does not share one with the `Arc`'s
+/// reference counts: every call increments and decrements those, and on
+/// another core that would evict the fields every call reads.
+#[repr(align(64))]
 pub(crate) struct Shared<C, B> {
     pub(crate) backend: Arc<B>,
     pub(crate) classifier: C,

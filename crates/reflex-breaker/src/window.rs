@@ -131,23 +131,30 @@ impl Windows {
 #[derive(Debug)]
 pub(crate) struct CountWindow {
     slots: Box<[AtomicU8]>,
-    cursor: AtomicUsize,
+    /// Written by every call: on a cache line of its own, so that cores
+    /// reading the breaker's state do not lose it each time.
+    cursor: CacheLine<AtomicUsize>,
     totals: AtomicU64,
 }
+
+/// A value alone on its cache line.
+#[derive(Debug)]
+#[repr(align(64))]
+struct CacheLine<T>(T);
 
 impl CountWindow {
     fn new(calls: u32) -> Self {
         debug_assert!((1..=MAX_WINDOW_CALLS).contains(&calls));
         Self {
             slots: (0..calls).map(|_| AtomicU8::new(Sample::EMPTY.0)).collect(),
-            cursor: AtomicUsize::new(0),
+            cursor: CacheLine(AtomicUsize::new(0)),
             totals: AtomicU64::new(0),
         }
     }
 
     #[inline]
     fn record(&self, sample: Sample) -> Option<Totals> {
-        let index = self.cursor.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let index = self.cursor.0.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         let slot = &self.slots[index];
         if slot.load(Ordering::Relaxed) == sample.0 {
             // The call it replaces had the same outcome: nothing changes.
