@@ -1,72 +1,11 @@
-//! What every bench of reflex shares: an inner service that costs nothing,
-//! a way to call a service once without a runtime, the contended driver, and
-//! an allocation count per call.
+//! What every bench of reflex shares: the pieces the tests use too
+//! ([`reflex_tests::support`]), and the contended driver.
 
-use std::convert::Infallible;
-use std::future::{Ready, ready};
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+pub use reflex_tests::support::{Echo, allocations_per_call, call_once};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
-
-/// An inner service that is always ready and answers at once: what remains
-/// of a call's cost is the layers' own.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Echo;
-
-impl Service<u64> for Echo {
-    type Response = u64;
-    type Error = Infallible;
-    type Future = Ready<Result<u64, Infallible>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, req: u64) -> Self::Future {
-        ready(Ok(req))
-    }
-}
-
-/// One whole call on the current thread, no runtime: `poll_ready`, `call`,
-/// poll the response to completion, drop it. Panics if anything is pending
-/// or fails: the benches measure the happy path only.
-#[inline]
-pub fn call_once<S>(svc: &mut S, req: u64) -> u64
-where
-    S: Service<u64, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    let mut cx = Context::from_waker(Waker::noop());
-    match svc.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        other => panic!("not ready: {other:?}"),
-    }
-    let response = pin!(svc.call(req));
-    match response.poll(&mut cx) {
-        Poll::Ready(Ok(out)) => out,
-        Poll::Ready(Err(err)) => panic!("failed: {err:?}"),
-        Poll::Pending => panic!("pending"),
-    }
-}
-
-/// Heap allocations per call of [`call_once`], over `calls` calls after one
-/// warm-up call.
-pub fn allocations_per_call<S>(svc: &mut S, calls: u64) -> f64
-where
-    S: Service<u64, Response = u64>,
-    S::Error: std::fmt::Debug,
-{
-    call_once(svc, 0);
-    let info = allocation_counter::measure(|| {
-        for n in 0..calls {
-            std::hint::black_box(call_once(svc, n));
-        }
-    });
-    info.count_total as f64 / calls as f64
-}
 
 /// Runs `iters` calls split across `tasks` tasks on `runtime`, each task on
 /// its own clone of `svc`; returns the wall time of the whole batch.

@@ -8,3 +8,4 @@
 //! timeout, and invalid configuration refused without a panic.
 
 pub mod contract;
+pub mod support;

@@ -7,16 +7,16 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use reflex_core::{BoxError, BreakerState, Classify, Component, RejectKind, Rejected};
+use reflex_core::{BoxError, BreakerState, Classify, Component};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::backend::Backend;
 use crate::config::BreakerConfig;
-use crate::future::{Guard, ResponseFuture};
+use crate::future::ResponseFuture;
 use crate::handle::BreakerHandle;
 use crate::memory::MemoryBackend;
-use crate::service::Shared;
+use crate::service::{Shared, admit};
 
 const MAX_SHARDS: usize = 16;
 
@@ -274,19 +274,8 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let breaker = self.shared.breaker((self.shared.key_fn)(&request));
-        match breaker.backend.admit() {
-            Ok(ticket) => {
-                let guard = Guard::new(breaker, ticket);
-                ResponseFuture::admitted(self.inner.call(request), guard)
-            }
-            Err(refusal) => {
-                let rejected = Rejected::new(RejectKind::CircuitOpen, breaker.component.clone());
-                ResponseFuture::refused(match refusal.retry_after() {
-                    Some(after) => rejected.with_retry_after(after),
-                    None => rejected,
-                })
-            }
-        }
+        let inner = &mut self.inner;
+        admit(&breaker, || inner.call(request))
     }
 }
 

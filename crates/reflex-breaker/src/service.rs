@@ -132,21 +132,31 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
-        match self.shared.backend.admit() {
-            Ok(ticket) => {
-                // The guard exists before the inner call: a panic in `call`
-                // drops it, which gives back a probe slot.
-                let guard = Guard::new(Arc::clone(&self.shared), ticket);
-                ResponseFuture::admitted(self.inner.call(request), guard)
-            }
-            Err(refusal) => {
-                let rejected =
-                    Rejected::new(RejectKind::CircuitOpen, self.shared.component.clone());
-                ResponseFuture::refused(match refusal.retry_after() {
-                    Some(after) => rejected.with_retry_after(after),
-                    None => rejected,
-                })
-            }
+        let inner = &mut self.inner;
+        admit(&self.shared, || inner.call(request))
+    }
+}
+
+/// Admits a call through `shared`'s breaker and makes its future: the
+/// inner call's, holding a guard, or a refusal ready at once.
+#[inline]
+pub(crate) fn admit<F, C, B: Backend>(
+    shared: &Arc<Shared<C, B>>,
+    call: impl FnOnce() -> F,
+) -> ResponseFuture<F, C, B> {
+    match shared.backend.admit() {
+        Ok(ticket) => {
+            // The guard exists before the inner call: a panic in `call`
+            // drops it, which gives back a probe slot.
+            let guard = Guard::new(Arc::clone(shared), ticket);
+            ResponseFuture::admitted(call(), guard)
+        }
+        Err(refusal) => {
+            let rejected = Rejected::new(RejectKind::CircuitOpen, shared.component.clone());
+            ResponseFuture::refused(match refusal.retry_after() {
+                Some(after) => rejected.with_retry_after(after),
+                None => rejected,
+            })
         }
     }
 }
