@@ -51,6 +51,28 @@ pub enum Signal {
         /// The limit now.
         to: usize,
     },
+    /// A request took its slot (at once, or after waiting in its queue).
+    SlotStarted {
+        /// `true` when it waited in the slot's queue first.
+        waited: bool,
+    },
+    /// A request joined its slot's queue.
+    SlotQueued {
+        /// Requests waiting in that slot's queue, this one included.
+        depth: usize,
+    },
+    /// A newer request replaced a running or waiting one, whose caller got
+    /// `Rejected { Replaced }`.
+    SlotReplaced {
+        /// `true` when the replaced request was running (and was
+        /// cancelled), `false` when it was waiting.
+        was_running: bool,
+    },
+    /// A request was refused because its slot was busy (`DropIfRunning`).
+    SlotBusy,
+    /// A request was refused because its slot's queue, or the layer's
+    /// bound on all waiting requests, was full.
+    SlotQueueFull,
     /// A circuit breaker changed state.
     BreakerTransition {
         /// The state it left.

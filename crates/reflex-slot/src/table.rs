@@ -1,0 +1,350 @@
+//! The slot table: which slots are running, and who waits for each.
+//!
+//! Every change of a slot happens under its shard's lock and is tied to a
+//! guard: a running request holds a [`SlotGuard`] whose drop hands the slot
+//! to the next waiter or removes the slot; a waiting request holds a
+//! [`WaiterGuard`] whose drop takes it out of the queue. No state change
+//! travels as a message that could be missed, so no slot can be stuck.
+
+use std::collections::hash_map::RandomState;
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hash};
+use std::sync::{Arc, PoisonError};
+
+use reflex_core::{Component, RejectKind, Signal, Sink};
+use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
+
+use crate::Policy;
+use crate::loom::{AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+
+const SHARDS: usize = 16;
+
+/// What a waiting request receives.
+pub(crate) enum Grant<K: Hash + Eq + Clone> {
+    /// The slot is yours: run, and drop the guard when done. The token is
+    /// there when the layer may replace running requests.
+    Start(SlotGuard<K>, Option<CancellationToken>),
+    /// A newer request replaced you.
+    Replaced,
+}
+
+/// What [`Table::admit`] decided.
+pub(crate) enum Admission<K: Hash + Eq + Clone> {
+    /// Run now.
+    Start(SlotGuard<K>, Option<CancellationToken>),
+    /// Wait for a grant.
+    Wait(oneshot::Receiver<Grant<K>>, WaiterGuard<K>),
+    /// Refused at once.
+    Refused(RejectKind),
+}
+
+struct Running {
+    id: u64,
+    /// Only when the layer may replace running requests: making a token
+    /// allocates, and nothing else needs one.
+    cancel: Option<CancellationToken>,
+}
+
+struct Waiter<K: Hash + Eq + Clone> {
+    id: u64,
+    grant: oneshot::Sender<Grant<K>>,
+}
+
+struct Slot<K: Hash + Eq + Clone> {
+    running: Option<Running>,
+    queue: VecDeque<Waiter<K>>,
+}
+
+/// Counts per decision, for the handle.
+#[derive(Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) started: AtomicU64,
+    pub(crate) queued: AtomicU64,
+    pub(crate) replaced: AtomicU64,
+    pub(crate) busy: AtomicU64,
+    pub(crate) queue_full: AtomicU64,
+}
+
+type Shard<K> = Mutex<HashMap<K, Slot<K>>>;
+
+pub(crate) struct Table<K: Hash + Eq + Clone> {
+    shards: Box<[Shard<K>]>,
+    hasher: RandomState,
+    next_id: AtomicU64,
+    waiting: AtomicUsize,
+    queue_limit: usize,
+    global_queue_limit: usize,
+    may_replace: bool,
+    pub(crate) component: Component,
+    sink: Sink,
+    pub(crate) totals: Totals,
+}
+
+/// A running request's hold on its slot. Dropped, it hands the slot to the
+/// next waiter, or removes the slot when nobody waits.
+pub(crate) struct SlotGuard<K: Hash + Eq + Clone> {
+    table: Arc<Table<K>>,
+    key: K,
+    id: u64,
+    /// Unset for a guard that never became a slot's holder (its grant
+    /// could not be delivered): dropping it changes nothing.
+    armed: bool,
+}
+
+/// A waiting request's place in its slot's queue. Dropped, it leaves the
+/// queue (a no-op once it was granted or replaced).
+pub(crate) struct WaiterGuard<K: Hash + Eq + Clone> {
+    table: Arc<Table<K>>,
+    key: K,
+    id: u64,
+}
+
+// === impl Table ===
+
+impl<K: Hash + Eq + Clone> Table<K> {
+    pub(crate) fn new(
+        queue_limit: usize,
+        global_queue_limit: usize,
+        may_replace: bool,
+        component: Component,
+        sink: Sink,
+    ) -> Self {
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            hasher: RandomState::new(),
+            next_id: AtomicU64::new(0),
+            waiting: AtomicUsize::new(0),
+            queue_limit,
+            global_queue_limit,
+            may_replace,
+            component,
+            sink,
+            totals: Totals::default(),
+        }
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, Slot<K>>> {
+        let index = self.hasher.hash_one(key) as usize % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn emit(&self, signal: Signal) {
+        self.sink.emit(&self.component, signal);
+    }
+
+    fn running(&self) -> (u64, Option<CancellationToken>) {
+        (
+            self.next_id.fetch_add(1, Ordering::Relaxed),
+            self.may_replace.then(CancellationToken::new),
+        )
+    }
+
+    /// Decides what a request for `key` under `policy` does.
+    pub(crate) fn admit(self: &Arc<Self>, key: K, policy: Policy) -> Admission<K> {
+        let mut shard = self.shard(&key);
+        let slot = shard.entry(key.clone()).or_insert_with(|| Slot {
+            running: None,
+            queue: VecDeque::new(),
+        });
+        if slot.running.is_none() {
+            // Idle (a slot with waiters always has a runner).
+            let (id, cancel) = self.running();
+            slot.running = Some(Running {
+                id,
+                cancel: cancel.clone(),
+            });
+            drop(shard);
+            self.totals.started.fetch_add(1, Ordering::Relaxed);
+            self.emit(Signal::SlotStarted { waited: false });
+            return Admission::Start(self.guard(key, id), cancel);
+        }
+        match policy {
+            Policy::DropIfRunning => {
+                drop(shard);
+                self.totals.busy.fetch_add(1, Ordering::Relaxed);
+                self.emit(Signal::SlotBusy);
+                Admission::Refused(RejectKind::SlotBusy)
+            }
+            Policy::Queue => {
+                if slot.queue.len() >= self.queue_limit || !self.reserve_waiter() {
+                    drop(shard);
+                    return self.queue_full();
+                }
+                let (grant, receiver) = oneshot::channel();
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                slot.queue.push_back(Waiter { id, grant });
+                let depth = slot.queue.len();
+                drop(shard);
+                self.totals.queued.fetch_add(1, Ordering::Relaxed);
+                self.emit(Signal::SlotQueued { depth });
+                Admission::Wait(receiver, self.waiter(key, id))
+            }
+            Policy::Replace => {
+                // Room first, before displacing anyone: the newcomer takes
+                // the place of the head it replaces, or a new place.
+                let head = slot.queue.pop_front();
+                if head.is_none() && !self.reserve_waiter() {
+                    drop(shard);
+                    return self.queue_full();
+                }
+                // Cancel the runner (once: a second Replace finds it
+                // already terminating and replaces only the head).
+                if let Some(cancel) = slot.running.as_ref().and_then(|r| r.cancel.as_ref()) {
+                    if !cancel.is_cancelled() {
+                        cancel.cancel();
+                        self.replaced(true);
+                    }
+                }
+                if let Some(head) = head {
+                    let _ = head.grant.send(Grant::Replaced);
+                    self.replaced(false);
+                }
+                let (grant, receiver) = oneshot::channel();
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                slot.queue.push_front(Waiter { id, grant });
+                let depth = slot.queue.len();
+                drop(shard);
+                self.totals.queued.fetch_add(1, Ordering::Relaxed);
+                self.emit(Signal::SlotQueued { depth });
+                Admission::Wait(receiver, self.waiter(key, id))
+            }
+        }
+    }
+
+    fn replaced(&self, was_running: bool) {
+        self.totals.replaced.fetch_add(1, Ordering::Relaxed);
+        self.emit(Signal::SlotReplaced { was_running });
+    }
+
+    fn queue_full(&self) -> Admission<K> {
+        self.totals.queue_full.fetch_add(1, Ordering::Relaxed);
+        self.emit(Signal::SlotQueueFull);
+        Admission::Refused(RejectKind::SlotQueueFull)
+    }
+
+    /// Takes a place under the bound on all waiting requests.
+    fn reserve_waiter(&self) -> bool {
+        self.waiting
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |waiting| {
+                (waiting < self.global_queue_limit).then_some(waiting + 1)
+            })
+            .is_ok()
+    }
+
+    fn guard(self: &Arc<Self>, key: K, id: u64) -> SlotGuard<K> {
+        SlotGuard {
+            table: Arc::clone(self),
+            key,
+            id,
+            armed: true,
+        }
+    }
+
+    fn waiter(self: &Arc<Self>, key: K, id: u64) -> WaiterGuard<K> {
+        WaiterGuard {
+            table: Arc::clone(self),
+            key,
+            id,
+        }
+    }
+
+    /// The runner `id` of `key` is gone: hand the slot on, or remove it.
+    fn release(self: &Arc<Self>, key: &K, id: u64) {
+        let mut shard = self.shard(key);
+        let Some(slot) = shard.get_mut(key) else {
+            return;
+        };
+        if slot.running.as_ref().is_none_or(|running| running.id != id) {
+            return;
+        }
+        slot.running = None;
+        while let Some(next) = slot.queue.pop_front() {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+            let (id, cancel) = self.running();
+            let guard = self.guard(key.clone(), id);
+            match next.grant.send(Grant::Start(guard, cancel.clone())) {
+                Ok(()) => {
+                    slot.running = Some(Running { id, cancel });
+                    drop(shard);
+                    self.totals.started.fetch_add(1, Ordering::Relaxed);
+                    self.emit(Signal::SlotStarted { waited: true });
+                    return;
+                }
+                Err(Grant::Start(mut undelivered, _)) => {
+                    // The waiter is gone: this guard never held the slot,
+                    // and must not release it (we hold the lock).
+                    undelivered.armed = false;
+                }
+                Err(Grant::Replaced) => unreachable!("sent a start"),
+            }
+        }
+        // Nobody waits: the slot is idle, and idle slots are not kept.
+        shard.remove(key);
+    }
+
+    fn leave_queue(&self, key: &K, id: u64) {
+        let mut shard = self.shard(key);
+        if let Some(slot) = shard.get_mut(key) {
+            if let Some(at) = slot.queue.iter().position(|waiter| waiter.id == id) {
+                slot.queue.remove(at);
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Slots with a running request.
+    pub(crate) fn busy_slots(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
+            .sum()
+    }
+
+    /// Requests waiting in any queue.
+    pub(crate) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Requests waiting in `key`'s queue.
+    pub(crate) fn queue_depth(&self, key: &K) -> usize {
+        self.shard(key).get(key).map_or(0, |slot| slot.queue.len())
+    }
+
+    /// `true` when `key` has a running request.
+    pub(crate) fn is_busy(&self, key: &K) -> bool {
+        self.shard(key).contains_key(key)
+    }
+}
+
+// === impl SlotGuard ===
+
+impl<K: Hash + Eq + Clone> SlotGuard<K> {
+    pub(crate) fn component(&self) -> &Component {
+        &self.table.component
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for SlotGuard<K> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.table.release(&self.key, self.id);
+        }
+    }
+}
+
+// === impl WaiterGuard ===
+
+impl<K: Hash + Eq + Clone> WaiterGuard<K> {
+    pub(crate) fn component(&self) -> &Component {
+        &self.table.component
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for WaiterGuard<K> {
+    fn drop(&mut self) {
+        self.table.leave_queue(&self.key, self.id);
+    }
+}

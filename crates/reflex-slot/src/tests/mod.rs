@@ -1,0 +1,1 @@
+mod loom_table;
