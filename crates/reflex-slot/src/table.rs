@@ -6,11 +6,11 @@
 //! [`WaiterGuard`] whose drop takes it out of the queue. No state change
 //! travels as a message that could be missed, so no slot can be stuck.
 
-use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, PoisonError};
 
+use foldhash::fast::RandomState;
 use reflex_core::{Component, RejectKind, Signal, Sink};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +66,9 @@ pub(crate) struct Totals {
     pub(crate) queue_full: AtomicU64,
 }
 
-type Shard<K> = Mutex<HashMap<K, Slot<K>>>;
+/// foldhash: seeded per process (keys come from requests), and a few
+/// nanoseconds where SipHash takes tens; admission hashes a key three times.
+type Shard<K> = Mutex<HashMap<K, Slot<K>, RandomState>>;
 
 pub(crate) struct Table<K: Hash + Eq + Clone> {
     shards: Box<[Shard<K>]>,
@@ -111,8 +113,10 @@ impl<K: Hash + Eq + Clone> Table<K> {
         sink: Sink,
     ) -> Self {
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(RandomState::default())))
+                .collect(),
+            hasher: RandomState::default(),
             next_id: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             queue_limit,
@@ -124,7 +128,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         }
     }
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, Slot<K>>> {
+    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, Slot<K>, RandomState>> {
         let index = self.hasher.hash_one(key) as usize % self.shards.len();
         self.shards[index]
             .lock()
