@@ -5,8 +5,9 @@
 //! name), or to `None` to pass it through. While a request of a slot runs in
 //! the inner service, another request of that slot, by its [`Policy`]:
 //!
-//! - **Queue**s in FIFO order, bounded per slot and across the layer
-//!   (over either bound: `Rejected { SlotQueueFull }` at once);
+//! - **Queue**s in FIFO order behind the running one, bounded per slot and
+//!   across the layer (over either bound: `Rejected { SlotQueueFull }` at
+//!   once); a Replace newcomer still goes to the head;
 //! - **Replace**s the running one: its inner future is dropped and its
 //!   caller gets `Rejected { Replaced }`; a request waiting at the head of
 //!   the queue is replaced too; the newcomer starts once the cancelled one
@@ -21,12 +22,14 @@
 //! - **One at a time.** At most one request per slot is in the inner
 //!   service; a replaced one is out before its successor starts.
 //! - **No stuck slot.** Every state change is tied to a guard, not to a
-//!   message: a running request's guard hands the slot on when its future
-//!   completes, is dropped, or unwinds from a panic; a waiting request's
-//!   guard takes it out of the queue when dropped; a grant that reaches a
-//!   waiter already gone is passed on at once.
+//!   message: a running request's guard hands the slot on when its
+//!   response future completes (not when a streamed response body ends),
+//!   is dropped, or unwinds from a panic; a waiting request's guard takes
+//!   it out of the queue when dropped; a grant that reaches a waiter
+//!   already gone is passed on at once.
 //! - **Memory follows busy slots.** A slot is kept only while a request
-//!   runs in it; idle slots are removed, whatever the number of keys seen.
+//!   runs in it; idle slots are removed, whatever the number of keys seen
+//!   (the maps keep their peak capacity).
 //! - **Never waits in `poll_ready`.** A request waits in its response
 //!   future; `poll_ready` is the inner service's readiness.
 //! - **Observable.** Each decision is a [`Signal`](reflex_core::Signal)
@@ -40,8 +43,12 @@
 //!   `ConcurrencyShedLayer` above it for that.
 //! - A waiting request holds the inner service's readiness (it took the
 //!   ready service with it) until it runs or leaves.
-//! - Admission takes its slot's shard lock (16 shards), and allocates the
-//!   slot's entry; it is not a lock-free path.
+//! - Admission takes its slot's shard lock (16 shards) and clones the key
+//!   (keys that allocate to clone, like `String`, allocate per request;
+//!   integers and `Arc<str>` do not); it is not a lock-free path.
+//! - A replaced request is cancelled when its response future is next
+//!   polled: a caller that holds the future without polling it holds the
+//!   slot too.
 //!
 //! # Examples
 //!

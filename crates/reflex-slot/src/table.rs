@@ -194,23 +194,28 @@ impl<K: Hash + Eq + Clone> Table<K> {
                     drop(shard);
                     return self.queue_full();
                 }
-                // Cancel the runner (once: a second Replace finds it
-                // already terminating and replaces only the head).
-                if let Some(cancel) = slot.running.as_ref().and_then(|r| r.cancel.as_ref()) {
-                    if !cancel.is_cancelled() {
-                        cancel.cancel();
-                        self.replaced(true);
-                    }
-                }
-                if let Some(head) = head {
-                    let _ = head.grant.send(Grant::Replaced);
-                    self.replaced(false);
-                }
+                // Cancel the runner once: the token is taken, so a second
+                // Replace finds it already terminating and replaces only the
+                // head. (The runner's future holds its own handle.)
+                let cancel = slot
+                    .running
+                    .as_mut()
+                    .and_then(|running| running.cancel.take());
                 let (grant, receiver) = oneshot::channel();
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
                 slot.queue.push_front(Waiter { id, grant });
                 let depth = slot.queue.len();
                 drop(shard);
+                // Wake-ups and signals (user code) after the lock is gone.
+                if let Some(cancel) = cancel {
+                    cancel.cancel();
+                    self.replaced(true);
+                }
+                if let Some(head) = head {
+                    if head.grant.send(Grant::Replaced).is_ok() {
+                        self.replaced(false);
+                    }
+                }
                 self.totals.queued.fetch_add(1, Ordering::Relaxed);
                 self.emit(Signal::SlotQueued { depth });
                 Admission::Wait(receiver, self.waiter(key, id))

@@ -110,3 +110,62 @@ async fn replace_racing_completion_never_runs_two_and_never_sticks() {
         assert_eq!(slot.load(Ordering::SeqCst), 0);
     }
 }
+
+/// A sink that reads the layer's handle on every signal: user code in a
+/// sink must never run under the table's locks.
+#[derive(Clone, Default)]
+struct ReadsHandle(
+    Arc<std::sync::OnceLock<reflex_slot::SlotHandle<&'static str>>>,
+    Arc<AtomicUsize>,
+);
+
+impl reflex_core::SignalSink for ReadsHandle {
+    fn emit(&self, _: &reflex_core::Component, _: reflex_core::Signal) {
+        if let Some(handle) = self.0.get() {
+            self.1.fetch_add(
+                handle.busy_slots() + handle.queue_depth(&"a"),
+                Ordering::SeqCst,
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_sink_may_read_the_handle_without_deadlocking_the_table() {
+    let sink = ReadsHandle::default();
+    let layer = SlotAdmissionLayer::builder(|req: &(&'static str, u32)| Some(req.0))
+        .policy(Policy::Replace)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    sink.0.set(layer.handle()).ok().unwrap();
+    let (mut svc, mut inner) = tower_test::mock::spawn_layer::<(&'static str, u32), u32, _>(layer);
+    let mut calls = Vec::new();
+    for n in 0..3 {
+        tokio_test::assert_ready_ok!(svc.poll_ready());
+        let mut call = tokio_test::task::spawn(svc.call(("a", n)));
+        let _ = call.poll();
+        calls.push(call);
+    }
+    // Every decision was signalled (and the sink read the handle each time).
+    assert!(sink.1.load(Ordering::SeqCst) > 0);
+    // The first was replaced by the second, the second (waiting) by the third.
+    fn replaced<F: std::future::Future<Output = Result<u32, BoxError>>>(
+        call: &mut tokio_test::task::Spawn<F>,
+    ) -> Option<RejectKind> {
+        match call.poll() {
+            std::task::Poll::Ready(Err(err)) => Rejected::find(&*err).map(Rejected::kind),
+            _ => None,
+        }
+    }
+    assert_eq!(replaced(&mut calls[0]), Some(RejectKind::Replaced));
+    assert_eq!(replaced(&mut calls[1]), Some(RejectKind::Replaced));
+    // The first reached the inner service before it was cancelled; the
+    // third reaches it once granted and polled.
+    assert_eq!(inner.next_request().await.unwrap().0, ("a", 0));
+    assert!(calls[2].poll().is_pending());
+    let (request, send) = inner.next_request().await.unwrap();
+    assert_eq!(request, ("a", 2));
+    send.send_response(2);
+    assert!(matches!(calls[2].poll(), std::task::Poll::Ready(Ok(2))));
+}

@@ -70,9 +70,10 @@ fn a_waiter_leaving_while_the_slot_is_handed_on_never_sticks_it() {
             panic!("a busy slot queues");
         };
         let completes = thread::spawn(move || drop(first));
+        // The order a waiting response future drops them in.
         let leaves = thread::spawn(move || {
-            drop(waiter);
             drop(grant);
+            drop(waiter);
         });
         completes.join().unwrap();
         leaves.join().unwrap();
