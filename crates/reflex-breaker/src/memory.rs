@@ -280,7 +280,28 @@ impl MemoryBackend {
         None
     }
 
+    #[inline]
     fn record_counted(&self, ticket: Ticket, failed: bool, slow: bool) {
+        if !(failed || slow) && self.window.is_none() {
+            // A plain success with no window only ends a run of failures.
+            if self.consecutive.load(Ordering::Relaxed) != 0 {
+                self.reset_run(ticket);
+            }
+            return;
+        }
+        self.record_in_window(ticket, failed, slow);
+    }
+
+    /// A success ends a run of failures, unless it was admitted before a
+    /// transition (its outcome belongs to a state that is gone).
+    #[cold]
+    fn reset_run(&self, ticket: Ticket) {
+        if generation(self.word.load(Ordering::Acquire)) == ticket.generation() {
+            self.consecutive.store(0, Ordering::Relaxed);
+        }
+    }
+
+    fn record_in_window(&self, ticket: Ticket, failed: bool, slow: bool) {
         let word = self.word.load(Ordering::Acquire);
         if generation(word) != ticket.generation() {
             // Admitted before a transition: its outcome belongs to a state
@@ -364,11 +385,9 @@ impl MemoryBackend {
             )
             .is_ok()
     }
-}
 
-impl Backend for MemoryBackend {
-    #[inline]
-    fn admit(&self) -> Result<Ticket, Refusal> {
+    #[cold]
+    fn admit_slow(&self) -> Result<Ticket, Refusal> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let decided = match code(word) {
@@ -385,7 +404,18 @@ impl Backend for MemoryBackend {
             }
         }
     }
+}
 
+impl Backend for MemoryBackend {
+    #[inline]
+    fn admit(&self) -> Result<Ticket, Refusal> {
+        // The Closed path first, as one predictable branch.
+        let word = self.word.load(Ordering::Acquire);
+        if code(word) == CLOSED {
+            return Ok(Ticket::with(generation(word), TicketKind::Counted));
+        }
+        self.admit_slow()
+    }
     #[inline]
     fn record(&self, ticket: Ticket, outcome: Outcome, elapsed: Option<Duration>) {
         let slow = match (self.config.slow_call(), elapsed) {
