@@ -143,7 +143,7 @@ impl MemoryBackend {
     /// another transition got there first. Returns the new word.
     #[cold]
     fn transition(&self, from: u64, to: u64, reason: TransitionReason, now: u64) -> Option<u64> {
-        let _serialised = self.transition.lock().unwrap_or_else(|e| e.into_inner());
+        let serialised = self.transition.lock().unwrap_or_else(|e| e.into_inner());
         let mut current = self.word.load(Ordering::Acquire);
         if code(current) != code(from) || generation(current) != generation(from) {
             return None;
@@ -179,6 +179,9 @@ impl MemoryBackend {
             current = actual;
         }
         self.transitions_total.fetch_add(1, Ordering::Relaxed);
+        // The sink and tracing are user code: never under the lock (a sink
+        // may steer this very breaker through its handle).
+        drop(serialised);
         self.report(code(from), to, reason);
         Some(next)
     }

@@ -192,6 +192,10 @@ impl fmt::Display for TransitionReason {
 /// it must cost a few atomics at most, never a lock, an allocation or a wait.
 /// Defer analysis to a task of your own.
 ///
+/// Layers never emit while holding a lock of their own, so a sink may read
+/// or steer the layers it hears from through their handles (a reflex that
+/// forces a breaker open on a signal does not deadlock it).
+///
 /// # Examples
 ///
 /// A sink that counts sheds:

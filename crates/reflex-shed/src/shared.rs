@@ -156,7 +156,7 @@ impl Shared {
 
     pub(crate) fn set_hard_limit(&self, hard: usize) -> Result<(), ConfigError> {
         validate_hard_limit(hard)?;
-        let _serialised = self
+        let serialised = self
             .set_limits
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
@@ -165,6 +165,9 @@ impl Shared {
             None => NO_SOFT_LIMIT,
         };
         let changed = self.counter.set_limits(hard, soft);
+        // Signals are user code: never under the lock (a sink may steer
+        // this very layer through its handle).
+        drop(serialised);
         if let Some(ended) = changed.ended_excursion {
             self.soft_limit_recovered(ended.in_flight, ended.soft_limit);
         }

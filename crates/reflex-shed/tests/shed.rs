@@ -492,3 +492,29 @@ fn clones_of_a_layer_share_one_budget() {
     assert!(assert_ready!(refused.poll()).is_err());
     assert_eq!(layer.handle().shed_total(), 1);
 }
+
+/// On a limit change, a reflex sets the limit again through the handle.
+#[derive(Clone, Default)]
+struct SetsLimitOnChange(Arc<std::sync::OnceLock<reflex_shed::ShedHandle>>);
+
+impl reflex_core::SignalSink for SetsLimitOnChange {
+    fn emit(&self, _: &Component, signal: Signal) {
+        if let (Signal::HardLimitChanged { to: 2, .. }, Some(handle)) = (signal, self.0.get()) {
+            handle.set_hard_limit(3).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_sink_that_steers_the_layer_on_a_limit_change_does_not_deadlock() {
+    let sink = SetsLimitOnChange::default();
+    let layer = ConcurrencyShedLayer::builder()
+        .hard_limit(4)
+        .sink(sink.clone())
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    sink.0.set(handle.clone()).ok().unwrap();
+    handle.set_hard_limit(2).unwrap();
+    assert_eq!(handle.hard_limit(), 3, "the sink's own change landed");
+}
