@@ -7,7 +7,7 @@ use std::hash::{BuildHasher, Hash};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use reflex_core::{BoxError, BreakerState, Classify, Component};
+use reflex_core::{BoxError, Classify, Component};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -33,9 +33,10 @@ type Breaker<C> = Arc<Shared<C, MemoryBackend>>;
 /// # Memory
 ///
 /// At most `max_keys` breakers are kept. A new key beyond that evicts the
-/// least recently used breaker that is idle: Closed (or Disabled, or
-/// MetricsOnly) with no call in flight. An open breaker is never evicted,
-/// so forgetting keys never reopens the way to a failing one.
+/// least recently used breaker that is idle: no call in flight, and Closed,
+/// or Open with its open duration over. A breaker open within its open
+/// duration is never evicted, so forgetting keys never reopens the way to a
+/// failing one early; half-open breakers and states set by hand are kept.
 ///
 /// # Clone
 ///
@@ -136,20 +137,18 @@ where
         let Some(key) = key else {
             return Arc::clone(&self.default);
         };
-        let mut shard = self
-            .shard(&key)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        shard.tick += 1;
-        let tick = shard.tick;
-        if let Some(entry) = shard.breakers.get_mut(&key) {
-            entry.last_used = tick;
-            return Arc::clone(&entry.breaker);
+        {
+            let mut shard = self.lock(&key);
+            shard.tick += 1;
+            let tick = shard.tick;
+            if let Some(entry) = shard.breakers.get_mut(&key) {
+                entry.last_used = tick;
+                return Arc::clone(&entry.breaker);
+            }
         }
-        if shard.breakers.len() >= self.shard_capacity && !evict_one(&mut shard.breakers) {
-            // Every kept breaker is busy or not Closed: keep them all.
-            return Arc::clone(&self.default);
-        }
+        // A new key: build its breaker outside the lock (the key's Display,
+        // the classifier's Clone and the window's allocation are not ours
+        // to run under it).
         let mut config = self.config.clone();
         config.component = Component::new(format!("{}/{key}", self.config.component()));
         let component = config.component().clone();
@@ -158,6 +157,22 @@ where
             self.classifier.clone(),
             component,
         ));
+        let mut shard = self.lock(&key);
+        shard.tick += 1;
+        let tick = shard.tick;
+        if let Some(entry) = shard.breakers.get_mut(&key) {
+            // Another call made it meanwhile.
+            entry.last_used = tick;
+            return Arc::clone(&entry.breaker);
+        }
+        let mut evicted = None;
+        if shard.breakers.len() >= self.shard_capacity {
+            evicted = evict_one(&mut shard.breakers);
+            if evicted.is_none() {
+                // Every kept breaker is busy, open or set by hand.
+                return Arc::clone(&self.default);
+            }
+        }
         shard.breakers.insert(
             key,
             Entry {
@@ -165,28 +180,33 @@ where
                 last_used: tick,
             },
         );
+        drop(shard);
+        // The evicted breaker (and whatever its classifier holds) is dropped
+        // here, outside the lock.
+        drop(evicted);
         breaker
+    }
+
+    fn lock(&self, key: &K) -> std::sync::MutexGuard<'_, Shard<K, C>> {
+        self.shard(key)
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// Evicts the least recently used idle breaker; `false` if none is idle.
-fn evict_one<K: Hash + Eq + Clone, C>(breakers: &mut HashMap<K, Entry<C>>) -> bool {
+/// Removes the least recently used idle breaker and returns it; `None` if
+/// none is idle. Idle: no call in flight (only this map holds it), and
+/// Closed, or Open with its open duration over (nobody came back to probe).
+/// Half-open breakers and the states set by hand are never evicted.
+fn evict_one<K: Hash + Eq + Clone, C>(breakers: &mut HashMap<K, Entry<C>>) -> Option<Entry<C>> {
     let idle = breakers
         .iter()
         .filter(|(_, entry)| {
-            // Only this map holds it: no call in flight.
-            Arc::strong_count(&entry.breaker) == 1
-                && matches!(
-                    entry.breaker.backend.state(),
-                    BreakerState::Closed | BreakerState::Disabled | BreakerState::MetricsOnly
-                )
+            Arc::strong_count(&entry.breaker) == 1 && entry.breaker.backend.evictable()
         })
         .min_by_key(|(_, entry)| entry.last_used)
-        .map(|(key, _)| key.clone());
-    match idle {
-        Some(key) => breakers.remove(&key).is_some(),
-        None => false,
-    }
+        .map(|(key, _)| key.clone())?;
+    breakers.remove(&idle)
 }
 
 // === impl KeyedCircuitBreakLayer ===

@@ -57,6 +57,10 @@ fn next_generation(word: u64) -> u32 {
     ((u64::from(generation(word)) + 1) & GEN_MASK) as u32
 }
 
+fn saturate(count: u64) -> u32 {
+    u32::try_from(count).unwrap_or(u32::MAX)
+}
+
 fn nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
 }
@@ -116,6 +120,17 @@ impl MemoryBackend {
             transitions_total: AtomicU64::new(0),
             base: Instant::now(),
             transition: Mutex::new(()),
+        }
+    }
+
+    /// `true` when forgetting this breaker loses nothing a new one would
+    /// not rebuild: Closed, or Open with its open duration over. Half-open
+    /// breakers and the states set by hand are kept.
+    pub(crate) fn evictable(&self) -> bool {
+        match code(self.word.load(Ordering::Acquire)) {
+            CLOSED => true,
+            OPEN => self.now() >= self.open_until.load(Ordering::Acquire),
+            _ => false,
         }
     }
 
@@ -267,7 +282,7 @@ impl MemoryBackend {
     }
 
     fn rate_trip(&self, totals: Totals) -> Option<TransitionReason> {
-        if totals.calls < self.config.minimum_calls() {
+        if totals.calls < u64::from(self.config.minimum_calls()) {
             return None;
         }
         if let (Some(threshold), Some(rate)) = (self.config.failure_rate(), totals.failure_rate()) {
@@ -330,7 +345,9 @@ impl MemoryBackend {
         }
         if failed || slow {
             self.maybe_trip(word, consecutive, changed);
-        } else if changed.is_some_and(|totals| totals.calls == self.config.minimum_calls()) {
+        } else if changed
+            .is_some_and(|totals| totals.calls == u64::from(self.config.minimum_calls()))
+        {
             // A success can trip a rate only by bringing the window up to
             // its minimum number of calls: otherwise it lowers the rates or
             // leaves them be. (A time window re-checks at its next failure.)
@@ -446,6 +463,8 @@ impl Backend for MemoryBackend {
                 return;
             }
             if self.release_probe(word, 0) {
+                // A dropped probe reported, in its way: the wait starts over.
+                self.half_open_progress.store(self.now(), Ordering::Release);
                 return;
             }
         }
@@ -468,9 +487,9 @@ impl Backend for MemoryBackend {
             .unwrap_or_default();
         Metrics {
             state: state_of(code(word)),
-            calls: totals.calls,
-            failures: totals.failures,
-            slow_calls: totals.slow,
+            calls: saturate(totals.calls),
+            failures: saturate(totals.failures),
+            slow_calls: saturate(totals.slow),
             failure_rate: totals.failure_rate(),
             slow_call_rate: totals.slow_rate(),
             consecutive_failures: self.consecutive.load(Ordering::Relaxed),

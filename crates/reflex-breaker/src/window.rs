@@ -1,14 +1,13 @@
 //! The windows failure and slow-call rates are computed over.
 //!
-//! Both keep their totals packed in one `u64` (calls, failures and slow
-//! calls, 21 bits each), so reading them is one load and changing them one
-//! atomic addition.
+//! Both keep their totals in [`Counts`]: three signed counters (calls,
+//! failures, slow calls). Updates of one counter by racing threads may land
+//! in either order, so a counter can dip below zero for an instant; reads
+//! clamp (never negative, never more failures than calls), and no counter
+//! can overflow into another.
 
 use crate::config::{MAX_WINDOW_CALLS, Window};
-use crate::loom::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
-
-const FIELD: u32 = 21;
-const MASK: u64 = (1 << FIELD) - 1;
+use crate::loom::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 /// One call's mark in a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,6 +24,10 @@ impl Sample {
         Self(RECORDED | if failed { FAILED } else { 0 } | if slow { SLOW } else { 0 })
     }
 
+    fn recorded(self) -> bool {
+        self.0 & RECORDED != 0
+    }
+
     pub(crate) fn failed(self) -> bool {
         self.0 & FAILED != 0
     }
@@ -32,30 +35,65 @@ impl Sample {
     pub(crate) fn slow(self) -> bool {
         self.0 & SLOW != 0
     }
+}
 
-    /// This sample's part of the packed totals.
-    fn totals(self) -> u64 {
-        let calls = u64::from(self.0 & RECORDED != 0);
-        let failures = u64::from(self.failed());
-        let slow = u64::from(self.slow());
-        calls | failures << FIELD | slow << (2 * FIELD)
+/// Calls, failures and slow calls, as counters.
+#[derive(Debug, Default)]
+struct Counts {
+    calls: AtomicI64,
+    failures: AtomicI64,
+    slow: AtomicI64,
+}
+
+impl Counts {
+    /// Adds `sign` (1 or -1) times `sample`'s parts.
+    fn add(&self, sample: Sample, sign: i64) {
+        if sample.recorded() {
+            self.calls.fetch_add(sign, Ordering::Relaxed);
+        }
+        if sample.failed() {
+            self.failures.fetch_add(sign, Ordering::Relaxed);
+        }
+        if sample.slow() {
+            self.slow.fetch_add(sign, Ordering::Relaxed);
+        }
+    }
+
+    fn raw(&self) -> [i64; 3] {
+        [
+            self.calls.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+            self.slow.load(Ordering::Relaxed),
+        ]
+    }
+
+    fn subtract(&self, raw: [i64; 3]) {
+        self.calls.fetch_sub(raw[0], Ordering::Relaxed);
+        self.failures.fetch_sub(raw[1], Ordering::Relaxed);
+        self.slow.fetch_sub(raw[2], Ordering::Relaxed);
+    }
+
+    fn totals(&self) -> Totals {
+        Totals::from_raw(self.raw())
     }
 }
 
 /// Calls, failures and slow calls in a window.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Totals {
-    pub(crate) calls: u32,
-    pub(crate) failures: u32,
-    pub(crate) slow: u32,
+    pub(crate) calls: u64,
+    pub(crate) failures: u64,
+    pub(crate) slow: u64,
 }
 
 impl Totals {
-    fn unpack(word: u64) -> Self {
+    /// Clamped: never negative, never more failures or slow calls than calls.
+    fn from_raw([calls, failures, slow]: [i64; 3]) -> Self {
+        let calls = calls.max(0).unsigned_abs();
         Self {
-            calls: (word & MASK) as u32,
-            failures: (word >> FIELD & MASK) as u32,
-            slow: (word >> (2 * FIELD) & MASK) as u32,
+            calls,
+            failures: failures.max(0).unsigned_abs().min(calls),
+            slow: slow.max(0).unsigned_abs().min(calls),
         }
     }
 
@@ -66,11 +104,11 @@ impl Totals {
     }
 
     pub(crate) fn failure_rate(self) -> Option<f64> {
-        (self.calls > 0).then(|| f64::from(self.failures) / f64::from(self.calls))
+        (self.calls > 0).then(|| self.failures as f64 / self.calls as f64)
     }
 
     pub(crate) fn slow_rate(self) -> Option<f64> {
-        (self.calls > 0).then(|| f64::from(self.slow) / f64::from(self.calls))
+        (self.calls > 0).then(|| self.slow as f64 / self.calls as f64)
     }
 }
 
@@ -126,7 +164,7 @@ impl Windows {
 ///
 /// Recording takes one `fetch_add` on the cursor and a load of the slot it
 /// lands on; only when the sample differs from the one it replaces (a
-/// failure among successes) does it swap the slot and adjust the totals.
+/// failure among successes) does it swap the slot and adjust the counts.
 /// A healthy service's window is all successes: one atomic addition a call.
 #[derive(Debug)]
 pub(crate) struct CountWindow {
@@ -134,7 +172,7 @@ pub(crate) struct CountWindow {
     /// Written by every call: on a cache line of its own, so that cores
     /// reading the breaker's state do not lose it each time.
     cursor: CacheLine<AtomicUsize>,
-    totals: AtomicU64,
+    counts: Counts,
 }
 
 /// A value alone on its cache line.
@@ -148,7 +186,7 @@ impl CountWindow {
         Self {
             slots: (0..calls).map(|_| AtomicU8::new(Sample::EMPTY.0)).collect(),
             cursor: CacheLine(AtomicUsize::new(0)),
-            totals: AtomicU64::new(0),
+            counts: Counts::default(),
         }
     }
 
@@ -164,62 +202,49 @@ impl CountWindow {
         if old == sample {
             return None;
         }
-        // Every change of a slot goes through this swap, so the totals
-        // always come to the sum of the slots. Adding the new sample's part
-        // and taking the old one's is one wrapping addition: no field goes
-        // negative, so no borrow crosses fields.
-        let delta = sample.totals().wrapping_sub(old.totals());
-        let before = self.totals.fetch_add(delta, Ordering::Relaxed);
-        Some(Totals::unpack(before.wrapping_add(delta)))
+        // Every change of a slot goes through this swap, so the counts
+        // always come back to the sum of the slots.
+        self.counts.add(sample, 1);
+        self.counts.add(old, -1);
+        Some(self.counts.totals())
     }
 
     fn totals(&self) -> Totals {
-        Totals::unpack(self.totals.load(Ordering::Relaxed))
+        self.counts.totals()
     }
 
     fn clear(&self) {
         for slot in self.slots.iter() {
-            let old = Sample(slot.swap(Sample::EMPTY.0, Ordering::Relaxed));
-            if old != Sample::EMPTY {
-                self.totals.fetch_add(
-                    Sample::EMPTY.totals().wrapping_sub(old.totals()),
-                    Ordering::Relaxed,
-                );
-            }
+            self.counts
+                .add(Sample(slot.swap(Sample::EMPTY.0, Ordering::Relaxed)), -1);
         }
     }
 }
 
 /// The calls of the last `buckets × bucket_nanos`, bucketed.
 ///
-/// Each bucket knows which epoch (`now / bucket_nanos`) its totals belong
-/// to. The first call of a new epoch in a bucket takes it over with a
-/// compare-and-swap on the epoch and subtracts the totals it found, so calls
-/// of the new epoch recorded meanwhile are kept. A call that read the clock
-/// just before the epoch turned may land in the new epoch: a sample off by
-/// one bucket, never a lost one.
+/// Each bucket knows which epoch (`now / bucket_nanos`, plus one: 0 is
+/// "unused") its counts belong to. The first call of a new epoch in a
+/// bucket takes it over with a compare-and-swap on the epoch and subtracts
+/// the counts it read before, so calls of the new epoch recorded meanwhile
+/// are kept. A call that read the clock just before the epoch turned may
+/// land in the new epoch: a sample off by one bucket, never a lost one.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
     buckets: Box<[Bucket]>,
     bucket_nanos: u64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Bucket {
-    /// Epoch + 1; 0 is "never used".
     epoch: AtomicU64,
-    totals: AtomicU64,
+    counts: Counts,
 }
 
 impl TimeWindow {
     fn new(bucket_nanos: u64, buckets: u32) -> Self {
         Self {
-            buckets: (0..buckets)
-                .map(|_| Bucket {
-                    epoch: AtomicU64::new(0),
-                    totals: AtomicU64::new(0),
-                })
-                .collect(),
+            buckets: (0..buckets).map(|_| Bucket::default()).collect(),
             bucket_nanos,
         }
     }
@@ -230,39 +255,41 @@ impl TimeWindow {
         let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize];
         let seen = bucket.epoch.load(Ordering::Acquire);
         if seen < epoch {
-            let stale = bucket.totals.load(Ordering::Acquire);
+            let stale = bucket.counts.raw();
             if bucket
                 .epoch
                 .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
             {
-                bucket.totals.fetch_sub(stale, Ordering::AcqRel);
+                bucket.counts.subtract(stale);
             }
         } else if seen > epoch {
             // A call that read the clock before the bucket moved on: too old
             // for this bucket, and its own is gone.
             return;
         }
-        bucket.totals.fetch_add(sample.totals(), Ordering::AcqRel);
+        bucket.counts.add(sample, 1);
     }
 
     fn totals(&self, now: u64) -> Totals {
         let epoch = now / self.bucket_nanos + 1;
-        let oldest = epoch.saturating_sub(self.buckets.len() as u64 - 1);
+        let oldest = epoch.saturating_sub(self.buckets.len() as u64 - 1).max(1);
         let mut sum = Totals::default();
         for bucket in self.buckets.iter() {
             let seen = bucket.epoch.load(Ordering::Acquire);
-            if seen >= oldest && seen <= epoch {
-                sum.add(Totals::unpack(bucket.totals.load(Ordering::Acquire)));
+            if (oldest..=epoch).contains(&seen) {
+                sum.add(bucket.counts.totals());
             }
         }
         sum
     }
 
+    /// Marks every bucket unused. Their counts stay until the next take-over
+    /// subtracts exactly what is there, so a call recording concurrently is
+    /// never subtracted twice.
     fn clear(&self) {
         for bucket in self.buckets.iter() {
             bucket.epoch.store(0, Ordering::Release);
-            bucket.totals.store(0, Ordering::Release);
         }
     }
 }
@@ -369,6 +396,69 @@ mod tests {
         window.record(ok(), 1_000);
         assert_eq!(
             window.totals(1_000),
+            Totals {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn a_time_bucket_holds_millions_of_calls_without_spilling_into_failures() {
+        // More calls than 21 bits hold, in one bucket.
+        let window = TimeWindow::new(1_000, 2);
+        for _ in 0..3_000_000 {
+            window.record(ok(), 10);
+        }
+        window.record(fail(), 10);
+        let totals = window.totals(10);
+        assert_eq!(
+            totals,
+            Totals {
+                calls: 3_000_001,
+                failures: 1,
+                slow: 0
+            }
+        );
+        assert!(totals.failure_rate().unwrap() < 1e-6);
+    }
+
+    #[test]
+    fn a_cleared_time_window_counts_only_what_comes_after() {
+        let window = TimeWindow::new(10, 4);
+        window.record(fail(), 5);
+        window.record(fail(), 15);
+        window.clear();
+        assert_eq!(window.totals(15), Totals::default());
+        // The next call in a cleared bucket takes it over: the old counts go.
+        window.record(ok(), 16);
+        assert_eq!(
+            window.totals(16),
+            Totals {
+                calls: 1,
+                failures: 0,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn counts_read_clamped_while_racing_updates_land_out_of_order() {
+        let counts = Counts::default();
+        // A removal landing before the addition it undoes.
+        counts.add(fail(), -1);
+        assert_eq!(counts.totals(), Totals::default());
+        counts.add(ok(), 1);
+        assert_eq!(
+            counts.totals(),
+            Totals::default(),
+            "still settling: clamped to zero"
+        );
+        // The addition lands: the counts are right again.
+        counts.add(fail(), 1);
+        assert_eq!(
+            counts.totals(),
             Totals {
                 calls: 1,
                 failures: 0,

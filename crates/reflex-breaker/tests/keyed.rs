@@ -169,3 +169,54 @@ fn zero_max_keys_is_a_config_error() {
     assert_eq!(err.kind(), ConfigErrorKind::Zero);
     assert_eq!(err.setting(), "max_keys");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_nobody_came_back_to_probe_is_evicted_after_its_open_duration() {
+    let layer = CircuitBreakLayer::builder()
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .open_duration(std::time::Duration::from_secs(10))
+        .build_keyed(key_of, 1)
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(fails_or_echoes));
+    assert!(svc.ready().await.unwrap().call(("a", true)).await.is_err());
+    // Still open: b must use the default breaker.
+    assert_eq!(
+        svc.ready().await.unwrap().call(("b", false)).await.unwrap(),
+        "b"
+    );
+    assert_eq!(handle.keys(), vec!["a".to_owned()]);
+    // Its open duration over and nobody probing: a makes room for c.
+    tokio::time::advance(std::time::Duration::from_secs(10)).await;
+    assert_eq!(
+        svc.ready().await.unwrap().call(("c", false)).await.unwrap(),
+        "c"
+    );
+    assert_eq!(handle.keys(), vec!["c".to_owned()]);
+}
+
+#[tokio::test]
+async fn a_breaker_set_by_hand_is_never_evicted() {
+    let layer = CircuitBreakLayer::builder().build_keyed(key_of, 1).unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(fails_or_echoes));
+    assert_eq!(
+        svc.ready().await.unwrap().call(("a", false)).await.unwrap(),
+        "a"
+    );
+    handle.get(&"a".to_owned()).unwrap().disable();
+    assert_eq!(
+        svc.ready().await.unwrap().call(("b", false)).await.unwrap(),
+        "b"
+    );
+    assert_eq!(
+        handle.keys(),
+        vec!["a".to_owned()],
+        "a's manual state is kept"
+    );
+    assert_eq!(
+        handle.get(&"a".to_owned()).unwrap().state(),
+        BreakerState::Disabled
+    );
+}
