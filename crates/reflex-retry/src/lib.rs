@@ -1,9 +1,10 @@
 //! Building blocks of the retry layer: [`Backoff`] (exponential, capped,
-//! with none, full, equal or decorrelated [`Jitter`]) and
+//! with none, full, equal or decorrelated [`Jitter`]), [`RetryBudget`]
+//! (retries as an exact fraction of recent requests, plus a floor) and
 //! [`parse_retry_after`] (seconds or http-date; malformed values ignored).
 //!
-//! **Status:** `RetryLayer` itself (retry budget, classification and
-//! idempotency rules, body replay, per-attempt timeout and deadline) is in
+//! **Status:** `RetryLayer` itself (classification and idempotency rules,
+//! body replay, per-attempt timeout and deadline, the budget wired in) is in
 //! progress; these pieces are its tested foundations.
 //!
 //! # Examples
@@ -21,7 +22,9 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod backoff;
+mod budget;
 mod retry_after;
 
 pub use backoff::{Backoff, Jitter};
+pub use budget::RetryBudget;
 pub use retry_after::parse_retry_after;

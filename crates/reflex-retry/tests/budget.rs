@@ -1,0 +1,150 @@
+//! The retry budget: exact fractions, expiry, the floor, and races.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use reflex_retry::RetryBudget;
+
+const TTL: Duration = Duration::from_secs(10);
+
+fn secs(s: f64) -> Duration {
+    Duration::from_secs_f64(s)
+}
+
+/// Retries granted at `now` until the budget refuses.
+fn drain(budget: &RetryBudget, now: Duration) -> usize {
+    let mut granted = 0;
+    while budget.withdraw(now) {
+        granted += 1;
+        assert!(granted < 1_000_000, "runaway budget");
+    }
+    granted
+}
+
+#[test]
+fn fractional_ratios_fund_exactly_their_share_and_never_more() {
+    // The ratios tower's TpsBudget gets wrong are plain fractions.
+    for (ratio, requests, expected) in [
+        (0.1, 100, 10),
+        (0.2, 100, 20),
+        (0.25, 100, 25),
+        (1.0 / 3.0, 100, 33),
+        (0.01, 1_000, 10),
+        (0.05, 20, 1),
+        (0.3, 10, 3),
+        (1.5, 4, 6),
+    ] {
+        let budget = RetryBudget::new(TTL, 0, ratio).unwrap();
+        for _ in 0..requests {
+            budget.deposit(secs(1.0));
+        }
+        assert_eq!(
+            budget.remaining(secs(1.0)),
+            expected as u64,
+            "ratio {ratio}"
+        );
+        assert_eq!(drain(&budget, secs(1.0)), expected, "ratio {ratio}");
+    }
+}
+
+proptest! {
+    #[test]
+    fn a_budget_never_grants_more_than_its_ratio_of_requests(
+        ratio in 0.0f64..3.0,
+        requests in 0usize..2_000,
+    ) {
+        let budget = RetryBudget::new(TTL, 0, ratio).unwrap();
+        for _ in 0..requests {
+            budget.deposit(secs(2.0));
+        }
+        let granted = drain(&budget, secs(2.0)) as f64;
+        let share = requests as f64 * ratio;
+        prop_assert!(granted <= share + 1e-9, "granted {granted} of a share of {share}");
+        prop_assert!(granted + 1.0 >= share.floor(), "granted {granted} of a share of {share}");
+    }
+}
+
+#[test]
+fn deposits_older_than_the_ttl_no_longer_fund_retries() {
+    let budget = RetryBudget::new(TTL, 0, 0.5).unwrap();
+    for _ in 0..20 {
+        budget.deposit(secs(1.0));
+    }
+    assert_eq!(budget.remaining(secs(5.0)), 10);
+    // Quiet ever since: a window later, nothing is left.
+    assert_eq!(budget.remaining(secs(11.5)), 0);
+    assert!(!budget.withdraw(secs(11.5)));
+    // New requests fund new retries.
+    budget.deposit(secs(12.0));
+    budget.deposit(secs(12.0));
+    assert!(budget.withdraw(secs(12.0)));
+    assert!(!budget.withdraw(secs(12.0)));
+}
+
+#[test]
+fn spent_retries_expire_with_their_time_too() {
+    let budget = RetryBudget::new(TTL, 0, 1.0).unwrap();
+    for _ in 0..4 {
+        budget.deposit(secs(1.0));
+    }
+    assert_eq!(drain(&budget, secs(1.0)), 4);
+    // Later deposits are not eaten by retries whose deposits expired.
+    for _ in 0..3 {
+        budget.deposit(secs(20.0));
+    }
+    assert_eq!(budget.remaining(secs(20.0)), 3);
+}
+
+#[test]
+fn the_floor_allows_min_per_sec_retries_per_second_of_ttl_with_no_traffic() {
+    let budget = RetryBudget::new(TTL, 2, 0.0).unwrap();
+    assert_eq!(drain(&budget, secs(1.0)), 20, "2 a second over 10 s");
+    assert_eq!(
+        drain(&budget, secs(5.0)),
+        0,
+        "spent until those retries expire"
+    );
+    assert_eq!(drain(&budget, secs(12.0)), 20, "and back a window later");
+}
+
+#[test]
+fn invalid_budgets_are_config_errors() {
+    assert!(RetryBudget::new(Duration::from_nanos(5), 0, 0.2).is_err());
+    assert!(RetryBudget::new(TTL, 0, -0.1).is_err());
+    assert!(RetryBudget::new(TTL, 0, f64::NAN).is_err());
+    assert!(RetryBudget::new(TTL, 0, 1_000.5).is_err());
+    assert!(RetryBudget::new(Duration::from_secs(u64::MAX / 4), u32::MAX, 0.2).is_err());
+}
+
+#[test]
+fn racing_retries_never_overdraw_the_balance() {
+    let budget = Arc::new(RetryBudget::new(TTL, 0, 0.1).unwrap());
+    for _ in 0..1_000 {
+        budget.deposit(secs(1.0));
+    }
+    let granted = Arc::new(AtomicUsize::new(0));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let budget = budget.clone();
+            let granted = granted.clone();
+            std::thread::spawn(move || {
+                for _ in 0..100 {
+                    if budget.withdraw(secs(1.0)) {
+                        granted.fetch_add(1, Ordering::SeqCst);
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(
+        granted.load(Ordering::SeqCst),
+        100,
+        "1000 requests at 10% fund 100 retries"
+    );
+    assert_eq!(budget.remaining(secs(1.0)), 0);
+}
