@@ -145,6 +145,11 @@ where
                 entry.last_used = tick;
                 return Arc::clone(&entry.breaker);
             }
+            if shard.breakers.len() >= self.shard_capacity && !shard.breakers.values().any(idle) {
+                // No room and nothing to evict: building a breaker only to
+                // drop it would cost an allocation per request.
+                return Arc::clone(&self.default);
+            }
         }
         // A new key: build its breaker outside the lock (the key's Display,
         // the classifier's Clone and the window's allocation are not ours
@@ -199,14 +204,17 @@ where
 /// Closed, or Open with its open duration over (nobody came back to probe).
 /// Half-open breakers and the states set by hand are never evicted.
 fn evict_one<K: Hash + Eq + Clone, C>(breakers: &mut HashMap<K, Entry<C>>) -> Option<Entry<C>> {
-    let idle = breakers
+    let oldest = breakers
         .iter()
-        .filter(|(_, entry)| {
-            Arc::strong_count(&entry.breaker) == 1 && entry.breaker.backend.evictable()
-        })
+        .filter(|(_, entry)| idle(entry))
         .min_by_key(|(_, entry)| entry.last_used)
         .map(|(key, _)| key.clone())?;
-    breakers.remove(&idle)
+    breakers.remove(&oldest)
+}
+
+/// No call in flight (only the map holds it) and evictable by state.
+fn idle<C>(entry: &Entry<C>) -> bool {
+    Arc::strong_count(&entry.breaker) == 1 && entry.breaker.backend.evictable()
 }
 
 // === impl KeyedCircuitBreakLayer ===

@@ -160,7 +160,7 @@ where
                             let rejected =
                                 Rejected::new(RejectKind::Replaced, guard.component().clone());
                             drop(guard);
-                            drop(waiter);
+                            waiter.answered();
                             state.set(State::Refused { error: None });
                             return Poll::Ready(Err(rejected.into()));
                         }
@@ -169,7 +169,7 @@ where
                                 service.take().expect("a waiting request keeps its service");
                             let request =
                                 request.take().expect("a waiting request keeps its request");
-                            drop(waiter);
+                            waiter.answered();
                             // `guard` is held across the call: a panic in it
                             // drops the guard and hands the slot on.
                             let future = service.call(request);
@@ -184,6 +184,7 @@ where
                         Ok(Grant::Replaced) | Err(_) => {
                             let rejected =
                                 Rejected::new(RejectKind::Replaced, waiter.component().clone());
+                            waiter.answered();
                             state.set(State::Refused { error: None });
                             return Poll::Ready(Err(rejected.into()));
                         }

@@ -100,6 +100,9 @@ pub(crate) struct WaiterGuard<K: Hash + Eq + Clone> {
     table: Arc<Table<K>>,
     key: K,
     id: u64,
+    /// Unset once the waiter heard from its slot: whoever granted or
+    /// replaced it took it out of the queue already.
+    queued: bool,
 }
 
 // === impl Table ===
@@ -257,6 +260,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
             table: Arc::clone(self),
             key,
             id,
+            queued: true,
         }
     }
 
@@ -350,10 +354,18 @@ impl<K: Hash + Eq + Clone> WaiterGuard<K> {
     pub(crate) fn component(&self) -> &Component {
         &self.table.component
     }
+
+    /// The waiter heard from its slot (a grant or a replacement), which
+    /// took it out of the queue: leaving needs no lock.
+    pub(crate) fn answered(mut self) {
+        self.queued = false;
+    }
 }
 
 impl<K: Hash + Eq + Clone> Drop for WaiterGuard<K> {
     fn drop(&mut self) {
-        self.table.leave_queue(&self.key, self.id);
+        if self.queued {
+            self.table.leave_queue(&self.key, self.id);
+        }
     }
 }
