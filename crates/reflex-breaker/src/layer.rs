@@ -63,17 +63,9 @@ pub struct CircuitBreakLayer<C = DefaultClassifier, B = MemoryBackend> {
 #[must_use = "a builder does nothing until `build` is called"]
 pub struct CircuitBreakBuilder<C = DefaultClassifier> {
     classifier: C,
-    component: Component,
-    sink: Sink,
-    consecutive_failures: Option<u32>,
-    failure_rate: Option<f64>,
-    slow_call: Option<(f64, Duration)>,
-    window: Window,
-    minimum_calls: u32,
-    open_duration: Duration,
-    open_backoff: Option<(f64, Duration)>,
-    probes: u32,
-    probe_successes: u32,
+    /// Everything but the classifier, not yet validated.
+    config: BreakerConfig,
+    /// Defaults to the open duration, whatever it is set to.
     half_open_max_wait: Option<Duration>,
 }
 
@@ -84,17 +76,20 @@ impl CircuitBreakLayer {
     pub fn builder() -> CircuitBreakBuilder {
         CircuitBreakBuilder {
             classifier: DefaultClassifier,
-            component: Component::default(),
-            sink: Sink::none(),
-            consecutive_failures: None,
-            failure_rate: Some(0.5),
-            slow_call: None,
-            window: Window::Count { calls: 100 },
-            minimum_calls: 20,
-            open_duration: Duration::from_secs(30),
-            open_backoff: None,
-            probes: 1,
-            probe_successes: 1,
+            config: BreakerConfig {
+                component: Component::default(),
+                sink: Sink::none(),
+                consecutive_failures: None,
+                failure_rate: Some(0.5),
+                slow_call: None,
+                window: Window::Count { calls: 100 },
+                minimum_calls: 20,
+                open_duration: Duration::from_secs(30),
+                open_backoff: None,
+                probes: 1,
+                probe_successes: 1,
+                half_open_max_wait: Duration::from_secs(30),
+            },
             half_open_max_wait: None,
         }
     }
@@ -147,17 +142,7 @@ impl<C> CircuitBreakBuilder<C> {
     pub fn classifier<C2>(self, classifier: C2) -> CircuitBreakBuilder<C2> {
         CircuitBreakBuilder {
             classifier,
-            component: self.component,
-            sink: self.sink,
-            consecutive_failures: self.consecutive_failures,
-            failure_rate: self.failure_rate,
-            slow_call: self.slow_call,
-            window: self.window,
-            minimum_calls: self.minimum_calls,
-            open_duration: self.open_duration,
-            open_backoff: self.open_backoff,
-            probes: self.probes,
-            probe_successes: self.probe_successes,
+            config: self.config,
             half_open_max_wait: self.half_open_max_wait,
         }
     }
@@ -165,19 +150,19 @@ impl<C> CircuitBreakBuilder<C> {
     /// The component the breaker guards, named in rejections, signals and
     /// logs. Defaults to [`Component::default`].
     pub fn component(mut self, component: impl Into<Component>) -> Self {
-        self.component = component.into();
+        self.config.component = component.into();
         self
     }
 
     /// Where transitions are reported. Defaults to nowhere.
     pub fn sink(mut self, sink: impl SignalSink) -> Self {
-        self.sink = Sink::new(sink);
+        self.config.sink = Sink::new(sink);
         self
     }
 
     /// Trips after `n` failures in a row (at least 1). Defaults to off.
     pub fn consecutive_failures(mut self, n: u32) -> Self {
-        self.consecutive_failures = Some(n);
+        self.config.consecutive_failures = Some(n);
         self
     }
 
@@ -185,14 +170,14 @@ impl<C> CircuitBreakBuilder<C> {
     /// (0, 1], once [`minimum_calls`](Self::minimum_calls) are in it.
     /// Defaults to 0.5.
     pub fn failure_rate(mut self, threshold: f64) -> Self {
-        self.failure_rate = Some(threshold);
+        self.config.failure_rate = Some(threshold);
         self
     }
 
     /// Turns the failure-rate trip off (to trip on consecutive failures or
     /// slow calls only).
     pub fn no_failure_rate(mut self) -> Self {
-        self.failure_rate = None;
+        self.config.failure_rate = None;
         self
     }
 
@@ -201,14 +186,14 @@ impl<C> CircuitBreakBuilder<C> {
     /// half-open probe re-opens the breaker. Turning this on makes every
     /// call read the clock twice. Defaults to off.
     pub fn slow_calls(mut self, threshold: f64, duration: Duration) -> Self {
-        self.slow_call = Some((threshold, duration));
+        self.config.slow_call = Some((threshold, duration));
         self
     }
 
     /// Rates are computed over the last `calls` calls, exactly (at most
     /// 2²⁰). Defaults to 100.
     pub fn count_window(mut self, calls: u32) -> Self {
-        self.window = Window::Count { calls };
+        self.config.window = Window::Count { calls };
         self
     }
 
@@ -216,20 +201,20 @@ impl<C> CircuitBreakBuilder<C> {
     /// `buckets` buckets (1 to 1000; a bucket leaves the window whole).
     /// Every call then reads the clock once. Defaults to a count window.
     pub fn time_window(mut self, length: Duration, buckets: u32) -> Self {
-        self.window = Window::Time { length, buckets };
+        self.config.window = Window::Time { length, buckets };
         self
     }
 
     /// Rates trip only once the window holds this many calls (at least 1,
     /// at most a count window's size). Defaults to 20.
     pub fn minimum_calls(mut self, calls: u32) -> Self {
-        self.minimum_calls = calls;
+        self.config.minimum_calls = calls;
         self
     }
 
     /// How long the breaker stays open before it probes. Defaults to 30 s.
     pub fn open_duration(mut self, duration: Duration) -> Self {
-        self.open_duration = duration;
+        self.config.open_duration = duration;
         self
     }
 
@@ -237,21 +222,21 @@ impl<C> CircuitBreakBuilder<C> {
     /// without a close in between, up to `cap`; a close resets it.
     /// Defaults to off (the same open duration every time).
     pub fn open_backoff(mut self, factor: f64, cap: Duration) -> Self {
-        self.open_backoff = Some((factor, cap));
+        self.config.open_backoff = Some((factor, cap));
         self
     }
 
     /// Probe calls a half-open breaker admits at once; others are refused
     /// as if open. Defaults to 1.
     pub fn half_open_probes(mut self, probes: u32) -> Self {
-        self.probes = probes;
+        self.config.probes = probes;
         self
     }
 
     /// Successful probes that close the breaker; a failed one re-opens it.
     /// Defaults to 1.
     pub fn probe_successes(mut self, successes: u32) -> Self {
-        self.probe_successes = successes;
+        self.config.probe_successes = successes;
         self
     }
 
@@ -310,21 +295,9 @@ impl<C> CircuitBreakBuilder<C> {
     }
 
     fn config(&self) -> Result<BreakerConfig, ConfigError> {
-        BreakerConfig {
-            component: self.component.clone(),
-            sink: self.sink.clone(),
-            consecutive_failures: self.consecutive_failures,
-            failure_rate: self.failure_rate,
-            slow_call: self.slow_call,
-            window: self.window,
-            minimum_calls: self.minimum_calls,
-            open_duration: self.open_duration,
-            open_backoff: self.open_backoff,
-            probes: self.probes,
-            probe_successes: self.probe_successes,
-            half_open_max_wait: self.half_open_max_wait.unwrap_or(self.open_duration),
-        }
-        .validate()
+        let mut config = self.config.clone();
+        config.half_open_max_wait = self.half_open_max_wait.unwrap_or(config.open_duration);
+        config.validate()
     }
 
     /// As [`build`](Self::build), with the state in a backend of your own,
@@ -338,11 +311,12 @@ impl<C> CircuitBreakBuilder<C> {
         backend: impl FnOnce(BreakerConfig) -> B,
     ) -> Result<CircuitBreakLayer<C, B>, ConfigError> {
         let config = self.config()?;
+        let component = config.component().clone();
         Ok(CircuitBreakLayer {
             shared: Arc::new(Shared::new(
                 Arc::new(backend(config)),
                 self.classifier,
-                self.component,
+                component,
             )),
         })
     }
@@ -351,16 +325,7 @@ impl<C> CircuitBreakBuilder<C> {
 impl<C> fmt::Debug for CircuitBreakBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CircuitBreakBuilder")
-            .field("component", &self.component)
-            .field("consecutive_failures", &self.consecutive_failures)
-            .field("failure_rate", &self.failure_rate)
-            .field("slow_call", &self.slow_call)
-            .field("window", &self.window)
-            .field("minimum_calls", &self.minimum_calls)
-            .field("open_duration", &self.open_duration)
-            .field("open_backoff", &self.open_backoff)
-            .field("probes", &self.probes)
-            .field("probe_successes", &self.probe_successes)
+            .field("config", &self.config)
             .field("half_open_max_wait", &self.half_open_max_wait)
             .finish_non_exhaustive()
     }
