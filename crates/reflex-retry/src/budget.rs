@@ -12,19 +12,34 @@ use reflex_core::{ConfigError, ConfigErrorKind};
 /// millionths, like 1/3, loses its last fraction of a retry).
 const SCALE: i64 = 1_000_000;
 const BUCKETS: u64 = 10;
+/// A deposit reads the clock once in this many (a power of two).
+const DEPOSITS_PER_TICK: i64 = 64;
 
 /// Limits retries to a fraction of the requests of the last `ttl`, plus a
 /// floor of retries per second, as Finagle's budget does. Shared by every
 /// clone of a retry layer.
 ///
-/// Credits expire within one bucket (a tenth of `ttl`) of their time: a
-/// retry racing the sweep at a bucket boundary may still spend credits a
-/// bucket past their `ttl`, never more than the balance holds.
-///
 /// Every request deposits `ratio` of a retry; a retry withdraws one whole
-/// retry if the balance holds it. Deposits and withdrawals expire after
-/// `ttl` (in ten buckets). Withdrawal is a compare-and-swap on one balance,
-/// so racing retries never overdraw it.
+/// retry if the budget holds one. Deposits and withdrawals sit in ten
+/// buckets, each a tenth of `ttl`, and expire with their bucket.
+///
+/// # Cost
+///
+/// A deposit is one atomic load and one `fetch_add`, and reads the clock
+/// once every 64 deposits: requests are the hot path, retries are not. A
+/// withdrawal reads the clock and sums the ten buckets.
+///
+/// # Precision
+///
+/// - **Never over-allocates.** Racing withdrawals each take their retry
+///   and then check that the balance did not go below zero, giving it back
+///   if it did: two retries never share one credit.
+/// - **May under-allocate, boundedly.** Deposits land in the bucket of the
+///   last clock reading, which is at most 63 deposits old, so at low traffic
+///   the credits of up to 63 requests may expire a little early; retries
+///   spent from one bucket's deposits stay charged to the bucket of their
+///   own time. Both err towards fewer retries.
+/// - Credits expire within one bucket (a tenth of `ttl`) of their time.
 ///
 /// Time is passed in (`now`: time since any fixed origin), so the budget
 /// is a pure structure the layer drives with its clock and tests drive with
@@ -40,7 +55,7 @@ const BUCKETS: u64 = 10;
 /// let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.2)?;
 /// let now = Duration::from_secs(1);
 /// for _ in 0..10 {
-///     budget.deposit(now);
+///     budget.deposit(|| now);
 /// }
 /// assert!(budget.withdraw(now));
 /// assert!(budget.withdraw(now));
@@ -50,17 +65,18 @@ const BUCKETS: u64 = 10;
 #[derive(Debug)]
 pub struct RetryBudget {
     deposit: i64,
+    /// The floor: credits no deposit made and no expiry takes.
+    reserve: i64,
     bucket_nanos: u64,
-    /// The reserve plus every live bucket's net.
-    balance: AtomicI64,
+    /// The epoch (+ 1; 0 before any clock reading) of the newest clock
+    /// reading: deposits go to its bucket.
+    current: AtomicU64,
     buckets: Box<[Bucket]>,
-    /// The newest epoch swept for expired buckets.
-    swept: AtomicU64,
 }
 
 #[derive(Debug, Default)]
 struct Bucket {
-    /// Epoch + 1; 0 is "unused".
+    /// The epoch (+ 1) whose deposits and withdrawals `net` holds.
     epoch: AtomicU64,
     /// Deposits minus withdrawals of that epoch.
     net: AtomicI64,
@@ -101,109 +117,120 @@ impl RetryBudget {
         }
         Ok(Self {
             deposit: (ratio * SCALE as f64).floor() as i64,
+            reserve: reserve as i64,
             bucket_nanos,
-            // The floor: credits no deposit made and no expiry takes.
-            balance: AtomicI64::new(reserve as i64),
+            current: AtomicU64::new(0),
             buckets: (0..BUCKETS).map(|_| Bucket::default()).collect(),
-            swept: AtomicU64::new(0),
         })
     }
 
-    /// A request was made at `now`: deposit its share of a retry.
-    pub fn deposit(&self, now: Duration) {
-        if self.deposit > 0 {
-            self.add(now, self.deposit);
+    /// A request was made: deposit its share of a retry. `now` is called
+    /// once in 64 deposits, to move deposits on to the bucket of the time.
+    #[inline]
+    pub fn deposit(&self, now: impl FnOnce() -> Duration) {
+        if self.deposit == 0 {
+            return;
+        }
+        let current = self.current.load(Ordering::Acquire);
+        let before = self.bucket_of(current).net.fetch_add(self.deposit, Ordering::AcqRel);
+        if (before / self.deposit) & (DEPOSITS_PER_TICK - 1) == 0 {
+            let (now, wiped) = self.advance(now(), current);
+            if wiped {
+                // This deposit's bucket was stale and this call emptied it:
+                // the deposit belongs to now.
+                self.bucket_of(now).net.fetch_add(self.deposit, Ordering::AcqRel);
+            }
         }
     }
 
     /// A retry is wanted at `now`: `true` (and the retry is paid for) if
     /// the budget holds one.
     pub fn withdraw(&self, now: Duration) -> bool {
-        self.sweep(self.epoch(now));
-        let mut balance = self.balance.load(Ordering::Acquire);
-        loop {
-            if balance < SCALE {
-                return false;
-            }
-            match self.balance.compare_exchange_weak(
-                balance,
-                balance - SCALE,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(actual) => balance = actual,
-            }
+        let (current, _) = self.advance(now, u64::MAX);
+        if self.balance(current) < SCALE {
+            return false;
         }
-        // Paid from the balance; the bucket records it so it expires with
-        // the deposits of its time.
-        self.bucket(now).net.fetch_sub(SCALE, Ordering::AcqRel);
+        let bucket = self.bucket_of(current);
+        bucket.net.fetch_sub(SCALE, Ordering::AcqRel);
+        // Racing withdrawals may all have seen the last credit: each checks
+        // after taking it, and gives it back if the balance went below zero.
+        if self.balance(current) < 0 {
+            bucket.net.fetch_add(SCALE, Ordering::AcqRel);
+            return false;
+        }
         true
     }
 
-    /// Whole retries the budget holds now (after expiring what is old).
+    /// Whole retries the budget holds at `now` (after expiring what is old).
     pub fn remaining(&self, now: Duration) -> u64 {
-        self.sweep(self.epoch(now));
-        (self.balance.load(Ordering::Acquire) / SCALE)
-            .max(0)
-            .unsigned_abs()
+        let (current, _) = self.advance(now, u64::MAX);
+        (self.balance(current) / SCALE).max(0).unsigned_abs()
     }
 
     fn epoch(&self, now: Duration) -> u64 {
-        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos + 1
+        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX - 1) / self.bucket_nanos + 1
     }
 
-    fn add(&self, now: Duration, amount: i64) {
-        let bucket = self.bucket(now);
-        bucket.net.fetch_add(amount, Ordering::AcqRel);
-        self.balance.fetch_add(amount, Ordering::AcqRel);
+    fn bucket_of(&self, epoch: u64) -> &Bucket {
+        &self.buckets[(epoch % BUCKETS) as usize]
     }
 
-    /// The bucket of `now`'s epoch, taken over from an older epoch if need
-    /// be (its net leaves the balance).
-    fn bucket(&self, now: Duration) -> &Bucket {
+    /// The reserve plus the net of every bucket of the window ending at
+    /// epoch `current`.
+    fn balance(&self, current: u64) -> i64 {
+        let oldest_live = current.saturating_sub(BUCKETS - 1);
+        self.buckets
+            .iter()
+            .filter(|bucket| bucket.epoch.load(Ordering::Acquire) >= oldest_live)
+            .fold(self.reserve, |sum, bucket| {
+                sum.saturating_add(bucket.net.load(Ordering::Acquire))
+            })
+    }
+
+    /// Moves the current epoch on to `now`'s; whoever moves it takes over
+    /// every bucket whose epoch left the window, emptying it. Returns the
+    /// current epoch (`now`'s, or a newer one another thread set), and
+    /// whether this call emptied the bucket of epoch `watched`.
+    fn advance(&self, now: Duration, watched: u64) -> (u64, bool) {
         let epoch = self.epoch(now);
-        self.sweep(epoch);
-        let bucket = &self.buckets[(epoch % BUCKETS) as usize];
-        self.take_over(bucket, epoch);
-        bucket
-    }
-
-    fn take_over(&self, bucket: &Bucket, epoch: u64) {
-        let seen = bucket.epoch.load(Ordering::Acquire);
-        if seen < epoch {
-            let stale = bucket.net.load(Ordering::Acquire);
-            if bucket
-                .epoch
-                .compare_exchange(seen, epoch, Ordering::AcqRel, Ordering::Acquire)
-                .is_ok()
-            {
-                bucket.net.fetch_sub(stale, Ordering::AcqRel);
-                self.balance.fetch_sub(stale, Ordering::AcqRel);
+        let mut seen = self.current.load(Ordering::Acquire);
+        while seen < epoch {
+            match self.current.compare_exchange_weak(
+                seen,
+                epoch,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return (epoch, self.expire(epoch, watched)),
+                Err(actual) => seen = actual,
             }
         }
+        (seen, false)
     }
 
-    /// Once per epoch, expires every bucket older than the window, so
-    /// credits of a quiet past do not linger until their bucket is reused.
-    fn sweep(&self, epoch: u64) {
-        let swept = self.swept.load(Ordering::Acquire);
-        if swept >= epoch
-            || self
-                .swept
-                .compare_exchange(swept, epoch, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
-            return;
-        }
-        let oldest_live = epoch.saturating_sub(BUCKETS - 1);
-        for bucket in self.buckets.iter() {
+    /// Gives each bucket the epoch it holds in the window ending at
+    /// `current`, emptying those that held an older one; `true` if one it
+    /// emptied held epoch `watched`. Bucket epochs only move forwards, so a
+    /// slower thread expiring for an older epoch never empties a newer
+    /// bucket.
+    fn expire(&self, current: u64, watched: u64) -> bool {
+        let mut wiped = false;
+        for (index, bucket) in (0..BUCKETS).zip(self.buckets.iter()) {
+            // The newest epoch <= current that maps to this bucket, if any.
+            let Some(target) = current.checked_sub((current + BUCKETS - index) % BUCKETS) else {
+                continue;
+            };
             let seen = bucket.epoch.load(Ordering::Acquire);
-            if seen != 0 && seen < oldest_live {
-                // Taking it over for "unused" (0 < any live epoch) would be
-                // a move backwards; take it over for its successor instead.
-                self.take_over(bucket, seen + BUCKETS);
+            if seen < target
+                && bucket
+                    .epoch
+                    .compare_exchange(seen, target, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                bucket.net.swap(0, Ordering::AcqRel);
+                wiped |= seen == watched && index == watched % BUCKETS;
             }
         }
+        wiped
     }
 }
