@@ -55,7 +55,7 @@ pub use config::{ConfigError, ConfigErrorKind};
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::ServerErrorsAsFailures;
 pub use rejected::{RejectKind, Rejected};
-pub use signal::{BreakerState, Signal, SignalSink, Sink, TransitionReason};
+pub use signal::{BreakerState, RetryReason, Signal, SignalSink, Sink, TransitionReason};
 
 /// The error type of every reflex service, as in tower.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -9,6 +9,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::Component;
 
@@ -73,6 +74,21 @@ pub enum Signal {
     /// A request was refused because its slot's queue, or the layer's
     /// bound on all waiting requests, was full.
     SlotQueueFull,
+    /// The retry layer is about to try a request again.
+    RetryAttempt {
+        /// The attempt about to be made: 2 for the first retry.
+        attempt: u32,
+        /// How long it waits before that attempt.
+        delay: Duration,
+        /// What made the previous attempt worth retrying.
+        reason: RetryReason,
+    },
+    /// A retry was wanted but the retry budget had none left: the caller
+    /// got the last attempt's result.
+    RetryBudgetExhausted {
+        /// The attempt that was refused: 2 for the first retry.
+        attempt: u32,
+    },
     /// A circuit breaker changed state.
     BreakerTransition {
         /// The state it left.
@@ -181,6 +197,49 @@ impl TransitionReason {
 }
 
 impl fmt::Display for TransitionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why the retry layer retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryReason {
+    /// The attempt ended in an error the policy retries.
+    Error,
+    /// The attempt's response was a failure the policy retries.
+    Response,
+    /// The response said when to retry (`Retry-After`), and the delay is
+    /// what it said.
+    RetryAfter,
+    /// The attempt ran out of its per-attempt time.
+    AttemptTimeout,
+    /// A circuit breaker below refused the attempt, and the delay is the
+    /// time until it probes.
+    CircuitOpen,
+}
+
+// === impl RetryReason ===
+
+impl RetryReason {
+    /// A short, stable, lowercase name, fit for metric labels and logs.
+    ///
+    /// ```
+    /// assert_eq!(reflex_core::RetryReason::RetryAfter.as_str(), "retry_after");
+    /// ```
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Error => "error",
+            Self::Response => "response",
+            Self::RetryAfter => "retry_after",
+            Self::AttemptTimeout => "attempt_timeout",
+            Self::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+impl fmt::Display for RetryReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }

@@ -132,13 +132,18 @@ impl RetryBudget {
             return;
         }
         let current = self.current.load(Ordering::Acquire);
-        let before = self.bucket_of(current).net.fetch_add(self.deposit, Ordering::AcqRel);
+        let before = self
+            .bucket_of(current)
+            .net
+            .fetch_add(self.deposit, Ordering::AcqRel);
         if (before / self.deposit) & (DEPOSITS_PER_TICK - 1) == 0 {
             let (now, wiped) = self.advance(now(), current);
             if wiped {
                 // This deposit's bucket was stale and this call emptied it:
                 // the deposit belongs to now.
-                self.bucket_of(now).net.fetch_add(self.deposit, Ordering::AcqRel);
+                self.bucket_of(now)
+                    .net
+                    .fetch_add(self.deposit, Ordering::AcqRel);
             }
         }
     }

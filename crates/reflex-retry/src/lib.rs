@@ -1,30 +1,102 @@
-//! Building blocks of the retry layer: [`Backoff`] (exponential, capped,
-//! with none, full, equal or decorrelated [`Jitter`]), [`RetryBudget`]
-//! (retries as an exact fraction of recent requests, plus a floor) and
-//! [`parse_retry_after`] (seconds or http-date; malformed values ignored).
+//! `RetryLayer`: retries that heal, never storms.
 //!
-//! **Status:** `RetryLayer` itself (classification and idempotency rules,
-//! body replay, per-attempt timeout and deadline, the budget wired in) is in
-//! progress; these pieces are its tested foundations.
+//! A failed call is tried again after a delay, a bounded number of times,
+//! while three things keep retries from making an outage worse:
+//!
+//! - a **retry budget** shared by every clone of the layer: retries are
+//!   limited to a fraction of recent requests plus a small floor per second
+//!   ([`RetryBudget`]), so a dependency that fails every call sees at most
+//!   `1 + ratio` times its normal load, not `max_attempts` times;
+//! - **jittered exponential backoff** with a cap ([`Backoff`], [`Jitter`]),
+//!   so clients that failed together do not retry together;
+//! - **the server's word**: a `Retry-After` the policy reads (the http
+//!   policy does, on 429 and 503) replaces the backoff when it is within the
+//!   cap, and a breaker below that refused with `CircuitOpen` is waited out
+//!   when its `retry_after` fits the time left.
+//!
+//! What is retried is what the [`Classify`](reflex_core::Classify) calls a
+//! failure and the [`Policy`] accepts. [`Rejected`](reflex_core::Rejected)
+//! errors of other layers are never retried, but `CircuitOpen` as above.
+//!
+//! # Guarantees
+//!
+//! - **Readiness before every attempt.** A call moves the ready inner
+//!   service into its response future, which drives it to readiness again
+//!   before each retry: a retry never calls a service cold.
+//! - **Nothing runs after a drop.** Dropping the response future, during an
+//!   attempt or a backoff, ends the request: no later attempt is made.
+//! - **Exactly one outcome.** The caller gets the first result that is not
+//!   retried: a success, a failure the policy stops on, or the last failed
+//!   attempt's result when attempts, budget or deadline run out (the
+//!   original error, not a new one). A budget refusal is a
+//!   [`Signal::RetryBudgetExhausted`](reflex_core::Signal::RetryBudgetExhausted)
+//!   and a count on the [`RetryHandle`], never an error of its own.
+//! - **Cheap when nothing fails.** No allocation and no boxed future; with
+//!   the budget on, one atomic load and one `fetch_add` per request, and a
+//!   clock read once in 64 requests; the per-attempt timeout and deadline,
+//!   when set, read the clock once per attempt. See `docs/PERFORMANCE.md`.
+//! - **Observable.** Every retry is a
+//!   [`Signal::RetryAttempt`](reflex_core::Signal::RetryAttempt) (attempt,
+//!   delay, why) and a `tracing` event; [`RetryHandle`] reads retries,
+//!   recoveries, budget refusals and the budget left.
+//!
+//! # What it does not do
+//!
+//! - It does not make a request idempotent: with the default policy every
+//!   failure is retried, so use a policy that knows your requests (for http,
+//!   `HttpPolicy` retries only idempotent methods).
+//! - Requests are copied for retries by the policy; a request that cannot
+//!   be copied is sent once.
+//! - A panic in the inner service is not caught: it unwinds through the
+//!   response future, which is then dropped, and nothing is retried.
 //!
 //! # Examples
 //!
 //! ```
 //! use std::time::Duration;
-//! use reflex_retry::{Backoff, Jitter};
+//! use reflex_retry::RetryLayer;
+//! use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 //!
-//! let backoff = Backoff::new(Duration::from_millis(50), 2.0, Duration::from_secs(60), Jitter::Equal)?;
-//! // The third retry waits between 100 ms and 200 ms.
-//! let delay = backoff.delay(3, Duration::ZERO, 0.25);
-//! assert_eq!(delay, Duration::from_millis(125));
-//! # Ok::<_, reflex_core::ConfigError>(())
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let retry = RetryLayer::builder()
+//!     .max_attempts(3)
+//!     .backoff(Duration::from_millis(10), 2.0)
+//!     .build()?;
+//! let handle = retry.handle();
+//!
+//! // Fails once, then succeeds.
+//! let calls = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+//! let mut svc = ServiceBuilder::new().layer(retry).service(service_fn(move |n: u32| {
+//!     let call = calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+//!     async move {
+//!         if call == 0 { Err(std::io::Error::other("flaky")) } else { Ok(n * 2) }
+//!     }
+//! }));
+//! assert_eq!(svc.ready().await?.call(21).await?, 42);
+//! assert_eq!(handle.metrics().retries, 1);
+//! assert_eq!(handle.metrics().recovered, 1);
+//! # Ok(())
+//! # }
 //! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
 mod backoff;
 mod budget;
+pub mod error;
+pub mod future;
+mod handle;
+mod layer;
+mod policy;
 mod retry_after;
+mod service;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
+pub use error::TimedOut;
+pub use handle::{RetryHandle, RetryMetrics};
+pub use layer::{RetryBuilder, RetryLayer};
+pub use policy::{Decision, DefaultPolicy, Policy};
 pub use retry_after::parse_retry_after;
+pub use service::Retry;

@@ -113,7 +113,10 @@ fn deposits_after_a_quiet_spell_lose_at_most_63_to_the_stale_clock() {
             budget.deposit(|| secs(30.0));
         }
         let remaining = budget.remaining(secs(30.0));
-        assert!(remaining <= requests, "{remaining} of {requests}: over-allocated");
+        assert!(
+            remaining <= requests,
+            "{remaining} of {requests}: over-allocated"
+        );
         assert!(
             remaining + 63 >= requests,
             "{remaining} of {requests}: lost more than 63"

@@ -1,0 +1,449 @@
+//! The [`ResponseFuture`] of [`Retry`](crate::Retry).
+
+use std::fmt;
+use std::future::Future;
+use std::ops::ControlFlow;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use reflex_core::{BoxError, Classify, Outcome, RejectKind, Rejected, RetryReason, Signal};
+use tokio::time::{Instant, Sleep, sleep_until};
+use tower_service::Service;
+
+use crate::error::TimedOut;
+use crate::handle::Retrying;
+use crate::policy::{Decision, Policy};
+use crate::service::Shared;
+
+pin_project! {
+    /// The response future of [`Retry`](crate::Retry): the first attempt's
+    /// future, then, if it failed and may be retried, a wait, the inner
+    /// service's readiness and the next attempt, until one is final. A named
+    /// type, not a boxed one: a request that is not retried costs no
+    /// allocation.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping it stops everything: the attempt in flight is dropped, and
+    /// no later attempt is made, also when it is dropped while waiting out
+    /// a backoff.
+    pub struct ResponseFuture<S, Request, P, C>
+    where
+        S: Service<Request>,
+    {
+        #[pin]
+        state: State<S::Future>,
+        #[pin]
+        timer: Timer,
+        attempts: Attempts<S, Request, P, C>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling {
+            #[pin]
+            future: F,
+        },
+        // The timer holds the backoff.
+        Waiting,
+        // The timer holds the deadline, if any.
+        Readying,
+        Done,
+    }
+}
+
+pin_project! {
+    /// One timer for the attempt's time (or the deadline) while an attempt
+    /// runs, and for the backoff between attempts.
+    #[project = TimerProj]
+    enum Timer {
+        Off,
+        On {
+            #[pin]
+            sleep: Sleep,
+        },
+    }
+}
+
+/// What a request that may be retried keeps: the ready service, a copy of
+/// the request, and the layer's shared state.
+pub(crate) type Kept<S, Request, P, C> = (S, Request, Arc<Shared<P, C>>);
+
+/// Everything but the pinned parts: what a retry needs.
+struct Attempts<S, Request, P, C>
+where
+    S: Service<Request>,
+{
+    /// The ready service, moved out of the `Retry` that made the call;
+    /// `None` when the request is sent once.
+    service: Option<S>,
+    /// The copy of the request kept for the next attempt; `None` once no
+    /// attempt is left to make.
+    copy: Option<Request>,
+    shared: Option<Arc<Shared<P, C>>>,
+    /// Attempts made so far.
+    attempt: u32,
+    previous_delay: Duration,
+    deadline: Option<Instant>,
+    /// The last failed attempt's result, returned if the deadline passes
+    /// before the next one ends.
+    last: Option<Result<S::Response, BoxError>>,
+    retrying: Option<Retrying>,
+}
+
+// === impl ResponseFuture ===
+
+impl<S, Request, P, C> ResponseFuture<S, Request, P, C>
+where
+    S: Service<Request>,
+{
+    pub(crate) fn new(
+        future: S::Future,
+        retry: Option<Kept<S, Request, P, C>>,
+        timer: Option<Instant>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let (service, copy, shared) = match retry {
+            Some((service, copy, shared)) => (Some(service), Some(copy), Some(shared)),
+            None => (None, None, None),
+        };
+        Self {
+            state: State::Calling { future },
+            timer: Timer::at(timer),
+            attempts: Attempts {
+                service,
+                copy,
+                shared,
+                attempt: 1,
+                previous_delay: Duration::ZERO,
+                deadline,
+                last: None,
+                retrying: None,
+            },
+        }
+    }
+}
+
+impl<S, Request, P, C> Future for ResponseFuture<S, Request, P, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+    P: Policy<Request, S::Response>,
+    C: Classify<S::Response, BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = match future.poll(cx) {
+                        Poll::Ready(result) => result.map_err(Into::into),
+                        Poll::Pending => match this.timer.as_mut().fired(cx) {
+                            None => return Poll::Pending,
+                            Some(at) if this.attempts.deadline.is_some_and(|d| at >= d) => {
+                                this.state.set(State::Done);
+                                return Poll::Ready(this.attempts.deadline_passed());
+                            }
+                            Some(_) => Err(TimedOut::attempt().into()),
+                        },
+                    };
+                    match this.attempts.decide(result) {
+                        ControlFlow::Break(result) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(result);
+                        }
+                        ControlFlow::Continue(until) => {
+                            this.state.set(State::Waiting);
+                            this.timer.set(Timer::at(Some(until)));
+                        }
+                    }
+                }
+                StateProj::Waiting => {
+                    ready!(this.timer.as_mut().poll_sleep(cx));
+                    this.state.set(State::Readying);
+                    this.timer.set(Timer::at(this.attempts.deadline));
+                }
+                StateProj::Readying => {
+                    let Some(service) = this.attempts.service.as_mut() else {
+                        unreachable!("a retry always has its service")
+                    };
+                    match service.poll_ready(cx) {
+                        Poll::Ready(Ok(())) => {
+                            let future = this.attempts.next_attempt();
+                            this.state.set(State::Calling { future });
+                            this.timer.set(Timer::at(this.attempts.attempt_end()));
+                        }
+                        Poll::Ready(Err(err)) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(this.attempts.not_ready(err.into()));
+                        }
+                        Poll::Pending => {
+                            if this.timer.as_mut().fired(cx).is_none() {
+                                return Poll::Pending;
+                            }
+                            this.state.set(State::Done);
+                            return Poll::Ready(this.attempts.deadline_passed());
+                        }
+                    }
+                }
+                StateProj::Done => panic!("ResponseFuture polled after completion"),
+            }
+        }
+    }
+}
+
+impl<S, Request, P, C> fmt::Debug for ResponseFuture<S, Request, P, C>
+where
+    S: Service<Request>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.state {
+            State::Calling { .. } => "calling",
+            State::Waiting => "waiting",
+            State::Readying => "readying",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .field("attempt", &self.attempts.attempt)
+            .finish()
+    }
+}
+
+// === impl Timer ===
+
+impl Timer {
+    fn at(when: Option<Instant>) -> Self {
+        match when {
+            Some(when) => Self::On {
+                sleep: sleep_until(when),
+            },
+            None => Self::Off,
+        }
+    }
+
+    /// When the timer fired, if it has.
+    fn fired(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Option<Instant> {
+        match self.project() {
+            TimerProj::On { mut sleep } => {
+                let at = sleep.deadline();
+                sleep.as_mut().poll(cx).is_ready().then_some(at)
+            }
+            TimerProj::Off => None,
+        }
+    }
+
+    fn poll_sleep(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match self.project() {
+            TimerProj::On { sleep } => sleep.poll(cx),
+            TimerProj::Off => Poll::Ready(()),
+        }
+    }
+}
+
+// === impl Attempts ===
+
+impl<S, Request, P, C> Attempts<S, Request, P, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+    P: Policy<Request, S::Response>,
+    C: Classify<S::Response, BoxError>,
+{
+    /// What follows an attempt that ended in `result`: the result for the
+    /// caller, or a retry at the returned instant.
+    fn decide(
+        &mut self,
+        result: Result<S::Response, BoxError>,
+    ) -> ControlFlow<Result<S::Response, BoxError>, Instant> {
+        let Some(shared) = self.shared.as_ref() else {
+            // Sent once.
+            return ControlFlow::Break(result);
+        };
+        let (outcome, retry) = judge(shared, self, &result);
+        let Some((delay, reason)) = retry else {
+            return ControlFlow::Break(count_end(shared, self.attempt, result, outcome));
+        };
+        let now = Instant::now();
+        let until = now + delay;
+        let fits = match self.deadline {
+            Some(deadline) => until < deadline,
+            // With no deadline, a breaker's wait must fit in the cap.
+            None => delay <= shared.delays.cap(),
+        };
+        if !fits {
+            return ControlFlow::Break(count_end(shared, self.attempt, result, outcome));
+        }
+        let stats = &shared.stats;
+        let next = self.attempt + 1;
+        if let Some(budget) = &stats.budget {
+            if !budget.withdraw(stats.now()) {
+                stats.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+                shared.sink.emit(
+                    &stats.component,
+                    Signal::RetryBudgetExhausted { attempt: next },
+                );
+                tracing::debug!(
+                    component = %stats.component,
+                    attempt = next,
+                    "retry budget exhausted"
+                );
+                return ControlFlow::Break(count_end(shared, self.attempt, result, outcome));
+            }
+        }
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        shared.sink.emit(
+            &stats.component,
+            Signal::RetryAttempt {
+                attempt: next,
+                delay,
+                reason,
+            },
+        );
+        tracing::debug!(
+            component = %stats.component,
+            attempt = next,
+            ?delay,
+            %reason,
+            "retrying"
+        );
+        self.previous_delay = delay;
+        if self.retrying.is_none() {
+            self.retrying = Some(Retrying::new(Arc::clone(stats)));
+        }
+        self.last = Some(result);
+        ControlFlow::Continue(until)
+    }
+
+    /// The deadline passed before the attempt in flight ended: the last
+    /// attempt's result if there is one, else a deadline error.
+    fn deadline_passed(&mut self) -> Result<S::Response, BoxError> {
+        let result = self
+            .last
+            .take()
+            .unwrap_or_else(|| Err(TimedOut::deadline().into()));
+        match &self.shared {
+            Some(shared) => count_end(shared, self.attempt, result, Outcome::Failure),
+            None => result,
+        }
+    }
+
+    /// The inner service failed to become ready for a retry.
+    fn not_ready(&mut self, err: BoxError) -> Result<S::Response, BoxError> {
+        self.last = None;
+        match &self.shared {
+            Some(shared) => count_end(shared, self.attempt, Err(err), Outcome::Failure),
+            None => Err(err),
+        }
+    }
+
+    /// Calls the (ready) service with the next attempt's request.
+    fn next_attempt(&mut self) -> S::Future {
+        let Some(shared) = &self.shared else {
+            unreachable!("a retry always has its shared state")
+        };
+        self.attempt += 1;
+        let copy = if self.attempt < shared.max_attempts {
+            self.copy
+                .as_ref()
+                .and_then(|copy| shared.policy.clone_request(copy))
+        } else {
+            None
+        };
+        let request = match copy {
+            Some(request) => request,
+            // The last attempt (or the policy could not copy again): send
+            // the kept copy itself.
+            None => self.copy.take().expect("a retry always has its request"),
+        };
+        let Some(service) = self.service.as_mut() else {
+            unreachable!("a retry always has its service")
+        };
+        service.call(request)
+    }
+
+    /// When the attempt starting now times out, if it can.
+    fn attempt_end(&self) -> Option<Instant> {
+        let shared = self.shared.as_ref()?;
+        if shared.attempt_timeout.is_none() {
+            return self.deadline;
+        }
+        shared.attempt_end(Instant::now(), self.deadline)
+    }
+}
+
+/// How the attempt that ended in `result` counts, and whether (after how
+/// long, and why) it is retried.
+fn judge<S, Request, P, C>(
+    shared: &Shared<P, C>,
+    attempts: &Attempts<S, Request, P, C>,
+    result: &Result<S::Response, BoxError>,
+) -> (Outcome, Option<(Duration, RetryReason)>)
+where
+    S: Service<Request>,
+    P: Policy<Request, S::Response>,
+    C: Classify<S::Response, BoxError>,
+{
+    if let Err(err) = result {
+        if let Some(rejected) = Rejected::find(&**err) {
+            // Another layer refused: never retried, but for a breaker below
+            // that said when it probes (and the request is not used up).
+            let wait = circuit_open_wait(rejected)
+                .filter(|_| attempts.copy.is_some())
+                .map(|after| (after, RetryReason::CircuitOpen));
+            return (Outcome::Ignored, wait);
+        }
+    }
+    let outcome = shared.classifier.classify(result.as_ref());
+    let Some(copy) = attempts.copy.as_ref().filter(|_| outcome.is_failure()) else {
+        return (outcome, None);
+    };
+    let reason = match result {
+        Ok(_) => RetryReason::Response,
+        Err(err) if err.downcast_ref::<TimedOut>().is_some() => RetryReason::AttemptTimeout,
+        Err(_) => RetryReason::Error,
+    };
+    let retry = match shared.policy.retry(copy, result.as_ref()) {
+        Decision::Stop => None,
+        Decision::After(after) if after <= shared.delays.cap() => {
+            Some((after, RetryReason::RetryAfter))
+        }
+        Decision::After(_) | Decision::Backoff => Some((
+            shared
+                .delays
+                .delay(attempts.attempt, attempts.previous_delay, &shared.stats),
+            reason,
+        )),
+    };
+    (outcome, retry)
+}
+
+/// Counts how a request that was retried ended, and returns its result.
+fn count_end<P, C, T>(shared: &Shared<P, C>, attempt: u32, result: T, outcome: Outcome) -> T {
+    if attempt > 1 {
+        let stats = &shared.stats;
+        let counter = if outcome.is_success() {
+            &stats.recovered
+        } else {
+            &stats.gave_up
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+    result
+}
+
+/// How long a `CircuitOpen` rejection asks to wait, if it is one that may
+/// be waited out.
+fn circuit_open_wait(rejected: &Rejected) -> Option<Duration> {
+    (rejected.kind() == RejectKind::CircuitOpen)
+        .then(|| rejected.retry_after())
+        .flatten()
+}
