@@ -87,6 +87,9 @@ mod budget;
 pub mod error;
 pub mod future;
 mod handle;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod layer;
 mod policy;
 mod retry_after;

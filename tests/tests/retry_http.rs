@@ -1,0 +1,383 @@
+//! RetryLayer over `http`: which methods and statuses are retried,
+//! `Retry-After` in both forms, and request bodies sent again (or, too
+//! large, sent once), on a paused clock.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, Request, Response};
+use http_body_util::{BodyExt, Empty, Full};
+use reflex_core::BoxError;
+use reflex_retry::http::{HttpRetryLayer, ReplayBody};
+use reflex_retry::{Jitter, RetryLayer};
+use tokio::time::Instant;
+use tower::{Layer, Service, ServiceExt};
+
+const LIMIT: usize = 16;
+
+/// What the inner service received on one call.
+#[derive(Debug, Clone)]
+struct Seen {
+    at: Instant,
+    body: Bytes,
+    trailers: Option<HeaderMap>,
+}
+
+/// One scripted answer: a status with optional `Retry-After`, or an error.
+#[derive(Debug, Clone)]
+enum Answer {
+    Status(u16, Option<&'static str>),
+    Error,
+}
+
+#[derive(Clone, Default)]
+struct Server {
+    answers: Arc<Mutex<VecDeque<Answer>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Server {
+    fn new(answers: impl IntoIterator<Item = Answer>) -> Self {
+        Self {
+            answers: Arc::new(Mutex::new(answers.into_iter().collect())),
+            seen: Arc::default(),
+        }
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    fn gaps(&self) -> Vec<Duration> {
+        self.seen().windows(2).map(|w| w[1].at - w[0].at).collect()
+    }
+}
+
+type ResponseFuture =
+    Pin<Box<dyn std::future::Future<Output = Result<Response<()>, BoxError>> + Send>>;
+
+impl<B> Service<Request<ReplayBody<B>>> for Server
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<()>;
+    type Error = BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<ReplayBody<B>>) -> ResponseFuture {
+        let answer = self
+            .answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Answer::Status(200, None));
+        let seen = self.seen.clone();
+        Box::pin(async move {
+            let at = Instant::now();
+            let collected = request.into_body().collect().await?;
+            let trailers = collected.trailers().cloned();
+            seen.lock().unwrap().push(Seen {
+                at,
+                body: collected.to_bytes(),
+                trailers,
+            });
+            match answer {
+                Answer::Error => Err("connection reset".into()),
+                Answer::Status(status, retry_after) => {
+                    let mut response = Response::builder().status(status);
+                    if let Some(value) = retry_after {
+                        response = response.header("retry-after", value);
+                    }
+                    Ok(response.body(()).unwrap())
+                }
+            }
+        })
+    }
+}
+
+fn layer() -> HttpRetryLayer {
+    RetryLayer::builder()
+        .http()
+        .no_budget()
+        .jitter(Jitter::None)
+        .backoff(Duration::from_millis(100), 2.0)
+        .max_delay(Duration::from_secs(60))
+        .max_attempts(3)
+        .build_http(LIMIT)
+        .unwrap()
+}
+
+fn request<B>(method: Method, body: B) -> Request<B> {
+    Request::builder()
+        .method(method)
+        .uri("http://db/item")
+        .body(body)
+        .unwrap()
+}
+
+async fn send<B>(server: &Server, request: Request<B>) -> Result<Response<()>, BoxError>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut svc = layer().layer(server.clone());
+    ServiceExt::<Request<B>>::ready(&mut svc)
+        .await?
+        .call(request)
+        .await
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotent_methods_are_retried_and_others_are_sent_once() {
+    for method in [
+        Method::GET,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PUT,
+        Method::DELETE,
+        Method::TRACE,
+    ] {
+        let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+        let response = send(&server, request(method.clone(), Empty::<Bytes>::new()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{method}");
+        assert_eq!(server.seen().len(), 2, "{method}");
+    }
+    for method in [Method::POST, Method::PATCH, Method::CONNECT] {
+        let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+        let response = send(&server, request(method.clone(), Empty::<Bytes>::new()))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 503, "{method} gets its one answer");
+        assert_eq!(server.seen().len(), 1, "{method}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn only_502_503_504_429_and_errors_are_retried() {
+    for (status, retried) in [
+        (502, true),
+        (503, true),
+        (504, true),
+        (429, true),
+        (500, false),
+        (501, false),
+        (404, false),
+        (409, false),
+        (200, false),
+    ] {
+        let server = Server::new([Answer::Status(status, None), Answer::Status(204, None)]);
+        let response = send(&server, request(Method::GET, Empty::<Bytes>::new()))
+            .await
+            .unwrap();
+        let expected = if retried { 204 } else { status };
+        assert_eq!(response.status(), expected, "status {status}");
+    }
+    let server = Server::new([Answer::Error, Answer::Status(200, None)]);
+    let response = send(&server, request(Method::GET, Empty::<Bytes>::new()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "a transport error is retried");
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_in_seconds_replaces_the_backoff_on_429_and_503() {
+    for status in [429, 503] {
+        let server = Server::new([Answer::Status(status, Some("7")), Answer::Status(200, None)]);
+        send(&server, request(Method::GET, Empty::<Bytes>::new()))
+            .await
+            .unwrap();
+        assert_eq!(server.gaps(), vec![Duration::from_secs(7)], "{status}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_as_an_http_date_is_the_time_until_it() {
+    let date = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(5));
+    let date: &'static str = Box::leak(date.into_boxed_str());
+    let server = Server::new([Answer::Status(503, Some(date)), Answer::Status(200, None)]);
+    send(&server, request(Method::GET, Empty::<Bytes>::new()))
+        .await
+        .unwrap();
+    let gap = server.gaps()[0];
+    // Whole seconds: the date is rounded down to its second.
+    assert!(
+        gap > Duration::from_secs(3) && gap <= Duration::from_secs(5),
+        "{gap:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_huge_or_misplaced_retry_after_is_ignored_for_the_backoff() {
+    for (status, value) in [
+        (503, "soon"),
+        (503, "-5"),
+        (503, "1.5"),
+        (429, "99999999"),
+        (429, "Sun, 06 Nov 2994 08:49:37 GMT"),
+        // Only 429 and 503 are read.
+        (502, "7"),
+    ] {
+        let server = Server::new([
+            Answer::Status(status, Some(value)),
+            Answer::Status(200, None),
+        ]);
+        send(&server, request(Method::GET, Empty::<Bytes>::new()))
+            .await
+            .unwrap();
+        assert_eq!(
+            server.gaps(),
+            vec![Duration::from_millis(100)],
+            "{status} {value:?}"
+        );
+    }
+}
+
+/// A body of set chunks, of unknown length, optionally ending in trailers
+/// or an error.
+struct Chunks {
+    frames: VecDeque<Result<http_body::Frame<Bytes>, &'static str>>,
+}
+
+impl Chunks {
+    fn new(chunks: &[&'static str]) -> Self {
+        Self {
+            frames: chunks
+                .iter()
+                .map(|c| Ok(http_body::Frame::data(Bytes::from_static(c.as_bytes()))))
+                .collect(),
+        }
+    }
+
+    fn with_trailers(mut self, trailers: HeaderMap) -> Self {
+        self.frames
+            .push_back(Ok(http_body::Frame::trailers(trailers)));
+        self
+    }
+
+    fn failing(mut self) -> Self {
+        self.frames.push_back(Err("the client went away"));
+        self
+    }
+}
+
+impl http_body::Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        Poll::Ready(self.frames.pop_front().map(|f| f.map_err(Into::into)))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_within_the_limit_is_sent_whole_on_every_attempt() {
+    let server = Server::new([
+        Answer::Status(502, None),
+        Answer::Error,
+        Answer::Status(200, None),
+    ]);
+    let mut trailers = HeaderMap::new();
+    trailers.insert("checksum", HeaderValue::from_static("abc"));
+    let body = Chunks::new(&["put ", "this ", "back"]).with_trailers(trailers.clone());
+    let response = send(&server, request(Method::PUT, body)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = server.seen();
+    assert_eq!(seen.len(), 3);
+    for attempt in &seen {
+        assert_eq!(attempt.body, "put this back");
+        assert_eq!(attempt.trailers.as_ref(), Some(&trailers));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_over_the_limit_is_sent_once_whole_and_not_retried() {
+    // 20 bytes read in chunks, over a limit of 16: found out while reading.
+    let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+    let body = Chunks::new(&["0123456789", "abcdefghij"]);
+    let response = send(&server, request(Method::PUT, body)).await.unwrap();
+    assert_eq!(response.status(), 503, "not retried: its body is gone");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body, "0123456789abcdefghij", "nothing truncated");
+
+    // Known too large up front: not read before it is sent.
+    let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+    let body = Full::new(Bytes::from(vec![b'x'; LIMIT + 1]));
+    let response = send(&server, request(Method::PUT, body)).await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(server.seen()[0].body.len(), LIMIT + 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_exactly_at_the_limit_is_replayed() {
+    let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+    let body = Full::new(Bytes::from(vec![b'y'; LIMIT]));
+    let response = send(&server, request(Method::PUT, body)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.seen().len(), 2);
+    assert!(server.seen().iter().all(|s| s.body.len() == LIMIT));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_that_fails_while_buffered_fails_the_request_and_calls_nothing() {
+    let server = Server::new([Answer::Status(200, None)]);
+    let body = Chunks::new(&["part"]).failing();
+    let err = send(&server, request(Method::PUT, body)).await.unwrap_err();
+    assert_eq!(err.to_string(), "the client went away");
+    assert!(server.seen().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn headers_method_and_uri_are_the_same_on_every_attempt() {
+    /// Method, URI and `x-request-id` of one attempt.
+    type Line = (Method, String, Option<HeaderValue>);
+    #[derive(Clone, Default)]
+    struct Echo(Arc<Mutex<Vec<Line>>>);
+    impl Service<Request<ReplayBody<Empty<Bytes>>>> for Echo {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<()>, Infallible>>;
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, request: Request<ReplayBody<Empty<Bytes>>>) -> Self::Future {
+            let mut seen = self.0.lock().unwrap();
+            seen.push((
+                request.method().clone(),
+                request.uri().to_string(),
+                request.headers().get("x-request-id").cloned(),
+            ));
+            let status = if seen.len() == 1 { 504 } else { 200 };
+            std::future::ready(Ok(Response::builder().status(status).body(()).unwrap()))
+        }
+    }
+    let echo = Echo::default();
+    let mut svc = layer().layer(echo.clone());
+    let request = Request::delete("http://db/item/9")
+        .header("x-request-id", "r-1")
+        .body(Empty::<Bytes>::new())
+        .unwrap();
+    let response = svc.ready().await.unwrap().call(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let seen = echo.0.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[0].2.as_ref().map(|v| v.to_str().unwrap()), Some("r-1"));
+}
