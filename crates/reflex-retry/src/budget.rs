@@ -12,7 +12,8 @@ use reflex_core::{ConfigError, ConfigErrorKind};
 /// millionths, like 1/3, loses its last fraction of a retry).
 const SCALE: i64 = 1_000_000;
 const BUCKETS: u64 = 10;
-/// A deposit reads the clock once in this many (a power of two).
+/// A deposit reads the clock about once in this many (between half of it
+/// and all of it).
 const DEPOSITS_PER_TICK: i64 = 64;
 
 /// Limits retries to a fraction of the requests of the last `ttl`, plus a
@@ -26,7 +27,7 @@ const DEPOSITS_PER_TICK: i64 = 64;
 /// # Cost
 ///
 /// A deposit is one atomic load and one `fetch_add`, and reads the clock
-/// once every 64 deposits: requests are the hot path, retries are not. A
+/// once in 32 to 64 deposits: requests are the hot path, retries are not. A
 /// withdrawal reads the clock and sums the ten buckets.
 ///
 /// # Precision
@@ -35,8 +36,8 @@ const DEPOSITS_PER_TICK: i64 = 64;
 ///   and then check that the balance did not go below zero, giving it back
 ///   if it did: two retries never share one credit.
 /// - **May under-allocate, boundedly.** Deposits land in the bucket of the
-///   last clock reading, which is at most 63 deposits old, so at low traffic
-///   the credits of up to 63 requests may expire a little early; retries
+///   last clock reading, which is at most 64 deposits old, so at low traffic
+///   the credits of up to 64 requests may expire a little early; retries
 ///   spent from one bucket's deposits stay charged to the bucket of their
 ///   own time. Both err towards fewer retries.
 /// - Credits expire within one bucket (a tenth of `ttl`) of their time.
@@ -65,6 +66,10 @@ const DEPOSITS_PER_TICK: i64 = 64;
 #[derive(Debug)]
 pub struct RetryBudget {
     deposit: i64,
+    /// A deposit that takes a bucket's net across a multiple of
+    /// `2^tick_shift` reads the clock: `2^tick_shift` is between 32 and 64
+    /// deposits, so this costs two shifts, not a division.
+    tick_shift: u32,
     /// The floor: credits no deposit made and no expiry takes.
     reserve: i64,
     bucket_nanos: u64,
@@ -115,8 +120,10 @@ impl RetryBudget {
                 "min_per_sec × ttl is too large".into(),
             ));
         }
+        let deposit = (ratio * SCALE as f64).floor() as i64;
         Ok(Self {
-            deposit: (ratio * SCALE as f64).floor() as i64,
+            deposit,
+            tick_shift: (deposit.max(1) * DEPOSITS_PER_TICK).ilog2(),
             reserve: reserve as i64,
             bucket_nanos,
             current: AtomicU64::new(0),
@@ -125,7 +132,8 @@ impl RetryBudget {
     }
 
     /// A request was made: deposit its share of a retry. `now` is called
-    /// once in 64 deposits, to move deposits on to the bucket of the time.
+    /// once in 32 to 64 deposits, to move deposits on to the bucket of the
+    /// time.
     #[inline]
     pub fn deposit(&self, now: impl FnOnce() -> Duration) {
         if self.deposit == 0 {
@@ -136,7 +144,7 @@ impl RetryBudget {
             .bucket_of(current)
             .net
             .fetch_add(self.deposit, Ordering::AcqRel);
-        if (before / self.deposit) & (DEPOSITS_PER_TICK - 1) == 0 {
+        if before >> self.tick_shift != before.wrapping_add(self.deposit) >> self.tick_shift {
             let (now, wiped) = self.advance(now(), current);
             if wiped {
                 // This deposit's bucket was stale and this call emptied it:

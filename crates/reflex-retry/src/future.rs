@@ -89,12 +89,20 @@ where
     shared: Option<Arc<Shared<P, C>>>,
     /// Attempts made so far.
     attempt: u32,
-    previous_delay: Duration,
     deadline: Option<Instant>,
+    /// What a request in a retry cycle carries: `None` until its first
+    /// retry, so a request that is not retried drops one `None`.
+    cycle: Option<Cycle<S::Response>>,
+}
+
+/// The state of a retry cycle.
+struct Cycle<R> {
+    previous_delay: Duration,
     /// The last failed attempt's result, returned if the deadline passes
     /// before the next one ends.
-    last: Option<Result<S::Response, BoxError>>,
-    retrying: Option<Retrying>,
+    last: Option<Result<R, BoxError>>,
+    /// Counts the request as retrying for as long as it lives.
+    _retrying: Retrying,
 }
 
 // === impl ResponseFuture ===
@@ -103,6 +111,7 @@ impl<S, Request, P, C> ResponseFuture<S, Request, P, C>
 where
     S: Service<Request>,
 {
+    #[inline]
     pub(crate) fn new(
         future: S::Future,
         retry: Option<Kept<S, Request, P, C>>,
@@ -121,10 +130,8 @@ where
                 copy,
                 shared,
                 attempt: 1,
-                previous_delay: Duration::ZERO,
                 deadline,
-                last: None,
-                retrying: None,
+                cycle: None,
             },
         }
     }
@@ -139,6 +146,7 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
@@ -154,6 +162,15 @@ where
                             }
                             Some(_) => Err(TimedOut::attempt().into()),
                         },
+                    };
+                    // The common case first: a first attempt that
+                    // succeeded, handed back without the retry machinery.
+                    let result = match this.attempts.settle(result) {
+                        ControlFlow::Break(result) => {
+                            this.state.set(State::Done);
+                            return Poll::Ready(result);
+                        }
+                        ControlFlow::Continue(result) => result,
                     };
                     match this.attempts.decide(result) {
                         ControlFlow::Break(result) => {
@@ -221,6 +238,7 @@ where
 // === impl Timer ===
 
 impl Timer {
+    #[inline]
     fn at(when: Option<Instant>) -> Self {
         match when {
             Some(when) => Self::On {
@@ -258,8 +276,30 @@ where
     P: Policy<Request, S::Response>,
     C: Classify<S::Response, BoxError>,
 {
+    /// `Break` with `result` when it is final without a look at the retry
+    /// machinery: the request is sent once, or its first attempt is not a
+    /// failure.
+    #[inline]
+    fn settle(
+        &self,
+        result: Result<S::Response, BoxError>,
+    ) -> ControlFlow<Result<S::Response, BoxError>, Result<S::Response, BoxError>> {
+        match &self.shared {
+            None => ControlFlow::Break(result),
+            Some(shared)
+                if self.attempt == 1
+                    && result.is_ok()
+                    && !shared.classifier.classify(result.as_ref()).is_failure() =>
+            {
+                ControlFlow::Break(result)
+            }
+            Some(_) => ControlFlow::Continue(result),
+        }
+    }
+
     /// What follows an attempt that ended in `result`: the result for the
     /// caller, or a retry at the returned instant.
+    #[inline(never)]
     fn decide(
         &mut self,
         result: Result<S::Response, BoxError>,
@@ -315,11 +355,19 @@ where
             %reason,
             "retrying"
         );
-        self.previous_delay = delay;
-        if self.retrying.is_none() {
-            self.retrying = Some(Retrying::new(Arc::clone(stats)));
+        match &mut self.cycle {
+            Some(cycle) => {
+                cycle.previous_delay = delay;
+                cycle.last = Some(result);
+            }
+            None => {
+                self.cycle = Some(Cycle {
+                    previous_delay: delay,
+                    last: Some(result),
+                    _retrying: Retrying::new(Arc::clone(stats)),
+                });
+            }
         }
-        self.last = Some(result);
         ControlFlow::Continue(until)
     }
 
@@ -327,8 +375,9 @@ where
     /// attempt's result if there is one, else a deadline error.
     fn deadline_passed(&mut self) -> Result<S::Response, BoxError> {
         let result = self
-            .last
-            .take()
+            .cycle
+            .as_mut()
+            .and_then(|cycle| cycle.last.take())
             .unwrap_or_else(|| Err(TimedOut::deadline().into()));
         match &self.shared {
             Some(shared) => count_end(shared, self.attempt, result, Outcome::Failure),
@@ -338,7 +387,9 @@ where
 
     /// The inner service failed to become ready for a retry.
     fn not_ready(&mut self, err: BoxError) -> Result<S::Response, BoxError> {
-        self.last = None;
+        if let Some(cycle) = &mut self.cycle {
+            cycle.last = None;
+        }
         match &self.shared {
             Some(shared) => count_end(shared, self.attempt, Err(err), Outcome::Failure),
             None => Err(err),
@@ -417,9 +468,14 @@ where
             Some((after, RetryReason::RetryAfter))
         }
         Decision::After(_) | Decision::Backoff => Some((
-            shared
-                .delays
-                .delay(attempts.attempt, attempts.previous_delay, &shared.stats),
+            shared.delays.delay(
+                attempts.attempt,
+                attempts
+                    .cycle
+                    .as_ref()
+                    .map_or(Duration::ZERO, |cycle| cycle.previous_delay),
+                &shared.stats,
+            ),
             reason,
         )),
     };

@@ -62,11 +62,17 @@ impl<P, C> Shared<P, C> {
     }
 
     /// When the first attempt's timer fires, if it has one: the earlier of
-    /// its own time and the deadline.
+    /// its own time and the deadline; and the deadline.
+    #[inline]
     pub(crate) fn first_timer(&self) -> (Option<Instant>, Option<Instant>) {
         if self.attempt_timeout.is_none() && self.deadline.is_none() {
             return (None, None);
         }
+        self.start_timers()
+    }
+
+    #[cold]
+    fn start_timers(&self) -> (Option<Instant>, Option<Instant>) {
         let now = Instant::now();
         let deadline = self.deadline.map(|d| now + d);
         (self.attempt_end(now, deadline), deadline)
