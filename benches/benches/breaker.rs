@@ -13,8 +13,8 @@ use std::future::{Ready, ready};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use reflex_benches::{Echo, allocations_per_call, call_once, contended};
+use criterion::{Criterion, criterion_group, criterion_main};
+use reflex_benches::{Echo, allocations_per_call, bench_contended, bench_single};
 use reflex_breaker::CircuitBreakLayer;
 use tower::{Layer, Service};
 
@@ -129,47 +129,29 @@ fn print_allocations() {
     );
 }
 
-macro_rules! single {
-    ($group:expr, $name:expr, $svc:expr) => {{
-        let mut svc = $svc;
-        let mut n = 0u64;
-        $group.bench_function($name, |b| {
-            b.iter(|| {
-                n += 1;
-                call_once(&mut svc, n)
-            })
-        });
-    }};
-}
-
 fn single_threaded(c: &mut Criterion) {
     print_allocations();
     let mut group = c.benchmark_group("breaker/single_thread");
-    single!(group, "bare Echo", Echo);
-    single!(
-        group,
+    bench_single(&mut group, "bare Echo", Echo);
+    bench_single(
+        &mut group,
         "reflex default (rate, count window)",
-        reflex_default()
+        reflex_default(),
     );
-    single!(group, "reflex consecutive only", reflex_consecutive());
-    single!(
-        group,
+    bench_single(&mut group, "reflex consecutive only", reflex_consecutive());
+    bench_single(
+        &mut group,
         "reflex full (consecutive + rate + slow, count window)",
-        reflex_full_count()
+        reflex_full_count(),
     );
-    single!(group, "reflex rate over time window", reflex_time_window());
-    single!(group, "tower-resilience", tower_resilience());
-    single!(group, "failsafe consecutive", failsafe_consecutive());
+    bench_single(
+        &mut group,
+        "reflex rate over time window",
+        reflex_time_window(),
+    );
+    bench_single(&mut group, "tower-resilience", tower_resilience());
+    bench_single(&mut group, "failsafe consecutive", failsafe_consecutive());
     group.finish();
-}
-
-macro_rules! many {
-    ($group:expr, $runtime:expr, $name:expr, $svc:expr) => {{
-        let svc = $svc;
-        $group.bench_with_input(BenchmarkId::from_parameter($name), &svc, |b, svc| {
-            b.iter_custom(|iters| contended($runtime, svc, TASKS, iters))
-        });
-    }};
 }
 
 fn contended_64_tasks(c: &mut Criterion) {
@@ -178,25 +160,34 @@ fn contended_64_tasks(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("breaker/64_tasks_2_workers");
-    many!(group, &runtime, "bare Echo", Echo);
-    many!(
-        group,
+    bench_contended(&mut group, &runtime, "bare Echo", Echo, TASKS);
+    bench_contended(
+        &mut group,
         &runtime,
         "reflex default (rate, count window)",
-        reflex_default()
+        reflex_default(),
+        TASKS,
     );
-    many!(
-        group,
+    bench_contended(
+        &mut group,
         &runtime,
         "reflex consecutive only",
-        reflex_consecutive()
+        reflex_consecutive(),
+        TASKS,
     );
-    many!(group, &runtime, "tower-resilience", tower_resilience());
-    many!(
-        group,
+    bench_contended(
+        &mut group,
+        &runtime,
+        "tower-resilience",
+        tower_resilience(),
+        TASKS,
+    );
+    bench_contended(
+        &mut group,
         &runtime,
         "failsafe consecutive",
-        failsafe_consecutive()
+        failsafe_consecutive(),
+        TASKS,
     );
     group.finish();
 }

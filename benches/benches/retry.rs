@@ -15,8 +15,8 @@ use std::future::{Ready, ready};
 use std::sync::Arc;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use reflex_benches::{Echo, allocations_per_call, call_once, contended};
+use criterion::{Criterion, criterion_group, criterion_main};
+use reflex_benches::{Echo, allocations_per_call, bench_contended, bench_single};
 use reflex_retry::RetryLayer;
 use tower::Layer;
 use tower::retry::budget::{Budget, TpsBudget};
@@ -106,6 +106,43 @@ fn tower_retry() -> tower::retry::Retry<Attempts, Echo> {
 }
 
 /// The same budget as `reflex_budget`: 20% of the last 10 s, 10 a second.
+/// tower's Retry with a policy that reaches shared state (a retry counter
+/// behind an `Arc`), as any policy that reports what it did must: tower
+/// clones the policy for every request.
+#[derive(Clone, Debug)]
+struct Counted {
+    retries_left: u32,
+    retries: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl<Res, E> tower::retry::Policy<u64, Res, E> for Counted {
+    type Future = Ready<()>;
+
+    fn retry(&mut self, _: &mut u64, result: &mut Result<Res, E>) -> Option<Self::Future> {
+        match result {
+            Err(_) if self.retries_left > 0 => {
+                self.retries_left -= 1;
+                self.retries
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Some(ready(()))
+            }
+            _ => None,
+        }
+    }
+
+    fn clone_request(&mut self, req: &u64) -> Option<u64> {
+        Some(*req)
+    }
+}
+
+fn tower_retry_counted() -> tower::retry::Retry<Counted, Echo> {
+    tower::retry::RetryLayer::new(Counted {
+        retries_left: RETRIES,
+        retries: Arc::default(),
+    })
+    .layer(Echo)
+}
+
 fn tower_retry_budget() -> tower::retry::Retry<Budgeted, Echo> {
     tower::retry::RetryLayer::new(Budgeted {
         retries_left: RETRIES,
@@ -135,38 +172,21 @@ fn print_allocations() {
     );
 }
 
-macro_rules! single {
-    ($group:expr, $name:expr, $svc:expr) => {{
-        let mut svc = $svc;
-        let mut n = 0u64;
-        $group.bench_function($name, |b| {
-            b.iter(|| {
-                n += 1;
-                call_once(&mut svc, n)
-            })
-        });
-    }};
-}
-
 fn single_threaded(c: &mut Criterion) {
     print_allocations();
     let mut group = c.benchmark_group("retry/single_thread");
-    single!(group, "bare Echo", Echo);
-    single!(group, "reflex budget", reflex_budget());
-    single!(group, "reflex no budget", reflex_no_budget());
-    single!(group, "tower retry", tower_retry());
-    single!(group, "tower retry + TpsBudget", tower_retry_budget());
-    single!(group, "tower-resilience retry", tower_resilience());
+    bench_single(&mut group, "bare Echo", Echo);
+    bench_single(&mut group, "reflex budget", reflex_budget());
+    bench_single(&mut group, "reflex no budget", reflex_no_budget());
+    bench_single(&mut group, "tower retry", tower_retry());
+    bench_single(
+        &mut group,
+        "tower retry + shared counter",
+        tower_retry_counted(),
+    );
+    bench_single(&mut group, "tower retry + TpsBudget", tower_retry_budget());
+    bench_single(&mut group, "tower-resilience retry", tower_resilience());
     group.finish();
-}
-
-macro_rules! many {
-    ($group:expr, $runtime:expr, $name:expr, $svc:expr) => {{
-        let svc = $svc;
-        $group.bench_with_input(BenchmarkId::from_parameter($name), &svc, |b, svc| {
-            b.iter_custom(|iters| contended($runtime, svc, TASKS, iters))
-        });
-    }};
 }
 
 fn contended_64_tasks(c: &mut Criterion) {
@@ -175,21 +195,42 @@ fn contended_64_tasks(c: &mut Criterion) {
         .build()
         .expect("runtime");
     let mut group = c.benchmark_group("retry/64_tasks_2_workers");
-    many!(group, &runtime, "bare Echo", Echo);
-    many!(group, &runtime, "reflex budget", reflex_budget());
-    many!(group, &runtime, "reflex no budget", reflex_no_budget());
-    many!(group, &runtime, "tower retry", tower_retry());
-    many!(
-        group,
+    bench_contended(&mut group, &runtime, "bare Echo", Echo, TASKS);
+    bench_contended(
+        &mut group,
+        &runtime,
+        "reflex budget",
+        reflex_budget(),
+        TASKS,
+    );
+    bench_contended(
+        &mut group,
+        &runtime,
+        "reflex no budget",
+        reflex_no_budget(),
+        TASKS,
+    );
+    bench_contended(&mut group, &runtime, "tower retry", tower_retry(), TASKS);
+    bench_contended(
+        &mut group,
+        &runtime,
+        "tower retry + shared counter",
+        tower_retry_counted(),
+        TASKS,
+    );
+    bench_contended(
+        &mut group,
         &runtime,
         "tower retry + TpsBudget",
-        tower_retry_budget()
+        tower_retry_budget(),
+        TASKS,
     );
-    many!(
-        group,
+    bench_contended(
+        &mut group,
         &runtime,
         "tower-resilience retry",
-        tower_resilience()
+        tower_resilience(),
+        TASKS,
     );
     group.finish();
 }

@@ -40,3 +40,40 @@ where
         start.elapsed()
     })
 }
+
+/// Benches `svc` in `group` as `name`, one whole call at a time on this
+/// thread ([`call_once`]).
+pub fn bench_single<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    mut svc: S,
+) where
+    S: Service<u64, Response = u64>,
+    S::Error: std::fmt::Debug,
+{
+    let mut n = 0u64;
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            n += 1;
+            call_once(&mut svc, n)
+        })
+    });
+}
+
+/// Benches `svc` in `group` as `name`, its calls split across `tasks`
+/// tasks on `runtime` ([`contended`]).
+pub fn bench_contended<S>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    runtime: &tokio::runtime::Runtime,
+    name: &str,
+    svc: S,
+    tasks: u64,
+) where
+    S: Service<u64, Response = u64> + Clone + Send + 'static,
+    S::Error: std::fmt::Debug + Send,
+    S::Future: Send,
+{
+    group.bench_function(criterion::BenchmarkId::from_parameter(name), move |b| {
+        b.iter_custom(|iters| contended(runtime, &svc, tasks, iters));
+    });
+}
