@@ -27,6 +27,9 @@ pub enum RejectKind {
     /// An identical request was in progress and the dedup mode refuses
     /// duplicates instead of waiting.
     InProgress,
+    /// The dedup layer had as many distinct requests in flight as it
+    /// allows, and this one was a new one.
+    DedupFull,
     /// The retry budget had no retry left.
     RetryBudgetExhausted,
 }
@@ -48,6 +51,7 @@ impl RejectKind {
             Self::Replaced => "replaced",
             Self::DedupAborted => "dedup_aborted",
             Self::InProgress => "in_progress",
+            Self::DedupFull => "dedup_full",
             Self::RetryBudgetExhausted => "retry_budget_exhausted",
         }
     }
@@ -61,6 +65,7 @@ impl RejectKind {
             Self::Replaced => "replaced by a newer request",
             Self::DedupAborted => "shared call aborted",
             Self::InProgress => "identical request in progress",
+            Self::DedupFull => "too many distinct requests in flight",
             Self::RetryBudgetExhausted => "retry budget exhausted",
         }
     }

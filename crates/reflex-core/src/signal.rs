@@ -74,6 +74,14 @@ pub enum Signal {
     /// A request was refused because its slot's queue, or the layer's
     /// bound on all waiting requests, was full.
     SlotQueueFull,
+    /// A request joined an identical one in flight and will receive a copy
+    /// of its answer instead of calling the inner service.
+    Coalesced {
+        /// Requests waiting on that call now, this one included.
+        waiters: usize,
+    },
+    /// A request was answered from the dedup layer's cache.
+    DedupCacheHit,
     /// The retry layer is about to try a request again.
     RetryAttempt {
         /// The attempt about to be made: 2 for the first retry.

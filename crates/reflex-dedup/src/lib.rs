@@ -1,0 +1,94 @@
+//! `DedupLayer`: one inner call for many identical requests.
+//!
+//! Singleflight inside a tower stack: a key function maps each request to
+//! an optional key, and requests with equal keys in flight at once share
+//! one inner call. The first (the leader) makes the call; the others (the
+//! followers) wait for it and receive a clone of its answer. Requests with
+//! no key pass straight through.
+//!
+//! # Guarantees
+//!
+//! - **The call belongs to all its waiters, not to the leader.** Whichever
+//!   waiter is polled drives the shared call (no task is spawned): if the
+//!   caller that started it drops its future, the call goes on for the
+//!   others; when the last waiter leaves, the inner call is dropped (no
+//!   orphan work).
+//! - **Exactly one outcome per request.** A response is cloned for every
+//!   waiter. The error of a call nobody else waited on reaches its caller
+//!   untouched; the error of a shared call reaches each waiter as a
+//!   [`SharedError`] around the one inner error (its `source`, so
+//!   `Rejected::find` sees through it). A call that panics gives the other
+//!   waiters `Rejected { DedupAborted }`. Failures are never cached.
+//! - **No stuck key.** A key leaves the table when its call ends, when its
+//!   last waiter leaves, and when its call panics (in `call` or in the
+//!   future): the next request for it makes a new call.
+//! - **Bounded.** At most [`max_keys`](DedupBuilder::max_keys) distinct
+//!   keys in flight (a new key beyond it is refused with
+//!   `Rejected { DedupFull }`); the optional cache is bounded by entries
+//!   and by weight, the oldest evicted first.
+//! - **Per-waiter timeout.** A waiter that gives up
+//!   ([`wait_timeout`](DedupBuilder::wait_timeout)) leaves the others and
+//!   the call untouched.
+//! - **Told apart.** A [`Share`] marks each answer with its [`Sharing`]
+//!   (own, shared, cached), as Go's singleflight returns `shared`.
+//! - **Free without a key.** A request whose key is `None` costs the key
+//!   function and a branch: no lock, no allocation.
+//! - **Observable.** [`Signal::Coalesced`](reflex_core::Signal::Coalesced)
+//!   and [`Signal::DedupCacheHit`](reflex_core::Signal::DedupCacheHit);
+//!   [`DedupHandle`] reads keys in flight, coalesced requests, cache hits
+//!   and size.
+//!
+//! # What it does not do
+//!
+//! - Keyed requests take a shard lock of the table (16 shards) and
+//!   allocate the shared call's state; with the cache on, one more lock.
+//! - A follower does not use the readiness its `poll_ready` obtained.
+//! - Responses must be `Clone`, and the call's future and response `Send`.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! use reflex_dedup::DedupLayer;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let calls = Arc::new(AtomicUsize::new(0));
+//! let counted = calls.clone();
+//! let slow_lookup = service_fn(move |user: u64| {
+//!     counted.fetch_add(1, Ordering::SeqCst);
+//!     async move {
+//!         tokio::task::yield_now().await;
+//!         Ok::<_, std::io::Error>(format!("user {user}"))
+//!     }
+//! });
+//! let dedup = DedupLayer::builder().key(|user: &u64| Some(*user)).build()?;
+//! let svc = dedup.layer(slow_lookup);
+//!
+//! let (a, b) = tokio::join!(svc.clone().oneshot(7), svc.clone().oneshot(7));
+//! assert_eq!(a?, "user 7");
+//! assert_eq!(b?, "user 7");
+//! assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for both");
+//! assert_eq!(dedup.handle().metrics().coalesced, 1);
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod error;
+mod flight;
+pub mod future;
+mod handle;
+mod layer;
+mod service;
+mod share;
+mod table;
+
+pub use error::{SharedError, WaitTimedOut};
+pub use handle::{DedupHandle, DedupMetrics};
+pub use layer::{DedupBuilder, DedupLayer, NoKey};
+pub use service::Dedup;
+pub use share::{PlainResponses, Share, Sharing};

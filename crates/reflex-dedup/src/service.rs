@@ -1,0 +1,216 @@
+//! The [`Dedup`] service and what its clones and futures share.
+
+use std::fmt;
+use std::hash::Hash;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use reflex_core::{BoxError, RejectKind, Rejected, Signal};
+use tokio::time::Instant;
+use tower_service::Service;
+
+use crate::future::{CallFuture, ResponseFuture, Waiter};
+use crate::handle::Stats;
+use crate::share::{Share, Sharing};
+use crate::table::{Cache, Joined, Table};
+
+/// What a service made by the layer, its clones and their futures share:
+/// the flights in progress and the cache of that one inner service.
+pub(crate) struct Shared<S, Req, K, KF, H>
+where
+    S: Service<Req>,
+{
+    pub(crate) key: KF,
+    pub(crate) table: Table<K, CallFuture<S::Future>, S::Response>,
+    pub(crate) cache: Option<Cache<K, S::Response>>,
+    pub(crate) refuse_duplicates: bool,
+    pub(crate) wait_timeout: Option<Duration>,
+    pub(crate) share: H,
+    pub(crate) stats: Arc<Stats>,
+}
+
+/// Shares one inner call among identical requests in flight. Built by
+/// [`DedupLayer`](crate::DedupLayer).
+///
+/// # Clone
+///
+/// Clones share the calls in flight and the cache: identical requests
+/// through any clone coalesce. Services made by separate `layer` calls
+/// wrap separate inner services and never share calls (their counts add up
+/// in the one handle).
+///
+/// # Examples
+///
+/// ```
+/// use reflex_dedup::DedupLayer;
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let layer = DedupLayer::builder().key(|n: &u64| Some(*n)).build()?;
+/// let mut svc = layer.layer(service_fn(|n: u64| async move { Ok::<_, std::io::Error>(n * 2) }));
+/// assert_eq!(svc.ready().await?.call(21).await?, 42);
+/// let _inner = svc.into_inner();
+/// # Ok(())
+/// # }
+/// ```
+pub struct Dedup<S, Req, K, KF, H>
+where
+    S: Service<Req>,
+{
+    inner: S,
+    shared: Arc<Shared<S, Req, K, KF, H>>,
+}
+
+// === impl Dedup ===
+
+impl<S, Req, K, KF, H> Dedup<S, Req, K, KF, H>
+where
+    S: Service<Req>,
+{
+    pub(crate) fn new(inner: S, shared: Shared<S, Req, K, KF, H>) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req, K, KF, H> Service<Req> for Dedup<S, Req, K, KF, H>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Clone + Send + 'static,
+    K: Hash + Eq + Clone,
+    KF: Fn(&Req) -> Option<K>,
+    H: Share<S::Response>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S, Req, K, KF, H>;
+
+    /// Ready when the inner service is. A request that joins another's
+    /// call does not use the readiness it was given.
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Req) -> Self::Future {
+        match (self.shared.key)(&request) {
+            None => ResponseFuture::direct(self.inner.call(request)),
+            Some(key) => self.call_keyed(key, request),
+        }
+    }
+}
+
+impl<S, Req, K, KF, H> Dedup<S, Req, K, KF, H>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Clone + Send + 'static,
+    K: Hash + Eq + Clone,
+    H: Share<S::Response>,
+{
+    fn call_keyed(&mut self, key: K, request: Req) -> ResponseFuture<S, Req, K, KF, H> {
+        let shared = &self.shared;
+        let stats = &shared.stats;
+        if let Some(cache) = &shared.cache {
+            if let Some(mut response) = cache.get(&key, stats) {
+                stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                stats.emit(Signal::DedupCacheHit);
+                shared.share.mark(&mut response, Sharing::Cached);
+                return ResponseFuture::ready(Ok(response));
+            }
+        }
+        let until = shared.wait_timeout.map(|t| Instant::now() + t);
+        match shared.table.join(&key, shared.refuse_duplicates, stats) {
+            Joined::Leader(flight) => {
+                // The waiter exists before the inner call: a panic in
+                // `call` drops it, which abandons the flight and frees the
+                // key.
+                let waiter = Waiter {
+                    flight: Arc::clone(&flight),
+                    id: 0,
+                    key,
+                    shared: Arc::clone(shared),
+                };
+                flight.start(CallFuture::new(self.inner.call(request)));
+                ResponseFuture::waiting(waiter, until)
+            }
+            Joined::Follower {
+                flight,
+                id,
+                waiters,
+            } => {
+                stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                stats.emit(Signal::Coalesced { waiters });
+                let waiter = Waiter {
+                    flight,
+                    id,
+                    key,
+                    shared: Arc::clone(shared),
+                };
+                ResponseFuture::waiting(waiter, until)
+            }
+            Joined::InProgress => refuse(stats, RejectKind::InProgress),
+            Joined::Full => refuse(stats, RejectKind::DedupFull),
+        }
+    }
+}
+
+fn refuse<S, Req, K, KF, H>(stats: &Stats, kind: RejectKind) -> ResponseFuture<S, Req, K, KF, H>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Clone + Send + 'static,
+    K: Hash + Eq + Clone,
+{
+    stats.refused.fetch_add(1, Ordering::Relaxed);
+    ResponseFuture::ready(Err(Rejected::new(kind, stats.component.clone()).into()))
+}
+
+impl<S, Req, K, KF, H> Clone for Dedup<S, Req, K, KF, H>
+where
+    S: Service<Req> + Clone,
+{
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S, Req, K, KF, H> fmt::Debug for Dedup<S, Req, K, KF, H>
+where
+    S: Service<Req> + fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dedup")
+            .field("inner", &self.inner)
+            .field("component", &self.shared.stats.component)
+            .finish_non_exhaustive()
+    }
+}

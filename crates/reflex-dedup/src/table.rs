@@ -1,0 +1,231 @@
+//! The table of flights in progress, sharded by key, and the optional
+//! cache of answers.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use foldhash::fast::RandomState;
+use reflex_core::BoxError;
+use tokio::time::Instant;
+
+use crate::flight::Flight;
+use crate::handle::Stats;
+
+const SHARDS: usize = 16;
+
+type Flights<K, Fut, Res> = HashMap<K, Arc<Flight<Fut, Res>>, RandomState>;
+type Shard<K, Fut, Res> = Mutex<Flights<K, Fut, Res>>;
+
+/// Flights in progress, one per key.
+pub(crate) struct Table<K, Fut, Res> {
+    shards: Box<[Shard<K, Fut, Res>]>,
+    hasher: RandomState,
+    max_keys: usize,
+}
+
+/// What [`Table::join`] decided.
+pub(crate) enum Joined<Fut, Res> {
+    /// No call for this key: start one (waiter id 0).
+    Leader(Arc<Flight<Fut, Res>>),
+    /// A call is in progress: wait on it as waiter `id`, one of `waiters`.
+    Follower {
+        flight: Arc<Flight<Fut, Res>>,
+        id: usize,
+        waiters: usize,
+    },
+    /// A call is in progress and duplicates are refused.
+    InProgress,
+    /// As many keys are in flight as allowed.
+    Full,
+}
+
+// === impl Table ===
+
+impl<K, Fut, Res> Table<K, Fut, Res>
+where
+    K: Hash + Eq + Clone,
+    Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
+    Res: Clone + Send + 'static,
+{
+    pub(crate) fn new(max_keys: usize) -> Self {
+        Self {
+            shards: (0..SHARDS)
+                .map(|_| Mutex::new(HashMap::with_hasher(RandomState::default())))
+                .collect(),
+            hasher: RandomState::default(),
+            max_keys,
+        }
+    }
+
+    fn shard(&self, key: &K) -> MutexGuard<'_, Flights<K, Fut, Res>> {
+        let index = self.hasher.hash_one(key) as usize % self.shards.len();
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Joins the flight of `key`, or starts one.
+    pub(crate) fn join(&self, key: &K, refuse_duplicates: bool, stats: &Stats) -> Joined<Fut, Res> {
+        let mut shard = self.shard(key);
+        let mut ended = None;
+        if let Some(flight) = shard.get(key) {
+            if refuse_duplicates {
+                if flight.is_live() {
+                    return Joined::InProgress;
+                }
+            } else if let Some((id, waiters)) = flight.join() {
+                return Joined::Follower {
+                    flight: Arc::clone(flight),
+                    id,
+                    waiters,
+                };
+            }
+            // It ended and its waiters have not removed it yet: replace it.
+            ended = shard.remove(key);
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+        if stats.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_keys {
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(shard);
+            drop(ended);
+            return Joined::Full;
+        }
+        let flight = Flight::new();
+        shard.insert(key.clone(), Arc::clone(&flight));
+        drop(shard);
+        drop(ended);
+        Joined::Leader(flight)
+    }
+
+    /// Removes `flight` from the table, if it is still `key`'s.
+    pub(crate) fn remove(&self, key: &K, flight: &Arc<Flight<Fut, Res>>, stats: &Stats) {
+        let mut shard = self.shard(key);
+        if shard.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
+            let removed = shard.remove(key);
+            stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            drop(shard);
+            if flight.panicked() {
+                stats.aborted.fetch_add(1, Ordering::Relaxed);
+            }
+            // Dropped outside the lock: it may hold the inner call.
+            drop(removed);
+        }
+    }
+}
+
+/// A bounded cache of successful answers, each kept for a TTL, the oldest
+/// evicted first.
+pub(crate) struct Cache<K, Res> {
+    inner: Mutex<CacheInner<K, Res>>,
+    ttl: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+}
+
+struct CacheInner<K, Res> {
+    entries: HashMap<K, Cached<Res>, RandomState>,
+    /// Keys in insertion order, with the sequence number of the insertion
+    /// (an entry replaced since leaves a stale line, skipped and compacted).
+    order: VecDeque<(K, u64)>,
+    bytes: usize,
+    next: u64,
+}
+
+struct Cached<Res> {
+    response: Res,
+    expires: Instant,
+    weight: usize,
+    seq: u64,
+}
+
+// === impl Cache ===
+
+impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
+    pub(crate) fn new(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
+        Self {
+            inner: Mutex::new(CacheInner {
+                entries: HashMap::with_hasher(RandomState::default()),
+                order: VecDeque::new(),
+                bytes: 0,
+                next: 0,
+            }),
+            ttl,
+            max_entries,
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, CacheInner<K, Res>> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A fresh answer for `key`, if one is kept; an expired one is dropped.
+    pub(crate) fn get(&self, key: &K, stats: &Stats) -> Option<Res> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let cached = inner.entries.get(key)?;
+        if cached.expires > now {
+            return Some(cached.response.clone());
+        }
+        let expired = inner.remove(key);
+        stats.set_cache(inner.entries.len(), inner.bytes);
+        drop(inner);
+        drop(expired);
+        None
+    }
+
+    /// Keeps `response`, of `weight`, for `key`; evicts the oldest answers
+    /// beyond the bounds. An answer heavier than the byte bound is not
+    /// kept.
+    pub(crate) fn insert(&self, key: K, response: Res, weight: usize, stats: &Stats) {
+        if weight > self.max_bytes {
+            return;
+        }
+        let expires = Instant::now() + self.ttl;
+        let mut evicted = Vec::new();
+        let mut inner = self.lock();
+        evicted.extend(inner.remove(&key));
+        let seq = inner.next;
+        inner.next += 1;
+        inner.bytes += weight;
+        inner.order.push_back((key.clone(), seq));
+        inner.entries.insert(
+            key,
+            Cached {
+                response,
+                expires,
+                weight,
+                seq,
+            },
+        );
+        while inner.entries.len() > self.max_entries || inner.bytes > self.max_bytes {
+            let Some((oldest, seq)) = inner.order.pop_front() else {
+                break;
+            };
+            if inner.entries.get(&oldest).is_some_and(|c| c.seq == seq) {
+                evicted.extend(inner.remove(&oldest));
+            }
+        }
+        // Stale lines of replaced entries: keep the order at most twice
+        // the entries (plus a little), so updates cannot grow it.
+        if inner.order.len() > 2 * inner.entries.len() + 16 {
+            let CacheInner { entries, order, .. } = &mut *inner;
+            order.retain(|(key, seq)| entries.get(key).is_some_and(|c| c.seq == *seq));
+        }
+        stats.set_cache(inner.entries.len(), inner.bytes);
+        drop(inner);
+        drop(evicted);
+    }
+}
+
+impl<K: Hash + Eq, Res> CacheInner<K, Res> {
+    fn remove(&mut self, key: &K) -> Option<Res> {
+        let cached = self.entries.remove(key)?;
+        self.bytes -= cached.weight;
+        Some(cached.response)
+    }
+}

@@ -1,0 +1,614 @@
+//! DedupLayer's behaviour: one inner call per key in flight, answers and
+//! errors for every waiter, no orphan work, no stuck key, bounds.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use reflex_core::signal::Recorder;
+use reflex_core::{BoxError, Component, ConfigErrorKind, RejectKind, Rejected, Signal};
+use reflex_dedup::{DedupLayer, Share, SharedError, Sharing, WaitTimedOut};
+use tokio::sync::watch;
+use tokio_test::assert_pending;
+use tokio_test::task::spawn;
+use tower::{Layer, Service, ServiceExt};
+
+/// What a call does once its gate opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Then {
+    Answer,
+    Fail,
+    Panic,
+}
+
+/// An inner service whose calls wait for a gate, count themselves, and
+/// say when their future is dropped unfinished.
+#[derive(Clone)]
+struct Gated {
+    calls: Arc<AtomicUsize>,
+    dropped: Arc<AtomicUsize>,
+    gate: watch::Receiver<bool>,
+    then: Arc<Mutex<Then>>,
+}
+
+struct Handle {
+    calls: Arc<AtomicUsize>,
+    dropped: Arc<AtomicUsize>,
+    open: watch::Sender<bool>,
+    then: Arc<Mutex<Then>>,
+}
+
+fn gated() -> (Gated, Handle) {
+    let (open, gate) = watch::channel(false);
+    let calls = Arc::new(AtomicUsize::new(0));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let then = Arc::new(Mutex::new(Then::Answer));
+    (
+        Gated {
+            calls: calls.clone(),
+            dropped: dropped.clone(),
+            gate,
+            then: then.clone(),
+        },
+        Handle {
+            calls,
+            dropped,
+            open,
+            then,
+        },
+    )
+}
+
+impl Handle {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    fn then(&self, then: Then) {
+        *self.then.lock().unwrap() = then;
+    }
+}
+
+/// Counts a drop that happens before the future finished.
+struct DropFlag {
+    dropped: Arc<AtomicUsize>,
+    finished: AtomicBool,
+}
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        if !self.finished.load(Ordering::SeqCst) {
+            self.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<String, BoxError>> + Send>>;
+
+impl Service<String> for Gated {
+    type Response = String;
+    type Error = BoxError;
+    type Future = BoxFuture;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: String) -> BoxFuture {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut gate = self.gate.clone();
+        let then = *self.then.lock().unwrap();
+        let flag = DropFlag {
+            dropped: self.dropped.clone(),
+            finished: AtomicBool::new(false),
+        };
+        Box::pin(async move {
+            gate.wait_for(|open| *open).await.expect("gate kept");
+            flag.finished.store(true, Ordering::SeqCst);
+            match then {
+                Then::Answer => Ok(format!("{request} #{n}")),
+                Then::Fail => Err(std::io::Error::other(format!("{request} failed")).into()),
+                Then::Panic => panic!("the inner call panics (on purpose)"),
+            }
+        })
+    }
+}
+
+type KeyFn = fn(&String) -> Option<String>;
+
+fn by_request() -> reflex_dedup::DedupBuilder<String, String, KeyFn> {
+    DedupLayer::builder().key((|r: &String| Some(r.clone())) as KeyFn)
+}
+
+async fn send<S>(svc: &S, request: &str) -> Result<String, BoxError>
+where
+    S: Service<String, Response = String, Error = BoxError> + Clone,
+{
+    svc.clone().oneshot(request.to_owned()).await
+}
+
+#[tokio::test]
+async fn concurrent_identical_requests_share_one_inner_call() {
+    let (inner, handle) = gated();
+    let layer = by_request().build().unwrap();
+    let svc = layer.layer(inner);
+    let mut waiters: Vec<_> = (0..16).map(|_| spawn(send(&svc, "a"))).collect();
+    for w in &mut waiters {
+        assert_pending!(w.poll());
+    }
+    assert_eq!(handle.calls(), 1);
+    assert_eq!(layer.handle().metrics().in_flight_keys, 1);
+    assert_eq!(layer.handle().metrics().coalesced, 15);
+    handle.open();
+    for w in waiters {
+        assert_eq!(w.await.unwrap(), "a #0");
+    }
+    assert_eq!(handle.calls(), 1);
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+}
+
+#[tokio::test]
+async fn different_keys_do_not_coalesce_and_no_key_passes_through() {
+    let (inner, handle) = gated();
+    let layer = DedupLayer::builder()
+        .key(|r: &String| (r != "raw").then(|| r.clone()))
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "a"));
+    let mut b = spawn(send(&svc, "b"));
+    let mut raw1 = spawn(send(&svc, "raw"));
+    let mut raw2 = spawn(send(&svc, "raw"));
+    for w in [&mut a, &mut b, &mut raw1, &mut raw2] {
+        assert_pending!(w.poll());
+    }
+    assert_eq!(handle.calls(), 4);
+    assert_eq!(layer.handle().metrics().in_flight_keys, 2, "raw has no key");
+    handle.open();
+    let mut answers = vec![
+        a.await.unwrap(),
+        b.await.unwrap(),
+        raw1.await.unwrap(),
+        raw2.await.unwrap(),
+    ];
+    answers.sort();
+    assert_eq!(answers.len(), 4);
+    answers.dedup();
+    assert_eq!(answers.len(), 4, "four calls, four answers");
+}
+
+#[tokio::test]
+async fn the_call_goes_on_for_the_followers_when_the_leader_drops() {
+    let (inner, handle) = gated();
+    let layer = by_request().build().unwrap();
+    let svc = layer.layer(inner);
+    let mut leader = spawn(send(&svc, "k"));
+    assert_pending!(leader.poll());
+    let mut follower = spawn(send(&svc, "k"));
+    assert_pending!(follower.poll());
+    drop(leader);
+    assert_eq!(
+        handle.dropped.load(Ordering::SeqCst),
+        0,
+        "the call lives on"
+    );
+    handle.open();
+    assert!(follower.is_woken());
+    assert_eq!(follower.await.unwrap(), "k #0");
+    assert_eq!(handle.calls(), 1);
+}
+
+#[tokio::test]
+async fn when_every_waiter_drops_the_inner_call_is_dropped_and_the_key_freed() {
+    let (inner, handle) = gated();
+    let layer = by_request().build().unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "k"));
+    let mut b = spawn(send(&svc, "k"));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    drop(a);
+    assert_eq!(handle.dropped.load(Ordering::SeqCst), 0);
+    drop(b);
+    assert_eq!(handle.dropped.load(Ordering::SeqCst), 1, "no orphan work");
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+    // The next request for the key makes a new call.
+    handle.open();
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #1");
+}
+
+#[tokio::test]
+async fn an_error_reaches_every_waiter_and_is_not_cached() {
+    let (inner, handle) = gated();
+    handle.then(Then::Fail);
+    let layer = by_request()
+        .cache(Duration::from_secs(60), 10)
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "k"));
+    let mut b = spawn(send(&svc, "k"));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    handle.open();
+    for err in [a.await.unwrap_err(), b.await.unwrap_err()] {
+        let shared = err.downcast_ref::<SharedError>().expect("a shared error");
+        assert!(shared.inner().is::<std::io::Error>());
+        assert_eq!(err.to_string(), "k failed");
+    }
+    assert_eq!(handle.calls(), 1);
+    handle.then(Then::Answer);
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #1", "not cached");
+    assert_eq!(layer.handle().metrics().cache_entries, 1, "the success is");
+}
+
+#[tokio::test]
+async fn a_rejection_below_is_still_found_through_the_shared_error() {
+    let layer = by_request().build().unwrap();
+    let svc = layer.layer(tower::service_fn(|_: String| async {
+        Err::<String, BoxError>(Rejected::new(RejectKind::Shed, Component::new("db")).into())
+    }));
+    let err = send(&svc, "k").await.unwrap_err();
+    assert_eq!(
+        Rejected::find(&*err).map(Rejected::kind),
+        Some(RejectKind::Shed)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn cached_answers_expire_after_their_ttl() {
+    let (inner, handle) = gated();
+    handle.open();
+    let recorder = Arc::new(Recorder::default());
+    let layer = by_request()
+        .cache(Duration::from_secs(5), 10)
+        .sink(recorder.clone())
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #0");
+    tokio::time::advance(Duration::from_secs(4)).await;
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #0", "cached");
+    assert_eq!(layer.handle().metrics().cache_hits, 1);
+    assert!(
+        recorder
+            .signals()
+            .iter()
+            .any(|(_, s)| *s == Signal::DedupCacheHit)
+    );
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #1", "expired");
+    assert_eq!(handle.calls(), 2);
+}
+
+#[tokio::test]
+async fn the_cache_keeps_at_most_its_entries_evicting_the_oldest() {
+    let (inner, handle) = gated();
+    handle.open();
+    let layer = by_request()
+        .cache(Duration::from_secs(60), 3)
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    for key in ["a", "b", "c", "d"] {
+        send(&svc, key).await.unwrap();
+    }
+    assert_eq!(layer.handle().metrics().cache_entries, 3);
+    assert_eq!(send(&svc, "d").await.unwrap(), "d #3", "kept");
+    assert_eq!(send(&svc, "a").await.unwrap(), "a #4", "the oldest went");
+    // Updating the same keys over and over keeps the bound.
+    for round in 0..1_000 {
+        let key = ["x", "y"][round % 2];
+        send(&svc, key).await.unwrap();
+    }
+    assert!(layer.handle().metrics().cache_entries <= 3);
+}
+
+/// Weighs answers by their length.
+#[derive(Clone)]
+struct ByLength;
+
+impl Share<String> for ByLength {
+    fn mark(&self, response: &mut String, sharing: Sharing) {
+        response.push_str(&format!(" ({})", sharing.as_str()));
+    }
+
+    fn weight(&self, response: &String) -> usize {
+        response.len()
+    }
+}
+
+#[tokio::test]
+async fn the_cache_keeps_at_most_its_bytes_and_skips_what_is_too_heavy() {
+    let layer = DedupLayer::builder()
+        .key(|r: &String| Some(r.clone()))
+        .share(ByLength)
+        .cache(Duration::from_secs(60), 100)
+        .cache_max_bytes(10)
+        .build()
+        .unwrap();
+    let svc = layer.layer(tower::service_fn(|r: String| async move {
+        Ok::<_, BoxError>("x".repeat(r.len()))
+    }));
+    send(&svc, "aaaa").await.unwrap();
+    send(&svc, "bbbb").await.unwrap();
+    assert_eq!(layer.handle().metrics().cache_bytes, 8);
+    send(&svc, "cccc").await.unwrap();
+    let m = layer.handle().metrics();
+    assert_eq!((m.cache_entries, m.cache_bytes), (2, 8), "the oldest went");
+    send(&svc, "dddddddddddd").await.unwrap();
+    assert_eq!(
+        layer.handle().metrics().cache_entries,
+        2,
+        "12 bytes > 10: not kept"
+    );
+}
+
+#[tokio::test]
+async fn answers_say_whether_they_were_shared_or_cached() {
+    let (inner, handle) = gated();
+    let layer = DedupLayer::builder()
+        .key(|r: &String| Some(r.clone()))
+        .share(ByLength)
+        .cache(Duration::from_secs(60), 10)
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "k"));
+    let mut b = spawn(send(&svc, "k"));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    handle.open();
+    assert_eq!(a.await.unwrap(), "k #0 (shared)");
+    assert_eq!(b.await.unwrap(), "k #0 (shared)");
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (cached)");
+    assert_eq!(send(&svc, "other").await.unwrap(), "other #1 (own)");
+}
+
+#[tokio::test]
+async fn new_keys_beyond_the_bound_are_refused_but_followers_join() {
+    let (inner, handle) = gated();
+    let layer = by_request().max_keys(2).build().unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "a"));
+    let mut b = spawn(send(&svc, "b"));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    let err = send(&svc, "c").await.unwrap_err();
+    assert_eq!(
+        Rejected::find(&*err).map(Rejected::kind),
+        Some(RejectKind::DedupFull)
+    );
+    let mut a2 = spawn(send(&svc, "a"));
+    assert_pending!(a2.poll());
+    assert_eq!(layer.handle().metrics().refused, 1);
+    handle.open();
+    assert_eq!(a.await.unwrap(), a2.await.unwrap());
+    b.await.unwrap();
+    assert_eq!(send(&svc, "c").await.unwrap(), "c #2", "room again");
+}
+
+#[tokio::test]
+async fn many_distinct_keys_leave_nothing_behind() {
+    let layer = by_request().max_keys(8).build().unwrap();
+    let svc = layer.layer(tower::service_fn(|r: String| async move {
+        Ok::<_, BoxError>(r)
+    }));
+    for i in 0..20_000 {
+        send(&svc, &i.to_string()).await.unwrap();
+    }
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+}
+
+#[tokio::test]
+async fn in_progress_mode_refuses_a_duplicate_at_once() {
+    let (inner, handle) = gated();
+    let layer = by_request().refuse_duplicates().build().unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "k"));
+    assert_pending!(a.poll());
+    let err = send(&svc, "k").await.unwrap_err();
+    assert_eq!(
+        Rejected::find(&*err).map(Rejected::kind),
+        Some(RejectKind::InProgress)
+    );
+    handle.open();
+    assert_eq!(a.await.unwrap(), "k #0");
+    assert_eq!(
+        send(&svc, "k").await.unwrap(),
+        "k #1",
+        "not in progress any more"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiter_that_gives_up_leaves_the_others_and_the_call_alone() {
+    let (inner, handle) = gated();
+    let layer = by_request()
+        .wait_timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    let leader = tokio::spawn(svc.clone().oneshot("k".to_owned()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let follower = tokio::spawn(svc.clone().oneshot("k".to_owned()));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    // The leader gave up at 1 s; the follower waits until 1.6 s.
+    let err = leader.await.unwrap().unwrap_err();
+    assert!(err.is::<WaitTimedOut>());
+    assert_eq!(
+        handle.dropped.load(Ordering::SeqCst),
+        0,
+        "the call lives on"
+    );
+    handle.open();
+    assert_eq!(follower.await.unwrap().unwrap(), "k #0");
+    assert_eq!(handle.calls(), 1);
+}
+
+#[tokio::test]
+async fn a_panicking_call_aborts_its_waiters_and_frees_the_key() {
+    let (inner, handle) = gated();
+    handle.then(Then::Panic);
+    let layer = by_request().build().unwrap();
+    let svc = layer.layer(inner);
+    let leader = tokio::spawn(svc.clone().oneshot("k".to_owned()));
+    tokio::task::yield_now().await;
+    let mut follower = spawn(send(&svc, "k"));
+    assert_pending!(follower.poll());
+    handle.open();
+    assert!(leader.await.unwrap_err().is_panic());
+    // The follower, polled next, may drive the poisoned call itself or
+    // find it aborted: either way it gets DedupAborted.
+    let err = match follower.poll() {
+        Poll::Ready(result) => result.unwrap_err(),
+        Poll::Pending => panic!("the follower must not wait on a dead call"),
+    };
+    assert_eq!(
+        Rejected::find(&*err).map(Rejected::kind),
+        Some(RejectKind::DedupAborted)
+    );
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+    assert_eq!(layer.handle().metrics().aborted, 1);
+    handle.then(Then::Answer);
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #1", "the key runs again");
+}
+
+#[tokio::test]
+async fn a_panic_in_the_inner_call_itself_frees_the_key() {
+    #[derive(Clone)]
+    struct PanicOnce(Arc<AtomicBool>);
+    impl Service<String> for PanicOnce {
+        type Response = String;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<String, BoxError>>;
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, r: String) -> Self::Future {
+            assert!(self.0.swap(true, Ordering::SeqCst), "panics the first time");
+            std::future::ready(Ok(r))
+        }
+    }
+    let layer = by_request().build().unwrap();
+    let mut svc = layer.layer(PanicOnce(Arc::default()));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(svc.call("k".to_owned()));
+    }));
+    assert!(outcome.is_err());
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+    assert_eq!(send(&svc, "k").await.unwrap(), "k");
+}
+
+#[tokio::test]
+async fn each_follower_is_a_coalesced_signal_with_the_waiters_count() {
+    let (inner, handle) = gated();
+    let recorder = Arc::new(Recorder::default());
+    let layer = by_request().sink(recorder.clone()).build().unwrap();
+    let svc = layer.layer(inner);
+    let mut waiters: Vec<_> = (0..3).map(|_| spawn(send(&svc, "k"))).collect();
+    for w in &mut waiters {
+        assert_pending!(w.poll());
+    }
+    let counts: Vec<_> = recorder
+        .signals()
+        .into_iter()
+        .filter_map(|(_, s)| match s {
+            Signal::Coalesced { waiters } => Some(waiters),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(counts, vec![2, 3]);
+    handle.open();
+    for w in waiters {
+        assert_eq!(w.await.unwrap(), "k #0");
+    }
+}
+
+#[test]
+fn invalid_configurations_are_config_errors() {
+    let key = |r: &String| Some(r.clone());
+    let cases = [
+        (
+            DedupLayer::builder()
+                .key(key)
+                .max_keys(0)
+                .build()
+                .unwrap_err(),
+            "max_keys",
+        ),
+        (
+            DedupLayer::builder()
+                .key(key)
+                .wait_timeout(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            "wait_timeout",
+        ),
+        (
+            DedupLayer::builder()
+                .key(key)
+                .cache(Duration::ZERO, 1)
+                .build()
+                .unwrap_err(),
+            "cache",
+        ),
+        (
+            DedupLayer::builder()
+                .key(key)
+                .cache(Duration::from_secs(1), 0)
+                .build()
+                .unwrap_err(),
+            "cache",
+        ),
+        (
+            DedupLayer::builder()
+                .key(key)
+                .cache_max_bytes(10)
+                .build()
+                .unwrap_err(),
+            "cache",
+        ),
+    ];
+    for (err, setting) in cases {
+        assert_eq!(
+            (err.setting(), err.kind()),
+            (setting, ConfigErrorKind::Zero),
+            "{err}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_waiters_on_two_threads_get_one_call_per_wave_and_no_stuck_key() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let layer = by_request().build().unwrap();
+    let svc = layer.layer(tower::service_fn(move |r: String| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async move {
+            tokio::task::yield_now().await;
+            Ok::<_, BoxError>(r)
+        }
+    }));
+    for wave in 0..200 {
+        let key = format!("k{}", wave % 7);
+        let tasks: Vec<_> = (0..8)
+            .map(|_| tokio::spawn(svc.clone().oneshot(key.clone())))
+            .collect();
+        for task in tasks {
+            assert_eq!(task.await.unwrap().unwrap(), key);
+        }
+    }
+    let calls = calls.load(Ordering::SeqCst);
+    assert!(calls >= 200, "at least one call per wave: {calls}");
+    assert!(calls < 200 * 8, "some waiters coalesced: {calls}");
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+}
