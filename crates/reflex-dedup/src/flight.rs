@@ -7,18 +7,25 @@
 //! spawned. When the last waiter leaves before the end, the call is dropped.
 
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError, TryLockError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
 
 use reflex_core::BoxError;
 
-/// How a shared call ended, as the flight keeps it for its waiters.
-#[derive(Debug)]
-enum Outcome<Res> {
-    /// The inner call answered: its response, or its error (shared).
-    Done(Result<Res, Arc<BoxError>>),
-    /// The inner call answered and its only waiter took the answer whole.
+/// The id of the waiter that started the call (its request went in).
+const LEADER: usize = 0;
+
+/// How a call ended, as the flight keeps it for its waiters.
+enum Outcome<Res, V> {
+    /// The inner call answered: its shareable answer, or its error.
+    Done(Result<V, Arc<BoxError>>),
+    /// The answer could not be shared (an http body over the limit): the
+    /// leader takes it, if it still waits; every other waiter makes its
+    /// own call.
+    ForLeader(Option<Res>),
+    /// The only waiter took the answer whole.
     Delivered,
     /// The call ended without an answer: it panicked.
     Aborted,
@@ -27,21 +34,29 @@ enum Outcome<Res> {
 }
 
 /// What one waiter receives.
-#[derive(Debug)]
-pub(crate) enum Received<Res> {
-    /// The answer itself: nobody else waited on the call.
+pub(crate) enum Received<Res, V> {
+    /// The answer itself: nobody else waited on the call, or it could not
+    /// be shared and this is the leader.
     Owned(Result<Res, BoxError>),
     /// A copy of the answer of a call others waited on too.
-    Shared(Result<Res, Arc<BoxError>>),
+    Shared(Result<V, Arc<BoxError>>),
+    /// The answer could not be shared: make your own call.
+    FallBack,
     /// The call ended without an answer.
     Aborted,
 }
 
-impl<Res: Clone> Outcome<Res> {
-    fn copy(&self) -> Received<Res> {
+impl<Res, V: Clone> Outcome<Res, V> {
+    /// What waiter `id` receives, once the call has ended.
+    fn receive(&mut self, id: usize) -> Received<Res, V> {
         match self {
-            Self::Done(Ok(response)) => Received::Shared(Ok(response.clone())),
+            Self::Done(Ok(answer)) => Received::Shared(Ok(answer.clone())),
             Self::Done(Err(err)) => Received::Shared(Err(Arc::clone(err))),
+            Self::ForLeader(answer) if id == LEADER => match answer.take() {
+                Some(answer) => Received::Owned(Ok(answer)),
+                None => Received::FallBack,
+            },
+            Self::ForLeader(_) => Received::FallBack,
             // `Delivered` has no waiter left to read it.
             Self::Delivered | Self::Aborted | Self::Abandoned => Received::Aborted,
         }
@@ -56,8 +71,8 @@ enum Call<Fut> {
     Over,
 }
 
-struct State<Res> {
-    outcome: Option<Outcome<Res>>,
+struct State<Res, V> {
+    outcome: Option<Outcome<Res, V>>,
     /// One slot per waiter id; `None` once it left or before it polled.
     wakers: Vec<Option<Waker>>,
     free: Vec<usize>,
@@ -65,17 +80,21 @@ struct State<Res> {
     waiters: usize,
     /// Waiters ever: more than one means the answer was shared.
     joined: usize,
+    /// The leader has not left.
+    leader_waits: bool,
 }
 
-/// One inner call and the requests waiting on it.
-pub(crate) struct Flight<Fut, Res> {
+/// One inner call and the requests waiting on it. `Res` is what the call
+/// answers, `V` the shareable form of it.
+pub(crate) struct Flight<Fut, Res, V> {
     call: Mutex<Call<Fut>>,
-    state: Mutex<State<Res>>,
+    state: Mutex<State<Res, V>>,
+    _answer: PhantomData<fn() -> Res>,
 }
 
 /// What a waiter got from polling.
-pub(crate) struct Delivery<Res> {
-    pub(crate) received: Received<Res>,
+pub(crate) struct Delivery<Res, V> {
+    pub(crate) received: Received<Res, V>,
     /// More than one request waited on the call.
     pub(crate) shared: bool,
     /// This poll ended the call (the caller removes it from the table).
@@ -84,13 +103,14 @@ pub(crate) struct Delivery<Res> {
 
 // === impl Flight ===
 
-impl<Fut, Res> Flight<Fut, Res>
+impl<Fut, Res, V> Flight<Fut, Res, V>
 where
     Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
-    Res: Clone + Send + 'static,
+    Res: Send + 'static,
+    V: Clone + Send + 'static,
 {
     /// A flight whose leader is about to start the call, with the leader as
-    /// its first waiter (id 0).
+    /// its first waiter.
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(Self {
             call: Mutex::new(Call::Starting),
@@ -100,11 +120,13 @@ where
                 free: Vec::new(),
                 waiters: 1,
                 joined: 1,
+                leader_waits: true,
             }),
+            _answer: PhantomData,
         })
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State<Res>> {
+    fn state(&self) -> MutexGuard<'_, State<Res, V>> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -146,45 +168,62 @@ where
 
     /// Waiter `id` leaves. Returns `true` when the flight is finished for
     /// the table: it ended, or this was its last waiter (then the inner
-    /// call is dropped here, and the flight aborted).
+    /// call is dropped here, and the flight abandoned).
     pub(crate) fn leave(&self, id: usize) -> bool {
-        let abandoned = {
+        let unclaimed;
+        {
             let mut state = self.state();
             if let Some(slot) = state.wakers.get_mut(id) {
                 *slot = None;
             }
-            state.free.push(id);
+            if id == LEADER {
+                state.leader_waits = false;
+            } else {
+                // The leader's id is never reused: it marks the leader.
+                state.free.push(id);
+            }
             state.waiters -= 1;
-            if state.outcome.is_some() {
+            if let Some(outcome) = &mut state.outcome {
+                // An answer kept for a leader that left goes with it.
+                unclaimed = match outcome {
+                    Outcome::ForLeader(answer) if id == LEADER => answer.take(),
+                    _ => None,
+                };
+            } else if state.waiters > 0 {
+                return false;
+            } else {
+                state.outcome = Some(Outcome::Abandoned);
+                drop(state);
+                // Nobody waits: drop the inner call, outside every lock.
+                let call = std::mem::replace(
+                    &mut *self.call.lock().unwrap_or_else(PoisonError::into_inner),
+                    Call::Over,
+                );
+                drop(call);
                 return true;
             }
-            if state.waiters > 0 {
-                return false;
-            }
-            state.outcome = Some(Outcome::Abandoned);
-            true
-        };
-        if abandoned {
-            // Nobody waits: drop the inner call, outside every lock.
-            let call = std::mem::replace(
-                &mut *self.call.lock().unwrap_or_else(PoisonError::into_inner),
-                Call::Over,
-            );
-            drop(call);
         }
+        drop(unclaimed);
         true
     }
 
-    /// Polls for waiter `id`: the outcome once the call has ended, driving
-    /// the call when no other waiter is.
-    pub(crate) fn poll(self: &Arc<Self>, id: usize, cx: &mut Context<'_>) -> Poll<Delivery<Res>> {
+    /// Polls for waiter `id`: what it receives once the call has ended,
+    /// driving the call when no other waiter is. `share` turns an answer
+    /// into its shareable form, or gives it back when it cannot be shared.
+    pub(crate) fn poll(
+        self: &Arc<Self>,
+        id: usize,
+        cx: &mut Context<'_>,
+        share: impl FnOnce(Res) -> Result<V, Res>,
+    ) -> Poll<Delivery<Res, V>> {
         loop {
             {
                 let mut state = self.state();
-                if let Some(outcome) = &state.outcome {
+                let shared = state.joined > 1;
+                if let Some(outcome) = &mut state.outcome {
                     return Poll::Ready(Delivery {
-                        received: outcome.copy(),
-                        shared: state.joined > 1,
+                        received: outcome.receive(id),
+                        shared,
                         ended_here: false,
                     });
                 }
@@ -224,20 +263,7 @@ where
             };
             let ended = std::mem::replace(&mut *call, Call::Over);
             drop(call);
-            let (received, wakers, shared) = {
-                let mut state = self.state();
-                let shared = state.joined > 1;
-                if state.waiters == 1 {
-                    // Nobody else to share with: the answer, untouched.
-                    state.outcome = Some(Outcome::Delivered);
-                    (Received::Owned(result), Vec::new(), shared)
-                } else {
-                    let outcome = Outcome::Done(result.map_err(Arc::new));
-                    let mine = outcome.copy();
-                    state.outcome = Some(outcome);
-                    (mine, std::mem::take(&mut state.wakers), shared)
-                }
-            };
+            let (received, wakers, shared) = self.settle(id, result, share);
             drop(ended);
             // Every other waiter, even one of this same task (its waker
             // may be this one's: `join!` polls several with one).
@@ -256,6 +282,47 @@ where
         }
     }
 
+    /// Records the call's `result` as its outcome; what the waiter `id`
+    /// that ended it receives, and the wakers of the others.
+    fn settle(
+        &self,
+        id: usize,
+        result: Result<Res, BoxError>,
+        share: impl FnOnce(Res) -> Result<V, Res>,
+    ) -> (Received<Res, V>, Vec<Option<Waker>>, bool) {
+        let mut state = self.state();
+        let shared = state.joined > 1;
+        if state.waiters == 1 {
+            // Nobody else to share with: the answer, untouched.
+            state.outcome = Some(Outcome::Delivered);
+            return (Received::Owned(result), Vec::new(), shared);
+        }
+        let (outcome, received) = match result {
+            Err(err) => {
+                let err = Arc::new(err);
+                (
+                    Outcome::Done(Err(Arc::clone(&err))),
+                    Received::Shared(Err(err)),
+                )
+            }
+            Ok(answer) => match share(answer) {
+                Ok(shareable) => (
+                    Outcome::Done(Ok(shareable.clone())),
+                    Received::Shared(Ok(shareable)),
+                ),
+                Err(answer) if id == LEADER => {
+                    (Outcome::ForLeader(None), Received::Owned(Ok(answer)))
+                }
+                Err(answer) => {
+                    let kept = state.leader_waits.then_some(answer);
+                    (Outcome::ForLeader(kept), Received::FallBack)
+                }
+            },
+        };
+        state.outcome = Some(outcome);
+        (received, std::mem::take(&mut state.wakers), shared)
+    }
+
     /// Marks the flight aborted (if it has no outcome yet) and wakes every
     /// waiter.
     fn abort(&self) {
@@ -272,10 +339,11 @@ where
     }
 }
 
-impl<Fut, Res> Wake for Flight<Fut, Res>
+impl<Fut, Res, V> Wake for Flight<Fut, Res, V>
 where
     Fut: Send + 'static,
     Res: Send + 'static,
+    V: Send + 'static,
 {
     fn wake(self: Arc<Self>) {
         self.wake_by_ref();
@@ -295,19 +363,21 @@ where
 /// Aborts the flight if the inner call panics while a waiter polls it: the
 /// other waiters get `DedupAborted` instead of waiting on a call that will
 /// never end.
-struct AbortOnUnwind<'a, Fut, Res>
+struct AbortOnUnwind<'a, Fut, Res, V>
 where
     Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
-    Res: Clone + Send + 'static,
+    Res: Send + 'static,
+    V: Clone + Send + 'static,
 {
-    flight: &'a Flight<Fut, Res>,
+    flight: &'a Flight<Fut, Res, V>,
     armed: bool,
 }
 
-impl<Fut, Res> Drop for AbortOnUnwind<'_, Fut, Res>
+impl<Fut, Res, V> Drop for AbortOnUnwind<'_, Fut, Res, V>
 where
     Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
-    Res: Clone + Send + 'static,
+    Res: Send + 'static,
+    V: Clone + Send + 'static,
 {
     fn drop(&mut self) {
         if self.armed {

@@ -2,9 +2,10 @@
 
 use std::fmt;
 use std::future::Future;
+use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use reflex_core::{BoxError, RejectKind, Rejected};
@@ -45,8 +46,11 @@ where
 }
 
 /// The flight type of a service.
-pub(crate) type FlightOf<S, Req> =
-    Flight<CallFuture<<S as Service<Req>>::Future>, <S as Service<Req>>::Response>;
+pub(crate) type FlightOf<S, Req, H> = Flight<
+    CallFuture<<S as Service<Req>>::Future>,
+    <S as Service<Req>>::Response,
+    <H as Share<<S as Service<Req>>::Response>>::Shared,
+>;
 
 /// A request waiting on a shared call. Dropped (answered, timed out, or
 /// its future dropped), it leaves the call, which ends with its last
@@ -56,13 +60,17 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
-    K: std::hash::Hash + Eq + Clone,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
+    H: Share<S::Response>,
 {
-    pub(crate) flight: Arc<FlightOf<S, Req>>,
+    pub(crate) flight: Arc<FlightOf<S, Req, H>>,
     pub(crate) id: usize,
     pub(crate) key: K,
     pub(crate) shared: Arc<Shared<S, Req, K, KF, H>>,
+    /// A follower's own request, and a service to send it with, should the
+    /// answer turn out not shareable.
+    pub(crate) fallback: Option<(S, Req)>,
 }
 
 impl<S, Req, K, KF, H> Drop for Waiter<S, Req, K, KF, H>
@@ -70,8 +78,9 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
-    K: std::hash::Hash + Eq + Clone,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
+    H: Share<S::Response>,
 {
     fn drop(&mut self) {
         if self.flight.leave(self.id) {
@@ -95,15 +104,15 @@ pin_project! {
     pub struct ResponseFuture<S, Req, K, KF, H>
     where
         S: Service<Req>,
+        S::Error: Into<BoxError>,
         S::Future: Send,
         S::Future: 'static,
-        S::Response: Clone,
         S::Response: Send,
         S::Response: 'static,
-        S::Error: Into<BoxError>,
-        K: std::hash::Hash,
+        K: Hash,
         K: Eq,
         K: Clone,
+        H: Share<S::Response>,
     {
         #[pin]
         kind: Kind<S, Req, K, KF, H>,
@@ -115,15 +124,15 @@ pin_project! {
     enum Kind<S, Req, K, KF, H>
     where
         S: Service<Req>,
+        S::Error: Into<BoxError>,
         S::Future: Send,
         S::Future: 'static,
-        S::Response: Clone,
         S::Response: Send,
         S::Response: 'static,
-        S::Error: Into<BoxError>,
-        K: std::hash::Hash,
+        K: Hash,
         K: Eq,
         K: Clone,
+        H: Share<S::Response>,
     {
         Direct {
             #[pin]
@@ -137,6 +146,11 @@ pin_project! {
             #[pin]
             timer: Option<Sleep>,
         },
+        // The answer was not shareable: this follower makes its own call.
+        FallBack {
+            service: S,
+            request: Option<Req>,
+        },
     }
 }
 
@@ -145,10 +159,11 @@ pin_project! {
 impl<S, Req, K, KF, H> ResponseFuture<S, Req, K, KF, H>
 where
     S: Service<Req>,
-    S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
     S::Error: Into<BoxError>,
-    K: std::hash::Hash + Eq + Clone,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
+    H: Share<S::Response>,
 {
     #[inline]
     pub(crate) fn direct(future: S::Future) -> Self {
@@ -178,92 +193,157 @@ where
 impl<S, Req, K, KF, H> Future for ResponseFuture<S, Req, K, KF, H>
 where
     S: Service<Req>,
-    S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
     S::Error: Into<BoxError>,
-    K: std::hash::Hash + Eq + Clone,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
     H: Share<S::Response>,
 {
     type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            KindProj::Direct { future } => future.poll(cx).map_err(Into::into),
-            KindProj::Ready { result } => Poll::Ready(
-                result
-                    .take()
-                    .expect("ResponseFuture polled after completion"),
-            ),
-            KindProj::Waiting { waiter, timer } => {
-                let Some(w) = waiter.as_ref() else {
-                    panic!("ResponseFuture polled after completion")
-                };
-                match w.flight.poll(w.id, cx) {
-                    Poll::Ready(delivery) => {
-                        let w = waiter.take().expect("checked above");
-                        Poll::Ready(deliver(&w, delivery))
-                    }
-                    Poll::Pending => match timer.as_pin_mut().map(|t| t.poll(cx)) {
-                        Some(Poll::Ready(())) => {
-                            // Leaves the call; the others wait on.
-                            drop(waiter.take());
-                            Poll::Ready(Err(WaitTimedOut.into()))
+        let mut kind = self.project().kind;
+        loop {
+            match kind.as_mut().project() {
+                KindProj::Direct { future } => return future.poll(cx).map_err(Into::into),
+                KindProj::Ready { result } => {
+                    return Poll::Ready(
+                        result
+                            .take()
+                            .expect("ResponseFuture polled after completion"),
+                    );
+                }
+                KindProj::Waiting { waiter, timer } => {
+                    let Some(w) = waiter.as_ref() else {
+                        panic!("ResponseFuture polled after completion")
+                    };
+                    let share = &w.shared.share;
+                    match w.flight.poll(w.id, cx, |answer| share.share(answer)) {
+                        Poll::Ready(delivery) => {
+                            let mut w = waiter.take().expect("checked above");
+                            match deliver(&w, delivery) {
+                                Delivered::Answer(result) => return Poll::Ready(result),
+                                Delivered::FallBack => {
+                                    let Some((service, request)) = w.fallback.take() else {
+                                        // The leader's request went into
+                                        // the call it no longer has.
+                                        return Poll::Ready(Err(aborted(&w)));
+                                    };
+                                    drop(w);
+                                    kind.set(Kind::FallBack {
+                                        service,
+                                        request: Some(request),
+                                    });
+                                }
+                            }
                         }
-                        _ => Poll::Pending,
-                    },
+                        Poll::Pending => {
+                            return match timer.as_pin_mut().map(|t| t.poll(cx)) {
+                                Some(Poll::Ready(())) => {
+                                    // Leaves the call; the others wait on.
+                                    drop(waiter.take());
+                                    Poll::Ready(Err(WaitTimedOut.into()))
+                                }
+                                _ => Poll::Pending,
+                            };
+                        }
+                    }
+                }
+                KindProj::FallBack { service, request } => {
+                    if let Err(err) = ready!(service.poll_ready(cx)) {
+                        return Poll::Ready(Err(err.into()));
+                    }
+                    let request = request
+                        .take()
+                        .expect("ResponseFuture polled after completion");
+                    let future = service.call(request);
+                    kind.set(Kind::Direct { future });
                 }
             }
         }
     }
 }
 
-/// What waiter `w` hands its caller, from the call's outcome; the waiter
-/// that ended the call also caches a successful answer.
+/// What a waiter's delivery comes to.
+enum Delivered<Res> {
+    Answer(Result<Res, BoxError>),
+    FallBack,
+}
+
+/// What waiter `w` hands its caller, from what it received; the waiter
+/// that ended the call also caches a shared answer.
 fn deliver<S, Req, K, KF, H>(
     w: &Waiter<S, Req, K, KF, H>,
-    delivery: Delivery<S::Response>,
-) -> Result<S::Response, BoxError>
+    delivery: Delivery<S::Response, H::Shared>,
+) -> Delivered<S::Response>
 where
     S: Service<Req>,
-    S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
     S::Error: Into<BoxError>,
-    K: std::hash::Hash + Eq + Clone,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
     H: Share<S::Response>,
 {
     let shared = &w.shared;
-    let result = match delivery.received {
-        Received::Owned(result) => result,
-        Received::Shared(result) => result.map_err(|err| SharedError::new(err).into()),
-        Received::Aborted => {
-            return Err(
-                Rejected::new(RejectKind::DedupAborted, shared.stats.component.clone()).into(),
-            );
+    let mut response = match delivery.received {
+        Received::Owned(Ok(response)) => match &shared.cache {
+            // Nobody else waited, but the cache keeps a copy.
+            Some(cache) if delivery.ended_here => match shared.share.share(response) {
+                Ok(answer) => {
+                    let weight = shared.share.weight(&answer);
+                    let response = shared.share.unshare(&answer);
+                    cache.insert(w.key.clone(), answer, weight, &shared.stats);
+                    response
+                }
+                Err(response) => response,
+            },
+            _ => response,
+        },
+        Received::Owned(Err(err)) => return Delivered::Answer(Err(err)),
+        Received::Shared(Ok(answer)) => {
+            if delivery.ended_here {
+                if let Some(cache) = &shared.cache {
+                    let weight = shared.share.weight(&answer);
+                    cache.insert(w.key.clone(), answer.clone(), weight, &shared.stats);
+                }
+            }
+            shared.share.unshare(&answer)
         }
+        Received::Shared(Err(err)) => {
+            return Delivered::Answer(Err(SharedError::new(err).into()));
+        }
+        Received::FallBack => return Delivered::FallBack,
+        Received::Aborted => return Delivered::Answer(Err(aborted(w))),
     };
-    let mut response = result?;
-    if delivery.ended_here {
-        if let Some(cache) = &shared.cache {
-            let weight = shared.share.weight(&response);
-            cache.insert(w.key.clone(), response.clone(), weight, &shared.stats);
-        }
-    }
     let sharing = if delivery.shared {
         Sharing::Shared
     } else {
         Sharing::Own
     };
     shared.share.mark(&mut response, sharing);
-    Ok(response)
+    Delivered::Answer(Ok(response))
+}
+
+fn aborted<S, Req, K, KF, H>(w: &Waiter<S, Req, K, KF, H>) -> BoxError
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
+    H: Share<S::Response>,
+{
+    Rejected::new(RejectKind::DedupAborted, w.shared.stats.component.clone()).into()
 }
 
 impl<S, Req, K, KF, H> fmt::Debug for ResponseFuture<S, Req, K, KF, H>
 where
     S: Service<Req>,
-    S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
     S::Error: Into<BoxError>,
-    K: std::hash::Hash + Eq + Clone,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
+    H: Share<S::Response>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let kind = match &self.kind {
@@ -273,6 +353,7 @@ where
                 waiter: Some(_), ..
             } => "waiting",
             Kind::Waiting { .. } => "complete",
+            Kind::FallBack { .. } => "fall_back",
         };
         f.debug_struct("ResponseFuture")
             .field("kind", &kind)

@@ -12,7 +12,7 @@ use tower_service::Service;
 
 use crate::handle::{DedupHandle, Stats};
 use crate::service::{Dedup, Shared};
-use crate::share::PlainResponses;
+use crate::share::{PlainResponses, Share};
 use crate::table::{Cache, Table};
 
 const LAYER: &str = "dedup";
@@ -140,10 +140,10 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
+    S::Response: Send + 'static,
     K: Hash + Eq + Clone,
     KF: Clone,
-    H: Clone,
+    H: Share<S::Response> + Clone,
 {
     type Service = Dedup<S, Req, K, KF, H>;
 

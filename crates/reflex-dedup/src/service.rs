@@ -21,10 +21,11 @@ use crate::table::{Cache, Joined, Table};
 pub(crate) struct Shared<S, Req, K, KF, H>
 where
     S: Service<Req>,
+    H: Share<S::Response>,
 {
     pub(crate) key: KF,
-    pub(crate) table: Table<K, CallFuture<S::Future>, S::Response>,
-    pub(crate) cache: Option<Cache<K, S::Response>>,
+    pub(crate) table: Table<K, CallFuture<S::Future>, S::Response, H::Shared>,
+    pub(crate) cache: Option<Cache<K, H::Shared>>,
     pub(crate) refuse_duplicates: bool,
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) share: H,
@@ -59,6 +60,7 @@ where
 pub struct Dedup<S, Req, K, KF, H>
 where
     S: Service<Req>,
+    H: Share<S::Response>,
 {
     inner: S,
     shared: Arc<Shared<S, Req, K, KF, H>>,
@@ -69,6 +71,7 @@ where
 impl<S, Req, K, KF, H> Dedup<S, Req, K, KF, H>
 where
     S: Service<Req>,
+    H: Share<S::Response>,
 {
     pub(crate) fn new(inner: S, shared: Shared<S, Req, K, KF, H>) -> Self {
         Self {
@@ -95,10 +98,10 @@ where
 
 impl<S, Req, K, KF, H> Service<Req> for Dedup<S, Req, K, KF, H>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
+    S::Response: Send + 'static,
     K: Hash + Eq + Clone,
     KF: Fn(&Req) -> Option<K>,
     H: Share<S::Response>,
@@ -125,10 +128,10 @@ where
 
 impl<S, Req, K, KF, H> Dedup<S, Req, K, KF, H>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
+    S::Response: Send + 'static,
     K: Hash + Eq + Clone,
     H: Share<S::Response>,
 {
@@ -136,9 +139,10 @@ where
         let shared = &self.shared;
         let stats = &shared.stats;
         if let Some(cache) = &shared.cache {
-            if let Some(mut response) = cache.get(&key, stats) {
+            if let Some(answer) = cache.get(&key, stats) {
                 stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                 stats.emit(Signal::DedupCacheHit);
+                let mut response = shared.share.unshare(&answer);
                 shared.share.mark(&mut response, Sharing::Cached);
                 return ResponseFuture::ready(Ok(response));
             }
@@ -154,6 +158,7 @@ where
                     id: 0,
                     key,
                     shared: Arc::clone(shared),
+                    fallback: None,
                 };
                 flight.start(CallFuture::new(self.inner.call(request)));
                 ResponseFuture::waiting(waiter, until)
@@ -170,6 +175,9 @@ where
                     id,
                     key,
                     shared: Arc::clone(shared),
+                    // Kept should the answer not be shareable; the clone
+                    // is polled ready before it is used.
+                    fallback: Some((self.inner.clone(), request)),
                 };
                 ResponseFuture::waiting(waiter, until)
             }
@@ -184,8 +192,9 @@ where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
-    S::Response: Clone + Send + 'static,
+    S::Response: Send + 'static,
     K: Hash + Eq + Clone,
+    H: Share<S::Response>,
 {
     stats.refused.fetch_add(1, Ordering::Relaxed);
     ResponseFuture::ready(Err(Rejected::new(kind, stats.component.clone()).into()))
@@ -194,6 +203,7 @@ where
 impl<S, Req, K, KF, H> Clone for Dedup<S, Req, K, KF, H>
 where
     S: Service<Req> + Clone,
+    H: Share<S::Response>,
 {
     fn clone(&self) -> Self {
         Self {
@@ -206,6 +216,7 @@ where
 impl<S, Req, K, KF, H> fmt::Debug for Dedup<S, Req, K, KF, H>
 where
     S: Service<Req> + fmt::Debug,
+    H: Share<S::Response>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Dedup")

@@ -33,56 +33,85 @@ impl Sharing {
     }
 }
 
-/// What the layer does with an answer before a caller gets it: mark how it
-/// was obtained ([`Sharing`]), and weigh it for the cache's byte bound.
+/// How answers are shared: turned into a form every waiter can get a copy
+/// of, turned back for each caller, marked with their [`Sharing`], and
+/// weighed for the cache's byte bound.
 ///
-/// [`PlainResponses`] does neither. For `http` responses, an implementation
-/// would put the `Sharing` in the response's extensions and weigh the
-/// body.
+/// [`PlainResponses`] shares `Clone` responses as they are. An
+/// implementation may refuse to share an answer (`share` gives it back):
+/// then the request that started the call gets it, and every other waiter
+/// makes its own call (this is how an http body over a size limit goes).
 ///
 /// # Examples
 ///
-/// Responses that carry their own flag:
+/// Responses that say how they were obtained:
 ///
 /// ```
 /// use reflex_dedup::{Share, Sharing};
 ///
-/// #[derive(Clone)]
-/// struct Page { body: String, shared: bool }
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct Page { body: String, sharing: Option<Sharing> }
 ///
-/// #[derive(Clone)]
 /// struct MarkPages;
 ///
 /// impl Share<Page> for MarkPages {
+///     type Shared = Page;
+///     fn share(&self, page: Page) -> Result<Page, Page> {
+///         Ok(page)
+///     }
+///     fn unshare(&self, page: &Page) -> Page {
+///         page.clone()
+///     }
 ///     fn mark(&self, page: &mut Page, sharing: Sharing) {
-///         page.shared = sharing != Sharing::Own;
+///         page.sharing = Some(sharing);
 ///     }
 ///     fn weight(&self, page: &Page) -> usize {
 ///         page.body.len()
 ///     }
 /// }
 ///
-/// let mut page = Page { body: "hi".into(), shared: false };
+/// let mut page = MarkPages.unshare(&Page { body: "hi".into(), sharing: None });
 /// MarkPages.mark(&mut page, Sharing::Cached);
-/// assert!(page.shared);
+/// assert_eq!(page.sharing, Some(Sharing::Cached));
 /// ```
 pub trait Share<Res> {
-    /// Marks `response`, about to be handed to one caller. Defaults to
+    /// The form an answer is kept in for its waiters and the cache.
+    type Shared: Clone + Send + 'static;
+
+    /// The shareable form of `response`, or `response` back when it cannot
+    /// be shared.
+    fn share(&self, response: Res) -> Result<Self::Shared, Res>;
+
+    /// One caller's copy of a shared answer.
+    fn unshare(&self, shared: &Self::Shared) -> Res;
+
+    /// Marks `response`, about to be handed to its caller. Defaults to
     /// nothing.
     fn mark(&self, response: &mut Res, sharing: Sharing) {
         let _ = (response, sharing);
     }
 
-    /// The weight of `response` against the cache's byte bound. Defaults
-    /// to 0 (only the entry bound applies).
-    fn weight(&self, response: &Res) -> usize {
-        let _ = response;
+    /// The weight of an answer against the cache's byte bound. Defaults to
+    /// 0 (only the entry bound applies).
+    fn weight(&self, shared: &Self::Shared) -> usize {
+        let _ = shared;
         0
     }
 }
 
-/// Answers are handed over as they are, and weigh nothing.
+/// Shares `Clone` answers as they are: a clone for each caller, unmarked,
+/// weighing nothing.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PlainResponses;
 
-impl<Res> Share<Res> for PlainResponses {}
+impl<Res: Clone + Send + 'static> Share<Res> for PlainResponses {
+    type Shared = Res;
+
+    fn share(&self, response: Res) -> Result<Res, Res> {
+        Ok(response)
+    }
+
+    fn unshare(&self, shared: &Res) -> Res {
+        shared.clone()
+    }
+}

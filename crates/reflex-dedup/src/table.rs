@@ -17,23 +17,23 @@ use crate::handle::Stats;
 
 const SHARDS: usize = 16;
 
-type Flights<K, Fut, Res> = HashMap<K, Arc<Flight<Fut, Res>>, RandomState>;
-type Shard<K, Fut, Res> = Mutex<Flights<K, Fut, Res>>;
+type Flights<K, Fut, Res, V> = HashMap<K, Arc<Flight<Fut, Res, V>>, RandomState>;
+type Shard<K, Fut, Res, V> = Mutex<Flights<K, Fut, Res, V>>;
 
 /// Flights in progress, one per key.
-pub(crate) struct Table<K, Fut, Res> {
-    shards: Box<[Shard<K, Fut, Res>]>,
+pub(crate) struct Table<K, Fut, Res, V> {
+    shards: Box<[Shard<K, Fut, Res, V>]>,
     hasher: RandomState,
     max_keys: usize,
 }
 
 /// What [`Table::join`] decided.
-pub(crate) enum Joined<Fut, Res> {
+pub(crate) enum Joined<Fut, Res, V> {
     /// No call for this key: start one (waiter id 0).
-    Leader(Arc<Flight<Fut, Res>>),
+    Leader(Arc<Flight<Fut, Res, V>>),
     /// A call is in progress: wait on it as waiter `id`, one of `waiters`.
     Follower {
-        flight: Arc<Flight<Fut, Res>>,
+        flight: Arc<Flight<Fut, Res, V>>,
         id: usize,
         waiters: usize,
     },
@@ -45,11 +45,12 @@ pub(crate) enum Joined<Fut, Res> {
 
 // === impl Table ===
 
-impl<K, Fut, Res> Table<K, Fut, Res>
+impl<K, Fut, Res, V> Table<K, Fut, Res, V>
 where
     K: Hash + Eq + Clone,
     Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
-    Res: Clone + Send + 'static,
+    Res: Send + 'static,
+    V: Clone + Send + 'static,
 {
     pub(crate) fn new(max_keys: usize) -> Self {
         Self {
@@ -61,7 +62,7 @@ where
         }
     }
 
-    fn shard(&self, key: &K) -> MutexGuard<'_, Flights<K, Fut, Res>> {
+    fn shard(&self, key: &K) -> MutexGuard<'_, Flights<K, Fut, Res, V>> {
         let index = self.hasher.hash_one(key) as usize % self.shards.len();
         self.shards[index]
             .lock()
@@ -69,7 +70,12 @@ where
     }
 
     /// Joins the flight of `key`, or starts one.
-    pub(crate) fn join(&self, key: &K, refuse_duplicates: bool, stats: &Stats) -> Joined<Fut, Res> {
+    pub(crate) fn join(
+        &self,
+        key: &K,
+        refuse_duplicates: bool,
+        stats: &Stats,
+    ) -> Joined<Fut, Res, V> {
         let mut shard = self.shard(key);
         let mut ended = None;
         if let Some(flight) = shard.get(key) {
@@ -102,7 +108,7 @@ where
     }
 
     /// Removes `flight` from the table, if it is still `key`'s.
-    pub(crate) fn remove(&self, key: &K, flight: &Arc<Flight<Fut, Res>>, stats: &Stats) {
+    pub(crate) fn remove(&self, key: &K, flight: &Arc<Flight<Fut, Res, V>>, stats: &Stats) {
         let mut shard = self.shard(key);
         if shard.get(key).is_some_and(|f| Arc::ptr_eq(f, flight)) {
             let removed = shard.remove(key);

@@ -316,6 +316,16 @@ async fn the_cache_keeps_at_most_its_entries_evicting_the_oldest() {
 struct ByLength;
 
 impl Share<String> for ByLength {
+    type Shared = String;
+
+    fn share(&self, response: String) -> Result<String, String> {
+        Ok(response)
+    }
+
+    fn unshare(&self, shared: &String) -> String {
+        shared.clone()
+    }
+
     fn mark(&self, response: &mut String, sharing: Sharing) {
         response.push_str(&format!(" ({})", sharing.as_str()));
     }
@@ -611,4 +621,87 @@ async fn racing_waiters_on_two_threads_get_one_call_per_wave_and_no_stuck_key() 
     assert!(calls >= 200, "at least one call per wave: {calls}");
     assert!(calls < 200 * 8, "some waiters coalesced: {calls}");
     assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+}
+
+/// Shares answers of at most 6 bytes ("ab #0", not "long #0"): a stand-in
+/// for an http body limit.
+#[derive(Clone)]
+struct ShortOnly;
+
+impl Share<String> for ShortOnly {
+    type Shared = String;
+
+    fn share(&self, response: String) -> Result<String, String> {
+        if response.len() <= 6 {
+            Ok(response)
+        } else {
+            Err(response)
+        }
+    }
+
+    fn unshare(&self, shared: &String) -> String {
+        shared.clone()
+    }
+}
+
+fn short_only() -> reflex_dedup::DedupBuilder<String, String, KeyFn, ShortOnly> {
+    by_request().share(ShortOnly)
+}
+
+#[tokio::test]
+async fn an_answer_that_cannot_be_shared_goes_to_the_leader_and_followers_call_themselves() {
+    let (inner, handle) = gated();
+    let layer = short_only().build().unwrap();
+    let svc = layer.layer(inner);
+    let mut leader = spawn(send(&svc, "long"));
+    let mut follower = spawn(send(&svc, "long"));
+    assert_pending!(leader.poll());
+    assert_pending!(follower.poll());
+    assert_eq!(handle.calls(), 1);
+    handle.open();
+    // The follower drives the call to its end, finds "long #0" too long to
+    // share, keeps it for the leader and makes its own call.
+    let mine = follower.await.unwrap();
+    assert_eq!(mine, "long #1");
+    assert_eq!(
+        leader.await.unwrap(),
+        "long #0",
+        "nothing lost, nothing cut"
+    );
+    assert_eq!(handle.calls(), 2);
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+}
+
+#[tokio::test]
+async fn when_the_leader_has_left_an_unshareable_answer_sends_every_follower_to_its_own_call() {
+    let (inner, handle) = gated();
+    let layer = short_only().build().unwrap();
+    let svc = layer.layer(inner);
+    let mut leader = spawn(send(&svc, "long"));
+    let mut a = spawn(send(&svc, "long"));
+    let mut b = spawn(send(&svc, "long"));
+    for w in [&mut leader, &mut a, &mut b] {
+        assert_pending!(w.poll());
+    }
+    drop(leader);
+    handle.open();
+    let mut answers = vec![a.await.unwrap(), b.await.unwrap()];
+    answers.sort();
+    assert_eq!(answers, vec!["long #1", "long #2"]);
+    assert_eq!(handle.calls(), 3);
+}
+
+#[tokio::test]
+async fn a_shareable_answer_of_the_same_layer_is_still_shared() {
+    let (inner, handle) = gated();
+    let layer = short_only().build().unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "ab"));
+    let mut b = spawn(send(&svc, "ab"));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    handle.open();
+    assert_eq!(b.await.unwrap(), "ab #0");
+    assert_eq!(a.await.unwrap(), "ab #0");
+    assert_eq!(handle.calls(), 1);
 }
