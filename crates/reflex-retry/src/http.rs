@@ -34,18 +34,17 @@
 //! # }
 //! ```
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, SystemTime};
 
-use bytes::{Buf, Bytes, BytesMut};
 use http::header::RETRY_AFTER;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body::{Body, Frame, SizeHint};
+use http_body::Body;
 use pin_project_lite::pin_project;
+use reflex_core::http::{Buffer, buffer};
 use reflex_core::{BoxError, Classify, Outcome};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -271,174 +270,11 @@ impl<R, E> Classify<Response<R>, E> for RetryableResponses {
     }
 }
 
-pin_project! {
-    /// A request body that can be sent again: buffered whole (up to the
-    /// limit of the [`ReplayBodyLayer`] that made it), or, when it was
-    /// larger, the part read so far followed by the rest of the original
-    /// body, which can be sent once only.
-    ///
-    /// Its data is [`Bytes`] and its error a [`BoxError`].
-    pub struct ReplayBody<B> {
-        #[pin]
-        kind: Kind<B>,
-    }
-}
-
-pin_project! {
-    #[project = KindProj]
-    enum Kind<B> {
-        Buffered {
-            data: Bytes,
-            trailers: Option<HeaderMap>,
-            data_sent: bool,
-            trailers_sent: bool,
-        },
-        Streaming {
-            prefix: VecDeque<Bytes>,
-            #[pin]
-            rest: B,
-        },
-    }
-}
-
-// === impl ReplayBody ===
-
-impl<B> ReplayBody<B> {
-    /// An empty body, replayable.
-    pub fn empty() -> Self {
-        Self::buffered(Bytes::new(), None)
-    }
-
-    /// A whole body, replayable.
-    pub fn buffered(data: Bytes, trailers: Option<HeaderMap>) -> Self {
-        Self {
-            kind: Kind::Buffered {
-                data,
-                trailers,
-                data_sent: false,
-                trailers_sent: false,
-            },
-        }
-    }
-
-    /// `prefix` (already read from `rest`), then the rest of `rest`: sent
-    /// once only.
-    fn streaming(prefix: VecDeque<Bytes>, rest: B) -> Self {
-        Self {
-            kind: Kind::Streaming { prefix, rest },
-        }
-    }
-
-    /// A fresh copy of a buffered body, from its start; `None` for a body
-    /// that was too large to buffer.
-    pub fn try_clone(&self) -> Option<Self> {
-        match &self.kind {
-            Kind::Buffered { data, trailers, .. } => {
-                Some(Self::buffered(data.clone(), trailers.clone()))
-            }
-            Kind::Streaming { .. } => None,
-        }
-    }
-
-    /// `true` when the body is buffered whole and can be sent again.
-    pub fn is_replayable(&self) -> bool {
-        matches!(self.kind, Kind::Buffered { .. })
-    }
-}
-
-impl<B> Body for ReplayBody<B>
-where
-    B: Body,
-    B::Error: Into<BoxError>,
-{
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.project().kind.project() {
-            KindProj::Buffered {
-                data,
-                trailers,
-                data_sent,
-                trailers_sent,
-            } => {
-                if !*data_sent {
-                    *data_sent = true;
-                    if !data.is_empty() {
-                        return Poll::Ready(Some(Ok(Frame::data(data.clone()))));
-                    }
-                }
-                if !*trailers_sent {
-                    *trailers_sent = true;
-                    if let Some(trailers) = trailers {
-                        return Poll::Ready(Some(Ok(Frame::trailers(trailers.clone()))));
-                    }
-                }
-                Poll::Ready(None)
-            }
-            KindProj::Streaming { prefix, rest } => {
-                if let Some(chunk) = prefix.pop_front() {
-                    return Poll::Ready(Some(Ok(Frame::data(chunk))));
-                }
-                match ready!(rest.poll_frame(cx)) {
-                    Some(Ok(frame)) => Poll::Ready(Some(Ok(
-                        frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
-                    ))),
-                    Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
-                    None => Poll::Ready(None),
-                }
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match &self.kind {
-            Kind::Buffered {
-                data,
-                trailers,
-                data_sent,
-                trailers_sent,
-            } => (*data_sent || data.is_empty()) && (*trailers_sent || trailers.is_none()),
-            Kind::Streaming { prefix, rest } => prefix.is_empty() && rest.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match &self.kind {
-            Kind::Buffered {
-                data, data_sent, ..
-            } => SizeHint::with_exact(if *data_sent { 0 } else { data.len() as u64 }),
-            Kind::Streaming { prefix, rest } => {
-                let read: u64 = prefix.iter().map(|chunk| chunk.len() as u64).sum();
-                let hint = rest.size_hint();
-                let mut sum = SizeHint::new();
-                sum.set_lower(hint.lower().saturating_add(read));
-                if let Some(upper) = hint.upper() {
-                    sum.set_upper(upper.saturating_add(read));
-                }
-                sum
-            }
-        }
-    }
-}
-
-impl<B> fmt::Debug for ReplayBody<B> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kind {
-            Kind::Buffered { data, .. } => f
-                .debug_struct("ReplayBody")
-                .field("buffered", &data.len())
-                .finish(),
-            Kind::Streaming { prefix, .. } => f
-                .debug_struct("ReplayBody")
-                .field("streaming_after", &prefix.len())
-                .finish(),
-        }
-    }
-}
+/// A request body that can be sent again: buffered whole (up to the limit
+/// of the [`ReplayBodyLayer`] that made it), or, when it was larger, the
+/// part read so far followed by the rest, sent once. See
+/// [`BufferedBody`](reflex_core::http::BufferedBody).
+pub type ReplayBody<B> = reflex_core::http::BufferedBody<B>;
 
 /// Makes request bodies replayable: buffers each body of up to `limit`
 /// bytes before the request goes on, so a retry layer inside can send it
@@ -532,39 +368,28 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let (parts, body) = request.into_parts();
-        if body.is_end_stream() {
-            let request = Request::from_parts(parts, ReplayBody::empty());
-            return ReplayFuture::calling(self.inner.call(request));
-        }
-        if body.size_hint().lower() > self.limit as u64 {
-            let request = Request::from_parts(parts, ReplayBody::streaming(VecDeque::new(), body));
-            return ReplayFuture::calling(self.inner.call(request));
-        }
-        // The ready service goes with the request; the clone left behind
-        // must be polled ready again.
-        let clone = self.inner.clone();
-        let service = std::mem::replace(&mut self.inner, clone);
-        ReplayFuture {
-            state: ReplayState::Buffering {
-                buffering: Some(Buffering {
-                    parts,
-                    service,
-                    chunks: VecDeque::new(),
-                    read: 0,
-                    limit: self.limit,
-                }),
-                body: Some(body),
+        let mut buffering = buffer(body, self.limit);
+        match buffering.ready_now() {
+            // Empty, or known too large: nothing to read first.
+            Some(body) => ReplayFuture {
+                state: ReplayState::Calling {
+                    future: self.inner.call(Request::from_parts(parts, body)),
+                },
             },
+            None => {
+                // The ready service goes with the request; the clone left
+                // behind must be polled ready again.
+                let clone = self.inner.clone();
+                let service = std::mem::replace(&mut self.inner, clone);
+                ReplayFuture {
+                    state: ReplayState::Buffering {
+                        buffering,
+                        rest: Some((parts, service)),
+                    },
+                }
+            }
         }
     }
-}
-
-struct Buffering<S> {
-    parts: http::request::Parts,
-    service: S,
-    chunks: VecDeque<Bytes>,
-    read: usize,
-    limit: usize,
 }
 
 pin_project! {
@@ -586,26 +411,13 @@ pin_project! {
         S: Service<Request<ReplayBody<B>>>,
     {
         Buffering {
-            buffering: Option<Buffering<S>>,
-            // `Unpin`: read here, then moved into the request when it
-            // turns out too large.
-            body: Option<B>,
+            buffering: Buffer<B>,
+            rest: Option<(http::request::Parts, S)>,
         },
         Calling {
             #[pin]
             future: S::Future,
         },
-    }
-}
-
-impl<S, B> ReplayFuture<S, B>
-where
-    S: Service<Request<ReplayBody<B>>>,
-{
-    fn calling(future: S::Future) -> Self {
-        Self {
-            state: ReplayState::Calling { future },
-        }
     }
 }
 
@@ -621,63 +433,19 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            let (buffering, body) = match this.state.as_mut().project() {
+            let future = match this.state.as_mut().project() {
                 ReplayStateProj::Calling { future } => {
                     return future.poll(cx).map_err(Into::into);
                 }
-                ReplayStateProj::Buffering { buffering, body } => (buffering, body),
-            };
-            let (Some(state), Some(source)) = (buffering.as_mut(), body.as_mut()) else {
-                panic!("ReplayFuture polled after completion")
-            };
-            let replay = match ready!(Pin::new(source).poll_frame(cx)) {
-                Some(Err(err)) => {
-                    *buffering = None;
-                    return Poll::Ready(Err(err.into()));
+                ReplayStateProj::Buffering { buffering, rest } => {
+                    let body = ready!(Pin::new(buffering).poll(cx));
+                    let Some((parts, mut service)) = rest.take() else {
+                        panic!("ReplayFuture polled after completion")
+                    };
+                    service.call(Request::from_parts(parts, body?))
                 }
-                Some(Ok(frame)) => match frame.into_data() {
-                    Ok(mut data) => {
-                        let chunk = data.copy_to_bytes(data.remaining());
-                        state.read = state.read.saturating_add(chunk.len());
-                        state.chunks.push_back(chunk);
-                        if state.read <= state.limit {
-                            continue;
-                        }
-                        // Too large: what was read, then the rest, once.
-                        let rest = body.take().expect("checked above");
-                        ReplayBody::streaming(std::mem::take(&mut state.chunks), rest)
-                    }
-                    Err(frame) => {
-                        // Trailers end a body.
-                        let trailers = frame.into_trailers().ok();
-                        ReplayBody::buffered(concat(&mut state.chunks, state.read), trailers)
-                    }
-                },
-                None => ReplayBody::buffered(concat(&mut state.chunks, state.read), None),
             };
-            let Some(Buffering {
-                parts, mut service, ..
-            }) = buffering.take()
-            else {
-                unreachable!("checked above")
-            };
-            let future = service.call(Request::from_parts(parts, replay));
             this.state.set(ReplayState::Calling { future });
-        }
-    }
-}
-
-/// The chunks as one `Bytes` (no copy for a single chunk).
-fn concat(chunks: &mut VecDeque<Bytes>, len: usize) -> Bytes {
-    match chunks.len() {
-        0 => Bytes::new(),
-        1 => chunks.pop_front().unwrap_or_default(),
-        _ => {
-            let mut whole = BytesMut::with_capacity(len);
-            for chunk in chunks.drain(..) {
-                whole.extend_from_slice(&chunk);
-            }
-            whole.freeze()
         }
     }
 }
