@@ -10,6 +10,7 @@ use reflex_core::{BoxError, Component, ConfigError, ConfigErrorKind, SignalSink,
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::KeyFn;
 use crate::handle::{DedupHandle, Stats};
 use crate::service::{Dedup, Shared};
 use crate::share::{PlainResponses, Share};
@@ -179,10 +180,19 @@ impl<Req, K, KF, H> fmt::Debug for DedupLayer<Req, K, KF, H> {
 impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
     /// How a request maps to its key: requests with equal keys in flight
     /// at once share one call; `None` passes the request through
-    /// untouched. Required.
+    /// untouched. Required (this, or [`key_with`](Self::key_with)).
     pub fn key<Req2, K2, KF2>(self, key: KF2) -> DedupBuilder<Req2, K2, KF2, H>
     where
         KF2: Fn(&Req2) -> Option<K2>,
+    {
+        self.key_with(key)
+    }
+
+    /// As [`key`](Self::key), with a [`KeyFn`] of your own type (a
+    /// closure is one too).
+    pub fn key_with<Req2, K2, KF2>(self, key: KF2) -> DedupBuilder<Req2, K2, KF2, H>
+    where
+        KF2: KeyFn<Req2, K2>,
     {
         DedupBuilder {
             key,
@@ -271,7 +281,7 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
 
 impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H>
 where
-    KF: Fn(&Req) -> Option<K>,
+    KF: KeyFn<Req, K>,
 {
     /// Checks the configuration and builds the layer.
     ///

@@ -82,6 +82,9 @@ mod error;
 mod flight;
 pub mod future;
 mod handle;
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub mod http;
 mod layer;
 mod service;
 mod share;
@@ -89,6 +92,45 @@ mod table;
 
 pub use error::{SharedError, WaitTimedOut};
 pub use handle::{DedupHandle, DedupMetrics};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use http::{HttpDedupLayer, HttpKey, HttpShare, RequestKey, SharedResponse};
 pub use layer::{DedupBuilder, DedupLayer, NoKey};
 pub use service::Dedup;
 pub use share::{PlainResponses, Share, Sharing};
+
+/// Maps a request to its dedup key, or `None` to let it through untouched.
+///
+/// Every `Fn(&Req) -> Option<K>` is one; implement it for a type of your
+/// own when the key function carries settings (as [`HttpKey`] does,
+/// feature `http`).
+///
+/// # Examples
+///
+/// ```
+/// use reflex_dedup::KeyFn;
+///
+/// struct ByPrefix(usize);
+///
+/// impl KeyFn<String, String> for ByPrefix {
+///     fn key(&self, request: &String) -> Option<String> {
+///         request.get(..self.0).map(str::to_owned)
+///     }
+/// }
+///
+/// assert_eq!(ByPrefix(3).key(&"abcdef".to_owned()), Some("abc".to_owned()));
+/// assert_eq!(ByPrefix(3).key(&"ab".to_owned()), None);
+/// ```
+pub trait KeyFn<Req, K> {
+    /// The key of `request`, or `None` when it is not deduplicated.
+    fn key(&self, request: &Req) -> Option<K>;
+}
+
+impl<F, Req, K> KeyFn<Req, K> for F
+where
+    F: Fn(&Req) -> Option<K>,
+{
+    fn key(&self, request: &Req) -> Option<K> {
+        self(request)
+    }
+}

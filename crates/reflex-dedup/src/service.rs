@@ -11,6 +11,7 @@ use reflex_core::{BoxError, RejectKind, Rejected, Signal};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use crate::KeyFn;
 use crate::future::{CallFuture, ResponseFuture, Waiter};
 use crate::handle::Stats;
 use crate::share::{Share, Sharing};
@@ -103,7 +104,7 @@ where
     S::Future: Send + 'static,
     S::Response: Send + 'static,
     K: Hash + Eq + Clone,
-    KF: Fn(&Req) -> Option<K>,
+    KF: KeyFn<Req, K>,
     H: Share<S::Response>,
 {
     type Response = S::Response;
@@ -119,7 +120,7 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        match (self.shared.key)(&request) {
+        match self.shared.key.key(&request) {
             None => ResponseFuture::direct(self.inner.call(request)),
             Some(key) => self.call_keyed(key, request),
         }
