@@ -201,8 +201,32 @@ where
 {
     type Output = Result<S::Response, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut kind = self.project().kind;
+        // A request without a key: nothing but the inner future.
+        if let KindProj::Direct { future } = kind.as_mut().project() {
+            return future.poll(cx).map_err(Into::into);
+        }
+        poll_keyed(kind, cx)
+    }
+}
+
+/// The rest of [`ResponseFuture::poll`]: waiting, falling back, ready.
+#[inline(never)]
+fn poll_keyed<S, Req, K, KF, H>(
+    mut kind: Pin<&mut Kind<S, Req, K, KF, H>>,
+    cx: &mut Context<'_>,
+) -> Poll<Result<S::Response, BoxError>>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    K: Hash + Eq + Clone,
+    H: Share<S::Response>,
+{
+    {
         loop {
             match kind.as_mut().project() {
                 KindProj::Direct { future } => return future.poll(cx).map_err(Into::into),
