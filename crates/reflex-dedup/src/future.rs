@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::future::Future;
-use std::hash::Hash;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -16,6 +15,7 @@ use crate::error::{SharedError, WaitTimedOut};
 use crate::flight::{Delivery, Flight, Received};
 use crate::service::Shared;
 use crate::share::{Share, Sharing};
+use crate::{Inner, Key};
 
 pin_project! {
     /// The inner service's future with its error made a [`BoxError`]: what
@@ -57,11 +57,8 @@ pub(crate) type FlightOf<S, Req, H> = Flight<
 /// waiter.
 pub(crate) struct Waiter<S, Req, K, KF, H>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     pub(crate) flight: Arc<FlightOf<S, Req, H>>,
@@ -75,11 +72,8 @@ where
 
 impl<S, Req, K, KF, H> Drop for Waiter<S, Req, K, KF, H>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     fn drop(&mut self) {
@@ -103,15 +97,8 @@ pin_project! {
     /// for the other waiters, and is dropped with the last of them.
     pub struct ResponseFuture<S, Req, K, KF, H>
     where
-        S: Service<Req>,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
-        S::Future: 'static,
-        S::Response: Send,
-        S::Response: 'static,
-        K: Hash,
-        K: Eq,
-        K: Clone,
+        S: Inner<Req>,
+        K: Key,
         H: Share<S::Response>,
     {
         #[pin]
@@ -123,15 +110,8 @@ pin_project! {
     #[project = KindProj]
     enum Kind<S, Req, K, KF, H>
     where
-        S: Service<Req>,
-        S::Error: Into<BoxError>,
-        S::Future: Send,
-        S::Future: 'static,
-        S::Response: Send,
-        S::Response: 'static,
-        K: Hash,
-        K: Eq,
-        K: Clone,
+        S: Inner<Req>,
+        K: Key,
         H: Share<S::Response>,
     {
         Direct {
@@ -158,11 +138,8 @@ pin_project! {
 
 impl<S, Req, K, KF, H> ResponseFuture<S, Req, K, KF, H>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     #[inline]
@@ -192,11 +169,8 @@ where
 
 impl<S, Req, K, KF, H> Future for ResponseFuture<S, Req, K, KF, H>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     type Output = Result<S::Response, BoxError>;
@@ -219,11 +193,8 @@ fn poll_keyed<S, Req, K, KF, H>(
     cx: &mut Context<'_>,
 ) -> Poll<Result<S::Response, BoxError>>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     {
@@ -301,11 +272,8 @@ fn deliver<S, Req, K, KF, H>(
     delivery: Delivery<S::Response, H::Shared>,
 ) -> Delivered<S::Response>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     let shared = &w.shared;
@@ -350,11 +318,8 @@ where
 
 fn aborted<S, Req, K, KF, H>(w: &Waiter<S, Req, K, KF, H>) -> BoxError
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     Rejected::new(RejectKind::DedupAborted, w.shared.stats.component.clone()).into()
@@ -362,11 +327,8 @@ where
 
 impl<S, Req, K, KF, H> fmt::Debug for ResponseFuture<S, Req, K, KF, H>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -1,20 +1,19 @@
 //! [`DedupLayer`] and its [`DedupBuilder`].
 
 use std::fmt;
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{BoxError, Component, ConfigError, ConfigErrorKind, SignalSink, Sink};
+use reflex_core::{Component, ConfigError, ConfigErrorKind, SignalSink, Sink};
 use tower_layer::Layer;
-use tower_service::Service;
 
 use crate::KeyFn;
 use crate::handle::{DedupHandle, Stats};
 use crate::service::{Dedup, Shared};
 use crate::share::{PlainResponses, Share};
 use crate::table::{Cache, Table};
+use crate::{Inner, Key};
 
 const LAYER: &str = "dedup";
 
@@ -138,11 +137,8 @@ impl<Req, K, KF: Clone, H: Clone> Clone for DedupLayer<Req, K, KF, H> {
 
 impl<S, Req, K, KF, H> Layer<S> for DedupLayer<Req, K, KF, H>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     KF: Clone,
     H: Share<S::Response> + Clone,
 {

@@ -99,6 +99,33 @@ pub use layer::{DedupBuilder, DedupLayer, NoKey};
 pub use service::Dedup;
 pub use share::{PlainResponses, Share, Sharing};
 
+/// The inner services the layer wraps, in one name: their errors convert
+/// into [`BoxError`](reflex_core::BoxError), their futures and responses
+/// can move to whichever task drives a shared call.
+pub trait Inner<Req>:
+    tower_service::Service<
+        Req,
+        Error: Into<reflex_core::BoxError>,
+        Future: Send + 'static,
+        Response: Send + 'static,
+    >
+{
+}
+
+impl<S, Req> Inner<Req> for S
+where
+    S: tower_service::Service<Req>,
+    S::Error: Into<reflex_core::BoxError>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+{
+}
+
+/// What a dedup key must be, in one name: hashable, comparable, clonable.
+pub trait Key: std::hash::Hash + Eq + Clone {}
+
+impl<K: std::hash::Hash + Eq + Clone> Key for K {}
+
 /// Maps a request to its dedup key, or `None` to let it through untouched.
 ///
 /// Every `Fn(&Req) -> Option<K>` is one; implement it for a type of your

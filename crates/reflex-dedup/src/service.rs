@@ -1,7 +1,6 @@
 //! The [`Dedup`] service and what its clones and futures share.
 
 use std::fmt;
-use std::hash::Hash;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
@@ -16,6 +15,7 @@ use crate::future::{CallFuture, ResponseFuture, Waiter};
 use crate::handle::Stats;
 use crate::share::{Share, Sharing};
 use crate::table::{Cache, Joined, Table};
+use crate::{Inner, Key};
 
 /// What a service made by the layer, its clones and their futures share:
 /// the flights in progress and the cache of that one inner service.
@@ -99,11 +99,8 @@ where
 
 impl<S, Req, K, KF, H> Service<Req> for Dedup<S, Req, K, KF, H>
 where
-    S: Service<Req> + Clone,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req> + Clone,
+    K: Key,
     KF: KeyFn<Req, K>,
     H: Share<S::Response>,
 {
@@ -129,11 +126,8 @@ where
 
 impl<S, Req, K, KF, H> Dedup<S, Req, K, KF, H>
 where
-    S: Service<Req> + Clone,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req> + Clone,
+    K: Key,
     H: Share<S::Response>,
 {
     fn call_keyed(&mut self, key: K, request: Req) -> ResponseFuture<S, Req, K, KF, H> {
@@ -190,11 +184,8 @@ where
 
 fn refuse<S, Req, K, KF, H>(stats: &Stats, kind: RejectKind) -> ResponseFuture<S, Req, K, KF, H>
 where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
-    S::Response: Send + 'static,
-    K: Hash + Eq + Clone,
+    S: Inner<Req>,
+    K: Key,
     H: Share<S::Response>,
 {
     stats.refused.fetch_add(1, Ordering::Relaxed);
