@@ -81,7 +81,11 @@ pub enum Signal {
         waiters: usize,
     },
     /// A request was answered from the dedup layer's cache.
-    DedupCacheHit,
+    DedupCacheHit {
+        /// `true` when the answer was past its TTL, served while a refresh
+        /// of it ran.
+        stale: bool,
+    },
     /// The retry layer is about to try a request again.
     RetryAttempt {
         /// The attempt about to be made: 2 for the first retry.

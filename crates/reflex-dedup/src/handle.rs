@@ -80,7 +80,7 @@ pub struct DedupMetrics {
     /// Requests that waited on another's call instead of making their own,
     /// since the layer was built.
     pub coalesced: u64,
-    /// Requests answered from the cache.
+    /// Requests answered from the cache (stale answers included).
     pub cache_hits: u64,
     /// Answers in the cache now.
     pub cache_entries: usize,

@@ -93,6 +93,8 @@ struct Settings {
     wait_timeout: Option<Duration>,
     /// `(ttl, max_entries, max_bytes)`.
     cache: Option<(Duration, usize, usize)>,
+    /// How long past its TTL a cached answer is served while it refreshes.
+    stale: Option<Duration>,
 }
 
 // === impl DedupLayer ===
@@ -110,6 +112,7 @@ impl DedupLayer<(), (), NoKey> {
                 max_keys: 65_536,
                 wait_timeout: None,
                 cache: None,
+                stale: None,
             },
             _request: PhantomData,
         }
@@ -151,9 +154,9 @@ where
             Shared {
                 key: self.key.clone(),
                 table: Table::new(settings.max_keys),
-                cache: settings
-                    .cache
-                    .map(|(ttl, entries, bytes)| Cache::new(ttl, entries, bytes)),
+                cache: settings.cache.map(|(ttl, entries, bytes)| {
+                    Cache::new(ttl, settings.stale.unwrap_or_default(), entries, bytes)
+                }),
                 refuse_duplicates: settings.refuse_duplicates,
                 wait_timeout: settings.wait_timeout,
                 share: self.share.clone(),
@@ -260,6 +263,17 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
         self
     }
 
+    /// Serves a cached answer up to `window` (above zero) past its TTL
+    /// while one request refreshes it: the first request to find it stale
+    /// makes the call (and waits for it, as a leader does); every request
+    /// meanwhile gets the stale copy at once, marked
+    /// [`Sharing::Stale`](crate::Sharing::Stale). Past the window, the
+    /// answer is gone. Needs [`cache`](Self::cache). Defaults to off.
+    pub fn serve_stale(mut self, window: Duration) -> Self {
+        self.settings.stale = Some(window);
+        self
+    }
+
     /// Bounds the cache by weight too (bytes, for http bodies; see
     /// [`Share::weight`](crate::Share::weight)); an answer heavier than
     /// the bound is not kept. Needs [`cache`](Self::cache). Defaults to
@@ -301,6 +315,20 @@ where
         }
         if settings.wait_timeout.is_some_and(|t| t.is_zero()) {
             return zero("wait_timeout", "must be above zero");
+        }
+        match (settings.stale, settings.cache) {
+            (Some(window), _) if window.is_zero() => {
+                return zero("serve_stale", "the window must be above zero");
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "serve_stale",
+                    ConfigErrorKind::Missing,
+                    "needs a cache (set it with `cache`)",
+                ));
+            }
+            _ => {}
         }
         if let Some((ttl, entries, _)) = settings.cache {
             if ttl.is_zero() {

@@ -25,12 +25,14 @@
 //! - **Bounded.** At most [`max_keys`](DedupBuilder::max_keys) distinct
 //!   keys in flight (a new key beyond it is refused with
 //!   `Rejected { DedupFull }`); the optional cache is bounded by entries
-//!   and by weight, the oldest evicted first.
+//!   and by weight, the oldest evicted first; with
+//!   [`serve_stale`](DedupBuilder::serve_stale), an answer past its TTL is
+//!   served while one request refreshes it.
 //! - **Per-waiter timeout.** A waiter that gives up
 //!   ([`wait_timeout`](DedupBuilder::wait_timeout)) leaves the others and
 //!   the call untouched.
 //! - **Told apart.** A [`Share`] marks each answer with its [`Sharing`]
-//!   (own, shared, cached), as Go's singleflight returns `shared`.
+//!   (own, shared, cached, stale), as Go's singleflight returns `shared`.
 //! - **Free without a key.** A request whose key is `None` costs the key
 //!   function and a branch: no lock, no allocation.
 //! - **Observable.** [`Signal::Coalesced`](reflex_core::Signal::Coalesced)

@@ -14,7 +14,7 @@ use crate::KeyFn;
 use crate::future::{CallFuture, ResponseFuture, Waiter};
 use crate::handle::Stats;
 use crate::share::{Share, Sharing};
-use crate::table::{Cache, Joined, Table};
+use crate::table::{Cache, IfLive, Joined, Lookup, Table};
 use crate::{Inner, Key};
 
 /// What a service made by the layer, its clones and their futures share:
@@ -133,17 +133,23 @@ where
     fn call_keyed(&mut self, key: K, request: Req) -> ResponseFuture<S, Req, K, KF, H> {
         let shared = &self.shared;
         let stats = &shared.stats;
+        let mut stale = None;
         if let Some(cache) = &shared.cache {
-            if let Some(answer) = cache.get(&key, stats) {
-                stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-                stats.emit(Signal::DedupCacheHit);
-                let mut response = shared.share.unshare(&answer);
-                shared.share.mark(&mut response, Sharing::Cached);
-                return ResponseFuture::ready(Ok(response));
+            match cache.get(&key, stats) {
+                Lookup::Fresh(answer) => return cached(shared, &answer, Sharing::Cached),
+                Lookup::Stale(answer) => stale = Some(answer),
+                Lookup::Miss => {}
             }
         }
+        let if_live = if stale.is_some() {
+            IfLive::Skip
+        } else if shared.refuse_duplicates {
+            IfLive::Refuse
+        } else {
+            IfLive::Wait
+        };
         let until = shared.wait_timeout.map(|t| Instant::now() + t);
-        match shared.table.join(&key, shared.refuse_duplicates, stats) {
+        match shared.table.join(&key, if_live, stats) {
             Joined::Leader(flight) => {
                 // The waiter exists before the inner call: a panic in
                 // `call` drops it, which abandons the flight and frees the
@@ -176,10 +182,35 @@ where
                 };
                 ResponseFuture::waiting(waiter, until)
             }
-            Joined::InProgress => refuse(stats, RejectKind::InProgress),
+            // A refresh is running: the stale answer meanwhile.
+            Joined::InProgress => match &stale {
+                Some(answer) => cached(shared, answer, Sharing::Stale),
+                None => refuse(stats, RejectKind::InProgress),
+            },
             Joined::Full => refuse(stats, RejectKind::DedupFull),
         }
     }
+}
+
+/// A copy of a cached answer, marked.
+fn cached<S, Req, K, KF, H>(
+    shared: &Shared<S, Req, K, KF, H>,
+    answer: &H::Shared,
+    sharing: Sharing,
+) -> ResponseFuture<S, Req, K, KF, H>
+where
+    S: Inner<Req>,
+    K: Key,
+    H: Share<S::Response>,
+{
+    let stats = &shared.stats;
+    stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+    stats.emit(Signal::DedupCacheHit {
+        stale: sharing == Sharing::Stale,
+    });
+    let mut response = shared.share.unshare(answer);
+    shared.share.mark(&mut response, sharing);
+    ResponseFuture::ready(Ok(response))
 }
 
 fn refuse<S, Req, K, KF, H>(stats: &Stats, kind: RejectKind) -> ResponseFuture<S, Req, K, KF, H>

@@ -14,6 +14,9 @@ pub enum Sharing {
     Shared,
     /// From the cache: no inner call was made for this request.
     Cached,
+    /// From the cache, past its TTL, served while a refresh of it runs
+    /// (see `DedupBuilder::serve_stale`).
+    Stale,
 }
 
 // === impl Sharing ===
@@ -29,6 +32,7 @@ impl Sharing {
             Self::Own => "own",
             Self::Shared => "shared",
             Self::Cached => "cached",
+            Self::Stale => "stale",
         }
     }
 }

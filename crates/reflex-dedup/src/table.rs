@@ -27,6 +27,17 @@ pub(crate) struct Table<K, Fut, Res, V> {
     max_keys: usize,
 }
 
+/// What [`Table::join`] does when the key has a call in flight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IfLive {
+    /// Wait on it.
+    Wait,
+    /// Refuse the request (`InProgress`).
+    Refuse,
+    /// Do not join: the caller has a stale answer to serve.
+    Skip,
+}
+
 /// What [`Table::join`] decided.
 pub(crate) enum Joined<Fut, Res, V> {
     /// No call for this key: start one (waiter id 0).
@@ -37,7 +48,8 @@ pub(crate) enum Joined<Fut, Res, V> {
         id: usize,
         waiters: usize,
     },
-    /// A call is in progress and duplicates are refused.
+    /// A call is in progress and duplicates are refused, or (with
+    /// [`IfLive::Skip`]) are not to join it.
     InProgress,
     /// As many keys are in flight as allowed.
     Full,
@@ -70,16 +82,11 @@ where
     }
 
     /// Joins the flight of `key`, or starts one.
-    pub(crate) fn join(
-        &self,
-        key: &K,
-        refuse_duplicates: bool,
-        stats: &Stats,
-    ) -> Joined<Fut, Res, V> {
+    pub(crate) fn join(&self, key: &K, if_live: IfLive, stats: &Stats) -> Joined<Fut, Res, V> {
         let mut shard = self.shard(key);
         let mut ended = None;
         if let Some(flight) = shard.get(key) {
-            if refuse_duplicates {
+            if if_live != IfLive::Wait {
                 if flight.is_live() {
                     return Joined::InProgress;
                 }
@@ -123,11 +130,22 @@ where
     }
 }
 
+/// What the cache holds for a key.
+pub(crate) enum Lookup<Res> {
+    Fresh(Res),
+    /// Past its TTL, within the stale window.
+    Stale(Res),
+    Miss,
+}
+
 /// A bounded cache of successful answers, each kept for a TTL, the oldest
 /// evicted first.
 pub(crate) struct Cache<K, Res> {
     inner: Mutex<CacheInner<K, Res>>,
     ttl: Duration,
+    /// How long past its TTL an answer may still be served while a
+    /// refresh runs.
+    stale: Duration,
     max_entries: usize,
     max_bytes: usize,
 }
@@ -143,6 +161,8 @@ struct CacheInner<K, Res> {
 
 struct Cached<Res> {
     response: Res,
+    /// Fresh until then; stale (served only while a refresh runs) until
+    /// `expires + stale`.
     expires: Instant,
     weight: usize,
     seq: u64,
@@ -151,7 +171,12 @@ struct Cached<Res> {
 // === impl Cache ===
 
 impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
-    pub(crate) fn new(ttl: Duration, max_entries: usize, max_bytes: usize) -> Self {
+    pub(crate) fn new(
+        ttl: Duration,
+        stale: Duration,
+        max_entries: usize,
+        max_bytes: usize,
+    ) -> Self {
         Self {
             inner: Mutex::new(CacheInner {
                 entries: HashMap::with_hasher(RandomState::default()),
@@ -160,6 +185,7 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
                 next: 0,
             }),
             ttl,
+            stale,
             max_entries,
             max_bytes,
         }
@@ -169,19 +195,25 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// A fresh answer for `key`, if one is kept; an expired one is dropped.
-    pub(crate) fn get(&self, key: &K, stats: &Stats) -> Option<Res> {
+    /// The answer kept for `key`, fresh or stale; one past its stale
+    /// window is dropped.
+    pub(crate) fn get(&self, key: &K, stats: &Stats) -> Lookup<Res> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let cached = inner.entries.get(key)?;
+        let Some(cached) = inner.entries.get(key) else {
+            return Lookup::Miss;
+        };
         if cached.expires > now {
-            return Some(cached.response.clone());
+            return Lookup::Fresh(cached.response.clone());
+        }
+        if cached.expires + self.stale > now {
+            return Lookup::Stale(cached.response.clone());
         }
         let expired = inner.remove(key);
         stats.set_cache(inner.entries.len(), inner.bytes);
         drop(inner);
         drop(expired);
-        None
+        Lookup::Miss
     }
 
     /// Keeps `response`, of `weight`, for `key`; evicts the oldest answers

@@ -281,7 +281,7 @@ async fn cached_answers_expire_after_their_ttl() {
         recorder
             .signals()
             .iter()
-            .any(|(_, s)| *s == Signal::DedupCacheHit)
+            .any(|(_, s)| *s == Signal::DedupCacheHit { stale: false })
     );
     tokio::time::advance(Duration::from_secs(2)).await;
     assert_eq!(send(&svc, "k").await.unwrap(), "k #1", "expired");
@@ -704,4 +704,59 @@ async fn a_shareable_answer_of_the_same_layer_is_still_shared() {
     assert_eq!(b.await.unwrap(), "ab #0");
     assert_eq!(a.await.unwrap(), "ab #0");
     assert_eq!(handle.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_answer_is_served_while_one_request_refreshes_it() {
+    let (inner, handle) = gated();
+    let recorder = Arc::new(Recorder::default());
+    let layer = DedupLayer::builder()
+        .key(|r: &String| Some(r.clone()))
+        .share(ByLength)
+        .cache(Duration::from_secs(5), 10)
+        .serve_stale(Duration::from_secs(10))
+        .sink(recorder.clone())
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    handle.open();
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (own)");
+    handle.open.send_replace(false);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    // The first to find it stale refreshes it, and waits for the refresh.
+    let mut refresher = spawn(send(&svc, "k"));
+    assert_pending!(refresher.poll());
+    assert_eq!(handle.calls(), 2);
+    // Meanwhile, the stale answer, at once, and no second call.
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (stale)");
+    assert_eq!(handle.calls(), 2);
+    assert!(
+        recorder
+            .signals()
+            .iter()
+            .any(|(_, s)| *s == Signal::DedupCacheHit { stale: true })
+    );
+    handle.open();
+    assert_eq!(refresher.await.unwrap(), "k #1 (own)");
+    assert_eq!(
+        send(&svc, "k").await.unwrap(),
+        "k #1 (cached)",
+        "fresh again"
+    );
+    // Past the stale window, nothing is served from the cache.
+    tokio::time::advance(Duration::from_secs(16)).await;
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #2 (own)");
+}
+
+#[test]
+fn serving_stale_answers_needs_a_cache() {
+    let err = DedupLayer::builder()
+        .key(|r: &String| Some(r.clone()))
+        .serve_stale(Duration::from_secs(1))
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        (err.setting(), err.kind()),
+        ("serve_stale", ConfigErrorKind::Missing)
+    );
 }
