@@ -1,0 +1,246 @@
+//! [`ObserveWitnessLayer`] and its [`ObserveWitness`] service.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use reflex_core::{BoxError, Classify, DefaultClassifier, Outcome, Rejected};
+use tokio::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::Witness;
+
+/// Records each request of a component's stack into a [`Witness`]: start,
+/// end, latency, outcome, and rejections by kind. From
+/// [`Witness::layer`].
+///
+/// # Clone
+///
+/// Clones record into the same component of the same witness.
+///
+/// # Examples
+///
+/// ```
+/// use reflex_witness::Witness;
+/// use tower::{Layer, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let witness = Witness::builder().build()?;
+/// let svc = witness.layer("db")?.layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// svc.oneshot(7).await?;
+/// let snapshot = witness.cycle_now();
+/// assert_eq!(snapshot.component("db").map(|c| c.succeeded), Some(1));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ObserveWitnessLayer<C = DefaultClassifier> {
+    witness: Witness,
+    index: usize,
+    classifier: C,
+}
+
+// === impl ObserveWitnessLayer ===
+
+impl ObserveWitnessLayer {
+    pub(crate) fn new(witness: Witness, index: usize) -> Self {
+        Self {
+            witness,
+            index,
+            classifier: DefaultClassifier,
+        }
+    }
+}
+
+impl<C> ObserveWitnessLayer<C> {
+    /// What counts as a failure: a [`Classify`] over
+    /// `Result<&Response, &BoxError>`, or a closure. A
+    /// [`Rejected`] error counts as a rejection of its kind, whatever it
+    /// says. Defaults to [`DefaultClassifier`].
+    pub fn classifier<C2>(self, classifier: C2) -> ObserveWitnessLayer<C2> {
+        ObserveWitnessLayer {
+            witness: self.witness,
+            index: self.index,
+            classifier,
+        }
+    }
+
+    /// The witness it records into.
+    pub fn witness(&self) -> &Witness {
+        &self.witness
+    }
+}
+
+impl<S, C: Clone> Layer<S> for ObserveWitnessLayer<C> {
+    type Service = ObserveWitness<S, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ObserveWitness {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+impl<C> fmt::Debug for ObserveWitnessLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserveWitnessLayer")
+            .field("component", &self.witness.cell(self.index).name.get())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The service of [`ObserveWitnessLayer`].
+#[derive(Clone)]
+pub struct ObserveWitness<S, C = DefaultClassifier> {
+    inner: S,
+    layer: ObserveWitnessLayer<C>,
+}
+
+// === impl ObserveWitness ===
+
+impl<S, C> ObserveWitness<S, C> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming this one.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Request> Service<Request> for ObserveWitness<S, C>
+where
+    S: Service<Request>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    #[inline]
+    fn call(&mut self, request: Request) -> Self::Future {
+        let cell = self.layer.witness.cell(self.layer.index);
+        cell.in_flight.fetch_add(1, Ordering::Relaxed);
+        cell.started.fetch_add(1, Ordering::Relaxed);
+        // The guard exists before the inner call: a panic in `call` drops
+        // it, which ends the request as cancelled.
+        let guard = Guard {
+            layer: self.layer.clone(),
+            started: Instant::now(),
+            ended: false,
+        };
+        ResponseFuture {
+            future: self.inner.call(request),
+            guard,
+        }
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for ObserveWitness<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObserveWitness")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+/// A request in flight: ends it in its component's counters.
+struct Guard<C> {
+    layer: ObserveWitnessLayer<C>,
+    started: Instant,
+    ended: bool,
+}
+
+impl<C> Guard<C> {
+    fn end<T>(&mut self, result: &Result<T, BoxError>)
+    where
+        C: Classify<T, BoxError>,
+    {
+        let cell = self.layer.witness.cell(self.layer.index);
+        let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        match result {
+            Err(err) if Rejected::find(&**err).is_some() => {
+                if let Some(rejected) = Rejected::find(&**err) {
+                    cell.reject(rejected.kind());
+                }
+            }
+            result => {
+                cell.latency.record(elapsed);
+                let counter = match self.layer.classifier.classify(result.as_ref()) {
+                    Outcome::Success => &cell.succeeded,
+                    Outcome::Failure => &cell.failed,
+                    Outcome::Ignored => &cell.ignored,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.ended = true;
+    }
+}
+
+impl<C> Drop for Guard<C> {
+    fn drop(&mut self) {
+        let cell = self.layer.witness.cell(self.layer.index);
+        if !self.ended {
+            cell.cancelled.fetch_add(1, Ordering::Relaxed);
+        }
+        cell.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project! {
+    /// The response future of [`ObserveWitness`]: the inner future, and the
+    /// request's record, ended when it completes or is dropped.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        future: F,
+        guard: Guard<C>,
+    }
+}
+
+impl<F, C, T, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+    C: Classify<T, BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.future.poll(cx)).map_err(Into::into);
+        if !this.guard.ended {
+            this.guard.end(&result);
+        }
+        Poll::Ready(result)
+    }
+}
+
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("ended", &self.guard.ended)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,67 @@
+//! `ObserveWitnessLayer` and the [`Witness`]: the stack explains what it
+//! saw.
+//!
+//! **Status:** the recording half. A [`Witness`] (one per process, shared
+//! by every stack) follows components; [`ObserveWitnessLayer`] records each
+//! request of a component's stack (start, end, latency, outcome,
+//! rejections by kind) and the witness hears the other layers' signals
+//! (it is a [`SignalSink`](reflex_core::SignalSink)). Its runtime folds it
+//! all into a [`Snapshot`] per interval, keeps a bounded history of the
+//! non-empty ones and broadcasts them. The detectors (cascade, latency
+//! regression, call patterns), witness reports and reflexes are the next
+//! step.
+//!
+//! # Guarantees
+//!
+//! - **Recording is lock-free and allocation-free.** A request costs a few
+//!   `fetch_add`s on its component's counters and two clock reads (for its
+//!   latency); a signal, a lock-free lookup of its component and an atomic.
+//!   The analysis runs on the runtime's cycle, never in a request.
+//! - **Nothing is lost or counted twice.** Every request that starts ends
+//!   exactly once in the counters: succeeded, failed, ignored (by the
+//!   classifier), rejected (a `Rejected` from a layer below, by kind) or
+//!   cancelled (dropped, or its inner service panicked). A cycle takes
+//!   counters with `swap`, so a request ending during a cycle lands in that
+//!   one or the next.
+//! - **Bounded.** Components are bounded at build time
+//!   ([`max_components`](WitnessBuilder::max_components)); the history
+//!   keeps at most its limit; latency histograms are fixed arrays.
+//! - **Stops with its handles.** The runtime's task holds the witness
+//!   weakly and is aborted when the last handle is dropped.
+//!
+//! # Examples
+//!
+//! ```
+//! use std::time::Duration;
+//! use reflex_witness::Witness;
+//! use tower::{Layer, ServiceExt, service_fn};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+//! let witness = Witness::builder().interval(Duration::from_secs(1)).start()?;
+//! let mut snapshots = witness.subscribe();
+//! let db = witness.layer("db")?.layer(service_fn(|q: &'static str| async move {
+//!     if q == "bad" { Err(std::io::Error::other("syntax")) } else { Ok(q.len()) }
+//! }));
+//! db.clone().oneshot("select 1").await?;
+//! db.oneshot("bad").await.unwrap_err();
+//!
+//! let snapshot = snapshots.recv().await?;
+//! let state = snapshot.component("db").unwrap();
+//! assert_eq!((state.succeeded, state.failed), (1, 1));
+//! assert_eq!(state.error_rate, 0.5);
+//! # Ok(())
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![doc(test(attr(deny(warnings))))]
+
+mod histogram;
+mod layer;
+mod registry;
+mod snapshot;
+mod witness;
+
+pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
+pub use snapshot::{ComponentState, Snapshot};
+pub use witness::{StartError, Witness, WitnessBuilder};

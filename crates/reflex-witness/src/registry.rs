@@ -1,0 +1,175 @@
+//! The components a witness knows, each with its cell of counters.
+//!
+//! Cells live in a fixed array sized at build time: a request records into
+//! its component's cell by index, with a few `fetch_add`s and no lock.
+//! Registering a component (once per layer, or on the first signal of an
+//! unknown one) takes a lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock, PoisonError};
+
+use reflex_core::{BreakerState, Component, RejectKind, Signal};
+
+use crate::histogram::AtomicHistogram;
+
+/// Rejection kinds counted apart; anything newer counts as the last.
+pub(crate) const REJECT_KINDS: [RejectKind; 9] = [
+    RejectKind::Shed,
+    RejectKind::CircuitOpen,
+    RejectKind::SlotBusy,
+    RejectKind::SlotQueueFull,
+    RejectKind::Replaced,
+    RejectKind::DedupAborted,
+    RejectKind::InProgress,
+    RejectKind::DedupFull,
+    RejectKind::RetryBudgetExhausted,
+];
+
+fn reject_index(kind: RejectKind) -> usize {
+    REJECT_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(REJECT_KINDS.len())
+}
+
+/// One component's counters: written by requests and signals, taken by
+/// the runtime's cycle.
+pub(crate) struct Cell {
+    pub(crate) name: OnceLock<Component>,
+    pub(crate) in_flight: AtomicI64,
+    pub(crate) started: AtomicU64,
+    pub(crate) succeeded: AtomicU64,
+    pub(crate) failed: AtomicU64,
+    pub(crate) ignored: AtomicU64,
+    pub(crate) cancelled: AtomicU64,
+    /// By [`REJECT_KINDS`] index, then "other".
+    pub(crate) rejected: [AtomicU64; REJECT_KINDS.len() + 1],
+    pub(crate) latency: AtomicHistogram,
+    /// From signals.
+    pub(crate) shed: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) coalesced: AtomicU64,
+    pub(crate) breaker: AtomicU8,
+    pub(crate) slot_depth: AtomicUsize,
+}
+
+/// `breaker` when no breaker has reported.
+pub(crate) const NO_BREAKER: u8 = u8::MAX;
+
+const STATES: [BreakerState; 6] = [
+    BreakerState::Closed,
+    BreakerState::Open,
+    BreakerState::HalfOpen,
+    BreakerState::ForcedOpen,
+    BreakerState::Disabled,
+    BreakerState::MetricsOnly,
+];
+
+pub(crate) fn breaker_state(code: u8) -> Option<BreakerState> {
+    STATES.get(usize::from(code)).copied()
+}
+
+impl Cell {
+    fn new() -> Self {
+        Self {
+            name: OnceLock::new(),
+            in_flight: AtomicI64::new(0),
+            started: AtomicU64::new(0),
+            succeeded: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            ignored: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            rejected: std::array::from_fn(|_| AtomicU64::new(0)),
+            latency: AtomicHistogram::new(),
+            shed: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            coalesced: AtomicU64::new(0),
+            breaker: AtomicU8::new(NO_BREAKER),
+            slot_depth: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn reject(&self, kind: RejectKind) {
+        self.rejected[reject_index(kind)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Folds a signal of another layer into the counters.
+    pub(crate) fn hear(&self, signal: Signal) {
+        match signal {
+            Signal::Shed { .. } => {
+                self.shed.fetch_add(1, Ordering::Relaxed);
+            }
+            Signal::BreakerTransition { to, .. } => {
+                let code = STATES.iter().position(|s| *s == to).unwrap_or(0);
+                self.breaker.store(code as u8, Ordering::Relaxed);
+            }
+            Signal::SlotQueued { depth } => self.slot_depth.store(depth, Ordering::Relaxed),
+            Signal::SlotStarted { waited: true } => {
+                let _ = self
+                    .slot_depth
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
+            }
+            Signal::RetryAttempt { .. } => {
+                self.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Signal::Coalesced { .. } | Signal::DedupCacheHit { .. } => {
+                self.coalesced.fetch_add(1, Ordering::Relaxed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The components, by index.
+pub(crate) struct Registry {
+    cells: Box<[Cell]>,
+    len: AtomicUsize,
+    names: Mutex<HashMap<Component, usize>>,
+}
+
+impl Registry {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            cells: (0..capacity).map(|_| Cell::new()).collect(),
+            len: AtomicUsize::new(0),
+            names: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.cells.len()
+    }
+
+    /// The index of `component`, registering it if new; `None` when the
+    /// registry is full.
+    pub(crate) fn register(&self, component: &Component) -> Option<usize> {
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(index) = names.get(component) {
+            return Some(*index);
+        }
+        let index = names.len();
+        let cell = self.cells.get(index)?;
+        let _ = cell.name.set(component.clone());
+        names.insert(component.clone(), index);
+        self.len.store(index + 1, Ordering::Release);
+        Some(index)
+    }
+
+    /// The index of `component` without a lock, if it is registered.
+    pub(crate) fn find(&self, component: &Component) -> Option<usize> {
+        let len = self.len.load(Ordering::Acquire);
+        self.cells[..len]
+            .iter()
+            .position(|cell| cell.name.get() == Some(component))
+    }
+
+    pub(crate) fn cell(&self, index: usize) -> &Cell {
+        &self.cells[index]
+    }
+
+    /// The registered cells, in registration order.
+    pub(crate) fn cells(&self) -> &[Cell] {
+        &self.cells[..self.len.load(Ordering::Acquire)]
+    }
+}

@@ -1,0 +1,93 @@
+//! [`Snapshot`]s: what every component did over one cycle.
+
+use serde::Serialize;
+
+/// What the witness saw over one cycle: every component's state.
+/// `Serialize`, for export (JSON at an endpoint, logs).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The cycle that made it: 1 for the first, 0 for the empty snapshot
+    /// before it.
+    pub cycle: u64,
+    /// When, in milliseconds since the witness was built.
+    pub observed_at_ms: u64,
+    /// Every component the witness follows.
+    pub components: Vec<ComponentState>,
+}
+
+/// One component over one cycle.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct ComponentState {
+    /// The component's name.
+    pub component: String,
+    /// Requests running now.
+    pub in_flight: u64,
+    /// Requests started in the cycle.
+    pub requests: u64,
+    /// Requests started per second over the cycle.
+    pub throughput: f64,
+    /// Requests that ended in a success.
+    pub succeeded: u64,
+    /// Requests that ended in a failure.
+    pub failed: u64,
+    /// Requests whose outcome counts for nothing.
+    pub ignored: u64,
+    /// Requests whose caller dropped them before the end.
+    pub cancelled: u64,
+    /// `failed / (succeeded + failed)`, 0 when neither.
+    pub error_rate: f64,
+    /// Latency percentiles of the requests that ended, in milliseconds
+    /// (within 1/16 of the true value); `None` when none ended.
+    pub p50_ms: Option<f64>,
+    /// The 90th percentile.
+    pub p90_ms: Option<f64>,
+    /// The 99th percentile.
+    pub p99_ms: Option<f64>,
+    /// Requests refused by a layer of the stack, by kind.
+    pub rejected: Vec<(String, u64)>,
+    /// Requests shed (from the shed layer's signals).
+    pub shed: u64,
+    /// Retries made (from the retry layer's signals).
+    pub retries: u64,
+    /// Requests answered by another's call or the cache (from the dedup
+    /// layer's signals).
+    pub coalesced: u64,
+    /// The breaker's state, if a breaker reported one.
+    pub breaker: Option<String>,
+    /// Requests waiting in the slot queue, as last reported.
+    pub slot_queue_depth: usize,
+}
+
+impl Snapshot {
+    pub(crate) fn empty() -> Self {
+        Self {
+            cycle: 0,
+            observed_at_ms: 0,
+            components: Vec::new(),
+        }
+    }
+
+    /// `true` when nothing happened in the cycle: no request started or
+    /// ended, nothing refused, no signal counted.
+    pub fn is_quiet(&self) -> bool {
+        self.components.iter().all(|c| {
+            c.requests
+                + c.succeeded
+                + c.failed
+                + c.ignored
+                + c.cancelled
+                + c.shed
+                + c.retries
+                + c.coalesced
+                == 0
+                && c.rejected.is_empty()
+        })
+    }
+
+    /// The state of `component`, if the witness follows it.
+    pub fn component(&self, component: &str) -> Option<&ComponentState> {
+        self.components.iter().find(|c| c.component == component)
+    }
+}

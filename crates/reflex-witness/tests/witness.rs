@@ -1,0 +1,236 @@
+//! The witness: what the layer records, what signals add, and the runtime's
+//! snapshots, history, subscription and end.
+
+use std::time::Duration;
+
+use reflex_core::{
+    BoxError, BreakerState, Component, ConfigErrorKind, Outcome, RejectKind, Rejected, Signal,
+    SignalSink, TransitionReason,
+};
+use reflex_witness::{StartError, Witness};
+use tokio_test::assert_pending;
+use tower::{Layer, ServiceExt, service_fn};
+
+#[derive(Debug, Clone, Copy)]
+enum Answer {
+    Ok,
+    Fail,
+    NotFound,
+    Refused(RejectKind),
+}
+
+async fn answer(a: Answer) -> Result<&'static str, BoxError> {
+    match a {
+        Answer::Ok => Ok("ok"),
+        Answer::Fail => Err("down".into()),
+        Answer::NotFound => Ok("not found"),
+        Answer::Refused(kind) => Err(Rejected::new(kind, Component::new("below")).into()),
+    }
+}
+
+#[tokio::test]
+async fn every_request_ends_once_as_success_failure_ignored_rejected_or_cancelled() {
+    let witness = Witness::builder().build().unwrap();
+    // "not found" counts for nothing.
+    let classify = |r: Result<&&str, &BoxError>| match r {
+        Ok(&"not found") => Outcome::Ignored,
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    };
+    let layer = witness.layer("api").unwrap().classifier(classify);
+    let svc = layer.layer(service_fn(answer));
+    for a in [
+        Answer::Ok,
+        Answer::Ok,
+        Answer::Fail,
+        Answer::NotFound,
+        Answer::Refused(RejectKind::Shed),
+        Answer::Refused(RejectKind::CircuitOpen),
+        Answer::Refused(RejectKind::CircuitOpen),
+    ] {
+        let _ = svc.clone().oneshot(a).await;
+    }
+    // One dropped before its end.
+    let slow = layer.layer(service_fn(|_: Answer| {
+        std::future::pending::<Result<&str, BoxError>>()
+    }));
+    let mut dropped = tokio_test::task::spawn(slow.oneshot(Answer::Ok));
+    assert_pending!(dropped.poll());
+    assert_eq!(witness.cycle_now().component("api").unwrap().in_flight, 1);
+    drop(dropped);
+
+    let state = witness.cycle_now().component("api").unwrap().clone();
+    assert_eq!(state.in_flight, 0);
+    assert_eq!(
+        (
+            state.succeeded,
+            state.failed,
+            state.ignored,
+            state.cancelled
+        ),
+        (0, 0, 0, 1),
+        "the first cycle took the others"
+    );
+    let first = &witness.history()[0];
+    let state = first.component("api").unwrap();
+    assert_eq!(state.requests, 8);
+    assert_eq!((state.succeeded, state.failed, state.ignored), (2, 1, 1));
+    assert_eq!(state.error_rate, 1.0 / 3.0);
+    assert_eq!(
+        state.rejected,
+        vec![("shed".to_owned(), 1), ("circuit_open".to_owned(), 2)]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_percentiles_match_known_inputs() {
+    let witness = Witness::builder().build().unwrap();
+    let svc = witness
+        .layer("db")
+        .unwrap()
+        .layer(service_fn(|ms: u64| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, BoxError>(ms)
+        }));
+    for ms in 1..=100 {
+        svc.clone().oneshot(ms).await.unwrap();
+    }
+    let snapshot = witness.cycle_now();
+    let db = snapshot.component("db").unwrap();
+    for (got, expected) in [(db.p50_ms, 50.0), (db.p90_ms, 90.0), (db.p99_ms, 99.0)] {
+        let got = got.unwrap();
+        assert!(
+            (got - expected).abs() <= expected / 16.0,
+            "{got} vs {expected}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn signals_of_other_layers_land_in_their_component() {
+    let witness = Witness::builder().build().unwrap();
+    let db = Component::new("db");
+    witness.emit(
+        &db,
+        Signal::Shed {
+            in_flight: 8,
+            hard_limit: 8,
+        },
+    );
+    witness.emit(
+        &db,
+        Signal::Shed {
+            in_flight: 8,
+            hard_limit: 8,
+        },
+    );
+    witness.emit(
+        &db,
+        Signal::BreakerTransition {
+            from: BreakerState::Closed,
+            to: BreakerState::Open,
+            reason: TransitionReason::FailureRate,
+        },
+    );
+    witness.emit(&db, Signal::SlotQueued { depth: 3 });
+    witness.emit(&db, Signal::Coalesced { waiters: 2 });
+    witness.emit(
+        &Component::new("auth"),
+        Signal::RetryAttempt {
+            attempt: 2,
+            delay: Duration::from_millis(10),
+            reason: reflex_core::RetryReason::Error,
+        },
+    );
+    let snapshot = witness.cycle_now();
+    let state = snapshot.component("db").unwrap();
+    assert_eq!(
+        (state.shed, state.coalesced, state.slot_queue_depth),
+        (2, 1, 3)
+    );
+    assert_eq!(state.breaker.as_deref(), Some("open"));
+    assert_eq!(snapshot.component("auth").unwrap().retries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_runtime_publishes_each_non_empty_cycle_and_keeps_a_bounded_history() {
+    let witness = Witness::builder()
+        .interval(Duration::from_secs(1))
+        .history_limit(3)
+        .start()
+        .unwrap();
+    assert!(witness.is_running());
+    let mut rx = witness.subscribe();
+    let svc = witness.layer("api").unwrap().layer(service_fn(answer));
+    for round in 1..=5u64 {
+        for _ in 0..round {
+            svc.clone().oneshot(Answer::Ok).await.unwrap();
+        }
+        let snapshot = rx.recv().await.unwrap();
+        assert_eq!(snapshot.component("api").unwrap().requests, round);
+    }
+    // Quiet cycles are not kept.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let history = witness.history();
+    assert_eq!(history.len(), 3);
+    let requests: Vec<_> = history
+        .iter()
+        .map(|s| s.component("api").unwrap().requests)
+        .collect();
+    assert_eq!(requests, vec![3, 4, 5]);
+    assert!(witness.latest_snapshot().cycle >= 9, "one cycle a second");
+    assert!(witness.latest_snapshot().is_quiet());
+    assert_eq!(witness.last_error(), None);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_every_handle_stops_the_runtime() {
+    let witness = Witness::builder().start().unwrap();
+    let mut rx = witness.subscribe();
+    drop(witness);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(matches!(
+        rx.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Closed)
+    ));
+}
+
+#[test]
+fn starting_outside_a_runtime_and_bad_settings_are_typed_errors() {
+    assert!(matches!(
+        Witness::builder().start(),
+        Err(StartError::NoRuntime)
+    ));
+    for (builder, setting) in [
+        (Witness::builder().interval(Duration::ZERO), "interval"),
+        (Witness::builder().history_limit(0), "history_limit"),
+        (Witness::builder().max_components(0), "max_components"),
+    ] {
+        let err = builder.build().unwrap_err();
+        assert_eq!(
+            (err.setting(), err.kind()),
+            (setting, ConfigErrorKind::Zero)
+        );
+    }
+}
+
+#[test]
+fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
+    let witness = Witness::builder().max_components(2).build().unwrap();
+    witness.layer("a").unwrap();
+    witness.layer("b").unwrap();
+    assert!(witness.layer("a").is_ok(), "a known one is not new");
+    let err = witness.layer("c").unwrap_err();
+    assert_eq!(err.setting(), "max_components");
+    witness.emit(&Component::new("d"), Signal::SlotBusy);
+    assert_eq!(witness.cycle_now().components.len(), 2);
+}
+
+#[test]
+fn snapshots_serialize_to_json() {
+    let witness = Witness::builder().build().unwrap();
+    witness.layer("db").unwrap();
+    let json = serde_json::to_value(&*witness.cycle_now()).unwrap();
+    assert_eq!(json["cycle"], 1);
+    assert_eq!(json["components"][0]["component"], "db");
+}
