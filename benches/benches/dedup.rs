@@ -122,11 +122,7 @@ where
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .expect("runtime")
+    reflex_benches::two_workers()
 }
 
 fn print_allocations() {

@@ -70,10 +70,7 @@ fn single_threaded(c: &mut Criterion) {
 }
 
 fn contended_64_tasks(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
+    let runtime = reflex_benches::two_workers();
     let mut group = c.benchmark_group("shed/64_tasks_2_workers");
     let ours = reflex_shed();
     group.bench_with_input(

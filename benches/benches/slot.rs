@@ -76,10 +76,7 @@ fn uncontended(c: &mut Criterion) {
 }
 
 fn hot_slot(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
+    let runtime = reflex_benches::two_workers();
     let mut group = c.benchmark_group("slot/hot_slot_64_tasks_2_workers");
     let ours = slots();
     group.bench_with_input(

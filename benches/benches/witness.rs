@@ -31,10 +31,7 @@ fn single_threaded(c: &mut Criterion) {
 }
 
 fn contended_64_tasks(c: &mut Criterion) {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("runtime");
+    let runtime = reflex_benches::two_workers();
     let witness = Witness::builder().build().expect("valid");
     let mut group = c.benchmark_group("witness/64_tasks_2_workers");
     bench_contended(&mut group, &runtime, "bare Echo", Echo, TASKS);

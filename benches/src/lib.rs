@@ -7,6 +7,16 @@ pub use reflex_tests::support::{Echo, allocations_per_call, call_once};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
+/// The runtime of every contended bench: 2 workers (this machine's 2
+/// cores), timers on.
+pub fn two_workers() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("runtime")
+}
+
 /// Runs `iters` calls split across `tasks` tasks on `runtime`, each task on
 /// its own clone of `svc`; returns the wall time of the whole batch.
 pub fn contended<S>(runtime: &tokio::runtime::Runtime, svc: &S, tasks: u64, iters: u64) -> Duration
