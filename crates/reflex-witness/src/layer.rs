@@ -181,14 +181,18 @@ impl<C> Guard<C> {
         match result {
             Err(err) if Rejected::find(&**err).is_some() => {
                 if let Some(rejected) = Rejected::find(&**err) {
-                    cell.reject(rejected.kind());
+                    let kind = cell.reject(rejected.kind());
+                    self.layer.witness.note(self.layer.index, kind);
                 }
             }
             result => {
                 cell.latency.record(elapsed);
                 let counter = match self.layer.classifier.classify(result.as_ref()) {
                     Outcome::Success => &cell.succeeded,
-                    Outcome::Failure => &cell.failed,
+                    Outcome::Failure => {
+                        self.layer.witness.note(self.layer.index, 0);
+                        &cell.failed
+                    }
                     Outcome::Ignored => &cell.ignored,
                 };
                 counter.fetch_add(1, Ordering::Relaxed);

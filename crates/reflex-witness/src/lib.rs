@@ -1,15 +1,20 @@
 //! `ObserveWitnessLayer` and the [`Witness`]: the stack explains what it
 //! saw.
 //!
-//! **Status:** the recording half. A [`Witness`] (one per process, shared
-//! by every stack) follows components; [`ObserveWitnessLayer`] records each
-//! request of a component's stack (start, end, latency, outcome,
-//! rejections by kind) and the witness hears the other layers' signals
-//! (it is a [`SignalSink`](reflex_core::SignalSink)). Its runtime folds it
-//! all into a [`Snapshot`] per interval, keeps a bounded history of the
-//! non-empty ones and broadcasts them. The detectors (cascade, latency
-//! regression, call patterns), witness reports and reflexes are the next
-//! step.
+//! A [`Witness`] (one per process, shared by every stack) follows
+//! components; [`ObserveWitnessLayer`] records each request of a
+//! component's stack (start, end, latency, outcome, rejections by kind) and
+//! the witness hears the other layers' signals (it is a
+//! [`SignalSink`](reflex_core::SignalSink)). Its runtime folds it all into
+//! a [`Snapshot`] per interval, runs the [`Detector`]s over it (built in:
+//! [`Cascade`] and [`LatencyRegression`]; yours too), keeps a bounded
+//! history of the non-empty snapshots and the [`Report`]s, each with the
+//! involved components' states and the causal chain of their failed calls,
+//! and broadcasts each non-empty snapshot.
+//!
+//! **Status:** the call-pattern learner (request chains across
+//! components) and reflexes (actions on the other layers) are not built
+//! yet.
 //!
 //! # Guarantees
 //!
@@ -26,6 +31,9 @@
 //! - **Bounded.** Components are bounded at build time
 //!   ([`max_components`](WitnessBuilder::max_components)); the history
 //!   keeps at most its limit; latency histograms are fixed arrays.
+//! - **A failing detector does not stop it.** An error or a panic of a
+//!   detector becomes [`Witness::last_error`]; the other detectors and the
+//!   next cycles run.
 //! - **Stops with its handles.** The runtime's task holds the witness
 //!   weakly and is aborted when the last handle is dropped.
 //!
@@ -56,12 +64,15 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod detect;
+mod events;
 mod histogram;
 mod layer;
 mod registry;
 mod snapshot;
 mod witness;
 
+pub use detect::{Cascade, ChainLink, Detector, Finding, LatencyRegression, Observation, Report};
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
-pub use snapshot::{ComponentState, Snapshot};
+pub use snapshot::{ComponentState, Health, Snapshot};
 pub use witness::{StartError, Witness, WitnessBuilder};

@@ -90,8 +90,12 @@ impl Cell {
         }
     }
 
-    pub(crate) fn reject(&self, kind: RejectKind) {
-        self.rejected[reject_index(kind)].fetch_add(1, Ordering::Relaxed);
+    /// Counts a refusal of `kind`; returns its event code (`1 +` its
+    /// index).
+    pub(crate) fn reject(&self, kind: RejectKind) -> u8 {
+        let index = reject_index(kind);
+        self.rejected[index].fetch_add(1, Ordering::Relaxed);
+        (index + 1) as u8
     }
 
     /// Folds a signal of another layer into the counters.

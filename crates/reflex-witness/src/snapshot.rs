@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::detect::Report;
+
 /// What the witness saw over one cycle: every component's state.
 /// `Serialize`, for export (JSON at an endpoint, logs).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -14,6 +16,24 @@ pub struct Snapshot {
     pub observed_at_ms: u64,
     /// Every component the witness follows.
     pub components: Vec<ComponentState>,
+    /// The reports the detectors wrote in this cycle.
+    pub reports: Vec<Report>,
+}
+
+/// A summary of the witness: what it follows, what it found, what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Health {
+    /// Components followed.
+    pub components: usize,
+    /// Call patterns learned (the pattern learner is not built yet: 0).
+    pub patterns_learned: usize,
+    /// Components whose breaker is open or forced open.
+    pub open_breakers: Vec<String>,
+    /// Reports kept.
+    pub reports: usize,
+    /// Actions taken by reflexes (none are built yet: 0).
+    pub actions: usize,
 }
 
 /// One component over one cycle.
@@ -66,24 +86,26 @@ impl Snapshot {
             cycle: 0,
             observed_at_ms: 0,
             components: Vec::new(),
+            reports: Vec::new(),
         }
     }
 
     /// `true` when nothing happened in the cycle: no request started or
     /// ended, nothing refused, no signal counted.
     pub fn is_quiet(&self) -> bool {
-        self.components.iter().all(|c| {
-            c.requests
-                + c.succeeded
-                + c.failed
-                + c.ignored
-                + c.cancelled
-                + c.shed
-                + c.retries
-                + c.coalesced
-                == 0
-                && c.rejected.is_empty()
-        })
+        self.reports.is_empty()
+            && self.components.iter().all(|c| {
+                c.requests
+                    + c.succeeded
+                    + c.failed
+                    + c.ignored
+                    + c.cancelled
+                    + c.shed
+                    + c.retries
+                    + c.coalesced
+                    == 0
+                    && c.rejected.is_empty()
+            })
     }
 
     /// The state of `component`, if the witness follows it.

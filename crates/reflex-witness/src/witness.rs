@@ -12,9 +12,11 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::detect::{Cascade, ChainLink, Detector, LatencyRegression, Observation, Report};
+use crate::events::{Event, Events};
 use crate::histogram::Counts;
 use crate::registry::{REJECT_KINDS, Registry, breaker_state};
-use crate::snapshot::{ComponentState, Snapshot};
+use crate::snapshot::{ComponentState, Health, Snapshot};
 
 const LAYER: &str = "witness";
 
@@ -35,6 +37,21 @@ pub struct WitnessBuilder {
     interval: Duration,
     history: usize,
     components: usize,
+    reports: usize,
+    chain: usize,
+    cascade: Option<Cascade>,
+    regression: Option<LatencyRegression>,
+    detectors: Vec<SharedDetector>,
+}
+
+/// A user's detector, held until the witness is built.
+#[derive(Clone)]
+struct SharedDetector(Arc<Mutex<Option<Box<dyn Detector>>>>);
+
+impl fmt::Debug for SharedDetector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Detector")
+    }
 }
 
 /// Why [`WitnessBuilder::start`] failed.
@@ -95,6 +112,59 @@ impl WitnessBuilder {
         self
     }
 
+    /// How many reports are kept (at least 1), the oldest forgotten first.
+    /// Defaults to 64.
+    pub fn report_limit(mut self, reports: usize) -> Self {
+        self.reports = reports;
+        self
+    }
+
+    /// How many failed calls a report's causal chain holds at most (at
+    /// least 1): the earliest. Defaults to 32.
+    pub fn chain_limit(mut self, links: usize) -> Self {
+        self.chain = links;
+        self
+    }
+
+    /// Reports a cascade when at least `components` components each have
+    /// at least `failures` failed or refused calls within `window`.
+    /// Defaults to 3 components, 5 failures, 10 s.
+    pub fn cascade(mut self, components: usize, failures: usize, window: Duration) -> Self {
+        self.cascade = Some(Cascade::new(components, failures, window));
+        self
+    }
+
+    /// Turns the cascade detector off.
+    pub fn no_cascade(mut self) -> Self {
+        self.cascade = None;
+        self
+    }
+
+    /// Reports a latency regression when a component's p50 over a cycle
+    /// goes above `factor` (above 1) times its baseline, learned over
+    /// `warmup` cycles of at least `min_requests` requests. Defaults to 2,
+    /// 5 and 20.
+    pub fn latency_regression(mut self, factor: f64, warmup: u32, min_requests: u64) -> Self {
+        self.regression = Some(LatencyRegression::new(factor, warmup, min_requests));
+        self
+    }
+
+    /// Turns the latency regression detector off.
+    pub fn no_latency_regression(mut self) -> Self {
+        self.regression = None;
+        self
+    }
+
+    /// Adds a detector of your own, run each cycle after the built-in
+    /// ones.
+    pub fn detector(mut self, detector: impl Detector) -> Self {
+        self.detectors
+            .push(SharedDetector(Arc::new(Mutex::new(Some(Box::new(
+                detector,
+            ))))));
+        self
+    }
+
     /// Builds a witness with no runtime: snapshots are taken when
     /// [`Witness::cycle_now`] is called.
     ///
@@ -120,10 +190,46 @@ impl WitnessBuilder {
         if self.components == 0 {
             return zero("max_components", "at least one component must fit");
         }
+        if self.reports == 0 {
+            return zero("report_limit", "at least one report must fit");
+        }
+        if self.chain == 0 {
+            return zero("chain_limit", "a chain holds at least one link");
+        }
+        if let Some(regression) = &self.regression {
+            if !(regression.factor().is_finite() && regression.factor() > 1.0) {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "latency_regression",
+                    ConfigErrorKind::OutOfRange,
+                    format!(
+                        "factor must be a finite number above 1, got {}",
+                        regression.factor()
+                    ),
+                ));
+            }
+        }
+        let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
+        detectors.extend(self.cascade.map(|d| Box::new(d) as Box<dyn Detector>));
+        detectors.extend(self.regression.map(|d| Box::new(d) as Box<dyn Detector>));
+        for shared in self.detectors {
+            if let Some(detector) = shared
+                .0
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take()
+            {
+                detectors.push(detector);
+            }
+        }
         let (tx, _) = broadcast::channel(self.history.max(16));
         Ok(Witness {
             inner: Arc::new(Inner {
                 registry: Registry::new(self.components),
+                events: Events::new(EVENTS),
+                detectors: Mutex::new(detectors),
+                report_limit: self.reports,
+                chain_limit: self.chain,
                 base: Instant::now(),
                 interval: self.interval,
                 history_limit: self.history,
@@ -131,6 +237,8 @@ impl WitnessBuilder {
                     cycle: 0,
                     latest: Arc::new(Snapshot::empty()),
                     history: VecDeque::new(),
+                    reports: VecDeque::new(),
+                    actions: 0,
                     last_error: None,
                 }),
                 tx,
@@ -173,6 +281,10 @@ async fn run(inner: Weak<Inner>, interval: Duration) {
 /// What the witness shares with its runtime.
 struct Inner {
     registry: Registry,
+    events: Events,
+    detectors: Mutex<Vec<Box<dyn Detector>>>,
+    report_limit: usize,
+    chain_limit: usize,
     base: Instant,
     interval: Duration,
     history_limit: usize,
@@ -185,8 +297,13 @@ struct State {
     cycle: u64,
     latest: Arc<Snapshot>,
     history: VecDeque<Arc<Snapshot>>,
+    reports: VecDeque<Arc<Report>>,
+    actions: usize,
     last_error: Option<String>,
 }
+
+/// Failed and refused calls kept for causal chains.
+const EVENTS: usize = 1024;
 
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
@@ -250,13 +367,28 @@ impl Inner {
                 })
             })
             .collect();
-        let mut state = self.state();
-        state.cycle += 1;
-        let snapshot = Arc::new(Snapshot {
-            cycle: state.cycle,
-            observed_at_ms: u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
+        let now_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        let cycle = self.state().cycle + 1;
+        let mut snapshot = Snapshot {
+            cycle,
+            observed_at_ms: now_ms,
             components,
-        });
+            reports: Vec::new(),
+        };
+        let (reports, error) = self.detect(&snapshot, now_ms);
+        snapshot.reports = reports;
+        let snapshot = Arc::new(snapshot);
+        let mut state = self.state();
+        state.cycle = cycle;
+        if let Some(error) = error {
+            state.last_error = Some(error);
+        }
+        for report in &snapshot.reports {
+            if state.reports.len() == self.report_limit {
+                state.reports.pop_front();
+            }
+            state.reports.push_back(Arc::new(report.clone()));
+        }
         state.latest = Arc::clone(&snapshot);
         if !snapshot.is_quiet() {
             if state.history.len() == self.history_limit {
@@ -268,6 +400,96 @@ impl Inner {
             let _ = self.tx.send(Arc::clone(&snapshot));
         }
         snapshot
+    }
+}
+
+impl Inner {
+    /// Runs the detectors over `snapshot`; their reports, and the error of
+    /// the last one that failed.
+    fn detect(&self, snapshot: &Snapshot, now_ms: u64) -> (Vec<Report>, Option<String>) {
+        let names: Vec<&str> = self
+            .registry
+            .cells()
+            .iter()
+            .map(|cell| cell.name.get().map_or("", |c| c.as_str()))
+            .collect();
+        let events: Vec<ChainLink> = self
+            .events
+            .since(0)
+            .into_iter()
+            .map(|event| ChainLink {
+                at_ms: event.at_ms,
+                component: names.get(event.component).copied().unwrap_or("").to_owned(),
+                what: match event.kind {
+                    0 => "failed".to_owned(),
+                    kind => format!(
+                        "rejected: {}",
+                        REJECT_KINDS
+                            .get(usize::from(kind) - 1)
+                            .map_or("other", |k| k.as_str())
+                    ),
+                },
+            })
+            .collect();
+        let observation = Observation {
+            snapshot,
+            events: &events,
+            now_ms,
+        };
+        let mut reports = Vec::new();
+        let mut error = None;
+        let mut detectors = self
+            .detectors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for detector in detectors.iter_mut() {
+            let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                detector.inspect(&observation)
+            }));
+            let findings = match found {
+                Ok(Ok(findings)) => findings,
+                Ok(Err(err)) => {
+                    error = Some(format!("{}: {err}", detector.name()));
+                    continue;
+                }
+                Err(_) => {
+                    error = Some(format!("{}: panicked", detector.name()));
+                    continue;
+                }
+            };
+            for finding in findings {
+                reports.push(Report {
+                    cycle: snapshot.cycle,
+                    at_ms: now_ms,
+                    detector: detector.name().to_owned(),
+                    trigger: finding.trigger,
+                    components: snapshot
+                        .components
+                        .iter()
+                        .filter(|c| finding.components.contains(&c.component))
+                        .cloned()
+                        .collect(),
+                    causal_chain: events
+                        .iter()
+                        .filter(|link| finding.components.contains(&link.component))
+                        .take(self.chain_limit)
+                        .cloned()
+                        .collect(),
+                    decision: finding.decision,
+                    actions: Vec::new(),
+                });
+            }
+        }
+        (reports, error)
+    }
+
+    /// Notes a failed (`kind` 0) or refused call of component `index`.
+    fn note(&self, index: usize, kind: u8) {
+        self.events.push(Event {
+            at_ms: u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX),
+            component: index,
+            kind,
+        });
     }
 }
 
@@ -322,6 +544,11 @@ impl Witness {
             interval: Duration::from_secs(1),
             history: 64,
             components: 256,
+            reports: 64,
+            chain: 32,
+            cascade: Some(Cascade::new(3, 5, Duration::from_secs(10))),
+            regression: Some(LatencyRegression::new(2.0, 5, 20)),
+            detectors: Vec::new(),
         }
     }
 
@@ -353,6 +580,36 @@ impl Witness {
 
     pub(crate) fn cell(&self, index: usize) -> &crate::registry::Cell {
         self.inner.registry.cell(index)
+    }
+
+    /// Notes a failed call (`kind` 0) or one refused with the rejection
+    /// kind of index `kind - 1`, for causal chains.
+    pub(crate) fn note(&self, index: usize, kind: u8) {
+        self.inner.note(index, kind);
+    }
+
+    /// The reports kept, oldest first, at most the report limit.
+    pub fn reports(&self) -> Vec<Arc<Report>> {
+        self.inner.state().reports.iter().cloned().collect()
+    }
+
+    /// A summary: components followed, patterns learned, open breakers,
+    /// reports and actions so far.
+    pub fn health(&self) -> Health {
+        let latest = self.latest_snapshot();
+        let state = self.inner.state();
+        Health {
+            components: self.inner.registry.cells().len(),
+            patterns_learned: 0,
+            open_breakers: latest
+                .components
+                .iter()
+                .filter(|c| matches!(c.breaker.as_deref(), Some("open" | "forced_open")))
+                .map(|c| c.component.clone())
+                .collect(),
+            reports: state.reports.len(),
+            actions: state.actions,
+        }
     }
 
     /// Runs one cycle now: folds what was seen since the last one into a

@@ -1,0 +1,93 @@
+//! The event log: failed and refused calls, in order, for causal chains.
+//!
+//! A fixed ring of packed words written with one `fetch_add` and one
+//! store, on the failure path only; read by the cycle.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+const COMPONENT_BITS: u32 = 16;
+const KIND_BITS: u32 = 8;
+
+/// What happened to a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Event {
+    /// Milliseconds since the witness was built.
+    pub(crate) at_ms: u64,
+    pub(crate) component: usize,
+    /// 0: failed; `1 + i`: refused with the `i`-th known rejection kind.
+    pub(crate) kind: u8,
+}
+
+pub(crate) struct Events {
+    slots: Box<[AtomicU64]>,
+    next: AtomicU64,
+}
+
+impl Events {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            slots: (0..capacity.max(1)).map(|_| AtomicU64::new(0)).collect(),
+            next: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn push(&self, event: Event) {
+        let component = (event.component as u64 + 1) & ((1 << COMPONENT_BITS) - 1);
+        let word = (event.at_ms << (COMPONENT_BITS + KIND_BITS))
+            | (u64::from(event.kind) << COMPONENT_BITS)
+            | component;
+        let at = self.next.fetch_add(1, Ordering::Relaxed);
+        self.slots[(at % self.slots.len() as u64) as usize].store(word, Ordering::Release);
+    }
+
+    /// The events at or after `from_ms`, oldest first (as far as the ring
+    /// still holds them).
+    pub(crate) fn since(&self, from_ms: u64) -> Vec<Event> {
+        let len = self.slots.len() as u64;
+        let next = self.next.load(Ordering::Acquire);
+        (next.saturating_sub(len)..next)
+            .filter_map(|at| {
+                let word = self.slots[(at % len) as usize].load(Ordering::Acquire);
+                let component = word & ((1 << COMPONENT_BITS) - 1);
+                (component != 0).then(|| Event {
+                    at_ms: word >> (COMPONENT_BITS + KIND_BITS),
+                    component: component as usize - 1,
+                    kind: ((word >> COMPONENT_BITS) & ((1 << KIND_BITS) - 1)) as u8,
+                })
+            })
+            .filter(|event| event.at_ms >= from_ms)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_come_back_in_order_and_the_ring_forgets_the_oldest() {
+        let events = Events::new(4);
+        for i in 0..6u64 {
+            events.push(Event {
+                at_ms: 100 + i,
+                component: i as usize % 3,
+                kind: (i % 2) as u8,
+            });
+        }
+        let kept = events.since(0);
+        assert_eq!(kept.len(), 4);
+        assert_eq!(
+            kept.iter().map(|e| e.at_ms).collect::<Vec<_>>(),
+            vec![102, 103, 104, 105]
+        );
+        assert_eq!(
+            kept[0],
+            Event {
+                at_ms: 102,
+                component: 2,
+                kind: 0
+            }
+        );
+        assert_eq!(events.since(104).len(), 2);
+    }
+}

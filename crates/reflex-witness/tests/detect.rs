@@ -1,0 +1,258 @@
+//! The detectors, on a paused clock: the seed's cascade and regression
+//! scenarios, healthy load that must stay silent, a failing detector.
+
+use std::time::Duration;
+
+use reflex_core::{BoxError, BreakerState, Component, Signal, SignalSink, TransitionReason};
+use reflex_witness::{Detector, Finding, Observation, Witness};
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+/// A component whose calls take `ms` and fail when `fail` says so.
+fn component(
+    witness: &Witness,
+    name: &str,
+) -> impl Service<(u64, bool), Response = (), Error = BoxError> + Clone {
+    witness
+        .layer(name)
+        .unwrap()
+        .layer(service_fn(|(ms, fail): (u64, bool)| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if fail {
+                Err::<(), BoxError>("down".into())
+            } else {
+                Ok(())
+            }
+        }))
+}
+
+/// A small deterministic generator (xorshift), for jitter.
+struct Jitter(u64);
+
+impl Jitter {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % below
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn four_components_failing_together_make_one_cascade_report_with_its_chain() {
+    let witness = Witness::builder().no_latency_regression().build().unwrap();
+    let names = ["api", "auth", "db", "cache"];
+    let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
+    for round in 0..6 {
+        for svc in &services {
+            let _ = svc.clone().oneshot((5, true)).await;
+        }
+        if round == 2 {
+            assert!(
+                witness.cycle_now().reports.is_empty(),
+                "3 failures each: not yet"
+            );
+        }
+    }
+    let snapshot = witness.cycle_now();
+    assert_eq!(snapshot.reports.len(), 1);
+    let report = &snapshot.reports[0];
+    assert_eq!(report.detector, "cascade");
+    let mut involved: Vec<_> = report
+        .components
+        .iter()
+        .map(|c| c.component.as_str())
+        .collect();
+    involved.sort_unstable();
+    assert_eq!(involved, vec!["api", "auth", "cache", "db"]);
+    // The chain: the failed calls in the order they failed, earliest first.
+    let chain: Vec<_> = report
+        .causal_chain
+        .iter()
+        .map(|l| l.component.as_str())
+        .collect();
+    assert_eq!(&chain[..4], &names[..]);
+    assert!(
+        report
+            .causal_chain
+            .windows(2)
+            .all(|w| w[0].at_ms <= w[1].at_ms)
+    );
+    assert!(report.causal_chain.iter().all(|l| l.what == "failed"));
+    // Still failing: the same episode, no new report.
+    for svc in &services {
+        let _ = svc.clone().oneshot((5, true)).await;
+    }
+    assert!(witness.cycle_now().reports.is_empty());
+    assert_eq!(witness.reports().len(), 1);
+    assert_eq!(witness.health().reports, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_latency_regression_against_the_components_own_baseline_is_reported() {
+    let witness = Witness::builder().no_cascade().build().unwrap();
+    let db = component(&witness, "db");
+    for _ in 0..6 {
+        for _ in 0..25 {
+            db.clone().oneshot((10, false)).await.unwrap();
+        }
+        assert!(witness.cycle_now().reports.is_empty());
+    }
+    for _ in 0..25 {
+        db.clone().oneshot((35, false)).await.unwrap();
+    }
+    let snapshot = witness.cycle_now();
+    assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
+    let report = &snapshot.reports[0];
+    assert_eq!(report.detector, "latency_regression");
+    assert!(
+        report.decision.starts_with("db: p50"),
+        "{}",
+        report.decision
+    );
+    assert_eq!(report.components[0].component, "db");
+}
+
+#[tokio::test(start_paused = true)]
+async fn healthy_load_with_ordinary_jitter_and_isolated_errors_reports_nothing() {
+    let witness = Witness::builder().build().unwrap();
+    let names = ["api", "auth", "db", "cache", "queue"];
+    let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
+    let mut jitter = Jitter(0x2545_f491_4f6c_dd1d);
+    for _cycle in 0..30 {
+        for _ in 0..30 {
+            let svc = &services[jitter.next(names.len() as u64) as usize];
+            // 8–14 ms; one call in 200 fails.
+            let ms = 8 + jitter.next(7);
+            let fail = jitter.next(200) == 0;
+            let _ = svc.clone().oneshot((ms, fail)).await;
+        }
+        let snapshot = witness.cycle_now();
+        assert!(snapshot.reports.is_empty(), "{:?}", snapshot.reports);
+    }
+    assert!(witness.reports().is_empty());
+}
+
+struct Broken;
+
+impl Detector for Broken {
+    fn name(&self) -> &str {
+        "broken"
+    }
+
+    fn inspect(&mut self, _: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
+        Err("no data source".into())
+    }
+}
+
+struct Panicky;
+
+impl Detector for Panicky {
+    fn name(&self) -> &str {
+        "panicky"
+    }
+
+    fn inspect(&mut self, _: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
+        panic!("a detector panics (on purpose)")
+    }
+}
+
+/// Reports every component with a refusal.
+struct Every;
+
+impl Detector for Every {
+    fn name(&self) -> &str {
+        "every"
+    }
+
+    fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
+        Ok(seen
+            .snapshot
+            .components
+            .iter()
+            .filter(|c| c.shed > 0)
+            .map(|c| Finding::new("shed", vec![c.component.clone()], "shedding"))
+            .collect())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_detector_sets_last_error_and_the_runtime_goes_on() {
+    let witness = Witness::builder()
+        .interval(Duration::from_secs(1))
+        .detector(Broken)
+        .detector(Panicky)
+        .detector(Every)
+        .start()
+        .unwrap();
+    let mut rx = witness.subscribe();
+    witness.emit(
+        &Component::new("db"),
+        Signal::Shed {
+            in_flight: 1,
+            hard_limit: 1,
+        },
+    );
+    let snapshot = rx.recv().await.unwrap();
+    assert_eq!(snapshot.reports.len(), 1, "the other detectors still ran");
+    assert_eq!(witness.last_error().as_deref(), Some("panicky: panicked"));
+    witness.emit(
+        &Component::new("db"),
+        Signal::Shed {
+            in_flight: 1,
+            hard_limit: 1,
+        },
+    );
+    let snapshot = rx.recv().await.unwrap();
+    assert_eq!(snapshot.cycle, 2, "cycles go on");
+    assert!(witness.is_running());
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_and_chains_are_bounded_and_health_sees_open_breakers() {
+    let witness = Witness::builder()
+        .no_latency_regression()
+        .report_limit(2)
+        .chain_limit(3)
+        .detector(Every)
+        .build()
+        .unwrap();
+    for cycle in 0..5 {
+        let name = format!("c{cycle}");
+        witness.emit(
+            &Component::new(name.as_str()),
+            Signal::Shed {
+                in_flight: 1,
+                hard_limit: 1,
+            },
+        );
+        witness.cycle_now();
+    }
+    assert_eq!(witness.reports().len(), 2);
+    assert_eq!(witness.reports()[1].components[0].component, "c4");
+    let services: Vec<_> = ["a", "b", "c"]
+        .iter()
+        .map(|n| component(&witness, n))
+        .collect();
+    for _ in 0..5 {
+        for svc in &services {
+            let _ = svc.clone().oneshot((1, true)).await;
+        }
+    }
+    let snapshot = witness.cycle_now();
+    let cascade = snapshot
+        .reports
+        .iter()
+        .find(|r| r.detector == "cascade")
+        .unwrap();
+    assert_eq!(cascade.causal_chain.len(), 3);
+    witness.emit(
+        &Component::new("db"),
+        Signal::BreakerTransition {
+            from: BreakerState::Closed,
+            to: BreakerState::Open,
+            reason: TransitionReason::FailureRate,
+        },
+    );
+    witness.cycle_now();
+    assert_eq!(witness.health().open_breakers, vec!["db".to_owned()]);
+}
