@@ -107,3 +107,17 @@ impl fmt::Debug for BreakerHandle {
             .finish()
     }
 }
+
+impl reflex_core::BreakerControl for BreakerHandle {
+    fn state(&self) -> BreakerState {
+        Self::state(self)
+    }
+
+    fn force_open(&self) {
+        Self::force_open(self);
+    }
+
+    fn reset(&self) {
+        Self::reset(self);
+    }
+}

@@ -14,6 +14,8 @@
 //! - [`ConfigError`]: what a builder returns instead of panicking.
 //! - [`Signal`], [`SignalSink`] and [`Sink`]: the structural events a layer
 //!   reports, at the cost of a branch when nobody listens.
+//! - [`BreakerControl`] and [`ShedControl`]: how a witness's reflexes steer
+//!   the layers without depending on their crates.
 //!
 //! This crate has no tower layer of its own.
 //!
@@ -42,6 +44,7 @@
 pub mod classify;
 mod component;
 mod config;
+mod control;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
@@ -51,6 +54,7 @@ pub mod signal;
 pub use classify::{Classify, DefaultClassifier, Outcome};
 pub use component::Component;
 pub use config::{ConfigError, ConfigErrorKind};
+pub use control::{BreakerControl, ShedControl};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::ServerErrorsAsFailures;

@@ -114,3 +114,13 @@ impl fmt::Debug for ShedHandle {
             .finish()
     }
 }
+
+impl reflex_core::ShedControl for ShedHandle {
+    fn hard_limit(&self) -> usize {
+        Self::hard_limit(self)
+    }
+
+    fn set_hard_limit(&self, limit: usize) -> Result<(), ConfigError> {
+        Self::set_hard_limit(self, limit)
+    }
+}

@@ -12,9 +12,15 @@
 //! involved components' states and the causal chain of their failed calls,
 //! and broadcasts each non-empty snapshot.
 //!
+//! [`Reflex`]es close the loop, off by default: given the layers'
+//! controls ([`Witness::control_breaker`], [`Witness::control_shed`],
+//! traits of reflex-core, so this crate depends on no other layer), they
+//! act on reports ([`CascadeReflex`]: force the failing components'
+//! breakers open and lower their shed limits, restore when it clears), and
+//! their actions are written into the reports.
+//!
 //! **Status:** the call-pattern learner (request chains across
-//! components) and reflexes (actions on the other layers) are not built
-//! yet.
+//! components) is not built yet.
 //!
 //! # Guarantees
 //!
@@ -68,11 +74,13 @@ mod detect;
 mod events;
 mod histogram;
 mod layer;
+mod reflex;
 mod registry;
 mod snapshot;
 mod witness;
 
 pub use detect::{Cascade, ChainLink, Detector, Finding, LatencyRegression, Observation, Report};
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
+pub use reflex::{Action, CascadeReflex, Controls, Reflex};
 pub use snapshot::{ComponentState, Health, Snapshot};
 pub use witness::{StartError, Witness, WitnessBuilder};

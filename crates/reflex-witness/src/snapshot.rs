@@ -18,6 +18,8 @@ pub struct Snapshot {
     pub components: Vec<ComponentState>,
     /// The reports the detectors wrote in this cycle.
     pub reports: Vec<Report>,
+    /// What the reflexes did in this cycle.
+    pub actions: Vec<String>,
 }
 
 /// A summary of the witness: what it follows, what it found, what it did.
@@ -32,7 +34,7 @@ pub struct Health {
     pub open_breakers: Vec<String>,
     /// Reports kept.
     pub reports: usize,
-    /// Actions taken by reflexes (none are built yet: 0).
+    /// Actions taken by reflexes so far.
     pub actions: usize,
 }
 
@@ -87,6 +89,7 @@ impl Snapshot {
             observed_at_ms: 0,
             components: Vec::new(),
             reports: Vec::new(),
+            actions: Vec::new(),
         }
     }
 
@@ -94,6 +97,7 @@ impl Snapshot {
     /// ended, nothing refused, no signal counted.
     pub fn is_quiet(&self) -> bool {
         self.reports.is_empty()
+            && self.actions.is_empty()
             && self.components.iter().all(|c| {
                 c.requests
                     + c.succeeded

@@ -7,7 +7,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, ConfigErrorKind, Signal, SignalSink};
+use reflex_core::{
+    BreakerControl, Component, ConfigError, ConfigErrorKind, ShedControl, Signal, SignalSink,
+};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -15,6 +17,7 @@ use tokio::time::Instant;
 use crate::detect::{Cascade, ChainLink, Detector, LatencyRegression, Observation, Report};
 use crate::events::{Event, Events};
 use crate::histogram::Counts;
+use crate::reflex::{Action, Controls, Reflex};
 use crate::registry::{REJECT_KINDS, Registry, breaker_state};
 use crate::snapshot::{ComponentState, Health, Snapshot};
 
@@ -42,6 +45,17 @@ pub struct WitnessBuilder {
     cascade: Option<Cascade>,
     regression: Option<LatencyRegression>,
     detectors: Vec<SharedDetector>,
+    reflexes: Vec<SharedReflex>,
+}
+
+/// A reflex, held until the witness is built.
+#[derive(Clone)]
+struct SharedReflex(Arc<Mutex<Option<Box<dyn Reflex>>>>);
+
+impl fmt::Debug for SharedReflex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Reflex")
+    }
 }
 
 /// A user's detector, held until the witness is built.
@@ -165,6 +179,16 @@ impl WitnessBuilder {
         self
     }
 
+    /// Adds a reflex: each cycle, after the detectors, it may act on the
+    /// layers whose controls the witness was given
+    /// ([`Witness::control_breaker`], [`Witness::control_shed`]). None by
+    /// default: a witness only observes unless told otherwise.
+    pub fn reflex(mut self, reflex: impl Reflex) -> Self {
+        self.reflexes
+            .push(SharedReflex(Arc::new(Mutex::new(Some(Box::new(reflex))))));
+        self
+    }
+
     /// Builds a witness with no runtime: snapshots are taken when
     /// [`Witness::cycle_now`] is called.
     ///
@@ -212,6 +236,17 @@ impl WitnessBuilder {
         let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
         detectors.extend(self.cascade.map(|d| Box::new(d) as Box<dyn Detector>));
         detectors.extend(self.regression.map(|d| Box::new(d) as Box<dyn Detector>));
+        let reflexes: Vec<Box<dyn Reflex>> = self
+            .reflexes
+            .into_iter()
+            .filter_map(|shared| {
+                shared
+                    .0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take()
+            })
+            .collect();
         for shared in self.detectors {
             if let Some(detector) = shared
                 .0
@@ -228,6 +263,8 @@ impl WitnessBuilder {
                 registry: Registry::new(self.components),
                 events: Events::new(EVENTS),
                 detectors: Mutex::new(detectors),
+                reflexes: Mutex::new(reflexes),
+                controls: Mutex::new(Controls::default()),
                 report_limit: self.reports,
                 chain_limit: self.chain,
                 base: Instant::now(),
@@ -283,6 +320,8 @@ struct Inner {
     registry: Registry,
     events: Events,
     detectors: Mutex<Vec<Box<dyn Detector>>>,
+    reflexes: Mutex<Vec<Box<dyn Reflex>>>,
+    controls: Mutex<Controls>,
     report_limit: usize,
     chain_limit: usize,
     base: Instant,
@@ -374,12 +413,20 @@ impl Inner {
             observed_at_ms: now_ms,
             components,
             reports: Vec::new(),
+            actions: Vec::new(),
         };
         let (reports, error) = self.detect(&snapshot, now_ms);
         snapshot.reports = reports;
+        for action in self.react(&snapshot) {
+            if let Some(report) = action.report.and_then(|i| snapshot.reports.get_mut(i)) {
+                report.actions.push(action.what.clone());
+            }
+            snapshot.actions.push(action.what);
+        }
         let snapshot = Arc::new(snapshot);
         let mut state = self.state();
         state.cycle = cycle;
+        state.actions += snapshot.actions.len();
         if let Some(error) = error {
             state.last_error = Some(error);
         }
@@ -483,6 +530,16 @@ impl Inner {
         (reports, error)
     }
 
+    /// Runs the reflexes over this cycle; the actions they took.
+    fn react(&self, snapshot: &Snapshot) -> Vec<Action> {
+        let controls = self.controls.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut reflexes = self.reflexes.lock().unwrap_or_else(PoisonError::into_inner);
+        reflexes
+            .iter_mut()
+            .flat_map(|reflex| reflex.react(snapshot, &controls))
+            .collect()
+    }
+
     /// Notes a failed (`kind` 0) or refused call of component `index`.
     fn note(&self, index: usize, kind: u8) {
         self.events.push(Event {
@@ -549,6 +606,7 @@ impl Witness {
             cascade: Some(Cascade::new(3, 5, Duration::from_secs(10))),
             regression: Some(LatencyRegression::new(2.0, 5, 20)),
             detectors: Vec::new(),
+            reflexes: Vec::new(),
         }
     }
 
@@ -586,6 +644,28 @@ impl Witness {
     /// kind of index `kind - 1`, for causal chains.
     pub(crate) fn note(&self, index: usize, kind: u8) {
         self.inner.note(index, kind);
+    }
+
+    /// Gives the witness's reflexes `component`'s breaker to steer (a
+    /// `BreakerHandle` of reflex-breaker, or any [`BreakerControl`]).
+    pub fn control_breaker(&self, component: impl Into<Component>, control: impl BreakerControl) {
+        let name = component.into().as_str().to_owned();
+        self.inner
+            .controls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_breaker(name, Arc::new(control));
+    }
+
+    /// Gives the witness's reflexes `component`'s shed layer to steer (a
+    /// `ShedHandle` of reflex-shed, or any [`ShedControl`]).
+    pub fn control_shed(&self, component: impl Into<Component>, control: impl ShedControl) {
+        let name = component.into().as_str().to_owned();
+        self.inner
+            .controls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .add_shed(name, Arc::new(control));
     }
 
     /// The reports kept, oldest first, at most the report limit.

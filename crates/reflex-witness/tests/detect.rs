@@ -256,3 +256,117 @@ async fn reports_and_chains_are_bounded_and_health_sees_open_breakers() {
     witness.cycle_now();
     assert_eq!(witness.health().open_breakers, vec!["db".to_owned()]);
 }
+
+mod reflexes {
+    use std::sync::Arc;
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use reflex_core::{BreakerControl, BreakerState, ConfigError, ShedControl};
+    use reflex_witness::{CascadeReflex, Witness};
+    use tower::ServiceExt;
+
+    use super::component;
+
+    #[derive(Clone, Default)]
+    struct FakeBreaker(Arc<Mutex<Option<BreakerState>>>);
+
+    impl BreakerControl for FakeBreaker {
+        fn state(&self) -> BreakerState {
+            self.0.lock().unwrap().unwrap_or(BreakerState::Closed)
+        }
+        fn force_open(&self) {
+            *self.0.lock().unwrap() = Some(BreakerState::ForcedOpen);
+        }
+        fn reset(&self) {
+            *self.0.lock().unwrap() = Some(BreakerState::Closed);
+        }
+    }
+
+    #[derive(Clone)]
+    struct FakeShed(Arc<AtomicUsize>);
+
+    impl ShedControl for FakeShed {
+        fn hard_limit(&self) -> usize {
+            self.0.load(Ordering::SeqCst)
+        }
+        fn set_hard_limit(&self, limit: usize) -> Result<(), ConfigError> {
+            self.0.store(limit, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cascade_forces_breakers_open_and_lowers_shed_limits_until_it_clears() {
+        let witness = Witness::builder()
+            .no_latency_regression()
+            .reflex(CascadeReflex::new(Duration::from_secs(30), 0.5))
+            .build()
+            .unwrap();
+        let names = ["auth", "db", "cache"];
+        let breakers: Vec<FakeBreaker> = names.iter().map(|_| FakeBreaker::default()).collect();
+        let sheds: Vec<FakeShed> = names
+            .iter()
+            .map(|_| FakeShed(Arc::new(AtomicUsize::new(64))))
+            .collect();
+        for ((name, breaker), shed) in names.iter().zip(&breakers).zip(&sheds) {
+            witness.control_breaker(*name, breaker.clone());
+            witness.control_shed(*name, shed.clone());
+        }
+        let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
+        for _ in 0..5 {
+            for svc in &services {
+                let _ = svc.clone().oneshot((2, true)).await;
+            }
+        }
+        let snapshot = witness.cycle_now();
+        let report = &snapshot.reports[0];
+        assert_eq!(report.actions.len(), 6, "{:?}", report.actions);
+        assert!(
+            report
+                .actions
+                .contains(&"forced db's breaker open".to_owned())
+        );
+        assert!(
+            report
+                .actions
+                .contains(&"lowered db's shed limit from 64 to 32".to_owned())
+        );
+        assert!(
+            breakers
+                .iter()
+                .all(|b| b.state() == BreakerState::ForcedOpen)
+        );
+        assert!(sheds.iter().all(|s| s.hard_limit() == 32));
+        // Held for 30 s, then restored once the components are quiet.
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert!(witness.cycle_now().actions.is_empty(), "still held");
+        tokio::time::advance(Duration::from_secs(25)).await;
+        let snapshot = witness.cycle_now();
+        assert_eq!(snapshot.actions.len(), 6, "{:?}", snapshot.actions);
+        assert!(breakers.iter().all(|b| b.state() == BreakerState::Closed));
+        assert!(sheds.iter().all(|s| s.hard_limit() == 64));
+        assert_eq!(witness.health().actions, 12);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_reflex_the_witness_only_observes() {
+        let witness = Witness::builder().no_latency_regression().build().unwrap();
+        let breaker = FakeBreaker::default();
+        witness.control_breaker("db", breaker.clone());
+        let services: Vec<_> = ["a", "b", "db"]
+            .iter()
+            .map(|n| component(&witness, n))
+            .collect();
+        for _ in 0..5 {
+            for svc in &services {
+                let _ = svc.clone().oneshot((2, true)).await;
+            }
+        }
+        let snapshot = witness.cycle_now();
+        assert_eq!(snapshot.reports.len(), 1);
+        assert!(snapshot.reports[0].actions.is_empty());
+        assert_eq!(breaker.state(), BreakerState::Closed);
+    }
+}
