@@ -18,12 +18,15 @@ pub(crate) struct Event {
     pub(crate) kind: u8,
 }
 
-pub(crate) struct Events {
+/// A fixed ring of words: `push` is one `fetch_add` and one store; a
+/// reader gets the words pushed since a sequence number, oldest first (as
+/// far as the ring still holds them).
+pub(crate) struct Ring {
     slots: Box<[AtomicU64]>,
     next: AtomicU64,
 }
 
-impl Events {
+impl Ring {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             slots: (0..capacity.max(1)).map(|_| AtomicU64::new(0)).collect(),
@@ -31,23 +34,47 @@ impl Events {
         }
     }
 
-    pub(crate) fn push(&self, event: Event) {
-        let component = (event.component as u64 + 1) & ((1 << COMPONENT_BITS) - 1);
-        let word = (event.at_ms << (COMPONENT_BITS + KIND_BITS))
-            | (u64::from(event.kind) << COMPONENT_BITS)
-            | component;
+    pub(crate) fn push(&self, word: u64) {
         let at = self.next.fetch_add(1, Ordering::Relaxed);
         self.slots[(at % self.slots.len() as u64) as usize].store(word, Ordering::Release);
+    }
+
+    /// The words pushed at or after sequence number `from`, and the
+    /// sequence number to read from next time.
+    pub(crate) fn since(&self, from: u64) -> (Vec<u64>, u64) {
+        let len = self.slots.len() as u64;
+        let next = self.next.load(Ordering::Acquire);
+        let words = (from.max(next.saturating_sub(len))..next)
+            .map(|at| self.slots[(at % len) as usize].load(Ordering::Acquire))
+            .collect();
+        (words, next)
+    }
+}
+
+pub(crate) struct Events(Ring);
+
+impl Events {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self(Ring::new(capacity))
+    }
+
+    pub(crate) fn push(&self, event: Event) {
+        let component = (event.component as u64 + 1) & ((1 << COMPONENT_BITS) - 1);
+        self.0.push(
+            (event.at_ms << (COMPONENT_BITS + KIND_BITS))
+                | (u64::from(event.kind) << COMPONENT_BITS)
+                | component,
+        );
     }
 
     /// The events at or after `from_ms`, oldest first (as far as the ring
     /// still holds them).
     pub(crate) fn since(&self, from_ms: u64) -> Vec<Event> {
-        let len = self.slots.len() as u64;
-        let next = self.next.load(Ordering::Acquire);
-        (next.saturating_sub(len)..next)
-            .filter_map(|at| {
-                let word = self.slots[(at % len) as usize].load(Ordering::Acquire);
+        self.0
+            .since(0)
+            .0
+            .into_iter()
+            .filter_map(|word| {
                 let component = word & ((1 << COMPONENT_BITS) - 1);
                 (component != 0).then(|| Event {
                     at_ms: word >> (COMPONENT_BITS + KIND_BITS),

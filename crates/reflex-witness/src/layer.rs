@@ -13,6 +13,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Witness;
+use crate::patterns::{self, CallCtx};
+use tokio::task::futures::TaskLocalFuture;
 
 /// Records each request of a component's stack into a [`Witness`]: start,
 /// end, latency, outcome, and rejections by kind. From
@@ -143,15 +145,29 @@ where
         cell.started.fetch_add(1, Ordering::Relaxed);
         // The guard exists before the inner call: a panic in `call` drops
         // it, which ends the request as cancelled.
+        let witness = &self.layer.witness;
+        let chain = witness
+            .tracks_patterns()
+            .then(|| patterns::context(|| witness.next_root()));
         let guard = Guard {
             layer: self.layer.clone(),
             started: Instant::now(),
+            chain,
             ended: false,
         };
-        ResponseFuture {
-            future: self.inner.call(request),
-            guard,
-        }
+        let future = match chain {
+            None => Traced::Plain {
+                future: self.inner.call(request),
+            },
+            Some(ctx) => {
+                let inner = &mut self.inner;
+                let future = patterns::sync_scope(ctx, || inner.call(request));
+                Traced::Chained {
+                    future: patterns::scope(ctx, future),
+                }
+            }
+        };
+        ResponseFuture { future, guard }
     }
 }
 
@@ -168,6 +184,8 @@ impl<S: fmt::Debug, C> fmt::Debug for ObserveWitness<S, C> {
 struct Guard<C> {
     layer: ObserveWitnessLayer<C>,
     started: Instant,
+    /// Its place in a call chain, when the witness learns patterns.
+    chain: Option<CallCtx>,
     ended: bool,
 }
 
@@ -178,6 +196,11 @@ impl<C> Guard<C> {
     {
         let cell = self.layer.witness.cell(self.layer.index);
         let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if let Some(ctx) = self.chain {
+            self.layer
+                .witness
+                .record_call(ctx, self.layer.index, elapsed);
+        }
         match result {
             Err(err) if Rejected::find(&**err).is_some() => {
                 if let Some(rejected) = Rejected::find(&**err) {
@@ -217,8 +240,36 @@ pin_project! {
     /// request's record, ended when it completes or is dropped.
     pub struct ResponseFuture<F, C> {
         #[pin]
-        future: F,
+        future: Traced<F>,
         guard: Guard<C>,
+    }
+}
+
+pin_project! {
+    /// The inner future, run as part of its call chain when the witness
+    /// learns patterns.
+    #[project = TracedProj]
+    enum Traced<F> {
+        Plain {
+            #[pin]
+            future: F,
+        },
+        Chained {
+            #[pin]
+            future: TaskLocalFuture<CallCtx, F>,
+        },
+    }
+}
+
+impl<F: Future> Future for Traced<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            TracedProj::Plain { future } => future.poll(cx),
+            TracedProj::Chained { future } => future.poll(cx),
+        }
     }
 }
 

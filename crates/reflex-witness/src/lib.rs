@@ -19,8 +19,10 @@
 //! breakers open and lower their shed limits, restore when it clears), and
 //! their actions are written into the reports.
 //!
-//! **Status:** the call-pattern learner (request chains across
-//! components) is not built yet.
+//! With [`call_patterns`](WitnessBuilder::call_patterns), it learns the
+//! chains of components requests go through (api calls auth calls db,
+//! linked by a tokio task-local) and their usual latency, and reports a
+//! chain far off it, or a new chain once learning has settled.
 //!
 //! # Guarantees
 //!
@@ -74,6 +76,7 @@ mod detect;
 mod events;
 mod histogram;
 mod layer;
+mod patterns;
 mod reflex;
 mod registry;
 mod snapshot;

@@ -28,7 +28,8 @@ pub struct Snapshot {
 pub struct Health {
     /// Components followed.
     pub components: usize,
-    /// Call patterns learned (the pattern learner is not built yet: 0).
+    /// Call patterns seen often enough to be called learned (0 when the
+    /// witness does not learn them).
     pub patterns_learned: usize,
     /// Components whose breaker is open or forced open.
     pub open_breakers: Vec<String>,

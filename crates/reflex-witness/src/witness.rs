@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 use std::time::Duration;
 
@@ -14,9 +14,12 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::detect::{Cascade, ChainLink, Detector, LatencyRegression, Observation, Report};
-use crate::events::{Event, Events};
+use crate::detect::{
+    Cascade, ChainLink, Detector, Finding, LatencyRegression, Observation, Report,
+};
+use crate::events::{Event, Events, Ring};
 use crate::histogram::Counts;
+use crate::patterns::{CallCtx, Learner, pack};
 use crate::reflex::{Action, Controls, Reflex};
 use crate::registry::{REJECT_KINDS, Registry, breaker_state};
 use crate::snapshot::{ComponentState, Health, Snapshot};
@@ -46,6 +49,8 @@ pub struct WitnessBuilder {
     regression: Option<LatencyRegression>,
     detectors: Vec<SharedDetector>,
     reflexes: Vec<SharedReflex>,
+    /// `(settle_after, factor)`.
+    patterns: Option<(u64, f64)>,
 }
 
 /// A reflex, held until the witness is built.
@@ -179,6 +184,18 @@ impl WitnessBuilder {
         self
     }
 
+    /// Learns call patterns: the chains of components a request goes
+    /// through (a witness layer's service called while another's request
+    /// runs, in the same task, is a link of its chain), each with its usual
+    /// latency. Once `settle_after` chains were seen, a chain not seen
+    /// before is reported; a chain slower than `factor` (above 1) times its
+    /// usual latency is reported whenever. Each request then carries a
+    /// task-local and its layer notes one word more. Defaults to off.
+    pub fn call_patterns(mut self, settle_after: u64, factor: f64) -> Self {
+        self.patterns = Some((settle_after, factor));
+        self
+    }
+
     /// Adds a reflex: each cycle, after the detectors, it may act on the
     /// layers whose controls the witness was given
     /// ([`Witness::control_breaker`], [`Witness::control_shed`]). None by
@@ -236,6 +253,19 @@ impl WitnessBuilder {
         let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
         detectors.extend(self.cascade.map(|d| Box::new(d) as Box<dyn Detector>));
         detectors.extend(self.regression.map(|d| Box::new(d) as Box<dyn Detector>));
+        if let Some((settle_after, factor)) = self.patterns {
+            if settle_after == 0 {
+                return zero("call_patterns", "learning needs at least one chain");
+            }
+            if !(factor.is_finite() && factor > 1.0) {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "call_patterns",
+                    ConfigErrorKind::OutOfRange,
+                    format!("factor must be a finite number above 1, got {factor}"),
+                ));
+            }
+        }
         let reflexes: Vec<Box<dyn Reflex>> = self
             .reflexes
             .into_iter()
@@ -262,6 +292,11 @@ impl WitnessBuilder {
             inner: Arc::new(Inner {
                 registry: Registry::new(self.components),
                 events: Events::new(EVENTS),
+                calls: Ring::new(CALLS),
+                next_root: AtomicU64::new(1),
+                learner: self
+                    .patterns
+                    .map(|(settle_after, factor)| Mutex::new(Learner::new(settle_after, factor))),
                 detectors: Mutex::new(detectors),
                 reflexes: Mutex::new(reflexes),
                 controls: Mutex::new(Controls::default()),
@@ -319,6 +354,10 @@ async fn run(inner: Weak<Inner>, interval: Duration) {
 struct Inner {
     registry: Registry,
     events: Events,
+    /// Finished calls of tracked chains, for the pattern learner.
+    calls: Ring,
+    next_root: AtomicU64,
+    learner: Option<Mutex<Learner>>,
     detectors: Mutex<Vec<Box<dyn Detector>>>,
     reflexes: Mutex<Vec<Box<dyn Reflex>>>,
     controls: Mutex<Controls>,
@@ -343,6 +382,8 @@ struct State {
 
 /// Failed and refused calls kept for causal chains.
 const EVENTS: usize = 1024;
+/// Finished calls kept between two cycles for the pattern learner.
+const CALLS: usize = 1 << 16;
 
 impl Inner {
     fn state(&self) -> MutexGuard<'_, State> {
@@ -483,8 +524,36 @@ impl Inner {
             events: &events,
             now_ms,
         };
+        let to_report = |detector: &str, finding: Finding| Report {
+            cycle: snapshot.cycle,
+            at_ms: now_ms,
+            detector: detector.to_owned(),
+            trigger: finding.trigger,
+            components: snapshot
+                .components
+                .iter()
+                .filter(|c| finding.components.contains(&c.component))
+                .cloned()
+                .collect(),
+            causal_chain: events
+                .iter()
+                .filter(|link| finding.components.contains(&link.component))
+                .take(self.chain_limit)
+                .cloned()
+                .collect(),
+            decision: finding.decision,
+            actions: Vec::new(),
+        };
         let mut reports = Vec::new();
         let mut error = None;
+        if let Some(learner) = &self.learner {
+            let mut learner = learner.lock().unwrap_or_else(PoisonError::into_inner);
+            let (words, next) = self.calls.since(learner.cursor);
+            learner.cursor = next;
+            for finding in learner.learn(snapshot.cycle, words, &names) {
+                reports.push(to_report("call_patterns", finding));
+            }
+        }
         let mut detectors = self
             .detectors
             .lock()
@@ -493,38 +562,14 @@ impl Inner {
             let found = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                 detector.inspect(&observation)
             }));
-            let findings = match found {
-                Ok(Ok(findings)) => findings,
-                Ok(Err(err)) => {
-                    error = Some(format!("{}: {err}", detector.name()));
-                    continue;
+            match found {
+                Ok(Ok(findings)) => {
+                    for finding in findings {
+                        reports.push(to_report(detector.name(), finding));
+                    }
                 }
-                Err(_) => {
-                    error = Some(format!("{}: panicked", detector.name()));
-                    continue;
-                }
-            };
-            for finding in findings {
-                reports.push(Report {
-                    cycle: snapshot.cycle,
-                    at_ms: now_ms,
-                    detector: detector.name().to_owned(),
-                    trigger: finding.trigger,
-                    components: snapshot
-                        .components
-                        .iter()
-                        .filter(|c| finding.components.contains(&c.component))
-                        .cloned()
-                        .collect(),
-                    causal_chain: events
-                        .iter()
-                        .filter(|link| finding.components.contains(&link.component))
-                        .take(self.chain_limit)
-                        .cloned()
-                        .collect(),
-                    decision: finding.decision,
-                    actions: Vec::new(),
-                });
+                Ok(Err(err)) => error = Some(format!("{}: {err}", detector.name())),
+                Err(_) => error = Some(format!("{}: panicked", detector.name())),
             }
         }
         (reports, error)
@@ -607,6 +652,7 @@ impl Witness {
             regression: Some(LatencyRegression::new(2.0, 5, 20)),
             detectors: Vec::new(),
             reflexes: Vec::new(),
+            patterns: None,
         }
     }
 
@@ -638,6 +684,21 @@ impl Witness {
 
     pub(crate) fn cell(&self, index: usize) -> &crate::registry::Cell {
         self.inner.registry.cell(index)
+    }
+
+    /// `true` when the witness learns call patterns.
+    pub(crate) fn tracks_patterns(&self) -> bool {
+        self.inner.learner.is_some()
+    }
+
+    /// A new chain's root id.
+    pub(crate) fn next_root(&self) -> u64 {
+        self.inner.next_root.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Notes a finished call of a tracked chain.
+    pub(crate) fn record_call(&self, ctx: CallCtx, index: usize, latency_ns: u64) {
+        self.inner.calls.push(pack(ctx, index, latency_ns));
     }
 
     /// Notes a failed call (`kind` 0) or one refused with the rejection
@@ -680,7 +741,9 @@ impl Witness {
         let state = self.inner.state();
         Health {
             components: self.inner.registry.cells().len(),
-            patterns_learned: 0,
+            patterns_learned: self.inner.learner.as_ref().map_or(0, |l| {
+                l.lock().unwrap_or_else(PoisonError::into_inner).learned()
+            }),
             open_breakers: latest
                 .components
                 .iter()

@@ -370,3 +370,106 @@ mod reflexes {
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
 }
+
+mod call_patterns {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::time::Duration;
+
+    use reflex_core::BoxError;
+    use reflex_witness::Witness;
+    use tower::util::BoxCloneSyncService;
+    use tower::{Layer, ServiceExt, service_fn};
+
+    type Svc = BoxCloneSyncService<(), (), BoxError>;
+
+    /// A component that takes `ms` (or `slow_ms` while `slow` is set), then
+    /// calls `next`, if any.
+    fn node(witness: &Witness, name: &str, ms: Arc<AtomicU64>, next: Option<Svc>) -> Svc {
+        let svc = witness
+            .layer(name)
+            .unwrap()
+            .layer(service_fn(move |(): ()| {
+                let next = next.clone();
+                let ms = ms.load(Ordering::SeqCst);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    if let Some(next) = next {
+                        next.oneshot(()).await?;
+                    }
+                    Ok::<_, BoxError>(())
+                }
+            }));
+        BoxCloneSyncService::new(svc)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fifty_healthy_chains_learn_one_pattern_and_its_slowdown_and_a_new_chain_are_reported()
+    {
+        let witness = Witness::builder()
+            .no_cascade()
+            .no_latency_regression()
+            .call_patterns(50, 2.0)
+            .build()
+            .unwrap();
+        let db_ms = Arc::new(AtomicU64::new(2));
+        let db = node(&witness, "db", db_ms.clone(), None);
+        let auth = node(&witness, "auth", Arc::new(AtomicU64::new(1)), Some(db));
+        let api = node(&witness, "api", Arc::new(AtomicU64::new(1)), Some(auth));
+        for _ in 0..50 {
+            api.clone().oneshot(()).await.unwrap();
+        }
+        let snapshot = witness.cycle_now();
+        assert!(snapshot.reports.is_empty(), "{:?}", snapshot.reports);
+        assert_eq!(witness.health().patterns_learned, 1);
+
+        // db turns slow: the chain is ~10× its usual 4 ms.
+        db_ms.store(40, Ordering::SeqCst);
+        api.clone().oneshot(()).await.unwrap();
+        let snapshot = witness.cycle_now();
+        assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
+        let report = &snapshot.reports[0];
+        assert_eq!(report.trigger, "slow_call_pattern");
+        assert!(
+            report.decision.starts_with("api > auth > db"),
+            "{}",
+            report.decision
+        );
+
+        // A chain never seen while learning.
+        let gateway = node(
+            &witness,
+            "gateway",
+            Arc::new(AtomicU64::new(1)),
+            Some(api.clone()),
+        );
+        db_ms.store(2, Ordering::SeqCst);
+        gateway.oneshot(()).await.unwrap();
+        let snapshot = witness.cycle_now();
+        assert!(
+            snapshot
+                .reports
+                .iter()
+                .any(|r| r.trigger == "new_call_pattern"
+                    && r.decision.ends_with("gateway > api > auth > db")),
+            "{:?}",
+            snapshot.reports
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_witness_that_does_not_learn_patterns_reports_none() {
+        let witness = Witness::builder()
+            .no_cascade()
+            .no_latency_regression()
+            .build()
+            .unwrap();
+        let db = node(&witness, "db", Arc::new(AtomicU64::new(2)), None);
+        let api = node(&witness, "api", Arc::new(AtomicU64::new(1)), Some(db));
+        for _ in 0..60 {
+            api.clone().oneshot(()).await.unwrap();
+        }
+        assert!(witness.cycle_now().reports.is_empty());
+        assert_eq!(witness.health().patterns_learned, 0);
+    }
+}

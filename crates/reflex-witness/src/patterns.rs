@@ -1,0 +1,202 @@
+//! Call patterns: the chains of components a request goes through (api
+//! calls auth calls db), learned with their usual latency.
+//!
+//! A request's place in its chain travels in a tokio task-local: the
+//! witness layer of the first component starts a chain (a new root id),
+//! and the layers of components called while it runs, in the same task,
+//! join it one level deeper. Each finished call is one word in a ring; the
+//! cycle assembles the chains whose root has finished.
+
+use std::collections::HashMap;
+use std::future::Future;
+
+use tokio::task::futures::TaskLocalFuture;
+
+use crate::detect::Finding;
+
+tokio::task_local! {
+    static CALL: CallCtx;
+}
+
+/// A call's place in its chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct CallCtx {
+    pub(crate) root: u64,
+    pub(crate) depth: u8,
+}
+
+const ROOT_BITS: u32 = 28;
+const COMPONENT_BITS: u32 = 12;
+const DEPTH_BITS: u32 = 4;
+const LATENCY_BITS: u32 = 20;
+/// Latency unit: 100 µs; a call longer than ~105 s counts as that long.
+const LATENCY_UNIT_NS: u64 = 100_000;
+
+/// The context of a call starting now: one level below the call running in
+/// this task, or the root of a new chain.
+pub(crate) fn context(new_root: impl FnOnce() -> u64) -> CallCtx {
+    match CALL.try_with(|parent| *parent) {
+        Ok(parent) => CallCtx {
+            root: parent.root,
+            depth: parent.depth.saturating_add(1).min((1 << DEPTH_BITS) - 1),
+        },
+        Err(_) => CallCtx {
+            root: new_root(),
+            depth: 0,
+        },
+    }
+}
+
+/// Runs `f` (the inner service's `call`) as part of `ctx`'s chain.
+pub(crate) fn sync_scope<R>(ctx: CallCtx, f: impl FnOnce() -> R) -> R {
+    CALL.sync_scope(ctx, f)
+}
+
+/// Polls `future` as part of `ctx`'s chain.
+pub(crate) fn scope<F: Future>(ctx: CallCtx, future: F) -> TaskLocalFuture<CallCtx, F> {
+    CALL.scope(ctx, future)
+}
+
+/// One finished call, packed in a word.
+pub(crate) fn pack(ctx: CallCtx, component: usize, latency_ns: u64) -> u64 {
+    let root = ctx.root & ((1 << ROOT_BITS) - 1);
+    let component = (component as u64) & ((1 << COMPONENT_BITS) - 1);
+    let depth = u64::from(ctx.depth) & ((1 << DEPTH_BITS) - 1);
+    let latency = (latency_ns / LATENCY_UNIT_NS).min((1 << LATENCY_BITS) - 1);
+    (root << (COMPONENT_BITS + DEPTH_BITS + LATENCY_BITS))
+        | (component << (DEPTH_BITS + LATENCY_BITS))
+        | (depth << LATENCY_BITS)
+        | latency
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Call {
+    root: u64,
+    component: usize,
+    depth: u8,
+    latency_ms: f64,
+}
+
+fn unpack(word: u64) -> Call {
+    Call {
+        root: word >> (COMPONENT_BITS + DEPTH_BITS + LATENCY_BITS),
+        component: ((word >> (DEPTH_BITS + LATENCY_BITS)) & ((1 << COMPONENT_BITS) - 1)) as usize,
+        depth: ((word >> LATENCY_BITS) & ((1 << DEPTH_BITS) - 1)) as u8,
+        latency_ms: ((word & ((1 << LATENCY_BITS) - 1)) * LATENCY_UNIT_NS) as f64 / 1e6,
+    }
+}
+
+/// Learns chains and their usual latency; reports a chain far slower than
+/// it usually is, and a new chain once learning has settled.
+pub(crate) struct Learner {
+    settle_after: u64,
+    factor: f64,
+    patterns: HashMap<String, Pattern>,
+    chains_seen: u64,
+    /// Calls of chains whose root has not finished, by root, with the
+    /// cycle they were first seen in.
+    pending: HashMap<u64, (u64, Vec<Call>)>,
+    pub(crate) cursor: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Pattern {
+    count: u64,
+    expected_ms: f64,
+    slow: bool,
+}
+
+/// Chains of fewer observations are not judged slow.
+const MIN_OBSERVED: u64 = 10;
+
+impl Learner {
+    pub(crate) fn new(settle_after: u64, factor: f64) -> Self {
+        Self {
+            settle_after,
+            factor,
+            patterns: HashMap::new(),
+            chains_seen: 0,
+            pending: HashMap::new(),
+            cursor: 0,
+        }
+    }
+
+    /// Patterns seen often enough to be called learned.
+    pub(crate) fn learned(&self) -> usize {
+        self.patterns
+            .values()
+            .filter(|p| p.count >= MIN_OBSERVED)
+            .count()
+    }
+
+    /// Takes in the calls (packed words) finished since the last cycle.
+    pub(crate) fn learn(&mut self, cycle: u64, words: Vec<u64>, names: &[&str]) -> Vec<Finding> {
+        let mut complete = Vec::new();
+        for call in words.into_iter().map(unpack) {
+            let (_, calls) = self.pending.entry(call.root).or_insert((cycle, Vec::new()));
+            calls.push(call);
+            if call.depth == 0 {
+                complete.push(call.root);
+            }
+        }
+        let mut findings = Vec::new();
+        for root in complete {
+            let Some((_, mut calls)) = self.pending.remove(&root) else {
+                continue;
+            };
+            calls.sort_by_key(|c| c.depth);
+            let latency = calls[0].latency_ms;
+            let members: Vec<String> = calls
+                .iter()
+                .map(|c| names.get(c.component).copied().unwrap_or("?").to_owned())
+                .collect();
+            let key = members.join(" > ");
+            let settled = self.chains_seen >= self.settle_after;
+            self.chains_seen += 1;
+            let pattern = self.patterns.entry(key.clone()).or_default();
+            if pattern.count == 0 && settled {
+                findings.push(Finding::new(
+                    "new_call_pattern",
+                    members.clone(),
+                    format!("a chain not seen while learning: {key}"),
+                ));
+            }
+            if pattern.count >= MIN_OBSERVED && latency > self.factor * pattern.expected_ms {
+                if !std::mem::replace(&mut pattern.slow, true) {
+                    findings.push(Finding::new(
+                        "slow_call_pattern",
+                        members,
+                        format!(
+                            "{key}: {latency:.1} ms, {:.1}× its usual {:.1} ms",
+                            latency / pattern.expected_ms,
+                            pattern.expected_ms
+                        ),
+                    ));
+                }
+                continue;
+            }
+            pattern.slow = false;
+            pattern.count += 1;
+            let weight = 1.0 / (pattern.count.min(20) as f64);
+            pattern.expected_ms += (latency - pattern.expected_ms) * weight;
+        }
+        // Chains whose root never finished (dropped, or lost to the ring)
+        // are forgotten after two cycles.
+        self.pending
+            .retain(|_, (first, _)| cycle.saturating_sub(*first) < 2);
+        findings
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_packs_and_unpacks() {
+        let ctx = CallCtx { root: 77, depth: 2 };
+        let call = unpack(pack(ctx, 5, 12_345_678));
+        assert_eq!((call.root, call.component, call.depth), (77, 5, 2));
+        assert!((call.latency_ms - 12.3).abs() < 0.01, "{}", call.latency_ms);
+    }
+}
