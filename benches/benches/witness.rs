@@ -70,12 +70,56 @@ fn cycle_100_components(c: &mut Criterion) {
             spent
         });
     });
+    let signals = Witness::builder().build().expect("valid");
+    let components: Vec<_> = (0..100)
+        .map(|i| reflex_core::Component::new(format!("s{i}")))
+        .collect();
+    group.bench_function("100 components, 100k signals", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = Duration::ZERO;
+            for _ in 0..iters {
+                for component in &components {
+                    for _ in 0..1_000 {
+                        reflex_core::SignalSink::emit(
+                            &signals,
+                            component,
+                            reflex_core::Signal::Shed {
+                                in_flight: 1,
+                                hard_limit: 1,
+                            },
+                        );
+                    }
+                }
+                let start = tokio::time::Instant::now();
+                std::hint::black_box(signals.cycle_now());
+                spent += start.elapsed();
+            }
+            spent
+        });
+    });
+    group.finish();
+}
+
+/// The same layer on a witness that learns call patterns (a task-local
+/// scope and one more word per request).
+fn single_threaded_patterns(c: &mut Criterion) {
+    let witness = Witness::builder()
+        .call_patterns(50, 2.0)
+        .build()
+        .expect("valid");
+    let mut group = c.benchmark_group("witness/single_thread_patterns");
+    bench_single(
+        &mut group,
+        "reflex ObserveWitness, call patterns",
+        observed(&witness),
+    );
     group.finish();
 }
 
 criterion_group!(
     benches,
     single_threaded,
+    single_threaded_patterns,
     contended_64_tasks,
     cycle_100_components
 );

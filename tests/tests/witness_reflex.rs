@@ -10,7 +10,8 @@ use reflex_witness::{CascadeReflex, Witness};
 use tower::{Layer, ServiceExt, service_fn};
 
 #[tokio::test(start_paused = true)]
-async fn a_cascade_opens_the_real_breakers_and_halves_the_real_shed_limits_then_restores_them() {
+async fn four_failing_components_make_a_cascade_that_opens_their_real_breakers_and_halves_their_shed_limits()
+ {
     let witness = Witness::builder()
         .no_latency_regression()
         .cascade(3, 5, Duration::from_secs(10))
@@ -19,7 +20,7 @@ async fn a_cascade_opens_the_real_breakers_and_halves_the_real_shed_limits_then_
         .unwrap();
     let mut handles = Vec::new();
     let mut services = Vec::new();
-    for name in ["api", "auth", "db"] {
+    for name in ["api", "auth", "db", "cache"] {
         let breaker = CircuitBreakLayer::builder()
             .component(name)
             .sink(witness.clone())
@@ -48,7 +49,7 @@ async fn a_cascade_opens_the_real_breakers_and_halves_the_real_shed_limits_then_
     }
     let snapshot = witness.cycle_now();
     assert_eq!(snapshot.reports.len(), 1);
-    assert_eq!(snapshot.reports[0].actions.len(), 6);
+    assert_eq!(snapshot.reports[0].actions.len(), 8, "4 breakers, 4 limits");
     for (breaker, shed) in &handles {
         assert_eq!(breaker.state(), BreakerState::ForcedOpen);
         assert_eq!(shed.hard_limit(), 20);
@@ -62,7 +63,7 @@ async fn a_cascade_opens_the_real_breakers_and_halves_the_real_shed_limits_then_
             .all(|c| c.breaker.as_deref() == Some("forced_open"))
     );
     tokio::time::advance(Duration::from_secs(6)).await;
-    assert_eq!(witness.cycle_now().actions.len(), 6);
+    assert_eq!(witness.cycle_now().actions.len(), 8);
     for (breaker, shed) in &handles {
         assert_eq!(breaker.state(), BreakerState::Closed);
         assert_eq!(shed.hard_limit(), 40);

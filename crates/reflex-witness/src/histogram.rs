@@ -15,6 +15,7 @@ const MAX_EXP: u32 = 40;
 pub(crate) const BUCKETS: usize = (SUB as usize) * (MAX_EXP as usize - SUB_BITS as usize + 2);
 
 /// The bucket of `value`.
+#[inline]
 pub(crate) fn index(value: u64) -> usize {
     if value < SUB {
         return value as usize;
@@ -85,6 +86,12 @@ impl Counts {
 
     pub(crate) fn total(&self) -> u64 {
         self.0.iter().sum()
+    }
+
+    pub(crate) fn add(&mut self, other: &Self) {
+        for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
+            *a += b;
+        }
     }
 
     /// The value at quantile `q` (0 to 1): the representative of the

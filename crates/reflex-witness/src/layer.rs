@@ -8,11 +8,11 @@ use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
 use reflex_core::{BoxError, Classify, DefaultClassifier, Outcome, Rejected};
-use tokio::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Witness;
+use crate::clock::Stamp;
 use crate::patterns::{self, CallCtx};
 use tokio::task::futures::TaskLocalFuture;
 
@@ -142,7 +142,6 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let cell = self.layer.witness.cell(self.layer.index);
         cell.in_flight.fetch_add(1, Ordering::Relaxed);
-        cell.started.fetch_add(1, Ordering::Relaxed);
         // The guard exists before the inner call: a panic in `call` drops
         // it, which ends the request as cancelled.
         let witness = &self.layer.witness;
@@ -151,7 +150,7 @@ where
             .then(|| patterns::context(|| witness.next_root()));
         let guard = Guard {
             layer: self.layer.clone(),
-            started: Instant::now(),
+            started: witness.now(),
             chain,
             ended: false,
         };
@@ -183,7 +182,7 @@ impl<S: fmt::Debug, C> fmt::Debug for ObserveWitness<S, C> {
 /// A request in flight: ends it in its component's counters.
 struct Guard<C> {
     layer: ObserveWitnessLayer<C>,
-    started: Instant,
+    started: Stamp,
     /// Its place in a call chain, when the witness learns patterns.
     chain: Option<CallCtx>,
     ended: bool,
@@ -195,7 +194,7 @@ impl<C> Guard<C> {
         C: Classify<T, BoxError>,
     {
         let cell = self.layer.witness.cell(self.layer.index);
-        let elapsed = u64::try_from(self.started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let elapsed = self.layer.witness.elapsed_nanos(self.started);
         if let Some(ctx) = self.chain {
             self.layer
                 .witness
@@ -208,18 +207,18 @@ impl<C> Guard<C> {
                     self.layer.witness.note(self.layer.index, kind);
                 }
             }
-            result => {
-                cell.latency.record(elapsed);
-                let counter = match self.layer.classifier.classify(result.as_ref()) {
-                    Outcome::Success => &cell.succeeded,
-                    Outcome::Failure => {
-                        self.layer.witness.note(self.layer.index, 0);
-                        &cell.failed
-                    }
-                    Outcome::Ignored => &cell.ignored,
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-            }
+            // Successes and failures are counted by their latency
+            // histograms: one `fetch_add` for both.
+            result => match self.layer.classifier.classify(result.as_ref()) {
+                Outcome::Success => cell.latency.record(elapsed),
+                Outcome::Failure => {
+                    cell.failed_latency.record(elapsed);
+                    self.layer.witness.note(self.layer.index, 0);
+                }
+                Outcome::Ignored => {
+                    cell.ignored.fetch_add(1, Ordering::Relaxed);
+                }
+            },
         }
         self.ended = true;
     }

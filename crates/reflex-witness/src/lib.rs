@@ -27,8 +27,8 @@
 //! # Guarantees
 //!
 //! - **Recording is lock-free and allocation-free.** A request costs a few
-//!   `fetch_add`s on its component's counters and two clock reads (for its
-//!   latency); a signal, a lock-free lookup of its component and an atomic.
+//!   `fetch_add`s on its component's counters and two reads of the
+//!   witness's [`Clock`] (for its latency); a signal, a lock-free lookup of its component and an atomic.
 //!   The analysis runs on the runtime's cycle, never in a request.
 //! - **Nothing is lost or counted twice.** Every request that starts ends
 //!   exactly once in the counters: succeeded, failed, ignored (by the
@@ -72,6 +72,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod clock;
 mod detect;
 mod events;
 mod histogram;
@@ -82,6 +83,7 @@ mod registry;
 mod snapshot;
 mod witness;
 
+pub use clock::Clock;
 pub use detect::{Cascade, ChainLink, Detector, Finding, LatencyRegression, Observation, Report};
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
 pub use reflex::{Action, CascadeReflex, Controls, Reflex};

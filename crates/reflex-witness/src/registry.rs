@@ -38,14 +38,18 @@ fn reject_index(kind: RejectKind) -> usize {
 pub(crate) struct Cell {
     pub(crate) name: OnceLock<Component>,
     pub(crate) in_flight: AtomicI64,
-    pub(crate) started: AtomicU64,
-    pub(crate) succeeded: AtomicU64,
-    pub(crate) failed: AtomicU64,
+    /// `in_flight` at the last cycle: requests started in a cycle are those
+    /// that ended in it plus the growth of `in_flight`. (One counter fewer
+    /// on the request path.)
+    pub(crate) in_flight_before: AtomicI64,
     pub(crate) ignored: AtomicU64,
     pub(crate) cancelled: AtomicU64,
     /// By [`REJECT_KINDS`] index, then "other".
     pub(crate) rejected: [AtomicU64; REJECT_KINDS.len() + 1],
+    /// Latencies of successes: their count is the success count.
     pub(crate) latency: AtomicHistogram,
+    /// Latencies of failures: their count is the failure count.
+    pub(crate) failed_latency: AtomicHistogram,
     /// From signals.
     pub(crate) shed: AtomicU64,
     pub(crate) retries: AtomicU64,
@@ -75,13 +79,12 @@ impl Cell {
         Self {
             name: OnceLock::new(),
             in_flight: AtomicI64::new(0),
-            started: AtomicU64::new(0),
-            succeeded: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
+            in_flight_before: AtomicI64::new(0),
             ignored: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             latency: AtomicHistogram::new(),
+            failed_latency: AtomicHistogram::new(),
             shed: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),

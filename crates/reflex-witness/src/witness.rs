@@ -14,6 +14,7 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::clock::{Clock, Source, Stamp};
 use crate::detect::{
     Cascade, ChainLink, Detector, Finding, LatencyRegression, Observation, Report,
 };
@@ -51,6 +52,7 @@ pub struct WitnessBuilder {
     reflexes: Vec<SharedReflex>,
     /// `(settle_after, factor)`.
     patterns: Option<(u64, f64)>,
+    clock: Clock,
 }
 
 /// A reflex, held until the witness is built.
@@ -184,6 +186,13 @@ impl WitnessBuilder {
         self
     }
 
+    /// What request latencies are measured with. Defaults to
+    /// [`Clock::Cpu`]; tests that pause tokio's clock use [`Clock::Tokio`].
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Learns call patterns: the chains of components a request goes
     /// through (a witness layer's service called while another's request
     /// runs, in the same task, is a link of its chain), each with its usual
@@ -291,6 +300,7 @@ impl WitnessBuilder {
         Ok(Witness {
             inner: Arc::new(Inner {
                 registry: Registry::new(self.components),
+                clock: Source::new(self.clock),
                 events: Events::new(EVENTS),
                 calls: Ring::new(CALLS),
                 next_root: AtomicU64::new(1),
@@ -353,6 +363,7 @@ async fn run(inner: Weak<Inner>, interval: Duration) {
 /// What the witness shares with its runtime.
 struct Inner {
     registry: Registry,
+    clock: Source,
     events: Events,
     /// Finished calls of tracked chains, for the pattern learner.
     calls: Ring,
@@ -408,8 +419,12 @@ impl Inner {
                     |counter: &std::sync::atomic::AtomicU64| counter.swap(0, Ordering::Relaxed);
                 let mut latency = Counts::new();
                 cell.latency.take(&mut latency);
-                let (succeeded, failed) = (take(&cell.succeeded), take(&cell.failed));
-                let rejected = REJECT_KINDS
+                let succeeded = latency.total();
+                let mut failures = Counts::new();
+                cell.failed_latency.take(&mut failures);
+                let failed = failures.total();
+                latency.add(&failures);
+                let rejected: Vec<(String, u64)> = REJECT_KINDS
                     .iter()
                     .map(|k| k.as_str())
                     .chain(["other"])
@@ -419,16 +434,22 @@ impl Inner {
                         (n > 0).then(|| (kind.to_owned(), n))
                     })
                     .collect();
-                let started = take(&cell.started);
+                let in_flight = cell.in_flight.load(Ordering::Relaxed);
+                let before = cell.in_flight_before.swap(in_flight, Ordering::Relaxed);
+                let (ignored, cancelled) = (take(&cell.ignored), take(&cell.cancelled));
+                let refused: u64 = rejected.iter().map(|(_, n)| n).sum();
+                let ended = succeeded + failed + ignored + cancelled + refused;
+                let started =
+                    u64::try_from((ended as i64 + in_flight - before).max(0)).unwrap_or(0);
                 Some(ComponentState {
                     component: name.as_str().to_owned(),
-                    in_flight: cell.in_flight.load(Ordering::Relaxed).max(0).unsigned_abs(),
+                    in_flight: in_flight.max(0).unsigned_abs(),
                     requests: started,
                     throughput: started as f64 / self.interval.as_secs_f64(),
                     succeeded,
                     failed,
-                    ignored: take(&cell.ignored),
-                    cancelled: take(&cell.cancelled),
+                    ignored,
+                    cancelled,
                     error_rate: if succeeded + failed == 0 {
                         0.0
                     } else {
@@ -653,6 +674,7 @@ impl Witness {
             detectors: Vec::new(),
             reflexes: Vec::new(),
             patterns: None,
+            clock: Clock::default(),
         }
     }
 
@@ -684,6 +706,18 @@ impl Witness {
 
     pub(crate) fn cell(&self, index: usize) -> &crate::registry::Cell {
         self.inner.registry.cell(index)
+    }
+
+    /// Now, by the witness's clock.
+    #[inline]
+    pub(crate) fn now(&self) -> Stamp {
+        self.inner.clock.now()
+    }
+
+    /// Nanoseconds since `start`, by the witness's clock.
+    #[inline]
+    pub(crate) fn elapsed_nanos(&self, start: Stamp) -> u64 {
+        self.inner.clock.elapsed_nanos(start)
     }
 
     /// `true` when the witness learns call patterns.

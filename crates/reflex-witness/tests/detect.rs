@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use reflex_core::{BoxError, BreakerState, Component, Signal, SignalSink, TransitionReason};
-use reflex_witness::{Detector, Finding, Observation, Witness};
+use reflex_witness::{Clock, Detector, Finding, Observation, Witness};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 /// A component whose calls take `ms` and fail when `fail` says so.
@@ -39,7 +39,11 @@ impl Jitter {
 
 #[tokio::test(start_paused = true)]
 async fn four_components_failing_together_make_one_cascade_report_with_its_chain() {
-    let witness = Witness::builder().no_latency_regression().build().unwrap();
+    let witness = Witness::builder()
+        .clock(Clock::Tokio)
+        .no_latency_regression()
+        .build()
+        .unwrap();
     let names = ["api", "auth", "db", "cache"];
     let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
     for round in 0..6 {
@@ -89,7 +93,11 @@ async fn four_components_failing_together_make_one_cascade_report_with_its_chain
 
 #[tokio::test(start_paused = true)]
 async fn a_latency_regression_against_the_components_own_baseline_is_reported() {
-    let witness = Witness::builder().no_cascade().build().unwrap();
+    let witness = Witness::builder()
+        .clock(Clock::Tokio)
+        .no_cascade()
+        .build()
+        .unwrap();
     let db = component(&witness, "db");
     for _ in 0..6 {
         for _ in 0..25 {
@@ -114,7 +122,7 @@ async fn a_latency_regression_against_the_components_own_baseline_is_reported() 
 
 #[tokio::test(start_paused = true)]
 async fn healthy_load_with_ordinary_jitter_and_isolated_errors_reports_nothing() {
-    let witness = Witness::builder().build().unwrap();
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     let names = ["api", "auth", "db", "cache", "queue"];
     let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
     let mut jitter = Jitter(0x2545_f491_4f6c_dd1d);
@@ -178,6 +186,7 @@ impl Detector for Every {
 #[tokio::test(start_paused = true)]
 async fn a_failing_detector_sets_last_error_and_the_runtime_goes_on() {
     let witness = Witness::builder()
+        .clock(Clock::Tokio)
         .interval(Duration::from_secs(1))
         .detector(Broken)
         .detector(Panicky)
@@ -210,6 +219,7 @@ async fn a_failing_detector_sets_last_error_and_the_runtime_goes_on() {
 #[tokio::test(start_paused = true)]
 async fn reports_and_chains_are_bounded_and_health_sees_open_breakers() {
     let witness = Witness::builder()
+        .clock(Clock::Tokio)
         .no_latency_regression()
         .report_limit(2)
         .chain_limit(3)
@@ -264,7 +274,7 @@ mod reflexes {
     use std::time::Duration;
 
     use reflex_core::{BreakerControl, BreakerState, ConfigError, ShedControl};
-    use reflex_witness::{CascadeReflex, Witness};
+    use reflex_witness::{CascadeReflex, Clock, Witness};
     use tower::ServiceExt;
 
     use super::component;
@@ -300,6 +310,7 @@ mod reflexes {
     #[tokio::test(start_paused = true)]
     async fn a_cascade_forces_breakers_open_and_lowers_shed_limits_until_it_clears() {
         let witness = Witness::builder()
+            .clock(Clock::Tokio)
             .no_latency_regression()
             .reflex(CascadeReflex::new(Duration::from_secs(30), 0.5))
             .build()
@@ -352,7 +363,11 @@ mod reflexes {
 
     #[tokio::test(start_paused = true)]
     async fn without_a_reflex_the_witness_only_observes() {
-        let witness = Witness::builder().no_latency_regression().build().unwrap();
+        let witness = Witness::builder()
+            .clock(Clock::Tokio)
+            .no_latency_regression()
+            .build()
+            .unwrap();
         let breaker = FakeBreaker::default();
         witness.control_breaker("db", breaker.clone());
         let services: Vec<_> = ["a", "b", "db"]
@@ -377,7 +392,7 @@ mod call_patterns {
     use std::time::Duration;
 
     use reflex_core::BoxError;
-    use reflex_witness::Witness;
+    use reflex_witness::{Clock, Witness};
     use tower::util::BoxCloneSyncService;
     use tower::{Layer, ServiceExt, service_fn};
 
@@ -407,6 +422,7 @@ mod call_patterns {
     async fn fifty_healthy_chains_learn_one_pattern_and_its_slowdown_and_a_new_chain_are_reported()
     {
         let witness = Witness::builder()
+            .clock(Clock::Tokio)
             .no_cascade()
             .no_latency_regression()
             .call_patterns(50, 2.0)
@@ -460,6 +476,7 @@ mod call_patterns {
     #[tokio::test(start_paused = true)]
     async fn a_witness_that_does_not_learn_patterns_reports_none() {
         let witness = Witness::builder()
+            .clock(Clock::Tokio)
             .no_cascade()
             .no_latency_regression()
             .build()

@@ -7,7 +7,7 @@ use reflex_core::{
     BoxError, BreakerState, Component, ConfigErrorKind, Outcome, RejectKind, Rejected, Signal,
     SignalSink, TransitionReason,
 };
-use reflex_witness::{StartError, Witness};
+use reflex_witness::{Clock, StartError, Witness};
 use tokio_test::assert_pending;
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -30,7 +30,7 @@ async fn answer(a: Answer) -> Result<&'static str, BoxError> {
 
 #[tokio::test]
 async fn every_request_ends_once_as_success_failure_ignored_rejected_or_cancelled() {
-    let witness = Witness::builder().build().unwrap();
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     // "not found" counts for nothing.
     let classify = |r: Result<&&str, &BoxError>| match r {
         Ok(&"not found") => Outcome::Ignored,
@@ -84,7 +84,7 @@ async fn every_request_ends_once_as_success_failure_ignored_rejected_or_cancelle
 
 #[tokio::test(start_paused = true)]
 async fn latency_percentiles_match_known_inputs() {
-    let witness = Witness::builder().build().unwrap();
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     let svc = witness
         .layer("db")
         .unwrap()
@@ -108,7 +108,7 @@ async fn latency_percentiles_match_known_inputs() {
 
 #[tokio::test]
 async fn signals_of_other_layers_land_in_their_component() {
-    let witness = Witness::builder().build().unwrap();
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     let db = Component::new("db");
     witness.emit(
         &db,
@@ -155,6 +155,7 @@ async fn signals_of_other_layers_land_in_their_component() {
 #[tokio::test(start_paused = true)]
 async fn the_runtime_publishes_each_non_empty_cycle_and_keeps_a_bounded_history() {
     let witness = Witness::builder()
+        .clock(Clock::Tokio)
         .interval(Duration::from_secs(1))
         .history_limit(3)
         .start()
@@ -185,7 +186,7 @@ async fn the_runtime_publishes_each_non_empty_cycle_and_keeps_a_bounded_history(
 
 #[tokio::test(start_paused = true)]
 async fn dropping_every_handle_stops_the_runtime() {
-    let witness = Witness::builder().start().unwrap();
+    let witness = Witness::builder().clock(Clock::Tokio).start().unwrap();
     let mut rx = witness.subscribe();
     drop(witness);
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -198,13 +199,24 @@ async fn dropping_every_handle_stops_the_runtime() {
 #[test]
 fn starting_outside_a_runtime_and_bad_settings_are_typed_errors() {
     assert!(matches!(
-        Witness::builder().start(),
+        Witness::builder().clock(Clock::Tokio).start(),
         Err(StartError::NoRuntime)
     ));
     for (builder, setting) in [
-        (Witness::builder().interval(Duration::ZERO), "interval"),
-        (Witness::builder().history_limit(0), "history_limit"),
-        (Witness::builder().max_components(0), "max_components"),
+        (
+            Witness::builder()
+                .clock(Clock::Tokio)
+                .interval(Duration::ZERO),
+            "interval",
+        ),
+        (
+            Witness::builder().clock(Clock::Tokio).history_limit(0),
+            "history_limit",
+        ),
+        (
+            Witness::builder().clock(Clock::Tokio).max_components(0),
+            "max_components",
+        ),
     ] {
         let err = builder.build().unwrap_err();
         assert_eq!(
@@ -216,7 +228,11 @@ fn starting_outside_a_runtime_and_bad_settings_are_typed_errors() {
 
 #[test]
 fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
-    let witness = Witness::builder().max_components(2).build().unwrap();
+    let witness = Witness::builder()
+        .clock(Clock::Tokio)
+        .max_components(2)
+        .build()
+        .unwrap();
     witness.layer("a").unwrap();
     witness.layer("b").unwrap();
     assert!(witness.layer("a").is_ok(), "a known one is not new");
@@ -228,7 +244,7 @@ fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
 
 #[test]
 fn snapshots_serialize_to_json() {
-    let witness = Witness::builder().build().unwrap();
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     witness.layer("db").unwrap();
     let json = serde_json::to_value(&*witness.cycle_now()).unwrap();
     assert_eq!(json["cycle"], 1);
