@@ -1,0 +1,203 @@
+//! Errors as `http` responses (feature `http`): what a caller of a reflex
+//! stack should answer when the stack refused a request or ran out of
+//! time.
+//!
+//! | error (found anywhere in the `source()` chain) | status | `Retry-After` |
+//! |---|---|---|
+//! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | 503 | from the rejection, if it says |
+//! | `Rejected { SlotQueueFull }`, `RetryBudgetExhausted`, `DedupAborted`, `DedupFull` | 503 | if it says |
+//! | `Rejected { SlotBusy }` | 429 | if it says |
+//! | `Rejected { Replaced }`, `Rejected { InProgress }` | 409 | — |
+//! | a timeout: tower's `Elapsed`, the retry layer's `TimedOut`, the dedup layer's `WaitTimedOut` | 504 | — |
+//! | anything else | 500 | — |
+//!
+//! The body is empty (`B::default()`): an inner error's text never leaks.
+//! `Retry-After` is whole seconds, rounded up, at least 1. A rejection is
+//! also put in the response's extensions, for logging layers above.
+//!
+//! With axum, in a `HandleErrorLayer`:
+//!
+//! ```
+//! use axum::{Router, error_handling::HandleErrorLayer, routing::get};
+//! use reflex::core::BoxError;
+//! use tower::ServiceBuilder;
+//!
+//! # fn main() -> Result<(), reflex::core::ConfigError> {
+//! let shed = reflex::shed::ConcurrencyShedLayer::builder().hard_limit(64).build()?;
+//! let app: Router = Router::new().route("/", get(|| async { "hello" })).layer(
+//!     ServiceBuilder::new()
+//!         .layer(HandleErrorLayer::new(|err: BoxError| async move {
+//!             reflex::http::rejection_response::<axum::body::Body>(&*err)
+//!         }))
+//!         .layer(shed),
+//! );
+//! # let _ = app;
+//! # Ok(())
+//! # }
+//! ```
+
+use std::error::Error;
+use std::time::Duration;
+
+use http::header::{HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use reflex_core::{RejectKind, Rejected};
+
+/// The status an error maps to, and how long the caller may wait before
+/// trying again, if the stack knows. See the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use http::StatusCode;
+/// use reflex::core::{Component, RejectKind, Rejected};
+///
+/// let open = Rejected::new(RejectKind::CircuitOpen, Component::new("db"))
+///     .with_retry_after(Duration::from_millis(1_500));
+/// assert_eq!(
+///     reflex::http::status_of(&open),
+///     (StatusCode::SERVICE_UNAVAILABLE, Some(Duration::from_millis(1_500))),
+/// );
+/// ```
+pub fn status_of(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration>) {
+    if let Some(rejected) = Rejected::find(err) {
+        let status = match rejected.kind() {
+            RejectKind::SlotBusy => StatusCode::TOO_MANY_REQUESTS,
+            RejectKind::Replaced | RejectKind::InProgress => StatusCode::CONFLICT,
+            // Shed, CircuitOpen, SlotQueueFull, RetryBudgetExhausted,
+            // DedupAborted, DedupFull, and kinds yet to come: the service
+            // is unavailable for now.
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return (status, rejected.retry_after());
+    }
+    if timed_out(err) {
+        return (StatusCode::GATEWAY_TIMEOUT, None);
+    }
+    (StatusCode::INTERNAL_SERVER_ERROR, None)
+}
+
+/// `true` when a timeout of the stack is in `err`'s `source()` chain.
+fn timed_out(err: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if err.is::<tower::timeout::error::Elapsed>() {
+            return true;
+        }
+        #[cfg(feature = "retry")]
+        if err.is::<reflex_retry::TimedOut>() {
+            return true;
+        }
+        #[cfg(feature = "dedup")]
+        if err.is::<reflex_dedup::WaitTimedOut>() {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// The response for `err`: its status, `Retry-After` when known, the
+/// rejection in the extensions, and an empty body. See the
+/// [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reflex::core::{Component, RejectKind, Rejected};
+///
+/// let shed = Rejected::new(RejectKind::Shed, Component::new("db"))
+///     .with_retry_after(Duration::from_millis(200));
+/// let response = reflex::http::rejection_response::<String>(&shed);
+/// assert_eq!(response.status(), 503);
+/// assert_eq!(response.headers()["retry-after"], "1");
+/// assert!(response.extensions().get::<Rejected>().is_some());
+/// assert!(response.body().is_empty());
+/// ```
+pub fn rejection_response<B: Default>(err: &(dyn Error + 'static)) -> Response<B> {
+    let (status, retry_after) = status_of(err);
+    let mut response = Response::new(B::default());
+    *response.status_mut() = status;
+    if let Some(after) = retry_after {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));
+    }
+    if let Some(rejected) = Rejected::find(err) {
+        response.extensions_mut().insert(rejected.clone());
+    }
+    response
+}
+
+/// Whole seconds, rounded up, at least 1.
+fn retry_after_secs(after: Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+/// Makes the response for an error: [`DefaultResponses`] (the table of the
+/// [module docs](self)), or your own (every `Fn(&dyn Error) -> Response<B>`
+/// is one).
+///
+/// # Examples
+///
+/// A JSON body for rejections, the default for the rest:
+///
+/// ```
+/// use http::Response;
+/// use reflex::core::Rejected;
+/// use reflex::http::{DefaultResponses, RejectionResponse};
+///
+/// let json = |err: &(dyn std::error::Error + 'static)| -> Response<String> {
+///     let mut response = DefaultResponses.response(err);
+///     if let Some(rejected) = Rejected::find(err) {
+///         *response.body_mut() = format!(r#"{{"refused":"{}"}}"#, rejected.kind().as_str());
+///     }
+///     response
+/// };
+/// let shed = Rejected::new(reflex::core::RejectKind::Shed, "db".into());
+/// assert_eq!(json.response(&shed).body(), r#"{"refused":"shed"}"#);
+/// ```
+pub trait RejectionResponse<B> {
+    /// The response for `err`.
+    fn response(&self, err: &(dyn Error + 'static)) -> Response<B>;
+}
+
+impl<F, B> RejectionResponse<B> for F
+where
+    F: Fn(&(dyn Error + 'static)) -> Response<B>,
+{
+    fn response(&self, err: &(dyn Error + 'static)) -> Response<B> {
+        self(err)
+    }
+}
+
+/// The responses of the [module docs](self)' table.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DefaultResponses;
+
+impl<B: Default> RejectionResponse<B> for DefaultResponses {
+    fn response(&self, err: &(dyn Error + 'static)) -> Response<B> {
+        rejection_response(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_is_whole_seconds_rounded_up_and_at_least_one() {
+        for (after, secs) in [
+            (Duration::ZERO, 1),
+            (Duration::from_millis(1), 1),
+            (Duration::from_secs(1), 1),
+            (Duration::from_millis(1_001), 2),
+            (Duration::from_secs(30), 30),
+        ] {
+            assert_eq!(retry_after_secs(after), secs, "{after:?}");
+        }
+    }
+}
