@@ -17,9 +17,12 @@
 //! [`Rejected`](core::Rejected) error, signals. [`http`] maps errors to
 //! responses (feature `http`).
 //!
-//! **Status:** the `Preset` that composes the six in the documented order,
-//! and the examples, are in progress; the layers and the http mapping are
-//! ready.
+//! [`Preset`] composes them for one component in the documented order
+//! (witness, shed, dedup, slot, retry, breaker, timeout), every layer
+//! reporting to one witness.
+//!
+//! **Status:** the preset's tests over hyper and tonic, the client-side
+//! test, the examples and the demo are in progress.
 //!
 //! # Examples
 //!
@@ -65,3 +68,16 @@ pub use reflex_witness as witness;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+
+#[cfg(all(feature = "shed", feature = "breaker", feature = "witness"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(feature = "shed", feature = "breaker", feature = "witness")))
+)]
+pub mod preset;
+
+#[cfg(all(feature = "shed", feature = "breaker", feature = "witness"))]
+pub use preset::Preset;
+
+mod toggle;
+pub use toggle::{Toggle, ToggleFuture, ToggleService};
