@@ -193,8 +193,8 @@ impl Detector for Cascade {
 /// A component's latency far off its own baseline: its p50 over a cycle
 /// above `factor` times its baseline p50 (an average of its earlier
 /// cycles, learned over `warmup` cycles of at least `min_requests`
-/// requests). Reports once per episode; the baseline does not learn from
-/// the regression.
+/// requests). Reports once per episode; the baseline learns neither from
+/// the regression nor from cycles where more than 10% of calls failed.
 #[derive(Debug, Clone)]
 pub struct LatencyRegression {
     factor: f64,
@@ -258,6 +258,11 @@ impl Detector for LatencyRegression {
                 continue;
             }
             baseline.regressed = false;
+            // A baseline is what the component does when it works: cycles
+            // of mostly failed calls (fast refusals) would drag it down.
+            if state.error_rate > 0.1 {
+                continue;
+            }
             // A running average over the warm-up, then an exponential one.
             baseline.cycles += 1;
             let weight = 1.0 / f64::from(baseline.cycles.min(self.warmup.max(5)));

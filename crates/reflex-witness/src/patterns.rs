@@ -108,6 +108,9 @@ struct Pattern {
 
 /// Chains of fewer observations are not judged slow.
 const MIN_OBSERVED: u64 = 10;
+/// A chain is slow only beyond `factor` times at least this (so that a
+/// chain of a few microseconds is not "10× slower" at 0.1 ms).
+const FLOOR_MS: f64 = 1.0;
 
 impl Learner {
     pub(crate) fn new(settle_after: u64, factor: f64) -> Self {
@@ -139,7 +142,9 @@ impl Learner {
                 complete.push(call.root);
             }
         }
-        let mut findings = Vec::new();
+        // This cycle's chains, by pattern: judged on their median, so one
+        // slow chain among many ordinary ones is jitter, not a finding.
+        let mut cycle_chains: Vec<(String, Vec<String>, Vec<f64>)> = Vec::new();
         for root in complete {
             let Some((_, mut calls)) = self.pending.remove(&root) else {
                 continue;
@@ -151,8 +156,15 @@ impl Learner {
                 .map(|c| names.get(c.component).copied().unwrap_or("?").to_owned())
                 .collect();
             let key = members.join(" > ");
-            let settled = self.chains_seen >= self.settle_after;
-            self.chains_seen += 1;
+            match cycle_chains.iter_mut().find(|(k, _, _)| *k == key) {
+                Some((_, _, latencies)) => latencies.push(latency),
+                None => cycle_chains.push((key, members, vec![latency])),
+            }
+        }
+        let settled = self.chains_seen >= self.settle_after;
+        let mut findings = Vec::new();
+        for (key, members, mut latencies) in cycle_chains {
+            self.chains_seen += latencies.len() as u64;
             let pattern = self.patterns.entry(key.clone()).or_default();
             if pattern.count == 0 && settled {
                 findings.push(Finding::new(
@@ -161,14 +173,19 @@ impl Learner {
                     format!("a chain not seen while learning: {key}"),
                 ));
             }
-            if pattern.count >= MIN_OBSERVED && latency > self.factor * pattern.expected_ms {
+            latencies.sort_by(f64::total_cmp);
+            let median = latencies[latencies.len() / 2];
+            let usual = pattern.expected_ms.max(FLOOR_MS);
+            if pattern.count >= MIN_OBSERVED && median > self.factor * usual {
+                // Reported once per episode: until a cycle sees the chain
+                // at its usual pace again. The usual does not learn from it.
                 if !std::mem::replace(&mut pattern.slow, true) {
                     findings.push(Finding::new(
                         "slow_call_pattern",
                         members,
                         format!(
-                            "{key}: {latency:.1} ms, {:.1}× its usual {:.1} ms",
-                            latency / pattern.expected_ms,
+                            "{key}: {median:.1} ms, {:.1}× its usual {:.1} ms",
+                            median / pattern.expected_ms.max(f64::MIN_POSITIVE),
                             pattern.expected_ms
                         ),
                     ));
@@ -176,9 +193,11 @@ impl Learner {
                 continue;
             }
             pattern.slow = false;
-            pattern.count += 1;
-            let weight = 1.0 / (pattern.count.min(20) as f64);
-            pattern.expected_ms += (latency - pattern.expected_ms) * weight;
+            for latency in latencies {
+                pattern.count += 1;
+                let weight = 1.0 / (pattern.count.min(20) as f64);
+                pattern.expected_ms += (latency - pattern.expected_ms) * weight;
+            }
         }
         // Chains whose root never finished (dropped, or lost to the ring)
         // are forgotten after two cycles.

@@ -7,7 +7,7 @@ use std::marker::PhantomData;
 use std::time::Duration;
 
 use reflex_breaker::{CircuitBreakBuilder, CircuitBreakLayer};
-use reflex_core::{Component, ConfigError, ConfigErrorKind};
+use reflex_core::{Component, ConfigError, ConfigErrorKind, DefaultClassifier};
 use reflex_shed::{ConcurrencyShedBuilder, ConcurrencyShedLayer};
 use reflex_witness::{ObserveWitnessLayer, Witness};
 use tower::ServiceBuilder;
@@ -119,10 +119,10 @@ impl<Req, K, F, P> fmt::Debug for SlotPart<Req, K, F, P> {
 
 /// The layers a preset builds, outermost first: witness, shed, dedup,
 /// slot, retry, breaker, timeout.
-pub type PresetLayers<D, S, R> = Stack<
+pub type PresetLayers<D, S, R, C = DefaultClassifier> = Stack<
     Toggle<TimeoutLayer>,
     Stack<
-        Toggle<CircuitBreakLayer>,
+        Toggle<CircuitBreakLayer<C>>,
         Stack<
             R,
             Stack<
@@ -131,7 +131,7 @@ pub type PresetLayers<D, S, R> = Stack<
                     D,
                     Stack<
                         Toggle<ConcurrencyShedLayer>,
-                        Stack<Toggle<ObserveWitnessLayer>, Identity>,
+                        Stack<Toggle<ObserveWitnessLayer<C>>, Identity>,
                     >,
                 >,
             >,
@@ -141,8 +141,8 @@ pub type PresetLayers<D, S, R> = Stack<
 
 /// What [`Preset::build`] gives: a `ServiceBuilder` of the preset's
 /// layers, to wrap a service with, or to add to a router as a layer.
-pub type PresetStack<D, S, R> = ServiceBuilder<
-    PresetLayers<<D as PresetPart>::Layer, <S as PresetPart>::Layer, <R as PresetPart>::Layer>,
+pub type PresetStack<D, S, R, C = DefaultClassifier> = ServiceBuilder<
+    PresetLayers<<D as PresetPart>::Layer, <S as PresetPart>::Layer, <R as PresetPart>::Layer, C>,
 >;
 
 /// The six layers composed in the order of the design, for one component:
@@ -180,7 +180,8 @@ pub type PresetStack<D, S, R> = ServiceBuilder<
 /// # }
 /// ```
 #[must_use = "a preset does nothing until `build` is called"]
-pub struct Preset<D = Identity, S = Identity, R = Identity> {
+pub struct Preset<D = Identity, S = Identity, R = Identity, C = DefaultClassifier> {
+    classifier: C,
     component: Component,
     witness: Option<Witness>,
     shed: Option<ConcurrencyShedBuilder>,
@@ -197,6 +198,7 @@ impl Preset {
     /// A preset for `component`.
     pub fn new(component: impl Into<Component>) -> Self {
         Self {
+            classifier: DefaultClassifier,
             component: component.into(),
             witness: None,
             shed: Some(ConcurrencyShedLayer::builder().hard_limit(1024)),
@@ -209,7 +211,26 @@ impl Preset {
     }
 }
 
-impl<D, S, R> Preset<D, S, R> {
+impl<D, S, R, C> Preset<D, S, R, C> {
+    /// What counts as a failure, for the witness and the breaker alike
+    /// (said once for the stack): a [`Classify`](reflex_core::Classify) or a
+    /// closure; for http, `reflex::core::ServerErrorsAsFailures`. The
+    /// breaker builder given to [`breaker`](Self::breaker) takes this
+    /// classifier. Defaults to `Ok` succeeds, `Err` fails.
+    pub fn classifier<C2>(self, classifier: C2) -> Preset<D, S, R, C2> {
+        Preset {
+            classifier,
+            component: self.component,
+            witness: self.witness,
+            shed: self.shed,
+            breaker: self.breaker,
+            timeout: self.timeout,
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+        }
+    }
+
     /// Records every request into `witness`, and has every layer report
     /// its signals to it. Defaults to no witness.
     pub fn witness(mut self, witness: &Witness) -> Self {
@@ -254,8 +275,9 @@ impl<D, S, R> Preset<D, S, R> {
     pub fn dedup<Req, K, KF, H>(
         self,
         dedup: reflex_dedup::DedupBuilder<Req, K, KF, H>,
-    ) -> Preset<reflex_dedup::DedupBuilder<Req, K, KF, H>, S, R> {
+    ) -> Preset<reflex_dedup::DedupBuilder<Req, K, KF, H>, S, R, C> {
         Preset {
+            classifier: self.classifier,
             component: self.component,
             witness: self.witness,
             shed: self.shed,
@@ -272,11 +294,12 @@ impl<D, S, R> Preset<D, S, R> {
     pub fn slot<Req, K, F, P>(
         self,
         slot: reflex_slot::SlotAdmissionBuilder<F, P>,
-    ) -> Preset<D, SlotPart<Req, K, F, P>, R>
+    ) -> Preset<D, SlotPart<Req, K, F, P>, R, C>
     where
         F: Fn(&Req) -> Option<K>,
     {
         Preset {
+            classifier: self.classifier,
             component: self.component,
             witness: self.witness,
             shed: self.shed,
@@ -293,11 +316,12 @@ impl<D, S, R> Preset<D, S, R> {
 
     /// The retry layer (a builder: for http, `RetryLayer::builder().http()`).
     #[cfg(feature = "retry")]
-    pub fn retry<P, C>(
+    pub fn retry<P, RC>(
         self,
-        retry: reflex_retry::RetryBuilder<P, C>,
-    ) -> Preset<D, S, reflex_retry::RetryBuilder<P, C>> {
+        retry: reflex_retry::RetryBuilder<P, RC>,
+    ) -> Preset<D, S, reflex_retry::RetryBuilder<P, RC>, C> {
         Preset {
+            classifier: self.classifier,
             component: self.component,
             witness: self.witness,
             shed: self.shed,
@@ -310,11 +334,12 @@ impl<D, S, R> Preset<D, S, R> {
     }
 }
 
-impl<D, S, R> Preset<D, S, R>
+impl<D, S, R, C> Preset<D, S, R, C>
 where
     D: PresetPart,
     S: PresetPart,
     R: PresetPart,
+    C: Clone,
 {
     /// Builds every layer and composes them, outermost first: witness,
     /// shed, dedup, slot, retry, breaker, timeout.
@@ -323,7 +348,7 @@ where
     ///
     /// The first layer builder's [`ConfigError`]; or one when the timeout
     /// is zero, or the witness follows as many components as it can.
-    pub fn build(self) -> Result<PresetStack<D, S, R>, ConfigError> {
+    pub fn build(self) -> Result<PresetStack<D, S, R, C>, ConfigError> {
         let component = &self.component;
         let witness = self.witness.as_ref();
         if self.timeout.is_some_and(|t| t.is_zero()) {
@@ -334,7 +359,10 @@ where
                 "must be above zero",
             ));
         }
-        let observe = witness.map(|w| w.layer(component.clone())).transpose()?;
+        let observe = witness
+            .map(|w| w.layer(component.clone()))
+            .transpose()?
+            .map(|layer| layer.classifier(self.classifier.clone()));
         let shed = self
             .shed
             .map(|shed| {
@@ -348,7 +376,9 @@ where
         let breaker = self
             .breaker
             .map(|breaker| {
-                let breaker = breaker.component(component.clone());
+                let breaker = breaker
+                    .component(component.clone())
+                    .classifier(self.classifier.clone());
                 match witness {
                     Some(w) => breaker.sink(w.clone()).build(),
                     None => breaker.build(),
@@ -377,7 +407,7 @@ where
     }
 }
 
-impl<D, S, R> fmt::Debug for Preset<D, S, R> {
+impl<D, S, R, C> fmt::Debug for Preset<D, S, R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Preset")
             .field("component", &self.component)

@@ -1,0 +1,251 @@
+//! The main job: three components behind reflex presets on a real http
+//! server on loopback, and what the witness saw and did.
+//!
+//! `api` (the axum router) calls `auth`, which calls `db`. A built-in load
+//! sends requests for 16 seconds while `db` is healthy, then slow, then
+//! failing, then healthy again. The witness learns the api > auth > db
+//! chain, reports the latency regression and the cascade as they happen,
+//! and its reflex forces the failing components' breakers open and lowers
+//! their shed limits, then restores them. The snapshot is served as JSON at
+//! `/witness`.
+//!
+//! ```sh
+//! cargo run -p example-demo             # ends by itself after the load
+//! cargo run -p example-demo -- --serve  # keeps serving afterwards
+//! ```
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use reflex::Preset;
+use reflex::breaker::CircuitBreakLayer;
+use reflex::core::BoxError;
+use reflex::witness::{CascadeReflex, Snapshot, Witness};
+use tokio::net::{TcpListener, TcpStream};
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceExt, service_fn};
+
+/// How `db` behaves.
+const HEALTHY: u8 = 0;
+const SLOW: u8 = 1;
+const FAILING: u8 = 2;
+
+/// A component's service: `()` in, `()` out.
+type Component = BoxCloneSyncService<(), (), BoxError>;
+
+/// `db`: 2 ms, or 60 ms while slow, or an error while failing.
+fn db(witness: &Witness, mode: Arc<AtomicU8>) -> Result<Component, BoxError> {
+    let preset = Preset::new("db")
+        .witness(witness)
+        .breaker(
+            CircuitBreakLayer::builder()
+                .no_failure_rate()
+                .consecutive_failures(5)
+                .open_duration(Duration::from_secs(2)),
+        )
+        .timeout(Duration::from_secs(1))
+        .build()?;
+    let svc = preset.service(service_fn(move |(): ()| {
+        let mode = mode.load(Ordering::Relaxed);
+        async move {
+            match mode {
+                SLOW => tokio::time::sleep(Duration::from_millis(60)).await,
+                FAILING => return Err::<(), BoxError>("db: connection refused".into()),
+                _ => tokio::time::sleep(Duration::from_millis(2)).await,
+            }
+            Ok(())
+        }
+    }));
+    Ok(BoxCloneSyncService::new(svc))
+}
+
+/// `auth`: 1 ms of its own, then `db`.
+fn auth(witness: &Witness, db: Component) -> Result<Component, BoxError> {
+    let preset = Preset::new("auth")
+        .witness(witness)
+        .breaker(
+            CircuitBreakLayer::builder()
+                .no_failure_rate()
+                .consecutive_failures(5)
+                .open_duration(Duration::from_secs(2)),
+        )
+        .build()?;
+    let svc = preset.service(service_fn(move |(): ()| {
+        let db = db.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            db.oneshot(()).await
+        }
+    }));
+    Ok(BoxCloneSyncService::new(svc))
+}
+
+async fn handle_api(State(auth): State<Component>) -> Response {
+    match auth.oneshot(()).await {
+        Ok(()) => "ok".into_response(),
+        Err(err) => reflex::http::rejection_response::<Body>(&*err),
+    }
+}
+
+async fn handle_witness(State(witness): State<Witness>) -> Response {
+    let latest = witness.latest_snapshot();
+    let reports: Vec<_> = witness.reports().iter().map(|r| (**r).clone()).collect();
+    let body =
+        serde_json::json!({ "snapshot": &*latest, "reports": reports, "health": witness.health() });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn fetch(addr: SocketAddr, path: &str) -> Result<StatusCode, BoxError> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get(path)
+        .header(header::HOST, "localhost")
+        .body(Empty::<Bytes>::new())?;
+    let response = sender.send_request(request).await?;
+    let status = response.status();
+    response.into_body().collect().await?;
+    Ok(status)
+}
+
+/// Prints what a snapshot says that matters: its reports and actions.
+fn print(snapshot: &Snapshot, started: tokio::time::Instant) {
+    let at = started.elapsed().as_secs_f64();
+    for report in &snapshot.reports {
+        println!(
+            "[{at:5.1}s] REPORT {}: {}",
+            report.detector, report.decision
+        );
+        if !report.causal_chain.is_empty() {
+            let chain: Vec<String> = report
+                .causal_chain
+                .iter()
+                .take(6)
+                .map(|l| format!("{} {}", l.component, l.what))
+                .collect();
+            println!("         causal chain: {}", chain.join(" -> "));
+        }
+        for action in &report.actions {
+            println!("         action: {action}");
+        }
+    }
+    for action in &snapshot.actions {
+        if !snapshot.reports.iter().any(|r| r.actions.contains(action)) {
+            println!("[{at:5.1}s] ACTION {action}");
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let serve = std::env::args().any(|a| a == "--serve");
+    let witness = Witness::builder()
+        .interval(Duration::from_millis(500))
+        .call_patterns(40, 3.0)
+        .cascade(2, 3, Duration::from_secs(3))
+        .latency_regression(3.0, 3, 10)
+        .reflex(CascadeReflex::new(Duration::from_secs(3), 0.5))
+        .start()?;
+    let mode = Arc::new(AtomicU8::new(HEALTHY));
+    let db = db(&witness, mode.clone())?;
+    let auth = auth(&witness, db)?;
+
+    let api = Preset::new("api")
+        .classifier(reflex::core::ServerErrorsAsFailures)
+        .witness(&witness)
+        .shed(reflex::shed::ConcurrencyShedLayer::builder().hard_limit(64))
+        .build()?;
+    let app = Router::new()
+        .route("/", get(handle_api).with_state(auth))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                    reflex::http::rejection_response::<Body>(&*err)
+                }))
+                .layer(api),
+        )
+        .merge(
+            Router::new()
+                .route("/witness", get(handle_witness))
+                .with_state(witness.clone()),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    println!("reflex demo on http://{addr}/ (snapshot at http://{addr}/witness)");
+    println!("phases: 0-4 s healthy, 4-8 s db slow, 8-12 s db failing, 12-16 s healthy\n");
+
+    let started = tokio::time::Instant::now();
+    let mut snapshots = witness.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(snapshot) = snapshots.recv().await {
+            print(&snapshot, started);
+        }
+    });
+
+    let ok = Arc::new(AtomicU64::new(0));
+    let refused = Arc::new(AtomicU64::new(0));
+    for (phase, (name, behaviour)) in [
+        ("healthy", HEALTHY),
+        ("db slow", SLOW),
+        ("db failing", FAILING),
+        ("healthy again", HEALTHY),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        mode.store(behaviour, Ordering::Relaxed);
+        println!(
+            "[{:5.1}s] --- phase {}: {name}",
+            started.elapsed().as_secs_f64(),
+            phase + 1
+        );
+        let until = tokio::time::Instant::now() + Duration::from_secs(4);
+        let mut ticks = tokio::time::interval(Duration::from_millis(20));
+        while tokio::time::Instant::now() < until {
+            ticks.tick().await;
+            let (ok, refused) = (ok.clone(), refused.clone());
+            tokio::spawn(async move {
+                match fetch(addr, "/").await {
+                    Ok(StatusCode::OK) => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => refused.fetch_add(1, Ordering::Relaxed),
+                };
+            });
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let health = witness.health();
+    println!(
+        "\n{} requests answered, {} refused or failed; the witness followed {} components, learned {} call pattern(s), wrote {} report(s), took {} action(s); open breakers now: {:?}",
+        ok.load(Ordering::Relaxed),
+        refused.load(Ordering::Relaxed),
+        health.components,
+        health.patterns_learned,
+        health.reports,
+        health.actions,
+        health.open_breakers,
+    );
+    if serve {
+        println!("serving on http://{addr}/ until interrupted");
+        std::future::pending::<()>().await;
+    }
+    printer.abort();
+    Ok(())
+}
