@@ -181,15 +181,20 @@ pub type PresetStack<D, S, R, C = DefaultClassifier> = ServiceBuilder<
 /// ```
 #[must_use = "a preset does nothing until `build` is called"]
 pub struct Preset<D = Identity, S = Identity, R = Identity, C = DefaultClassifier> {
+    common: Common,
     classifier: C,
+    dedup: D,
+    slot: S,
+    retry: R,
+}
+
+/// The settings whose types do not change with the parts given.
+struct Common {
     component: Component,
     witness: Option<Witness>,
     shed: Option<ConcurrencyShedBuilder>,
     breaker: Option<CircuitBreakBuilder>,
     timeout: Option<Duration>,
-    dedup: D,
-    slot: S,
-    retry: R,
 }
 
 // === impl Preset ===
@@ -198,12 +203,14 @@ impl Preset {
     /// A preset for `component`.
     pub fn new(component: impl Into<Component>) -> Self {
         Self {
+            common: Common {
+                component: component.into(),
+                witness: None,
+                shed: Some(ConcurrencyShedLayer::builder().hard_limit(1024)),
+                breaker: Some(CircuitBreakLayer::builder()),
+                timeout: None,
+            },
             classifier: DefaultClassifier,
-            component: component.into(),
-            witness: None,
-            shed: Some(ConcurrencyShedLayer::builder().hard_limit(1024)),
-            breaker: Some(CircuitBreakLayer::builder()),
-            timeout: None,
             dedup: Identity::new(),
             slot: Identity::new(),
             retry: Identity::new(),
@@ -219,12 +226,8 @@ impl<D, S, R, C> Preset<D, S, R, C> {
     /// classifier. Defaults to `Ok` succeeds, `Err` fails.
     pub fn classifier<C2>(self, classifier: C2) -> Preset<D, S, R, C2> {
         Preset {
+            common: self.common,
             classifier,
-            component: self.component,
-            witness: self.witness,
-            shed: self.shed,
-            breaker: self.breaker,
-            timeout: self.timeout,
             dedup: self.dedup,
             slot: self.slot,
             retry: self.retry,
@@ -234,39 +237,39 @@ impl<D, S, R, C> Preset<D, S, R, C> {
     /// Records every request into `witness`, and has every layer report
     /// its signals to it. Defaults to no witness.
     pub fn witness(mut self, witness: &Witness) -> Self {
-        self.witness = Some(witness.clone());
+        self.common.witness = Some(witness.clone());
         self
     }
 
     /// The shed layer's configuration (its component and sink are the
     /// preset's). Defaults to a hard limit of 1 024.
     pub fn shed(mut self, shed: ConcurrencyShedBuilder) -> Self {
-        self.shed = Some(shed);
+        self.common.shed = Some(shed);
         self
     }
 
     /// No shed layer.
     pub fn no_shed(mut self) -> Self {
-        self.shed = None;
+        self.common.shed = None;
         self
     }
 
     /// The breaker's configuration. Defaults to the breaker's defaults.
     pub fn breaker(mut self, breaker: CircuitBreakBuilder) -> Self {
-        self.breaker = Some(breaker);
+        self.common.breaker = Some(breaker);
         self
     }
 
     /// No breaker.
     pub fn no_breaker(mut self) -> Self {
-        self.breaker = None;
+        self.common.breaker = None;
         self
     }
 
     /// A timeout around the inner service, inside the breaker (each
     /// attempt gets its own). Defaults to none.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
+        self.common.timeout = Some(timeout);
         self
     }
 
@@ -277,12 +280,8 @@ impl<D, S, R, C> Preset<D, S, R, C> {
         dedup: reflex_dedup::DedupBuilder<Req, K, KF, H>,
     ) -> Preset<reflex_dedup::DedupBuilder<Req, K, KF, H>, S, R, C> {
         Preset {
+            common: self.common,
             classifier: self.classifier,
-            component: self.component,
-            witness: self.witness,
-            shed: self.shed,
-            breaker: self.breaker,
-            timeout: self.timeout,
             dedup,
             slot: self.slot,
             retry: self.retry,
@@ -299,12 +298,8 @@ impl<D, S, R, C> Preset<D, S, R, C> {
         F: Fn(&Req) -> Option<K>,
     {
         Preset {
+            common: self.common,
             classifier: self.classifier,
-            component: self.component,
-            witness: self.witness,
-            shed: self.shed,
-            breaker: self.breaker,
-            timeout: self.timeout,
             dedup: self.dedup,
             slot: SlotPart {
                 builder: slot,
@@ -321,12 +316,8 @@ impl<D, S, R, C> Preset<D, S, R, C> {
         retry: reflex_retry::RetryBuilder<P, RC>,
     ) -> Preset<D, S, reflex_retry::RetryBuilder<P, RC>, C> {
         Preset {
+            common: self.common,
             classifier: self.classifier,
-            component: self.component,
-            witness: self.witness,
-            shed: self.shed,
-            breaker: self.breaker,
-            timeout: self.timeout,
             dedup: self.dedup,
             slot: self.slot,
             retry,
@@ -349,9 +340,10 @@ where
     /// The first layer builder's [`ConfigError`]; or one when the timeout
     /// is zero, or the witness follows as many components as it can.
     pub fn build(self) -> Result<PresetStack<D, S, R, C>, ConfigError> {
-        let component = &self.component;
-        let witness = self.witness.as_ref();
-        if self.timeout.is_some_and(|t| t.is_zero()) {
+        let common = self.common;
+        let component = &common.component;
+        let witness = common.witness.as_ref();
+        if common.timeout.is_some_and(|t| t.is_zero()) {
             return Err(ConfigError::new(
                 "preset",
                 "timeout",
@@ -363,7 +355,7 @@ where
             .map(|w| w.layer(component.clone()))
             .transpose()?
             .map(|layer| layer.classifier(self.classifier.clone()));
-        let shed = self
+        let shed = common
             .shed
             .map(|shed| {
                 let shed = shed.component(component.clone());
@@ -373,7 +365,7 @@ where
                 }
             })
             .transpose()?;
-        let breaker = self
+        let breaker = common
             .breaker
             .map(|breaker| {
                 let breaker = breaker
@@ -403,18 +395,19 @@ where
             .layer(slot)
             .layer(retry)
             .layer(Toggle::new(breaker))
-            .layer(Toggle::new(self.timeout.map(TimeoutLayer::new))))
+            .layer(Toggle::new(common.timeout.map(TimeoutLayer::new))))
     }
 }
 
 impl<D, S, R, C> fmt::Debug for Preset<D, S, R, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let common = &self.common;
         f.debug_struct("Preset")
-            .field("component", &self.component)
-            .field("witness", &self.witness.is_some())
-            .field("shed", &self.shed.is_some())
-            .field("breaker", &self.breaker.is_some())
-            .field("timeout", &self.timeout)
+            .field("component", &common.component)
+            .field("witness", &common.witness.is_some())
+            .field("shed", &common.shed.is_some())
+            .field("breaker", &common.breaker.is_some())
+            .field("timeout", &common.timeout)
             .finish_non_exhaustive()
     }
 }
