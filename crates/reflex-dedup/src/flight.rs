@@ -97,7 +97,8 @@ pub(crate) struct Delivery<Res, V> {
     pub(crate) received: Received<Res, V>,
     /// More than one request waited on the call.
     pub(crate) shared: bool,
-    /// This poll ended the call (the caller removes it from the table).
+    /// This poll ended the call (its waiter keeps a shared answer in the
+    /// cache).
     pub(crate) ended_here: bool,
 }
 
@@ -190,6 +191,25 @@ where
                     _ => None,
                 };
             } else if state.waiters > 0 {
+                // The others wait on: wake them, so one of them drives the
+                // call (this one may have been driving it, and taken the
+                // wake-up meant for the next poll).
+                let wakers: Vec<Waker> = state.wakers.iter().flatten().cloned().collect();
+                drop(state);
+                let starting = id == LEADER
+                    && matches!(
+                        *self.call.lock().unwrap_or_else(PoisonError::into_inner),
+                        Call::Starting
+                    );
+                if starting {
+                    // The leader left before handing over its call: its
+                    // `call` panicked. Nobody will start it now.
+                    self.abort();
+                } else {
+                    for waker in wakers {
+                        waker.wake();
+                    }
+                }
                 return false;
             } else {
                 state.outcome = Some(Outcome::Abandoned);

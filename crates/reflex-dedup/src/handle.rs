@@ -36,9 +36,18 @@ impl Stats {
         }
     }
 
-    pub(crate) fn set_cache(&self, entries: usize, bytes: usize) {
-        self.cache_entries.store(entries, Ordering::Relaxed);
-        self.cache_bytes.store(bytes, Ordering::Relaxed);
+    /// Adds the change of one cache (every service the layer made has its
+    /// own) to the layer's totals.
+    pub(crate) fn cache_changed(&self, entries: (usize, usize), bytes: (usize, usize)) {
+        let apply = |counter: &AtomicUsize, (before, after): (usize, usize)| {
+            if after >= before {
+                counter.fetch_add(after - before, Ordering::Relaxed);
+            } else {
+                counter.fetch_sub(before - after, Ordering::Relaxed);
+            }
+        };
+        apply(&self.cache_entries, entries);
+        apply(&self.cache_bytes, bytes);
     }
 
     pub(crate) fn emit(&self, signal: Signal) {

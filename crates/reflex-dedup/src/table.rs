@@ -100,6 +100,9 @@ where
             // It ended and its waiters have not removed it yet: replace it.
             ended = shard.remove(key);
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            if ended.as_ref().is_some_and(|f| f.panicked()) {
+                stats.aborted.fetch_add(1, Ordering::Relaxed);
+            }
         }
         if stats.in_flight.fetch_add(1, Ordering::Relaxed) >= self.max_keys {
             stats.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -209,8 +212,9 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
         if cached.expires + self.stale > now {
             return Lookup::Stale(cached.response.clone());
         }
+        let before = (inner.entries.len(), inner.bytes);
         let expired = inner.remove(key);
-        stats.set_cache(inner.entries.len(), inner.bytes);
+        stats.cache_changed((before.0, inner.entries.len()), (before.1, inner.bytes));
         drop(inner);
         drop(expired);
         Lookup::Miss
@@ -226,6 +230,7 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
         let expires = Instant::now() + self.ttl;
         let mut evicted = Vec::new();
         let mut inner = self.lock();
+        let before = (inner.entries.len(), inner.bytes);
         evicted.extend(inner.remove(&key));
         let seq = inner.next;
         inner.next += 1;
@@ -254,7 +259,7 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
             let CacheInner { entries, order, .. } = &mut *inner;
             order.retain(|(key, seq)| entries.get(key).is_some_and(|c| c.seq == *seq));
         }
-        stats.set_cache(inner.entries.len(), inner.bytes);
+        stats.cache_changed((before.0, inner.entries.len()), (before.1, inner.bytes));
         drop(inner);
         drop(evicted);
     }

@@ -760,3 +760,66 @@ fn serving_stale_answers_needs_a_cache() {
         ("serve_stale", ConfigErrorKind::Missing)
     );
 }
+
+#[tokio::test]
+async fn a_follower_that_joined_before_the_leaders_call_panicked_is_aborted_not_stuck() {
+    type Join = Box<dyn Fn(String) -> BoxFuture + Send>;
+    /// Its first `call` makes a follower join through the dedup service,
+    /// then panics before the leader could hand its call over.
+    #[derive(Clone)]
+    struct JoinThenPanic {
+        join: Arc<Mutex<Option<Join>>>,
+        follower: Arc<Mutex<Option<BoxFuture>>>,
+        calls: Arc<AtomicUsize>,
+    }
+    impl Service<String> for JoinThenPanic {
+        type Response = String;
+        type Error = BoxError;
+        type Future = BoxFuture;
+        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, request: String) -> BoxFuture {
+            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                let join = self.join.lock().unwrap();
+                let follower = (join.as_ref().unwrap())(request);
+                *self.follower.lock().unwrap() = Some(follower);
+                panic!("the inner call panics after a follower joined (on purpose)");
+            }
+            Box::pin(async move { Ok(request) })
+        }
+    }
+    let inner = JoinThenPanic {
+        join: Arc::default(),
+        follower: Arc::default(),
+        calls: Arc::default(),
+    };
+    let layer = by_request().build().unwrap();
+    let mut svc = layer.layer(inner.clone());
+    let other = Mutex::new(svc.clone());
+    *inner.join.lock().unwrap() = Some(Box::new(move |request| {
+        Box::pin(other.lock().unwrap().call(request))
+    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        drop(svc.call("k".to_owned()));
+    }));
+    assert!(outcome.is_err());
+    let follower = inner
+        .follower
+        .lock()
+        .unwrap()
+        .take()
+        .expect("a follower joined");
+    let mut follower = spawn(follower);
+    let err = match follower.poll() {
+        Poll::Ready(result) => result.unwrap_err(),
+        Poll::Pending => panic!("the follower waits on a call nobody will start"),
+    };
+    assert_eq!(
+        Rejected::find(&*err).map(Rejected::kind),
+        Some(RejectKind::DedupAborted)
+    );
+    drop(follower);
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+    assert_eq!(send(&svc, "k").await.unwrap(), "k", "the key runs again");
+}
