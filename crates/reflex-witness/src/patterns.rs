@@ -108,6 +108,9 @@ struct Pattern {
 
 /// Chains of fewer observations are not judged slow.
 const MIN_OBSERVED: u64 = 10;
+/// The most patterns learned: chains beyond it are not learned (nor
+/// reported new), so the map stays bounded whatever requests do.
+const MAX_PATTERNS: usize = 1024;
 /// A chain is slow only beyond `factor` times at least this (so that a
 /// chain of a few microseconds is not "10× slower" at 0.1 ms).
 const FLOOR_MS: f64 = 1.0;
@@ -165,6 +168,9 @@ impl Learner {
         let mut findings = Vec::new();
         for (key, members, mut latencies) in cycle_chains {
             self.chains_seen += latencies.len() as u64;
+            if self.patterns.len() >= MAX_PATTERNS && !self.patterns.contains_key(&key) {
+                continue;
+            }
             let pattern = self.patterns.entry(key.clone()).or_default();
             if pattern.count == 0 && settled {
                 findings.push(Finding::new(

@@ -163,6 +163,11 @@ impl Registry {
         Some(index)
     }
 
+    /// `true` when every cell is taken.
+    pub(crate) fn is_full(&self) -> bool {
+        self.len.load(Ordering::Acquire) == self.cells.len()
+    }
+
     /// The index of `component` without a lock, if it is registered.
     pub(crate) fn find(&self, component: &Component) -> Option<usize> {
         let len = self.len.load(Ordering::Acquire);

@@ -834,9 +834,11 @@ impl SignalSink for Witness {
     /// seen before is registered (once, under a lock).
     fn emit(&self, component: &Component, signal: Signal) {
         let registry = &self.inner.registry;
+        // A full registry refuses new components without its lock: a sink
+        // never locks on the signal path once the witness is full.
         if let Some(index) = registry
             .find(component)
-            .or_else(|| registry.register(component))
+            .or_else(|| (!registry.is_full()).then(|| registry.register(component))?)
         {
             registry.cell(index).hear(signal);
         }

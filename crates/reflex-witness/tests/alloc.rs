@@ -16,6 +16,10 @@ fn recording_a_request_allocates_nothing() {
 #[test]
 fn recording_a_chained_request_allocates_nothing() {
     let witness = Witness::builder().call_patterns(10, 2.0).build().unwrap();
-    let mut svc = witness.layer("db").unwrap().layer(Echo);
+    // Two components: the outer one starts each chain, the inner joins it.
+    let mut svc = witness
+        .layer("api")
+        .unwrap()
+        .layer(witness.layer("db").unwrap().layer(Echo));
     assert_eq!(allocations_per_call(&mut svc, 1000), 0.0);
 }

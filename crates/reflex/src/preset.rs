@@ -351,6 +351,11 @@ where
                 "must be above zero",
             ));
         }
+        // The parts that may fail first: nothing is registered with the
+        // witness (a component, the controls) unless the whole stack builds.
+        let dedup = self.dedup.build_part(component, witness)?;
+        let slot = self.slot.build_part(component, witness)?;
+        let retry = self.retry.build_part(component, witness)?;
         let observe = witness
             .map(|w| w.layer(component.clone()))
             .transpose()?
@@ -385,9 +390,6 @@ where
                 w.control_breaker(component.clone(), breaker.handle());
             }
         }
-        let dedup = self.dedup.build_part(component, witness)?;
-        let slot = self.slot.build_part(component, witness)?;
-        let retry = self.retry.build_part(component, witness)?;
         Ok(ServiceBuilder::new()
             .layer(Toggle::new(observe))
             .layer(Toggle::new(shed))
