@@ -20,7 +20,11 @@ async fn each_key_has_its_own_breaker() {
         .component("api")
         .no_failure_rate()
         .consecutive_failures(2)
-        .build_keyed(key_of, 16)
+        // Room for both keys whatever shard they hash to: with 16 keys in
+        // 16 shards of one, "a" (open, never evicted) and "b" share a
+        // shard 1 time in 16 (the hasher is seeded per process), and "b"
+        // falls back to the default breaker.
+        .build_keyed(key_of, 1024)
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(fails_or_echoes));
