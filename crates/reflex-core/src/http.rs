@@ -1,5 +1,6 @@
 //! `http` glue every layer shares (feature `http`): the
-//! [`ServerErrorsAsFailures`] classifier, and [`BufferedBody`] with
+//! [`ServerErrorsAsFailures`] and [`GrpcErrorsAsFailures`] classifiers, and
+//! [`BufferedBody`] with
 //! [`buffer`], which read a body into memory up to a limit so that it can
 //! be copied (retried requests, shared responses).
 
@@ -43,6 +44,156 @@ impl<B, Err> Classify<http::Response<B>, Err> for ServerErrorsAsFailures {
         match result {
             Ok(response) if response.status().is_server_error() => Outcome::Failure,
             Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+/// Classifies gRPC responses by the status the server put in the response
+/// head: the codes that say something about the dependency's health are
+/// failures, `CANCELLED` is ignored, every other code is a success, and an
+/// `Err` (the response never came) is a failure.
+///
+/// The failures, by default: `UNKNOWN` (2), `DEADLINE_EXCEEDED` (4),
+/// `RESOURCE_EXHAUSTED` (8), `INTERNAL` (13), `UNAVAILABLE` (14) and
+/// `DATA_LOSS` (15). A code the caller got wrong (`INVALID_ARGUMENT`,
+/// `NOT_FOUND`, `PERMISSION_DENIED`, …) is the caller's mistake, not a sign
+/// of the dependency's health. [`with_failure`](Self::with_failure) and
+/// [`without_failure`](Self::without_failure) change the set; codes are
+/// numbers, as in `tonic::Code::Unavailable as i32`.
+///
+/// Where the code is read:
+///
+/// - A `grpc-status` header: a server answering with an error before any
+///   message sends it there ("trailers-only"), as tonic does for a handler's
+///   `Err(Status)` and for [`Status::into_http`]. A value that is not a code
+///   of the gRPC spec (0 to 16) counts as `UNKNOWN`, as gRPC clients read it.
+/// - No `grpc-status` and an http status other than 200 (a proxy answered):
+///   the code gRPC maps that status to (429, 502, 503 and 504 are
+///   `UNAVAILABLE`; 400 `INTERNAL`; 401 `UNAUTHENTICATED`; 403
+///   `PERMISSION_DENIED`; 404 `UNIMPLEMENTED`; any other `UNKNOWN`).
+/// - Otherwise the code comes in the trailers, after the messages, which a
+///   classifier of the response head cannot see: the call is a success.
+///   An error a streaming server sends after its first message is not
+///   counted.
+///
+/// [`Status::into_http`]: https://docs.rs/tonic/latest/tonic/struct.Status.html#method.into_http
+///
+/// # Examples
+///
+/// ```
+/// use http::Response;
+/// use reflex_core::{Classify, GrpcErrorsAsFailures, Outcome};
+///
+/// let status = |code: &str| Response::builder().header("grpc-status", code).body(()).unwrap();
+/// let classify = GrpcErrorsAsFailures::new();
+/// assert_eq!(classify.classify(Ok::<_, &()>(&status("14"))), Outcome::Failure); // UNAVAILABLE
+/// assert_eq!(classify.classify(Ok::<_, &()>(&status("5"))), Outcome::Success); // NOT_FOUND
+/// assert_eq!(classify.classify(Ok::<_, &()>(&status("1"))), Outcome::Ignored); // CANCELLED
+///
+/// // NOT_FOUND as a failure too:
+/// let strict = classify.with_failure(5);
+/// assert_eq!(strict.classify(Ok::<_, &()>(&status("5"))), Outcome::Failure);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcErrorsAsFailures {
+    /// Bit `n` set: code `n` is a failure.
+    failures: u32,
+}
+
+/// gRPC codes this classifier names.
+const GRPC_OK: i32 = 0;
+const GRPC_CANCELLED: i32 = 1;
+const GRPC_UNKNOWN: i32 = 2;
+const GRPC_HIGHEST: i32 = 16;
+
+// === impl GrpcErrorsAsFailures ===
+
+impl GrpcErrorsAsFailures {
+    /// The default failures: `UNKNOWN`, `DEADLINE_EXCEEDED`,
+    /// `RESOURCE_EXHAUSTED`, `INTERNAL`, `UNAVAILABLE`, `DATA_LOSS`.
+    pub const fn new() -> Self {
+        Self {
+            failures: 1 << 2 | 1 << 4 | 1 << 8 | 1 << 13 | 1 << 14 | 1 << 15,
+        }
+    }
+
+    /// Counts `code` as a failure too. A number outside the gRPC spec's
+    /// codes (0 to 16) is read as `UNKNOWN`, so it changes nothing here.
+    #[must_use]
+    pub const fn with_failure(mut self, code: i32) -> Self {
+        if 0 <= code && code <= GRPC_HIGHEST {
+            self.failures |= 1 << code;
+        }
+        self
+    }
+
+    /// Counts `code` as a success instead of a failure.
+    #[must_use]
+    pub const fn without_failure(mut self, code: i32) -> Self {
+        if 0 <= code && code <= GRPC_HIGHEST {
+            self.failures &= !(1 << code);
+        }
+        self
+    }
+
+    /// The outcome of a call that ended with gRPC status `code`.
+    ///
+    /// ```
+    /// use reflex_core::{GrpcErrorsAsFailures, Outcome};
+    ///
+    /// assert_eq!(GrpcErrorsAsFailures::new().outcome_of(0), Outcome::Success);
+    /// assert_eq!(GrpcErrorsAsFailures::new().outcome_of(4), Outcome::Failure);
+    /// assert_eq!(GrpcErrorsAsFailures::new().outcome_of(99), Outcome::Failure); // UNKNOWN
+    /// ```
+    pub const fn outcome_of(&self, code: i32) -> Outcome {
+        let code = if 0 <= code && code <= GRPC_HIGHEST {
+            code
+        } else {
+            GRPC_UNKNOWN
+        };
+        if code == GRPC_CANCELLED {
+            Outcome::Ignored
+        } else if self.failures & (1 << code) != 0 {
+            Outcome::Failure
+        } else {
+            Outcome::Success
+        }
+    }
+}
+
+impl Default for GrpcErrorsAsFailures {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The gRPC code in a response head, if it carries one.
+fn grpc_code<B>(response: &http::Response<B>) -> Option<i32> {
+    if let Some(value) = response.headers().get("grpc-status") {
+        let code = std::str::from_utf8(value.as_bytes())
+            .ok()
+            .and_then(|text| text.parse::<i32>().ok())
+            .unwrap_or(GRPC_UNKNOWN);
+        return Some(code);
+    }
+    // gRPC's mapping of the http status a proxy may answer with.
+    let code = match response.status().as_u16() {
+        200 => return None,
+        400 => 13,
+        401 => 16,
+        403 => 7,
+        404 => 12,
+        429 | 502 | 503 | 504 => 14,
+        _ => GRPC_UNKNOWN,
+    };
+    Some(code)
+}
+
+impl<B, Err> Classify<http::Response<B>, Err> for GrpcErrorsAsFailures {
+    fn classify(&self, result: Result<&http::Response<B>, &Err>) -> Outcome {
+        match result {
+            Ok(response) => self.outcome_of(grpc_code(response).unwrap_or(GRPC_OK)),
             Err(_) => Outcome::Failure,
         }
     }
@@ -416,6 +567,91 @@ mod tests {
             };
             assert_eq!(classify(status), expected, "status {status}");
         }
+    }
+
+    fn grpc(status: u16, code: Option<&[u8]>) -> Outcome {
+        let mut response = Response::builder().status(StatusCode::from_u16(status).unwrap());
+        if let Some(code) = code {
+            response = response.header("grpc-status", http::HeaderValue::from_bytes(code).unwrap());
+        }
+        GrpcErrorsAsFailures::new().classify(Ok::<_, &()>(&response.body(()).unwrap()))
+    }
+
+    #[test]
+    fn grpc_codes_of_the_dependencys_health_are_failures_and_cancelled_is_ignored() {
+        let failures = [2, 4, 8, 13, 14, 15];
+        for code in 0..=16 {
+            let expected = if failures.contains(&code) {
+                Outcome::Failure
+            } else if code == 1 {
+                Outcome::Ignored
+            } else {
+                Outcome::Success
+            };
+            let header = code.to_string();
+            assert_eq!(grpc(200, Some(header.as_bytes())), expected, "code {code}");
+        }
+    }
+
+    #[test]
+    fn a_grpc_status_that_is_not_a_code_counts_as_unknown() {
+        for malformed in [
+            &b"17"[..],
+            b"-1",
+            b"",
+            b"fourteen",
+            b"1 4",
+            b"\xff",
+            b"99999999999",
+        ] {
+            assert_eq!(
+                grpc(200, Some(malformed)),
+                Outcome::Failure,
+                "{malformed:?}"
+            );
+        }
+        let unknown_is_fine = GrpcErrorsAsFailures::new().without_failure(2);
+        let response = Response::builder()
+            .header("grpc-status", "abc")
+            .body(())
+            .unwrap();
+        assert_eq!(
+            unknown_is_fine.classify(Ok::<_, &()>(&response)),
+            Outcome::Success
+        );
+    }
+
+    #[test]
+    fn without_grpc_status_the_http_status_maps_as_grpc_says() {
+        assert_eq!(
+            grpc(200, None),
+            Outcome::Success,
+            "the code is in the trailers"
+        );
+        for unavailable in [429, 502, 503, 504] {
+            assert_eq!(grpc(unavailable, None), Outcome::Failure, "{unavailable}");
+        }
+        assert_eq!(grpc(400, None), Outcome::Failure, "INTERNAL");
+        assert_eq!(grpc(500, None), Outcome::Failure, "UNKNOWN");
+        assert_eq!(grpc(401, None), Outcome::Success, "UNAUTHENTICATED");
+        assert_eq!(grpc(403, None), Outcome::Success, "PERMISSION_DENIED");
+        assert_eq!(grpc(404, None), Outcome::Success, "UNIMPLEMENTED");
+        // A grpc-status wins over the http status.
+        assert_eq!(grpc(503, Some(b"0")), Outcome::Success);
+    }
+
+    #[test]
+    fn the_failure_set_changes_one_code_at_a_time_and_ignores_codes_outside_the_spec() {
+        let classify = GrpcErrorsAsFailures::new()
+            .with_failure(5)
+            .without_failure(8);
+        assert_eq!(classify.outcome_of(5), Outcome::Failure);
+        assert_eq!(classify.outcome_of(8), Outcome::Success);
+        assert_eq!(classify.outcome_of(14), Outcome::Failure);
+        assert_eq!(classify.with_failure(40), classify);
+        assert_eq!(classify.without_failure(-3), classify);
+        let err: Result<&Response<()>, &&str> = Err(&"connection refused");
+        assert_eq!(classify.classify(err), Outcome::Failure);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //!   every layer of that stack.
 //! - [`Outcome`] and [`Classify`]: how a finished call counts, said once and
 //!   read by the breaker, the retry layer and the witness alike.
-//!   [`ServerErrorsAsFailures`] classifies `http` responses (feature `http`).
+//!   [`ServerErrorsAsFailures`] classifies `http` responses and
+//!   [`GrpcErrorsAsFailures`] gRPC ones (feature `http`).
 //! - [`Rejected`] and [`RejectKind`]: the one error for "the stack did not run
 //!   your request". Inner errors pass through untouched.
 //! - [`ConfigError`]: what a builder returns instead of panicking.
@@ -57,7 +58,7 @@ pub use config::{ConfigError, ConfigErrorKind};
 pub use control::{BreakerControl, ShedControl};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use http::ServerErrorsAsFailures;
+pub use http::{GrpcErrorsAsFailures, ServerErrorsAsFailures};
 pub use rejected::{RejectKind, Rejected};
 pub use signal::{BreakerState, RetryReason, Signal, SignalSink, Sink, TransitionReason};
 
