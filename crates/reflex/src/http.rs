@@ -36,6 +36,9 @@
 //! # }
 //! ```
 
+#[cfg(feature = "tonic")]
+pub mod grpc;
+
 use std::error::Error;
 use std::time::Duration;
 
@@ -79,7 +82,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration>) 
 }
 
 /// `true` when a timeout of the stack is in `err`'s `source()` chain.
-fn timed_out(err: &(dyn Error + 'static)) -> bool {
+pub(crate) fn timed_out(err: &(dyn Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(err) = next {
         if err.is::<tower::timeout::error::Elapsed>() {
