@@ -39,13 +39,10 @@ fn with_preset(witness: &Witness, name: &str, timeout: Option<Duration>) -> Rout
     let preset = Preset::new(name)
         .classifier(ServerErrorsAsFailures)
         .witness(witness)
-        .shed(reflex::shed::ConcurrencyShedLayer::builder().hard_limit(1024));
-    let preset = match timeout {
-        Some(timeout) => preset.timeout(timeout),
-        None => preset,
-    }
-    .build()
-    .expect("valid");
+        .shed(reflex::shed::ConcurrencyShedLayer::builder().hard_limit(1024))
+        .maybe_timeout(timeout)
+        .build()
+        .expect("valid");
     plain().layer(
         ServiceBuilder::new()
             .layer(HandleErrorLayer::new(|err: BoxError| async move {

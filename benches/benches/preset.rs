@@ -9,9 +9,10 @@
 //!   with its defaults (3 attempts, budget on); no timeout.
 //! - **reflex preset + timeout**: the same with a 30 s timeout around the
 //!   inner service (tower's `Timeout`: a timer entry a call).
-//! - **reflex preset (all six)**: the same plus the timeout, dedup and slot
+//! - **reflex preset (six layers)**: the same plus dedup and slot
 //!   admission, their key functions always `None` (every request passes
-//!   through both).
+//!   through both); no timeout.
+//! - **reflex preset (six layers) + timeout**: the same with the timeout.
 //! - **tower-resilience breaker + bulkhead + retry**: its bulkhead (1 024
 //!   concurrent calls, refusing at once when full, as the shed layer does),
 //!   its retry (3 attempts) and its circuit breaker (failure rate 50% over
@@ -82,6 +83,21 @@ fn preset_timeout() -> impl Service<u64, Response = u64, Error: std::fmt::Debug 
         .service(Echo)
 }
 
+/// All six layers, no timeout; dedup and slot never find a key.
+fn preset_six() -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
++ Clone
++ Send
++ 'static {
+    Preset::new("db")
+        .witness(&witness())
+        .dedup(DedupLayer::builder().key(|_: &u64| None::<u64>))
+        .slot(SlotAdmissionLayer::builder(|_: &u64| None::<u64>))
+        .retry(RetryLayer::builder())
+        .build()
+        .expect("valid")
+        .service(Echo)
+}
+
 /// All six layers and the timeout; dedup and slot never find a key.
 fn preset_all_six() -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
 + Clone
@@ -141,10 +157,11 @@ fn timer_context() -> tokio::runtime::Runtime {
 
 fn print_allocations() {
     eprintln!(
-        "allocations per call: bare Echo {:.3}, reflex preset (witness, shed, retry, breaker) {:.3}, reflex preset + timeout {:.3}, reflex preset (all six) {:.3}, tower-resilience breaker + bulkhead + retry {:.3}",
+        "allocations per call: bare Echo {:.3}, reflex preset (witness, shed, retry, breaker) {:.3}, reflex preset + timeout {:.3}, reflex preset (six layers) {:.3}, reflex preset (six layers) + timeout {:.3}, tower-resilience breaker + bulkhead + retry {:.3}",
         allocations_per_call(&mut Echo, 100_000),
         allocations_per_call(&mut preset(), 100_000),
         allocations_per_call(&mut preset_timeout(), 100_000),
+        allocations_per_call(&mut preset_six(), 100_000),
         allocations_per_call(&mut preset_all_six(), 100_000),
         allocations_per_call(&mut tower_resilience(), 100_000),
     );
@@ -163,7 +180,8 @@ fn single_threaded(c: &mut Criterion) {
         preset(),
     );
     bench_single(&mut group, "reflex preset + timeout", preset_timeout());
-    bench_single(&mut group, "reflex preset (all six)", preset_all_six());
+    bench_single(&mut group, "reflex preset (six layers)", preset_six());
+    bench_single(&mut group, "reflex preset (six layers) + timeout", preset_all_six());
     bench_single(
         &mut group,
         "tower-resilience breaker + bulkhead + retry",
@@ -194,7 +212,14 @@ fn contended_64_tasks(c: &mut Criterion) {
     bench_contended(
         &mut group,
         &runtime,
-        "reflex preset (all six)",
+        "reflex preset (six layers)",
+        preset_six(),
+        TASKS,
+    );
+    bench_contended(
+        &mut group,
+        &runtime,
+        "reflex preset (six layers) + timeout",
         preset_all_six(),
         TASKS,
     );

@@ -17,9 +17,9 @@ use tower::timeout::TimeoutLayer;
 use crate::Toggle;
 
 /// A part of the preset still to build: a layer's builder, given the
-/// preset's component and witness when the preset is built. `Identity`
-/// (no layer) is one.
-pub trait PresetPart {
+/// preset's component, witness and classifier when the preset is built.
+/// `Identity` (no layer) is one; so is a `Duration` (tower's timeout).
+pub trait PresetPart<C> {
     /// The layer it builds.
     type Layer;
 
@@ -32,19 +32,117 @@ pub trait PresetPart {
         self,
         component: &Component,
         witness: Option<&Witness>,
+        classifier: &C,
     ) -> Result<Self::Layer, ConfigError>;
+
+    /// Hands `witness` what its reflexes may steer in `layer`, once every
+    /// part of the preset is built. Nothing, by default.
+    fn register(_layer: &Self::Layer, _component: &Component, _witness: &Witness) {}
 }
 
-impl PresetPart for Identity {
+impl<C> PresetPart<C> for Identity {
     type Layer = Self;
 
-    fn build_part(self, _: &Component, _: Option<&Witness>) -> Result<Self, ConfigError> {
+    fn build_part(self, _: &Component, _: Option<&Witness>, _: &C) -> Result<Self, ConfigError> {
         Ok(Self::new())
     }
 }
 
+/// The timeout around the inner service: tower's `TimeoutLayer`.
+impl<C> PresetPart<C> for Duration {
+    type Layer = TimeoutLayer;
+
+    fn build_part(
+        self,
+        _: &Component,
+        _: Option<&Witness>,
+        _: &C,
+    ) -> Result<TimeoutLayer, ConfigError> {
+        if self.is_zero() {
+            return Err(ConfigError::new(
+                "preset",
+                "timeout",
+                ConfigErrorKind::Zero,
+                "must be above zero",
+            ));
+        }
+        Ok(TimeoutLayer::new(self))
+    }
+}
+
+/// A part decided at run time (from configuration, say): the layer when
+/// `Some`, nothing when `None`, through a [`Toggle`]. It costs a branch and
+/// a larger response future on every call, which a part chosen in the code
+/// does not.
+impl<C, P: PresetPart<C>> PresetPart<C> for Option<P> {
+    type Layer = Toggle<P::Layer>;
+
+    fn build_part(
+        self,
+        component: &Component,
+        witness: Option<&Witness>,
+        classifier: &C,
+    ) -> Result<Self::Layer, ConfigError> {
+        let layer = self
+            .map(|part| part.build_part(component, witness, classifier))
+            .transpose()?;
+        Ok(Toggle::new(layer))
+    }
+
+    fn register(layer: &Self::Layer, component: &Component, witness: &Witness) {
+        if let Some(layer) = layer.as_ref() {
+            P::register(layer, component, witness);
+        }
+    }
+}
+
+impl<C> PresetPart<C> for ConcurrencyShedBuilder {
+    type Layer = ConcurrencyShedLayer;
+
+    fn build_part(
+        self,
+        component: &Component,
+        witness: Option<&Witness>,
+        _: &C,
+    ) -> Result<Self::Layer, ConfigError> {
+        let builder = self.component(component.clone());
+        match witness {
+            Some(witness) => builder.sink(witness.clone()).build(),
+            None => builder.build(),
+        }
+    }
+
+    fn register(layer: &Self::Layer, component: &Component, witness: &Witness) {
+        witness.control_shed(component.clone(), layer.handle());
+    }
+}
+
+/// The breaker takes the preset's classifier.
+impl<C: Clone> PresetPart<C> for CircuitBreakBuilder {
+    type Layer = CircuitBreakLayer<C>;
+
+    fn build_part(
+        self,
+        component: &Component,
+        witness: Option<&Witness>,
+        classifier: &C,
+    ) -> Result<Self::Layer, ConfigError> {
+        let builder = self
+            .component(component.clone())
+            .classifier(classifier.clone());
+        match witness {
+            Some(witness) => builder.sink(witness.clone()).build(),
+            None => builder.build(),
+        }
+    }
+
+    fn register(layer: &Self::Layer, component: &Component, witness: &Witness) {
+        witness.control_breaker(component.clone(), layer.handle());
+    }
+}
+
 #[cfg(feature = "dedup")]
-impl<Req, K, KF, H> PresetPart for reflex_dedup::DedupBuilder<Req, K, KF, H>
+impl<Req, K, KF, H, C> PresetPart<C> for reflex_dedup::DedupBuilder<Req, K, KF, H>
 where
     KF: reflex_dedup::KeyFn<Req, K>,
 {
@@ -54,6 +152,7 @@ where
         self,
         component: &Component,
         witness: Option<&Witness>,
+        _: &C,
     ) -> Result<Self::Layer, ConfigError> {
         let builder = self.component(component.clone());
         match witness {
@@ -64,19 +163,65 @@ where
 }
 
 #[cfg(feature = "retry")]
-impl<P, C> PresetPart for reflex_retry::RetryBuilder<P, C> {
-    type Layer = reflex_retry::RetryLayer<P, C>;
+impl<P, RC, C> PresetPart<C> for reflex_retry::RetryBuilder<P, RC> {
+    type Layer = reflex_retry::RetryLayer<P, RC>;
 
     fn build_part(
         self,
         component: &Component,
         witness: Option<&Witness>,
+        _: &C,
     ) -> Result<Self::Layer, ConfigError> {
         let builder = self.component(component.clone());
         match witness {
             Some(witness) => builder.sink(witness.clone()).build(),
             None => builder.build(),
         }
+    }
+}
+
+/// Where the preset's witness is: nowhere (`Identity`), or a [`Witness`],
+/// which records every request through an [`ObserveWitnessLayer`] and hears
+/// every other layer's signals.
+pub trait PresetWitness<C> {
+    /// The recording layer: `Identity`, or an [`ObserveWitnessLayer`].
+    type Layer;
+
+    /// The witness, if there is one.
+    fn witness(&self) -> Option<&Witness>;
+
+    /// The layer that records `component`'s requests, classified by
+    /// `classifier`.
+    ///
+    /// # Errors
+    ///
+    /// When the witness follows as many components as it can.
+    fn observe(&self, component: &Component, classifier: &C) -> Result<Self::Layer, ConfigError>;
+}
+
+impl<C> PresetWitness<C> for Identity {
+    type Layer = Self;
+
+    fn witness(&self) -> Option<&Witness> {
+        None
+    }
+
+    fn observe(&self, _: &Component, _: &C) -> Result<Self, ConfigError> {
+        Ok(Self::new())
+    }
+}
+
+impl<C: Clone> PresetWitness<C> for Witness {
+    type Layer = ObserveWitnessLayer<C>;
+
+    fn witness(&self) -> Option<&Witness> {
+        Some(self)
+    }
+
+    fn observe(&self, component: &Component, classifier: &C) -> Result<Self::Layer, ConfigError> {
+        Ok(self
+            .layer(component.clone())?
+            .classifier(classifier.clone()))
     }
 }
 
@@ -89,7 +234,7 @@ pub struct SlotPart<Req, K, F, P> {
 }
 
 #[cfg(feature = "slot")]
-impl<Req, K, F, P> PresetPart for SlotPart<Req, K, F, P>
+impl<Req, K, F, P, C> PresetPart<C> for SlotPart<Req, K, F, P>
 where
     F: Fn(&Req) -> Option<K>,
     K: std::hash::Hash + Eq + Clone,
@@ -101,6 +246,7 @@ where
         self,
         component: &Component,
         witness: Option<&Witness>,
+        _: &C,
     ) -> Result<Self::Layer, ConfigError> {
         let builder = self.builder.component(component.clone());
         match witness {
@@ -118,31 +264,31 @@ impl<Req, K, F, P> fmt::Debug for SlotPart<Req, K, F, P> {
 }
 
 /// The layers a preset builds, outermost first: witness, shed, dedup,
-/// slot, retry, breaker, timeout.
-pub type PresetLayers<D, S, R, C = DefaultClassifier> = Stack<
-    Toggle<TimeoutLayer>,
-    Stack<
-        Toggle<CircuitBreakLayer<C>>,
-        Stack<
-            R,
-            Stack<
-                S,
-                Stack<
-                    D,
-                    Stack<
-                        Toggle<ConcurrencyShedLayer>,
-                        Stack<Toggle<ObserveWitnessLayer<C>>, Identity>,
-                    >,
-                >,
-            >,
-        >,
-    >,
->;
+/// slot, retry, breaker, timeout (each `Identity` when off).
+pub type PresetLayers<W, Sh, D, S, R, B, T> =
+    Stack<T, Stack<B, Stack<R, Stack<S, Stack<D, Stack<Sh, Stack<W, Identity>>>>>>>;
 
 /// What [`Preset::build`] gives: a `ServiceBuilder` of the preset's
 /// layers, to wrap a service with, or to add to a router as a layer.
-pub type PresetStack<D, S, R, C = DefaultClassifier> = ServiceBuilder<
-    PresetLayers<<D as PresetPart>::Layer, <S as PresetPart>::Layer, <R as PresetPart>::Layer, C>,
+pub type PresetStack<
+    D = Identity,
+    S = Identity,
+    R = Identity,
+    C = DefaultClassifier,
+    W = Identity,
+    Sh = ConcurrencyShedBuilder,
+    B = CircuitBreakBuilder,
+    T = Identity,
+> = ServiceBuilder<
+    PresetLayers<
+        <W as PresetWitness<C>>::Layer,
+        <Sh as PresetPart<C>>::Layer,
+        <D as PresetPart<C>>::Layer,
+        <S as PresetPart<C>>::Layer,
+        <R as PresetPart<C>>::Layer,
+        <B as PresetPart<C>>::Layer,
+        <T as PresetPart<C>>::Layer,
+    >,
 >;
 
 /// The six layers composed in the order of the design, for one component:
@@ -155,6 +301,11 @@ pub type PresetStack<D, S, R, C = DefaultClassifier> = ServiceBuilder<
 /// breaker (its defaults). Off until given: the witness, dedup and slot
 /// (they need a key function), retry (its policy must know which requests
 /// are safe to send twice), and the timeout.
+///
+/// A layer that is off is not in the stack at all: each setter that turns
+/// one on or off changes the preset's type (the part is `Identity` when
+/// off), so a request pays for the layers it goes through and nothing else.
+/// The stack's error is a `BoxError` as soon as one layer is on.
 ///
 /// # Examples
 ///
@@ -180,21 +331,25 @@ pub type PresetStack<D, S, R, C = DefaultClassifier> = ServiceBuilder<
 /// # }
 /// ```
 #[must_use = "a preset does nothing until `build` is called"]
-pub struct Preset<D = Identity, S = Identity, R = Identity, C = DefaultClassifier> {
-    common: Common,
+pub struct Preset<
+    D = Identity,
+    S = Identity,
+    R = Identity,
+    C = DefaultClassifier,
+    W = Identity,
+    Sh = ConcurrencyShedBuilder,
+    B = CircuitBreakBuilder,
+    T = Identity,
+> {
+    component: Component,
     classifier: C,
+    witness: W,
+    shed: Sh,
     dedup: D,
     slot: S,
     retry: R,
-}
-
-/// The settings whose types do not change with the parts given.
-struct Common {
-    component: Component,
-    witness: Option<Witness>,
-    shed: Option<ConcurrencyShedBuilder>,
-    breaker: Option<CircuitBreakBuilder>,
-    timeout: Option<Duration>,
+    breaker: B,
+    timeout: T,
 }
 
 // === impl Preset ===
@@ -203,74 +358,158 @@ impl Preset {
     /// A preset for `component`.
     pub fn new(component: impl Into<Component>) -> Self {
         Self {
-            common: Common {
-                component: component.into(),
-                witness: None,
-                shed: Some(ConcurrencyShedLayer::builder().hard_limit(1024)),
-                breaker: Some(CircuitBreakLayer::builder()),
-                timeout: None,
-            },
+            component: component.into(),
             classifier: DefaultClassifier,
+            witness: Identity::new(),
+            shed: ConcurrencyShedLayer::builder().hard_limit(1024),
             dedup: Identity::new(),
             slot: Identity::new(),
             retry: Identity::new(),
+            breaker: CircuitBreakLayer::builder(),
+            timeout: Identity::new(),
         }
     }
 }
 
-impl<D, S, R, C> Preset<D, S, R, C> {
+// Each setter names the preset it gives back, eight parts long.
+#[allow(clippy::type_complexity)]
+impl<D, S, R, C, W, Sh, B, T> Preset<D, S, R, C, W, Sh, B, T> {
     /// What counts as a failure, for the witness and the breaker alike
     /// (said once for the stack): a [`Classify`](reflex_core::Classify) or a
     /// closure; for http, `reflex::core::ServerErrorsAsFailures`. The
     /// breaker builder given to [`breaker`](Self::breaker) takes this
     /// classifier. Defaults to `Ok` succeeds, `Err` fails.
-    pub fn classifier<C2>(self, classifier: C2) -> Preset<D, S, R, C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> Preset<D, S, R, C2, W, Sh, B, T> {
         Preset {
-            common: self.common,
+            component: self.component,
             classifier,
+            witness: self.witness,
+            shed: self.shed,
             dedup: self.dedup,
             slot: self.slot,
             retry: self.retry,
+            breaker: self.breaker,
+            timeout: self.timeout,
         }
     }
 
     /// Records every request into `witness`, and has every layer report
     /// its signals to it. Defaults to no witness.
-    pub fn witness(mut self, witness: &Witness) -> Self {
-        self.common.witness = Some(witness.clone());
-        self
+    pub fn witness(self, witness: &Witness) -> Preset<D, S, R, C, Witness, Sh, B, T> {
+        Preset {
+            component: self.component,
+            classifier: self.classifier,
+            witness: witness.clone(),
+            shed: self.shed,
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+            breaker: self.breaker,
+            timeout: self.timeout,
+        }
     }
 
     /// The shed layer's configuration (its component and sink are the
     /// preset's). Defaults to a hard limit of 1 024.
-    pub fn shed(mut self, shed: ConcurrencyShedBuilder) -> Self {
-        self.common.shed = Some(shed);
-        self
+    pub fn shed(
+        self,
+        shed: ConcurrencyShedBuilder,
+    ) -> Preset<D, S, R, C, W, ConcurrencyShedBuilder, B, T> {
+        Preset {
+            component: self.component,
+            classifier: self.classifier,
+            witness: self.witness,
+            shed,
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+            breaker: self.breaker,
+            timeout: self.timeout,
+        }
     }
 
     /// No shed layer.
-    pub fn no_shed(mut self) -> Self {
-        self.common.shed = None;
-        self
+    pub fn no_shed(self) -> Preset<D, S, R, C, W, Identity, B, T> {
+        Preset {
+            component: self.component,
+            classifier: self.classifier,
+            witness: self.witness,
+            shed: Identity::new(),
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+            breaker: self.breaker,
+            timeout: self.timeout,
+        }
     }
 
     /// The breaker's configuration. Defaults to the breaker's defaults.
-    pub fn breaker(mut self, breaker: CircuitBreakBuilder) -> Self {
-        self.common.breaker = Some(breaker);
-        self
+    pub fn breaker(
+        self,
+        breaker: CircuitBreakBuilder,
+    ) -> Preset<D, S, R, C, W, Sh, CircuitBreakBuilder, T> {
+        Preset {
+            component: self.component,
+            classifier: self.classifier,
+            witness: self.witness,
+            shed: self.shed,
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+            breaker,
+            timeout: self.timeout,
+        }
     }
 
     /// No breaker.
-    pub fn no_breaker(mut self) -> Self {
-        self.common.breaker = None;
-        self
+    pub fn no_breaker(self) -> Preset<D, S, R, C, W, Sh, Identity, T> {
+        Preset {
+            component: self.component,
+            classifier: self.classifier,
+            witness: self.witness,
+            shed: self.shed,
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+            breaker: Identity::new(),
+            timeout: self.timeout,
+        }
     }
 
     /// A timeout around the inner service, inside the breaker (each
     /// attempt gets its own). Defaults to none.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.common.timeout = Some(timeout);
-        self
+    pub fn timeout(self, timeout: Duration) -> Preset<D, S, R, C, W, Sh, B, Duration> {
+        Preset {
+            component: self.component,
+            classifier: self.classifier,
+            witness: self.witness,
+            shed: self.shed,
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+            breaker: self.breaker,
+            timeout,
+        }
+    }
+
+    /// [`timeout`](Self::timeout) when `Some`, none when `None`: for a
+    /// timeout read from configuration. It costs a branch and a larger
+    /// response future on every call, which `timeout` does not.
+    pub fn maybe_timeout(
+        self,
+        timeout: Option<Duration>,
+    ) -> Preset<D, S, R, C, W, Sh, B, Option<Duration>> {
+        Preset {
+            component: self.component,
+            classifier: self.classifier,
+            witness: self.witness,
+            shed: self.shed,
+            dedup: self.dedup,
+            slot: self.slot,
+            retry: self.retry,
+            breaker: self.breaker,
+            timeout,
+        }
     }
 
     /// The dedup layer (a builder with its key function).
@@ -278,13 +517,17 @@ impl<D, S, R, C> Preset<D, S, R, C> {
     pub fn dedup<Req, K, KF, H>(
         self,
         dedup: reflex_dedup::DedupBuilder<Req, K, KF, H>,
-    ) -> Preset<reflex_dedup::DedupBuilder<Req, K, KF, H>, S, R, C> {
+    ) -> Preset<reflex_dedup::DedupBuilder<Req, K, KF, H>, S, R, C, W, Sh, B, T> {
         Preset {
-            common: self.common,
+            component: self.component,
             classifier: self.classifier,
+            witness: self.witness,
+            shed: self.shed,
             dedup,
             slot: self.slot,
             retry: self.retry,
+            breaker: self.breaker,
+            timeout: self.timeout,
         }
     }
 
@@ -293,19 +536,23 @@ impl<D, S, R, C> Preset<D, S, R, C> {
     pub fn slot<Req, K, F, P>(
         self,
         slot: reflex_slot::SlotAdmissionBuilder<F, P>,
-    ) -> Preset<D, SlotPart<Req, K, F, P>, R, C>
+    ) -> Preset<D, SlotPart<Req, K, F, P>, R, C, W, Sh, B, T>
     where
         F: Fn(&Req) -> Option<K>,
     {
         Preset {
-            common: self.common,
+            component: self.component,
             classifier: self.classifier,
+            witness: self.witness,
+            shed: self.shed,
             dedup: self.dedup,
             slot: SlotPart {
                 builder: slot,
                 _types: PhantomData,
             },
             retry: self.retry,
+            breaker: self.breaker,
+            timeout: self.timeout,
         }
     }
 
@@ -314,23 +561,30 @@ impl<D, S, R, C> Preset<D, S, R, C> {
     pub fn retry<P, RC>(
         self,
         retry: reflex_retry::RetryBuilder<P, RC>,
-    ) -> Preset<D, S, reflex_retry::RetryBuilder<P, RC>, C> {
+    ) -> Preset<D, S, reflex_retry::RetryBuilder<P, RC>, C, W, Sh, B, T> {
         Preset {
-            common: self.common,
+            component: self.component,
             classifier: self.classifier,
+            witness: self.witness,
+            shed: self.shed,
             dedup: self.dedup,
             slot: self.slot,
             retry,
+            breaker: self.breaker,
+            timeout: self.timeout,
         }
     }
 }
 
-impl<D, S, R, C> Preset<D, S, R, C>
+impl<D, S, R, C, W, Sh, B, T> Preset<D, S, R, C, W, Sh, B, T>
 where
-    D: PresetPart,
-    S: PresetPart,
-    R: PresetPart,
-    C: Clone,
+    W: PresetWitness<C>,
+    Sh: PresetPart<C>,
+    D: PresetPart<C>,
+    S: PresetPart<C>,
+    R: PresetPart<C>,
+    B: PresetPart<C>,
+    T: PresetPart<C>,
 {
     /// Builds every layer and composes them, outermost first: witness,
     /// shed, dedup, slot, retry, breaker, timeout.
@@ -339,77 +593,39 @@ where
     ///
     /// The first layer builder's [`ConfigError`]; or one when the timeout
     /// is zero, or the witness follows as many components as it can.
-    pub fn build(self) -> Result<PresetStack<D, S, R, C>, ConfigError> {
-        let common = self.common;
-        let component = &common.component;
-        let witness = common.witness.as_ref();
-        if common.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::new(
-                "preset",
-                "timeout",
-                ConfigErrorKind::Zero,
-                "must be above zero",
-            ));
-        }
-        // The parts that may fail first: nothing is registered with the
+    #[allow(clippy::type_complexity)] // the stack of eight parts it builds
+    pub fn build(self) -> Result<PresetStack<D, S, R, C, W, Sh, B, T>, ConfigError> {
+        let component = &self.component;
+        let classifier = &self.classifier;
+        let witness = self.witness.witness();
+        // Every part that may fail first: nothing is registered with the
         // witness (a component, the controls) unless the whole stack builds.
-        let dedup = self.dedup.build_part(component, witness)?;
-        let slot = self.slot.build_part(component, witness)?;
-        let retry = self.retry.build_part(component, witness)?;
-        let observe = witness
-            .map(|w| w.layer(component.clone()))
-            .transpose()?
-            .map(|layer| layer.classifier(self.classifier.clone()));
-        let shed = common
-            .shed
-            .map(|shed| {
-                let shed = shed.component(component.clone());
-                match witness {
-                    Some(w) => shed.sink(w.clone()).build(),
-                    None => shed.build(),
-                }
-            })
-            .transpose()?;
-        let breaker = common
-            .breaker
-            .map(|breaker| {
-                let breaker = breaker
-                    .component(component.clone())
-                    .classifier(self.classifier.clone());
-                match witness {
-                    Some(w) => breaker.sink(w.clone()).build(),
-                    None => breaker.build(),
-                }
-            })
-            .transpose()?;
-        if let Some(w) = witness {
-            if let Some(shed) = &shed {
-                w.control_shed(component.clone(), shed.handle());
-            }
-            if let Some(breaker) = &breaker {
-                w.control_breaker(component.clone(), breaker.handle());
-            }
+        let timeout = self.timeout.build_part(component, witness, classifier)?;
+        let dedup = self.dedup.build_part(component, witness, classifier)?;
+        let slot = self.slot.build_part(component, witness, classifier)?;
+        let retry = self.retry.build_part(component, witness, classifier)?;
+        let shed = self.shed.build_part(component, witness, classifier)?;
+        let breaker = self.breaker.build_part(component, witness, classifier)?;
+        let observe = self.witness.observe(component, classifier)?;
+        if let Some(witness) = witness {
+            Sh::register(&shed, component, witness);
+            B::register(&breaker, component, witness);
         }
         Ok(ServiceBuilder::new()
-            .layer(Toggle::new(observe))
-            .layer(Toggle::new(shed))
+            .layer(observe)
+            .layer(shed)
             .layer(dedup)
             .layer(slot)
             .layer(retry)
-            .layer(Toggle::new(breaker))
-            .layer(Toggle::new(common.timeout.map(TimeoutLayer::new))))
+            .layer(breaker)
+            .layer(timeout))
     }
 }
 
-impl<D, S, R, C> fmt::Debug for Preset<D, S, R, C> {
+impl<D, S, R, C, W, Sh, B, T> fmt::Debug for Preset<D, S, R, C, W, Sh, B, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let common = &self.common;
         f.debug_struct("Preset")
-            .field("component", &common.component)
-            .field("witness", &common.witness.is_some())
-            .field("shed", &common.shed.is_some())
-            .field("breaker", &common.breaker.is_some())
-            .field("timeout", &common.timeout)
+            .field("component", &self.component)
             .finish_non_exhaustive()
     }
 }

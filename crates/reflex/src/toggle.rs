@@ -39,6 +39,11 @@ impl<L> Toggle<L> {
     pub fn new(layer: Option<L>) -> Self {
         Self(layer)
     }
+
+    /// The layer, if there is one.
+    pub fn as_ref(&self) -> Option<&L> {
+        self.0.as_ref()
+    }
 }
 
 impl<S, L: Layer<S>> Layer<S> for Toggle<L> {

@@ -1,0 +1,172 @@
+//! The preset's own promises: a part that is off is not in the stack, a
+//! timeout decided at run time, typed errors for bad settings, nothing
+//! registered by a preset that fails to build, and the witness steering the
+//! shed layer and breaker the preset built.
+
+use std::future::Future;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use reflex::Preset;
+use reflex::core::{BoxError, ConfigErrorKind, RejectKind, Rejected};
+use reflex::retry::RetryLayer;
+use reflex::witness::{CascadeReflex, Witness};
+use tower::{Service, ServiceExt, service_fn};
+
+/// A service whose calls never end.
+fn stuck() -> impl Service<u32, Response = u32, Error = BoxError, Future: Unpin> + Clone {
+    service_fn(|_: u32| std::future::pending::<Result<u32, BoxError>>())
+}
+
+/// Calls `svc` `n` times, keeping every response future, and says how many
+/// were refused by the shed layer at once.
+fn shed_of<S>(mut svc: S, n: usize) -> (usize, Vec<S::Future>)
+where
+    S: Service<u32, Error = BoxError>,
+    S::Future: Unpin,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut kept = Vec::new();
+    let mut shed = 0;
+    for i in 0..n {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut future = svc.call(i as u32);
+        match std::pin::Pin::new(&mut future).poll(&mut cx) {
+            Poll::Ready(Err(err)) => {
+                assert_eq!(
+                    Rejected::find(&*err).map(Rejected::kind),
+                    Some(RejectKind::Shed)
+                );
+                shed += 1;
+            }
+            Poll::Ready(Ok(_)) => panic!("a stuck call ended"),
+            Poll::Pending => kept.push(future),
+        }
+    }
+    (shed, kept)
+}
+
+#[test]
+fn the_shed_layer_is_on_by_default_and_gone_when_turned_off() {
+    let on = Preset::new("db").build().unwrap().service(stuck());
+    let (shed, _kept) = shed_of(on, 1_100);
+    assert_eq!(shed, 1_100 - 1_024, "the default hard limit is 1 024");
+
+    let off = Preset::new("db")
+        .no_shed()
+        .build()
+        .unwrap()
+        .service(stuck());
+    let (shed, kept) = shed_of(off, 1_100);
+    assert_eq!((shed, kept.len()), (0, 1_100));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_decided_at_run_time_is_there_when_some_and_absent_when_none() {
+    let some = Preset::new("db")
+        .maybe_timeout(Some(Duration::from_secs(2)))
+        .build()
+        .unwrap()
+        .service(stuck());
+    let started = tokio::time::Instant::now();
+    let err = some.oneshot(1).await.unwrap_err();
+    assert!(err.is::<tower::timeout::error::Elapsed>(), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+
+    let none = Preset::new("db")
+        .maybe_timeout(None)
+        .build()
+        .unwrap()
+        .service(stuck());
+    let mut call = pin!(none.oneshot(1));
+    tokio::time::advance(Duration::from_secs(3_600)).await;
+    assert!(futures_poll(call.as_mut()).is_pending());
+}
+
+fn futures_poll<F: Future>(future: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+    future.poll(&mut Context::from_waker(Waker::noop()))
+}
+
+#[test]
+fn a_zero_timeout_is_refused_either_way() {
+    for preset in [
+        Preset::new("db")
+            .timeout(Duration::ZERO)
+            .build()
+            .map(|_| ()),
+        Preset::new("db")
+            .maybe_timeout(Some(Duration::ZERO))
+            .build()
+            .map(|_| ()),
+    ] {
+        let err = preset.unwrap_err();
+        assert_eq!(
+            (err.setting(), err.kind()),
+            ("timeout", ConfigErrorKind::Zero)
+        );
+    }
+}
+
+#[test]
+fn a_preset_that_fails_to_build_registers_nothing_with_the_witness() {
+    let witness = Witness::builder().build().unwrap();
+    let err = Preset::new("db")
+        .witness(&witness)
+        .retry(RetryLayer::builder().max_attempts(0))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "max_attempts");
+    assert_eq!(witness.health().components, 0);
+
+    Preset::new("db").witness(&witness).build().unwrap();
+    assert_eq!(witness.health().components, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_witness_steers_the_breaker_and_shed_layer_each_preset_built() {
+    let witness = Witness::builder()
+        .no_latency_regression()
+        .cascade(3, 5, Duration::from_secs(10))
+        .reflex(CascadeReflex::new(Duration::from_secs(5), 0.5))
+        .build()
+        .unwrap();
+    let failing = service_fn(|_: u32| async { Err::<u32, BoxError>("down".into()) });
+    let with_shed: Vec<_> = ["api", "auth"]
+        .into_iter()
+        .map(|name| {
+            Preset::new(name)
+                .witness(&witness)
+                .build()
+                .unwrap()
+                .service(failing)
+        })
+        .collect();
+    let without_shed = Preset::new("db")
+        .witness(&witness)
+        .no_shed()
+        .build()
+        .unwrap()
+        .service(failing);
+    for _ in 0..5 {
+        for svc in &with_shed {
+            svc.clone().oneshot(1).await.unwrap_err();
+        }
+        without_shed.clone().oneshot(1).await.unwrap_err();
+    }
+    let snapshot = witness.cycle_now();
+    assert_eq!(snapshot.reports.len(), 1, "one cascade");
+    let mut actions: Vec<_> = snapshot.reports[0].actions.iter().cloned().collect();
+    actions.sort();
+    assert_eq!(
+        actions,
+        [
+            "forced api's breaker open",
+            "forced auth's breaker open",
+            "forced db's breaker open",
+            "lowered api's shed limit from 1024 to 512",
+            "lowered auth's shed limit from 1024 to 512",
+        ],
+        "db has no shed layer to lower"
+    );
+}
