@@ -181,7 +181,11 @@ fn single_threaded(c: &mut Criterion) {
     );
     bench_single(&mut group, "reflex preset + timeout", preset_timeout());
     bench_single(&mut group, "reflex preset (six layers)", preset_six());
-    bench_single(&mut group, "reflex preset (six layers) + timeout", preset_all_six());
+    bench_single(
+        &mut group,
+        "reflex preset (six layers) + timeout",
+        preset_all_six(),
+    );
     bench_single(
         &mut group,
         "tower-resilience breaker + bulkhead + retry",
