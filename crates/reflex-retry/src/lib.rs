@@ -34,7 +34,9 @@
 //! - **Cheap when nothing fails.** No allocation and no boxed future; with
 //!   the budget on, one atomic load and one `fetch_add` per request, and a
 //!   clock read once in 64 requests; the per-attempt timeout and deadline,
-//!   when set, read the clock once per attempt. See `docs/PERFORMANCE.md`.
+//!   when set, read the clock once per attempt, and a request still running
+//!   at its first poll arms its timer with one allocation. See
+//!   `docs/PERFORMANCE.md`.
 //! - **Observable.** Every retry is a
 //!   [`Signal::RetryAttempt`](reflex_core::Signal::RetryAttempt) (attempt,
 //!   delay, why) and a `tracing` event; [`RetryHandle`] reads retries,

@@ -1,8 +1,16 @@
-//! A request that is not retried allocates nothing.
+//! A request that is not retried allocates nothing, unless it has a timer
+//! and is still running at its first poll: then the timer's sleep is one
+//! allocation.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use reflex_retry::RetryLayer;
 use reflex_tests::support::{Echo, allocations_per_call};
-use tower::Layer;
+use tower::{Layer, Service, service_fn};
 
 #[test]
 fn a_request_that_succeeds_at_once_allocates_nothing() {
@@ -15,17 +23,64 @@ fn a_request_that_succeeds_at_once_allocates_nothing() {
     assert!(remaining >= 100 + 937 / 5, "{remaining} retries funded");
 }
 
-#[test]
-fn a_request_with_a_timer_allocates_nothing_once_the_timer_runs() {
-    let runtime = tokio::runtime::Builder::new_current_thread()
+fn timer_context() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .build()
-        .unwrap();
-    let _entered = runtime.enter();
-    let timed = RetryLayer::builder()
-        .attempt_timeout(std::time::Duration::from_secs(1))
-        .deadline(std::time::Duration::from_secs(3))
+        .unwrap()
+}
+
+fn timed() -> RetryLayer {
+    RetryLayer::builder()
+        .attempt_timeout(Duration::from_secs(1))
+        .deadline(Duration::from_secs(3))
         .build()
-        .unwrap();
-    assert_eq!(allocations_per_call(&mut timed.layer(Echo), 1000), 0.0);
+        .unwrap()
+}
+
+#[test]
+fn a_request_with_timers_answered_at_its_first_poll_allocates_nothing() {
+    let runtime = timer_context();
+    let _entered = runtime.enter();
+    assert_eq!(allocations_per_call(&mut timed().layer(Echo), 1000), 0.0);
+}
+
+/// A future that is pending once, then ready with its request.
+struct YieldOnce(Option<u64>, bool);
+
+impl Future for YieldOnce {
+    type Output = Result<u64, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if std::mem::replace(&mut self.1, true) {
+            return Poll::Ready(Ok(self.0.take().expect("polled after completion")));
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+}
+
+#[test]
+fn a_request_still_running_at_its_first_poll_arms_its_timer_with_one_allocation() {
+    let runtime = timer_context();
+    let _entered = runtime.enter();
+    let mut svc = timed().layer(service_fn(|n: u64| YieldOnce(Some(n), false)));
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut call = |n: u64| {
+        assert!(svc.poll_ready(&mut cx).is_ready());
+        let mut future = pin!(svc.call(n));
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+        match future.poll(&mut cx) {
+            Poll::Ready(Ok(answer)) => answer,
+            other => panic!("{other:?}"),
+        }
+    };
+    call(0);
+    let calls = 1000;
+    let info = allocation_counter::measure(|| {
+        for n in 0..calls {
+            std::hint::black_box(call(n));
+        }
+    });
+    assert_eq!(info.count_total, calls, "the timer's sleep, once a request");
 }
