@@ -156,7 +156,7 @@ async fn the_witness_steers_the_breaker_and_shed_layer_each_preset_built() {
     }
     let snapshot = witness.cycle_now();
     assert_eq!(snapshot.reports.len(), 1, "one cascade");
-    let mut actions: Vec<_> = snapshot.reports[0].actions.iter().cloned().collect();
+    let mut actions = snapshot.reports[0].actions.to_vec();
     actions.sort();
     assert_eq!(
         actions,
