@@ -16,6 +16,21 @@ use tower::timeout::TimeoutLayer;
 
 use crate::Toggle;
 
+/// `$builder` named after the preset's component, reporting to its witness
+/// if there is one, then built by `$build` (over `$b`).
+macro_rules! build_reporting {
+    ($builder:expr, $component:expr, $witness:expr, |$b:ident| $build:expr) => {{
+        let $b = $builder.component($component.clone());
+        match $witness {
+            Some(witness) => {
+                let $b = $b.sink(witness.clone());
+                $build
+            }
+            None => $build,
+        }
+    }};
+}
+
 /// A part of the preset still to build: a layer's builder, given the
 /// preset's component, witness and classifier when the preset is built.
 /// `Identity` (no layer) is one; so is a `Duration` (tower's timeout).
@@ -105,11 +120,7 @@ impl<C> PresetPart<C> for ConcurrencyShedBuilder {
         witness: Option<&Witness>,
         _: &C,
     ) -> Result<Self::Layer, ConfigError> {
-        let builder = self.component(component.clone());
-        match witness {
-            Some(witness) => builder.sink(witness.clone()).build(),
-            None => builder.build(),
-        }
+        build_reporting!(self, component, witness, |b| b.build())
     }
 
     fn register(layer: &Self::Layer, component: &Component, witness: &Witness) {
@@ -127,13 +138,8 @@ impl<C: Clone> PresetPart<C> for CircuitBreakBuilder {
         witness: Option<&Witness>,
         classifier: &C,
     ) -> Result<Self::Layer, ConfigError> {
-        let builder = self
-            .component(component.clone())
-            .classifier(classifier.clone());
-        match witness {
-            Some(witness) => builder.sink(witness.clone()).build(),
-            None => builder.build(),
-        }
+        let builder = self.classifier(classifier.clone());
+        build_reporting!(builder, component, witness, |b| b.build())
     }
 
     fn register(layer: &Self::Layer, component: &Component, witness: &Witness) {
@@ -154,11 +160,7 @@ where
         witness: Option<&Witness>,
         _: &C,
     ) -> Result<Self::Layer, ConfigError> {
-        let builder = self.component(component.clone());
-        match witness {
-            Some(witness) => builder.sink(witness.clone()).build(),
-            None => builder.build(),
-        }
+        build_reporting!(self, component, witness, |b| b.build())
     }
 }
 
@@ -172,11 +174,7 @@ impl<P, RC, C> PresetPart<C> for reflex_retry::RetryBuilder<P, RC> {
         witness: Option<&Witness>,
         _: &C,
     ) -> Result<Self::Layer, ConfigError> {
-        let builder = self.component(component.clone());
-        match witness {
-            Some(witness) => builder.sink(witness.clone()).build(),
-            None => builder.build(),
-        }
+        build_reporting!(self, component, witness, |b| b.build())
     }
 }
 
@@ -248,11 +246,7 @@ where
         witness: Option<&Witness>,
         _: &C,
     ) -> Result<Self::Layer, ConfigError> {
-        let builder = self.builder.component(component.clone());
-        match witness {
-            Some(witness) => builder.sink(witness.clone()).build::<Req, K>(),
-            None => builder.build::<Req, K>(),
-        }
+        build_reporting!(self.builder, component, witness, |b| b.build::<Req, K>())
     }
 }
 
