@@ -151,9 +151,13 @@ async fn the_preset_on_a_tonic_server_witnesses_calls_and_answers_refusals_as_st
         let channel = channel.clone();
         async move { say_hello(&channel, "wait").await }
     });
-    while greeter.handled.load(Ordering::SeqCst) < 2 {
-        tokio::task::yield_now().await;
-    }
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while greeter.handled.load(Ordering::SeqCst) < 2 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the first call reaches the handler");
     let shed = say_hello(&channel, "bob").await.unwrap_err();
     assert_eq!(shed.code(), Code::Unavailable);
     assert_eq!(

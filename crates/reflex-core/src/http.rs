@@ -60,7 +60,9 @@ impl<B, Err> Classify<http::Response<B>, Err> for ServerErrorsAsFailures {
 /// `NOT_FOUND`, `PERMISSION_DENIED`, …) is the caller's mistake, not a sign
 /// of the dependency's health. [`with_failure`](Self::with_failure) and
 /// [`without_failure`](Self::without_failure) change the set; codes are
-/// numbers, as in `tonic::Code::Unavailable as i32`.
+/// numbers, as in `tonic::Code::Unavailable as i32`. `CANCELLED` made a
+/// failure counts as one; `OK` (0) made a failure makes every answer whose
+/// code is in its trailers a failure too, since the head says nothing.
 ///
 /// Where the code is read:
 ///
@@ -152,10 +154,10 @@ impl GrpcErrorsAsFailures {
         } else {
             GRPC_UNKNOWN
         };
-        if code == GRPC_CANCELLED {
-            Outcome::Ignored
-        } else if self.failures & (1 << code) != 0 {
+        if self.failures & (1 << code) != 0 {
             Outcome::Failure
+        } else if code == GRPC_CANCELLED {
+            Outcome::Ignored
         } else {
             Outcome::Success
         }
@@ -171,10 +173,13 @@ impl Default for GrpcErrorsAsFailures {
 /// The gRPC code in a response head, if it carries one.
 fn grpc_code<B>(response: &http::Response<B>) -> Option<i32> {
     if let Some(value) = response.headers().get("grpc-status") {
-        let code = std::str::from_utf8(value.as_bytes())
-            .ok()
-            .and_then(|text| text.parse::<i32>().ok())
-            .unwrap_or(GRPC_UNKNOWN);
+        // One or two ASCII digits, as gRPC clients read it: "+14", "014"
+        // or "-0" are not codes.
+        let code = match *value.as_bytes() {
+            [d @ b'0'..=b'9'] => i32::from(d - b'0'),
+            [b'1', d @ b'0'..=b'6'] => 10 + i32::from(d - b'0'),
+            _ => GRPC_UNKNOWN,
+        };
         return Some(code);
     }
     // gRPC's mapping of the http status a proxy may answer with.
@@ -603,6 +608,11 @@ mod tests {
             b"1 4",
             b"\xff",
             b"99999999999",
+            b"+14",
+            b"014",
+            b"00",
+            b"-0",
+            b"20",
         ] {
             assert_eq!(
                 grpc(200, Some(malformed)),

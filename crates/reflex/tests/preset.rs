@@ -79,7 +79,9 @@ async fn a_timeout_decided_at_run_time_is_there_when_some_and_absent_when_none()
         .build()
         .unwrap()
         .service(stuck());
+    // The first poll makes the call (and would start a timeout's sleep).
     let mut call = pin!(none.oneshot(1));
+    assert!(futures_poll(call.as_mut()).is_pending());
     tokio::time::advance(Duration::from_secs(3_600)).await;
     assert!(futures_poll(call.as_mut()).is_pending());
 }
@@ -120,6 +122,17 @@ fn a_preset_that_fails_to_build_registers_nothing_with_the_witness() {
     assert_eq!(witness.health().components, 0);
 
     Preset::new("db").witness(&witness).build().unwrap();
+    assert_eq!(witness.health().components, 1);
+}
+
+#[test]
+fn a_preset_refused_by_a_full_witness_registers_nothing_either() {
+    let witness = Witness::builder().max_components(1).build().unwrap();
+    Preset::new("api").witness(&witness).build().unwrap();
+    // Its last fallible step, the witness's component, fails: the shed
+    // layer and breaker were built, but are not the witness's to steer.
+    let err = Preset::new("db").witness(&witness).build().unwrap_err();
+    assert_eq!(err.kind(), ConfigErrorKind::OutOfRange, "{err}");
     assert_eq!(witness.health().components, 1);
 }
 

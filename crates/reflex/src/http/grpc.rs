@@ -7,7 +7,7 @@
 //! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | `UNAVAILABLE` | from the rejection, if it says |
 //! | `Rejected { SlotQueueFull }`, `RetryBudgetExhausted`, `DedupAborted`, `DedupFull` | `UNAVAILABLE` | if it says |
 //! | `Rejected { SlotBusy }` | `RESOURCE_EXHAUSTED` | if it says |
-//! | `Rejected { Replaced }`, `Rejected { InProgress }` | `ABORTED` | — |
+//! | `Rejected { Replaced }`, `Rejected { InProgress }` | `ABORTED` | if it says |
 //! | a `tonic::Status` | itself | its own |
 //! | a timeout: tower's `Elapsed`, the retry layer's `TimedOut`, the dedup layer's `WaitTimedOut` | `DEADLINE_EXCEEDED` | — |
 //! | anything else | `UNKNOWN` | — |
@@ -15,7 +15,8 @@
 //! `UNAVAILABLE` is the code gRPC clients retry with backoff;
 //! `grpc-retry-pushback-ms` is the server pushback of gRPC's retry design
 //! (gRFC A6): how many milliseconds the client should wait before its next
-//! attempt. The message of a rejection is the rejection's own text
+//! attempt, rounded up and at least 1 (a `0` would tell the client to try
+//! again at once), at most `i32::MAX` (what every gRPC client can read). The message of a rejection is the rejection's own text
 //! (component and kind); of a timeout, a fixed text; of anything else, empty:
 //! an inner error's text never leaks. A `Status` the inner service returned
 //! as its error was meant for the caller and goes out as it is.
@@ -41,6 +42,7 @@
 //! ```
 
 use std::error::Error;
+use std::time::Duration;
 
 use http::Response;
 use reflex_core::{RejectKind, Rejected};
@@ -80,10 +82,9 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
         };
         let mut status = Status::new(code, rejected.to_string());
         if let Some(after) = rejected.retry_after() {
-            let millis = u64::try_from(after.as_millis()).unwrap_or(u64::MAX);
             status
                 .metadata_mut()
-                .insert(RETRY_PUSHBACK, MetadataValue::from(millis));
+                .insert(RETRY_PUSHBACK, MetadataValue::from(pushback_millis(after)));
         }
         return status;
     }
@@ -94,6 +95,12 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
         return Status::deadline_exceeded("the request ran out of time");
     }
     Status::unknown("")
+}
+
+/// Milliseconds, rounded up, at least 1, at most `i32::MAX`.
+fn pushback_millis(after: Duration) -> i32 {
+    let millis = after.as_nanos().div_ceil(1_000_000).max(1);
+    i32::try_from(millis).unwrap_or(i32::MAX)
 }
 
 /// The first `Status` in `err`'s `source()` chain.
@@ -134,7 +141,6 @@ pub fn rejection_response<B: Default>(err: &(dyn Error + 'static)) -> Response<B
 #[cfg(test)]
 mod tests {
     use std::fmt;
-    use std::time::Duration;
 
     use reflex_core::Component;
 
@@ -176,12 +182,15 @@ mod tests {
     }
 
     #[test]
-    fn a_known_wait_becomes_the_retry_pushback_in_milliseconds() {
+    fn a_known_wait_becomes_the_retry_pushback_in_whole_milliseconds_rounded_up() {
         for (after, millis) in [
             (Duration::from_millis(1_500), "1500"),
-            (Duration::ZERO, "0"),
-            (Duration::from_micros(2_999), "2"),
-            (Duration::MAX, "18446744073709551615"),
+            (Duration::ZERO, "1"),
+            (Duration::from_nanos(1), "1"),
+            (Duration::from_micros(2_001), "3"),
+            (Duration::from_millis(3), "3"),
+            (Duration::from_secs(30 * 24 * 3_600), "2147483647"),
+            (Duration::MAX, "2147483647"),
         ] {
             let status = status_of(&rejected(RejectKind::CircuitOpen).with_retry_after(after));
             assert_eq!(status.metadata().get(RETRY_PUSHBACK).unwrap(), millis);
