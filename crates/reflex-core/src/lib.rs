@@ -59,7 +59,7 @@ pub use control::{BreakerControl, ShedControl};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::{GrpcErrorsAsFailures, ServerErrorsAsFailures};
-pub use rejected::{RejectKind, Rejected};
+pub use rejected::{RejectKind, Rejected, find_source, sources};
 pub use signal::{BreakerState, RetryReason, Signal, SignalSink, Sink, TransitionReason};
 
 /// The error type of every reflex service, as in tower.

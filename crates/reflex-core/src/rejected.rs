@@ -150,15 +150,34 @@ impl Rejected {
     /// Returns `None` when no layer refused the request, that is when the
     /// error came from the inner service.
     pub fn find<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a Self> {
-        let mut next = Some(err);
-        while let Some(err) = next {
-            if let Some(rejected) = err.downcast_ref::<Self>() {
-                return Some(rejected);
-            }
-            next = err.source();
-        }
-        None
+        find_source(err)
     }
+}
+
+/// `err` and every error under it, following `source()`.
+///
+/// ```
+/// let err = std::io::Error::other("disk full");
+/// assert_eq!(reflex_core::sources(&err).count(), 1);
+/// ```
+pub fn sources<'a>(
+    err: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    std::iter::successors(Some(err), |&err| err.source())
+}
+
+/// The first `T` in `err`'s `source()` chain, `err` included: how a
+/// [`Rejected`], a timeout or a gRPC status is found under any wrapping.
+///
+/// ```
+/// use reflex_core::{Component, RejectKind, Rejected, find_source};
+///
+/// let shed = Rejected::new(RejectKind::Shed, Component::new("db"));
+/// let boxed: reflex_core::BoxError = Box::new(shed.clone());
+/// assert_eq!(find_source::<Rejected>(&*boxed), Some(&shed));
+/// ```
+pub fn find_source<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Option<&'a T> {
+    sources(err).find_map(|err| err.downcast_ref::<T>())
 }
 
 impl fmt::Display for Rejected {

@@ -83,11 +83,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration>) 
 
 /// `true` when a timeout of the stack is in `err`'s `source()` chain.
 pub(crate) fn timed_out(err: &(dyn Error + 'static)) -> bool {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if err.is::<tower::timeout::error::Elapsed>() {
-            return true;
-        }
+    reflex_core::sources(err).any(|err| {
         #[cfg(feature = "retry")]
         if err.is::<reflex_retry::TimedOut>() {
             return true;
@@ -96,9 +92,8 @@ pub(crate) fn timed_out(err: &(dyn Error + 'static)) -> bool {
         if err.is::<reflex_dedup::WaitTimedOut>() {
             return true;
         }
-        next = err.source();
-    }
-    false
+        err.is::<tower::timeout::error::Elapsed>()
+    })
 }
 
 /// The response for `err`: its status, `Retry-After` when known, the

@@ -409,6 +409,44 @@ impl<D, S, R, C, W, Sh, B, T> Preset<D, S, R, C, W, Sh, B, T> {
         self,
         shed: ConcurrencyShedBuilder,
     ) -> Preset<D, S, R, C, W, ConcurrencyShedBuilder, B, T> {
+        self.set_shed(shed)
+    }
+
+    /// No shed layer.
+    pub fn no_shed(self) -> Preset<D, S, R, C, W, Identity, B, T> {
+        self.set_shed(Identity::new())
+    }
+
+    /// The breaker's configuration. Defaults to the breaker's defaults.
+    pub fn breaker(
+        self,
+        breaker: CircuitBreakBuilder,
+    ) -> Preset<D, S, R, C, W, Sh, CircuitBreakBuilder, T> {
+        self.set_breaker(breaker)
+    }
+
+    /// No breaker.
+    pub fn no_breaker(self) -> Preset<D, S, R, C, W, Sh, Identity, T> {
+        self.set_breaker(Identity::new())
+    }
+
+    /// A timeout around the inner service, inside the breaker (each
+    /// attempt gets its own). Defaults to none.
+    pub fn timeout(self, timeout: Duration) -> Preset<D, S, R, C, W, Sh, B, Duration> {
+        self.set_timeout(timeout)
+    }
+
+    /// [`timeout`](Self::timeout) when `Some`, none when `None`: for a
+    /// timeout read from configuration. It costs a branch and a larger
+    /// response future on every call, which `timeout` does not.
+    pub fn maybe_timeout(
+        self,
+        timeout: Option<Duration>,
+    ) -> Preset<D, S, R, C, W, Sh, B, Option<Duration>> {
+        self.set_timeout(timeout)
+    }
+
+    fn set_shed<Sh2>(self, shed: Sh2) -> Preset<D, S, R, C, W, Sh2, B, T> {
         Preset {
             component: self.component,
             classifier: self.classifier,
@@ -422,26 +460,7 @@ impl<D, S, R, C, W, Sh, B, T> Preset<D, S, R, C, W, Sh, B, T> {
         }
     }
 
-    /// No shed layer.
-    pub fn no_shed(self) -> Preset<D, S, R, C, W, Identity, B, T> {
-        Preset {
-            component: self.component,
-            classifier: self.classifier,
-            witness: self.witness,
-            shed: Identity::new(),
-            dedup: self.dedup,
-            slot: self.slot,
-            retry: self.retry,
-            breaker: self.breaker,
-            timeout: self.timeout,
-        }
-    }
-
-    /// The breaker's configuration. Defaults to the breaker's defaults.
-    pub fn breaker(
-        self,
-        breaker: CircuitBreakBuilder,
-    ) -> Preset<D, S, R, C, W, Sh, CircuitBreakBuilder, T> {
+    fn set_breaker<B2>(self, breaker: B2) -> Preset<D, S, R, C, W, Sh, B2, T> {
         Preset {
             component: self.component,
             classifier: self.classifier,
@@ -455,44 +474,7 @@ impl<D, S, R, C, W, Sh, B, T> Preset<D, S, R, C, W, Sh, B, T> {
         }
     }
 
-    /// No breaker.
-    pub fn no_breaker(self) -> Preset<D, S, R, C, W, Sh, Identity, T> {
-        Preset {
-            component: self.component,
-            classifier: self.classifier,
-            witness: self.witness,
-            shed: self.shed,
-            dedup: self.dedup,
-            slot: self.slot,
-            retry: self.retry,
-            breaker: Identity::new(),
-            timeout: self.timeout,
-        }
-    }
-
-    /// A timeout around the inner service, inside the breaker (each
-    /// attempt gets its own). Defaults to none.
-    pub fn timeout(self, timeout: Duration) -> Preset<D, S, R, C, W, Sh, B, Duration> {
-        Preset {
-            component: self.component,
-            classifier: self.classifier,
-            witness: self.witness,
-            shed: self.shed,
-            dedup: self.dedup,
-            slot: self.slot,
-            retry: self.retry,
-            breaker: self.breaker,
-            timeout,
-        }
-    }
-
-    /// [`timeout`](Self::timeout) when `Some`, none when `None`: for a
-    /// timeout read from configuration. It costs a branch and a larger
-    /// response future on every call, which `timeout` does not.
-    pub fn maybe_timeout(
-        self,
-        timeout: Option<Duration>,
-    ) -> Preset<D, S, R, C, W, Sh, B, Option<Duration>> {
+    fn set_timeout<T2>(self, timeout: T2) -> Preset<D, S, R, C, W, Sh, B, T2> {
         Preset {
             component: self.component,
             classifier: self.classifier,

@@ -88,7 +88,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
         }
         return status;
     }
-    if let Some(status) = find_status(err) {
+    if let Some(status) = reflex_core::find_source::<Status>(err) {
         return status.clone();
     }
     if super::timed_out(err) {
@@ -101,18 +101,6 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
 fn pushback_millis(after: Duration) -> i32 {
     let millis = after.as_nanos().div_ceil(1_000_000).max(1);
     i32::try_from(millis).unwrap_or(i32::MAX)
-}
-
-/// The first `Status` in `err`'s `source()` chain.
-fn find_status<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a Status> {
-    let mut next = Some(err);
-    while let Some(err) = next {
-        if let Some(status) = err.downcast_ref::<Status>() {
-            return Some(status);
-        }
-        next = err.source();
-    }
-    None
 }
 
 /// The gRPC response for `err`: [`status_of`] as a trailers-only response
