@@ -1,6 +1,8 @@
 //! The preset on an axum router, over a real socket on loopback: every
 //! request is witnessed, and what the stack refuses is an http response.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,34 +10,16 @@ use std::time::Duration;
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
 use axum::routing::get;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use reflex::Preset;
 use reflex::core::BoxError;
 use reflex::witness::{Clock, Witness};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 
 async fn get_status(addr: SocketAddr) -> (u16, Option<String>) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::get("/")
-        .header(hyper::header::HOST, "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let retry_after = response
-        .headers()
-        .get(hyper::header::RETRY_AFTER)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let status = response.status().as_u16();
-    response.into_body().collect().await.unwrap();
-    (status, retry_after)
+    let (status, retry_after, _) = common::get(addr).await;
+    (status.as_u16(), retry_after)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

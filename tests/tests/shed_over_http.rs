@@ -1,6 +1,7 @@
 //! ConcurrencyShedLayer in front of a real axum server, over loopback.
 
-use std::net::SocketAddr;
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,34 +10,11 @@ use axum::error_handling::HandleErrorLayer;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use reflex_core::{BoxError, RejectKind, Rejected};
 use reflex_shed::ConcurrencyShedLayer;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc};
 use tower::ServiceBuilder;
-
-async fn get_status(addr: SocketAddr) -> (StatusCode, Option<String>, Bytes) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = hyper::Request::get("/")
-        .header(header::HOST, "localhost")
-        .body(Empty::<Bytes>::new())
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
-    let retry_after = response
-        .headers()
-        .get(header::RETRY_AFTER)
-        .map(|v| v.to_str().unwrap().to_owned());
-    let status = response.status();
-    let body = response.into_body().collect().await.unwrap().to_bytes();
-    (status, retry_after, body)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_server_sheds_over_its_limit_with_503_and_recovers() {
@@ -78,14 +56,14 @@ async fn a_real_server_sheds_over_its_limit_with_503_and_recovers() {
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let first = tokio::spawn(get_status(addr));
-    let second = tokio::spawn(get_status(addr));
+    let first = tokio::spawn(common::get(addr));
+    let second = tokio::spawn(common::get(addr));
     entered.recv().await.unwrap();
     entered.recv().await.unwrap();
     assert_eq!(handle.in_flight(), 2);
 
     // The third is answered at once, without reaching the handler.
-    let (status, retry_after, body) = get_status(addr).await;
+    let (status, retry_after, body) = common::get(addr).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(retry_after.as_deref(), Some("3"));
     assert_eq!(body, "api: request shed");
@@ -102,6 +80,6 @@ async fn a_real_server_sheds_over_its_limit_with_503_and_recovers() {
 
     // And the server serves again.
     gate.add_permits(1);
-    assert_eq!(get_status(addr).await.0, StatusCode::OK);
+    assert_eq!(common::get(addr).await.0, StatusCode::OK);
     server.abort();
 }

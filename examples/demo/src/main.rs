@@ -30,7 +30,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
 use reflex::Preset;
-use reflex::breaker::CircuitBreakLayer;
+use reflex::breaker::{CircuitBreakBuilder, CircuitBreakLayer};
 use reflex::core::BoxError;
 use reflex::witness::{CascadeReflex, Snapshot, Witness};
 use tokio::net::{TcpListener, TcpStream};
@@ -45,16 +45,20 @@ const FAILING: u8 = 2;
 /// A component's service: `()` in, `()` out.
 type Component = BoxCloneSyncService<(), (), BoxError>;
 
+/// The breaker of `db` and `auth`: open after 5 failures in a row, for 2 s,
+/// so the demo's phases show it open and close.
+fn quick_breaker() -> CircuitBreakBuilder {
+    CircuitBreakLayer::builder()
+        .no_failure_rate()
+        .consecutive_failures(5)
+        .open_duration(Duration::from_secs(2))
+}
+
 /// `db`: 2 ms, or 60 ms while slow, or an error while failing.
 fn db(witness: &Witness, mode: Arc<AtomicU8>) -> Result<Component, BoxError> {
     let preset = Preset::new("db")
         .witness(witness)
-        .breaker(
-            CircuitBreakLayer::builder()
-                .no_failure_rate()
-                .consecutive_failures(5)
-                .open_duration(Duration::from_secs(2)),
-        )
+        .breaker(quick_breaker())
         .timeout(Duration::from_secs(1))
         .build()?;
     let svc = preset.service(service_fn(move |(): ()| {
@@ -75,12 +79,7 @@ fn db(witness: &Witness, mode: Arc<AtomicU8>) -> Result<Component, BoxError> {
 fn auth(witness: &Witness, db: Component) -> Result<Component, BoxError> {
     let preset = Preset::new("auth")
         .witness(witness)
-        .breaker(
-            CircuitBreakLayer::builder()
-                .no_failure_rate()
-                .consecutive_failures(5)
-                .open_duration(Duration::from_secs(2)),
-        )
+        .breaker(quick_breaker())
         .build()?;
     let svc = preset.service(service_fn(move |(): ()| {
         let db = db.clone();
