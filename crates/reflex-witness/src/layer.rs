@@ -200,16 +200,13 @@ impl<C> Guard<C> {
                 .witness
                 .record_call(ctx, self.layer.index, elapsed);
         }
-        match result {
-            Err(err) if Rejected::find(&**err).is_some() => {
-                if let Some(rejected) = Rejected::find(&**err) {
-                    let kind = cell.reject(rejected.kind());
-                    self.layer.witness.note(self.layer.index, kind);
-                }
-            }
+        if let Some(rejected) = result.as_ref().err().and_then(|err| Rejected::find(&**err)) {
+            let kind = cell.reject(rejected.kind());
+            self.layer.witness.note(self.layer.index, kind);
+        } else {
             // Successes and failures are counted by their latency
             // histograms: one `fetch_add` for both.
-            result => match self.layer.classifier.classify(result.as_ref()) {
+            match self.layer.classifier.classify(result.as_ref()) {
                 Outcome::Success => cell.latency.record(elapsed),
                 Outcome::Failure => {
                     cell.failed_latency.record(elapsed);
@@ -218,7 +215,7 @@ impl<C> Guard<C> {
                 Outcome::Ignored => {
                     cell.ignored.fetch_add(1, Ordering::Relaxed);
                 }
-            },
+            }
         }
         self.ended = true;
     }

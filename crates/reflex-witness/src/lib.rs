@@ -88,4 +88,4 @@ pub use detect::{Cascade, ChainLink, Detector, Finding, LatencyRegression, Obser
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
 pub use reflex::{Action, CascadeReflex, Controls, Reflex};
 pub use snapshot::{ComponentState, Health, Snapshot};
-pub use witness::{StartError, Witness, WitnessBuilder};
+pub use witness::{MAX_COMPONENTS, StartError, Witness, WitnessBuilder};

@@ -138,7 +138,9 @@ impl Learner {
     /// Takes in the calls (packed words) finished since the last cycle.
     pub(crate) fn learn(&mut self, cycle: u64, words: Vec<u64>, names: &[&str]) -> Vec<Finding> {
         let mut complete = Vec::new();
-        for call in words.into_iter().map(unpack) {
+        // A 0 is a slot read before its writer stored it (roots start at
+        // 1): not a call, and never the end of a chain.
+        for call in words.into_iter().filter(|&word| word != 0).map(unpack) {
             let (_, calls) = self.pending.entry(call.root).or_insert((cycle, Vec::new()));
             calls.push(call);
             if call.depth == 0 {

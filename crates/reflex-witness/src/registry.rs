@@ -61,7 +61,7 @@ pub(crate) struct Cell {
 /// `breaker` when no breaker has reported.
 pub(crate) const NO_BREAKER: u8 = u8::MAX;
 
-const STATES: [BreakerState; 6] = [
+pub(crate) const STATES: [BreakerState; 6] = [
     BreakerState::Closed,
     BreakerState::Open,
     BreakerState::HalfOpen,
@@ -108,8 +108,13 @@ impl Cell {
                 self.shed.fetch_add(1, Ordering::Relaxed);
             }
             Signal::BreakerTransition { to, .. } => {
-                let code = STATES.iter().position(|s| *s == to).unwrap_or(0);
-                self.breaker.store(code as u8, Ordering::Relaxed);
+                // A state this witness does not know reads as "no breaker",
+                // never as closed.
+                let code = STATES
+                    .iter()
+                    .position(|s| *s == to)
+                    .map_or(NO_BREAKER, |code| code as u8);
+                self.breaker.store(code, Ordering::Relaxed);
             }
             Signal::SlotQueued { depth } => self.slot_depth.store(depth, Ordering::Relaxed),
             Signal::SlotStarted { waited: true } => {

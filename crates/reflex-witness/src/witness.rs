@@ -27,6 +27,10 @@ use crate::snapshot::{ComponentState, Health, Snapshot};
 
 const LAYER: &str = "witness";
 
+/// The most components a witness follows: a call chain's word packs the
+/// component's index in 12 bits.
+pub const MAX_COMPONENTS: usize = (1 << 12) - 1;
+
 /// Configures a [`Witness`]; from [`Witness::builder`].
 ///
 /// # Examples
@@ -38,7 +42,6 @@ const LAYER: &str = "witness";
 /// let err = Witness::builder().interval(Duration::ZERO).build().unwrap_err();
 /// assert_eq!(err.setting(), "interval");
 /// ```
-#[derive(Debug, Clone)]
 #[must_use = "a builder does nothing until `build` or `start` is called"]
 pub struct WitnessBuilder {
     interval: Duration,
@@ -48,30 +51,28 @@ pub struct WitnessBuilder {
     chain: usize,
     cascade: Option<Cascade>,
     regression: Option<LatencyRegression>,
-    detectors: Vec<SharedDetector>,
-    reflexes: Vec<SharedReflex>,
+    detectors: Vec<Box<dyn Detector>>,
+    reflexes: Vec<Box<dyn Reflex>>,
     /// `(settle_after, factor)`.
     patterns: Option<(u64, f64)>,
     clock: Clock,
 }
 
-/// A reflex, held until the witness is built.
-#[derive(Clone)]
-struct SharedReflex(Arc<Mutex<Option<Box<dyn Reflex>>>>);
-
-impl fmt::Debug for SharedReflex {
+impl fmt::Debug for WitnessBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Reflex")
-    }
-}
-
-/// A user's detector, held until the witness is built.
-#[derive(Clone)]
-struct SharedDetector(Arc<Mutex<Option<Box<dyn Detector>>>>);
-
-impl fmt::Debug for SharedDetector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Detector")
+        f.debug_struct("WitnessBuilder")
+            .field("interval", &self.interval)
+            .field("history", &self.history)
+            .field("components", &self.components)
+            .field("reports", &self.reports)
+            .field("chain", &self.chain)
+            .field("cascade", &self.cascade)
+            .field("regression", &self.regression)
+            .field("detectors", &self.detectors.len())
+            .field("reflexes", &self.reflexes.len())
+            .field("patterns", &self.patterns)
+            .field("clock", &self.clock)
+            .finish()
     }
 }
 
@@ -126,8 +127,9 @@ impl WitnessBuilder {
         self
     }
 
-    /// The most components the witness follows (at least 1): a layer
-    /// built for one more is refused. Defaults to 256.
+    /// The most components the witness follows (at least 1, at most
+    /// [`MAX_COMPONENTS`]): a layer built for one more is refused. Defaults
+    /// to 256.
     pub fn max_components(mut self, components: usize) -> Self {
         self.components = components;
         self
@@ -179,10 +181,7 @@ impl WitnessBuilder {
     /// Adds a detector of your own, run each cycle after the built-in
     /// ones.
     pub fn detector(mut self, detector: impl Detector) -> Self {
-        self.detectors
-            .push(SharedDetector(Arc::new(Mutex::new(Some(Box::new(
-                detector,
-            ))))));
+        self.detectors.push(Box::new(detector));
         self
     }
 
@@ -210,8 +209,7 @@ impl WitnessBuilder {
     /// ([`Witness::control_breaker`], [`Witness::control_shed`]). None by
     /// default: a witness only observes unless told otherwise.
     pub fn reflex(mut self, reflex: impl Reflex) -> Self {
-        self.reflexes
-            .push(SharedReflex(Arc::new(Mutex::new(Some(Box::new(reflex))))));
+        self.reflexes.push(Box::new(reflex));
         self
     }
 
@@ -239,6 +237,14 @@ impl WitnessBuilder {
         }
         if self.components == 0 {
             return zero("max_components", "at least one component must fit");
+        }
+        if self.components > MAX_COMPONENTS {
+            return Err(ConfigError::new(
+                LAYER,
+                "max_components",
+                ConfigErrorKind::OutOfRange,
+                format!("must be at most {MAX_COMPONENTS}"),
+            ));
         }
         if self.reports == 0 {
             return zero("report_limit", "at least one report must fit");
@@ -275,27 +281,8 @@ impl WitnessBuilder {
                 ));
             }
         }
-        let reflexes: Vec<Box<dyn Reflex>> = self
-            .reflexes
-            .into_iter()
-            .filter_map(|shared| {
-                shared
-                    .0
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take()
-            })
-            .collect();
-        for shared in self.detectors {
-            if let Some(detector) = shared
-                .0
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take()
-            {
-                detectors.push(detector);
-            }
-        }
+        detectors.extend(self.detectors);
+        let reflexes = self.reflexes;
         let (tx, _) = broadcast::channel(self.history.max(16));
         Ok(Witness {
             inner: Arc::new(Inner {
@@ -304,6 +291,7 @@ impl WitnessBuilder {
                 events: Events::new(EVENTS),
                 calls: Ring::new(CALLS),
                 next_root: AtomicU64::new(1),
+                cycles: AtomicU64::new(0),
                 learner: self
                     .patterns
                     .map(|(settle_after, factor)| Mutex::new(Learner::new(settle_after, factor))),
@@ -316,7 +304,6 @@ impl WitnessBuilder {
                 interval: self.interval,
                 history_limit: self.history,
                 state: Mutex::new(State {
-                    cycle: 0,
                     latest: Arc::new(Snapshot::empty()),
                     history: VecDeque::new(),
                     reports: VecDeque::new(),
@@ -368,6 +355,9 @@ struct Inner {
     /// Finished calls of tracked chains, for the pattern learner.
     calls: Ring,
     next_root: AtomicU64,
+    /// Cycles run so far: each cycle takes its number here, so two cycles
+    /// run at once (the runtime's and a `cycle_now`) never share one.
+    cycles: AtomicU64,
     learner: Option<Mutex<Learner>>,
     detectors: Mutex<Vec<Box<dyn Detector>>>,
     reflexes: Mutex<Vec<Box<dyn Reflex>>>,
@@ -383,7 +373,6 @@ struct Inner {
 }
 
 struct State {
-    cycle: u64,
     latest: Arc<Snapshot>,
     history: VecDeque<Arc<Snapshot>>,
     reports: VecDeque<Arc<Report>>,
@@ -469,7 +458,7 @@ impl Inner {
             })
             .collect();
         let now_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
-        let cycle = self.state().cycle + 1;
+        let cycle = self.cycles.fetch_add(1, Ordering::Relaxed) + 1;
         let mut snapshot = Snapshot {
             cycle,
             observed_at_ms: now_ms,
@@ -487,7 +476,6 @@ impl Inner {
         }
         let snapshot = Arc::new(snapshot);
         let mut state = self.state();
-        state.cycle = cycle;
         state.actions += snapshot.actions.len();
         if let Some(error) = error {
             state.last_error = Some(error);
@@ -781,7 +769,11 @@ impl Witness {
             open_breakers: latest
                 .components
                 .iter()
-                .filter(|c| matches!(c.breaker.as_deref(), Some("open" | "forced_open")))
+                .filter(|c| {
+                    crate::registry::STATES
+                        .iter()
+                        .any(|s| s.refuses() && c.breaker.as_deref() == Some(s.as_str()))
+                })
                 .map(|c| c.component.clone())
                 .collect(),
             reports: state.reports.len(),

@@ -183,6 +183,28 @@ impl Detector for Every {
     }
 }
 
+#[test]
+fn a_detector_that_errors_sets_last_error_with_its_name() {
+    let witness = Witness::builder()
+        .clock(Clock::Tokio)
+        .detector(Broken)
+        .detector(Every)
+        .build()
+        .unwrap();
+    witness.emit(
+        &Component::new("db"),
+        Signal::Shed {
+            in_flight: 1,
+            hard_limit: 1,
+        },
+    );
+    let snapshot = witness.cycle_now();
+    assert_eq!(snapshot.reports.len(), 1, "the other detector still ran");
+    let error = witness.last_error().unwrap();
+    assert!(error.starts_with("broken"), "{error}");
+    assert!(error.contains("no data source"), "{error}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failing_detector_sets_last_error_and_the_runtime_goes_on() {
     let witness = Witness::builder()

@@ -227,6 +227,24 @@ fn starting_outside_a_runtime_and_bad_settings_are_typed_errors() {
 }
 
 #[test]
+fn more_components_than_a_chain_word_can_name_is_refused() {
+    let err = Witness::builder()
+        .max_components(reflex_witness::MAX_COMPONENTS + 1)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        (err.setting(), err.kind()),
+        ("max_components", ConfigErrorKind::OutOfRange)
+    );
+    assert!(
+        Witness::builder()
+            .max_components(reflex_witness::MAX_COMPONENTS)
+            .build()
+            .is_ok()
+    );
+}
+
+#[test]
 fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
     let witness = Witness::builder()
         .clock(Clock::Tokio)
