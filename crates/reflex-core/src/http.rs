@@ -107,6 +107,11 @@ pub struct GrpcErrorsAsFailures {
 const GRPC_OK: i32 = 0;
 const GRPC_CANCELLED: i32 = 1;
 const GRPC_UNKNOWN: i32 = 2;
+const GRPC_PERMISSION_DENIED: i32 = 7;
+const GRPC_UNIMPLEMENTED: i32 = 12;
+const GRPC_INTERNAL: i32 = 13;
+const GRPC_UNAVAILABLE: i32 = 14;
+const GRPC_UNAUTHENTICATED: i32 = 16;
 const GRPC_HIGHEST: i32 = 16;
 
 // === impl GrpcErrorsAsFailures ===
@@ -185,11 +190,11 @@ fn grpc_code<B>(response: &http::Response<B>) -> Option<i32> {
     // gRPC's mapping of the http status a proxy may answer with.
     let code = match response.status().as_u16() {
         200 => return None,
-        400 => 13,
-        401 => 16,
-        403 => 7,
-        404 => 12,
-        429 | 502 | 503 | 504 => 14,
+        400 => GRPC_INTERNAL,
+        401 => GRPC_UNAUTHENTICATED,
+        403 => GRPC_PERMISSION_DENIED,
+        404 => GRPC_UNIMPLEMENTED,
+        429 | 502 | 503 | 504 => GRPC_UNAVAILABLE,
         _ => GRPC_UNKNOWN,
     };
     Some(code)
@@ -206,9 +211,10 @@ impl<B, Err> Classify<http::Response<B>, Err> for GrpcErrorsAsFailures {
 
 pin_project! {
     /// A request body that can be sent again: buffered whole (up to the
-    /// limit of the [`BufferedBodyLayer`] that made it), or, when it was
-    /// larger, the part read so far followed by the rest of the original
-    /// body, which can be sent once only.
+    /// limit it was read with, by [`buffer`] or by a layer built on it, such
+    /// as `reflex-retry`'s `ReplayBodyLayer`), or, when it was larger, the
+    /// part read so far followed by the rest of the original body, which
+    /// can be sent once only.
     ///
     /// Its data is [`Bytes`] and its error a [`BoxError`].
     pub struct BufferedBody<B> {

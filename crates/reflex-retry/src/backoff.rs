@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use reflex_core::{ConfigError, ConfigErrorKind};
 
-const LAYER: &str = "retry";
+use crate::layer::LAYER;
 
 /// How the delay is spread around its exponential ceiling, after AWS's
 /// "Exponential Backoff And Jitter": jitter keeps clients that failed

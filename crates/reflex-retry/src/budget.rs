@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use reflex_core::{ConfigError, ConfigErrorKind};
 
+use crate::layer::LAYER;
+
 /// Credits are fixed-point: a retry costs `SCALE`, a request earns
 /// `floor(ratio × SCALE)`. Rounding down means a ratio can only ever
 /// under-allocate, never over-allocate: `n` requests fund at most
@@ -99,7 +101,7 @@ impl RetryBudget {
     /// A [`ConfigError`] when `ttl` is too short, `ratio` is negative, above
     /// 1000 or not finite, or the floor overflows.
     pub fn new(ttl: Duration, min_per_sec: u32, ratio: f64) -> Result<Self, ConfigError> {
-        let err = |kind, reason: String| ConfigError::new("retry", "budget", kind, reason);
+        let err = |kind, reason: String| ConfigError::new(LAYER, "budget", kind, reason);
         let bucket_nanos = u64::try_from(ttl.as_nanos() / u128::from(BUCKETS)).unwrap_or(u64::MAX);
         if bucket_nanos == 0 {
             return Err(err(

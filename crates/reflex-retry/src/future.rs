@@ -76,24 +76,33 @@ struct Timer {
 /// the request, and the layer's shared state.
 pub(crate) type Kept<S, Request, P, C> = (S, Request, Arc<Shared<P, C>>);
 
+/// What the caller gets for a request.
+type Answer<R> = Result<R, BoxError>;
+
 /// Everything but the pinned parts: what a retry needs.
 struct Attempts<S, Request, P, C>
 where
     S: Service<Request>,
 {
-    /// The ready service, moved out of the `Retry` that made the call;
-    /// `None` when the request is sent once.
-    service: Option<S>,
+    /// What a request that may be retried keeps besides its copy; `None`
+    /// when the request is sent once.
+    retrier: Option<Retrier<S, S::Response, P, C>>,
     /// The copy of the request kept for the next attempt; `None` once no
     /// attempt is left to make.
     copy: Option<Request>,
-    shared: Option<Arc<Shared<P, C>>>,
     /// Attempts made so far.
     attempt: u32,
     deadline: Option<Instant>,
+}
+
+/// What a request that may be retried keeps besides its copy.
+struct Retrier<S, R, P, C> {
+    /// The ready service, moved out of the `Retry` that made the call.
+    service: S,
+    shared: Arc<Shared<P, C>>,
     /// What a request in a retry cycle carries: `None` until its first
     /// retry, so a request that is not retried drops one `None`.
-    cycle: Option<Cycle<S::Response>>,
+    cycle: Option<Cycle<R>>,
 }
 
 /// The state of a retry cycle.
@@ -119,9 +128,16 @@ where
         timer: Option<Instant>,
         deadline: Option<Instant>,
     ) -> Self {
-        let (service, copy, shared) = match retry {
-            Some((service, copy, shared)) => (Some(service), Some(copy), Some(shared)),
-            None => (None, None, None),
+        let (retrier, copy) = match retry {
+            Some((service, copy, shared)) => (
+                Some(Retrier {
+                    service,
+                    shared,
+                    cycle: None,
+                }),
+                Some(copy),
+            ),
+            None => (None, None),
         };
         Self {
             state: State::Calling { future },
@@ -130,12 +146,10 @@ where
                 sleep: None,
             },
             attempts: Attempts {
-                service,
+                retrier,
                 copy,
-                shared,
                 attempt: 1,
                 deadline,
-                cycle: None,
             },
         }
     }
@@ -167,16 +181,7 @@ where
                             Some(_) => Err(TimedOut::attempt().into()),
                         },
                     };
-                    // The common case first: a first attempt that
-                    // succeeded, handed back without the retry machinery.
-                    let result = match this.attempts.settle(result) {
-                        ControlFlow::Break(result) => {
-                            this.state.set(State::Done);
-                            return Poll::Ready(result);
-                        }
-                        ControlFlow::Continue(result) => result,
-                    };
-                    match this.attempts.decide(result) {
+                    match this.attempts.settle(result) {
                         ControlFlow::Break(result) => {
                             this.state.set(State::Done);
                             return Poll::Ready(result);
@@ -193,18 +198,11 @@ where
                     this.timer.at = this.attempts.deadline;
                 }
                 StateProj::Readying => {
-                    let Some(service) = this.attempts.service.as_mut() else {
-                        unreachable!("a retry always has its service")
-                    };
-                    match service.poll_ready(cx) {
-                        Poll::Ready(Ok(())) => {
-                            let future = this.attempts.next_attempt();
-                            this.state.set(State::Calling { future });
-                            this.timer.at = this.attempts.attempt_end();
-                        }
-                        Poll::Ready(Err(err)) => {
+                    match this.attempts.poll_next_attempt(cx, &mut this.timer.at) {
+                        Poll::Ready(Ok(future)) => this.state.set(State::Calling { future }),
+                        Poll::Ready(Err(result)) => {
                             this.state.set(State::Done);
-                            return Poll::Ready(this.attempts.not_ready(err.into()));
+                            return Poll::Ready(result);
                         }
                         Poll::Pending => {
                             if this.timer.fired(cx).is_none() {
@@ -281,54 +279,134 @@ where
     P: Policy<Request, S::Response>,
     C: Classify<S::Response, BoxError>,
 {
-    /// `Break` with `result` when it is final without a look at the retry
-    /// machinery: the request is sent once, or its first attempt is not a
-    /// failure.
-    #[inline]
-    fn settle(
-        &self,
-        result: Result<S::Response, BoxError>,
-    ) -> ControlFlow<Result<S::Response, BoxError>, Result<S::Response, BoxError>> {
-        match &self.shared {
-            None => ControlFlow::Break(result),
-            Some(shared)
-                if self.attempt == 1
-                    && result.is_ok()
-                    && !shared.classifier.classify(result.as_ref()).is_failure() =>
-            {
-                ControlFlow::Break(result)
-            }
-            Some(_) => ControlFlow::Continue(result),
-        }
-    }
-
     /// What follows an attempt that ended in `result`: the result for the
     /// caller, or a retry at the returned instant.
-    #[inline(never)]
-    fn decide(
+    ///
+    /// The common case first: a request sent once, or a first attempt that
+    /// succeeded, is handed back without the retry machinery.
+    #[inline]
+    fn settle(
         &mut self,
         result: Result<S::Response, BoxError>,
     ) -> ControlFlow<Result<S::Response, BoxError>, Instant> {
-        let Some(shared) = self.shared.as_ref() else {
+        let Some(retrier) = &mut self.retrier else {
             // Sent once.
             return ControlFlow::Break(result);
         };
-        let (outcome, retry) = judge(shared, self, &result);
+        let mut outcome = None;
+        if self.attempt == 1 && result.is_ok() {
+            let first = retrier.shared.classifier.classify(result.as_ref());
+            if !first.is_failure() {
+                return ControlFlow::Break(result);
+            }
+            outcome = Some(first);
+        }
+        retrier.decide(
+            self.copy.as_ref(),
+            self.attempt,
+            self.deadline,
+            result,
+            outcome,
+        )
+    }
+
+    /// The deadline passed before the attempt in flight ended: the last
+    /// attempt's result if there is one, else a deadline error.
+    fn deadline_passed(&mut self) -> Result<S::Response, BoxError> {
+        let Some(retrier) = &mut self.retrier else {
+            // Sent once.
+            return Err(TimedOut::deadline().into());
+        };
+        let result = retrier
+            .cycle
+            .as_mut()
+            .and_then(|cycle| cycle.last.take())
+            .unwrap_or_else(|| Err(TimedOut::deadline().into()));
+        count_end(&retrier.shared, self.attempt, result, Outcome::Failure)
+    }
+
+    /// Drives the service to readiness for a retry, then calls it with the
+    /// next attempt's request: the attempt's future, with `timer` set to
+    /// when it times out, or, when the service failed to become ready, the
+    /// request's result.
+    fn poll_next_attempt(
+        &mut self,
+        cx: &mut Context<'_>,
+        timer: &mut Option<Instant>,
+    ) -> Poll<Result<S::Future, Answer<S::Response>>> {
+        let Some(retrier) = &mut self.retrier else {
+            unreachable!("only a request that may be retried waits to retry")
+        };
+        if let Err(err) = ready!(retrier.service.poll_ready(cx)) {
+            let result = Err(err.into());
+            return Poll::Ready(Err(count_end(
+                &retrier.shared,
+                self.attempt,
+                result,
+                Outcome::Failure,
+            )));
+        }
+        let shared = &retrier.shared;
+        self.attempt += 1;
+        let copy = if self.attempt < shared.max_attempts {
+            self.copy
+                .as_ref()
+                .and_then(|copy| shared.policy.clone_request(copy))
+        } else {
+            None
+        };
+        let request = match copy {
+            Some(request) => request,
+            // The last attempt (or the policy could not copy again): send
+            // the kept copy itself.
+            None => self.copy.take().expect("a retry always has its request"),
+        };
+        shared.stats.retries.fetch_add(1, Ordering::Relaxed);
+        *timer = if shared.attempt_timeout.is_none() {
+            self.deadline
+        } else {
+            shared.attempt_end(Instant::now(), self.deadline)
+        };
+        Poll::Ready(Ok(retrier.service.call(request)))
+    }
+}
+
+// === impl Retrier ===
+
+impl<S, R, P, C> Retrier<S, R, P, C> {
+    /// What follows an attempt beyond the fast path that ended in `result`
+    /// (classified `outcome`, if it was already): the result for the
+    /// caller, or a retry at the returned instant.
+    #[inline(never)]
+    fn decide<Request>(
+        &mut self,
+        copy: Option<&Request>,
+        attempt: u32,
+        deadline: Option<Instant>,
+        result: Result<R, BoxError>,
+        outcome: Option<Outcome>,
+    ) -> ControlFlow<Result<R, BoxError>, Instant>
+    where
+        P: Policy<Request, R>,
+        C: Classify<R, BoxError>,
+    {
+        let shared = &*self.shared;
+        let (outcome, retry) = self.judge(copy, attempt, &result, outcome);
         let Some((delay, reason)) = retry else {
-            return ControlFlow::Break(count_end(shared, self.attempt, result, outcome));
+            return ControlFlow::Break(count_end(shared, attempt, result, outcome));
         };
         let now = Instant::now();
         let until = now + delay;
-        let fits = match self.deadline {
+        let fits = match deadline {
             Some(deadline) => until < deadline,
             // With no deadline, a breaker's wait must fit in the cap.
             None => delay <= shared.delays.cap(),
         };
         if !fits {
-            return ControlFlow::Break(count_end(shared, self.attempt, result, outcome));
+            return ControlFlow::Break(count_end(shared, attempt, result, outcome));
         }
         let stats = &shared.stats;
-        let next = self.attempt + 1;
+        let next = attempt + 1;
         if let Some(budget) = &stats.budget {
             if !budget.withdraw(stats.now()) {
                 stats.budget_exhausted.fetch_add(1, Ordering::Relaxed);
@@ -341,10 +419,9 @@ where
                     attempt = next,
                     "retry budget exhausted"
                 );
-                return ControlFlow::Break(count_end(shared, self.attempt, result, outcome));
+                return ControlFlow::Break(count_end(shared, attempt, result, outcome));
             }
         }
-        stats.retries.fetch_add(1, Ordering::Relaxed);
         shared.sink.emit(
             &stats.component,
             Signal::RetryAttempt {
@@ -376,115 +453,59 @@ where
         ControlFlow::Continue(until)
     }
 
-    /// The deadline passed before the attempt in flight ended: the last
-    /// attempt's result if there is one, else a deadline error.
-    fn deadline_passed(&mut self) -> Result<S::Response, BoxError> {
-        let result = self
-            .cycle
-            .as_mut()
-            .and_then(|cycle| cycle.last.take())
-            .unwrap_or_else(|| Err(TimedOut::deadline().into()));
-        match &self.shared {
-            Some(shared) => count_end(shared, self.attempt, result, Outcome::Failure),
-            None => result,
+    /// How the attempt that ended in `result` counts (`outcome`, if it was
+    /// classified already), and whether (after how long, and why) it is
+    /// retried.
+    fn judge<Request>(
+        &self,
+        copy: Option<&Request>,
+        attempt: u32,
+        result: &Result<R, BoxError>,
+        outcome: Option<Outcome>,
+    ) -> (Outcome, Option<(Duration, RetryReason)>)
+    where
+        P: Policy<Request, R>,
+        C: Classify<R, BoxError>,
+    {
+        let shared = &*self.shared;
+        if let Err(err) = result {
+            if let Some(rejected) = Rejected::find(&**err) {
+                // Another layer refused: never retried, but for a breaker
+                // below that said when it probes (and the request is not
+                // used up).
+                let wait = circuit_open_wait(rejected)
+                    .filter(|_| copy.is_some())
+                    .map(|after| (after, RetryReason::CircuitOpen));
+                return (Outcome::Ignored, wait);
+            }
         }
-    }
-
-    /// The inner service failed to become ready for a retry.
-    fn not_ready(&mut self, err: BoxError) -> Result<S::Response, BoxError> {
-        if let Some(cycle) = &mut self.cycle {
-            cycle.last = None;
-        }
-        match &self.shared {
-            Some(shared) => count_end(shared, self.attempt, Err(err), Outcome::Failure),
-            None => Err(err),
-        }
-    }
-
-    /// Calls the (ready) service with the next attempt's request.
-    fn next_attempt(&mut self) -> S::Future {
-        let Some(shared) = &self.shared else {
-            unreachable!("a retry always has its shared state")
+        let outcome = outcome.unwrap_or_else(|| shared.classifier.classify(result.as_ref()));
+        let Some(copy) = copy.filter(|_| outcome.is_failure()) else {
+            return (outcome, None);
         };
-        self.attempt += 1;
-        let copy = if self.attempt < shared.max_attempts {
-            self.copy
-                .as_ref()
-                .and_then(|copy| shared.policy.clone_request(copy))
-        } else {
-            None
+        let reason = match result {
+            Ok(_) => RetryReason::Response,
+            Err(err) if err.downcast_ref::<TimedOut>().is_some() => RetryReason::AttemptTimeout,
+            Err(_) => RetryReason::Error,
         };
-        let request = match copy {
-            Some(request) => request,
-            // The last attempt (or the policy could not copy again): send
-            // the kept copy itself.
-            None => self.copy.take().expect("a retry always has its request"),
+        let retry = match shared.policy.retry(copy, result.as_ref()) {
+            Decision::Stop => None,
+            Decision::After(after) if after <= shared.delays.cap() => {
+                Some((after, RetryReason::RetryAfter))
+            }
+            Decision::After(_) | Decision::Backoff => Some((
+                shared.delays.delay(
+                    attempt,
+                    self.cycle
+                        .as_ref()
+                        .map_or(Duration::ZERO, |cycle| cycle.previous_delay),
+                    &shared.stats,
+                ),
+                reason,
+            )),
         };
-        let Some(service) = self.service.as_mut() else {
-            unreachable!("a retry always has its service")
-        };
-        service.call(request)
+        (outcome, retry)
     }
-
-    /// When the attempt starting now times out, if it can.
-    fn attempt_end(&self) -> Option<Instant> {
-        let shared = self.shared.as_ref()?;
-        if shared.attempt_timeout.is_none() {
-            return self.deadline;
-        }
-        shared.attempt_end(Instant::now(), self.deadline)
-    }
-}
-
-/// How the attempt that ended in `result` counts, and whether (after how
-/// long, and why) it is retried.
-fn judge<S, Request, P, C>(
-    shared: &Shared<P, C>,
-    attempts: &Attempts<S, Request, P, C>,
-    result: &Result<S::Response, BoxError>,
-) -> (Outcome, Option<(Duration, RetryReason)>)
-where
-    S: Service<Request>,
-    P: Policy<Request, S::Response>,
-    C: Classify<S::Response, BoxError>,
-{
-    if let Err(err) = result {
-        if let Some(rejected) = Rejected::find(&**err) {
-            // Another layer refused: never retried, but for a breaker below
-            // that said when it probes (and the request is not used up).
-            let wait = circuit_open_wait(rejected)
-                .filter(|_| attempts.copy.is_some())
-                .map(|after| (after, RetryReason::CircuitOpen));
-            return (Outcome::Ignored, wait);
-        }
-    }
-    let outcome = shared.classifier.classify(result.as_ref());
-    let Some(copy) = attempts.copy.as_ref().filter(|_| outcome.is_failure()) else {
-        return (outcome, None);
-    };
-    let reason = match result {
-        Ok(_) => RetryReason::Response,
-        Err(err) if err.downcast_ref::<TimedOut>().is_some() => RetryReason::AttemptTimeout,
-        Err(_) => RetryReason::Error,
-    };
-    let retry = match shared.policy.retry(copy, result.as_ref()) {
-        Decision::Stop => None,
-        Decision::After(after) if after <= shared.delays.cap() => {
-            Some((after, RetryReason::RetryAfter))
-        }
-        Decision::After(_) | Decision::Backoff => Some((
-            shared.delays.delay(
-                attempts.attempt,
-                attempts
-                    .cycle
-                    .as_ref()
-                    .map_or(Duration::ZERO, |cycle| cycle.previous_delay),
-                &shared.stats,
-            ),
-            reason,
-        )),
-    };
-    (outcome, retry)
 }
 
 /// Counts how a request that was retried ended, and returns its result.

@@ -45,7 +45,7 @@ use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use reflex_core::http::{Buffer, buffer};
-use reflex_core::{BoxError, Classify, Outcome};
+use reflex_core::{BoxError, Classify, Outcome, ServerErrorsAsFailures};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -237,10 +237,10 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 }
 
 /// Classifies `http` responses for retrying: a 5xx or a 429, and every
-/// `Err`, is a failure; anything else a success. (The
-/// [`ServerErrorsAsFailures`](reflex_core::ServerErrorsAsFailures) of the
-/// breaker counts a 429 as a success: it says nothing of the dependency's
-/// health, but it is worth retrying later.)
+/// `Err`, is a failure; anything else a success. That is
+/// [`ServerErrorsAsFailures`] with a 429 a failure too (the breaker's
+/// classifier counts a 429 as a success: it says nothing of the
+/// dependency's health, but it is worth retrying later).
 ///
 /// # Examples
 ///
@@ -258,14 +258,8 @@ pub struct RetryableResponses;
 impl<R, E> Classify<Response<R>, E> for RetryableResponses {
     fn classify(&self, result: Result<&Response<R>, &E>) -> Outcome {
         match result {
-            Ok(response)
-                if response.status().is_server_error()
-                    || response.status() == StatusCode::TOO_MANY_REQUESTS =>
-            {
-                Outcome::Failure
-            }
-            Ok(_) => Outcome::Success,
-            Err(_) => Outcome::Failure,
+            Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => Outcome::Failure,
+            result => ServerErrorsAsFailures.classify(result),
         }
     }
 }

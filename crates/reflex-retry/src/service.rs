@@ -18,7 +18,6 @@ use crate::handle::Stats;
 pub(crate) type DelayFn = Arc<dyn Fn(u32, Duration) -> Duration + Send + Sync>;
 
 /// Where delays come from.
-#[derive(Clone)]
 pub(crate) enum Delays {
     Backoff(Backoff),
     Custom { f: DelayFn, cap: Duration },

@@ -580,6 +580,27 @@ async fn dropping_the_future_during_a_backoff_stops_every_later_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_request_dropped_during_its_backoff_counts_no_retry() {
+    let script = Script::new([Step::Err("x"), Step::Ok(1)]);
+    let layer = no_jitter()
+        .backoff(Duration::from_secs(1), 1.0)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(script.clone());
+    svc.ready().await.unwrap();
+    let mut future = tokio_test::task::spawn(svc.call(1));
+    assert_pending!(future.poll());
+    assert_eq!(handle.metrics().retrying, 1, "waiting out its backoff");
+    assert_eq!(handle.metrics().retries, 0, "decided, not yet made");
+    drop(future);
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(script.calls(), 1);
+    let m = handle.metrics();
+    assert_eq!((m.retries, m.recovered, m.gave_up), (0, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_panic_in_a_retry_attempt_releases_the_retry_cycle() {
     let script = Script::new([Step::Err("x"), Step::Panic]);
     let layer = no_jitter().build().unwrap();
