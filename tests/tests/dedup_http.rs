@@ -1,17 +1,20 @@
 //! DedupLayer over `http`: which requests coalesce, response bodies shared
-//! whole, and a body over the limit sent whole to one and re-fetched by
-//! the others.
+//! whole, a body over the limit sent whole to one and re-fetched by the
+//! others, and requests without a key streamed through unbuffered.
 
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, header};
+use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
 use reflex_core::BoxError;
 use reflex_dedup::{DedupLayer, HttpKey, Sharing};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service, ServiceExt};
 
 type Req = Request<Empty<Bytes>>;
@@ -106,16 +109,118 @@ async fn posts_and_different_varied_headers_do_not_coalesce() {
     );
     for response in [a, b, c, d] {
         assert_eq!(
-            response
-                .unwrap()
-                .extensions()
-                .get::<Sharing>()
-                .copied()
-                .unwrap_or(Sharing::Own),
-            Sharing::Own
+            response.unwrap().extensions().get::<Sharing>(),
+            Some(&Sharing::Own)
         );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn the_default_key_tells_users_apart_by_authorization_and_cookie() {
+    let (origin, calls, open) = origin(10);
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(60), 100)
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    let with = |name: header::HeaderName, value: &str| {
+        Request::get("/me")
+            .header(name, value)
+            .body(Empty::new())
+            .unwrap()
+    };
+    let as_user = |user: &str| with(header::AUTHORIZATION, user);
+    // In flight: alice's two requests share one call; bob's is his own.
+    let tasks = [as_user("alice"), as_user("alice"), as_user("bob")]
+        .map(|request| tokio::spawn(svc.clone().oneshot(request)));
+    tokio::task::yield_now().await;
+    open.send_replace(true);
+    let mut responses = Vec::new();
+    for task in tasks {
+        responses.push(task.await.unwrap().unwrap());
+    }
+    let call_of = |response: &Response<_>| response.headers()["x-call"].clone();
+    let sharing_of = |response: &Response<_>| response.extensions().get::<Sharing>().copied();
+    assert_eq!(call_of(&responses[0]), call_of(&responses[1]));
+    assert_eq!(sharing_of(&responses[0]), Some(Sharing::Shared));
+    assert_ne!(call_of(&responses[2]), call_of(&responses[0]), "bob's own");
+    assert_eq!(sharing_of(&responses[2]), Some(Sharing::Own));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Cached: each user gets their own answer back, nobody else's.
+    let (alice, bob) = (call_of(&responses[0]), call_of(&responses[2]));
+    for (user, call) in [("alice", alice), ("bob", bob)] {
+        let cached = svc.clone().oneshot(as_user(user)).await.unwrap();
+        assert_eq!(sharing_of(&cached), Some(Sharing::Cached));
+        assert_eq!(call_of(&cached), call, "{user}'s own answer");
+    }
+    let carol = svc.clone().oneshot(as_user("carol")).await.unwrap();
+    assert_eq!(
+        sharing_of(&carol),
+        Some(Sharing::Own),
+        "not alice's or bob's"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    // Cookies tell sessions apart the same way.
+    for session in ["id=1", "id=2"] {
+        let response = svc
+            .clone()
+            .oneshot(with(header::COOKIE, session))
+            .await
+            .unwrap();
+        assert_eq!(sharing_of(&response), Some(Sharing::Own));
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 5);
+}
+
+/// A response body whose chunks arrive when the test sends them.
+struct Trickle(mpsc::Receiver<Bytes>);
+
+impl http_body::Body for Trickle {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_streams_through_unbuffered_and_is_marked_own() {
+    let (chunks, body) = mpsc::channel(8);
+    let body = Arc::new(Mutex::new(Some(body)));
+    let origin = tower::service_fn(move |_: Req| {
+        let body = body.lock().unwrap().take().expect("one call");
+        async move { Ok::<_, BoxError>(Response::new(Trickle(body))) }
+    });
+    let layer = DedupLayer::builder()
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 16)
+        .unwrap();
+    let post = Request::post("/upload").body(Empty::new()).unwrap();
+    // The head comes back before a byte of the body was sent: nothing
+    // reads the body ahead of the caller.
+    let response = tokio::time::timeout(Duration::from_secs(1), layer.layer(origin).oneshot(post))
+        .await
+        .expect("the head is not held back by its body")
+        .unwrap();
+    assert_eq!(response.extensions().get::<Sharing>(), Some(&Sharing::Own));
+    let reader = tokio::spawn(body_of(response));
+    for chunk in ["0123456789", "abcdefghij", "ABCDEFGHIJ"] {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        chunks.send(Bytes::from(chunk)).await.unwrap();
+    }
+    drop(chunks);
+    assert_eq!(
+        reader.await.unwrap(),
+        "0123456789abcdefghijABCDEFGHIJ",
+        "whole, though over the limit"
+    );
+    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
 }
 
 #[tokio::test]

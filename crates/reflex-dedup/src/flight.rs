@@ -7,7 +7,6 @@
 //! spawned. When the last waiter leaves before the end, the call is dropped.
 
 use std::future::Future;
-use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::task::{Context, Poll, Wake, Waker};
@@ -15,7 +14,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use reflex_core::BoxError;
 
 /// The id of the waiter that started the call (its request went in).
-const LEADER: usize = 0;
+pub(crate) const LEADER: usize = 0;
 
 /// How a call ended, as the flight keeps it for its waiters.
 enum Outcome<Res, V> {
@@ -67,7 +66,8 @@ enum Call<Fut> {
     /// The leader is calling the inner service.
     Starting,
     Running(Pin<Box<Fut>>),
-    /// Ended; the outcome is set.
+    /// Ended; the outcome is set (before the call's lock is released, so
+    /// a waiter that sees `Over` finds the outcome).
     Over,
 }
 
@@ -89,7 +89,6 @@ struct State<Res, V> {
 pub(crate) struct Flight<Fut, Res, V> {
     call: Mutex<Call<Fut>>,
     state: Mutex<State<Res, V>>,
-    _answer: PhantomData<fn() -> Res>,
 }
 
 /// What a waiter got from polling.
@@ -123,7 +122,6 @@ where
                 joined: 1,
                 leader_waits: true,
             }),
-            _answer: PhantomData,
         })
     }
 
@@ -282,8 +280,11 @@ where
                 return Poll::Pending;
             };
             let ended = std::mem::replace(&mut *call, Call::Over);
-            drop(call);
+            // The outcome is recorded before the call's lock is released:
+            // a waiter that finds the call `Over` finds its outcome too,
+            // and never spins waiting for it.
             let (received, wakers, shared) = self.settle(id, result, share);
+            drop(call);
             drop(ended);
             // Every other waiter, even one of this same task (its waker
             // may be this one's: `join!` polls several with one).

@@ -1,12 +1,15 @@
-//! Deduplicating `http` requests (feature `http`): [`HttpKey`] (method and
-//! URI, plus the headers you name, for GET and HEAD by default), response
-//! bodies buffered up to a limit and shared ([`HttpShare`]), all built at
-//! once by [`DedupBuilder::build_http`](crate::DedupBuilder::build_http).
+//! Deduplicating `http` requests (feature `http`): [`HttpKey`] (method,
+//! URI, `Authorization` and `Cookie`, plus the headers you name, for GET
+//! and HEAD by default), response bodies buffered up to a limit and shared
+//! ([`HttpShare`]), all built at once by
+//! [`DedupBuilder::build_http`](crate::DedupBuilder::build_http).
 //!
 //! A response whose body is over the limit is not shared: the request that
 //! started the call gets it whole, and every other waiter makes its own
-//! call. Nothing is truncated. Each response carries its
-//! [`Sharing`] in its extensions.
+//! call. Nothing is truncated. The response to a request without a key
+//! (a POST, by default) is not buffered at all: it streams through, marked
+//! [`Sharing::Own`]. Each response carries its [`Sharing`] in its
+//! extensions.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -34,6 +37,7 @@
 //! # }
 //! ```
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -63,10 +67,15 @@ pub struct RequestKey {
     vary: Box<[Option<HeaderValue>]>,
 }
 
-/// Keys `http` requests by method and URI, plus the headers named with
-/// [`vary`](Self::vary) (two requests that differ in one of them are not
-/// the same request: `Authorization`, `Accept`, …). Only GET and HEAD are
-/// keyed by default; other methods pass through.
+/// Keys `http` requests by method and URI, plus the values of the headers
+/// it varies on: two requests that differ in one of them are not the same
+/// request. It varies on `Authorization` and `Cookie` by default, so one
+/// user's answer is never shared with (or cached for) another; name more
+/// with [`vary`](Self::vary) (`Accept`, `Accept-Language`, …). Only GET
+/// and HEAD are keyed by default; other methods pass through.
+///
+/// To share answers across credentials (the resource is the same for
+/// everyone, whoever asks), opt out with [`ignore`](Self::ignore).
 ///
 /// # Examples
 ///
@@ -74,13 +83,17 @@ pub struct RequestKey {
 /// use http::{Request, header};
 /// use reflex_dedup::{HttpKey, KeyFn};
 ///
-/// let key = HttpKey::new().vary(header::AUTHORIZATION);
+/// let key = HttpKey::new();
 /// let alice = Request::get("/me").header("authorization", "alice").body(()).unwrap();
 /// let bob = Request::get("/me").header("authorization", "bob").body(()).unwrap();
 /// let post = Request::post("/me").body(()).unwrap();
 /// assert_ne!(key.key(&alice), key.key(&bob));
 /// assert_eq!(key.key(&alice), key.key(&alice.clone()));
 /// assert_eq!(key.key(&post), None);
+///
+/// // A public resource: anyone's answer will do.
+/// let public = HttpKey::new().ignore(&header::AUTHORIZATION).ignore(&header::COOKIE);
+/// assert_eq!(public.key(&alice), public.key(&bob));
 /// ```
 #[derive(Debug, Clone)]
 pub struct HttpKey {
@@ -91,23 +104,44 @@ pub struct HttpKey {
 // === impl HttpKey ===
 
 impl HttpKey {
-    /// GET and HEAD requests, by method and URI.
+    /// GET and HEAD requests, by method, URI, `Authorization` and
+    /// `Cookie`.
     pub fn new() -> Self {
         Self {
             methods: Arc::new([Method::GET, Method::HEAD]),
-            vary: Arc::new([]),
+            vary: Arc::new([http::header::AUTHORIZATION, http::header::COOKIE]),
         }
     }
 
-    /// Also keys by the value of `header` (absent is a value too).
+    /// Also keys by the value of `header` (absent is a value too). Naming
+    /// one already keyed by changes nothing.
     #[must_use]
     pub fn vary(self, header: HeaderName) -> Self {
+        if self.vary.contains(&header) {
+            return self;
+        }
         let mut vary = self.vary.to_vec();
         vary.push(header);
         Self {
             vary: vary.into(),
             ..self
         }
+    }
+
+    /// No longer keys by `header`: requests that differ only in it share
+    /// one call (and one cached answer). For `Authorization` and `Cookie`,
+    /// only when the answer is the same whoever asks.
+    #[must_use]
+    pub fn ignore(self, header: &HeaderName) -> Self {
+        Self {
+            vary: self.vary.iter().filter(|h| *h != header).cloned().collect(),
+            ..self
+        }
+    }
+
+    /// `true` when requests of `method` are keyed.
+    fn keys(&self, method: &Method) -> bool {
+        self.methods.contains(method)
     }
 
     /// Keys requests of these methods, instead of GET and HEAD. Name only
@@ -129,7 +163,7 @@ impl Default for HttpKey {
 
 impl<B> KeyFn<Request<B>, RequestKey> for HttpKey {
     fn key(&self, request: &Request<B>) -> Option<RequestKey> {
-        if !self.methods.contains(request.method()) {
+        if !self.keys(request.method()) {
             return None;
         }
         let headers = request.headers();
@@ -222,7 +256,8 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
         body_limit: usize,
     ) -> Result<HttpDedupLayer<B>, ConfigError> {
         Ok(HttpDedupLayer {
-            dedup: self.key_with(key).share(HttpShare).build()?,
+            dedup: self.key_with(key.clone()).share(HttpShare).build()?,
+            key,
             body_limit,
         })
     }
@@ -232,6 +267,8 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
 /// from [`DedupBuilder::build_http`].
 pub struct HttpDedupLayer<B> {
     dedup: DedupLayer<Request<B>, RequestKey, HttpKey, HttpShare>,
+    /// The key function, again: which responses to buffer.
+    key: HttpKey,
     body_limit: usize,
 }
 
@@ -253,6 +290,7 @@ impl<B> Clone for HttpDedupLayer<B> {
     fn clone(&self) -> Self {
         Self {
             dedup: self.dedup.clone(),
+            key: self.key.clone(),
             body_limit: self.body_limit,
         }
     }
@@ -262,6 +300,7 @@ impl<B> fmt::Debug for HttpDedupLayer<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpDedupLayer")
             .field("dedup", &self.dedup)
+            .field("key", &self.key)
             .field("body_limit", &self.body_limit)
             .finish()
     }
@@ -280,22 +319,26 @@ where
     fn layer(&self, inner: S) -> Self::Service {
         self.dedup.layer(BufferResponse {
             inner,
+            key: self.key.clone(),
             limit: self.body_limit,
         })
     }
 }
 
-/// Buffers the body of each response of the service it wraps, up to a
-/// limit (see [`BufferedBody`]), so it can be shared.
+/// Buffers the body of each response to a keyed request of the service it
+/// wraps, up to a limit (see [`BufferedBody`]), so it can be shared. The
+/// response to a request its [`HttpKey`] does not key streams through
+/// unread, marked [`Sharing::Own`].
 #[derive(Debug, Clone)]
 pub struct BufferResponse<S> {
     inner: S,
+    key: HttpKey,
     limit: usize,
 }
 
-impl<S, Req, RB> Service<Req> for BufferResponse<S>
+impl<S, B, RB> Service<Request<B>> for BufferResponse<S>
 where
-    S: Service<Req, Response = Response<RB>>,
+    S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
     RB: Body + Unpin,
     RB::Error: Into<BoxError>,
@@ -308,11 +351,14 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, request: Req) -> Self::Future {
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        // Without a key the request passes through `Dedup` untouched: its
+        // response is never shared, so nothing is read ahead.
+        let limit = self.key.keys(request.method()).then_some(self.limit);
         BufferFuture {
             state: BufferState::Calling {
                 future: self.inner.call(request),
-                limit: self.limit,
+                limit,
             },
         }
     }
@@ -332,7 +378,8 @@ pin_project! {
         Calling {
             #[pin]
             future: F,
-            limit: usize,
+            // `None`: a request without a key, its body streamed through.
+            limit: Option<usize>,
         },
         Reading {
             parts: Option<http::response::Parts>,
@@ -355,10 +402,17 @@ where
         loop {
             let next = match this.state.as_mut().project() {
                 BufferStateProj::Calling { future, limit } => {
-                    let (parts, body) = ready!(future.poll(cx)).map_err(Into::into)?.into_parts();
+                    let response = ready!(future.poll(cx)).map_err(Into::into)?;
+                    let Some(limit) = *limit else {
+                        let (mut parts, body) = response.into_parts();
+                        parts.extensions.insert(Sharing::Own);
+                        let body = BufferedBody::streaming(VecDeque::new(), body);
+                        return Poll::Ready(Ok(Response::from_parts(parts, body)));
+                    };
+                    let (parts, body) = response.into_parts();
                     BufferState::Reading {
                         parts: Some(parts),
-                        body: buffer(body, *limit),
+                        body: buffer(body, limit),
                     }
                 }
                 BufferStateProj::Reading { parts, body } => {

@@ -11,6 +11,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::KeyFn;
+use crate::flight::LEADER;
 use crate::future::{CallFuture, ResponseFuture, Waiter};
 use crate::handle::Stats;
 use crate::share::{Share, Sharing};
@@ -156,7 +157,7 @@ where
                 // key.
                 let waiter = Waiter {
                     flight: Arc::clone(&flight),
-                    id: 0,
+                    id: LEADER,
                     key,
                     shared: Arc::clone(shared),
                     fallback: None,

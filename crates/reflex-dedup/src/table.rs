@@ -272,3 +272,28 @@ impl<K: Hash + Eq, Res> CacheInner<K, Res> {
         Some(cached.response)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use reflex_core::{Component, Sink};
+
+    use super::*;
+
+    #[test]
+    fn replacing_the_same_keys_keeps_the_eviction_order_bounded() {
+        let stats = Stats::new(Component::new("t"), Sink::none());
+        let cache = Cache::new(Duration::from_secs(60), Duration::ZERO, 3, usize::MAX);
+        for round in 0..1_000_u32 {
+            cache.insert(round % 2, round, 0, &stats);
+            let inner = cache.lock();
+            assert!(inner.entries.len() <= 3);
+            assert!(
+                inner.order.len() <= 2 * inner.entries.len() + 17,
+                "round {round}: {} lines for {} entries",
+                inner.order.len(),
+                inner.entries.len()
+            );
+        }
+        assert!(matches!(cache.get(&1, &stats), Lookup::Fresh(999)));
+    }
+}
