@@ -30,8 +30,6 @@ pub enum RejectKind {
     /// The dedup layer had as many distinct requests in flight as it
     /// allows, and this one was a new one.
     DedupFull,
-    /// The retry budget had no retry left.
-    RetryBudgetExhausted,
 }
 
 // === impl RejectKind ===
@@ -52,7 +50,6 @@ impl RejectKind {
             Self::DedupAborted => "dedup_aborted",
             Self::InProgress => "in_progress",
             Self::DedupFull => "dedup_full",
-            Self::RetryBudgetExhausted => "retry_budget_exhausted",
         }
     }
 
@@ -66,7 +63,6 @@ impl RejectKind {
             Self::DedupAborted => "shared call aborted",
             Self::InProgress => "identical request in progress",
             Self::DedupFull => "too many distinct requests in flight",
-            Self::RetryBudgetExhausted => "retry budget exhausted",
         }
     }
 }

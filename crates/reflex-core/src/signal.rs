@@ -69,6 +69,12 @@ pub enum Signal {
         /// cancelled), `false` when it was waiting.
         was_running: bool,
     },
+    /// A request waiting in its slot's queue left it without running: its
+    /// caller dropped it (gave up, or a timeout above fired). Every request
+    /// that joined a queue ([`Signal::SlotQueued`]) leaves it once: by
+    /// [`Signal::SlotStarted`] with `waited`, by [`Signal::SlotReplaced`]
+    /// with `was_running: false`, or by this.
+    SlotAbandoned,
     /// A request was refused because its slot was busy (`DropIfRunning`).
     SlotBusy,
     /// A request was refused because its slot's queue, or the layer's
@@ -100,6 +106,19 @@ pub enum Signal {
     RetryBudgetExhausted {
         /// The attempt that was refused: 2 for the first retry.
         attempt: u32,
+    },
+    /// One key's breaker of a keyed circuit breaker layer changed state.
+    ///
+    /// Emitted under the layer's own component: the keys (hosts, tenants)
+    /// are request data, so they never become components of their own,
+    /// and one key's trip is not the component's breaker tripping.
+    KeyedBreakerTransition {
+        /// The state it left.
+        from: BreakerState,
+        /// The state it entered.
+        to: BreakerState,
+        /// Why.
+        reason: TransitionReason,
     },
     /// A circuit breaker changed state.
     BreakerTransition {

@@ -14,7 +14,7 @@ use reflex_core::{BreakerState, Component, RejectKind, Signal};
 use crate::histogram::AtomicHistogram;
 
 /// Rejection kinds counted apart; anything newer counts as the last.
-pub(crate) const REJECT_KINDS: [RejectKind; 9] = [
+pub(crate) const REJECT_KINDS: [RejectKind; 8] = [
     RejectKind::Shed,
     RejectKind::CircuitOpen,
     RejectKind::SlotBusy,
@@ -23,7 +23,6 @@ pub(crate) const REJECT_KINDS: [RejectKind; 9] = [
     RejectKind::DedupAborted,
     RejectKind::InProgress,
     RejectKind::DedupFull,
-    RejectKind::RetryBudgetExhausted,
 ];
 
 fn reject_index(kind: RejectKind) -> usize {

@@ -5,7 +5,7 @@
 //! | error (found anywhere in the `source()` chain) | status | `Retry-After` |
 //! |---|---|---|
 //! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | 503 | from the rejection, if it says |
-//! | `Rejected { SlotQueueFull }`, `RetryBudgetExhausted`, `DedupAborted`, `DedupFull` | 503 | if it says |
+//! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | 503 | if it says |
 //! | `Rejected { SlotBusy }` | 429 | if it says |
 //! | `Rejected { Replaced }`, `Rejected { InProgress }` | 409 | — |
 //! | a timeout: tower's `Elapsed`, the retry layer's `TimedOut`, the dedup layer's `WaitTimedOut` | 504 | — |
@@ -68,7 +68,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration>) 
         let status = match rejected.kind() {
             RejectKind::SlotBusy => StatusCode::TOO_MANY_REQUESTS,
             RejectKind::Replaced | RejectKind::InProgress => StatusCode::CONFLICT,
-            // Shed, CircuitOpen, SlotQueueFull, RetryBudgetExhausted,
+            // Shed, CircuitOpen, SlotQueueFull,
             // DedupAborted, DedupFull, and kinds yet to come: the service
             // is unavailable for now.
             _ => StatusCode::SERVICE_UNAVAILABLE,

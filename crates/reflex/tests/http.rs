@@ -22,7 +22,6 @@ fn every_rejection_kind_has_its_status() {
         (RejectKind::Shed, 503),
         (RejectKind::CircuitOpen, 503),
         (RejectKind::SlotQueueFull, 503),
-        (RejectKind::RetryBudgetExhausted, 503),
         (RejectKind::DedupAborted, 503),
         (RejectKind::DedupFull, 503),
         (RejectKind::SlotBusy, 429),

@@ -5,7 +5,7 @@
 //! | error (found anywhere in the `source()` chain) | code | `grpc-retry-pushback-ms` |
 //! |---|---|---|
 //! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | `UNAVAILABLE` | from the rejection, if it says |
-//! | `Rejected { SlotQueueFull }`, `RetryBudgetExhausted`, `DedupAborted`, `DedupFull` | `UNAVAILABLE` | if it says |
+//! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | `UNAVAILABLE` | if it says |
 //! | `Rejected { SlotBusy }` | `RESOURCE_EXHAUSTED` | if it says |
 //! | `Rejected { Replaced }`, `Rejected { InProgress }` | `ABORTED` | if it says |
 //! | a `tonic::Status` | itself | its own |
@@ -75,7 +75,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
         let code = match rejected.kind() {
             RejectKind::SlotBusy => Code::ResourceExhausted,
             RejectKind::Replaced | RejectKind::InProgress => Code::Aborted,
-            // Shed, CircuitOpen, SlotQueueFull, RetryBudgetExhausted,
+            // Shed, CircuitOpen, SlotQueueFull,
             // DedupAborted, DedupFull, and kinds yet to come: unavailable
             // for now, which clients retry with backoff.
             _ => Code::Unavailable,
@@ -155,7 +155,6 @@ mod tests {
             (RejectKind::Shed, Code::Unavailable),
             (RejectKind::CircuitOpen, Code::Unavailable),
             (RejectKind::SlotQueueFull, Code::Unavailable),
-            (RejectKind::RetryBudgetExhausted, Code::Unavailable),
             (RejectKind::DedupAborted, Code::Unavailable),
             (RejectKind::DedupFull, Code::Unavailable),
             (RejectKind::SlotBusy, Code::ResourceExhausted),
