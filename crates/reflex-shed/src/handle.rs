@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use reflex_core::{Component, ConfigError};
 
@@ -73,6 +74,12 @@ impl ShedHandle {
     /// Requests shed since the layer was built.
     pub fn shed_total(&self) -> u64 {
         self.shared.shed_total()
+    }
+
+    /// What a shed request's rejection tells its caller to wait before
+    /// trying again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.shared.retry_after()
     }
 
     /// The component this layer guards.

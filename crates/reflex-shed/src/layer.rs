@@ -11,6 +11,10 @@ use crate::handle::ShedHandle;
 use crate::service::ConcurrencyShed;
 use crate::shared::{self, LAYER, Shared};
 
+/// What a shed request tells its caller to wait before trying again, unless
+/// [`ConcurrencyShedBuilder::retry_after`] says otherwise: one second.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Caps the requests in flight in the services it wraps and sheds the rest
 /// at once. See the [crate docs](crate).
 ///
@@ -69,7 +73,7 @@ impl ConcurrencyShedLayer {
         ConcurrencyShedBuilder {
             hard_limit: None,
             soft_limit: None,
-            retry_after: None,
+            retry_after: Some(DEFAULT_RETRY_AFTER),
             component: Component::default(),
             sink: Sink::none(),
         }
@@ -122,8 +126,24 @@ impl ConcurrencyShedBuilder {
     }
 
     /// What a shed request's [`Rejected::retry_after`](reflex_core::Rejected::retry_after)
-    /// tells its caller (an http mapping turns it into `Retry-After`).
-    /// Defaults to none.
+    /// tells its caller (an http mapping turns it into `Retry-After`, a gRPC
+    /// one into `grpc-retry-pushback-ms`). Defaults to
+    /// [`DEFAULT_RETRY_AFTER`], one second: a refused caller is always told
+    /// when to come back, and a shed clears as fast as requests finish.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflex_shed::{ConcurrencyShedLayer, DEFAULT_RETRY_AFTER};
+    ///
+    /// let layer = ConcurrencyShedLayer::builder().hard_limit(8).build()?;
+    /// assert_eq!(layer.handle().retry_after(), Some(DEFAULT_RETRY_AFTER));
+    /// let layer = ConcurrencyShedLayer::builder()
+    ///     .hard_limit(8)
+    ///     .retry_after(Duration::from_millis(250))
+    ///     .build()?;
+    /// assert_eq!(layer.handle().retry_after(), Some(Duration::from_millis(250)));
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.retry_after = Some(retry_after);
         self

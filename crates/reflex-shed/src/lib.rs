@@ -4,8 +4,9 @@
 //! The cheapest protection a service has: when `hard_limit` requests are
 //! already running in the inner service, the next one is refused before any
 //! memory or work is spent on it, with a [`Rejected`](reflex_core::Rejected)
-//! of kind [`Shed`](reflex_core::RejectKind::Shed). Callers see the refusal
-//! at once and can go elsewhere or come back later, instead of queueing
+//! of kind [`Shed`](reflex_core::RejectKind::Shed) that says when to come
+//! back ([`DEFAULT_RETRY_AFTER`], one second, unless configured). Callers
+//! see the refusal at once and can go elsewhere or come back later, instead of queueing
 //! behind a dependency that is already saturated.
 //!
 //! # Guarantees
@@ -105,5 +106,5 @@ mod shared;
 mod tests;
 
 pub use handle::ShedHandle;
-pub use layer::{ConcurrencyShedBuilder, ConcurrencyShedLayer};
+pub use layer::{ConcurrencyShedBuilder, ConcurrencyShedLayer, DEFAULT_RETRY_AFTER};
 pub use service::ConcurrencyShed;

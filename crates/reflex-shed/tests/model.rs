@@ -6,6 +6,7 @@ use std::future::{Future, Pending, pending};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
+use std::time::Duration;
 
 use proptest::prelude::*;
 use reflex_core::signal::Recorder;
@@ -193,5 +194,60 @@ proptest! {
         let valid_hard = (1..=(1usize << 31) - 1).contains(&hard);
         let valid_soft = soft.is_none_or(|soft| soft >= 1 && soft < hard);
         prop_assert_eq!(builder.build().is_ok(), valid_hard && valid_soft);
+    }
+
+    #[test]
+    fn extreme_values_never_panic_a_request(
+        hard in prop_oneof![Just(1usize), Just(2), Just((1 << 31) - 1), Just(1 << 31), Just(usize::MAX)],
+        retry_after in prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::from_nanos(1)),
+            Just(Duration::MAX),
+            any::<u64>().prop_map(Duration::from_secs),
+        ],
+        new_limit in prop_oneof![Just(0usize), Just(1), Just((1 << 31) - 1), Just(1 << 31), Just(usize::MAX)],
+    ) {
+        let built = ConcurrencyShedLayer::builder()
+            .hard_limit(hard)
+            .retry_after(retry_after)
+            .build();
+        let Ok(layer) = built else {
+            prop_assert!(hard > (1 << 31) - 1, "only an out-of-range limit is refused");
+            return Ok(());
+        };
+        let handle = layer.handle();
+        let mut svc = layer.layer(service_fn(never_answers as fn(u32) -> _));
+        let mut cx = Context::from_waker(Waker::noop());
+
+        // Fill the limit when it is small, then one more: exactly one
+        // outcome each, the refusal carrying the configured wait.
+        let mut running = Vec::new();
+        for n in 0..hard.min(2) {
+            let mut future = svc.call(n as u32);
+            prop_assert!(Pin::new(&mut future).poll(&mut cx).is_pending());
+            running.push(future);
+        }
+        let mut extra = svc.call(99);
+        match Pin::new(&mut extra).poll(&mut cx) {
+            std::task::Poll::Ready(Err(err)) => {
+                prop_assert!(hard <= 2);
+                let rejected = reflex_core::Rejected::find(&*err).unwrap();
+                prop_assert_eq!(rejected.retry_after(), Some(retry_after));
+            }
+            std::task::Poll::Ready(Ok(_)) => prop_assert!(false, "a stuck call ended"),
+            std::task::Poll::Pending => {
+                prop_assert!(hard > 2);
+                running.push(extra);
+            }
+        }
+
+        // An extreme limit from the handle is refused or taken, never a panic.
+        let valid = (1..=(1usize << 31) - 1).contains(&new_limit);
+        prop_assert_eq!(handle.set_hard_limit(new_limit).is_ok(), valid);
+        let mut after = svc.call(7);
+        let _ = Pin::new(&mut after).poll(&mut cx);
+        drop(after);
+        running.clear();
+        prop_assert_eq!(handle.in_flight(), 0);
     }
 }

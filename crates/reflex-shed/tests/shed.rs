@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reflex_core::signal::Recorder;
 use reflex_core::{BoxError, Component, ConfigErrorKind, RejectKind, Rejected, Signal};
-use reflex_shed::{ConcurrencyShed, ConcurrencyShedLayer};
+use reflex_shed::{ConcurrencyShed, ConcurrencyShedLayer, DEFAULT_RETRY_AFTER};
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
 use tower::{Layer, Service, ServiceExt, service_fn};
 use tower_test::mock;
@@ -54,7 +54,11 @@ async fn shed_refuses_the_request_over_the_hard_limit_at_once() {
     let rejected = rejection(&err);
     assert_eq!(rejected.kind(), RejectKind::Shed);
     assert_eq!(rejected.component().as_str(), "db");
-    assert_eq!(rejected.retry_after(), None);
+    assert_eq!(
+        rejected.retry_after(),
+        Some(DEFAULT_RETRY_AFTER),
+        "a refusal always says when to come back"
+    );
     assert_eq!(handle.shed_total(), 1);
     assert_eq!(handle.in_flight(), 2);
 

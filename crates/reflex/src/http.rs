@@ -4,16 +4,20 @@
 //!
 //! | error (found anywhere in the `source()` chain) | status | `Retry-After` |
 //! |---|---|---|
-//! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | 503 | from the rejection, if it says |
-//! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | 503 | if it says |
-//! | `Rejected { SlotBusy }` | 429 | if it says |
+//! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | 503 | from the rejection |
+//! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | 503 | from the rejection |
+//! | `Rejected { SlotBusy }` | 429 | from the rejection |
 //! | `Rejected { Replaced }`, `Rejected { InProgress }` | 409 | — |
 //! | a timeout: tower's `Elapsed`, the retry layer's `TimedOut`, the dedup layer's `WaitTimedOut` | 504 | — |
 //! | anything else | 500 | — |
 //!
 //! The body is empty (`B::default()`): an inner error's text never leaks.
-//! `Retry-After` is whole seconds, rounded up, at least 1. A rejection is
-//! also put in the response's extensions, for logging layers above.
+//! A refusal always tells the client when to come back: `Retry-After` is
+//! the rejection's own [`retry_after`](Rejected::retry_after) (the shed
+//! layer's, one second unless configured; the time left in the breaker's
+//! open state), or [`DEFAULT_RETRY_AFTER`] when the layer that refused did
+//! not say, in whole seconds, rounded up, at least 1. A rejection is also
+//! put in the response's extensions, for logging layers above.
 //!
 //! With axum, in a `HandleErrorLayer`:
 //!
@@ -46,8 +50,23 @@ use http::header::{HeaderValue, RETRY_AFTER};
 use http::{Response, StatusCode};
 use reflex_core::{RejectKind, Rejected};
 
-/// The status an error maps to, and how long the caller may wait before
-/// trying again, if the stack knows. See the [module docs](self).
+/// How long a refused caller is told to wait, when the layer that refused
+/// did not say: one second.
+pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a caller refused by `rejected` should wait before trying again:
+/// the rejection's own time, else [`DEFAULT_RETRY_AFTER`]. `None` for the
+/// kinds that are not "come back later" (a request replaced by a newer one,
+/// or refused because an identical one is running).
+pub(crate) fn come_back_after(rejected: &Rejected) -> Option<Duration> {
+    match rejected.kind() {
+        RejectKind::Replaced | RejectKind::InProgress => rejected.retry_after(),
+        _ => Some(rejected.retry_after().unwrap_or(DEFAULT_RETRY_AFTER)),
+    }
+}
+
+/// The status an error maps to, and how long the caller should wait before
+/// trying again (a refusal always says). See the [module docs](self).
 ///
 /// # Examples
 ///
@@ -73,7 +92,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration>) 
             // is unavailable for now.
             _ => StatusCode::SERVICE_UNAVAILABLE,
         };
-        return (status, rejected.retry_after());
+        return (status, come_back_after(rejected));
     }
     if timed_out(err) {
         return (StatusCode::GATEWAY_TIMEOUT, None);
@@ -129,9 +148,12 @@ pub fn rejection_response<B: Default>(err: &(dyn Error + 'static)) -> Response<B
     response
 }
 
-/// Whole seconds, rounded up, at least 1.
+/// Whole seconds, rounded up, at least 1 (saturating: `Duration::MAX` is
+/// `u64::MAX` seconds, not a panic).
 fn retry_after_secs(after: Duration) -> u64 {
-    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    let secs = after
+        .as_secs()
+        .saturating_add(u64::from(after.subsec_nanos() > 0));
     secs.max(1)
 }
 

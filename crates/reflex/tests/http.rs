@@ -17,20 +17,29 @@ fn rejected(kind: RejectKind) -> Rejected {
 }
 
 #[test]
-fn every_rejection_kind_has_its_status() {
-    for (kind, status) in [
-        (RejectKind::Shed, 503),
-        (RejectKind::CircuitOpen, 503),
-        (RejectKind::SlotQueueFull, 503),
-        (RejectKind::DedupAborted, 503),
-        (RejectKind::DedupFull, 503),
-        (RejectKind::SlotBusy, 429),
-        (RejectKind::Replaced, 409),
-        (RejectKind::InProgress, 409),
+fn every_rejection_kind_has_its_status_and_a_refusal_says_when_to_come_back() {
+    // None of these rejections says how long to wait: a 503 or a 429 still
+    // tells the client, with the default; a 409 is not "come back later".
+    for (kind, status, retry_after) in [
+        (RejectKind::Shed, 503, Some("1")),
+        (RejectKind::CircuitOpen, 503, Some("1")),
+        (RejectKind::SlotQueueFull, 503, Some("1")),
+        (RejectKind::DedupAborted, 503, Some("1")),
+        (RejectKind::DedupFull, 503, Some("1")),
+        (RejectKind::SlotBusy, 429, Some("1")),
+        (RejectKind::Replaced, 409, None),
+        (RejectKind::InProgress, 409, None),
     ] {
         let response = rejection_response::<String>(&rejected(kind));
         assert_eq!(response.status(), status, "{kind:?}");
-        assert!(response.headers().get("retry-after").is_none(), "{kind:?}");
+        assert_eq!(
+            response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap()),
+            retry_after,
+            "{kind:?}"
+        );
         assert_eq!(
             response.extensions().get::<Rejected>().map(Rejected::kind),
             Some(kind)
@@ -43,6 +52,24 @@ fn retry_after_comes_from_the_rejection_in_whole_seconds() {
     let open = rejected(RejectKind::CircuitOpen).with_retry_after(Duration::from_millis(2_300));
     let response = rejection_response::<String>(&open);
     assert_eq!(response.headers()["retry-after"], "3");
+}
+
+#[test]
+fn an_extreme_retry_after_saturates_instead_of_panicking() {
+    for (after, header) in [
+        (Duration::MAX, u64::MAX.to_string()),
+        (Duration::from_secs(u64::MAX), u64::MAX.to_string()),
+        (Duration::ZERO, "1".to_owned()),
+        (Duration::from_nanos(1), "1".to_owned()),
+    ] {
+        let shed = rejected(RejectKind::Shed).with_retry_after(after);
+        let response = rejection_response::<String>(&shed);
+        assert_eq!(
+            response.headers()["retry-after"],
+            header.as_str(),
+            "{after:?}"
+        );
+    }
 }
 
 #[derive(Debug)]

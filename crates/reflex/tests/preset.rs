@@ -48,6 +48,26 @@ where
 }
 
 #[test]
+fn a_request_the_default_preset_sheds_is_a_503_that_says_when_to_come_back() {
+    // The README's preset: a hard limit and no `retry_after` of its own.
+    let mut svc = Preset::new("payments")
+        .shed(reflex::shed::ConcurrencyShedLayer::builder().hard_limit(1))
+        .build()
+        .unwrap()
+        .service(stuck());
+    let mut cx = Context::from_waker(Waker::noop());
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let _held = svc.call(1);
+    assert!(svc.poll_ready(&mut cx).is_ready());
+    let Poll::Ready(Err(err)) = pin!(svc.call(2)).poll(&mut cx) else {
+        panic!("the second request was not refused at once");
+    };
+    let response = reflex::http::rejection_response::<String>(&*err);
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+}
+
+#[test]
 fn the_shed_layer_is_on_by_default_and_gone_when_turned_off() {
     let on = Preset::new("db").build().unwrap().service(stuck());
     let (shed, _kept) = shed_of(on, 1_100);

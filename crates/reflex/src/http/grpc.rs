@@ -4,9 +4,9 @@
 //!
 //! | error (found anywhere in the `source()` chain) | code | `grpc-retry-pushback-ms` |
 //! |---|---|---|
-//! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | `UNAVAILABLE` | from the rejection, if it says |
-//! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | `UNAVAILABLE` | if it says |
-//! | `Rejected { SlotBusy }` | `RESOURCE_EXHAUSTED` | if it says |
+//! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | `UNAVAILABLE` | from the rejection |
+//! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | `UNAVAILABLE` | from the rejection |
+//! | `Rejected { SlotBusy }` | `RESOURCE_EXHAUSTED` | from the rejection |
 //! | `Rejected { Replaced }`, `Rejected { InProgress }` | `ABORTED` | if it says |
 //! | a `tonic::Status` | itself | its own |
 //! | a timeout: tower's `Elapsed`, the retry layer's `TimedOut`, the dedup layer's `WaitTimedOut` | `DEADLINE_EXCEEDED` | — |
@@ -15,7 +15,9 @@
 //! `UNAVAILABLE` is the code gRPC clients retry with backoff;
 //! `grpc-retry-pushback-ms` is the server pushback of gRPC's retry design
 //! (gRFC A6): how many milliseconds the client should wait before its next
-//! attempt, rounded up and at least 1 (a `0` would tell the client to try
+//! attempt. As with http, a refusal always says: the rejection's own time,
+//! or [`DEFAULT_RETRY_AFTER`](super::DEFAULT_RETRY_AFTER) when the layer
+//! that refused did not say; rounded up and at least 1 (a `0` would tell the client to try
 //! again at once), at most `i32::MAX` (what every gRPC client can read). The message of a rejection is the rejection's own text
 //! (component and kind); of a timeout, a fixed text; of anything else, empty:
 //! an inner error's text never leaks. A `Status` the inner service returned
@@ -81,7 +83,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
             _ => Code::Unavailable,
         };
         let mut status = Status::new(code, rejected.to_string());
-        if let Some(after) = rejected.retry_after() {
+        if let Some(after) = super::come_back_after(rejected) {
             status
                 .metadata_mut()
                 .insert(RETRY_PUSHBACK, MetadataValue::from(pushback_millis(after)));
@@ -150,21 +152,31 @@ mod tests {
     }
 
     #[test]
-    fn every_rejection_maps_to_its_code_with_its_own_text() {
-        for (kind, code) in [
-            (RejectKind::Shed, Code::Unavailable),
-            (RejectKind::CircuitOpen, Code::Unavailable),
-            (RejectKind::SlotQueueFull, Code::Unavailable),
-            (RejectKind::DedupAborted, Code::Unavailable),
-            (RejectKind::DedupFull, Code::Unavailable),
-            (RejectKind::SlotBusy, Code::ResourceExhausted),
-            (RejectKind::Replaced, Code::Aborted),
-            (RejectKind::InProgress, Code::Aborted),
+    fn every_rejection_maps_to_its_code_with_its_own_text_and_a_pushback() {
+        // None of these rejections says how long to wait: a refusal still
+        // tells the client, with the default; an ABORTED is not "come back
+        // later".
+        for (kind, code, pushback) in [
+            (RejectKind::Shed, Code::Unavailable, Some("1000")),
+            (RejectKind::CircuitOpen, Code::Unavailable, Some("1000")),
+            (RejectKind::SlotQueueFull, Code::Unavailable, Some("1000")),
+            (RejectKind::DedupAborted, Code::Unavailable, Some("1000")),
+            (RejectKind::DedupFull, Code::Unavailable, Some("1000")),
+            (RejectKind::SlotBusy, Code::ResourceExhausted, Some("1000")),
+            (RejectKind::Replaced, Code::Aborted, None),
+            (RejectKind::InProgress, Code::Aborted, None),
         ] {
             let status = status_of(&rejected(kind));
             assert_eq!(status.code(), code, "{kind:?}");
             assert_eq!(status.message(), rejected(kind).to_string());
-            assert!(status.metadata().get(RETRY_PUSHBACK).is_none(), "{kind:?}");
+            assert_eq!(
+                status
+                    .metadata()
+                    .get(RETRY_PUSHBACK)
+                    .map(|v| v.to_str().unwrap()),
+                pushback,
+                "{kind:?}"
+            );
         }
     }
 
