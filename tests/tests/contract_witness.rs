@@ -33,7 +33,15 @@ impl Subject for Observe {
                 .build()
                 .and_then(|w| w.layer("x")),
             Witness::builder()
+                .interval(std::time::Duration::from_nanos(1))
+                .build()
+                .and_then(|w| w.layer("x")),
+            Witness::builder()
                 .history_limit(0)
+                .build()
+                .and_then(|w| w.layer("x")),
+            Witness::builder()
+                .history_limit(usize::MAX)
                 .build()
                 .and_then(|w| w.layer("x")),
             full.layer("second"),

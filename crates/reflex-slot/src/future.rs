@@ -19,7 +19,8 @@ pin_project! {
     ///
     /// # Cancel safety
     ///
-    /// Dropped while waiting, the request leaves its slot's queue. Dropped
+    /// Dropped while waiting, the request leaves its slot's queue (signalled
+    /// as `SlotAbandoned`), also when its grant was on its way. Dropped
     /// while running (or when the inner service panics and its owner drops
     /// it), the inner future is dropped first and then the slot is handed to
     /// the next waiter. A running request replaced by a newer one drops its
@@ -179,12 +180,22 @@ where
                                 cancelled: cancel.map(CancellationToken::cancelled_owned),
                             });
                         }
-                        // Replaced while waiting (or the table is gone,
-                        // which only a replacement can cause).
-                        Ok(Grant::Replaced) | Err(_) => {
+                        // Replaced while waiting.
+                        Ok(Grant::Replaced) => {
                             let rejected =
                                 Rejected::new(RejectKind::Replaced, waiter.component().clone());
                             waiter.answered();
+                            state.set(State::Refused { error: None });
+                            return Poll::Ready(Err(rejected.into()));
+                        }
+                        // Taken out of the queue without a word: only a
+                        // panic of the key's `Clone` while the slot was
+                        // handed on does that. It never runs, and its
+                        // caller is told it was displaced.
+                        Err(_) => {
+                            let rejected =
+                                Rejected::new(RejectKind::Replaced, waiter.component().clone());
+                            waiter.dropped_unanswered();
                             state.set(State::Refused { error: None });
                             return Poll::Ready(Err(rejected.into()));
                         }

@@ -31,6 +31,10 @@ pub struct SlotTotals {
     pub busy: u64,
     /// Requests refused with `SlotQueueFull`.
     pub queue_full: u64,
+    /// Requests that left a queue without running and without being
+    /// replaced: their callers dropped them while they waited. Every
+    /// queued request ends once as a start, a replacement or this.
+    pub abandoned: u64,
 }
 
 // === impl SlotHandle ===
@@ -70,6 +74,7 @@ impl<K: Hash + Eq + Clone> SlotHandle<K> {
             replaced: t.replaced.load(Ordering::Relaxed),
             busy: t.busy.load(Ordering::Relaxed),
             queue_full: t.queue_full.load(Ordering::Relaxed),
+            abandoned: t.abandoned.load(Ordering::Relaxed),
         }
     }
 }

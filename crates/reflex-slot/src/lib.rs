@@ -33,9 +33,16 @@
 //! - **Never waits in `poll_ready`.** A request waits in its response
 //!   future; `poll_ready` is the inner service's readiness.
 //! - **Observable.** Each decision is a [`Signal`](reflex_core::Signal)
-//!   (`SlotStarted`, `SlotQueued`, `SlotReplaced`, `SlotBusy`,
-//!   `SlotQueueFull`); [`SlotHandle`] reads busy slots, queue depths and
-//!   totals.
+//!   (`SlotStarted`, `SlotQueued`, `SlotReplaced`, `SlotAbandoned`,
+//!   `SlotBusy`, `SlotQueueFull`); [`SlotHandle`] reads busy slots, queue
+//!   depths and totals.
+//! - **Every queued request leaves its queue once, and says so**: granted
+//!   (`SlotStarted { waited: true }`), replaced while waiting
+//!   (`SlotReplaced { was_running: false }`), or dropped by its caller
+//!   (`SlotAbandoned`, also when its grant was on its way or a replacement
+//!   reached it too late). So a sink that adds the joins and subtracts the
+//!   leaves holds [`SlotHandle::waiting`], without drift. The layer can be
+//!   dropped while requests wait: they hold the table, and still leave.
 //!
 //! # What it does not do
 //!
@@ -82,7 +89,7 @@ mod loom;
 mod service;
 mod table;
 
-#[cfg(all(test, loom))]
+#[cfg(test)]
 mod tests;
 
 pub use handle::{SlotHandle, SlotTotals};

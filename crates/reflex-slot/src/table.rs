@@ -5,6 +5,18 @@
 //! to the next waiter or removes the slot; a waiting request holds a
 //! [`WaiterGuard`] whose drop takes it out of the queue. No state change
 //! travels as a message that could be missed, so no slot can be stuck.
+//!
+//! Every request that joins a queue (`SlotQueued`) leaves it exactly once,
+//! and says so: whoever takes it out of the queue, under the shard's lock,
+//! signals why after the lock is gone. [`Table::release`] grants it
+//! (`SlotStarted { waited: true }`) or finds its caller gone
+//! (`SlotAbandoned`); a Replace newcomer replaces it (`SlotReplaced {
+//! was_running: false }`) or finds its caller gone (`SlotAbandoned`); its
+//! own [`WaiterGuard`], dropped while it is still queued, takes it out
+//! (`SlotAbandoned`). A waiter's sender dropped without a word (only a
+//! panic of the key's `Clone` while the slot was handed on can do that) is
+//! signalled by the waiter itself. The table outlives its waiters (each
+//! guard holds it), so no waiter is dropped with it.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hash};
@@ -64,6 +76,7 @@ pub(crate) struct Totals {
     pub(crate) replaced: AtomicU64,
     pub(crate) busy: AtomicU64,
     pub(crate) queue_full: AtomicU64,
+    pub(crate) abandoned: AtomicU64,
 }
 
 /// foldhash: seeded per process (keys come from requests), and a few
@@ -215,8 +228,13 @@ impl<K: Hash + Eq + Clone> Table<K> {
                     self.replaced(true);
                 }
                 if let Some(head) = head {
+                    // Its caller may have left already, its guard not yet
+                    // dropped: that guard finds nothing to leave, so the
+                    // head leaves here either way.
                     if head.grant.send(Grant::Replaced).is_ok() {
                         self.replaced(false);
+                    } else {
+                        self.abandoned(1);
                     }
                 }
                 self.totals.queued.fetch_add(1, Ordering::Relaxed);
@@ -229,6 +247,18 @@ impl<K: Hash + Eq + Clone> Table<K> {
     fn replaced(&self, was_running: bool) {
         self.totals.replaced.fetch_add(1, Ordering::Relaxed);
         self.emit(Signal::SlotReplaced { was_running });
+    }
+
+    /// `count` waiters left their queue without running and without being
+    /// replaced: their callers were gone.
+    pub(crate) fn abandoned(&self, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.totals.abandoned.fetch_add(count, Ordering::Relaxed);
+        for _ in 0..count {
+            self.emit(Signal::SlotAbandoned);
+        }
     }
 
     fn queue_full(&self) -> Admission<K> {
@@ -274,6 +304,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
             return;
         }
         slot.running = None;
+        // Waiters popped whose callers were gone: signalled once the lock is.
+        let mut abandoned = 0;
         while let Some(next) = slot.queue.pop_front() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             let (id, cancel) = self.running();
@@ -282,29 +314,44 @@ impl<K: Hash + Eq + Clone> Table<K> {
                 Ok(()) => {
                     slot.running = Some(Running { id, cancel });
                     drop(shard);
+                    self.abandoned(abandoned);
                     self.totals.started.fetch_add(1, Ordering::Relaxed);
                     self.emit(Signal::SlotStarted { waited: true });
                     return;
                 }
                 Err(Grant::Start(mut undelivered, _)) => {
                     // The waiter is gone: this guard never held the slot,
-                    // and must not release it (we hold the lock).
+                    // and must not release it (we hold the lock). Its own
+                    // guard, if not dropped yet, finds nothing to leave.
                     undelivered.armed = false;
+                    abandoned += 1;
                 }
                 Err(Grant::Replaced) => unreachable!("sent a start"),
             }
         }
         // Nobody waits: the slot is idle, and idle slots are not kept.
         shard.remove(key);
+        drop(shard);
+        self.abandoned(abandoned);
     }
 
+    /// The waiter `id` of `key` is dropped: out of the queue, if it is
+    /// still there (else whoever took it out signalled it).
     fn leave_queue(&self, key: &K, id: u64) {
         let mut shard = self.shard(key);
-        if let Some(slot) = shard.get_mut(key) {
-            if let Some(at) = slot.queue.iter().position(|waiter| waiter.id == id) {
-                slot.queue.remove(at);
-                self.waiting.fetch_sub(1, Ordering::Relaxed);
-            }
+        let left = shard
+            .get_mut(key)
+            .and_then(|slot| {
+                let at = slot.queue.iter().position(|waiter| waiter.id == id)?;
+                slot.queue.remove(at)
+            })
+            .is_some();
+        if left {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
+        drop(shard);
+        if left {
+            self.abandoned(1);
         }
     }
 
@@ -359,6 +406,14 @@ impl<K: Hash + Eq + Clone> WaiterGuard<K> {
     /// took it out of the queue: leaving needs no lock.
     pub(crate) fn answered(mut self) {
         self.queued = false;
+    }
+
+    /// The waiter's sender was dropped without a word, which took it out of
+    /// the queue unsignalled (only a panic of the key's `Clone` while its
+    /// slot was handed on does that): it leaves as abandoned.
+    pub(crate) fn dropped_unanswered(mut self) {
+        self.queued = false;
+        self.table.abandoned(1);
     }
 }
 

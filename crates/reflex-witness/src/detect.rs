@@ -264,7 +264,7 @@ impl Detector for LatencyRegression {
                 continue;
             }
             // A running average over the warm-up, then an exponential one.
-            baseline.cycles += 1;
+            baseline.cycles = baseline.cycles.saturating_add(1);
             let weight = 1.0 / f64::from(baseline.cycles.min(self.warmup.max(5)));
             baseline.p50_ms += (p50 - baseline.p50_ms) * weight;
         }

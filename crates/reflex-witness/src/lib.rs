@@ -38,7 +38,20 @@
 //!   one or the next.
 //! - **Bounded.** Components are bounded at build time
 //!   ([`max_components`](WitnessBuilder::max_components)); the history
-//!   keeps at most its limit; latency histograms are fixed arrays.
+//!   keeps at most its limit ([`MAX_HISTORY`] at most); latency histograms
+//!   are fixed arrays. Keys of a keyed breaker are never components: their
+//!   `KeyedBreakerTransition`s count in the component's
+//!   `breaker_keys_opened`, and leave its `breaker` state alone.
+//! - **Levels from signals do not drift.** The slot queue depth adds each
+//!   `SlotQueued` and subtracts each of the three signals a waiter leaves
+//!   by (`SlotStarted { waited: true }`, `SlotReplaced { was_running:
+//!   false }`, `SlotAbandoned`): the requests waiting in all the
+//!   component's slots, read as zero while a leave has overtaken its join.
+//! - **No setting panics it.** `build()` refuses what it cannot honour
+//!   (an interval below 1 ms, a zero or oversized bound, a factor that is
+//!   not a finite number above 1) with a typed `ConfigError`; the longest
+//!   interval waits as long as tokio's timer can (about 30 years); counts
+//!   saturate.
 //! - **A failing detector does not stop it.** An error or a panic of a
 //!   detector becomes [`Witness::last_error`]; the other detectors and the
 //!   next cycles run.
@@ -88,4 +101,4 @@ pub use detect::{Cascade, ChainLink, Detector, Finding, LatencyRegression, Obser
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
 pub use reflex::{Action, CascadeReflex, Controls, Reflex};
 pub use snapshot::{ComponentState, Health, Snapshot};
-pub use witness::{MAX_COMPONENTS, StartError, Witness, WitnessBuilder};
+pub use witness::{MAX_COMPONENTS, MAX_HISTORY, StartError, Witness, WitnessBuilder};

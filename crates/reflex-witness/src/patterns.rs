@@ -169,7 +169,9 @@ impl Learner {
         let settled = self.chains_seen >= self.settle_after;
         let mut findings = Vec::new();
         for (key, members, mut latencies) in cycle_chains {
-            self.chains_seen += latencies.len() as u64;
+            self.chains_seen = self
+                .chains_seen
+                .saturating_add(u64::try_from(latencies.len()).unwrap_or(u64::MAX));
             if self.patterns.len() >= MAX_PATTERNS && !self.patterns.contains_key(&key) {
                 continue;
             }
@@ -202,7 +204,7 @@ impl Learner {
             }
             pattern.slow = false;
             for latency in latencies {
-                pattern.count += 1;
+                pattern.count = pattern.count.saturating_add(1);
                 let weight = 1.0 / (pattern.count.min(20) as f64);
                 pattern.expected_ms += (latency - pattern.expected_ms) * weight;
             }

@@ -54,7 +54,14 @@ pub(crate) struct Cell {
     pub(crate) retries: AtomicU64,
     pub(crate) coalesced: AtomicU64,
     pub(crate) breaker: AtomicU8,
-    pub(crate) slot_depth: AtomicUsize,
+    /// Requests that joined a slot queue minus those that left one, over
+    /// every slot of the component. Signed: two signals of one waiter sent
+    /// from two threads may arrive leave first, which reads as zero until
+    /// the join arrives; a floor at zero would lose that leave for good.
+    pub(crate) slot_depth: AtomicI64,
+    /// Keys of a keyed breaker that went to a refusing state from an
+    /// admitting one since the last cycle.
+    pub(crate) keys_opened: AtomicU64,
 }
 
 /// `breaker` when no breaker has reported.
@@ -88,7 +95,8 @@ impl Cell {
             retries: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
             breaker: AtomicU8::new(NO_BREAKER),
-            slot_depth: AtomicUsize::new(0),
+            slot_depth: AtomicI64::new(0),
+            keys_opened: AtomicU64::new(0),
         }
     }
 
@@ -98,6 +106,12 @@ impl Cell {
         let index = reject_index(kind);
         self.rejected[index].fetch_add(1, Ordering::Relaxed);
         (index + 1) as u8
+    }
+
+    /// Requests waiting in the component's slot queues, as the signals
+    /// tell it (never below zero).
+    pub(crate) fn slot_queue_depth(&self) -> usize {
+        usize::try_from(self.slot_depth.load(Ordering::Relaxed).max(0)).unwrap_or(usize::MAX)
     }
 
     /// Folds a signal of another layer into the counters.
@@ -115,11 +129,20 @@ impl Cell {
                     .map_or(NO_BREAKER, |code| code as u8);
                 self.breaker.store(code, Ordering::Relaxed);
             }
-            Signal::SlotQueued { depth } => self.slot_depth.store(depth, Ordering::Relaxed),
-            Signal::SlotStarted { waited: true } => {
-                let _ = self
-                    .slot_depth
-                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1));
+            // Each request that joins a queue leaves it once, by one of
+            // the three signals below.
+            Signal::SlotQueued { .. } => {
+                self.slot_depth.fetch_add(1, Ordering::Relaxed);
+            }
+            Signal::SlotStarted { waited: true }
+            | Signal::SlotReplaced { was_running: false }
+            | Signal::SlotAbandoned => {
+                self.slot_depth.fetch_sub(1, Ordering::Relaxed);
+            }
+            // One key's breaker, not the component's: its state is left
+            // alone.
+            Signal::KeyedBreakerTransition { from, to, .. } if to.refuses() && !from.refuses() => {
+                self.keys_opened.fetch_add(1, Ordering::Relaxed);
             }
             Signal::RetryAttempt { .. } => {
                 self.retries.fetch_add(1, Ordering::Relaxed);

@@ -77,9 +77,17 @@ pub struct ComponentState {
     /// Requests answered by another's call or the cache (from the dedup
     /// layer's signals).
     pub coalesced: u64,
-    /// The breaker's state, if a breaker reported one.
+    /// The breaker's state, if a breaker reported one. Keyed breakers'
+    /// keys never change it (see `breaker_keys_opened`).
     pub breaker: Option<String>,
-    /// Requests waiting in the slot queue, as last reported.
+    /// Keys of the component's keyed circuit breaker that went Open or
+    /// ForcedOpen from an admitting state in the cycle (from
+    /// `KeyedBreakerTransition` signals).
+    pub breaker_keys_opened: u64,
+    /// Requests waiting now in the component's slot queues, all slots
+    /// together: those that joined a queue (`SlotQueued`) and have not left
+    /// it (`SlotStarted { waited: true }`, `SlotReplaced { was_running:
+    /// false }` or `SlotAbandoned`).
     pub slot_queue_depth: usize,
 }
 
@@ -100,15 +108,19 @@ impl Snapshot {
         self.reports.is_empty()
             && self.actions.is_empty()
             && self.components.iter().all(|c| {
-                c.requests
-                    + c.succeeded
-                    + c.failed
-                    + c.ignored
-                    + c.cancelled
-                    + c.shed
-                    + c.retries
-                    + c.coalesced
-                    == 0
+                [
+                    c.requests,
+                    c.succeeded,
+                    c.failed,
+                    c.ignored,
+                    c.cancelled,
+                    c.shed,
+                    c.retries,
+                    c.coalesced,
+                    c.breaker_keys_opened,
+                ]
+                .iter()
+                .all(|n| *n == 0)
                     && c.rejected.is_empty()
             })
     }

@@ -31,6 +31,13 @@ const LAYER: &str = "witness";
 /// component's index in 12 bits.
 pub const MAX_COMPONENTS: usize = (1 << 12) - 1;
 
+/// The most snapshots a witness keeps in its history: subscribers' channel
+/// is sized to the history limit when the witness is built.
+pub const MAX_HISTORY: usize = 1 << 16;
+
+/// The shortest interval: tokio's timer counts milliseconds.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
 /// Configures a [`Witness`]; from [`Witness::builder`].
 ///
 /// # Examples
@@ -113,15 +120,17 @@ impl From<ConfigError> for StartError {
 // === impl WitnessBuilder ===
 
 impl WitnessBuilder {
-    /// How often the runtime folds what it heard into a snapshot (above
-    /// zero). Defaults to 1 s.
+    /// How often the runtime folds what it heard into a snapshot: at least
+    /// 1 ms (tokio's timer counts milliseconds), and any length above (one
+    /// beyond about 30 years, tokio's longest sleep, is waited as that).
+    /// Defaults to 1 s.
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
     }
 
-    /// How many non-empty snapshots are kept in the history (at least 1).
-    /// Defaults to 64.
+    /// How many non-empty snapshots are kept in the history (at least 1, at
+    /// most [`MAX_HISTORY`]). Defaults to 64.
     pub fn history_limit(mut self, snapshots: usize) -> Self {
         self.history = snapshots;
         self
@@ -218,8 +227,10 @@ impl WitnessBuilder {
     ///
     /// # Errors
     ///
-    /// A [`ConfigError`] when the interval is zero, or the history limit
-    /// or the component bound is zero.
+    /// A [`ConfigError`] when the interval is below 1 ms, the history
+    /// limit is zero or above [`MAX_HISTORY`], the component bound is zero
+    /// or above [`MAX_COMPONENTS`], the report or chain limit is zero, or a
+    /// detector's factor is not a finite number above 1.
     pub fn build(self) -> Result<Witness, ConfigError> {
         let zero = |setting, reason| {
             Err(ConfigError::new(
@@ -232,8 +243,24 @@ impl WitnessBuilder {
         if self.interval.is_zero() {
             return zero("interval", "must be above zero");
         }
+        if self.interval < MIN_INTERVAL {
+            return Err(ConfigError::new(
+                LAYER,
+                "interval",
+                ConfigErrorKind::OutOfRange,
+                "must be at least 1 ms (tokio's timer counts milliseconds)",
+            ));
+        }
         if self.history == 0 {
             return zero("history_limit", "at least one snapshot must fit");
+        }
+        if self.history > MAX_HISTORY {
+            return Err(ConfigError::new(
+                LAYER,
+                "history_limit",
+                ConfigErrorKind::OutOfRange,
+                format!("must be at most {MAX_HISTORY}"),
+            ));
         }
         if self.components == 0 {
             return zero("max_components", "at least one component must fit");
@@ -336,14 +363,27 @@ impl WitnessBuilder {
 }
 
 async fn run(inner: Weak<Inner>, interval: Duration) {
-    let mut ticks = tokio::time::interval_at(Instant::now() + interval, interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // `sleep` caps a wait at about 30 years, and every deadline here is
+    // `checked_add`ed: no interval overflows the clock. (`interval_at`
+    // adds the period to the deadline unchecked.)
+    let mut due = Instant::now().checked_add(interval);
     loop {
-        ticks.tick().await;
+        let wait = due.map_or(interval, |due| {
+            due.saturating_duration_since(Instant::now())
+        });
+        tokio::time::sleep(wait).await;
         let Some(inner) = inner.upgrade() else {
             return;
         };
         inner.cycle();
+        drop(inner);
+        // One interval after this cycle was due; after a late cycle, one
+        // interval from now (missed cycles are not made up).
+        let now = Instant::now();
+        due = due
+            .and_then(|due| due.checked_add(interval))
+            .filter(|next| *next > now)
+            .or_else(|| now.checked_add(interval));
     }
 }
 
@@ -427,9 +467,17 @@ impl Inner {
                 let before = cell.in_flight_before.swap(in_flight, Ordering::Relaxed);
                 let (ignored, cancelled) = (take(&cell.ignored), take(&cell.cancelled));
                 let refused: u64 = rejected.iter().map(|(_, n)| n).sum();
-                let ended = succeeded + failed + ignored + cancelled + refused;
-                let started =
-                    u64::try_from((ended as i64 + in_flight - before).max(0)).unwrap_or(0);
+                let ended = [succeeded, failed, ignored, cancelled, refused]
+                    .into_iter()
+                    .fold(0u64, u64::saturating_add);
+                let started = u64::try_from(
+                    i64::try_from(ended)
+                        .unwrap_or(i64::MAX)
+                        .saturating_add(in_flight)
+                        .saturating_sub(before)
+                        .max(0),
+                )
+                .unwrap_or(0);
                 Some(ComponentState {
                     component: name.as_str().to_owned(),
                     in_flight: in_flight.max(0).unsigned_abs(),
@@ -453,7 +501,8 @@ impl Inner {
                     coalesced: take(&cell.coalesced),
                     breaker: breaker_state(cell.breaker.load(Ordering::Relaxed))
                         .map(|s| s.as_str().to_owned()),
-                    slot_queue_depth: cell.slot_depth.load(Ordering::Relaxed),
+                    breaker_keys_opened: take(&cell.keys_opened),
+                    slot_queue_depth: cell.slot_queue_depth(),
                 })
             })
             .collect();
@@ -823,15 +872,19 @@ impl Witness {
 impl SignalSink for Witness {
     /// Folds `signal` into `component`'s counters: a lookup among the
     /// components without a lock, and an atomic or two. A component never
-    /// seen before is registered (once, under a lock).
+    /// seen before is registered (once, under a lock), except by a
+    /// `KeyedBreakerTransition`, which is counted only for a component the
+    /// witness already follows.
     fn emit(&self, component: &Component, signal: Signal) {
         let registry = &self.inner.registry;
+        // One key's breaker speaks for a key (a host, a tenant), not for a
+        // component: it never takes a place among the components.
+        let may_register = !matches!(signal, Signal::KeyedBreakerTransition { .. });
         // A full registry refuses new components without its lock: a sink
         // never locks on the signal path once the witness is full.
-        if let Some(index) = registry
-            .find(component)
-            .or_else(|| (!registry.is_full()).then(|| registry.register(component))?)
-        {
+        if let Some(index) = registry.find(component).or_else(|| {
+            (may_register && !registry.is_full()).then(|| registry.register(component))?
+        }) {
             registry.cell(index).hear(signal);
         }
     }

@@ -132,7 +132,11 @@ async fn signals_of_other_layers_land_in_their_component() {
             reason: TransitionReason::FailureRate,
         },
     );
+    // Two requests join slot queues (of any slot: depth counts all), one
+    // leaves.
     witness.emit(&db, Signal::SlotQueued { depth: 3 });
+    witness.emit(&db, Signal::SlotQueued { depth: 1 });
+    witness.emit(&db, Signal::SlotAbandoned);
     witness.emit(&db, Signal::Coalesced { waiters: 2 });
     witness.emit(
         &Component::new("auth"),
@@ -146,7 +150,7 @@ async fn signals_of_other_layers_land_in_their_component() {
     let state = snapshot.component("db").unwrap();
     assert_eq!(
         (state.shed, state.coalesced, state.slot_queue_depth),
-        (2, 1, 3)
+        (2, 1, 1)
     );
     assert_eq!(state.breaker.as_deref(), Some("open"));
     assert_eq!(snapshot.component("auth").unwrap().retries, 1);
@@ -264,7 +268,114 @@ fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
 fn snapshots_serialize_to_json() {
     let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     witness.layer("db").unwrap();
+    let db = Component::new("db");
+    witness.emit(&db, Signal::SlotQueued { depth: 1 });
+    witness.emit(
+        &db,
+        Signal::KeyedBreakerTransition {
+            from: BreakerState::Closed,
+            to: BreakerState::Open,
+            reason: TransitionReason::ConsecutiveFailures,
+        },
+    );
     let json = serde_json::to_value(&*witness.cycle_now()).unwrap();
     assert_eq!(json["cycle"], 1);
-    assert_eq!(json["components"][0]["component"], "db");
+    let db = &json["components"][0];
+    assert_eq!(db["component"], "db");
+    assert_eq!(db["slot_queue_depth"], 1);
+    assert_eq!(db["breaker_keys_opened"], 1);
+    assert_eq!(db["breaker"], serde_json::Value::Null);
+}
+
+// === slot queue depth and keyed breakers ===
+
+#[test]
+fn the_slot_queue_depth_counts_each_leave_and_never_reads_below_zero() {
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
+    let jobs = Component::new("jobs");
+    let depth = || {
+        witness
+            .cycle_now()
+            .component("jobs")
+            .unwrap()
+            .slot_queue_depth
+    };
+    // One slot's queue at depth 2, another's at depth 1: three wait.
+    for depth in [1, 2, 1] {
+        witness.emit(&jobs, Signal::SlotQueued { depth });
+    }
+    assert_eq!(depth(), 3);
+    witness.emit(&jobs, Signal::SlotStarted { waited: true });
+    witness.emit(&jobs, Signal::SlotReplaced { was_running: false });
+    witness.emit(&jobs, Signal::SlotAbandoned);
+    assert_eq!(depth(), 0);
+    // Neither starting at once nor a running request replaced left a queue.
+    witness.emit(&jobs, Signal::SlotStarted { waited: false });
+    witness.emit(&jobs, Signal::SlotReplaced { was_running: true });
+    assert_eq!(depth(), 0);
+    // A leave heard before its join (two threads' signals crossing) reads
+    // as zero, and the join that follows brings it back to zero, not one.
+    witness.emit(&jobs, Signal::SlotAbandoned);
+    assert_eq!(depth(), 0);
+    witness.emit(&jobs, Signal::SlotQueued { depth: 1 });
+    assert_eq!(depth(), 0);
+    witness.emit(&jobs, Signal::SlotQueued { depth: 1 });
+    assert_eq!(depth(), 1);
+}
+
+#[test]
+fn keyed_breaker_transitions_take_no_place_and_leave_the_components_breaker_alone() {
+    let witness = Witness::builder()
+        .clock(Clock::Tokio)
+        .max_components(2)
+        .build()
+        .unwrap();
+    witness.layer("hosts").unwrap();
+    let hosts = Component::new("hosts");
+    witness.emit(
+        &hosts,
+        Signal::BreakerTransition {
+            from: BreakerState::Closed,
+            to: BreakerState::HalfOpen,
+            reason: TransitionReason::Manual,
+        },
+    );
+    let keyed = |from, to| Signal::KeyedBreakerTransition {
+        from,
+        to,
+        reason: TransitionReason::ConsecutiveFailures,
+    };
+    // 300 keys trip, and 100 of them probe and re-open; one is then forced
+    // open, which is no new trip; keys of a component the witness does not
+    // follow are not counted, and take no place.
+    for _ in 0..300 {
+        witness.emit(&hosts, keyed(BreakerState::Closed, BreakerState::Open));
+        witness.emit(
+            &Component::new("elsewhere"),
+            keyed(BreakerState::Closed, BreakerState::Open),
+        );
+    }
+    for _ in 0..100 {
+        witness.emit(&hosts, keyed(BreakerState::Open, BreakerState::HalfOpen));
+        witness.emit(&hosts, keyed(BreakerState::HalfOpen, BreakerState::Open));
+    }
+    witness.emit(&hosts, keyed(BreakerState::Open, BreakerState::ForcedOpen));
+
+    let snapshot = witness.cycle_now();
+    assert_eq!(snapshot.components.len(), 1, "no key became a component");
+    let state = snapshot.component("hosts").unwrap();
+    assert_eq!(state.breaker.as_deref(), Some("half_open"), "its own state");
+    assert_eq!(state.breaker_keys_opened, 400);
+    assert!(!snapshot.is_quiet(), "keys tripping is news");
+    assert_eq!(
+        witness
+            .cycle_now()
+            .component("hosts")
+            .unwrap()
+            .breaker_keys_opened,
+        0,
+        "counted per cycle"
+    );
+    assert!(witness.layer("api").is_ok(), "room for a real component");
+    assert!(witness.layer("db").is_err(), "the bound holds");
 }

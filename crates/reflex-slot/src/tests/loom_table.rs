@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use loom::thread;
-use reflex_core::{Component, Sink};
+use reflex_core::signal::Recorder;
+use reflex_core::{Component, Signal, Sink};
 
 use crate::Policy;
 use crate::table::{Admission, Grant, Table};
@@ -62,7 +63,14 @@ fn replace_racing_completion_starts_the_newcomer_exactly_once() {
 #[test]
 fn a_waiter_leaving_while_the_slot_is_handed_on_never_sticks_it() {
     loom::model(|| {
-        let table = table();
+        let recorder = Arc::new(Recorder::default());
+        let table = Arc::new(Table::new(
+            4,
+            8,
+            true,
+            Component::new("loom"),
+            Sink::new(Arc::clone(&recorder)),
+        ));
         let Admission::Start(first, _) = table.admit(1, Policy::Queue) else {
             panic!("an idle slot starts at once");
         };
@@ -81,6 +89,19 @@ fn a_waiter_leaving_while_the_slot_is_handed_on_never_sticks_it() {
         // slot is free again and the table empty.
         assert_eq!(table.busy_slots(), 0);
         assert_eq!(table.waiting(), 0);
+        // And it left its queue once: granted (the grant reached it before
+        // it left), or abandoned (by the release or by its own guard).
+        let leaves = recorder
+            .signals()
+            .into_iter()
+            .filter(|(_, signal)| {
+                matches!(
+                    signal,
+                    Signal::SlotStarted { waited: true } | Signal::SlotAbandoned
+                )
+            })
+            .count();
+        assert_eq!(leaves, 1);
         assert!(matches!(
             table.admit(1, Policy::DropIfRunning),
             Admission::Start(..)

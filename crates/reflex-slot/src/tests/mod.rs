@@ -1,1 +1,4 @@
+#[cfg(loom)]
 mod loom_table;
+#[cfg(not(loom))]
+mod table;
