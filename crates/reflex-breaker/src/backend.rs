@@ -123,11 +123,15 @@ pub struct Refusal {
 // === impl Refusal ===
 
 impl Refusal {
-    /// A refusal telling the caller when to try again, if known.
+    /// A refusal telling the caller when to try again, if known. A
+    /// `retry_after` is kept to the nanosecond up to `u64::MAX − 1` ns
+    /// (about 584 years) and saturates there.
     pub fn new(retry_after: Option<Duration>) -> Self {
         Self {
             retry_after_nanos: retry_after.map_or(u64::MAX, |after| {
-                u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1)
+                // u64::MAX itself means "unknown".
+                u64::try_from(after.as_nanos())
+                    .map_or(u64::MAX - 1, |nanos| nanos.min(u64::MAX - 1))
             }),
         }
     }
@@ -181,3 +185,33 @@ impl std::fmt::Display for ManualStateError {
 }
 
 impl std::error::Error for ManualStateError {}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_keeps_a_known_retry_after_however_long() {
+        for (after, kept) in [
+            (Duration::ZERO, Duration::ZERO),
+            (Duration::from_secs(30), Duration::from_secs(30)),
+            // u64::MAX ns is the "unknown" mark: one nanosecond less.
+            (
+                Duration::from_nanos(u64::MAX),
+                Duration::from_nanos(u64::MAX - 1),
+            ),
+            (
+                Duration::from_nanos(u64::MAX - 1),
+                Duration::from_nanos(u64::MAX - 1),
+            ),
+            (Duration::MAX, Duration::from_nanos(u64::MAX - 1)),
+        ] {
+            assert_eq!(
+                Refusal::new(Some(after)).retry_after(),
+                Some(kept),
+                "{after:?}"
+            );
+        }
+        assert_eq!(Refusal::new(None).retry_after(), None);
+    }
+}

@@ -24,6 +24,11 @@ pub enum Window {
     /// The calls of the last `length`, in `buckets` buckets: a bucket drops
     /// out of the window whole, so the window covers between
     /// `length - length / buckets` and `length`.
+    ///
+    /// Any length is taken as given, up to [`Duration::MAX`]. A bucket is
+    /// counted in nanoseconds in a `u64`, as is the breaker's clock (since
+    /// it was built): a bucket longer than that (about 584 years) outlasts
+    /// the clock, so the window holds every call, as its length says.
     Time {
         /// How far back.
         length: Duration,
@@ -117,18 +122,23 @@ impl BreakerConfig {
         self.half_open_max_wait
     }
 
-    /// The open duration after `opens` opens in a row (1 for the first).
+    /// The open duration after `opens` opens in a row (1 for the first):
+    /// `open_duration × factor^(opens − 1)`, at most the cap, never below
+    /// `open_duration`, whatever the numbers (an overflow is the cap).
     pub(crate) fn open_duration_after(&self, opens: u32) -> Duration {
         match self.open_backoff {
+            // The first open is the open duration itself, not its f64 image.
             None => self.open_duration,
+            Some(_) if opens <= 1 => self.open_duration,
             Some((factor, cap)) => {
-                let grown =
-                    self.open_duration.as_secs_f64() * factor.powi(opens.saturating_sub(1) as i32);
-                if grown.is_finite() && grown < cap.as_secs_f64() {
-                    Duration::from_secs_f64(grown)
-                } else {
-                    cap
-                }
+                let exponent = i32::try_from(opens.saturating_sub(1)).unwrap_or(i32::MAX);
+                let grown = self.open_duration.as_secs_f64() * factor.powi(exponent);
+                // Not a number, infinite, or past what a Duration holds: the
+                // cap. Rounding through f64 may land a hair outside the
+                // bounds: clamp.
+                Duration::try_from_secs_f64(grown)
+                    .map_or(cap, |grown| grown.min(cap))
+                    .max(self.open_duration)
             }
         }
     }
@@ -311,5 +321,70 @@ impl BreakerConfig {
             ));
         }
         Ok(self)
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn with_backoff(open: Duration, factor: f64, cap: Duration) -> BreakerConfig {
+        BreakerConfig {
+            component: Component::default(),
+            sink: Sink::none(),
+            consecutive_failures: Some(1),
+            failure_rate: None,
+            slow_call: None,
+            window: Window::Count { calls: 1 },
+            minimum_calls: 1,
+            open_duration: open,
+            open_backoff: Some((factor, cap)),
+            probes: 1,
+            probe_successes: 1,
+            half_open_max_wait: open,
+        }
+        .validate()
+        .expect("valid")
+    }
+
+    #[test]
+    fn the_open_duration_never_shrinks_however_many_opens_in_a_row() {
+        let config = with_backoff(Duration::from_secs(30), 2.0, Duration::from_secs(120));
+        // Cast to i32, opens past 2^31 made a negative exponent: 7.5 s.
+        for opens in [1 << 31, (1 << 31) + 2, u32::MAX - 1, u32::MAX] {
+            assert_eq!(
+                config.open_duration_after(opens),
+                Duration::from_secs(120),
+                "after {opens} opens"
+            );
+        }
+        let flat = with_backoff(Duration::from_secs(30), 1.0, Duration::from_secs(30));
+        assert_eq!(flat.open_duration_after(u32::MAX), Duration::from_secs(30));
+    }
+
+    #[test]
+    fn an_open_duration_grown_past_what_a_duration_holds_is_the_cap() {
+        for (open, factor, cap) in [
+            (Duration::from_secs(1 << 63), f64::MAX, Duration::MAX),
+            (Duration::from_secs(1 << 63), 2.0, Duration::MAX),
+            (Duration::MAX, 1.0, Duration::MAX),
+            (Duration::MAX, f64::MAX, Duration::MAX),
+            (Duration::from_nanos(1), f64::MAX, Duration::MAX),
+            (
+                Duration::from_secs(u64::MAX - 5000),
+                1.0 + f64::EPSILON,
+                Duration::MAX,
+            ),
+        ] {
+            let config = with_backoff(open, factor, cap);
+            assert_eq!(config.open_duration_after(1), open, "{open:?} × {factor}");
+            for opens in [2, 3, 64, 1025, u32::MAX] {
+                let grown = config.open_duration_after(opens);
+                assert!(
+                    grown >= open && grown <= cap,
+                    "{open:?} × {factor}^{opens}: {grown:?}"
+                );
+            }
+        }
     }
 }

@@ -4,10 +4,11 @@ use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll};
 
-use reflex_core::{BoxError, Classify, Component};
+use reflex_core::{BoxError, Classify};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -15,7 +16,7 @@ use crate::backend::Backend;
 use crate::config::BreakerConfig;
 use crate::future::ResponseFuture;
 use crate::handle::BreakerHandle;
-use crate::memory::MemoryBackend;
+use crate::memory::{MemoryBackend, Scope};
 use crate::service::{Shared, admit};
 
 const MAX_SHARDS: usize = 16;
@@ -25,18 +26,42 @@ type Breaker<C> = Arc<Shared<C, MemoryBackend>>;
 /// One breaker per key (host, route, tenant…), at most `max_keys` of them.
 ///
 /// Built by [`CircuitBreakBuilder::build_keyed`](crate::CircuitBreakBuilder::build_keyed).
-/// Each key's breaker has the builder's configuration and is named
-/// `"{component}/{key}"` in rejections, signals and logs. Requests whose key
-/// function returns `None`, and new keys when every kept key is busy or not
-/// Closed, share one default breaker named after the component.
+/// Each key's breaker has the builder's configuration and its own state:
+/// one key tripping leaves the others closed. Requests whose key function
+/// returns `None`, and new keys when `max_keys` are kept and none can be
+/// evicted, share one default breaker.
+///
+/// # Component and signals
+///
+/// Keys are request data, not components: every breaker of the layer, the
+/// default one included, speaks as the layer's
+/// [`component`](crate::CircuitBreakBuilder::component). Its rejections
+/// name that component, and its transitions are reported as
+/// [`Signal::KeyedBreakerTransition`](reflex_core::Signal::KeyedBreakerTransition)
+/// under it (never [`Signal::BreakerTransition`](reflex_core::Signal::BreakerTransition),
+/// which is the component's own breaker), so however many keys come and go
+/// they take no place among a witness's components. The `tracing` events
+/// of a transition carry the key as a field (`key`, absent for the default
+/// breaker).
 ///
 /// # Memory
 ///
-/// At most `max_keys` breakers are kept. A new key beyond that evicts the
-/// least recently used breaker that is idle: no call in flight, and Closed,
-/// or Open with its open duration over. A breaker open within its open
-/// duration is never evicted, so forgetting keys never reopens the way to a
-/// failing one early; half-open breakers and states set by hand are kept.
+/// Every key up to `max_keys` gets a breaker of its own, whatever shard it
+/// hashes to: the bound is one count for the whole layer. A new key beyond
+/// it evicts one breaker that is idle: no call in flight, and Closed, or
+/// Open with its open duration over. It is the least recently used idle
+/// breaker of the new key's shard or, if that shard has none, of the first
+/// other shard that has one (least recently used within a shard, not across
+/// shards). A breaker open within its open duration is never evicted, so
+/// forgetting keys never reopens the way to a failing one early; half-open
+/// breakers and states set by hand are kept. So at most `max_keys` breakers
+/// are kept, plus the default one.
+///
+/// A request for a kept key takes one shard lock (of up to 16) and
+/// allocates nothing. A new key builds its breaker outside any lock; when
+/// the bound is reached and nothing is idle, it goes to the default breaker
+/// without allocating, after looking through every shard for an idle
+/// breaker.
 ///
 /// # Clone
 ///
@@ -54,6 +79,36 @@ type Breaker<C> = Arc<Shared<C, MemoryBackend>>;
 /// assert_eq!(layer.handle().len(), 0);
 /// # Ok::<_, reflex_core::ConfigError>(())
 /// ```
+///
+/// One host failing opens its breaker only; the rejection names the
+/// layer's component, not the host:
+///
+/// ```
+/// use reflex_breaker::CircuitBreakLayer;
+/// use reflex_core::{BreakerState, Rejected};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let layer = CircuitBreakLayer::builder()
+///     .component("upstream")
+///     .no_failure_rate()
+///     .consecutive_failures(1)
+///     .build_keyed(|host: &&'static str| Some(*host), 1024)?;
+/// let handle = layer.handle();
+/// let mut svc = layer.layer(service_fn(|host: &'static str| async move {
+///     if host == "down.example" { Err(std::io::Error::other("refused")) } else { Ok(host) }
+/// }));
+///
+/// assert!(svc.ready().await?.call("down.example").await.is_err());
+/// let err = svc.ready().await?.call("down.example").await.unwrap_err();
+/// assert_eq!(Rejected::find(&*err).unwrap().component().as_str(), "upstream");
+/// assert_eq!(svc.ready().await?.call("up.example").await?, "up.example");
+/// assert_eq!(handle.get(&"down.example").unwrap().state(), BreakerState::Open);
+/// assert_eq!(handle.get(&"up.example").unwrap().state(), BreakerState::Closed);
+/// # Ok(())
+/// # }
+/// ```
 pub struct KeyedCircuitBreakLayer<K, F, C> {
     shared: Arc<Keyed<K, F, C>>,
 }
@@ -64,7 +119,10 @@ struct Keyed<K, F, C> {
     classifier: C,
     default: Breaker<C>,
     shards: Box<[Mutex<Shard<K, C>>]>,
-    shard_capacity: usize,
+    max_keys: usize,
+    /// Places taken: breakers kept in all shards, plus places reserved for
+    /// new keys whose breakers are being built. Never above `max_keys`.
+    places: AtomicUsize,
     hasher: RandomState,
 }
 
@@ -95,22 +153,57 @@ pub struct KeyedBreakerHandle<K, F, C> {
 
 // === impl Keyed ===
 
-impl<K: Hash, F, C> Keyed<K, F, C> {
-    fn shard(&self, key: &K) -> &Mutex<Shard<K, C>> {
-        let index = self.hasher.hash_one(key) as usize % self.shards.len();
-        &self.shards[index]
+impl<K: Hash + Eq + Clone, F, C> Keyed<K, F, C> {
+    fn shard_index(&self, key: &K) -> usize {
+        // Truncating the hash on 32-bit targets only drops bits of it.
+        self.hasher.hash_one(key) as usize % self.shards.len()
+    }
+
+    fn lock(&self, index: usize) -> MutexGuard<'_, Shard<K, C>> {
+        self.shards[index]
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes a free place for a new key, if any is left.
+    fn reserve(&self) -> bool {
+        self.places
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |taken| {
+                (taken < self.max_keys).then(|| taken + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives back a place reserved for a key that another call kept first.
+    fn release(&self) {
+        self.places.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Evicts an idle breaker from a shard other than `index`, the first
+    /// that has one; its place is the caller's. `false` when none has.
+    fn evict_elsewhere(&self, index: usize) -> bool {
+        (1..self.shards.len()).any(|offset| {
+            let mut shard = self.lock((index + offset) % self.shards.len());
+            let evicted = evict_one(&mut shard.breakers);
+            drop(shard);
+            // Dropped outside the lock: its classifier is user code.
+            evicted.is_some()
+        })
     }
 }
 
 impl<K, F, C> Keyed<K, F, C>
 where
-    K: Hash + Eq + Clone + fmt::Display,
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
     C: Clone,
 {
     pub(crate) fn new(key_fn: F, config: BreakerConfig, classifier: C, max_keys: usize) -> Self {
         let shards = max_keys.min(MAX_SHARDS);
         let default = Arc::new(Shared::new(
-            Arc::new(MemoryBackend::new(config.clone())),
+            Arc::new(MemoryBackend::with_scope(
+                config.clone(),
+                Scope::Keyed(None),
+            )),
             classifier.clone(),
             config.component().clone(),
         ));
@@ -127,7 +220,8 @@ where
                     })
                 })
                 .collect(),
-            shard_capacity: max_keys / shards,
+            max_keys,
+            places: AtomicUsize::new(0),
             hasher: RandomState::new(),
         }
     }
@@ -137,46 +231,51 @@ where
         let Some(key) = key else {
             return Arc::clone(&self.default);
         };
-        {
-            let mut shard = self.lock(&key);
-            shard.tick += 1;
-            let tick = shard.tick;
-            if let Some(entry) = shard.breakers.get_mut(&key) {
-                entry.last_used = tick;
-                return Arc::clone(&entry.breaker);
-            }
-            if shard.breakers.len() >= self.shard_capacity && !shard.breakers.values().any(idle) {
-                // No room and nothing to evict: building a breaker only to
-                // drop it would cost an allocation per request.
-                return Arc::clone(&self.default);
-            }
-        }
-        // A new key: build its breaker outside the lock (the key's Display,
-        // the classifier's Clone and the window's allocation are not ours
-        // to run under it).
-        let mut config = self.config.clone();
-        config.component = Component::new(format!("{}/{key}", self.config.component()));
-        let component = config.component().clone();
-        let breaker = Arc::new(Shared::new(
-            Arc::new(MemoryBackend::new(config)),
-            self.classifier.clone(),
-            component,
-        ));
-        let mut shard = self.lock(&key);
+        let index = self.shard_index(&key);
+        let mut shard = self.lock(index);
         shard.tick += 1;
         let tick = shard.tick;
         if let Some(entry) = shard.breakers.get_mut(&key) {
-            // Another call made it meanwhile.
             entry.last_used = tick;
             return Arc::clone(&entry.breaker);
         }
-        let mut evicted = None;
-        if shard.breakers.len() >= self.shard_capacity {
-            evicted = evict_one(&mut shard.breakers);
-            if evicted.is_none() {
-                // Every kept breaker is busy, open or set by hand.
-                return Arc::clone(&self.default);
-            }
+        // A new key needs a place: a free one, or an idle breaker's, of
+        // this shard first.
+        let (placed, evicted) = if self.reserve() {
+            (true, None)
+        } else {
+            let evicted = evict_one(&mut shard.breakers);
+            (evicted.is_some(), evicted)
+        };
+        drop(shard);
+        // The evicted breaker (and whatever its classifier holds) is dropped
+        // outside the lock, and the new one built outside it (the key's
+        // Clone, the classifier's Clone and the window's allocation are not
+        // ours to run under it).
+        drop(evicted);
+        if !(placed || self.evict_elsewhere(index) || self.reserve()) {
+            // Every kept breaker is busy, open or set by hand: building one
+            // only to drop it would cost an allocation per request.
+            return Arc::clone(&self.default);
+        }
+        let breaker = Arc::new(Shared::new(
+            Arc::new(MemoryBackend::with_scope(
+                self.config.clone(),
+                Scope::Keyed(Some(Box::new(key.clone()))),
+            )),
+            self.classifier.clone(),
+            self.config.component().clone(),
+        ));
+        let mut shard = self.lock(index);
+        shard.tick += 1;
+        let tick = shard.tick;
+        if let Some(entry) = shard.breakers.get_mut(&key) {
+            // Another call kept it meanwhile: ours goes, and its place.
+            entry.last_used = tick;
+            let kept = Arc::clone(&entry.breaker);
+            drop(shard);
+            self.release();
+            return kept;
         }
         shard.breakers.insert(
             key,
@@ -185,17 +284,7 @@ where
                 last_used: tick,
             },
         );
-        drop(shard);
-        // The evicted breaker (and whatever its classifier holds) is dropped
-        // here, outside the lock.
-        drop(evicted);
         breaker
-    }
-
-    fn lock(&self, key: &K) -> std::sync::MutexGuard<'_, Shard<K, C>> {
-        self.shard(key)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -221,7 +310,7 @@ fn idle<C>(entry: &Entry<C>) -> bool {
 
 impl<K, F, C> KeyedCircuitBreakLayer<K, F, C>
 where
-    K: Hash + Eq + Clone + fmt::Display,
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
     C: Clone,
 {
     pub(crate) fn new(key_fn: F, config: BreakerConfig, classifier: C, max_keys: usize) -> Self {
@@ -288,7 +377,7 @@ impl<S, K, F, C, Request> Service<Request> for KeyedCircuitBreak<S, K, F, C>
 where
     S: Service<Request>,
     S::Error: Into<BoxError>,
-    K: Hash + Eq + Clone + fmt::Display,
+    K: Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
     F: Fn(&Request) -> Option<K>,
     C: Classify<S::Response, BoxError> + Clone,
 {
@@ -331,13 +420,10 @@ impl<K, F, C> KeyedBreakerHandle<K, F, C>
 where
     K: Hash + Eq + Clone + fmt::Display,
 {
-    /// The breaker kept for `key`, if any.
+    /// The breaker kept for `key`, if any. Its
+    /// [`component`](BreakerHandle::component) is the layer's.
     pub fn get(&self, key: &K) -> Option<BreakerHandle> {
-        let shard = self
-            .shared
-            .shard(key)
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let shard = self.shared.lock(self.shared.shard_index(key));
         shard.breakers.get(key).map(|entry| {
             BreakerHandle::new(
                 Arc::clone(&entry.breaker.backend) as Arc<dyn Backend>,

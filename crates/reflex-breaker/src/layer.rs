@@ -198,8 +198,12 @@ impl<C> CircuitBreakBuilder<C> {
     }
 
     /// Rates are computed over the calls of the last `length`, kept in
-    /// `buckets` buckets (1 to 1000; a bucket leaves the window whole).
-    /// Every call then reads the clock once. Defaults to a count window.
+    /// `buckets` buckets (1 to 1000, each at least a nanosecond long; a
+    /// bucket leaves the window whole). Any length up to
+    /// [`Duration::MAX`] is honoured: a window of 30 days holds 30 days of
+    /// calls, and one too long for the breaker's clock (buckets over about
+    /// 584 years) holds every call. Every call then reads the clock once.
+    /// Defaults to a count window.
     pub fn time_window(mut self, length: Duration, buckets: u32) -> Self {
         self.config.window = Window::Time { length, buckets };
         self
@@ -212,15 +216,21 @@ impl<C> CircuitBreakBuilder<C> {
         self
     }
 
-    /// How long the breaker stays open before it probes. Defaults to 30 s.
+    /// How long the breaker stays open before it probes. Any duration
+    /// above zero, up to [`Duration::MAX`]: the deadline saturates (a
+    /// breaker open for longer than about 584 years never probes), and
+    /// the rejections' `retry_after` is the time left, saturating at
+    /// `u64::MAX − 1` nanoseconds. Defaults to 30 s.
     pub fn open_duration(mut self, duration: Duration) -> Self {
         self.config.open_duration = duration;
         self
     }
 
-    /// Grows the open duration by `factor` (at least 1) on each re-open
-    /// without a close in between, up to `cap`; a close resets it.
-    /// Defaults to off (the same open duration every time).
+    /// Grows the open duration by `factor` (at least 1, finite) on each
+    /// re-open without a close in between, up to `cap` (at least the open
+    /// duration); a close resets it. A growth past what a [`Duration`]
+    /// holds is the cap, however many re-opens in a row. Defaults to off
+    /// (the same open duration every time).
     pub fn open_backoff(mut self, factor: f64, cap: Duration) -> Self {
         self.config.open_backoff = Some((factor, cap));
         self
@@ -262,9 +272,10 @@ impl<C> CircuitBreakBuilder<C> {
     }
 
     /// Builds one breaker per key instead of one for all: `key` maps a
-    /// request to its key (`None`: the shared default breaker), and at most
-    /// `max_keys` breakers are kept, idle ones evicted. See
-    /// [`KeyedCircuitBreakLayer`].
+    /// request to its key (`None`: the shared default breaker), every key
+    /// up to `max_keys` gets a breaker of its own, and beyond that idle
+    /// ones are evicted. The breakers speak as this builder's component:
+    /// keys never become components. See [`KeyedCircuitBreakLayer`].
     ///
     /// # Errors
     ///
@@ -276,7 +287,7 @@ impl<C> CircuitBreakBuilder<C> {
     ) -> Result<KeyedCircuitBreakLayer<K, F, C>, ConfigError>
     where
         F: Fn(&Request) -> Option<K>,
-        K: std::hash::Hash + Eq + Clone + fmt::Display,
+        K: std::hash::Hash + Eq + Clone + fmt::Display + Send + Sync + 'static,
         C: Clone,
     {
         if max_keys == 0 {

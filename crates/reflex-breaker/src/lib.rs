@@ -46,6 +46,13 @@
 //!   [`Signal::BreakerTransition`](reflex_core::Signal::BreakerTransition)
 //!   (from, to, why) and a `tracing` event; [`BreakerHandle`] reads the state
 //!   and counts and sets ForcedOpen, Disabled, MetricsOnly or Closed by hand.
+//!   The breakers of a [`KeyedCircuitBreakLayer`] report
+//!   [`Signal::KeyedBreakerTransition`](reflex_core::Signal::KeyedBreakerTransition)
+//!   instead, under the layer's component: keys are never components.
+//! - **Any setting is refused or honoured.** `build()` refuses an invalid
+//!   setting with a [`ConfigError`](reflex_core::ConfigError); every other
+//!   one, up to `Duration::MAX` and `u32::MAX`, works as documented: clock
+//!   arithmetic saturates, no configured value can panic a request.
 //! - **Pluggable state.** The state lives behind [`Backend`];
 //!   [`MemoryBackend`] is the default.
 //!

@@ -100,6 +100,20 @@ pub struct MemoryBackend {
     transitions_total: AtomicU64,
     base: Instant,
     transition: Mutex<()>,
+    /// Whose transitions these are: the component's breaker, or one of a
+    /// keyed layer's.
+    scope: Scope,
+}
+
+/// Whose state a [`MemoryBackend`] keeps, which decides the signal its
+/// transitions are reported as.
+pub(crate) enum Scope {
+    /// The component's breaker: [`Signal::BreakerTransition`].
+    Component,
+    /// One breaker of a keyed layer: [`Signal::KeyedBreakerTransition`],
+    /// under the layer's component. The key, when there is one (the default
+    /// breaker has none), is a field of the `tracing` event.
+    Keyed(Option<Box<dyn fmt::Display + Send + Sync>>),
 }
 
 // === impl MemoryBackend ===
@@ -107,6 +121,11 @@ pub struct MemoryBackend {
 impl MemoryBackend {
     /// A Closed breaker with `config`.
     pub fn new(config: BreakerConfig) -> Self {
+        Self::with_scope(config, Scope::Component)
+    }
+
+    /// A Closed breaker with `config`, reporting as `scope`.
+    pub(crate) fn with_scope(config: BreakerConfig, scope: Scope) -> Self {
         let window = config.has_window().then(|| Windows::new(config.window()));
         Self {
             config,
@@ -120,6 +139,7 @@ impl MemoryBackend {
             transitions_total: AtomicU64::new(0),
             base: Instant::now(),
             transition: Mutex::new(()),
+            scope,
         }
     }
 
@@ -165,10 +185,9 @@ impl MemoryBackend {
         }
         match to {
             OPEN => {
-                let opens = self
-                    .opens_in_row
-                    .fetch_add(1, Ordering::Relaxed)
-                    .saturating_add(1);
+                // Under the lock: no other writer but a reset, also under it.
+                let opens = self.opens_in_row.load(Ordering::Relaxed).saturating_add(1);
+                self.opens_in_row.store(opens, Ordering::Relaxed);
                 let open_for = self.config.open_duration_after(opens);
                 let until = now.saturating_add(nanos(open_for));
                 self.open_until.store(until, Ordering::Release);
@@ -211,14 +230,27 @@ impl MemoryBackend {
     fn report(&self, from: u64, to: u64, reason: TransitionReason) {
         let (from, to) = (state_of(from), state_of(to));
         let component = self.config.component();
-        if to.refuses() {
-            tracing::warn!(%component, %from, %to, %reason, "circuit breaker opened");
-        } else {
-            tracing::info!(%component, %from, %to, %reason, "circuit breaker changed state");
-        }
-        self.config
-            .sink()
-            .emit(component, Signal::BreakerTransition { from, to, reason });
+        let signal = match &self.scope {
+            Scope::Component => {
+                if to.refuses() {
+                    tracing::warn!(%component, %from, %to, %reason, "circuit breaker opened");
+                } else {
+                    tracing::info!(%component, %from, %to, %reason, "circuit breaker changed state");
+                }
+                Signal::BreakerTransition { from, to, reason }
+            }
+            Scope::Keyed(key) => {
+                // No key: the layer's default breaker.
+                let key = key.as_deref().map(tracing::field::display);
+                if to.refuses() {
+                    tracing::warn!(%component, key, %from, %to, %reason, "keyed circuit breaker opened");
+                } else {
+                    tracing::info!(%component, key, %from, %to, %reason, "keyed circuit breaker changed state");
+                }
+                Signal::KeyedBreakerTransition { from, to, reason }
+            }
+        };
+        self.config.sink().emit(component, signal);
     }
 
     #[cold]
@@ -327,9 +359,13 @@ impl MemoryBackend {
             return;
         }
         let consecutive = if failed {
+            // Saturating: a MetricsOnly breaker counts failures in a row
+            // without ever tripping, and must not wrap back to zero.
             self.consecutive
-                .fetch_add(1, Ordering::Relaxed)
-                .saturating_add(1)
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |run| {
+                    run.checked_add(1)
+                })
+                .map_or(u32::MAX, |run| run + 1)
         } else {
             if self.consecutive.load(Ordering::Relaxed) != 0 {
                 self.consecutive.store(0, Ordering::Relaxed);
@@ -530,5 +566,66 @@ impl fmt::Debug for MemoryBackend {
             .field("component", self.config.component())
             .field("state", &self.state())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use reflex_core::{Component, Sink};
+
+    use super::*;
+    use crate::config::Window;
+
+    fn backend(open_backoff: Option<(f64, Duration)>) -> MemoryBackend {
+        MemoryBackend::new(BreakerConfig {
+            component: Component::new("db"),
+            sink: Sink::none(),
+            consecutive_failures: Some(1),
+            failure_rate: None,
+            slow_call: None,
+            window: Window::Count { calls: 1 },
+            minimum_calls: 1,
+            open_duration: Duration::from_nanos(1),
+            open_backoff,
+            probes: 1,
+            probe_successes: 1,
+            half_open_max_wait: Duration::from_secs(3600),
+        })
+    }
+
+    fn fail(backend: &MemoryBackend) {
+        let ticket = backend.admit().expect("admitted");
+        backend.record(ticket, Outcome::Failure, None);
+    }
+
+    #[test]
+    fn opens_in_a_row_saturate_instead_of_wrapping_back_to_the_base_open_duration() {
+        let cap = Duration::from_secs(3600);
+        let backend = backend(Some((2.0, cap)));
+        backend.opens_in_row.store(u32::MAX - 1, Ordering::Relaxed);
+        fail(&backend);
+        assert_eq!(backend.state(), BreakerState::Open);
+        for _ in 0..2 {
+            // Its open time over (by hand, not by waiting an hour): a probe,
+            // which fails.
+            backend.open_until.store(0, Ordering::Release);
+            fail(&backend);
+            assert_eq!(backend.state(), BreakerState::Open);
+            let refused = backend.admit().expect_err("open");
+            let open_for = refused.retry_after().unwrap();
+            assert!(open_for > cap / 2, "back to the base: {open_for:?}");
+        }
+    }
+
+    #[test]
+    fn failures_in_a_row_saturate_instead_of_wrapping_to_zero() {
+        let backend = backend(None);
+        backend.set_state(BreakerState::MetricsOnly).unwrap();
+        backend.consecutive.store(u32::MAX - 1, Ordering::Relaxed);
+        for _ in 0..3 {
+            fail(&backend);
+        }
+        assert_eq!(backend.metrics().consecutive_failures, u32::MAX);
+        assert_eq!(backend.state(), BreakerState::MetricsOnly);
     }
 }

@@ -6,6 +6,8 @@
 //! clamp (never negative, never more failures than calls), and no counter
 //! can overflow into another.
 
+use std::time::Duration;
+
 use crate::config::{MAX_WINDOW_CALLS, Window};
 use crate::loom::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
@@ -97,10 +99,12 @@ impl Totals {
         }
     }
 
+    /// Saturating: a bucket's counts are each at most `i64::MAX`, and a
+    /// thousand of them may add up past `u64::MAX`.
     fn add(&mut self, other: Self) {
-        self.calls += other.calls;
-        self.failures += other.failures;
-        self.slow += other.slow;
+        self.calls = self.calls.saturating_add(other.calls);
+        self.failures = self.failures.saturating_add(other.failures);
+        self.slow = self.slow.saturating_add(other.slow);
     }
 
     pub(crate) fn failure_rate(self) -> Option<f64> {
@@ -110,6 +114,17 @@ impl Totals {
     pub(crate) fn slow_rate(self) -> Option<f64> {
         (self.calls > 0).then(|| self.slow as f64 / self.calls as f64)
     }
+}
+
+/// How long each of `buckets` buckets of a window of `length` is, in
+/// nanoseconds: at least 1 (`build()` refuses shorter buckets), and at most
+/// `u64::MAX`. A bucket that long (about 584 years) outlasts any clock
+/// reading the breaker makes, which are nanoseconds since it was built in a
+/// `u64` too: such a window holds every call, as a window of its length
+/// does.
+pub(crate) fn bucket_nanos(length: Duration, buckets: u32) -> u64 {
+    let nanos = length.as_nanos() / u128::from(buckets.max(1));
+    u64::try_from(nanos).unwrap_or(u64::MAX).max(1)
 }
 
 #[derive(Debug)]
@@ -122,10 +137,9 @@ impl Windows {
     pub(crate) fn new(window: Window) -> Self {
         match window {
             Window::Count { calls } => Self::Count(CountWindow::new(calls)),
-            Window::Time { length, buckets } => Self::Time(TimeWindow::new(
-                (length.as_nanos() / u128::from(buckets)) as u64,
-                buckets,
-            )),
+            Window::Time { length, buckets } => {
+                Self::Time(TimeWindow::new(bucket_nanos(length, buckets), buckets))
+            }
         }
     }
 
@@ -224,10 +238,10 @@ impl CountWindow {
 /// The calls of the last `buckets × bucket_nanos`, bucketed.
 ///
 /// Each bucket knows which epoch (`now / bucket_nanos`, plus one: 0 is
-/// "unused") its counts belong to. The first call of a new epoch in a
-/// bucket takes it over with a compare-and-swap on the epoch and subtracts
-/// the counts it read before, so calls of the new epoch recorded meanwhile
-/// are kept. A call that read the clock just before the epoch turned may
+/// "unused"; saturating, as the clock does) its counts belong to. The
+/// first call of a new epoch in a bucket takes it over with a
+/// compare-and-swap on the epoch and subtracts the counts it read before,
+/// so calls of the new epoch recorded meanwhile are kept. A call that read the clock just before the epoch turned may
 /// land in the new epoch: a sample off by one bucket, never a lost one.
 #[derive(Debug)]
 pub(crate) struct TimeWindow {
@@ -245,13 +259,14 @@ impl TimeWindow {
     fn new(bucket_nanos: u64, buckets: u32) -> Self {
         Self {
             buckets: (0..buckets).map(|_| Bucket::default()).collect(),
-            bucket_nanos,
+            // A division by zero on every call otherwise.
+            bucket_nanos: bucket_nanos.max(1),
         }
     }
 
     #[inline]
     fn record(&self, sample: Sample, now: u64) {
-        let epoch = now / self.bucket_nanos + 1;
+        let epoch = (now / self.bucket_nanos).saturating_add(1);
         let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize];
         let seen = bucket.epoch.load(Ordering::Acquire);
         if seen < epoch {
@@ -272,7 +287,7 @@ impl TimeWindow {
     }
 
     fn totals(&self, now: u64) -> Totals {
-        let epoch = now / self.bucket_nanos + 1;
+        let epoch = (now / self.bucket_nanos).saturating_add(1);
         let oldest = epoch.saturating_sub(self.buckets.len() as u64 - 1).max(1);
         let mut sum = Totals::default();
         for bucket in self.buckets.iter() {
@@ -465,6 +480,69 @@ mod tests {
                 slow: 0
             }
         );
+    }
+
+    #[test]
+    fn a_bucket_too_long_for_a_u64_of_nanoseconds_is_held_at_u64_max_not_truncated() {
+        const DAY: Duration = Duration::from_secs(86_400);
+        // 2^55 s is 2^64 × 5^9 ns: truncated to 64 bits, zero.
+        let billion_years = Duration::from_secs(1 << 55);
+        assert_eq!(bucket_nanos(billion_years, 1), u64::MAX);
+        // Truncated, a day.
+        assert_eq!(bucket_nanos(billion_years + DAY, 1), u64::MAX);
+        assert_eq!(bucket_nanos(Duration::MAX, 1), u64::MAX);
+        assert_eq!(bucket_nanos(Duration::MAX, 1000), u64::MAX);
+        assert_eq!(bucket_nanos(30 * DAY, 30), 86_400_000_000_000);
+        assert_eq!(bucket_nanos(Duration::from_nanos(1), 1), 1);
+        assert_eq!(bucket_nanos(Duration::from_nanos(1), 1000), 1, "never zero");
+    }
+
+    #[test]
+    fn a_window_of_u64_max_buckets_holds_calls_from_the_first_nanosecond_to_the_last() {
+        let window = TimeWindow::new(u64::MAX, 1);
+        window.record(fail(), 0);
+        window.record(ok(), u64::MAX - 1);
+        assert_eq!(
+            window.totals(u64::MAX - 1),
+            Totals {
+                calls: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn nanosecond_buckets_at_the_end_of_the_clock_do_not_overflow() {
+        // The breaker's clock saturates at u64::MAX ns (584 years up).
+        let window = TimeWindow::new(1, 4);
+        window.record(fail(), u64::MAX);
+        window.record(ok(), u64::MAX);
+        assert_eq!(
+            window.totals(u64::MAX),
+            Totals {
+                calls: 2,
+                failures: 1,
+                slow: 0
+            }
+        );
+    }
+
+    #[test]
+    fn totals_of_many_buckets_saturate_instead_of_overflowing() {
+        let mut sum = Totals::from_raw([i64::MAX, i64::MAX, 0]);
+        for _ in 0..3 {
+            sum.add(Totals::from_raw([i64::MAX, i64::MAX, 1]));
+        }
+        assert_eq!(
+            sum,
+            Totals {
+                calls: u64::MAX,
+                failures: u64::MAX,
+                slow: 3
+            }
+        );
+        assert_eq!(sum.failure_rate(), Some(1.0));
     }
 
     #[test]

@@ -31,3 +31,17 @@ fn a_closed_breaker_admits_and_records_without_allocating() {
         "the window is full of successes"
     );
 }
+
+#[test]
+fn a_keyed_breaker_admits_and_records_a_kept_key_without_allocating() {
+    // Four keys, all kept after the first calls: no breaker is built again.
+    let keyed = CircuitBreakLayer::builder()
+        .build_keyed(|n: &u64| Some(n % 4), 16)
+        .unwrap();
+    let mut svc = keyed.layer(Echo);
+    for n in 0..4 {
+        reflex_tests::support::call_once(&mut svc, n);
+    }
+    assert_eq!(keyed.handle().len(), 4);
+    assert_eq!(allocations_per_call(&mut svc, 1000), 0.0);
+}

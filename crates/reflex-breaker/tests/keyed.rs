@@ -1,7 +1,15 @@
 //! Per-key breakers: `CircuitBreakBuilder::build_keyed`.
 
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use proptest::prelude::*;
 use reflex_breaker::CircuitBreakLayer;
-use reflex_core::{BoxError, BreakerState, ConfigErrorKind, RejectKind, Rejected};
+use reflex_core::signal::Recorder;
+use reflex_core::{
+    BoxError, BreakerState, Component, ConfigErrorKind, RejectKind, Rejected, Signal,
+    TransitionReason,
+};
 use tokio_test::{assert_pending, assert_ready_ok};
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -20,11 +28,7 @@ async fn each_key_has_its_own_breaker() {
         .component("api")
         .no_failure_rate()
         .consecutive_failures(2)
-        // Room for both keys whatever shard they hash to: with 16 keys in
-        // 16 shards of one, "a" (open, never evicted) and "b" share a
-        // shard 1 time in 16 (the hasher is seeded per process), and "b"
-        // falls back to the default breaker.
-        .build_keyed(key_of, 1024)
+        .build_keyed(key_of, 2)
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(fails_or_echoes));
@@ -41,7 +45,11 @@ async fn each_key_has_its_own_breaker() {
         .unwrap_err();
     let rejected = Rejected::find(&*err).expect("a is open");
     assert_eq!(rejected.kind(), RejectKind::CircuitOpen);
-    assert_eq!(rejected.component().as_str(), "api/a");
+    assert_eq!(
+        rejected.component().as_str(),
+        "api",
+        "a key is not a component"
+    );
 
     // b never failed: its breaker is its own, and closed.
     assert_eq!(
@@ -88,11 +96,10 @@ async fn a_hundred_thousand_keys_seen_one_after_another_keep_at_most_max_keys_br
     for n in 0..100_000u32 {
         assert_eq!(svc.ready().await.unwrap().call(n).await.unwrap(), n);
     }
-    assert!(handle.len() <= 64, "kept {}", handle.len());
-    assert!(
-        handle.len() >= 16,
-        "evicts only what it must: kept {}",
-        handle.len()
+    assert_eq!(
+        handle.len(),
+        64,
+        "never more than max_keys, and evicts only what it must"
     );
 }
 
@@ -223,4 +230,223 @@ async fn a_breaker_set_by_hand_is_never_evicted() {
         handle.get(&"a".to_owned()).unwrap().state(),
         BreakerState::Disabled
     );
+}
+
+// === the bound is the layer's, not a shard's ===
+
+/// Requests are `(key, fail)` with numbered keys.
+async fn numbered((key, fail): (u32, bool)) -> Result<u32, BoxError> {
+    if fail { Err("down".into()) } else { Ok(key) }
+}
+
+fn numbered_key(request: &(u32, bool)) -> Option<u32> {
+    Some(request.0)
+}
+
+#[tokio::test]
+async fn every_key_up_to_max_keys_gets_a_breaker_of_its_own() {
+    let layer = CircuitBreakLayer::builder()
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build_keyed(numbered_key, 16)
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(numbered));
+    for key in 0..16 {
+        assert_eq!(
+            svc.ready().await.unwrap().call((key, false)).await.unwrap(),
+            key
+        );
+    }
+    let kept: BTreeSet<u32> = handle.keys().into_iter().collect();
+    assert_eq!(kept, (0..16).collect(), "all 16 keys are kept");
+
+    // Trip key 5: only key 5 is open.
+    assert!(svc.ready().await.unwrap().call((5, true)).await.is_err());
+    for key in 0..16 {
+        let expected = if key == 5 {
+            BreakerState::Open
+        } else {
+            BreakerState::Closed
+        };
+        assert_eq!(handle.get(&key).unwrap().state(), expected, "key {key}");
+        let answer = svc.ready().await.unwrap().call((key, false)).await;
+        assert_eq!(answer.is_ok(), key != 5, "key {key}");
+    }
+    assert_eq!(handle.default_breaker().state(), BreakerState::Closed);
+    assert_eq!(
+        handle.default_breaker().metrics().transitions_total,
+        0,
+        "never used"
+    );
+}
+
+#[tokio::test]
+async fn the_key_past_max_keys_evicts_exactly_one_idle_breaker() {
+    let layer = CircuitBreakLayer::builder()
+        .consecutive_failures(1)
+        .build_keyed(numbered_key, 16)
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(numbered));
+    for key in 0..17 {
+        svc.ready().await.unwrap().call((key, false)).await.unwrap();
+    }
+    let kept: BTreeSet<u32> = handle.keys().into_iter().collect();
+    assert_eq!(kept.len(), 16);
+    assert!(kept.contains(&16), "the new key is kept");
+    assert_eq!(
+        (0..16).filter(|key| !kept.contains(key)).count(),
+        1,
+        "one evicted"
+    );
+}
+
+#[tokio::test]
+async fn a_new_key_evicts_the_one_idle_breaker_wherever_it_is_kept() {
+    let layer = CircuitBreakLayer::builder()
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build_keyed(numbered_key, 16)
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(numbered));
+    // 15 keys open (never evicted within their open duration), key 15
+    // closed: whatever shard key 16 hashes to, key 15 must make room.
+    for key in 0..15 {
+        assert!(svc.ready().await.unwrap().call((key, true)).await.is_err());
+    }
+    svc.ready().await.unwrap().call((15, false)).await.unwrap();
+    assert_eq!(handle.len(), 16);
+    svc.ready()
+        .await
+        .unwrap()
+        .call((16, true))
+        .await
+        .unwrap_err();
+    let kept: BTreeSet<u32> = handle.keys().into_iter().collect();
+    assert_eq!(kept, (0..15).chain([16]).collect());
+    assert_eq!(
+        handle.get(&16).unwrap().state(),
+        BreakerState::Open,
+        "its own breaker"
+    );
+    assert_eq!(handle.default_breaker().state(), BreakerState::Closed);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 128,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn any_max_keys_keeps_every_key_up_to_it_each_with_its_own_state(
+        max_keys in 1usize..200,
+        keys in prop::collection::vec(0u32..400, 1..300),
+        tripped in any::<prop::sample::Index>(),
+    ) {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        runtime.block_on(async {
+            let layer = CircuitBreakLayer::builder()
+                .no_failure_rate()
+                .consecutive_failures(1)
+                .build_keyed(numbered_key, max_keys)
+                .unwrap();
+            let handle = layer.handle();
+            let mut svc = layer.layer(service_fn(numbered));
+            let mut distinct = BTreeSet::new();
+            for &key in &keys {
+                prop_assert_eq!(svc.ready().await.unwrap().call((key, false)).await.unwrap(), key);
+                distinct.insert(key);
+                prop_assert_eq!(handle.len(), distinct.len().min(max_keys));
+            }
+            let kept: BTreeSet<u32> = handle.keys().into_iter().collect();
+            if distinct.len() <= max_keys {
+                prop_assert_eq!(&kept, &distinct, "every key is kept");
+            } else {
+                prop_assert!(kept.is_subset(&distinct));
+            }
+            // Trip one kept key: it alone is open.
+            let kept: Vec<u32> = kept.into_iter().collect();
+            let victim = kept[tripped.index(kept.len())];
+            prop_assert!(svc.ready().await.unwrap().call((victim, true)).await.is_err());
+            for &key in &kept {
+                let state = handle.get(&key).unwrap().state();
+                if key == victim {
+                    prop_assert_eq!(state, BreakerState::Open);
+                } else {
+                    prop_assert_eq!(state, BreakerState::Closed, "key {}", key);
+                }
+            }
+            prop_assert_eq!(handle.default_breaker().state(), BreakerState::Closed);
+            Ok(())
+        })?;
+    }
+}
+
+// === keys are not components ===
+
+#[tokio::test]
+async fn three_hundred_keys_tripping_report_keyed_transitions_under_the_one_component() {
+    let recorder = Arc::new(Recorder::with_capacity(10_000));
+    let layer = CircuitBreakLayer::builder()
+        .component("api")
+        .sink(recorder.clone())
+        .no_failure_rate()
+        .consecutive_failures(1)
+        .build_keyed(|(key, _): &(Option<u32>, bool)| *key, 512)
+        .unwrap();
+    let handle = layer.handle();
+    let mut svc = layer.layer(service_fn(|(key, fail): (Option<u32>, bool)| async move {
+        if fail {
+            Err::<_, BoxError>("down".into())
+        } else {
+            Ok(key)
+        }
+    }));
+    for key in (0..300).map(Some).chain([None]) {
+        assert!(svc.ready().await.unwrap().call((key, true)).await.is_err());
+        let err = svc
+            .ready()
+            .await
+            .unwrap()
+            .call((key, false))
+            .await
+            .unwrap_err();
+        let rejected = Rejected::find(&*err).expect("open");
+        assert_eq!(rejected.kind(), RejectKind::CircuitOpen);
+        assert_eq!(rejected.component().as_str(), "api", "key {key:?}");
+    }
+    assert_eq!(handle.len(), 300);
+    // A manual change of one key's breaker is a keyed transition too.
+    handle.get(&7).unwrap().reset();
+    assert_eq!(handle.get(&7).unwrap().component().as_str(), "api");
+
+    let signals = recorder.signals();
+    assert_eq!(
+        signals.len(),
+        302,
+        "300 keys and the default tripped, one reset"
+    );
+    for (component, signal) in &signals {
+        assert_eq!(component, &Component::new("api"));
+        assert!(
+            matches!(signal, Signal::KeyedBreakerTransition { .. }),
+            "not a keyed transition: {signal:?}"
+        );
+    }
+    let trips = signals
+        .iter()
+        .filter(|(_, signal)| {
+            *signal
+                == Signal::KeyedBreakerTransition {
+                    from: BreakerState::Closed,
+                    to: BreakerState::Open,
+                    reason: TransitionReason::ConsecutiveFailures,
+                }
+        })
+        .count();
+    assert_eq!(trips, 301);
 }
