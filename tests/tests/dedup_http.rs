@@ -1,6 +1,9 @@
-//! DedupLayer over `http`: which requests coalesce, response bodies shared
-//! whole, a body over the limit sent whole to one and re-fetched by the
-//! others, and requests without a key streamed through unbuffered.
+//! DedupLayer over `http`: which requests coalesce (never two hosts),
+//! response bodies shared whole, an answer that may not be shared (a body
+//! over the limit, a cookie, `private`, a `Vary` the key does not hold)
+//! sent whole to one and re-fetched by the others, what the cache keeps
+//! (successes, for their `max-age`), and requests without a key streamed
+//! through unbuffered and unmarked.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +15,7 @@ use bytes::Bytes;
 use http::{Request, Response, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
-use reflex_core::BoxError;
+use reflex_core::{BoxError, Classify, Outcome};
 use reflex_dedup::{DedupLayer, HttpKey, Sharing};
 use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service, ServiceExt};
@@ -31,19 +34,35 @@ fn origin(
     Arc<AtomicUsize>,
     watch::Sender<bool>,
 ) {
+    scripted(size, |_| Response::builder())
+}
+
+/// As [`origin`], with the head of each answer begun by `head` (status,
+/// headers) for its request.
+fn scripted(
+    size: usize,
+    head: impl Fn(&Req) -> http::response::Builder + Clone + Send + Sync + 'static,
+) -> (
+    impl Service<Req, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static,
+    Arc<AtomicUsize>,
+    watch::Sender<bool>,
+) {
     let calls = Arc::new(AtomicUsize::new(0));
     let (open, gate) = watch::channel(false);
     let counted = calls.clone();
     let svc = tower::service_fn(move |req: Req| {
         let n = counted.fetch_add(1, Ordering::SeqCst);
         let mut gate = gate.clone();
+        let head = head(&req);
         async move {
             gate.wait_for(|open| *open).await.map_err(|_| "gate gone")?;
             let mut body = format!("{} #{n} ", req.uri()).into_bytes();
             body.resize(size.max(body.len()), b'.');
             Ok::<_, BoxError>(
-                Response::builder()
-                    .header("x-call", n.to_string())
+                head.header("x-call", n.to_string())
                     .body(Full::new(Bytes::from(body)))
                     .unwrap(),
             )
@@ -107,10 +126,17 @@ async fn posts_and_different_varied_headers_do_not_coalesce() {
         svc.clone().oneshot(post()),
         svc.clone().oneshot(post()),
     );
-    for response in [a, b, c, d] {
+    for response in [a, b] {
         assert_eq!(
             response.unwrap().extensions().get::<Sharing>(),
             Some(&Sharing::Own)
+        );
+    }
+    for response in [c, d] {
+        assert_eq!(
+            response.unwrap().extensions().get::<Sharing>(),
+            None,
+            "not keyed: not marked"
         );
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
@@ -191,7 +217,7 @@ impl http_body::Body for Trickle {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_post_streams_through_unbuffered_and_is_marked_own() {
+async fn a_post_streams_through_unbuffered_and_unmarked() {
     let (chunks, body) = mpsc::channel(8);
     let body = Arc::new(Mutex::new(Some(body)));
     let origin = tower::service_fn(move |_: Req| {
@@ -208,7 +234,7 @@ async fn a_post_streams_through_unbuffered_and_is_marked_own() {
         .await
         .expect("the head is not held back by its body")
         .unwrap();
-    assert_eq!(response.extensions().get::<Sharing>(), Some(&Sharing::Own));
+    assert_eq!(response.extensions().get::<Sharing>(), None);
     let reader = tokio::spawn(body_of(response));
     for chunk in ["0123456789", "abcdefghij", "ABCDEFGHIJ"] {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -245,6 +271,7 @@ async fn a_body_over_the_limit_goes_whole_to_the_leader_and_the_others_fetch_the
     for follower in followers {
         let response = follower.await.unwrap().unwrap();
         assert_ne!(response.headers()["x-call"], "0", "its own call");
+        assert_eq!(response.extensions().get::<Sharing>(), Some(&Sharing::Own));
         assert_eq!(body_of(response).await.len(), 5_000);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 4);
@@ -274,4 +301,304 @@ async fn cached_responses_are_weighed_by_their_body() {
     assert_eq!(cached.extensions().get::<Sharing>(), Some(&Sharing::Cached));
     assert_eq!(body_of(cached).await.len(), 300);
     assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+fn sharing_of<B>(response: &Response<B>) -> Option<Sharing> {
+    response.extensions().get::<Sharing>().copied()
+}
+
+fn call_of<B>(response: &Response<B>) -> String {
+    response.headers()["x-call"].to_str().unwrap().to_owned()
+}
+
+fn get_at(host: &str, path: &str) -> Req {
+    Request::get(path)
+        .header(header::HOST, host)
+        .body(Empty::new())
+        .unwrap()
+}
+
+/// Sends `requests` at once (the first one first) while the origin's gate
+/// is shut, then opens it: every response, in order. The gate stays open.
+async fn at_once<S, B>(svc: &S, open: &watch::Sender<bool>, requests: Vec<Req>) -> Vec<Response<B>>
+where
+    S: Service<Req, Response = Response<B>, Error = BoxError> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+{
+    open.send_replace(false);
+    let mut tasks = Vec::new();
+    for request in requests {
+        tasks.push(tokio::spawn(svc.clone().oneshot(request)));
+        tokio::task::yield_now().await;
+    }
+    open.send_replace(true);
+    let mut responses = Vec::new();
+    for task in tasks {
+        responses.push(task.await.unwrap().unwrap());
+    }
+    responses
+}
+
+#[tokio::test]
+async fn two_virtual_hosts_do_not_share_a_call() {
+    let (origin, calls, open) = origin(10);
+    let layer = DedupLayer::builder()
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    // A server sees `GET /` in origin form: only `Host` tells them apart.
+    let responses = at_once(
+        &svc,
+        &open,
+        vec![
+            get_at("a.example", "/"),
+            get_at("b.example", "/"),
+            get_at("a.example", "/"),
+        ],
+    )
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one call per host");
+    assert_eq!(call_of(&responses[0]), call_of(&responses[2]));
+    assert_eq!(sharing_of(&responses[0]), Some(Sharing::Shared));
+    assert_ne!(call_of(&responses[1]), call_of(&responses[0]), "b's own");
+    assert_eq!(sharing_of(&responses[1]), Some(Sharing::Own));
+}
+
+#[tokio::test]
+async fn two_virtual_hosts_do_not_share_a_cached_answer() {
+    let (origin, calls, open) = origin(10);
+    open.send_replace(true);
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(60), 100)
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    let a = svc.clone().oneshot(get_at("a.example", "/")).await.unwrap();
+    let b = svc.clone().oneshot(get_at("b.example", "/")).await.unwrap();
+    assert_eq!(sharing_of(&b), Some(Sharing::Own), "not a's cached answer");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Each host gets its own answer back from the cache.
+    for (host, first) in [("a.example", &a), ("b.example", &b)] {
+        let cached = svc.clone().oneshot(get_at(host, "/")).await.unwrap();
+        assert_eq!(sharing_of(&cached), Some(Sharing::Cached));
+        assert_eq!(call_of(&cached), call_of(first), "{host}'s own answer");
+    }
+    // A request in absolute form is keyed by its URI's authority.
+    let absolute = Request::get("http://c.example/")
+        .header(header::HOST, "a.example")
+        .body(Empty::new())
+        .unwrap();
+    let c = svc.clone().oneshot(absolute).await.unwrap();
+    assert_eq!(sharing_of(&c), Some(Sharing::Own));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn an_answer_that_sets_a_cookie_is_neither_shared_nor_cached() {
+    let (origin, calls, open) = scripted(10, |_| {
+        Response::builder().header(header::SET_COOKIE, "session=anonymous-1")
+    });
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(60), 100)
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    let responses = at_once(&svc, &open, vec![get("/"), get("/"), get("/")]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3, "each its own call");
+    let mut seen: Vec<_> = responses.iter().map(call_of).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "nobody got another's cookie");
+    for response in &responses {
+        assert_eq!(sharing_of(response), Some(Sharing::Own));
+    }
+    let again = svc.clone().oneshot(get("/")).await.unwrap();
+    assert_eq!(sharing_of(&again), Some(Sharing::Own), "not cached");
+    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(layer.handle().metrics().cache_entries, 0);
+}
+
+/// Inner calls made for two identical GETs at once then a third, through
+/// a caching layer keyed by `key`, when every answer carries `headers`.
+async fn calls_for(key: HttpKey, headers: &'static [(header::HeaderName, &'static str)]) -> usize {
+    let (origin, calls, open) = scripted(10, move |_| {
+        headers
+            .iter()
+            .fold(Response::builder(), |head, (name, value)| {
+                head.header(name, *value)
+            })
+    });
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(60), 100)
+        .build_http::<Empty<Bytes>>(key, 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    at_once(&svc, &open, vec![get("/"), get("/")]).await;
+    svc.oneshot(get("/")).await.unwrap();
+    calls.load(Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn a_private_or_no_store_answer_is_neither_shared_nor_cached() {
+    const CACHE_CONTROL: header::HeaderName = header::CACHE_CONTROL;
+    for headers in [
+        &[(CACHE_CONTROL, "private")][..],
+        &[(CACHE_CONTROL, "no-cache, private")],
+        &[(CACHE_CONTROL, r#"PRIVATE="set-cookie, x-user""#)],
+        &[(CACHE_CONTROL, "no-store")],
+        &[(CACHE_CONTROL, "public"), (CACHE_CONTROL, "No-Store")],
+    ] {
+        assert_eq!(calls_for(HttpKey::new(), headers).await, 3, "{headers:?}");
+    }
+    let public = &[(CACHE_CONTROL, "public, max-age=60")];
+    assert_eq!(
+        calls_for(HttpKey::new(), public).await,
+        1,
+        "shared and kept"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_that_varies_on_a_header_the_key_does_not_hold_is_not_shared() {
+    let vary = |value| -> &'static [(header::HeaderName, &'static str)] {
+        match value {
+            "accept-encoding" => &[(header::VARY, "Accept-Encoding")],
+            "*" => &[(header::VARY, "*")],
+            "cookie" => &[(header::VARY, "Cookie, Host")],
+            _ => unreachable!(),
+        }
+    };
+    let by_encoding = || HttpKey::new().vary(header::ACCEPT_ENCODING);
+    assert_eq!(calls_for(HttpKey::new(), vary("accept-encoding")).await, 3);
+    assert_eq!(calls_for(by_encoding(), vary("accept-encoding")).await, 1);
+    assert_eq!(calls_for(by_encoding(), vary("*")).await, 3);
+    assert_eq!(calls_for(HttpKey::new(), vary("cookie")).await, 1, "keyed");
+    let without_cookie = HttpKey::new().ignore(&header::COOKIE);
+    assert_eq!(calls_for(without_cookie, vary("cookie")).await, 3);
+}
+
+#[tokio::test]
+async fn a_server_error_is_shared_in_flight_but_not_cached_by_default() {
+    let (origin, calls, open) = scripted(10, |req| {
+        let status = if req.uri().path() == "/missing" {
+            404
+        } else {
+            503
+        };
+        Response::builder().status(status)
+    });
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(60), 100)
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    let responses = at_once(&svc, &open, vec![get("/down"), get("/down")]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for both");
+    for response in &responses {
+        assert_eq!(response.status(), 503);
+        assert_eq!(sharing_of(response), Some(Sharing::Shared));
+    }
+    let again = svc.clone().oneshot(get("/down")).await.unwrap();
+    assert_eq!(sharing_of(&again), Some(Sharing::Own), "a 5xx is not kept");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // A 404 is no failure of the origin: kept.
+    svc.clone().oneshot(get("/missing")).await.unwrap();
+    let cached = svc.clone().oneshot(get("/missing")).await.unwrap();
+    assert_eq!(sharing_of(&cached), Some(Sharing::Cached));
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+}
+
+/// Calls a 404 a failure, and everything else a success.
+#[derive(Clone, Copy)]
+struct NotFoundFails;
+
+impl<B> Classify<Response<B>, BoxError> for NotFoundFails {
+    fn classify(&self, result: Result<&Response<B>, &BoxError>) -> Outcome {
+        match result {
+            Ok(response) if response.status() == 404 => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_given_classifier_decides_what_is_cached() {
+    let (origin, calls, open) = scripted(10, |req| {
+        let status = if req.uri().path() == "/missing" {
+            404
+        } else {
+            503
+        };
+        Response::builder().status(status)
+    });
+    open.send_replace(true);
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(60), 100)
+        .classifier(NotFoundFails)
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    for path in ["/missing", "/missing", "/down", "/down"] {
+        svc.clone().oneshot(get(path)).await.unwrap();
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "the 404 was not kept, the 503 was"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_is_kept_no_longer_than_its_max_age() {
+    let (origin, calls, open) = scripted(10, |req| {
+        let cache_control = match req.uri().path() {
+            "/zero" => "max-age=0",
+            "/three" => "public, Max-Age=3",
+            "/shared-two" => "max-age=60, s-maxage=2",
+            "/huge" => "max-age=999999999999999999999999999999",
+            "/no-cache" => "no-cache",
+            _ => "public",
+        };
+        Response::builder().header(header::CACHE_CONTROL, cache_control)
+    });
+    open.send_replace(true);
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(10), 100)
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    let sharing = |path: &'static str| {
+        let svc = svc.clone();
+        async move { sharing_of(&svc.oneshot(get(path)).await.unwrap()).unwrap() }
+    };
+    for path in [
+        "/zero",
+        "/three",
+        "/shared-two",
+        "/huge",
+        "/no-cache",
+        "/ttl",
+    ] {
+        assert_eq!(sharing(path).await, Sharing::Own, "{path}");
+    }
+    for (path, kept) in [("/zero", false), ("/no-cache", false), ("/three", true)] {
+        let expected = if kept { Sharing::Cached } else { Sharing::Own };
+        assert_eq!(sharing(path).await, expected, "{path}");
+    }
+    tokio::time::advance(Duration::from_millis(2500)).await;
+    assert_eq!(sharing("/three").await, Sharing::Cached, "within 3 s");
+    assert_eq!(sharing("/shared-two").await, Sharing::Own, "s-maxage wins");
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(sharing("/three").await, Sharing::Own, "past 3 s");
+    assert_eq!(sharing("/huge").await, Sharing::Cached);
+    tokio::time::advance(Duration::from_secs(7)).await;
+    assert_eq!(
+        sharing("/huge").await,
+        Sharing::Own,
+        "the TTL still bounds it"
+    );
+    assert_eq!(sharing("/ttl").await, Sharing::Own, "past the TTL");
+    assert_eq!(calls.load(Ordering::SeqCst), 12);
 }

@@ -20,7 +20,8 @@ pub(crate) const LEADER: usize = 0;
 enum Outcome<Res, V> {
     /// The inner call answered: its shareable answer, or its error.
     Done(Result<V, Arc<BoxError>>),
-    /// The answer could not be shared (an http body over the limit): the
+    /// The answer could not be shared (an http body over the limit, or
+    /// one that sets a cookie): the
     /// leader takes it, if it still waits; every other waiter makes its
     /// own call.
     ForLeader(Option<Res>),
@@ -78,8 +79,6 @@ struct State<Res, V> {
     free: Vec<usize>,
     /// Waiters now.
     waiters: usize,
-    /// Waiters ever: more than one means the answer was shared.
-    joined: usize,
     /// The leader has not left.
     leader_waits: bool,
 }
@@ -94,8 +93,6 @@ pub(crate) struct Flight<Fut, Res, V> {
 /// What a waiter got from polling.
 pub(crate) struct Delivery<Res, V> {
     pub(crate) received: Received<Res, V>,
-    /// More than one request waited on the call.
-    pub(crate) shared: bool,
     /// This poll ended the call (its waiter keeps a shared answer in the
     /// cache).
     pub(crate) ended_here: bool,
@@ -119,7 +116,6 @@ where
                 wakers: vec![None],
                 free: Vec::new(),
                 waiters: 1,
-                joined: 1,
                 leader_waits: true,
             }),
         })
@@ -161,7 +157,6 @@ where
             }
         };
         state.waiters += 1;
-        state.joined += 1;
         Some((id, state.waiters))
     }
 
@@ -237,11 +232,9 @@ where
         loop {
             {
                 let mut state = self.state();
-                let shared = state.joined > 1;
                 if let Some(outcome) = &mut state.outcome {
                     return Poll::Ready(Delivery {
                         received: outcome.receive(id),
-                        shared,
                         ended_here: false,
                     });
                 }
@@ -283,7 +276,7 @@ where
             // The outcome is recorded before the call's lock is released:
             // a waiter that finds the call `Over` finds its outcome too,
             // and never spins waiting for it.
-            let (received, wakers, shared) = self.settle(id, result, share);
+            let (received, wakers) = self.settle(id, result, share);
             drop(call);
             drop(ended);
             // Every other waiter, even one of this same task (its waker
@@ -297,7 +290,6 @@ where
             }
             return Poll::Ready(Delivery {
                 received,
-                shared,
                 ended_here: true,
             });
         }
@@ -310,13 +302,12 @@ where
         id: usize,
         result: Result<Res, BoxError>,
         share: impl FnOnce(Res) -> Result<V, Res>,
-    ) -> (Received<Res, V>, Vec<Option<Waker>>, bool) {
+    ) -> (Received<Res, V>, Vec<Option<Waker>>) {
         let mut state = self.state();
-        let shared = state.joined > 1;
         if state.waiters == 1 {
             // Nobody else to share with: the answer, untouched.
             state.outcome = Some(Outcome::Delivered);
-            return (Received::Owned(result), Vec::new(), shared);
+            return (Received::Owned(result), Vec::new());
         }
         let (outcome, received) = match result {
             Err(err) => {
@@ -341,7 +332,7 @@ where
             },
         };
         state.outcome = Some(outcome);
-        (received, std::mem::take(&mut state.wakers), shared)
+        (received, std::mem::take(&mut state.wakers))
     }
 
     /// Marks the flight aborted (if it has no outcome yet) and wakes every

@@ -1,15 +1,48 @@
 //! Deduplicating `http` requests (feature `http`): [`HttpKey`] (method,
-//! URI, `Authorization` and `Cookie`, plus the headers you name, for GET
-//! and HEAD by default), response bodies buffered up to a limit and shared
-//! ([`HttpShare`]), all built at once by
+//! authority, URI, `Authorization` and `Cookie`, plus the headers you
+//! name, for GET and HEAD by default), response bodies buffered up to a
+//! limit and shared ([`HttpShare`]), all built at once by
 //! [`DedupBuilder::build_http`](crate::DedupBuilder::build_http).
 //!
-//! A response whose body is over the limit is not shared: the request that
-//! started the call gets it whole, and every other waiter makes its own
-//! call. Nothing is truncated. The response to a request without a key
-//! (a POST, by default) is not buffered at all: it streams through, marked
-//! [`Sharing::Own`]. Each response carries its [`Sharing`] in its
-//! extensions.
+//! # Whose answer is shared
+//!
+//! Requests share a call only when their keys are equal: same method,
+//! same authority (the URI's when it has one, else the `Host` header, so
+//! two virtual hosts never share), same URI, same values of the keyed
+//! headers. Even then, an answer goes to one request only (the one that
+//! started the call gets it whole; every other waiter makes its own call,
+//! and its answer is marked [`Sharing::Own`]), and is never cached, when:
+//!
+//! - its body is over the limit (nothing is truncated);
+//! - it carries `Set-Cookie`;
+//! - its `Cache-Control` says `private` or `no-store` (in any case, in any
+//!   position of the list, with or without a value: `no-cache, private`,
+//!   `PRIVATE="set-cookie"`);
+//! - it has a `Vary` on a header the key does not hold (`Vary: *`
+//!   always). The key holds `Host` and the headers of its [`HttpKey`]
+//!   (`Authorization` and `Cookie` by default, plus those named with
+//!   [`vary`](HttpKey::vary)): a `Vary: Accept-Encoding` answer is shared
+//!   only with `.vary(ACCEPT_ENCODING)`. With a key function of your own
+//!   ([`HttpShare::new`]), the layer knows no keyed header but `Host`, and
+//!   an answer with any other `Vary` is not shared.
+//!
+//! # What the cache keeps
+//!
+//! With [`cache`](crate::DedupBuilder::cache), a shareable answer is kept
+//! only if the classifier calls it a success (by default
+//! [`ServerErrorsAsFailures`]: a 5xx is not kept; it is still shared with
+//! the requests that waited on its call, as singleflight does), for the
+//! layer's TTL or less: `Cache-Control: s-maxage` (or else `max-age`),
+//! minus `Age`, when shorter; not at all for `max-age=0`, `no-cache`, or a
+//! `max-age` that is not a number. `Expires` is not read.
+//!
+//! # Marks
+//!
+//! Each response to a keyed request carries its [`Sharing`] in its
+//! extensions. The response to a request without a key (a POST, by
+//! default) carries none (marking it would cost an allocation on a path
+//! that otherwise has none), and is not buffered at all: it streams
+//! through.
 //!
 //! ```
 //! use bytes::Bytes;
@@ -37,6 +70,11 @@
 //! # }
 //! ```
 
+mod headers;
+mod key;
+
+pub use key::{HttpKey, RequestKey};
+
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
@@ -45,139 +83,17 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use bytes::Bytes;
-use http::{
-    Extensions, HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri,
-    Version,
-};
+use http::{Extensions, HeaderMap, HeaderName, Request, Response, StatusCode, Version};
 use http_body::Body;
 use pin_project_lite::pin_project;
 use reflex_core::http::{Buffer, BufferedBody, buffer};
-use reflex_core::{BoxError, ConfigError};
+use reflex_core::{
+    BoxError, Classify, ConfigError, DefaultClassifier, Outcome, ServerErrorsAsFailures,
+};
 use tower_layer::Layer;
 use tower_service::Service;
 
-use crate::{Dedup, DedupBuilder, DedupHandle, DedupLayer, KeyFn, Share, Sharing};
-
-/// The key of an `http` request: its method and URI, and the values of the
-/// headers its [`HttpKey`] names.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestKey {
-    method: Method,
-    uri: Uri,
-    vary: Box<[Option<HeaderValue>]>,
-}
-
-/// Keys `http` requests by method and URI, plus the values of the headers
-/// it varies on: two requests that differ in one of them are not the same
-/// request. It varies on `Authorization` and `Cookie` by default, so one
-/// user's answer is never shared with (or cached for) another; name more
-/// with [`vary`](Self::vary) (`Accept`, `Accept-Language`, …). Only GET
-/// and HEAD are keyed by default; other methods pass through.
-///
-/// To share answers across credentials (the resource is the same for
-/// everyone, whoever asks), opt out with [`ignore`](Self::ignore).
-///
-/// # Examples
-///
-/// ```
-/// use http::{Request, header};
-/// use reflex_dedup::{HttpKey, KeyFn};
-///
-/// let key = HttpKey::new();
-/// let alice = Request::get("/me").header("authorization", "alice").body(()).unwrap();
-/// let bob = Request::get("/me").header("authorization", "bob").body(()).unwrap();
-/// let post = Request::post("/me").body(()).unwrap();
-/// assert_ne!(key.key(&alice), key.key(&bob));
-/// assert_eq!(key.key(&alice), key.key(&alice.clone()));
-/// assert_eq!(key.key(&post), None);
-///
-/// // A public resource: anyone's answer will do.
-/// let public = HttpKey::new().ignore(&header::AUTHORIZATION).ignore(&header::COOKIE);
-/// assert_eq!(public.key(&alice), public.key(&bob));
-/// ```
-#[derive(Debug, Clone)]
-pub struct HttpKey {
-    methods: Arc<[Method]>,
-    vary: Arc<[HeaderName]>,
-}
-
-// === impl HttpKey ===
-
-impl HttpKey {
-    /// GET and HEAD requests, by method, URI, `Authorization` and
-    /// `Cookie`.
-    pub fn new() -> Self {
-        Self {
-            methods: Arc::new([Method::GET, Method::HEAD]),
-            vary: Arc::new([http::header::AUTHORIZATION, http::header::COOKIE]),
-        }
-    }
-
-    /// Also keys by the value of `header` (absent is a value too). Naming
-    /// one already keyed by changes nothing.
-    #[must_use]
-    pub fn vary(self, header: HeaderName) -> Self {
-        if self.vary.contains(&header) {
-            return self;
-        }
-        let mut vary = self.vary.to_vec();
-        vary.push(header);
-        Self {
-            vary: vary.into(),
-            ..self
-        }
-    }
-
-    /// No longer keys by `header`: requests that differ only in it share
-    /// one call (and one cached answer). For `Authorization` and `Cookie`,
-    /// only when the answer is the same whoever asks.
-    #[must_use]
-    pub fn ignore(self, header: &HeaderName) -> Self {
-        Self {
-            vary: self.vary.iter().filter(|h| *h != header).cloned().collect(),
-            ..self
-        }
-    }
-
-    /// `true` when requests of `method` are keyed.
-    fn keys(&self, method: &Method) -> bool {
-        self.methods.contains(method)
-    }
-
-    /// Keys requests of these methods, instead of GET and HEAD. Name only
-    /// methods whose requests are safe to answer with another's response.
-    #[must_use]
-    pub fn methods(self, methods: impl IntoIterator<Item = Method>) -> Self {
-        Self {
-            methods: methods.into_iter().collect(),
-            ..self
-        }
-    }
-}
-
-impl Default for HttpKey {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl<B> KeyFn<Request<B>, RequestKey> for HttpKey {
-    fn key(&self, request: &Request<B>) -> Option<RequestKey> {
-        if !self.keys(request.method()) {
-            return None;
-        }
-        let headers = request.headers();
-        Some(RequestKey {
-            method: request.method().clone(),
-            uri: request.uri().clone(),
-            vary: self
-                .vary
-                .iter()
-                .map(|name| headers.get(name).cloned())
-                .collect(),
-        })
-    }
-}
+use crate::{Dedup, DedupBuilder, DedupHandle, DedupLayer, Share, Sharing};
 
 /// An `http` response kept for sharing: its parts and its whole body.
 #[derive(Debug, Clone)]
@@ -190,10 +106,50 @@ pub struct SharedResponse {
     trailers: Option<HeaderMap>,
 }
 
-/// Shares `http` responses whose body was buffered whole; marks each with
-/// its [`Sharing`] (in its extensions); weighs them by their body length.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct HttpShare;
+/// Shares `http` responses whose body was buffered whole and whose headers
+/// allow it (no `Set-Cookie`, not `private` or `no-store`, no `Vary` on a
+/// header the key does not hold: see the [module docs](self)); marks each
+/// with its [`Sharing`] (in its extensions); weighs them by their body
+/// length; keeps them in the cache no longer than their `Cache-Control`
+/// says.
+///
+/// # Examples
+///
+/// ```
+/// use http::header::ACCEPT_ENCODING;
+/// use reflex_dedup::{HttpKey, HttpShare};
+///
+/// // With a key function of your own: no `Vary` is trusted but on `Host`.
+/// let own_key = HttpShare::new();
+/// // With an `HttpKey`: its headers too (`build_http` does this).
+/// let key = HttpKey::new().vary(ACCEPT_ENCODING);
+/// let by_key = HttpShare::keyed_by(&key);
+/// # let _ = (own_key, by_key);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct HttpShare {
+    /// The headers the key holds (besides `Host`).
+    keyed: Arc<[HeaderName]>,
+}
+
+// === impl HttpShare ===
+
+impl HttpShare {
+    /// Shares responses for requests keyed by a function of your own: the
+    /// layer cannot know which headers it keys by, so a response with a
+    /// `Vary` on any header but `Host` is not shared.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Shares responses for requests keyed by `key`: a response with a
+    /// `Vary` on `Host` or on headers `key` holds may be shared.
+    pub fn keyed_by(key: &HttpKey) -> Self {
+        Self {
+            keyed: Arc::clone(key.headers()),
+        }
+    }
+}
 
 impl<B> Share<Response<BufferedBody<B>>> for HttpShare {
     type Shared = SharedResponse;
@@ -205,6 +161,9 @@ impl<B> Share<Response<BufferedBody<B>>> for HttpShare {
         let Some(body) = response.body().bytes().cloned() else {
             return Err(response);
         };
+        if !headers::shareable(response.headers(), &self.keyed) {
+            return Err(response);
+        }
         let trailers = response.body().trailers().cloned();
         let (parts, _) = response.into_parts();
         Ok(SharedResponse {
@@ -236,16 +195,42 @@ impl<B> Share<Response<BufferedBody<B>>> for HttpShare {
     fn weight(&self, shared: &SharedResponse) -> usize {
         shared.body.len()
     }
+
+    fn max_age(&self, shared: &SharedResponse) -> Option<std::time::Duration> {
+        headers::max_age(&shared.headers)
+    }
+}
+
+/// The classifier of an `http` dedup layer: the one given to the builder
+/// with [`classifier`](DedupBuilder::classifier), or
+/// [`ServerErrorsAsFailures`] (a 5xx is not cached) when none was.
+#[derive(Debug, Clone, Copy)]
+pub struct HttpClassifier<C> {
+    given: Option<C>,
+}
+
+impl<C, B> Classify<Response<B>, BoxError> for HttpClassifier<C>
+where
+    C: Classify<Response<B>, BoxError>,
+{
+    fn classify(&self, result: Result<&Response<B>, &BoxError>) -> Outcome {
+        match &self.given {
+            Some(given) => given.classify(result),
+            None => ServerErrorsAsFailures.classify(result),
+        }
+    }
 }
 
 // === impl DedupBuilder (http) ===
 
-impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
+impl<Req, K, KF, H, C> DedupBuilder<Req, K, KF, H, C> {
     /// Builds a layer for `http` requests with bodies of type `B`: keyed
     /// by `key`, response bodies buffered up to `body_limit` bytes and
-    /// shared (a larger one goes whole to the request that started the
-    /// call, and the others make their own calls). The key function and
-    /// `Share` given before are replaced.
+    /// shared when their headers allow it (else the answer goes whole to
+    /// the request that started the call, and the others make their own
+    /// calls; see the [`http` module](crate::http)). The key function and
+    /// `Share` given before are replaced; the classifier, when none was
+    /// given, is [`ServerErrorsAsFailures`] (see [`HttpClassifier`]).
     ///
     /// # Errors
     ///
@@ -254,9 +239,17 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
         self,
         key: HttpKey,
         body_limit: usize,
-    ) -> Result<HttpDedupLayer<B>, ConfigError> {
+    ) -> Result<HttpDedupLayer<B, C>, ConfigError> {
+        let (builder, classifier, given) = self.take_classifier();
+        let classifier = HttpClassifier {
+            given: given.then_some(classifier),
+        };
         Ok(HttpDedupLayer {
-            dedup: self.key_with(key.clone()).share(HttpShare).build()?,
+            dedup: builder
+                .key_with(key.clone())
+                .share(HttpShare::keyed_by(&key))
+                .classifier(classifier)
+                .build()?,
             key,
             body_limit,
         })
@@ -264,9 +257,10 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
 }
 
 /// A [`DedupLayer`] for `http`, over a layer that buffers response bodies;
-/// from [`DedupBuilder::build_http`].
-pub struct HttpDedupLayer<B> {
-    dedup: DedupLayer<Request<B>, RequestKey, HttpKey, HttpShare>,
+/// from [`DedupBuilder::build_http`]. `C` is the classifier given to the
+/// builder ([`HttpClassifier`] replaces the default one).
+pub struct HttpDedupLayer<B, C = DefaultClassifier> {
+    dedup: DedupLayer<Request<B>, RequestKey, HttpKey, HttpShare, HttpClassifier<C>>,
     /// The key function, again: which responses to buffer.
     key: HttpKey,
     body_limit: usize,
@@ -274,7 +268,7 @@ pub struct HttpDedupLayer<B> {
 
 // === impl HttpDedupLayer ===
 
-impl<B> HttpDedupLayer<B> {
+impl<B, C> HttpDedupLayer<B, C> {
     /// A handle to read keys in flight, coalesced requests and the cache.
     pub fn handle(&self) -> DedupHandle {
         self.dedup.handle()
@@ -286,7 +280,7 @@ impl<B> HttpDedupLayer<B> {
     }
 }
 
-impl<B> Clone for HttpDedupLayer<B> {
+impl<B, C: Clone> Clone for HttpDedupLayer<B, C> {
     fn clone(&self) -> Self {
         Self {
             dedup: self.dedup.clone(),
@@ -296,7 +290,7 @@ impl<B> Clone for HttpDedupLayer<B> {
     }
 }
 
-impl<B> fmt::Debug for HttpDedupLayer<B> {
+impl<B, C> fmt::Debug for HttpDedupLayer<B, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpDedupLayer")
             .field("dedup", &self.dedup)
@@ -306,15 +300,17 @@ impl<B> fmt::Debug for HttpDedupLayer<B> {
     }
 }
 
-impl<S, B, RB> Layer<S> for HttpDedupLayer<B>
+impl<S, B, RB, C> Layer<S> for HttpDedupLayer<B, C>
 where
+    C: Clone,
     S: Service<Request<B>, Response = Response<RB>>,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
     RB: Body + Unpin + Send + 'static,
     RB::Error: Into<BoxError>,
 {
-    type Service = Dedup<BufferResponse<S>, Request<B>, RequestKey, HttpKey, HttpShare>;
+    type Service =
+        Dedup<BufferResponse<S>, Request<B>, RequestKey, HttpKey, HttpShare, HttpClassifier<C>>;
 
     fn layer(&self, inner: S) -> Self::Service {
         self.dedup.layer(BufferResponse {
@@ -328,7 +324,7 @@ where
 /// Buffers the body of each response to a keyed request of the service it
 /// wraps, up to a limit (see [`BufferedBody`]), so it can be shared. The
 /// response to a request its [`HttpKey`] does not key streams through
-/// unread, marked [`Sharing::Own`].
+/// unread and unmarked (no [`Sharing`]: nothing is allocated for it).
 #[derive(Debug, Clone)]
 pub struct BufferResponse<S> {
     inner: S,
@@ -404,8 +400,9 @@ where
                 BufferStateProj::Calling { future, limit } => {
                     let response = ready!(future.poll(cx)).map_err(Into::into)?;
                     let Some(limit) = *limit else {
-                        let (mut parts, body) = response.into_parts();
-                        parts.extensions.insert(Sharing::Own);
+                        // Not marked: an extension would be the only
+                        // allocation of this request.
+                        let (parts, body) = response.into_parts();
                         let body = BufferedBody::streaming(VecDeque::new(), body);
                         return Poll::Ready(Ok(Response::from_parts(parts, body)));
                     };

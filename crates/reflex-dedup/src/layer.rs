@@ -5,7 +5,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, ConfigErrorKind, SignalSink, Sink};
+use reflex_core::{Component, ConfigError, ConfigErrorKind, DefaultClassifier, SignalSink, Sink};
 use tower_layer::Layer;
 
 use crate::KeyFn;
@@ -21,7 +21,8 @@ const LAYER: &str = "dedup";
 /// [crate docs](crate).
 ///
 /// `Req` is the request type and `K` the key its key function returns,
-/// both taken from the key function given to the builder.
+/// both taken from the key function given to the builder; `C` is the
+/// classifier that says which answers the cache may keep.
 ///
 /// # Clone
 ///
@@ -49,9 +50,10 @@ const LAYER: &str = "dedup";
 /// assert_eq!(dedup.handle().metrics().in_flight_keys, 0);
 /// # Ok::<_, reflex_core::ConfigError>(())
 /// ```
-pub struct DedupLayer<Req, K, KF, H = PlainResponses> {
+pub struct DedupLayer<Req, K, KF, H = PlainResponses, C = DefaultClassifier> {
     key: KF,
     share: H,
+    classifier: C,
     settings: Settings,
     stats: Arc<Stats>,
     _request: PhantomData<fn(&Req) -> K>,
@@ -61,7 +63,8 @@ pub struct DedupLayer<Req, K, KF, H = PlainResponses> {
 /// function is required: `build` exists once [`key`](Self::key) was given.
 ///
 /// By default: identical requests wait on one call (no refusal), at most
-/// 65 536 distinct keys in flight, no wait timeout, no cache.
+/// 65 536 distinct keys in flight, no wait timeout, no cache, and (should
+/// a cache be set) every `Ok` answer a success ([`DefaultClassifier`]).
 ///
 /// # Examples
 ///
@@ -73,9 +76,13 @@ pub struct DedupLayer<Req, K, KF, H = PlainResponses> {
 /// assert_eq!((err.setting(), err.kind()), ("max_keys", ConfigErrorKind::Zero));
 /// ```
 #[must_use = "a builder does nothing until `build` is called"]
-pub struct DedupBuilder<Req = (), K = (), KF = NoKey, H = PlainResponses> {
+pub struct DedupBuilder<Req = (), K = (), KF = NoKey, H = PlainResponses, C = DefaultClassifier> {
     key: KF,
     share: H,
+    classifier: C,
+    /// `false` while `classifier` is the default one: `build_http` then
+    /// uses `ServerErrorsAsFailures` instead.
+    pub(crate) classifier_given: bool,
     settings: Settings,
     _request: PhantomData<fn(&Req) -> K>,
 }
@@ -105,6 +112,8 @@ impl DedupLayer<(), (), NoKey> {
         DedupBuilder {
             key: NoKey,
             share: PlainResponses,
+            classifier: DefaultClassifier,
+            classifier_given: false,
             settings: Settings {
                 component: Component::default(),
                 sink: Sink::none(),
@@ -119,18 +128,19 @@ impl DedupLayer<(), (), NoKey> {
     }
 }
 
-impl<Req, K, KF, H> DedupLayer<Req, K, KF, H> {
+impl<Req, K, KF, H, C> DedupLayer<Req, K, KF, H, C> {
     /// A handle to read keys in flight, coalesced requests and the cache.
     pub fn handle(&self) -> DedupHandle {
         DedupHandle::new(Arc::clone(&self.stats))
     }
 }
 
-impl<Req, K, KF: Clone, H: Clone> Clone for DedupLayer<Req, K, KF, H> {
+impl<Req, K, KF: Clone, H: Clone, C: Clone> Clone for DedupLayer<Req, K, KF, H, C> {
     fn clone(&self) -> Self {
         Self {
             key: self.key.clone(),
             share: self.share.clone(),
+            classifier: self.classifier.clone(),
             settings: self.settings.clone(),
             stats: Arc::clone(&self.stats),
             _request: PhantomData,
@@ -138,14 +148,15 @@ impl<Req, K, KF: Clone, H: Clone> Clone for DedupLayer<Req, K, KF, H> {
     }
 }
 
-impl<S, Req, K, KF, H> Layer<S> for DedupLayer<Req, K, KF, H>
+impl<S, Req, K, KF, H, C> Layer<S> for DedupLayer<Req, K, KF, H, C>
 where
     S: Inner<Req>,
     K: Key,
     KF: Clone,
     H: Share<S::Response> + Clone,
+    C: Clone,
 {
-    type Service = Dedup<S, Req, K, KF, H>;
+    type Service = Dedup<S, Req, K, KF, H, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let settings = &self.settings;
@@ -160,13 +171,14 @@ where
                 refuse_duplicates: settings.refuse_duplicates,
                 wait_timeout: settings.wait_timeout,
                 share: self.share.clone(),
+                classifier: self.classifier.clone(),
                 stats: Arc::clone(&self.stats),
             },
         )
     }
 }
 
-impl<Req, K, KF, H> fmt::Debug for DedupLayer<Req, K, KF, H> {
+impl<Req, K, KF, H, C> fmt::Debug for DedupLayer<Req, K, KF, H, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DedupLayer")
             .field("settings", &self.settings)
@@ -176,11 +188,11 @@ impl<Req, K, KF, H> fmt::Debug for DedupLayer<Req, K, KF, H> {
 
 // === impl DedupBuilder ===
 
-impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
+impl<Req, K, KF, H, C> DedupBuilder<Req, K, KF, H, C> {
     /// How a request maps to its key: requests with equal keys in flight
     /// at once share one call; `None` passes the request through
     /// untouched. Required (this, or [`key_with`](Self::key_with)).
-    pub fn key<Req2, K2, KF2>(self, key: KF2) -> DedupBuilder<Req2, K2, KF2, H>
+    pub fn key<Req2, K2, KF2>(self, key: KF2) -> DedupBuilder<Req2, K2, KF2, H, C>
     where
         KF2: Fn(&Req2) -> Option<K2>,
     {
@@ -189,13 +201,15 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
 
     /// As [`key`](Self::key), with a [`KeyFn`] of your own type (a
     /// closure is one too).
-    pub fn key_with<Req2, K2, KF2>(self, key: KF2) -> DedupBuilder<Req2, K2, KF2, H>
+    pub fn key_with<Req2, K2, KF2>(self, key: KF2) -> DedupBuilder<Req2, K2, KF2, H, C>
     where
         KF2: KeyFn<Req2, K2>,
     {
         DedupBuilder {
             key,
             share: self.share,
+            classifier: self.classifier,
+            classifier_given: self.classifier_given,
             settings: self.settings,
             _request: PhantomData,
         }
@@ -203,13 +217,89 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
 
     /// How answers are marked for their callers and weighed for the cache:
     /// a [`Share`](crate::Share). Defaults to [`PlainResponses`] (neither).
-    pub fn share<H2>(self, share: H2) -> DedupBuilder<Req, K, KF, H2> {
+    pub fn share<H2>(self, share: H2) -> DedupBuilder<Req, K, KF, H2, C> {
         DedupBuilder {
             key: self.key,
             share,
+            classifier: self.classifier,
+            classifier_given: self.classifier_given,
             settings: self.settings,
             _request: PhantomData,
         }
+    }
+
+    /// What counts as a success: a [`Classify`](reflex_core::Classify)
+    /// over `Result<&Response, &BoxError>`, or a closure. The cache keeps
+    /// only answers it calls a [`Success`](reflex_core::Outcome::Success)
+    /// (an error is never kept, whatever it says); it changes nothing
+    /// else: a failing answer is still shared with the requests waiting on
+    /// its call, as every answer is. A `reflex` `Preset` gives the stack's
+    /// classifier here. Defaults to [`DefaultClassifier`] (every
+    /// `Ok` answer a success) for [`build`](Self::build), and to
+    /// [`ServerErrorsAsFailures`](reflex_core::ServerErrorsAsFailures) (a
+    /// 5xx is not kept) for `build_http`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::time::Duration;
+    /// use reflex_core::{BoxError, Outcome};
+    /// use reflex_dedup::DedupLayer;
+    /// use tower::{Layer, ServiceExt, service_fn};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), BoxError> {
+    /// let calls = Arc::new(AtomicUsize::new(0));
+    /// let counted = calls.clone();
+    /// let lookup = service_fn(move |id: u64| {
+    ///     counted.fetch_add(1, Ordering::SeqCst);
+    ///     async move { Ok::<_, BoxError>((id == 7).then(|| "seven".to_owned())) }
+    /// });
+    /// // Keep only the answers that found something.
+    /// let dedup = DedupLayer::builder()
+    ///     .key(|id: &u64| Some(*id))
+    ///     .cache(Duration::from_secs(60), 100)
+    ///     .classifier(|result: Result<&Option<String>, &BoxError>| match result {
+    ///         Ok(Some(_)) => Outcome::Success,
+    ///         _ => Outcome::Failure,
+    ///     })
+    ///     .build()?;
+    /// let svc = dedup.layer(lookup);
+    /// for id in [7, 7, 8, 8] {
+    ///     svc.clone().oneshot(id).await?;
+    /// }
+    /// assert_eq!(calls.load(Ordering::SeqCst), 3, "7 was kept, 8 was not");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn classifier<C2>(self, classifier: C2) -> DedupBuilder<Req, K, KF, H, C2> {
+        DedupBuilder {
+            key: self.key,
+            share: self.share,
+            classifier,
+            classifier_given: true,
+            settings: self.settings,
+            _request: PhantomData,
+        }
+    }
+
+    /// The classifier, and whether it was given (not the default).
+    #[cfg(feature = "http")]
+    pub(crate) fn take_classifier(self) -> (DedupBuilder<Req, K, KF, H>, C, bool) {
+        (
+            DedupBuilder {
+                key: self.key,
+                share: self.share,
+                classifier: DefaultClassifier,
+                classifier_given: false,
+                settings: self.settings,
+                _request: PhantomData,
+            },
+            self.classifier,
+            self.classifier_given,
+        )
     }
 
     /// The component the layer guards, named in rejections and signals.
@@ -246,6 +336,7 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
     /// How long each request waits on a shared call (above zero): one that
     /// gives up gets [`WaitTimedOut`](crate::WaitTimedOut) and leaves the
     /// call to the others. Each waiting request then reads the clock once.
+    /// One too long to add to the clock (`Duration::MAX`) is no timeout.
     /// Defaults to none.
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.settings.wait_timeout = Some(timeout);
@@ -254,9 +345,13 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
 
     /// Keeps successful answers for `ttl` (above zero), at most
     /// `max_entries` of them (at least 1), the oldest evicted first: a
-    /// request whose key is cached gets a copy without any call. Failures
-    /// are never kept. Each keyed request then reads the clock once.
-    /// Defaults to no cache.
+    /// request whose key is cached gets a copy without any call. Only
+    /// answers the [`classifier`](Self::classifier) calls a success and
+    /// the [`Share`](crate::Share) agrees to share are kept, each for `ttl`
+    /// or its [`max_age`](crate::Share::max_age) if shorter; errors never.
+    /// A `ttl` too long to add to the clock (`Duration::MAX`) never
+    /// expires. Each keyed request then reads the clock once. Defaults to
+    /// no cache.
     pub fn cache(mut self, ttl: Duration, max_entries: usize) -> Self {
         let bytes = self.settings.cache.map_or(usize::MAX, |(_, _, b)| b);
         self.settings.cache = Some((ttl, max_entries, bytes));
@@ -267,8 +362,10 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
     /// while one request refreshes it: the first request to find it stale
     /// makes the call (and waits for it, as a leader does); every request
     /// meanwhile gets the stale copy at once, marked
-    /// [`Sharing::Stale`](crate::Sharing::Stale). Past the window, the
-    /// answer is gone. Needs [`cache`](Self::cache). Defaults to off.
+    /// [`Sharing::Stale`](crate::Sharing::Stale), as is a request that
+    /// finds it stale when [`max_keys`](Self::max_keys) keys are in flight
+    /// (instead of `DedupFull`). Past the window, the answer is gone.
+    /// Needs [`cache`](Self::cache). Defaults to off.
     pub fn serve_stale(mut self, window: Duration) -> Self {
         self.settings.stale = Some(window);
         self
@@ -289,7 +386,7 @@ impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H> {
     }
 }
 
-impl<Req, K, KF, H> DedupBuilder<Req, K, KF, H>
+impl<Req, K, KF, H, C> DedupBuilder<Req, K, KF, H, C>
 where
     KF: KeyFn<Req, K>,
 {
@@ -299,8 +396,10 @@ where
     ///
     /// A [`ConfigError`] when `max_keys` is zero, the wait timeout is
     /// zero, or the cache has a zero TTL or entry bound (also when
-    /// `cache_max_bytes` was set without `cache`).
-    pub fn build(self) -> Result<DedupLayer<Req, K, KF, H>, ConfigError> {
+    /// `cache_max_bytes` was set without `cache`), or the stale window is
+    /// zero or set without a cache. The largest values (`usize::MAX`,
+    /// `Duration::MAX`) are accepted and saturate: no bound, no expiry.
+    pub fn build(self) -> Result<DedupLayer<Req, K, KF, H, C>, ConfigError> {
         let settings = self.settings;
         let zero = |setting: &'static str, reason: &'static str| {
             Err(ConfigError::new(
@@ -341,6 +440,7 @@ where
         Ok(DedupLayer {
             key: self.key,
             share: self.share,
+            classifier: self.classifier,
             stats: Arc::new(Stats::new(
                 settings.component.clone(),
                 settings.sink.clone(),
@@ -351,7 +451,7 @@ where
     }
 }
 
-impl<Req, K, KF, H> fmt::Debug for DedupBuilder<Req, K, KF, H> {
+impl<Req, K, KF, H, C> fmt::Debug for DedupBuilder<Req, K, KF, H, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DedupBuilder")
             .field("settings", &self.settings)

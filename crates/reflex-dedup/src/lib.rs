@@ -18,23 +18,37 @@
 //!   untouched; the error of a shared call reaches each waiter as a
 //!   [`SharedError`] around the one inner error (its `source`, so
 //!   `Rejected::find` sees through it). A call that panics gives the other
-//!   waiters `Rejected { DedupAborted }`. Failures are never cached.
+//!   waiters `Rejected { DedupAborted }`.
+//! - **Only successes are cached.** The cache keeps an answer only if the
+//!   [`classifier`](DedupBuilder::classifier) (the stack's, in a preset)
+//!   calls it a success and its [`Share`] agrees to share it, and for no
+//!   longer than [`Share::max_age`] allows within the TTL. Errors are never
+//!   cached. A failing answer is still shared with the requests waiting on
+//!   its call: they asked at the same time.
+//! - **Never another client's answer** (`http`, with `build_http`):
+//!   requests for two hosts never share; an answer that sets a cookie, is
+//!   `private` or `no-store`, or varies on a header the key does not hold
+//!   goes only to the request that made it (see the `http` module).
 //! - **No stuck key.** A key leaves the table when its call ends, when its
 //!   last waiter leaves, and when its call panics (in `call` or in the
 //!   future): the next request for it makes a new call.
 //! - **Bounded.** At most [`max_keys`](DedupBuilder::max_keys) distinct
 //!   keys in flight (a new key beyond it is refused with
-//!   `Rejected { DedupFull }`); the optional cache is bounded by entries
+//!   `Rejected { DedupFull }`, unless a stale answer for it is cached:
+//!   then that answer is served); the optional cache is bounded by entries
 //!   and by weight, the oldest evicted first; with
 //!   [`serve_stale`](DedupBuilder::serve_stale), an answer past its TTL is
-//!   served while one request refreshes it.
+//!   served while one request refreshes it. A duration too long to add to
+//!   the clock (`Duration::MAX`) saturates: it never expires.
 //! - **Per-waiter timeout.** A waiter that gives up
 //!   ([`wait_timeout`](DedupBuilder::wait_timeout)) leaves the others and
 //!   the call untouched.
-//! - **Told apart.** A [`Share`] marks each answer with its [`Sharing`]
-//!   (own, shared, cached, stale), as Go's singleflight returns `shared`.
+//! - **Told apart.** A [`Share`] marks each answer to a keyed request
+//!   with its [`Sharing`] (own, shared, cached, stale), as Go's
+//!   singleflight returns `shared`; a follower that had to make its own
+//!   call is marked own. A request without a key is not marked.
 //! - **Free without a key.** A request whose key is `None` costs the key
-//!   function and a branch: no lock, no allocation.
+//!   function and a branch: no lock, no allocation (over `http` too).
 //! - **Observable.** [`Signal::Coalesced`](reflex_core::Signal::Coalesced)
 //!   and [`Signal::DedupCacheHit`](reflex_core::Signal::DedupCacheHit);
 //!   [`DedupHandle`] reads keys in flight, coalesced requests, cache hits
@@ -96,7 +110,7 @@ pub use error::{SharedError, WaitTimedOut};
 pub use handle::{DedupHandle, DedupMetrics};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use http::{HttpDedupLayer, HttpKey, HttpShare, RequestKey, SharedResponse};
+pub use http::{HttpClassifier, HttpDedupLayer, HttpKey, HttpShare, RequestKey, SharedResponse};
 pub use layer::{DedupBuilder, DedupLayer, NoKey};
 pub use service::Dedup;
 pub use share::{PlainResponses, Share, Sharing};

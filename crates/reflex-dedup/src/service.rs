@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use reflex_core::{BoxError, RejectKind, Rejected, Signal};
+use reflex_core::{BoxError, Classify, DefaultClassifier, RejectKind, Rejected, Signal};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -20,7 +20,7 @@ use crate::{Inner, Key};
 
 /// What a service made by the layer, its clones and their futures share:
 /// the flights in progress and the cache of that one inner service.
-pub(crate) struct Shared<S, Req, K, KF, H>
+pub(crate) struct Shared<S, Req, K, KF, H, C>
 where
     S: Service<Req>,
     H: Share<S::Response>,
@@ -31,6 +31,8 @@ where
     pub(crate) refuse_duplicates: bool,
     pub(crate) wait_timeout: Option<Duration>,
     pub(crate) share: H,
+    /// Which answers the cache may keep.
+    pub(crate) classifier: C,
     pub(crate) stats: Arc<Stats>,
 }
 
@@ -59,23 +61,23 @@ where
 /// # Ok(())
 /// # }
 /// ```
-pub struct Dedup<S, Req, K, KF, H>
+pub struct Dedup<S, Req, K, KF, H, C = DefaultClassifier>
 where
     S: Service<Req>,
     H: Share<S::Response>,
 {
     inner: S,
-    shared: Arc<Shared<S, Req, K, KF, H>>,
+    shared: Arc<Shared<S, Req, K, KF, H, C>>,
 }
 
 // === impl Dedup ===
 
-impl<S, Req, K, KF, H> Dedup<S, Req, K, KF, H>
+impl<S, Req, K, KF, H, C> Dedup<S, Req, K, KF, H, C>
 where
     S: Service<Req>,
     H: Share<S::Response>,
 {
-    pub(crate) fn new(inner: S, shared: Shared<S, Req, K, KF, H>) -> Self {
+    pub(crate) fn new(inner: S, shared: Shared<S, Req, K, KF, H, C>) -> Self {
         Self {
             inner,
             shared: Arc::new(shared),
@@ -98,16 +100,17 @@ where
     }
 }
 
-impl<S, Req, K, KF, H> Service<Req> for Dedup<S, Req, K, KF, H>
+impl<S, Req, K, KF, H, C> Service<Req> for Dedup<S, Req, K, KF, H, C>
 where
     S: Inner<Req> + Clone,
     K: Key,
     KF: KeyFn<Req, K>,
     H: Share<S::Response>,
+    C: Classify<S::Response, BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req, K, KF, H>;
+    type Future = ResponseFuture<S, Req, K, KF, H, C>;
 
     /// Ready when the inner service is. A request that joins another's
     /// call does not use the readiness it was given.
@@ -125,13 +128,13 @@ where
     }
 }
 
-impl<S, Req, K, KF, H> Dedup<S, Req, K, KF, H>
+impl<S, Req, K, KF, H, C> Dedup<S, Req, K, KF, H, C>
 where
     S: Inner<Req> + Clone,
     K: Key,
     H: Share<S::Response>,
 {
-    fn call_keyed(&mut self, key: K, request: Req) -> ResponseFuture<S, Req, K, KF, H> {
+    fn call_keyed(&mut self, key: K, request: Req) -> ResponseFuture<S, Req, K, KF, H, C> {
         let shared = &self.shared;
         let stats = &shared.stats;
         let mut stale = None;
@@ -149,7 +152,10 @@ where
         } else {
             IfLive::Wait
         };
-        let until = shared.wait_timeout.map(|t| Instant::now() + t);
+        // A wait timeout too long to be an instant is no timeout.
+        let until = shared
+            .wait_timeout
+            .and_then(|t| Instant::now().checked_add(t));
         match shared.table.join(&key, if_live, stats) {
             Joined::Leader(flight) => {
                 // The waiter exists before the inner call: a panic in
@@ -188,17 +194,21 @@ where
                 Some(answer) => cached(shared, answer, Sharing::Stale),
                 None => refuse(stats, RejectKind::InProgress),
             },
-            Joined::Full => refuse(stats, RejectKind::DedupFull),
+            // No room for a new key: a stale answer beats a refusal.
+            Joined::Full => match &stale {
+                Some(answer) => cached(shared, answer, Sharing::Stale),
+                None => refuse(stats, RejectKind::DedupFull),
+            },
         }
     }
 }
 
 /// A copy of a cached answer, marked.
-fn cached<S, Req, K, KF, H>(
-    shared: &Shared<S, Req, K, KF, H>,
+fn cached<S, Req, K, KF, H, C>(
+    shared: &Shared<S, Req, K, KF, H, C>,
     answer: &H::Shared,
     sharing: Sharing,
-) -> ResponseFuture<S, Req, K, KF, H>
+) -> ResponseFuture<S, Req, K, KF, H, C>
 where
     S: Inner<Req>,
     K: Key,
@@ -214,7 +224,10 @@ where
     ResponseFuture::ready(Ok(response))
 }
 
-fn refuse<S, Req, K, KF, H>(stats: &Stats, kind: RejectKind) -> ResponseFuture<S, Req, K, KF, H>
+fn refuse<S, Req, K, KF, H, C>(
+    stats: &Stats,
+    kind: RejectKind,
+) -> ResponseFuture<S, Req, K, KF, H, C>
 where
     S: Inner<Req>,
     K: Key,
@@ -224,7 +237,7 @@ where
     ResponseFuture::ready(Err(Rejected::new(kind, stats.component.clone()).into()))
 }
 
-impl<S, Req, K, KF, H> Clone for Dedup<S, Req, K, KF, H>
+impl<S, Req, K, KF, H, C> Clone for Dedup<S, Req, K, KF, H, C>
 where
     S: Service<Req> + Clone,
     H: Share<S::Response>,
@@ -237,7 +250,7 @@ where
     }
 }
 
-impl<S, Req, K, KF, H> fmt::Debug for Dedup<S, Req, K, KF, H>
+impl<S, Req, K, KF, H, C> fmt::Debug for Dedup<S, Req, K, KF, H, C>
 where
     S: Service<Req> + fmt::Debug,
     H: Share<S::Response>,

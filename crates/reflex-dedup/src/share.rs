@@ -1,16 +1,21 @@
 //! [`Share`]: how answers are marked for the callers that receive them,
-//! and weighed for the cache.
+//! and weighed and aged for the cache.
+
+use std::time::Duration;
 
 /// How a caller's answer was obtained.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Sharing {
-    /// This caller's request made the inner call, and nobody else waited
-    /// on it.
+    /// This caller's answer was handed to nobody else: its request made
+    /// the inner call and no other request got a copy. That is also the
+    /// mark of an answer that could not be shared ([`Share::share`] gave
+    /// it back): the request that started the call gets it whole, and
+    /// every other waiter makes its own call, marked `Own` too.
     Own,
-    /// Several requests waited on the inner call that made this answer,
-    /// this one included (the one that started it too, as Go's
-    /// singleflight says `shared`).
+    /// A copy of this answer went to several requests that waited on the
+    /// inner call that made it, this one included (the one that started
+    /// it too, as Go's singleflight says `shared`).
     Shared,
     /// From the cache: no inner call was made for this request.
     Cached,
@@ -43,8 +48,11 @@ impl Sharing {
 ///
 /// [`PlainResponses`] shares `Clone` responses as they are. An
 /// implementation may refuse to share an answer (`share` gives it back):
-/// then the request that started the call gets it, and every other waiter
-/// makes its own call (this is how an http body over a size limit goes).
+/// then the request that started the call gets it, every other waiter
+/// makes its own call, and the answer is not cached (this is how an http
+/// body over a size limit goes, or one that sets a cookie). An answer
+/// that is shared may still be kept in the cache for less than the
+/// layer's TTL, or not at all: see [`max_age`](Self::max_age).
 ///
 /// # Examples
 ///
@@ -100,6 +108,15 @@ pub trait Share<Res> {
     fn weight(&self, shared: &Self::Shared) -> usize {
         let _ = shared;
         0
+    }
+
+    /// How long the cache may keep `shared` at most: it is kept for the
+    /// shorter of this and the layer's TTL, and not at all when this is
+    /// zero (an http `Cache-Control: max-age=0`). Defaults to `None`: the
+    /// TTL alone.
+    fn max_age(&self, shared: &Self::Shared) -> Option<Duration> {
+        let _ = shared;
+        None
     }
 }
 

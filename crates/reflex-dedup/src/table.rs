@@ -164,9 +164,10 @@ struct CacheInner<K, Res> {
 
 struct Cached<Res> {
     response: Res,
-    /// Fresh until then; stale (served only while a refresh runs) until
-    /// `expires + stale`.
-    expires: Instant,
+    /// Fresh until then (`None`: for ever, a TTL too long to be an
+    /// instant); stale (served only while a refresh runs) until
+    /// `expires + stale` (saturating the same way).
+    expires: Option<Instant>,
     weight: usize,
     seq: u64,
 }
@@ -206,10 +207,13 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
         let Some(cached) = inner.entries.get(key) else {
             return Lookup::Miss;
         };
-        if cached.expires > now {
+        let Some(expires) = cached.expires else {
+            return Lookup::Fresh(cached.response.clone());
+        };
+        if expires > now {
             return Lookup::Fresh(cached.response.clone());
         }
-        if cached.expires + self.stale > now {
+        if expires.checked_add(self.stale).is_none_or(|end| end > now) {
             return Lookup::Stale(cached.response.clone());
         }
         let before = (inner.entries.len(), inner.bytes);
@@ -220,20 +224,39 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
         Lookup::Miss
     }
 
-    /// Keeps `response`, of `weight`, for `key`; evicts the oldest answers
-    /// beyond the bounds. An answer heavier than the byte bound is not
-    /// kept.
-    pub(crate) fn insert(&self, key: K, response: Res, weight: usize, stats: &Stats) {
-        if weight > self.max_bytes {
+    /// Keeps `response`, of `weight`, for `key`, for the layer's TTL or
+    /// `max_age` if that is shorter (not at all if it is zero); evicts the
+    /// oldest answers beyond the bounds. An answer heavier than the byte
+    /// bound is not kept.
+    pub(crate) fn insert(
+        &self,
+        key: K,
+        response: Res,
+        weight: usize,
+        max_age: Option<Duration>,
+        stats: &Stats,
+    ) {
+        let ttl = max_age.map_or(self.ttl, |age| age.min(self.ttl));
+        if weight > self.max_bytes || ttl.is_zero() {
             return;
         }
-        let expires = Instant::now() + self.ttl;
+        let expires = Instant::now().checked_add(ttl);
         let mut evicted = Vec::new();
         let mut inner = self.lock();
         let before = (inner.entries.len(), inner.bytes);
         evicted.extend(inner.remove(&key));
+        // Room first, so the sum of weights never exceeds the bound (and
+        // cannot overflow): `weight <= max_bytes` was checked above.
+        while inner.entries.len() >= self.max_entries || inner.bytes > self.max_bytes - weight {
+            let Some((oldest, seq)) = inner.order.pop_front() else {
+                break;
+            };
+            if inner.entries.get(&oldest).is_some_and(|c| c.seq == seq) {
+                evicted.extend(inner.remove(&oldest));
+            }
+        }
         let seq = inner.next;
-        inner.next += 1;
+        inner.next = inner.next.wrapping_add(1);
         inner.bytes += weight;
         inner.order.push_back((key.clone(), seq));
         inner.entries.insert(
@@ -245,14 +268,6 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
                 seq,
             },
         );
-        while inner.entries.len() > self.max_entries || inner.bytes > self.max_bytes {
-            let Some((oldest, seq)) = inner.order.pop_front() else {
-                break;
-            };
-            if inner.entries.get(&oldest).is_some_and(|c| c.seq == seq) {
-                evicted.extend(inner.remove(&oldest));
-            }
-        }
         // Stale lines of replaced entries: keep the order at most twice
         // the entries (plus a little), so updates cannot grow it.
         if inner.order.len() > 2 * inner.entries.len() + 16 {
@@ -284,7 +299,7 @@ mod tests {
         let stats = Stats::new(Component::new("t"), Sink::none());
         let cache = Cache::new(Duration::from_secs(60), Duration::ZERO, 3, usize::MAX);
         for round in 0..1_000_u32 {
-            cache.insert(round % 2, round, 0, &stats);
+            cache.insert(round % 2, round, 0, None, &stats);
             let inner = cache.lock();
             assert!(inner.entries.len() <= 3);
             assert!(
@@ -295,5 +310,23 @@ mod tests {
             );
         }
         assert!(matches!(cache.get(&1, &stats), Lookup::Fresh(999)));
+    }
+
+    #[test]
+    fn weights_near_the_largest_byte_bound_evict_instead_of_overflowing() {
+        let stats = Stats::new(Component::new("t"), Sink::none());
+        let cache = Cache::new(Duration::MAX, Duration::MAX, usize::MAX, usize::MAX);
+        let heavy = usize::MAX / 2 + 1;
+        cache.insert(1, 1, heavy, None, &stats);
+        cache.insert(2, 2, heavy, None, &stats);
+        let inner = cache.lock();
+        assert_eq!(
+            (inner.entries.len(), inner.bytes),
+            (1, heavy),
+            "the oldest went"
+        );
+        drop(inner);
+        assert!(matches!(cache.get(&2, &stats), Lookup::Fresh(2)));
+        assert!(matches!(cache.get(&1, &stats), Lookup::Miss));
     }
 }

@@ -838,3 +838,169 @@ async fn a_follower_that_joined_before_the_leaders_call_panicked_is_aborted_not_
     assert_eq!(layer.handle().metrics().in_flight_keys, 0);
     assert_eq!(send(&svc, "k").await.unwrap(), "k", "the key runs again");
 }
+
+/// Shares answers of at most 6 bytes, as [`ShortOnly`], and marks them,
+/// as [`ByLength`].
+#[derive(Clone)]
+struct ShortAndMarked;
+
+impl Share<String> for ShortAndMarked {
+    type Shared = String;
+
+    fn share(&self, response: String) -> Result<String, String> {
+        ShortOnly.share(response)
+    }
+
+    fn unshare(&self, shared: &String) -> String {
+        shared.clone()
+    }
+
+    fn mark(&self, response: &mut String, sharing: Sharing) {
+        ByLength.mark(response, sharing);
+    }
+}
+
+#[tokio::test]
+async fn a_follower_that_falls_back_to_its_own_call_is_marked_own() {
+    let (inner, handle) = gated();
+    let layer = by_request().share(ShortAndMarked).build().unwrap();
+    let svc = layer.layer(inner);
+    let mut leader = spawn(send(&svc, "long"));
+    let mut follower = spawn(send(&svc, "long"));
+    assert_pending!(leader.poll());
+    assert_pending!(follower.poll());
+    handle.open();
+    assert_eq!(follower.await.unwrap(), "long #1 (own)", "its own call");
+    assert_eq!(
+        leader.await.unwrap(),
+        "long #0 (own)",
+        "handed to nobody else: not shared"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stale_answer_is_served_when_the_table_is_full() {
+    let (inner, handle) = gated();
+    let layer = DedupLayer::builder()
+        .key(|r: &String| Some(r.clone()))
+        .share(ByLength)
+        .max_keys(1)
+        .cache(Duration::from_secs(5), 10)
+        .serve_stale(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    handle.open();
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (own)");
+    handle.open.send_replace(false);
+    tokio::time::advance(Duration::from_secs(6)).await;
+    // Another key takes the only room in the table.
+    let mut other = spawn(send(&svc, "other"));
+    assert_pending!(other.poll());
+    // "k" is stale and cannot refresh: its stale answer, not `DedupFull`.
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (stale)");
+    assert_eq!(handle.calls(), 2, "no refresh could start");
+    // Without a stale answer, a new key is still refused.
+    let err = send(&svc, "new").await.unwrap_err();
+    assert_eq!(
+        Rejected::find(&*err).map(Rejected::kind),
+        Some(RejectKind::DedupFull)
+    );
+    handle.open();
+    other.await.unwrap();
+}
+
+#[tokio::test]
+async fn only_answers_the_classifier_calls_successes_are_cached() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let inner = tower::service_fn(move |r: String| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<_, BoxError>(format!("{r} #{n}")) }
+    });
+    let layer = by_request()
+        .cache(Duration::from_secs(60), 10)
+        .classifier(|result: Result<&String, &BoxError>| match result {
+            Ok(answer) if answer.starts_with("bad") => reflex_core::Outcome::Failure,
+            Ok(_) => reflex_core::Outcome::Success,
+            Err(_) => reflex_core::Outcome::Failure,
+        })
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    assert_eq!(send(&svc, "bad").await.unwrap(), "bad #0");
+    assert_eq!(send(&svc, "bad").await.unwrap(), "bad #1", "not kept");
+    assert_eq!(send(&svc, "good").await.unwrap(), "good #2");
+    assert_eq!(send(&svc, "good").await.unwrap(), "good #2", "kept");
+    assert_eq!(layer.handle().metrics().cache_entries, 1);
+}
+
+#[tokio::test]
+async fn a_failing_answer_is_still_shared_with_its_waiters_but_not_cached() {
+    let (inner, handle) = gated();
+    let layer = by_request()
+        .cache(Duration::from_secs(60), 10)
+        .classifier(|_: Result<&String, &BoxError>| reflex_core::Outcome::Failure)
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    let mut a = spawn(send(&svc, "k"));
+    let mut b = spawn(send(&svc, "k"));
+    assert_pending!(a.poll());
+    assert_pending!(b.poll());
+    handle.open();
+    assert_eq!(a.await.unwrap(), "k #0");
+    assert_eq!(b.await.unwrap(), "k #0", "shared in flight");
+    assert_eq!(send(&svc, "k").await.unwrap(), "k #1", "not cached");
+    assert_eq!(layer.handle().metrics().cache_entries, 0);
+}
+
+/// Keeps answers no longer than the seconds their text ends with.
+#[derive(Clone)]
+struct AgedByText;
+
+impl Share<String> for AgedByText {
+    type Shared = String;
+
+    fn share(&self, response: String) -> Result<String, String> {
+        Ok(response)
+    }
+
+    fn unshare(&self, shared: &String) -> String {
+        shared.clone()
+    }
+
+    fn max_age(&self, shared: &String) -> Option<Duration> {
+        let seconds = shared.split(' ').next()?.parse().ok()?;
+        Some(Duration::from_secs(seconds))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_is_kept_no_longer_than_its_max_age_nor_the_ttl() {
+    let (inner, handle) = gated();
+    handle.open();
+    let layer = by_request()
+        .share(AgedByText)
+        .cache(Duration::from_secs(10), 10)
+        .build()
+        .unwrap();
+    let svc = layer.layer(inner);
+    // "0": not kept at all; "3": 3 s; "18446744073709551615": the TTL.
+    assert_eq!(send(&svc, "0").await.unwrap(), "0 #0");
+    assert_eq!(send(&svc, "0").await.unwrap(), "0 #1");
+    assert_eq!(send(&svc, "3").await.unwrap(), "3 #2");
+    let huge = u64::MAX.to_string();
+    assert_eq!(send(&svc, &huge).await.unwrap(), format!("{huge} #3"));
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(send(&svc, "3").await.unwrap(), "3 #2", "within 3 s");
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(send(&svc, "3").await.unwrap(), "3 #4", "past 3 s");
+    assert_eq!(send(&svc, &huge).await.unwrap(), format!("{huge} #3"));
+    tokio::time::advance(Duration::from_secs(7)).await;
+    assert_eq!(
+        send(&svc, &huge).await.unwrap(),
+        format!("{huge} #5"),
+        "past the TTL"
+    );
+}

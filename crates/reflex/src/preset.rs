@@ -147,20 +147,23 @@ impl<C: Clone> PresetPart<C> for CircuitBreakBuilder {
     }
 }
 
+/// The dedup layer takes the preset's classifier: only answers it calls a
+/// success are cached.
 #[cfg(feature = "dedup")]
-impl<Req, K, KF, H, C> PresetPart<C> for reflex_dedup::DedupBuilder<Req, K, KF, H>
+impl<Req, K, KF, H, C: Clone> PresetPart<C> for reflex_dedup::DedupBuilder<Req, K, KF, H>
 where
     KF: reflex_dedup::KeyFn<Req, K>,
 {
-    type Layer = reflex_dedup::DedupLayer<Req, K, KF, H>;
+    type Layer = reflex_dedup::DedupLayer<Req, K, KF, H, C>;
 
     fn build_part(
         self,
         component: &Component,
         witness: Option<&Witness>,
-        _: &C,
+        classifier: &C,
     ) -> Result<Self::Layer, ConfigError> {
-        build_reporting!(self, component, witness, |b| b.build())
+        let builder = self.classifier(classifier.clone());
+        build_reporting!(builder, component, witness, |b| b.build())
     }
 }
 
@@ -368,11 +371,11 @@ impl Preset {
 // Each setter names the preset it gives back, eight parts long.
 #[allow(clippy::type_complexity)]
 impl<D, S, R, C, W, Sh, B, T> Preset<D, S, R, C, W, Sh, B, T> {
-    /// What counts as a failure, for the witness and the breaker alike
-    /// (said once for the stack): a [`Classify`](reflex_core::Classify) or a
-    /// closure; for http, `reflex::core::ServerErrorsAsFailures`. The
-    /// breaker builder given to [`breaker`](Self::breaker) takes this
-    /// classifier. Defaults to `Ok` succeeds, `Err` fails.
+    /// What counts as a failure, for the witness, the breaker and the dedup
+    /// cache alike (said once for the stack): a
+    /// [`Classify`](reflex_core::Classify) or a closure; for http,
+    /// `reflex::core::ServerErrorsAsFailures`. The breaker and dedup
+    /// builders given to the preset take this classifier. Defaults to `Ok` succeeds, `Err` fails.
     pub fn classifier<C2>(self, classifier: C2) -> Preset<D, S, R, C2, W, Sh, B, T> {
         Preset {
             component: self.component,
@@ -488,7 +491,9 @@ impl<D, S, R, C, W, Sh, B, T> Preset<D, S, R, C, W, Sh, B, T> {
         }
     }
 
-    /// The dedup layer (a builder with its key function).
+    /// The dedup layer (a builder with its key function). It takes the
+    /// preset's classifier: only answers the classifier calls a success are
+    /// cached.
     #[cfg(feature = "dedup")]
     pub fn dedup<Req, K, KF, H>(
         self,

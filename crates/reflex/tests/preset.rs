@@ -203,3 +203,41 @@ async fn the_witness_steers_the_breaker_and_shed_layer_each_preset_built() {
         "db has no shed layer to lower"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_dedup_cache_keeps_only_what_the_presets_classifier_calls_a_success() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use reflex::core::Outcome;
+
+    // The inner service answers 500 first, then 200: a status as a number.
+    let calls = Arc::new(AtomicU32::new(0));
+    let counted = calls.clone();
+    let inner = service_fn(move |_: u32| {
+        let n = counted.fetch_add(1, Ordering::SeqCst);
+        async move { Ok::<u32, BoxError>(if n == 0 { 500 } else { 200 }) }
+    });
+    let dedup = reflex::dedup::DedupLayer::builder()
+        .key(|req: &u32| Some(*req))
+        .cache(Duration::from_secs(60), 16);
+    let svc = Preset::new("db")
+        .classifier(|result: Result<&u32, &BoxError>| match result {
+            Ok(status) if *status < 500 => Outcome::Success,
+            _ => Outcome::Failure,
+        })
+        .no_breaker()
+        .dedup(dedup)
+        .build()
+        .unwrap()
+        .service(inner);
+
+    assert_eq!(svc.clone().oneshot(7).await.unwrap(), 500);
+    assert_eq!(
+        svc.clone().oneshot(7).await.unwrap(),
+        200,
+        "the failure was not cached: a second call was made"
+    );
+    assert_eq!(svc.clone().oneshot(7).await.unwrap(), 200, "the success was");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
