@@ -529,7 +529,7 @@ async fn a_given_classifier_decides_what_is_cached() {
         let status = if req.uri().path() == "/missing" {
             404
         } else {
-            503
+            200
         };
         Response::builder().status(status)
     });
@@ -540,14 +540,81 @@ async fn a_given_classifier_decides_what_is_cached() {
         .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
         .unwrap();
     let svc = layer.layer(origin);
-    for path in ["/missing", "/missing", "/down", "/down"] {
+    for path in ["/missing", "/missing", "/up", "/up"] {
         svc.clone().oneshot(get(path)).await.unwrap();
     }
     assert_eq!(
         calls.load(Ordering::SeqCst),
         3,
-        "the 404 was not kept, the 503 was"
+        "the 404 was not kept, the 200 was"
     );
+}
+
+#[tokio::test]
+async fn a_status_a_cache_may_not_keep_unasked_is_shared_in_flight_but_not_cached() {
+    let (origin, calls, open) = scripted(10, |req| match req.uri().path() {
+        "/limited" => Response::builder().status(429),
+        "/moved" => Response::builder()
+            .status(302)
+            .header(header::LOCATION, "/x"),
+        "/denied" => Response::builder().status(401),
+        // Told how long: kept, whatever the status.
+        "/limited-60" => Response::builder()
+            .status(429)
+            .header(header::CACHE_CONTROL, "max-age=60"),
+        _ => Response::builder().status(204),
+    });
+    let layer = DedupLayer::builder()
+        .cache(Duration::from_secs(60), 100)
+        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .unwrap();
+    let svc = layer.layer(origin);
+    let responses = at_once(&svc, &open, vec![get("/limited"), get("/limited")]).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "shared in flight");
+    assert_eq!(sharing_of(&responses[1]), Some(Sharing::Shared));
+    for (path, kept) in [
+        ("/limited", false),
+        ("/moved", false),
+        ("/denied", false),
+        ("/limited-60", true),
+        ("/no-content", true),
+    ] {
+        let before = calls.load(Ordering::SeqCst);
+        svc.clone().oneshot(get(path)).await.unwrap();
+        let again = svc.clone().oneshot(get(path)).await.unwrap();
+        assert_eq!(sharing_of(&again) == Some(Sharing::Cached), kept, "{path}");
+        let made = calls.load(Ordering::SeqCst) - before;
+        assert_eq!(made, if kept { 1 } else { 2 }, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_ranged_or_conditional_get_never_shares_with_a_plain_one() {
+    for (name, value) in [
+        (header::RANGE, "bytes=0-1"),
+        (header::IF_NONE_MATCH, "\"v1\""),
+        (header::IF_MODIFIED_SINCE, "Sun, 29 Nov 2026 10:00:00 GMT"),
+    ] {
+        let (origin, calls, open) = origin(10);
+        let layer = DedupLayer::builder()
+            .cache(Duration::from_secs(60), 100)
+            .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+            .unwrap();
+        let svc = layer.layer(origin);
+        let special = || {
+            Request::get("/")
+                .header(&name, value)
+                .body(Empty::new())
+                .unwrap()
+        };
+        let responses = at_once(&svc, &open, vec![get("/"), special(), get("/")]).await;
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "{name}: its own call");
+        assert_ne!(call_of(&responses[1]), call_of(&responses[0]), "{name}");
+        assert_eq!(call_of(&responses[2]), call_of(&responses[0]), "{name}");
+        // Nor is the plain answer served to it from the cache.
+        let cached = svc.clone().oneshot(special()).await.unwrap();
+        assert_eq!(call_of(&cached), call_of(&responses[1]), "{name}");
+    }
 }
 
 #[tokio::test(start_paused = true)]

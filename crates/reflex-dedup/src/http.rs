@@ -1,6 +1,6 @@
 //! Deduplicating `http` requests (feature `http`): [`HttpKey`] (method,
-//! authority, URI, `Authorization` and `Cookie`, plus the headers you
-//! name, for GET and HEAD by default), response bodies buffered up to a
+//! authority, URI, `Authorization`, `Cookie`, `Range` and the conditional
+//! headers, plus the headers you name, for GET and HEAD by default), response bodies buffered up to a
 //! limit and shared ([`HttpShare`]), all built at once by
 //! [`DedupBuilder::build_http`](crate::DedupBuilder::build_http).
 //!
@@ -20,7 +20,8 @@
 //!   `PRIVATE="set-cookie"`);
 //! - it has a `Vary` on a header the key does not hold (`Vary: *`
 //!   always). The key holds `Host` and the headers of its [`HttpKey`]
-//!   (`Authorization` and `Cookie` by default, plus those named with
+//!   (`Authorization`, `Cookie`, `Range` and the `If-*` headers by
+//!   default, plus those named with
 //!   [`vary`](HttpKey::vary)): a `Vary: Accept-Encoding` answer is shared
 //!   only with `.vary(ACCEPT_ENCODING)`. With a key function of your own
 //!   ([`HttpShare::new`]), the layer knows no keyed header but `Host`, and
@@ -34,7 +35,10 @@
 //! the requests that waited on its call, as singleflight does), for the
 //! layer's TTL or less: `Cache-Control: s-maxage` (or else `max-age`),
 //! minus `Age`, when shorter; not at all for `max-age=0`, `no-cache`, or a
-//! `max-age` that is not a number. `Expires` is not read.
+//! `max-age` that is not a number. `Expires` is not read. Without a
+//! `max-age` or `s-maxage`, only the statuses a cache may keep unasked
+//! (RFC 9111 §4.2.2: 200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414,
+//! 501) are kept: a 429, a 401 or a 302 is shared in flight, never cached.
 //!
 //! # Marks
 //!
@@ -197,7 +201,12 @@ impl<B> Share<Response<BufferedBody<B>>> for HttpShare {
     }
 
     fn max_age(&self, shared: &SharedResponse) -> Option<std::time::Duration> {
-        headers::max_age(&shared.headers)
+        match headers::max_age(&shared.headers) {
+            Some(explicit) => Some(explicit),
+            None if headers::cacheable_by_default(shared.status) => None,
+            // A 429, a redirect, a 401 with nothing said: not kept.
+            None => Some(std::time::Duration::ZERO),
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::header::{AGE, CACHE_CONTROL, SET_COOKIE, VARY};
-use http::{HeaderMap, HeaderName};
+use http::{HeaderMap, HeaderName, StatusCode};
 
 /// `true` when a response with these `headers` may be handed to requests
 /// other than the one that made it: it sets no cookie, is neither
@@ -63,6 +63,18 @@ pub(super) fn max_age(headers: &HeaderMap) -> Option<Duration> {
         Some(age) => delta_seconds(age.as_bytes()).unwrap_or(u64::MAX),
     };
     Some(Duration::from_secs(lifetime.saturating_sub(age)))
+}
+
+/// `true` for the statuses a cache may keep without being told how long
+/// (RFC 9111 §4.2.2, "heuristically cacheable" in RFC 9110 §15.1): 200,
+/// 203, 204, 206, 300, 301, 308, 404, 405, 410, 414 and 501. Any other
+/// (a 429, a 401, a 302, a 503…) is kept only with an explicit `max-age`
+/// or `s-maxage`.
+pub(super) fn cacheable_by_default(status: StatusCode) -> bool {
+    matches!(
+        status.as_u16(),
+        200 | 203 | 204 | 206 | 300 | 301 | 308 | 404 | 405 | 410 | 414 | 501
+    )
 }
 
 /// Every directive of every `Cache-Control` line: its name, and its value

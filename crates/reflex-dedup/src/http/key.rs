@@ -33,7 +33,9 @@ enum Target {
 /// the `Host` header (a server sees `GET /` with a `Host`): two virtual
 /// hosts never share an answer. It varies on `Authorization` and `Cookie`
 /// by default, so one user's answer is never shared with (or cached for)
-/// another; name more with [`vary`](Self::vary) (`Accept`,
+/// another, and on `Range`, `If-Range`, `If-None-Match`,
+/// `If-Modified-Since`, `If-Match` and `If-Unmodified-Since`, so a plain
+/// GET never gets another request's partial content or `304`; name more with [`vary`](Self::vary) (`Accept`,
 /// `Accept-Encoding`, `Accept-Language`, …): an answer with a `Vary` on a
 /// header the key does not hold is not shared (see the
 /// [`http` module docs](crate::http)). Only GET and HEAD are keyed by default; other
@@ -71,12 +73,23 @@ pub struct HttpKey {
 // === impl HttpKey ===
 
 impl HttpKey {
-    /// GET and HEAD requests, by method, authority, URI, `Authorization`
-    /// and `Cookie`.
+    /// GET and HEAD requests, by method, authority, URI, `Authorization`,
+    /// `Cookie`, `Range` and the conditional headers (`If-Range`,
+    /// `If-None-Match`, `If-Modified-Since`, `If-Match`,
+    /// `If-Unmodified-Since`).
     pub fn new() -> Self {
         Self {
             methods: Arc::new([Method::GET, Method::HEAD]),
-            vary: Arc::new([http::header::AUTHORIZATION, http::header::COOKIE]),
+            vary: Arc::new([
+                http::header::AUTHORIZATION,
+                http::header::COOKIE,
+                http::header::RANGE,
+                http::header::IF_RANGE,
+                http::header::IF_NONE_MATCH,
+                http::header::IF_MODIFIED_SINCE,
+                http::header::IF_MATCH,
+                http::header::IF_UNMODIFIED_SINCE,
+            ]),
         }
     }
 
