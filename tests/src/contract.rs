@@ -14,9 +14,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use reflex_core::{BoxError, ConfigError, Rejected};
+use tokio_test::task::Spawn;
 use tokio_test::{assert_pending, assert_ready_ok};
 use tower::{Layer, Service, ServiceExt};
-use tower_test::mock::{self, Mock};
+use tower_test::mock::{self, Handle, Mock, SendResponse};
 
 /// The inner service most contract checks wrap: a tower-test mock.
 pub type MockService = Mock<String, String>;
@@ -33,8 +34,9 @@ pub trait Subject {
     type Layer: Layer<MockService> + Layer<Panicky> + Clone;
 
     /// A freshly built layer, configured so that at least two requests may
-    /// be in the inner service at once, and so that an inner error or panic
-    /// is not retried.
+    /// be in the inner service at once, and so that a panic is not retried,
+    /// nor an inner error, but for a layer that retries (see
+    /// [`RETRY_DELAY`](Self::RETRY_DELAY)).
     fn layer() -> Self::Layer;
 
     /// What the layer holds on behalf of requests right now: permits, slots,
@@ -49,26 +51,80 @@ pub trait Subject {
     /// the release of what it holds later.
     const HOLDS_WHILE_RUNNING: bool = true;
 
+    /// For a layer that retries (the retry layer): the delay before its
+    /// retry. Its [`layer`](Self::layer) is then configured to retry an
+    /// attempt that failed with a [`Transient`] error, after exactly this
+    /// delay (no jitter, a budget that allows it), and no other error.
+    ///
+    /// The contract then fails the first attempt of the requests whose
+    /// release it checks, so that each check runs while a retry waits or
+    /// runs (on a paused clock), and counts a request in its retry cycle
+    /// as holding 1. `None`, the default: the layer does not retry, and an
+    /// inner error is final.
+    const RETRY_DELAY: Option<Duration> = None;
+
     /// Configurations the layer's builder must refuse, each already passed
     /// through `build()`. At least one.
     fn invalid_configs() -> Vec<Result<Self::Layer, ConfigError>>;
 }
 
-/// An inner service that panics in `call`, or in its future.
+/// The error an inner service fails with when the contract wants an
+/// attempt retried: a subject that retries (see [`Subject::RETRY_DELAY`])
+/// retries it; no other error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Panicky {
-    /// `call` panics.
-    InCall,
-    /// `call` returns a future that panics when polled.
-    InFuture,
+pub struct Transient;
+
+impl fmt::Display for Transient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a transient failure (on purpose)")
+    }
 }
 
-/// The future of [`Panicky::InFuture`].
-pub struct PanickingFuture(());
+impl std::error::Error for Transient {}
+
+/// Where a [`Panicky`] service panics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicAt {
+    /// In `call`.
+    Call,
+    /// In the future `call` returns, when it is polled.
+    Future,
+}
+
+/// An inner service that panics in `call`, or in its future; after
+/// failing its first calls with [`Transient`] when asked to (for a subject
+/// that retries: the panic then hits its retry).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Panicky {
+    /// Where it panics.
+    pub at: PanicAt,
+    /// Calls of this service (a clone keeps the count it was cloned with)
+    /// whose future fails with [`Transient`] before it panics.
+    pub errors_first: u32,
+}
+
+impl Panicky {
+    /// Panics at `at`, after a failed first call for a subject that
+    /// retries.
+    pub fn for_subject<T: Subject>(at: PanicAt) -> Self {
+        Self {
+            at,
+            errors_first: u32::from(T::RETRY_DELAY.is_some()),
+        }
+    }
+}
+
+/// The future of a [`Panicky`] service: fails with [`Transient`], or panics
+/// when polled.
+pub struct PanickingFuture {
+    fails: bool,
+}
 
 impl fmt::Debug for PanickingFuture {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("PanickingFuture")
+        f.debug_struct("PanickingFuture")
+            .field("fails", &self.fails)
+            .finish()
     }
 }
 
@@ -76,6 +132,9 @@ impl Future for PanickingFuture {
     type Output = Result<String, BoxError>;
 
     fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if self.fails {
+            return Poll::Ready(Err(Transient.into()));
+        }
         panic!("the inner future panics (on purpose)")
     }
 }
@@ -90,9 +149,13 @@ impl Service<String> for Panicky {
     }
 
     fn call(&mut self, _request: String) -> Self::Future {
-        match self {
-            Self::InCall => panic!("the inner call panics (on purpose)"),
-            Self::InFuture => PanickingFuture(()),
+        if self.errors_first > 0 {
+            self.errors_first -= 1;
+            return PanickingFuture { fails: true };
+        }
+        match self.at {
+            PanicAt::Call => panic!("the inner call panics (on purpose)"),
+            PanicAt::Future => PanickingFuture { fails: false },
         }
     }
 }
@@ -106,14 +169,82 @@ fn request(i: usize) -> String {
     format!("request-{i}")
 }
 
+/// Pauses the clock for a subject that retries, whose checks wait out its
+/// retry's delay. Call it after [`Subject::layer`], which may need time to
+/// pass.
+fn pause_for_retries<T: Subject>() {
+    if T::RETRY_DELAY.is_some() {
+        tokio::time::pause();
+    }
+}
+
+/// Fails the attempt `send` answers with [`Transient`], and checks that
+/// `response` then waits out the retry's delay, holding its retry cycle,
+/// alone among `waiting` requests in theirs (a subject that retries only).
+fn fail_the_attempt<T: Subject, F: Future<Output: fmt::Debug>>(
+    layer: &T::Layer,
+    response: &mut Spawn<F>,
+    send: SendResponse<String>,
+    waiting: usize,
+) {
+    send.send_error(Transient);
+    assert_pending!(response.poll(), "the failed attempt is retried later");
+    assert_eq!(
+        T::held(layer),
+        waiting,
+        "a request waiting for its retry holds its retry cycle"
+    );
+}
+
+/// The timer's granularity: a sleep ends on the first millisecond tick at
+/// or after its deadline, and a clock paused mid-test is not on a tick.
+const TICK: Duration = Duration::from_millis(1);
+
+/// The request that reached the inner service, already there: a retry
+/// that does not arrive fails the check instead of hanging it.
+fn arrived(handle: &mut Handle<String, String>) -> (String, SendResponse<String>) {
+    match handle.poll_request() {
+        Poll::Ready(Some(request)) => request,
+        _ => panic!("the retry did not reach the inner service"),
+    }
+}
+
+/// Waits out the retry's delay of `responses` (failed with
+/// [`fail_the_attempt`]) and returns their retries once they reached the
+/// inner service, in order.
+async fn the_retries_arrive<T: Subject, F: Future<Output: fmt::Debug>>(
+    responses: &mut [&mut Spawn<F>],
+    handle: &mut Handle<String, String>,
+) -> Vec<(String, SendResponse<String>)> {
+    let delay = T::RETRY_DELAY.expect("a subject that retries");
+    tokio::time::advance(delay - TICK).await;
+    for response in responses.iter_mut() {
+        assert_pending!(response.poll());
+    }
+    assert!(
+        handle.poll_request().is_pending(),
+        "no retry before its delay"
+    );
+    tokio::time::advance(2 * TICK).await;
+    let mut retries = Vec::with_capacity(responses.len());
+    for response in responses.iter_mut() {
+        assert_pending!(response.poll(), "the retry is in the inner service");
+        retries.push(arrived(handle));
+    }
+    retries
+}
+
 /// A clone taken from a ready service must earn its own readiness, and the
-/// ready original, moved out with `mem::replace`, must still be callable.
+/// ready original, moved out with `mem::replace`, must still be callable. A
+/// retry of the original earns its readiness again: it never calls the
+/// inner service cold, and the capacity it waits for is not the clone's.
 pub async fn a_clone_taken_before_ready_earns_its_own_readiness<T>()
 where
     T: Subject,
     Wrapped<T>: Service<String, Response = String, Error = BoxError> + Clone,
 {
     let layer = T::layer();
+    pause_for_retries::<T>();
     let (mock, mut handle) = mock::pair::<String, String>();
     handle.allow(1);
     let mut svc = tower_test::mock::Spawn::new(layer.layer(mock));
@@ -121,12 +252,34 @@ where
 
     let clone = svc.get_ref().clone();
     let mut ready = std::mem::replace(svc.get_mut(), clone);
-    let response = ready.call(request(0));
+    let mut response = tokio_test::task::spawn(ready.call(request(0)));
 
     // The clone did not inherit the readiness its original used up.
     assert_pending!(svc.poll_ready());
-    let (req, send) = handle.next_request().await.expect("request reached inner");
+    assert_pending!(response.poll());
+    let (req, mut send) = handle.next_request().await.expect("request reached inner");
     assert_eq!(req, request(0));
+    if let Some(delay) = T::RETRY_DELAY {
+        fail_the_attempt::<T, _>(&layer, &mut response, send, 1);
+        tokio::time::advance(delay + TICK).await;
+        // The delay is over, and the inner service has no capacity: the
+        // retry waits for it.
+        assert_pending!(response.poll());
+        assert!(
+            handle.poll_request().is_pending(),
+            "a retry never calls the inner service before it is ready"
+        );
+        handle.allow(1);
+        assert!(response.is_woken(), "capacity wakes the waiting retry");
+        assert_pending!(response.poll());
+        let (req, retry) = arrived(&mut handle);
+        assert_eq!(req, request(0));
+        send = retry;
+        assert_pending!(
+            svc.poll_ready(),
+            "the retry used the capacity, the clone did not get it"
+        );
+    }
     send.send_response("ok".to_owned());
     assert_eq!(response.await.expect("response"), "ok");
 
@@ -176,37 +329,58 @@ where
     );
 }
 
-/// Clones of a service, and the layer that made them, see one state.
+/// Clones of a service, and the layer that made them, see one state: in
+/// the first attempts of their requests, and in their retry cycles.
 pub async fn state_is_shared_across_clones<T>()
 where
     T: Subject,
     Wrapped<T>: Service<String, Response = String, Error = BoxError> + Clone,
 {
     let layer = T::layer();
+    pause_for_retries::<T>();
     let (mock, mut handle) = mock::pair::<String, String>();
     let mut a = layer.layer(mock);
     let mut b = a.clone();
 
-    let first = a.ready().await.expect("ready").call(request(0));
+    let mut first = tokio_test::task::spawn(a.ready().await.expect("ready").call(request(0)));
     assert_eq!(T::held(&layer), running::<T>(1));
-    let second = b.ready().await.expect("ready").call(request(1));
+    let mut second = tokio_test::task::spawn(b.ready().await.expect("ready").call(request(1)));
     assert_eq!(
         T::held(&layer),
         running::<T>(2),
         "both clones count against one state"
     );
+    assert_pending!(first.poll());
+    assert_pending!(second.poll());
 
+    let mut sends = Vec::new();
     for _ in 0..2 {
         let (req, send) = handle.next_request().await.expect("request reached inner");
+        sends.push((req, send));
+    }
+    if T::RETRY_DELAY.is_some() {
+        let (_, send) = sends.remove(0);
+        fail_the_attempt::<T, _>(&layer, &mut first, send, 1);
+        let (_, send) = sends.remove(0);
+        fail_the_attempt::<T, _>(&layer, &mut second, send, 2);
+        assert_eq!(
+            T::held(&layer),
+            2,
+            "both clones' retry cycles count against one state"
+        );
+        sends = the_retries_arrive::<T, _>(&mut [&mut first, &mut second], &mut handle).await;
+    }
+    for (req, send) in sends {
         send.send_response(req);
     }
-    first.await.expect("first");
-    second.await.expect("second");
+    assert_eq!(first.await.expect("first"), request(0));
+    assert_eq!(second.await.expect("second"), request(1));
     assert_eq!(T::held(&layer), 0);
 }
 
 /// An inner error reaches the caller as itself: downcastable, not wrapped,
-/// not mistaken for a rejection.
+/// not mistaken for a rejection. For a subject that retries, that is the
+/// error of the last attempt, after a retry.
 pub async fn inner_errors_pass_through_untouched<T>()
 where
     T: Subject,
@@ -222,10 +396,17 @@ where
     impl std::error::Error for Boom {}
 
     let layer = T::layer();
+    pause_for_retries::<T>();
     let (mock, mut handle) = mock::pair::<String, String>();
     let mut svc = layer.layer(mock);
-    let response = svc.ready().await.expect("ready").call(request(0));
-    let (_, send) = handle.next_request().await.expect("request reached inner");
+    let mut response = tokio_test::task::spawn(svc.ready().await.expect("ready").call(request(0)));
+    assert_pending!(response.poll());
+    let (_, mut send) = handle.next_request().await.expect("request reached inner");
+    if T::RETRY_DELAY.is_some() {
+        fail_the_attempt::<T, _>(&layer, &mut response, send, 1);
+        let mut retries = the_retries_arrive::<T, _>(&mut [&mut response], &mut handle).await;
+        send = retries.remove(0).1;
+    }
     send.send_error(Boom);
     let err = response.await.expect_err("the inner error");
     assert!(err.downcast_ref::<Boom>().is_some(), "got {err:?}");
@@ -233,13 +414,16 @@ where
     assert_eq!(T::held(&layer), 0);
 }
 
-/// A response future dropped before it completes gives back what it held.
+/// A response future dropped before it completes gives back what it held:
+/// while its request runs in the inner service, and, for a subject that
+/// retries, while it waits for its retry (which is then never made).
 pub async fn a_dropped_response_future_releases_what_it_held<T>()
 where
     T: Subject,
     Wrapped<T>: Service<String, Response = String, Error = BoxError>,
 {
     let layer = T::layer();
+    pause_for_retries::<T>();
     let (mock, mut handle) = mock::pair::<String, String>();
     let mut svc = layer.layer(mock);
 
@@ -247,6 +431,22 @@ where
     assert_pending!(response.poll());
     let (_, send) = handle.next_request().await.expect("request reached inner");
     assert_eq!(T::held(&layer), running::<T>(1));
+    if let Some(delay) = T::RETRY_DELAY {
+        fail_the_attempt::<T, _>(&layer, &mut response, send, 1);
+        drop(response);
+        assert_eq!(
+            T::held(&layer),
+            0,
+            "dropping the waiting future released it"
+        );
+        tokio::time::advance(delay * 2).await;
+        assert!(
+            handle.poll_request().is_pending(),
+            "no retry after the drop"
+        );
+        assert_eq!(T::held(&layer), 0);
+        return;
+    }
     drop(response);
     assert_eq!(T::held(&layer), 0, "dropping the future released it");
 
@@ -255,7 +455,9 @@ where
     assert_eq!(T::held(&layer), 0);
 }
 
-/// A panic in the inner service's `call` gives back what the request held.
+/// A panic in the inner service's `call` gives back what the request held;
+/// for a subject that retries, the panic is in its retry's call, made from
+/// the response future.
 pub async fn a_panic_in_the_inner_call_releases_what_it_held<T>()
 where
     T: Subject,
@@ -263,10 +465,27 @@ where
     Wrapped<T>: Service<String, Response = String, Error = BoxError>,
 {
     let layer = T::layer();
-    let mut svc = tower_test::mock::Spawn::new(layer.layer(Panicky::InCall));
+    pause_for_retries::<T>();
+    let mut svc =
+        tower_test::mock::Spawn::new(layer.layer(Panicky::for_subject::<T>(PanicAt::Call)));
     assert_ready_ok!(svc.poll_ready());
-    let outcome = catch_unwind(AssertUnwindSafe(|| drop(svc.call(request(0)))));
-    assert!(outcome.is_err(), "the inner call panicked");
+    match T::RETRY_DELAY {
+        None => {
+            let outcome = catch_unwind(AssertUnwindSafe(|| drop(svc.call(request(0)))));
+            assert!(outcome.is_err(), "the inner call panicked");
+        }
+        Some(delay) => {
+            let mut response = tokio_test::task::spawn(svc.call(request(0)));
+            assert_pending!(response.poll(), "the first attempt failed: a retry waits");
+            assert_eq!(T::held(&layer), 1, "in its retry cycle");
+            tokio::time::advance(delay + TICK).await;
+            let outcome = catch_unwind(AssertUnwindSafe(move || {
+                let mut response = response;
+                let _ = response.poll();
+            }));
+            assert!(outcome.is_err(), "the retry's inner call panicked");
+        }
+    }
     assert_eq!(T::held(&layer), 0);
     // And the layer is whole after it: a request still goes through.
     let (mock, mut handle) = mock::pair::<String, String>();
@@ -279,6 +498,7 @@ where
 
 /// A panic in the inner service's future, in a task, gives back what the
 /// request held: the task drops the future as the panic unwinds out of it.
+/// For a subject that retries, the panic is in its retry's future.
 pub async fn a_panic_in_the_inner_future_releases_what_it_held<T>()
 where
     T: Subject,
@@ -286,13 +506,15 @@ where
     <WrappedPanicky<T> as Service<String>>::Future: Send + 'static,
 {
     let layer = T::layer();
-    let mut svc = layer.layer(Panicky::InFuture);
+    pause_for_retries::<T>();
+    let mut svc = layer.layer(Panicky::for_subject::<T>(PanicAt::Future));
     let response = svc.ready().await.expect("ready").call(request(0));
     assert_eq!(
         T::held(&layer),
         running::<T>(1),
         "the request holds something while it runs"
     );
+    // With the clock paused, the task waits out a retry's delay at once.
     let outcome = tokio::spawn(response).await;
     assert!(
         outcome.expect_err("the inner future panicked").is_panic(),
@@ -302,7 +524,8 @@ where
 }
 
 /// A timeout around the layer that fires while the inner call runs gives
-/// back what the request held (on a paused clock: no real waiting).
+/// back what the request held (on a paused clock: no real waiting); for a
+/// subject that retries, while its retry runs.
 pub async fn a_timeout_around_the_layer_releases_what_it_held<T>()
 where
     T: Subject,
@@ -315,8 +538,22 @@ where
     let mut svc = layer.layer(mock);
     let response = svc.ready().await.expect("ready").call(request(0));
     let timed = tokio::spawn(tokio::time::timeout(Duration::from_secs(30), response));
-    let (_, _never_answered) = handle.next_request().await.expect("request reached inner");
+    let (_, send) = handle.next_request().await.expect("request reached inner");
     assert_eq!(T::held(&layer), running::<T>(1));
+    let _never_answered = match T::RETRY_DELAY {
+        None => send,
+        Some(delay) => {
+            send.send_error(Transient);
+            // The task waits out the delay (the paused clock jumps to it)
+            // and sends the retry.
+            let (_, retry) = tokio::time::timeout(delay + TICK, handle.next_request())
+                .await
+                .expect("the retry came after its delay")
+                .expect("the retry reached inner");
+            assert_eq!(T::held(&layer), 1, "in its retry");
+            retry
+        }
+    };
     let outcome = timed.await.expect("no panic");
     assert!(outcome.is_err(), "the timeout fired");
     assert_eq!(T::held(&layer), 0);

@@ -132,7 +132,20 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    let mut svc = layer().layer(server.clone());
+    send_through(&layer(), server, request).await
+}
+
+async fn send_through<B>(
+    layer: &HttpRetryLayer,
+    server: &Server,
+    request: Request<B>,
+) -> Result<Response<()>, BoxError>
+where
+    B: http_body::Body + Send + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let mut svc = layer.layer(server.clone());
     ServiceExt::<Request<B>>::ready(&mut svc)
         .await?
         .call(request)
@@ -380,4 +393,57 @@ async fn headers_method_and_uri_are_the_same_on_every_attempt() {
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[0].2.as_ref().map(|v| v.to_str().unwrap()), Some("r-1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_limit_settings_and_a_retry_after_of_u64_max_seconds_end_in_the_503_not_a_panic() {
+    // `Duration::MAX` is how a config says "no limit"; the server asks for
+    // the largest whole number of seconds it can write.
+    let server = Server::new([
+        Answer::Status(503, Some("18446744073709551615")),
+        Answer::Status(200, None),
+    ]);
+    let layer = RetryLayer::builder()
+        .http()
+        .deadline(Duration::MAX)
+        .attempt_timeout(Duration::MAX)
+        .max_delay(Duration::MAX)
+        .build_http(LIMIT)
+        .unwrap();
+    let started = Instant::now();
+    let response = send_through(&layer, &server, request(Method::GET, Empty::<Bytes>::new()))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503, "the answer that asked for the wait");
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(layer.handle().metrics().retrying, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_retry_returns_the_last_response_itself_and_signals_the_refusal() {
+    let recorder = Arc::new(reflex_core::signal::Recorder::default());
+    let server = Server::new([Answer::Status(503, Some("1")), Answer::Status(200, None)]);
+    // No floor, no share: the budget never funds a retry.
+    let layer = RetryLayer::builder()
+        .http()
+        .budget(0.0, 0, Duration::from_secs(10))
+        .component("origin")
+        .sink(recorder.clone())
+        .build_http(LIMIT)
+        .unwrap();
+    let response = send_through(&layer, &server, request(Method::GET, Empty::<Bytes>::new()))
+        .await
+        .expect("the response, not an error of the retry layer");
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1", "untouched");
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(
+        recorder.signals(),
+        vec![(
+            reflex_core::Component::new("origin"),
+            reflex_core::Signal::RetryBudgetExhausted { attempt: 2 }
+        )]
+    );
+    assert_eq!(layer.handle().metrics().budget_exhausted, 1);
 }

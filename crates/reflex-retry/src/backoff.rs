@@ -103,10 +103,10 @@ impl Backoff {
     pub fn ceiling(&self, retry: u32) -> Duration {
         let exponent = i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX);
         let grown = self.base.as_secs_f64() * self.multiplier.powi(exponent);
-        if grown.is_finite() && grown < self.cap.as_secs_f64() {
-            Duration::from_secs_f64(grown)
-        } else {
-            self.cap
+        match Duration::try_from_secs_f64(grown) {
+            Ok(grown) if grown < self.cap => grown,
+            // Beyond the cap, or beyond any `Duration`.
+            _ => self.cap,
         }
     }
 
@@ -122,16 +122,25 @@ impl Backoff {
         };
         let delay = match self.jitter {
             Jitter::None => self.ceiling(retry),
-            Jitter::Full => self.ceiling(retry).mul_f64(unit),
+            Jitter::Full => share(self.ceiling(retry), unit),
             Jitter::Equal => {
                 let ceiling = self.ceiling(retry);
-                ceiling / 2 + (ceiling - ceiling / 2).mul_f64(unit)
+                ceiling / 2 + share(ceiling - ceiling / 2, unit)
             }
             Jitter::Decorrelated => {
                 let high = previous.max(self.base).saturating_mul(3).min(self.cap);
-                self.base + (high - self.base.min(high)).mul_f64(unit)
+                self.base
+                    .saturating_add(share(high.saturating_sub(self.base), unit))
             }
         };
         delay.min(self.cap)
     }
+}
+
+/// `unit` (in `[0, 1]`) of `duration`, never above it: `Duration::mul_f64`
+/// panics when rounding through `f64` takes a duration near
+/// `Duration::MAX` past it.
+fn share(duration: Duration, unit: f64) -> Duration {
+    Duration::try_from_secs_f64(duration.as_secs_f64() * unit)
+        .map_or(duration, |share| share.min(duration))
 }

@@ -183,7 +183,7 @@ impl RetryBudget {
     }
 
     fn epoch(&self, now: Duration) -> u64 {
-        u64::try_from(now.as_nanos()).unwrap_or(u64::MAX - 1) / self.bucket_nanos + 1
+        (u64::try_from(now.as_nanos()).unwrap_or(u64::MAX) / self.bucket_nanos).saturating_add(1)
     }
 
     fn bucket_of(&self, epoch: u64) -> &Bucket {
@@ -232,7 +232,8 @@ impl RetryBudget {
         let mut wiped = false;
         for (index, bucket) in (0..BUCKETS).zip(self.buckets.iter()) {
             // The newest epoch <= current that maps to this bucket, if any.
-            let Some(target) = current.checked_sub((current + BUCKETS - index) % BUCKETS) else {
+            let Some(target) = current.checked_sub((current % BUCKETS + BUCKETS - index) % BUCKETS)
+            else {
                 continue;
             };
             let seen = bucket.epoch.load(Ordering::Acquire);

@@ -17,7 +17,7 @@ use tower_service::Service;
 use crate::error::TimedOut;
 use crate::handle::Retrying;
 use crate::policy::{Decision, Policy};
-use crate::service::Shared;
+use crate::service::{Shared, after};
 
 pin_project! {
     /// The response future of [`Retry`](crate::Retry): the first attempt's
@@ -395,16 +395,13 @@ impl<S, R, P, C> Retrier<S, R, P, C> {
         let Some((delay, reason)) = retry else {
             return ControlFlow::Break(count_end(shared, attempt, result, outcome));
         };
-        let now = Instant::now();
-        let until = now + delay;
-        let fits = match deadline {
-            Some(deadline) => until < deadline,
-            // With no deadline, a breaker's wait must fit in the cap.
-            None => delay <= shared.delays.cap(),
-        };
-        if !fits {
+        // No retry starts at or after the deadline, nor beyond the horizon
+        // (a `Duration::MAX` cap lets any delay in).
+        let until = after(Instant::now(), delay)
+            .filter(|until| deadline.is_none_or(|deadline| *until < deadline));
+        let Some(until) = until else {
             return ControlFlow::Break(count_end(shared, attempt, result, outcome));
-        }
+        };
         let stats = &shared.stats;
         let next = attempt + 1;
         if let Some(budget) = &stats.budget {
@@ -471,9 +468,14 @@ impl<S, R, P, C> Retrier<S, R, P, C> {
         if let Err(err) = result {
             if let Some(rejected) = Rejected::find(&**err) {
                 // Another layer refused: never retried, but for a breaker
-                // below that said when it probes (and the request is not
-                // used up).
-                let wait = circuit_open_wait(rejected)
+                // below that said when it probes, when the layer was asked
+                // to wait for it and the wait is within its bound (and the
+                // request is not used up). The deadline is checked next.
+                let wait = shared
+                    .open_breaker_wait
+                    .and_then(|max_wait| {
+                        circuit_open_wait(rejected).filter(|after| *after <= max_wait)
+                    })
                     .filter(|_| copy.is_some())
                     .map(|after| (after, RetryReason::CircuitOpen));
                 return (Outcome::Ignored, wait);
@@ -522,8 +524,8 @@ fn count_end<P, C, T>(shared: &Shared<P, C>, attempt: u32, result: T, outcome: O
     result
 }
 
-/// How long a `CircuitOpen` rejection asks to wait, if it is one that may
-/// be waited out.
+/// How long a `CircuitOpen` rejection asks to wait, if it is one that says
+/// (a breaker forced open does not).
 fn circuit_open_wait(rejected: &Rejected) -> Option<Duration> {
     (rejected.kind() == RejectKind::CircuitOpen)
         .then(|| rejected.retry_after())

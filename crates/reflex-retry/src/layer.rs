@@ -50,8 +50,10 @@ pub struct RetryLayer<P = DefaultPolicy, C = DefaultClassifier> {
 /// By default: 3 attempts; full-jitter exponential backoff from 100 ms,
 /// doubling, capped at 60 s; a budget of 20% of the requests of the last
 /// 10 s plus 10 retries a second (Finagle's defaults); no per-attempt
-/// timeout and no deadline; every `Err` is a failure and every failure is
-/// retried ([`DefaultPolicy`], [`DefaultClassifier`]).
+/// timeout and no deadline; an open breaker below ends retrying at once
+/// (see [`wait_for_open_breaker`](Self::wait_for_open_breaker)); every
+/// `Err` is a failure and every failure is retried ([`DefaultPolicy`],
+/// [`DefaultClassifier`]).
 ///
 /// # Examples
 ///
@@ -84,6 +86,7 @@ struct Settings {
     budget: Option<(f64, u32, Duration)>,
     attempt_timeout: Option<Duration>,
     deadline: Option<Duration>,
+    open_breaker_wait: Option<Duration>,
 }
 
 // === impl RetryLayer ===
@@ -106,6 +109,7 @@ impl RetryLayer {
                 budget: Some((0.2, 10, Duration::from_secs(10))),
                 attempt_timeout: None,
                 deadline: None,
+                open_breaker_wait: None,
             },
         }
     }
@@ -141,6 +145,7 @@ impl<P, C> fmt::Debug for RetryLayer<P, C> {
             .field("max_attempts", &self.shared.max_attempts)
             .field("attempt_timeout", &self.shared.attempt_timeout)
             .field("deadline", &self.shared.deadline)
+            .field("open_breaker_wait", &self.shared.open_breaker_wait)
             .finish_non_exhaustive()
     }
 }
@@ -185,7 +190,8 @@ impl<P, C> RetryBuilder<P, C> {
     }
 
     /// Attempts per request, the first included (at least 1; 1 turns
-    /// retrying off). Defaults to 3.
+    /// retrying off; `u32::MAX` is as many as the budget and the deadline
+    /// allow). Defaults to 3.
     pub fn max_attempts(mut self, attempts: u32) -> Self {
         self.settings.max_attempts = attempts;
         self
@@ -201,7 +207,9 @@ impl<P, C> RetryBuilder<P, C> {
 
     /// The longest delay before a retry, whatever computed it: backoff,
     /// a custom delay function, or the server's `Retry-After` (a longer one
-    /// is ignored, and the backoff used). Defaults to 60 s.
+    /// is ignored, and the backoff used). `Duration::MAX` sets no limit, but
+    /// a delay of more than a century ends retrying instead: the caller
+    /// gets the result that asked for it. Defaults to 60 s.
     pub fn max_delay(mut self, cap: Duration) -> Self {
         self.settings.cap = cap;
         self
@@ -245,7 +253,8 @@ impl<P, C> RetryBuilder<P, C> {
     /// Gives each attempt at most this long (above zero); an attempt that
     /// runs out is dropped and counts as a failed attempt
     /// ([`TimedOut`](crate::TimedOut)). Each attempt with a timer reads the
-    /// clock once. Defaults to none.
+    /// clock once. A timeout of more than a century (`Duration::MAX`, say)
+    /// is none. Defaults to none.
     pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
         self.settings.attempt_timeout = Some(timeout);
         self
@@ -253,10 +262,43 @@ impl<P, C> RetryBuilder<P, C> {
 
     /// Gives the whole request, every attempt and wait included, at most
     /// this long (above zero): no retry starts that could not begin before
-    /// it, and an attempt still running when it passes is dropped. Defaults
-    /// to none.
+    /// it, and an attempt still running when it passes is dropped. A
+    /// deadline more than a century away (`Duration::MAX`, say) is none.
+    /// Defaults to none.
     pub fn deadline(mut self, deadline: Duration) -> Self {
         self.settings.deadline = Some(deadline);
+        self
+    }
+
+    /// Waits for an open breaker below, at most `max_wait` (above zero, at
+    /// most [`max_delay`](Self::max_delay)): an attempt refused with
+    /// [`CircuitOpen`](reflex_core::RejectKind::CircuitOpen) whose
+    /// `retry_after` is within `max_wait`, and would end before the
+    /// request's deadline, is retried after that `retry_after` instead of
+    /// the backoff (a retry like any other: it takes an attempt and a
+    /// retry from the budget).
+    ///
+    /// Defaults to no wait: a `CircuitOpen` ends retrying at once, and the
+    /// caller gets the rejection, with its `retry_after`. A request waiting
+    /// for the breaker holds what the layers above gave it (a shed
+    /// permit, a slot) for as long as it waits, which is why it is off
+    /// until asked for, and bounded.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflex_retry::RetryLayer;
+    ///
+    /// // Wait for a breaker that probes within 200 ms; fail fast otherwise.
+    /// let retry = RetryLayer::builder()
+    ///     .wait_for_open_breaker(Duration::from_millis(200))
+    ///     .build()?;
+    /// # let _ = retry;
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn wait_for_open_breaker(mut self, max_wait: Duration) -> Self {
+        self.settings.open_breaker_wait = Some(max_wait);
         self
     }
 
@@ -265,9 +307,10 @@ impl<P, C> RetryBuilder<P, C> {
     /// # Errors
     ///
     /// A [`ConfigError`] when `max_attempts`, the backoff's base, the
-    /// attempt timeout or the deadline is zero, the multiplier is below 1,
-    /// the cap is below the base, or the budget is invalid (see
-    /// [`RetryBudget::new`]).
+    /// attempt timeout, the deadline or the wait for an open breaker is
+    /// zero, the multiplier is below 1 or not finite, the cap is below the
+    /// base, the wait for an open breaker is above the cap, or the budget
+    /// is invalid (see [`RetryBudget::new`]).
     pub fn build(self) -> Result<RetryLayer<P, C>, ConfigError> {
         if self.settings.max_attempts == 0 {
             return Err(ConfigError::new(
@@ -280,6 +323,7 @@ impl<P, C> RetryBuilder<P, C> {
         for (setting, duration) in [
             ("attempt_timeout", self.settings.attempt_timeout),
             ("deadline", self.settings.deadline),
+            ("wait_for_open_breaker", self.settings.open_breaker_wait),
         ] {
             if duration.is_some_and(|d| d.is_zero()) {
                 return Err(ConfigError::new(
@@ -296,6 +340,18 @@ impl<P, C> RetryBuilder<P, C> {
             self.settings.cap,
             self.settings.jitter,
         )?;
+        if self
+            .settings
+            .open_breaker_wait
+            .is_some_and(|wait| wait > self.settings.cap)
+        {
+            return Err(ConfigError::new(
+                LAYER,
+                "wait_for_open_breaker",
+                ConfigErrorKind::OutOfRange,
+                "must not be above max_delay, the cap on every wait before a retry",
+            ));
+        }
         let delays = match self.settings.delay_fn {
             Some(f) => Delays::Custom {
                 f,
@@ -318,6 +374,7 @@ impl<P, C> RetryBuilder<P, C> {
                 delays,
                 attempt_timeout: self.settings.attempt_timeout,
                 deadline: self.settings.deadline,
+                open_breaker_wait: self.settings.open_breaker_wait,
                 stats: Arc::new(Stats::new(self.settings.component, budget, seed)),
             }),
         })
@@ -336,6 +393,7 @@ impl<P, C> fmt::Debug for RetryBuilder<P, C> {
             .field("budget", &self.settings.budget)
             .field("attempt_timeout", &self.settings.attempt_timeout)
             .field("deadline", &self.settings.deadline)
+            .field("open_breaker_wait", &self.settings.open_breaker_wait)
             .finish_non_exhaustive()
     }
 }

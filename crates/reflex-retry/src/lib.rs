@@ -11,12 +11,19 @@
 //!   so clients that failed together do not retry together;
 //! - **the server's word**: a `Retry-After` the policy reads (the http
 //!   policy does, on 429 and 503) replaces the backoff when it is within the
-//!   cap, and a breaker below that refused with `CircuitOpen` is waited out
-//!   when its `retry_after` fits the time left.
+//!   cap.
+//!
+//! And an **open breaker below ends retrying at once**: an attempt refused
+//! with `CircuitOpen` is the caller's answer, with the breaker's
+//! `retry_after`. A request asleep until the breaker probes would hold its
+//! place in the layers above (a shed permit) for nothing; waiting for the
+//! probe is an opt-in with a cap
+//! ([`RetryBuilder::wait_for_open_breaker`]).
 //!
 //! What is retried is what the [`Classify`](reflex_core::Classify) calls a
 //! failure and the [`Policy`] accepts. [`Rejected`](reflex_core::Rejected)
-//! errors of other layers are never retried, but `CircuitOpen` as above.
+//! errors of other layers are never retried (but `CircuitOpen`, when the
+//! layer was asked to wait for it).
 //!
 //! # Guarantees
 //!
@@ -28,9 +35,16 @@
 //! - **Exactly one outcome.** The caller gets the first result that is not
 //!   retried: a success, a failure the policy stops on, or the last failed
 //!   attempt's result when attempts, budget or deadline run out (the
-//!   original error, not a new one). A budget refusal is a
+//!   original error or response, not a new one), or another layer's
+//!   refusal (an open breaker's `CircuitOpen`). A budget refusal is a
 //!   [`Signal::RetryBudgetExhausted`](reflex_core::Signal::RetryBudgetExhausted)
-//!   and a count on the [`RetryHandle`], never an error of its own.
+//!   and a count on the [`RetryHandle`], never an error of its own: the
+//!   caller gets the last attempt's own result.
+//! - **No panic from a value.** A setting the layer cannot honour is a
+//!   [`ConfigError`](reflex_core::ConfigError) from `build()`; a duration
+//!   of more than a century (`Duration::MAX` among them), configured or
+//!   received (`Retry-After`, a breaker's `retry_after`), means never: such
+//!   a deadline or timeout is none, and such a delay ends retrying.
 //! - **Cheap when nothing fails.** No allocation and no boxed future; with
 //!   the budget on, one atomic load and one `fetch_add` per request, and a
 //!   clock read once in 64 requests; the per-attempt timeout and deadline,

@@ -24,8 +24,9 @@ pub enum Decision {
 /// The layer asks the policy only about attempts its classifier called a
 /// [`Failure`](reflex_core::Outcome::Failure); errors from other reflex
 /// layers ([`Rejected`](reflex_core::Rejected)) are never handed to it: the
-/// layer never retries them, but for a breaker's `CircuitOpen` whose
-/// `retry_after` fits in the time left.
+/// layer never retries them, but for a breaker's `CircuitOpen` when it was
+/// asked to wait for one
+/// ([`wait_for_open_breaker`](crate::RetryBuilder::wait_for_open_breaker)).
 ///
 /// # Examples
 ///

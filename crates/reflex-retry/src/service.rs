@@ -43,6 +43,22 @@ impl Delays {
     }
 }
 
+/// How far ahead the layer sets a timer; further is never: a deadline or
+/// an attempt timeout beyond it is none, and a retry that would begin
+/// beyond it is not made. A century is beyond any request, and keeps every
+/// instant far from where `Instant` arithmetic (ours, or the timer's as it
+/// rounds a deadline up) overflows.
+pub(crate) const HORIZON: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
+/// `delay` after `now`, or `None` when that is beyond the [`HORIZON`].
+#[inline]
+pub(crate) fn after(now: Instant, delay: Duration) -> Option<Instant> {
+    if delay > HORIZON {
+        return None;
+    }
+    now.checked_add(delay)
+}
+
 /// What a layer, its services and their futures share.
 pub(crate) struct Shared<P, C> {
     pub(crate) policy: P,
@@ -52,6 +68,8 @@ pub(crate) struct Shared<P, C> {
     pub(crate) delays: Delays,
     pub(crate) attempt_timeout: Option<Duration>,
     pub(crate) deadline: Option<Duration>,
+    /// The longest wait for an open breaker below; `None`: no wait.
+    pub(crate) open_breaker_wait: Option<Duration>,
     pub(crate) stats: Arc<Stats>,
 }
 
@@ -70,16 +88,18 @@ impl<P, C> Shared<P, C> {
         self.start_timers()
     }
 
+    /// A deadline or timeout beyond the [`HORIZON`] (`Duration::MAX`,
+    /// say) is none: it would never pass.
     #[cold]
     fn start_timers(&self) -> (Option<Instant>, Option<Instant>) {
         let now = Instant::now();
-        let deadline = self.deadline.map(|d| now + d);
+        let deadline = self.deadline.and_then(|d| after(now, d));
         (self.attempt_end(now, deadline), deadline)
     }
 
     /// When an attempt started at `now` times out, if it can.
     pub(crate) fn attempt_end(&self, now: Instant, deadline: Option<Instant>) -> Option<Instant> {
-        let own = self.attempt_timeout.map(|t| now + t);
+        let own = self.attempt_timeout.and_then(|t| after(now, t));
         match (own, deadline) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),

@@ -124,3 +124,42 @@ fn invalid_backoffs_are_config_errors() {
         assert_eq!(err.layer(), "retry");
     }
 }
+
+#[test]
+fn delays_near_duration_max_stay_within_the_cap_for_every_jitter_and_sample() {
+    for jitter in [
+        Jitter::None,
+        Jitter::Full,
+        Jitter::Equal,
+        Jitter::Decorrelated,
+    ] {
+        for base in [
+            Duration::from_nanos(1),
+            Duration::from_secs(1),
+            Duration::MAX,
+        ] {
+            for multiplier in [1.0, 2.0, f64::MAX] {
+                let backoff = Backoff::new(base, multiplier, Duration::MAX, jitter).unwrap();
+                for retry in [1, 2, 64, 65, u32::MAX] {
+                    for previous in [Duration::ZERO, Duration::MAX] {
+                        for unit in [0.0, 0.5, 1.0 - f64::EPSILON, 1.0, 2.0, f64::NAN] {
+                            let delay = backoff.delay(retry, previous, unit);
+                            let ceiling = backoff.ceiling(retry);
+                            let within = match jitter {
+                                Jitter::None => delay == ceiling,
+                                Jitter::Full => delay <= ceiling,
+                                Jitter::Equal => delay >= ceiling / 2 && delay <= ceiling,
+                                Jitter::Decorrelated => delay >= base,
+                            };
+                            assert!(
+                                within,
+                                "{jitter:?} {base:?} ×{multiplier} retry {retry} \
+                                 after {previous:?} at {unit}: {delay:?}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

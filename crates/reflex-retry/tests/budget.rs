@@ -175,3 +175,37 @@ fn racing_retries_never_overdraw_the_balance() {
     );
     assert_eq!(budget.remaining(secs(1.0)), 0);
 }
+
+#[test]
+fn a_budget_of_extreme_settings_read_at_extreme_times_never_panics() {
+    let ttls = [
+        Duration::from_nanos(10),
+        Duration::from_secs(1),
+        Duration::MAX,
+    ];
+    let ratios = [0.0, f64::MIN_POSITIVE, 0.2, 1000.0];
+    let times = [
+        Duration::ZERO,
+        Duration::from_nanos(1),
+        Duration::from_nanos(u64::MAX),
+        Duration::from_secs(u64::MAX),
+        Duration::MAX,
+    ];
+    for ttl in ttls {
+        for ratio in ratios {
+            for floor in [0, 1, u32::MAX] {
+                // A floor too large for the ttl is refused, not built.
+                let Ok(budget) = RetryBudget::new(ttl, floor, ratio) else {
+                    continue;
+                };
+                for now in times {
+                    for _ in 0..70 {
+                        budget.deposit(|| now);
+                    }
+                    let _ = budget.withdraw(now);
+                    let _ = budget.remaining(now);
+                }
+            }
+        }
+    }
+}

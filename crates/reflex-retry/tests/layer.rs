@@ -420,57 +420,129 @@ async fn rejections_of_other_layers_are_never_retried() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn an_open_breaker_is_waited_out_when_its_probe_fits_the_deadline() {
-    let recorder = Arc::new(Recorder::default());
-    let script = Script::new([
-        Step::Reject(RejectKind::CircuitOpen, Some(Duration::from_secs(2))),
-        Step::Ok(1),
-    ]);
-    let layer = no_jitter()
-        .deadline(Duration::from_secs(5))
-        .sink(recorder.clone())
-        .build()
-        .unwrap();
-    let mut svc = layer.layer(script.clone());
-    assert_eq!(call(&mut svc).await.unwrap(), 1);
-    assert_eq!(script.gaps(), vec![Duration::from_secs(2)]);
-    assert!(matches!(
-        recorder.signals()[0].1,
-        Signal::RetryAttempt {
-            reason: RetryReason::CircuitOpen,
-            ..
-        }
-    ));
+/// `n` seconds.
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// The kind and `retry_after` of the rejection in `err`, if there is one.
+fn rejection(err: &BoxError) -> Option<(RejectKind, Option<Duration>)> {
+    Rejected::find(&**err).map(|r| (r.kind(), r.retry_after()))
 }
 
 #[tokio::test(start_paused = true)]
-async fn an_open_breaker_whose_probe_is_too_far_ends_retrying_at_once() {
-    // Beyond the deadline.
+async fn an_open_breaker_ends_retrying_at_once_by_default_with_its_rejection() {
+    let recorder = Arc::new(Recorder::default());
+    // The breaker's probe is 2 s away: within the cap and the deadline,
+    // and still not waited for.
     let script = Script::new([
-        Step::Reject(RejectKind::CircuitOpen, Some(Duration::from_secs(2))),
+        Step::Reject(RejectKind::CircuitOpen, Some(secs(2))),
         Step::Ok(1),
     ]);
     let layer = no_jitter()
-        .deadline(Duration::from_secs(1))
+        .deadline(secs(60))
+        .sink(recorder.clone())
         .build()
         .unwrap();
     let mut svc = layer.layer(script.clone());
     let started = Instant::now();
     let err = call(&mut svc).await.unwrap_err();
     assert_eq!(
-        Rejected::find(&*err).map(Rejected::kind),
-        Some(RejectKind::CircuitOpen)
+        rejection(&err),
+        Some((RejectKind::CircuitOpen, Some(secs(2)))),
+        "the caller gets the breaker's rejection, with when it probes"
     );
     assert_eq!((script.calls(), started.elapsed()), (1, Duration::ZERO));
-    // Beyond the cap, with no deadline; and with no retry_after at all.
-    for after in [Some(Duration::from_secs(61)), None] {
+    assert_eq!(layer.handle().metrics().retrying, 0);
+    assert!(recorder.signals().is_empty(), "no retry was made");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_met_on_a_retry_ends_retrying_with_its_rejection() {
+    let script = Script::new([
+        Step::Err("down"),
+        Step::Reject(RejectKind::CircuitOpen, Some(secs(30))),
+        Step::Ok(1),
+    ]);
+    let layer = no_jitter().max_attempts(5).build().unwrap();
+    let mut svc = layer.layer(script.clone());
+    let started = Instant::now();
+    let err = call(&mut svc).await.unwrap_err();
+    assert_eq!(
+        rejection(&err),
+        Some((RejectKind::CircuitOpen, Some(secs(30))))
+    );
+    assert_eq!(script.calls(), 2);
+    assert_eq!(started.elapsed(), 100 * MS, "one backoff, no breaker wait");
+    let m = layer.handle().metrics();
+    assert_eq!((m.retries, m.gave_up, m.retrying), (1, 1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_is_waited_out_when_asked_and_its_probe_is_within_the_wait() {
+    let recorder = Arc::new(Recorder::default());
+    let script = Script::new([
+        Step::Reject(RejectKind::CircuitOpen, Some(secs(2))),
+        Step::Ok(1),
+    ]);
+    let layer = no_jitter()
+        .wait_for_open_breaker(secs(2))
+        .deadline(secs(5))
+        .sink(recorder.clone())
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(script.clone());
+    assert_eq!(call(&mut svc).await.unwrap(), 1);
+    assert_eq!(script.gaps(), vec![secs(2)]);
+    assert!(matches!(
+        recorder.signals()[0].1,
+        Signal::RetryAttempt {
+            reason: RetryReason::CircuitOpen,
+            delay,
+            ..
+        } if delay == secs(2)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_whose_probe_is_beyond_the_wait_ends_retrying_at_once() {
+    // Beyond the wait asked for; and with no retry_after at all (forced
+    // open).
+    for after in [Some(2_001 * MS), None] {
         let script = Script::new([Step::Reject(RejectKind::CircuitOpen, after), Step::Ok(1)]);
-        let layer = no_jitter().build().unwrap();
+        let layer = no_jitter().wait_for_open_breaker(secs(2)).build().unwrap();
         let mut svc = layer.layer(script.clone());
-        assert!(call(&mut svc).await.is_err());
-        assert_eq!(script.calls(), 1, "{after:?}");
+        let started = Instant::now();
+        let err = call(&mut svc).await.unwrap_err();
+        assert_eq!(rejection(&err), Some((RejectKind::CircuitOpen, after)));
+        assert_eq!((script.calls(), started.elapsed()), (1, Duration::ZERO));
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_whose_probe_is_beyond_the_time_left_ends_retrying_at_once() {
+    // The first attempt fails after 3 s of a 4 s deadline; the breaker it
+    // then meets probes in 2 s: within the wait, beyond the 1 s left.
+    let script = Script::new([
+        Step::Late(secs(3), Err("slow")),
+        Step::Reject(RejectKind::CircuitOpen, Some(secs(2))),
+        Step::Ok(1),
+    ]);
+    let layer = no_jitter()
+        .backoff(MS, 1.0)
+        .wait_for_open_breaker(secs(10))
+        .deadline(secs(4))
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(script.clone());
+    let started = Instant::now();
+    let err = call(&mut svc).await.unwrap_err();
+    assert_eq!(
+        rejection(&err),
+        Some((RejectKind::CircuitOpen, Some(secs(2))))
+    );
+    assert_eq!(script.calls(), 2);
+    assert_eq!(started.elapsed(), secs(3) + MS, "no wait for the breaker");
 }
 
 #[tokio::test(start_paused = true)]
@@ -728,8 +800,103 @@ fn invalid_configurations_are_config_errors() {
             "budget",
             ConfigErrorKind::Zero,
         ),
+        (
+            RetryLayer::builder()
+                .wait_for_open_breaker(Duration::ZERO)
+                .build()
+                .unwrap_err(),
+            "wait_for_open_breaker",
+            ConfigErrorKind::Zero,
+        ),
+        (
+            RetryLayer::builder()
+                .max_delay(Duration::from_secs(10))
+                .wait_for_open_breaker(Duration::from_secs(11))
+                .build()
+                .unwrap_err(),
+            "wait_for_open_breaker",
+            ConfigErrorKind::OutOfRange,
+        ),
+        (
+            RetryLayer::builder()
+                .wait_for_open_breaker(Duration::MAX)
+                .build()
+                .unwrap_err(),
+            "wait_for_open_breaker",
+            ConfigErrorKind::OutOfRange,
+        ),
     ];
     for (err, setting, kind) in cases {
         assert_eq!((err.setting(), err.kind()), (setting, kind), "{err}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_or_attempt_timeout_of_duration_max_is_no_limit() {
+    for (deadline, attempt_timeout) in [
+        (Some(Duration::MAX), None),
+        (None, Some(Duration::MAX)),
+        (Some(Duration::MAX), Some(Duration::MAX)),
+    ] {
+        let script = Script::new([Step::Err("flaky"), Step::Late(secs(3600), Ok(2))]);
+        let mut builder = no_jitter();
+        if let Some(deadline) = deadline {
+            builder = builder.deadline(deadline);
+        }
+        if let Some(timeout) = attempt_timeout {
+            builder = builder.attempt_timeout(timeout);
+        }
+        let layer = builder.build().unwrap();
+        let mut svc = layer.layer(script.clone());
+        assert_eq!(
+            call(&mut svc).await.unwrap(),
+            2,
+            "{deadline:?} {attempt_timeout:?}"
+        );
+        assert_eq!(script.calls(), 2);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_delay_beyond_a_century_ends_retrying_with_the_result_that_asked_for_it() {
+    for asked in [
+        Duration::MAX,
+        Duration::from_secs(u64::MAX),
+        secs(101 * 365 * 86_400),
+    ] {
+        let script = Script::new([Step::Err("come back much later"), Step::Ok(1)]);
+        let layer = no_jitter()
+            .policy(AskFor(asked))
+            .max_delay(Duration::MAX)
+            .deadline(Duration::MAX)
+            .attempt_timeout(Duration::MAX)
+            .build()
+            .unwrap();
+        let mut svc = layer.layer(script.clone());
+        let started = Instant::now();
+        let err = call(&mut svc).await.unwrap_err();
+        assert_eq!(err.to_string(), "come back much later", "{asked:?}");
+        assert_eq!((script.calls(), started.elapsed()), (1, Duration::ZERO));
+        assert_eq!(layer.handle().metrics().retrying, 0);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_probing_beyond_a_century_is_not_waited_for() {
+    let script = Script::new([
+        Step::Reject(RejectKind::CircuitOpen, Some(Duration::MAX)),
+        Step::Ok(1),
+    ]);
+    let layer = no_jitter()
+        .max_delay(Duration::MAX)
+        .wait_for_open_breaker(Duration::MAX)
+        .build()
+        .unwrap();
+    let mut svc = layer.layer(script.clone());
+    let err = call(&mut svc).await.unwrap_err();
+    assert_eq!(
+        rejection(&err),
+        Some((RejectKind::CircuitOpen, Some(Duration::MAX)))
+    );
+    assert_eq!(script.calls(), 1);
 }
