@@ -238,6 +238,10 @@ async fn the_dedup_cache_keeps_only_what_the_presets_classifier_calls_a_success(
         200,
         "the failure was not cached: a second call was made"
     );
-    assert_eq!(svc.clone().oneshot(7).await.unwrap(), 200, "the success was");
+    assert_eq!(
+        svc.clone().oneshot(7).await.unwrap(),
+        200,
+        "the success was"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
