@@ -85,6 +85,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod builder;
 mod clock;
 mod detect;
 mod events;
@@ -93,12 +94,14 @@ mod layer;
 mod patterns;
 mod reflex;
 mod registry;
+mod runtime;
 mod snapshot;
 mod witness;
 
+pub use builder::{MAX_COMPONENTS, MAX_HISTORY, StartError, WitnessBuilder};
 pub use clock::Clock;
 pub use detect::{Cascade, ChainLink, Detector, Finding, LatencyRegression, Observation, Report};
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
 pub use reflex::{Action, CascadeReflex, Controls, Reflex};
 pub use snapshot::{ComponentState, Health, Snapshot};
-pub use witness::{MAX_COMPONENTS, MAX_HISTORY, StartError, Witness, WitnessBuilder};
+pub use witness::Witness;

@@ -1,0 +1,377 @@
+//! [`WitnessBuilder`]: a witness's settings, checked when it is built.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reflex_core::{ConfigError, ConfigErrorKind};
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+
+use crate::clock::{Clock, Source};
+use crate::detect::{Cascade, Detector, LatencyRegression};
+use crate::events::{Events, Ring};
+use crate::patterns::Learner;
+use crate::reflex::{Controls, Reflex};
+use crate::registry::Registry;
+use crate::runtime::{CALLS, EVENTS, Inner, State, run};
+use crate::snapshot::Snapshot;
+use crate::witness::Witness;
+
+pub(crate) const LAYER: &str = "witness";
+
+/// The most components a witness follows: a call chain's word packs the
+/// component's index in 12 bits.
+pub const MAX_COMPONENTS: usize = (1 << 12) - 1;
+
+/// The most snapshots a witness keeps in its history: subscribers' channel
+/// is sized to the history limit when the witness is built.
+pub const MAX_HISTORY: usize = 1 << 16;
+
+/// The shortest interval: tokio's timer counts milliseconds.
+const MIN_INTERVAL: Duration = Duration::from_millis(1);
+
+/// Configures a [`Witness`]; from [`Witness::builder`].
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use reflex_witness::Witness;
+///
+/// let err = Witness::builder().interval(Duration::ZERO).build().unwrap_err();
+/// assert_eq!(err.setting(), "interval");
+/// ```
+#[must_use = "a builder does nothing until `build` or `start` is called"]
+pub struct WitnessBuilder {
+    interval: Duration,
+    history: usize,
+    components: usize,
+    reports: usize,
+    chain: usize,
+    cascade: Option<Cascade>,
+    regression: Option<LatencyRegression>,
+    detectors: Vec<Box<dyn Detector>>,
+    reflexes: Vec<Box<dyn Reflex>>,
+    /// `(settle_after, factor)`.
+    patterns: Option<(u64, f64)>,
+    clock: Clock,
+}
+
+impl fmt::Debug for WitnessBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WitnessBuilder")
+            .field("interval", &self.interval)
+            .field("history", &self.history)
+            .field("components", &self.components)
+            .field("reports", &self.reports)
+            .field("chain", &self.chain)
+            .field("cascade", &self.cascade)
+            .field("regression", &self.regression)
+            .field("detectors", &self.detectors.len())
+            .field("reflexes", &self.reflexes.len())
+            .field("patterns", &self.patterns)
+            .field("clock", &self.clock)
+            .finish()
+    }
+}
+
+/// Why [`WitnessBuilder::start`] failed.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The configuration is invalid.
+    Config(ConfigError),
+    /// There is no tokio runtime to run the observation task on.
+    NoRuntime,
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Config(err) => write!(f, "witness: {err}"),
+            Self::NoRuntime => f.write_str("witness: no tokio runtime to start on"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Config(err) => Some(err),
+            Self::NoRuntime => None,
+        }
+    }
+}
+
+impl From<ConfigError> for StartError {
+    fn from(err: ConfigError) -> Self {
+        Self::Config(err)
+    }
+}
+
+// === impl WitnessBuilder ===
+
+impl WitnessBuilder {
+    /// How often the runtime folds what it heard into a snapshot: at least
+    /// 1 ms (tokio's timer counts milliseconds), and any length above (one
+    /// beyond about 30 years, tokio's longest sleep, is waited as that).
+    /// Defaults to 1 s.
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
+    }
+
+    /// How many non-empty snapshots are kept in the history (at least 1, at
+    /// most [`MAX_HISTORY`]). Defaults to 64.
+    pub fn history_limit(mut self, snapshots: usize) -> Self {
+        self.history = snapshots;
+        self
+    }
+
+    /// The most components the witness follows (at least 1, at most
+    /// [`MAX_COMPONENTS`]): a layer built for one more is refused. Defaults
+    /// to 256.
+    pub fn max_components(mut self, components: usize) -> Self {
+        self.components = components;
+        self
+    }
+
+    /// How many reports are kept (at least 1), the oldest forgotten first.
+    /// Defaults to 64.
+    pub fn report_limit(mut self, reports: usize) -> Self {
+        self.reports = reports;
+        self
+    }
+
+    /// How many failed calls a report's causal chain holds at most (at
+    /// least 1): the earliest. Defaults to 32.
+    pub fn chain_limit(mut self, links: usize) -> Self {
+        self.chain = links;
+        self
+    }
+
+    /// Reports a cascade when at least `components` components each have
+    /// at least `failures` failed or refused calls within `window`.
+    /// Defaults to 3 components, 5 failures, 10 s.
+    pub fn cascade(mut self, components: usize, failures: usize, window: Duration) -> Self {
+        self.cascade = Some(Cascade::new(components, failures, window));
+        self
+    }
+
+    /// Turns the cascade detector off.
+    pub fn no_cascade(mut self) -> Self {
+        self.cascade = None;
+        self
+    }
+
+    /// Reports a latency regression when a component's p50 over a cycle
+    /// goes above `factor` (above 1) times its baseline, learned over
+    /// `warmup` cycles of at least `min_requests` requests. Defaults to 2,
+    /// 5 and 20.
+    pub fn latency_regression(mut self, factor: f64, warmup: u32, min_requests: u64) -> Self {
+        self.regression = Some(LatencyRegression::new(factor, warmup, min_requests));
+        self
+    }
+
+    /// Turns the latency regression detector off.
+    pub fn no_latency_regression(mut self) -> Self {
+        self.regression = None;
+        self
+    }
+
+    /// Adds a detector of your own, run each cycle after the built-in
+    /// ones.
+    pub fn detector(mut self, detector: impl Detector) -> Self {
+        self.detectors.push(Box::new(detector));
+        self
+    }
+
+    /// What request latencies are measured with. Defaults to
+    /// [`Clock::Cpu`]; tests that pause tokio's clock use [`Clock::Tokio`].
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Learns call patterns: the chains of components a request goes
+    /// through (a witness layer's service called while another's request
+    /// runs, in the same task, is a link of its chain), each with its usual
+    /// latency. Once `settle_after` chains were seen, a chain not seen
+    /// before is reported; a chain slower than `factor` (above 1) times its
+    /// usual latency is reported whenever. Each request then carries a
+    /// task-local and its layer notes one word more. Defaults to off.
+    pub fn call_patterns(mut self, settle_after: u64, factor: f64) -> Self {
+        self.patterns = Some((settle_after, factor));
+        self
+    }
+
+    /// Adds a reflex: each cycle, after the detectors, it may act on the
+    /// layers whose controls the witness was given
+    /// ([`Witness::control_breaker`], [`Witness::control_shed`]). None by
+    /// default: a witness only observes unless told otherwise.
+    pub fn reflex(mut self, reflex: impl Reflex) -> Self {
+        self.reflexes.push(Box::new(reflex));
+        self
+    }
+
+    /// Builds a witness with no runtime: snapshots are taken when
+    /// [`Witness::cycle_now`] is called.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] when the interval is below 1 ms, the history
+    /// limit is zero or above [`MAX_HISTORY`], the component bound is zero
+    /// or above [`MAX_COMPONENTS`], the report or chain limit is zero, or a
+    /// detector's factor is not a finite number above 1.
+    pub fn build(self) -> Result<Witness, ConfigError> {
+        let zero = |setting, reason| {
+            Err(ConfigError::new(
+                LAYER,
+                setting,
+                ConfigErrorKind::Zero,
+                reason,
+            ))
+        };
+        if self.interval.is_zero() {
+            return zero("interval", "must be above zero");
+        }
+        if self.interval < MIN_INTERVAL {
+            return Err(ConfigError::new(
+                LAYER,
+                "interval",
+                ConfigErrorKind::OutOfRange,
+                "must be at least 1 ms (tokio's timer counts milliseconds)",
+            ));
+        }
+        if self.history == 0 {
+            return zero("history_limit", "at least one snapshot must fit");
+        }
+        if self.history > MAX_HISTORY {
+            return Err(ConfigError::new(
+                LAYER,
+                "history_limit",
+                ConfigErrorKind::OutOfRange,
+                format!("must be at most {MAX_HISTORY}"),
+            ));
+        }
+        if self.components == 0 {
+            return zero("max_components", "at least one component must fit");
+        }
+        if self.components > MAX_COMPONENTS {
+            return Err(ConfigError::new(
+                LAYER,
+                "max_components",
+                ConfigErrorKind::OutOfRange,
+                format!("must be at most {MAX_COMPONENTS}"),
+            ));
+        }
+        if self.reports == 0 {
+            return zero("report_limit", "at least one report must fit");
+        }
+        if self.chain == 0 {
+            return zero("chain_limit", "a chain holds at least one link");
+        }
+        if let Some(regression) = &self.regression {
+            if !(regression.factor().is_finite() && regression.factor() > 1.0) {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "latency_regression",
+                    ConfigErrorKind::OutOfRange,
+                    format!(
+                        "factor must be a finite number above 1, got {}",
+                        regression.factor()
+                    ),
+                ));
+            }
+        }
+        let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
+        detectors.extend(self.cascade.map(|d| Box::new(d) as Box<dyn Detector>));
+        detectors.extend(self.regression.map(|d| Box::new(d) as Box<dyn Detector>));
+        if let Some((settle_after, factor)) = self.patterns {
+            if settle_after == 0 {
+                return zero("call_patterns", "learning needs at least one chain");
+            }
+            if !(factor.is_finite() && factor > 1.0) {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "call_patterns",
+                    ConfigErrorKind::OutOfRange,
+                    format!("factor must be a finite number above 1, got {factor}"),
+                ));
+            }
+        }
+        detectors.extend(self.detectors);
+        let reflexes = self.reflexes;
+        let (tx, _) = broadcast::channel(self.history.max(16));
+        Ok(Witness {
+            inner: Arc::new(Inner {
+                registry: Registry::new(self.components),
+                clock: Source::new(self.clock),
+                events: Events::new(EVENTS),
+                calls: Ring::new(CALLS),
+                next_root: AtomicU64::new(1),
+                cycles: AtomicU64::new(0),
+                learner: self
+                    .patterns
+                    .map(|(settle_after, factor)| Mutex::new(Learner::new(settle_after, factor))),
+                detectors: Mutex::new(detectors),
+                reflexes: Mutex::new(reflexes),
+                controls: Mutex::new(Controls::default()),
+                report_limit: self.reports,
+                chain_limit: self.chain,
+                base: Instant::now(),
+                interval: self.interval,
+                history_limit: self.history,
+                state: Mutex::new(State {
+                    latest: Arc::new(Snapshot::empty()),
+                    history: VecDeque::new(),
+                    reports: VecDeque::new(),
+                    actions: 0,
+                    last_error: None,
+                }),
+                tx,
+                task: Mutex::new(None),
+            }),
+        })
+    }
+
+    /// Builds a witness and starts its runtime on the current tokio
+    /// runtime: one cycle per interval. The task stops when the last
+    /// handle to the witness is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`StartError::Config`] as [`build`](Self::build);
+    /// [`StartError::NoRuntime`] outside a tokio runtime.
+    pub fn start(self) -> Result<Witness, StartError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| StartError::NoRuntime)?;
+        let witness = self.build()?;
+        let weak = Arc::downgrade(&witness.inner);
+        let interval = witness.inner.interval;
+        let task = runtime.spawn(run(weak, interval));
+        *witness.inner.task() = Some(task);
+        Ok(witness)
+    }
+}
+
+impl Witness {
+    /// Starts configuring a witness.
+    pub fn builder() -> WitnessBuilder {
+        WitnessBuilder {
+            interval: Duration::from_secs(1),
+            history: 64,
+            components: 256,
+            reports: 64,
+            chain: 32,
+            cascade: Some(Cascade::new(3, 5, Duration::from_secs(10))),
+            regression: Some(LatencyRegression::new(2.0, 5, 20)),
+            detectors: Vec::new(),
+            reflexes: Vec::new(),
+            patterns: None,
+            clock: Clock::default(),
+        }
+    }
+}
