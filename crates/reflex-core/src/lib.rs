@@ -49,6 +49,7 @@ mod control;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod origin;
 mod rejected;
 pub mod signal;
 
