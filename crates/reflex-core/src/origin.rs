@@ -32,9 +32,9 @@
 //! # async fn main() {
 //! // api's request, and inside it a call to db that fails after 3 ms of the
 //! // request's 10.
-//! let api = Frame::start(1, 0, 0);
+//! let api = Frame::start(0, 0);
 //! let below = Scoped::new(api, async {
-//!     let db = Frame::start(2, 1, 5_000_000);
+//!     let db = Frame::start(1, 5_000_000);
 //!     assert_eq!(db.origin().depth(), 1);
 //!     origin::end_below(db.origin(), 8_000_000, true);
 //! })
@@ -49,12 +49,33 @@ use std::cell::Cell;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
 
 thread_local! {
     static CURRENT: Cell<Option<Frame>> = const { Cell::new(None) };
+    /// This thread's next request id, and the end of its block of ids.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Ids are handed to threads in blocks, so that a request takes its id
+/// without touching memory another thread writes.
+static NEXT_BLOCK: AtomicU64 = AtomicU64::new(1);
+const BLOCK: u64 = 1 << 20;
+
+/// A new request id: unique in the process, never 0.
+fn next_id() -> u64 {
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_BLOCK.fetch_add(BLOCK, Ordering::Relaxed);
+            end = next.saturating_add(BLOCK);
+        }
+        ids.set((next + 1, end));
+        next
+    })
 }
 
 /// Who a request is: its id, the id of the request at the top of its chain,
@@ -117,10 +138,11 @@ pub struct Frame {
 
 impl Frame {
     /// The frame of a request starting now (`now_ns` on the caller's clock),
-    /// with id `id` and tag `tag`: at the top of a new chain, or below the
-    /// request whose frame is current, which then counts it as a call
+    /// with a new id and the tag `tag`: at the top of a new chain, or below
+    /// the request whose frame is current, which then counts it as a call
     /// below in flight.
-    pub fn start(id: u64, tag: u32, now_ns: u64) -> Self {
+    pub fn start(tag: u32, now_ns: u64) -> Self {
+        let id = next_id();
         let parent = CURRENT.with(|current| {
             let mut frame = current.get()?;
             if frame.active == 0 {
@@ -329,22 +351,24 @@ mod tests {
 
     #[test]
     fn a_request_outside_any_frame_is_the_top_of_its_chain() {
-        let frame = Frame::start(7, 3, 0);
-        assert_eq!(frame.origin().root(), 7);
+        let frame = Frame::start(3, 0);
+        assert_eq!(frame.origin().root(), frame.origin().id());
+        assert_ne!(Frame::start(3, 0).origin().id(), frame.origin().id());
         assert_eq!(frame.origin().depth(), 0);
         assert_eq!(frame.origin().parent_tag(), None);
     }
 
     #[test]
     fn overlapping_calls_below_count_their_union_once() {
-        let mut api = Frame::start(1, 0, 0);
+        let mut api = Frame::start(0, 0);
         api.enter(|| {
-            let a = Frame::start(2, 1, 10);
-            let b = Frame::start(3, 2, 15);
+            let a = Frame::start(1, 10);
+            let b = Frame::start(2, 15);
+            assert_eq!(a.origin().root(), b.origin().root());
             assert_eq!(b.origin().parent_tag(), Some(0));
             end_below(a.origin(), 20, false);
             end_below(b.origin(), 30, true);
-            let c = Frame::start(4, 1, 40);
+            let c = Frame::start(1, 40);
             end_below(c.origin(), 45, false);
         });
         let below = Below { frame: api };
@@ -355,8 +379,8 @@ mod tests {
 
     #[test]
     fn a_call_that_ends_elsewhere_counts_until_its_parents_end() {
-        let mut api = Frame::start(1, 0, 0);
-        let db = api.enter(|| Frame::start(2, 1, 10));
+        let mut api = Frame::start(0, 0);
+        let db = api.enter(|| Frame::start(1, 10));
         // db ends outside api's frame: api is not told.
         end_below(db.origin(), 20, true);
         let below = Below { frame: api };
@@ -366,7 +390,7 @@ mod tests {
 
     #[test]
     fn a_frame_is_put_back_when_the_call_inside_it_panics() {
-        let mut api = Frame::start(1, 0, 0);
+        let mut api = Frame::start(0, 0);
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             api.enter(|| panic!("inner call"));
         }));

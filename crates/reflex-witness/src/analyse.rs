@@ -12,7 +12,14 @@ use crate::snapshot::Snapshot;
 impl Inner {
     /// Runs the detectors over `snapshot`; their reports, and the error of
     /// the last one that failed.
-    pub(crate) fn detect(&self, snapshot: &Snapshot, now_ms: u64) -> (Vec<Report>, Option<String>) {
+    pub(crate) fn detect(
+        &self,
+        snapshot: &Snapshot,
+        first_failures: &[crate::events::Event],
+        now_ms: u64,
+    ) -> (Vec<Report>, Option<String>) {
+        // Each component's first failures of the cycle: for the judgement.
+        let _ = first_failures;
         let names: Vec<&str> = self
             .registry
             .cells()
@@ -28,6 +35,7 @@ impl Inner {
                 component: names.get(event.component).copied().unwrap_or("").to_owned(),
                 what: match event.kind {
                     0 => "failed".to_owned(),
+                    crate::registry::FAILED_BELOW => "failed below".to_owned(),
                     kind => format!(
                         "rejected: {}",
                         REJECT_KINDS

@@ -312,7 +312,6 @@ impl WitnessBuilder {
                 clock: Source::new(self.clock),
                 events: Events::new(EVENTS),
                 calls: Ring::new(CALLS),
-                next_root: AtomicU64::new(1),
                 cycles: AtomicU64::new(0),
                 learner: self
                     .patterns

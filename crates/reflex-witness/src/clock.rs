@@ -28,46 +28,36 @@ pub enum Clock {
     Tokio,
 }
 
-/// The clock a witness reads: the kind, and for `Cpu` a calibrated
-/// counter (read raw, scaled to nanoseconds only for the difference).
+/// The clock a witness reads, from the moment it was built: for `Cpu` a
+/// calibrated counter read raw, scaled to nanoseconds only for the
+/// difference from its start.
 #[derive(Debug, Clone)]
 pub(crate) enum Source {
-    Cpu(quanta::Clock),
-    Tokio,
+    Cpu { clock: quanta::Clock, base: u64 },
+    Tokio { base: tokio::time::Instant },
 }
 
 impl Source {
     pub(crate) fn new(clock: Clock) -> Self {
         match clock {
-            Clock::Cpu => Self::Cpu(quanta::Clock::new()),
-            Clock::Tokio => Self::Tokio,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn now(&self) -> Stamp {
-        match self {
-            Self::Cpu(clock) => Stamp::Cpu(clock.raw()),
-            Self::Tokio => Stamp::Tokio(tokio::time::Instant::now()),
-        }
-    }
-
-    /// Nanoseconds since `start`.
-    #[inline]
-    pub(crate) fn elapsed_nanos(&self, start: Stamp) -> u64 {
-        match (self, start) {
-            (Self::Cpu(clock), Stamp::Cpu(start)) => clock.delta_as_nanos(start, clock.raw()),
-            (_, Stamp::Tokio(start)) => {
-                u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+            Clock::Cpu => {
+                let clock = quanta::Clock::new();
+                let base = clock.raw();
+                Self::Cpu { clock, base }
             }
-            (Self::Tokio, Stamp::Cpu(_)) => 0,
+            Clock::Tokio => Self::Tokio {
+                base: tokio::time::Instant::now(),
+            },
         }
     }
-}
 
-/// When a request started, by its witness's clock.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Stamp {
-    Cpu(u64),
-    Tokio(tokio::time::Instant),
+    /// Nanoseconds since the witness was built (saturating: about 584
+    /// years).
+    #[inline]
+    pub(crate) fn now_ns(&self) -> u64 {
+        match self {
+            Self::Cpu { clock, base } => clock.delta_as_nanos(*base, clock.raw()),
+            Self::Tokio { base } => u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX),
+        }
+    }
 }

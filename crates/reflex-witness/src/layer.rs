@@ -7,14 +7,13 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
+use reflex_core::origin::{self, Below, Frame, Origin, Scoped};
 use reflex_core::{BoxError, Classify, DefaultClassifier, Outcome, Rejected};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use crate::Witness;
-use crate::clock::Stamp;
-use crate::patterns::{self, CallCtx};
-use tokio::task::futures::TaskLocalFuture;
+use crate::registry::{FAILED, FAILED_BELOW};
 
 /// Records each request of a component's stack into a [`Witness`]: start,
 /// end, latency, outcome, and rejections by kind. From
@@ -140,33 +139,33 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
-        let cell = self.layer.witness.cell(self.layer.index);
+        let witness = &self.layer.witness;
+        let index = self.layer.index;
+        let cell = witness.cell(index);
+        let started = witness.now_ns();
+        // The request's frame: below the request whose frame is current (a
+        // caller's, in this task), which counts it as a call below.
+        let mut frame = Frame::start(u32::try_from(index).unwrap_or(u32::MAX), started);
+        let origin = frame.origin();
+        let edge = origin
+            .parent_tag()
+            .and_then(|caller| witness.edge(caller as usize, index));
         cell.in_flight.fetch_add(1, Ordering::Relaxed);
         // The guard exists before the inner call: a panic in `call` drops
         // it, which ends the request as cancelled.
-        let witness = &self.layer.witness;
-        let chain = witness
-            .tracks_patterns()
-            .then(|| patterns::context(|| witness.next_root()));
         let guard = Guard {
             layer: self.layer.clone(),
-            started: witness.now(),
-            chain,
+            started,
+            origin,
+            edge,
             ended: false,
         };
-        let future = match chain {
-            None => Traced::Plain {
-                future: self.inner.call(request),
-            },
-            Some(ctx) => {
-                let inner = &mut self.inner;
-                let future = patterns::sync_scope(ctx, || inner.call(request));
-                Traced::Chained {
-                    future: patterns::scope(ctx, future),
-                }
-            }
-        };
-        ResponseFuture { future, guard }
+        let inner = &mut self.inner;
+        let future = frame.enter(|| inner.call(request));
+        ResponseFuture {
+            future: Scoped::new(frame, future),
+            guard,
+        }
     }
 }
 
@@ -179,45 +178,73 @@ impl<S: fmt::Debug, C> fmt::Debug for ObserveWitness<S, C> {
     }
 }
 
-/// A request in flight: ends it in its component's counters.
+/// A request in flight: ends it in its component's counters, and in its
+/// caller's frame.
 struct Guard<C> {
     layer: ObserveWitnessLayer<C>,
-    started: Stamp,
-    /// Its place in a call chain, when the witness learns patterns.
-    chain: Option<CallCtx>,
+    /// On the witness's clock.
+    started: u64,
+    origin: Origin,
+    /// The edge from its caller's component to its own, if it has a caller.
+    edge: Option<u32>,
     ended: bool,
 }
 
 impl<C> Guard<C> {
-    fn end<T>(&mut self, result: &Result<T, BoxError>)
+    fn end<T>(&mut self, result: &Result<T, BoxError>, below: Below)
     where
         C: Classify<T, BoxError>,
     {
-        let cell = self.layer.witness.cell(self.layer.index);
-        let elapsed = self.layer.witness.elapsed_nanos(self.started);
-        if let Some(ctx) = self.chain {
-            self.layer
-                .witness
-                .record_call(ctx, self.layer.index, elapsed);
-        }
-        if let Some(rejected) = result.as_ref().err().and_then(|err| Rejected::find(&**err)) {
-            let kind = cell.reject(rejected.kind());
-            self.layer.witness.note(self.layer.index, kind);
-        } else {
-            // Successes and failures are counted by their latency
-            // histograms: one `fetch_add` for both.
-            match self.layer.classifier.classify(result.as_ref()) {
-                Outcome::Success => cell.latency.record(elapsed),
-                Outcome::Failure => {
-                    cell.failed_latency.record(elapsed);
-                    self.layer.witness.note(self.layer.index, 0);
+        let witness = &self.layer.witness;
+        let index = self.layer.index;
+        let cell = witness.cell(index);
+        let now = witness.now_ns();
+        let elapsed = now.saturating_sub(self.started);
+        let own_time = elapsed.saturating_sub(below.waited_ns(now));
+        let failed =
+            if let Some(rejected) = result.as_ref().err().and_then(|err| Rejected::find(&**err)) {
+                let code = cell.reject(rejected.kind());
+                witness.note(index, now, code);
+                true
+            } else {
+                // Successes and failures are counted by their latency
+                // histograms: one `fetch_add` for both.
+                match self.layer.classifier.classify(result.as_ref()) {
+                    Outcome::Success => {
+                        cell.latency.record(elapsed);
+                        cell.self_time.record(own_time);
+                        false
+                    }
+                    Outcome::Failure => {
+                        cell.failed_latency.record(elapsed);
+                        if below.failed() > 0 {
+                            // An echo of a failure below: not its own.
+                            cell.propagated.fetch_add(1, Ordering::Relaxed);
+                            witness.note(index, now, FAILED_BELOW);
+                        } else {
+                            cell.self_time.record(own_time);
+                            witness.note(index, now, FAILED);
+                        }
+                        true
+                    }
+                    Outcome::Ignored => {
+                        cell.ignored.fetch_add(1, Ordering::Relaxed);
+                        false
+                    }
                 }
-                Outcome::Ignored => {
-                    cell.ignored.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
+            };
+        witness.record_call(self.origin, index, elapsed);
+        self.finish(now, failed);
         self.ended = true;
+    }
+
+    /// Tells the caller's frame (current when this ends in its task) and
+    /// the edge from the caller how the call went.
+    fn finish(&self, now: u64, failed: bool) {
+        origin::end_below(self.origin, now, failed);
+        if let Some(edge) = self.edge {
+            self.layer.witness.count_edge(edge, failed);
+        }
     }
 }
 
@@ -226,46 +253,21 @@ impl<C> Drop for Guard<C> {
         let cell = self.layer.witness.cell(self.layer.index);
         if !self.ended {
             cell.cancelled.fetch_add(1, Ordering::Relaxed);
+            // A call dropped before its end failed its caller.
+            self.finish(self.layer.witness.now_ns(), true);
         }
         cell.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 pin_project! {
-    /// The response future of [`ObserveWitness`]: the inner future, and the
-    /// request's record, ended when it completes or is dropped.
+    /// The response future of [`ObserveWitness`]: the inner future, polled
+    /// in the request's frame, and the request's record, ended when it
+    /// completes or is dropped.
     pub struct ResponseFuture<F, C> {
         #[pin]
-        future: Traced<F>,
+        future: Scoped<F>,
         guard: Guard<C>,
-    }
-}
-
-pin_project! {
-    /// The inner future, run as part of its call chain when the witness
-    /// learns patterns.
-    #[project = TracedProj]
-    enum Traced<F> {
-        Plain {
-            #[pin]
-            future: F,
-        },
-        Chained {
-            #[pin]
-            future: TaskLocalFuture<CallCtx, F>,
-        },
-    }
-}
-
-impl<F: Future> Future for Traced<F> {
-    type Output = F::Output;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            TracedProj::Plain { future } => future.poll(cx),
-            TracedProj::Chained { future } => future.poll(cx),
-        }
     }
 }
 
@@ -279,10 +281,10 @@ where
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = ready!(this.future.poll(cx)).map_err(Into::into);
+        let mut this = self.project();
+        let result = ready!(this.future.as_mut().poll(cx)).map_err(Into::into);
         if !this.guard.ended {
-            this.guard.end(&result);
+            this.guard.end(&result, this.future.below());
         }
         Poll::Ready(result)
     }

@@ -1,22 +1,15 @@
 //! Call patterns: the chains of components a request goes through (api
 //! calls auth calls db), learned with their usual latency.
 //!
-//! A request's place in its chain travels in a tokio task-local: the
+//! A request's place in its chain is its `reflex_core::origin` frame: the
 //! witness layer of the first component starts a chain (a new root id),
 //! and the layers of components called while it runs, in the same task,
 //! join it one level deeper. Each finished call is one word in a ring; the
 //! cycle assembles the chains whose root has finished.
 
 use std::collections::HashMap;
-use std::future::Future;
-
-use tokio::task::futures::TaskLocalFuture;
 
 use crate::detect::Finding;
-
-tokio::task_local! {
-    static CALL: CallCtx;
-}
 
 /// A call's place in its chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,31 +24,6 @@ const DEPTH_BITS: u32 = 4;
 const LATENCY_BITS: u32 = 20;
 /// Latency unit: 100 µs; a call longer than ~105 s counts as that long.
 const LATENCY_UNIT_NS: u64 = 100_000;
-
-/// The context of a call starting now: one level below the call running in
-/// this task, or the root of a new chain.
-pub(crate) fn context(new_root: impl FnOnce() -> u64) -> CallCtx {
-    match CALL.try_with(|parent| *parent) {
-        Ok(parent) => CallCtx {
-            root: parent.root,
-            depth: parent.depth.saturating_add(1).min((1 << DEPTH_BITS) - 1),
-        },
-        Err(_) => CallCtx {
-            root: new_root(),
-            depth: 0,
-        },
-    }
-}
-
-/// Runs `f` (the inner service's `call`) as part of `ctx`'s chain.
-pub(crate) fn sync_scope<R>(ctx: CallCtx, f: impl FnOnce() -> R) -> R {
-    CALL.sync_scope(ctx, f)
-}
-
-/// Polls `future` as part of `ctx`'s chain.
-pub(crate) fn scope<F: Future>(ctx: CallCtx, future: F) -> TaskLocalFuture<CallCtx, F> {
-    CALL.scope(ctx, future)
-}
 
 /// One finished call, packed in a word.
 pub(crate) fn pack(ctx: CallCtx, component: usize, latency_ns: u64) -> u64 {

@@ -11,6 +11,7 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 
 use reflex_core::{BreakerState, Component, RejectKind, Signal};
 
+use crate::edges::Edges;
 use crate::histogram::AtomicHistogram;
 
 /// Rejection kinds counted apart; anything newer counts as the last.
@@ -49,6 +50,15 @@ pub(crate) struct Cell {
     pub(crate) latency: AtomicHistogram,
     /// Latencies of failures: their count is the failure count.
     pub(crate) failed_latency: AtomicHistogram,
+    /// Failures of requests a call below failed for (echoes): the rest of
+    /// the failures are the component's own.
+    pub(crate) propagated: AtomicU64,
+    /// Self times (latency minus the time a call below was in flight) of
+    /// the requests that succeeded or failed on their own.
+    pub(crate) self_time: AtomicHistogram,
+    /// The first failed or refused calls of the cycle, packed
+    /// ([`FirstFailures`]).
+    pub(crate) first: FirstFailures,
     /// From signals.
     pub(crate) shed: AtomicU64,
     pub(crate) retries: AtomicU64,
@@ -62,6 +72,61 @@ pub(crate) struct Cell {
     /// Keys of a keyed breaker that went to a refusing state from an
     /// admitting one since the last cycle.
     pub(crate) keys_opened: AtomicU64,
+}
+
+/// Event code of an own failure; `1 + i` is a refusal of
+/// `REJECT_KINDS[i]` (or "other").
+pub(crate) const FAILED: u8 = 0;
+/// Event code of a failure a call below failed for (an echo).
+pub(crate) const FAILED_BELOW: u8 = 254;
+
+/// How many first failures of a cycle a component keeps.
+pub(crate) const FIRST: usize = 8;
+
+/// A component's first failed or refused calls of each cycle, kept apart
+/// from every other component's: however busy a caller is, it cannot
+/// evict them. One `fetch_add` and one store on the failure path.
+pub(crate) struct FirstFailures {
+    seen: AtomicU64,
+    slots: [AtomicU64; FIRST],
+}
+
+impl FirstFailures {
+    fn new() -> Self {
+        Self {
+            seen: AtomicU64::new(0),
+            slots: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+
+    /// Notes a call that ended with event `code` at `at_ms`.
+    #[inline]
+    pub(crate) fn note(&self, at_ms: u64, code: u8) {
+        let n = self.seen.fetch_add(1, Ordering::Relaxed);
+        if let Some(slot) = usize::try_from(n).ok().and_then(|n| self.slots.get(n)) {
+            // +1: a zero word is an empty slot.
+            slot.store(
+                (at_ms.saturating_add(1) << 8) | u64::from(code),
+                Ordering::Relaxed,
+            );
+        }
+    }
+
+    /// The cycle's first failures (at most [`FIRST`]), as `(at_ms, code)`,
+    /// in order; empties them for the next cycle. A write racing the take
+    /// lands in this cycle or is lost, never misplaced in time order.
+    pub(crate) fn take(&self) -> Vec<(u64, u8)> {
+        let seen = self.seen.swap(0, Ordering::Relaxed);
+        let kept = usize::try_from(seen).unwrap_or(FIRST).min(FIRST);
+        let mut taken: Vec<(u64, u8)> = self.slots[..kept]
+            .iter()
+            .map(|slot| slot.swap(0, Ordering::Relaxed))
+            .filter(|word| *word != 0)
+            .map(|word| ((word >> 8) - 1, (word & 0xff) as u8))
+            .collect();
+        taken.sort_by_key(|(at, _)| *at);
+        taken
+    }
 }
 
 /// `breaker` when no breaker has reported.
@@ -91,6 +156,9 @@ impl Cell {
             rejected: std::array::from_fn(|_| AtomicU64::new(0)),
             latency: AtomicHistogram::new(),
             failed_latency: AtomicHistogram::new(),
+            propagated: AtomicU64::new(0),
+            self_time: AtomicHistogram::new(),
+            first: FirstFailures::new(),
             shed: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             coalesced: AtomicU64::new(0),
@@ -158,6 +226,8 @@ impl Cell {
 /// The components, by index.
 pub(crate) struct Registry {
     cells: Box<[Cell]>,
+    /// Calls between components, by edge.
+    pub(crate) edges: Edges,
     len: AtomicUsize,
     names: Mutex<HashMap<Component, usize>>,
 }
@@ -166,6 +236,7 @@ impl Registry {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             cells: (0..capacity).map(|_| Cell::new()).collect(),
+            edges: Edges::new(),
             len: AtomicUsize::new(0),
             names: Mutex::new(HashMap::new()),
         }

@@ -18,7 +18,7 @@ use crate::histogram::Counts;
 use crate::patterns::Learner;
 use crate::reflex::{Controls, Reflex};
 use crate::registry::{REJECT_KINDS, Registry, breaker_state};
-use crate::snapshot::{ComponentState, Snapshot};
+use crate::snapshot::{CallEdge, ComponentState, Snapshot};
 
 pub(crate) async fn run(inner: Weak<Inner>, interval: Duration) {
     // `sleep` caps a wait at about 30 years, and every deadline here is
@@ -52,7 +52,6 @@ pub(crate) struct Inner {
     pub(crate) events: Events,
     /// Finished calls of tracked chains, for the pattern learner.
     pub(crate) calls: Ring,
-    pub(crate) next_root: AtomicU64,
     /// Cycles run so far: each cycle takes its number here, so two cycles
     /// run at once (the runtime's and a `cycle_now`) never share one.
     pub(crate) cycles: AtomicU64,
@@ -96,11 +95,14 @@ impl Inner {
     /// snapshot; keeps and broadcasts it when anything happened.
     pub(crate) fn cycle(&self) -> Arc<Snapshot> {
         let elapsed = self.base.elapsed();
+        let controls = self.controls.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut first_failures = Vec::new();
         let components: Vec<ComponentState> = self
             .registry
             .cells()
             .iter()
-            .filter_map(|cell| {
+            .enumerate()
+            .filter_map(|(index, cell)| {
                 let name = cell.name.get()?.clone();
                 let take =
                     |counter: &std::sync::atomic::AtomicU64| counter.swap(0, Ordering::Relaxed);
@@ -111,6 +113,9 @@ impl Inner {
                 cell.failed_latency.take(&mut failures);
                 let failed = failures.total();
                 latency.add(&failures);
+                let propagated_failed = take(&cell.propagated).min(failed);
+                let mut self_time = Counts::new();
+                cell.self_time.take(&mut self_time);
                 let rejected: Vec<(String, u64)> = REJECT_KINDS
                     .iter()
                     .map(|k| k.as_str())
@@ -121,6 +126,11 @@ impl Inner {
                         (n > 0).then(|| (kind.to_owned(), n))
                     })
                     .collect();
+                first_failures.extend(cell.first.take().into_iter().map(|(at_ms, kind)| Event {
+                    at_ms,
+                    component: index,
+                    kind,
+                }));
                 let in_flight = cell.in_flight.load(Ordering::Relaxed);
                 let before = cell.in_flight_before.swap(in_flight, Ordering::Relaxed);
                 let (ignored, cancelled) = (take(&cell.ignored), take(&cell.cancelled));
@@ -143,6 +153,8 @@ impl Inner {
                     throughput: started as f64 / self.interval.as_secs_f64(),
                     succeeded,
                     failed,
+                    own_failed: failed - propagated_failed,
+                    propagated_failed,
                     ignored,
                     cancelled,
                     error_rate: if succeeded + failed == 0 {
@@ -153,14 +165,42 @@ impl Inner {
                     p50_ms: latency.quantile(0.5).map(ms),
                     p90_ms: latency.quantile(0.9).map(ms),
                     p99_ms: latency.quantile(0.99).map(ms),
+                    self_p50_ms: self_time.quantile(0.5).map(ms),
+                    self_p90_ms: self_time.quantile(0.9).map(ms),
+                    self_p99_ms: self_time.quantile(0.99).map(ms),
                     rejected,
                     shed: take(&cell.shed),
                     retries: take(&cell.retries),
                     coalesced: take(&cell.coalesced),
-                    breaker: breaker_state(cell.breaker.load(Ordering::Relaxed))
+                    breaker: controls
+                        .breaker(name.as_str())
+                        .map(|breaker| breaker.state())
+                        .or_else(|| breaker_state(cell.breaker.load(Ordering::Relaxed)))
                         .map(|s| s.as_str().to_owned()),
                     breaker_keys_opened: take(&cell.keys_opened),
                     slot_queue_depth: cell.slot_queue_depth(),
+                })
+            })
+            .collect();
+        drop(controls);
+        let calls = self
+            .registry
+            .edges
+            .take()
+            .into_iter()
+            .filter_map(|edge| {
+                let name = |index: usize| {
+                    self.registry
+                        .cells()
+                        .get(index)
+                        .and_then(|cell| cell.name.get())
+                        .map(|name| name.as_str().to_owned())
+                };
+                Some(CallEdge {
+                    caller: name(edge.caller)?,
+                    callee: name(edge.callee)?,
+                    calls: edge.calls,
+                    failed: edge.failed,
                 })
             })
             .collect();
@@ -172,8 +212,9 @@ impl Inner {
             components,
             reports: Vec::new(),
             actions: Vec::new(),
+            calls,
         };
-        let (reports, error) = self.detect(&snapshot, now_ms);
+        let (reports, error) = self.detect(&snapshot, &first_failures, now_ms);
         snapshot.reports = reports;
         for action in self.react(&snapshot) {
             if let Some(report) = action.report.and_then(|i| snapshot.reports.get_mut(i)) {
@@ -208,12 +249,15 @@ impl Inner {
 }
 
 impl Inner {
-    /// Notes a failed (`kind` 0) or refused call of component `index`.
-    pub(crate) fn note(&self, index: usize, kind: u8) {
+    /// Notes a failed or refused call of component `index` at `at_ms`
+    /// (its event `code`): in the component's first failures of the cycle,
+    /// and in the ring of recent ones.
+    pub(crate) fn note(&self, index: usize, at_ms: u64, code: u8) {
+        self.registry.cell(index).first.note(at_ms, code);
         self.events.push(Event {
-            at_ms: u64::try_from(self.base.elapsed().as_millis()).unwrap_or(u64::MAX),
+            at_ms,
             component: index,
-            kind,
+            kind: code,
         });
     }
 }

@@ -20,6 +20,26 @@ pub struct Snapshot {
     pub reports: Vec<Report>,
     /// What the reflexes did in this cycle.
     pub actions: Vec<String>,
+    /// Calls made in the cycle from one component's requests into another
+    /// component's stack: the dependency graph the witness learns, with
+    /// how the calls went.
+    pub calls: Vec<CallEdge>,
+}
+
+/// Calls from one component's requests into another's stack over a cycle
+/// (a request of `caller` awaited `callee`'s service while it ran).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct CallEdge {
+    /// The calling component.
+    pub caller: String,
+    /// The component called.
+    pub callee: String,
+    /// Calls that ended in the cycle.
+    pub calls: u64,
+    /// Of those, the ones that failed, were refused, or were dropped
+    /// before their end.
+    pub failed: u64,
 }
 
 /// A summary of the witness: what it follows, what it found, what it did.
@@ -53,8 +73,14 @@ pub struct ComponentState {
     pub throughput: f64,
     /// Requests that ended in a success.
     pub succeeded: u64,
-    /// Requests that ended in a failure.
+    /// Requests that ended in a failure: `own_failed + propagated_failed`.
     pub failed: u64,
+    /// Failures of the component's own: of requests none of whose calls
+    /// below (to other components the witness follows) failed.
+    pub own_failed: u64,
+    /// Failures that echo one below: of requests at least one of whose
+    /// calls below failed, was refused, or was dropped.
+    pub propagated_failed: u64,
     /// Requests whose outcome counts for nothing.
     pub ignored: u64,
     /// Requests whose caller dropped them before the end.
@@ -68,6 +94,15 @@ pub struct ComponentState {
     pub p90_ms: Option<f64>,
     /// The 99th percentile.
     pub p99_ms: Option<f64>,
+    /// Self time percentiles, in milliseconds: a request's latency less the
+    /// time during which at least one of its calls below was in flight,
+    /// over the requests that succeeded or failed on their own; `None` when
+    /// none did. What the component itself spent.
+    pub self_p50_ms: Option<f64>,
+    /// The 90th percentile of self time.
+    pub self_p90_ms: Option<f64>,
+    /// The 99th percentile of self time.
+    pub self_p99_ms: Option<f64>,
     /// Requests refused by a layer of the stack, by kind.
     pub rejected: Vec<(String, u64)>,
     /// Requests shed (from the shed layer's signals).
@@ -77,8 +112,10 @@ pub struct ComponentState {
     /// Requests answered by another's call or the cache (from the dedup
     /// layer's signals).
     pub coalesced: u64,
-    /// The breaker's state, if a breaker reported one. Keyed breakers'
-    /// keys never change it (see `breaker_keys_opened`).
+    /// The breaker's state: read from the breaker's control when the
+    /// witness was given one (`Witness::control_breaker`, as the preset
+    /// does), else the last state a breaker reported; `None` when neither.
+    /// Keyed breakers' keys never change it (see `breaker_keys_opened`).
     pub breaker: Option<String>,
     /// Keys of the component's keyed circuit breaker that went Open or
     /// ForcedOpen from an admitting state in the cycle (from
@@ -99,6 +136,7 @@ impl Snapshot {
             components: Vec::new(),
             reports: Vec::new(),
             actions: Vec::new(),
+            calls: Vec::new(),
         }
     }
 

@@ -1,16 +1,15 @@
 //! [`Witness`]: the handle every stack of a process reports to.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 
+use reflex_core::origin::Origin;
 use reflex_core::{
     BreakerControl, Component, ConfigError, ConfigErrorKind, ShedControl, Signal, SignalSink,
 };
 use tokio::sync::broadcast;
 
 use crate::builder::LAYER;
-use crate::clock::Stamp;
 use crate::detect::Report;
 use crate::patterns::{CallCtx, pack};
 use crate::runtime::Inner;
@@ -79,37 +78,40 @@ impl Witness {
         self.inner.registry.cell(index)
     }
 
-    /// Now, by the witness's clock.
+    /// Nanoseconds since the witness was built, by its clock.
     #[inline]
-    pub(crate) fn now(&self) -> Stamp {
-        self.inner.clock.now()
+    pub(crate) fn now_ns(&self) -> u64 {
+        self.inner.clock.now_ns()
     }
 
-    /// Nanoseconds since `start`, by the witness's clock.
+    /// The place of the edge from component `caller` to `callee`.
     #[inline]
-    pub(crate) fn elapsed_nanos(&self, start: Stamp) -> u64 {
-        self.inner.clock.elapsed_nanos(start)
+    pub(crate) fn edge(&self, caller: usize, callee: usize) -> Option<u32> {
+        self.inner.registry.edges.find(caller, callee)
     }
 
-    /// `true` when the witness learns call patterns.
-    pub(crate) fn tracks_patterns(&self) -> bool {
-        self.inner.learner.is_some()
+    /// Counts a call on the edge at `at`.
+    #[inline]
+    pub(crate) fn count_edge(&self, at: u32, failed: bool) {
+        self.inner.registry.edges.count(at, failed);
     }
 
-    /// A new chain's root id.
-    pub(crate) fn next_root(&self) -> u64 {
-        self.inner.next_root.fetch_add(1, Ordering::Relaxed)
+    /// Notes a finished call of a chain, when the witness learns patterns.
+    #[inline]
+    pub(crate) fn record_call(&self, origin: Origin, index: usize, latency_ns: u64) {
+        if self.inner.learner.is_some() {
+            let ctx = CallCtx {
+                root: origin.root(),
+                depth: origin.depth(),
+            };
+            self.inner.calls.push(pack(ctx, index, latency_ns));
+        }
     }
 
-    /// Notes a finished call of a tracked chain.
-    pub(crate) fn record_call(&self, ctx: CallCtx, index: usize, latency_ns: u64) {
-        self.inner.calls.push(pack(ctx, index, latency_ns));
-    }
-
-    /// Notes a failed call (`kind` 0) or one refused with the rejection
-    /// kind of index `kind - 1`, for causal chains.
-    pub(crate) fn note(&self, index: usize, kind: u8) {
-        self.inner.note(index, kind);
+    /// Notes a failed or refused call of component `index` at `now_ns`
+    /// (its event `code`), for causal chains.
+    pub(crate) fn note(&self, index: usize, now_ns: u64, code: u8) {
+        self.inner.note(index, now_ns / 1_000_000, code);
     }
 
     /// Gives the witness's reflexes `component`'s breaker to steer (a
