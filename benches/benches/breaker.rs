@@ -5,6 +5,11 @@
 //!
 //! Breakers are built outside the timed loop. Allocations per call are
 //! printed before the timings.
+//!
+//! "inside a request frame" runs each call as a witness layer above the
+//! breaker would: in a `reflex_core::origin` frame, where the breaker reads
+//! the request's failed calls below to tell echoes from its own failures.
+//! Compare with "bare Echo inside a request frame" (the frame's own cost).
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
@@ -16,6 +21,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use reflex_benches::{Echo, allocations_per_call, bench_contended, bench_single};
 use reflex_breaker::CircuitBreakLayer;
+use reflex_core::origin::{Frame, Scoped};
 use tower::{Layer, Service};
 
 const TASKS: u64 = 64;
@@ -117,6 +123,26 @@ fn failsafe_consecutive() -> Failsafe<impl failsafe::CircuitBreaker + Clone + Se
     Failsafe(failsafe::Config::new().failure_policy(policy).build())
 }
 
+/// Each call in a request frame of its own, as under a witness layer.
+#[derive(Clone)]
+struct InFrame<S>(S);
+
+impl<S: Service<u64>> Service<u64> for InFrame<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Scoped<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: u64) -> Self::Future {
+        let mut frame = Frame::start(0, 0);
+        let future = frame.enter(|| self.0.call(req));
+        Scoped::new(frame, future)
+    }
+}
+
 fn print_allocations() {
     eprintln!(
         "allocations per call: reflex default {:.3}, reflex consecutive {:.3}, reflex full (count) {:.3}, reflex time window {:.3}, tower-resilience {:.3}, failsafe {:.3}",
@@ -148,6 +174,16 @@ fn single_threaded(c: &mut Criterion) {
         &mut group,
         "reflex rate over time window",
         reflex_time_window(),
+    );
+    bench_single(
+        &mut group,
+        "bare Echo inside a request frame",
+        InFrame(Echo),
+    );
+    bench_single(
+        &mut group,
+        "reflex default inside a request frame",
+        InFrame(reflex_default()),
     );
     bench_single(&mut group, "tower-resilience", tower_resilience());
     bench_single(&mut group, "failsafe consecutive", failsafe_consecutive());

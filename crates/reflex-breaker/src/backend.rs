@@ -22,7 +22,8 @@ pub trait Backend: Send + Sync + 'static {
     /// # Errors
     ///
     /// A [`Refusal`] when the breaker is open, forced open, or half-open
-    /// with every probe taken.
+    /// with every probe taken; a [`Refusal::throttled`] when its throttle
+    /// refused the call.
     fn admit(&self) -> Result<Ticket, Refusal>;
 
     /// The call admitted with `ticket` finished: `outcome`, after `elapsed`
@@ -51,6 +52,17 @@ pub trait Backend: Send + Sync + 'static {
     ///
     /// When asked for `Open` or `HalfOpen`; the state is left as it was.
     fn set_state(&self, state: BreakerState) -> Result<(), ManualStateError>;
+
+    /// Opens a Closed breaker now, as if a trip condition had held (its
+    /// open duration, then probes), with
+    /// [`TransitionReason::Tripped`](reflex_core::TransitionReason::Tripped).
+    /// Any other state is left as it is.
+    fn trip(&self);
+
+    /// Throttles a Closed breaker's admissions with multiplier `k`, or
+    /// stops (`None`); see [`BreakerHandle::throttle`](crate::BreakerHandle::throttle).
+    /// `k` is finite and at least 1: the handle refuses any other.
+    fn set_throttle(&self, k: Option<f64>);
 }
 
 /// What [`Backend::admit`] gives an admitted call, to hand back with its
@@ -112,20 +124,22 @@ impl Ticket {
     }
 }
 
-/// Why [`Backend::admit`] refused a call. One word, so admission returns in
-/// registers.
+/// Why [`Backend::admit`] refused a call: the breaker is open (or forced
+/// open, or half-open with every probe out), or its throttle refused it.
+/// Two words, so admission returns in registers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
     /// Nanoseconds until the breaker probes again; `u64::MAX`: unknown.
     retry_after_nanos: u64,
+    throttled: bool,
 }
 
 // === impl Refusal ===
 
 impl Refusal {
-    /// A refusal telling the caller when to try again, if known. A
-    /// `retry_after` is kept to the nanosecond up to `u64::MAX − 1` ns
-    /// (about 584 years) and saturates there.
+    /// A refusal because the breaker is open, telling the caller when to
+    /// try again, if known. A `retry_after` is kept to the nanosecond up to
+    /// `u64::MAX − 1` ns (about 584 years) and saturates there.
     pub fn new(retry_after: Option<Duration>) -> Self {
         Self {
             retry_after_nanos: retry_after.map_or(u64::MAX, |after| {
@@ -133,12 +147,28 @@ impl Refusal {
                 u64::try_from(after.as_nanos())
                     .map_or(u64::MAX - 1, |nanos| nanos.min(u64::MAX - 1))
             }),
+            throttled: false,
+        }
+    }
+
+    /// A refusal by the breaker's throttle: the layer answers it with
+    /// [`RejectKind::Throttled`](reflex_core::RejectKind::Throttled)
+    /// instead of `CircuitOpen`. `retry_after` as for [`new`](Self::new).
+    pub fn throttled(retry_after: Option<Duration>) -> Self {
+        Self {
+            throttled: true,
+            ..Self::new(retry_after)
         }
     }
 
     /// Time left until the breaker probes again, when it knows.
     pub fn retry_after(self) -> Option<Duration> {
         (self.retry_after_nanos != u64::MAX).then(|| Duration::from_nanos(self.retry_after_nanos))
+    }
+
+    /// `true` when the throttle refused the call, not an open breaker.
+    pub fn is_throttled(self) -> bool {
+        self.throttled
     }
 }
 
@@ -164,8 +194,18 @@ pub struct Metrics {
     pub consecutive_failures: u32,
     /// Probes running now (half-open).
     pub probes_in_flight: u32,
-    /// Calls refused since the breaker was built.
+    /// Calls refused because the breaker was open, forced open, or
+    /// half-open with every probe out, since it was built (throttled calls
+    /// are counted apart, in [`throttled_total`](Self::throttled_total)).
     pub rejected_total: u64,
+    /// The throttle's multiplier `k`, while throttling is on.
+    pub throttle: Option<f64>,
+    /// The probability that a call asking now is refused by the throttle
+    /// (while Closed): `max(0, (requests − k × accepts) / (requests + 1))`
+    /// over the throttle's window. `None` while throttling is off.
+    pub throttle_probability: Option<f64>,
+    /// Calls refused by the throttle since the breaker was built.
+    pub throttled_total: u64,
     /// State changes since the breaker was built.
     pub transitions_total: u64,
 }
@@ -213,5 +253,18 @@ mod tests {
             );
         }
         assert_eq!(Refusal::new(None).retry_after(), None);
+    }
+
+    #[test]
+    fn a_throttled_refusal_says_so_and_keeps_its_retry_after() {
+        let refusal = Refusal::throttled(Some(Duration::from_millis(250)));
+        assert!(refusal.is_throttled());
+        assert_eq!(refusal.retry_after(), Some(Duration::from_millis(250)));
+        assert!(!Refusal::new(None).is_throttled());
+    }
+
+    #[test]
+    fn admission_returns_in_two_words() {
+        assert!(std::mem::size_of::<Result<Ticket, Refusal>>() <= 16);
     }
 }

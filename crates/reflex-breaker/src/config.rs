@@ -54,6 +54,7 @@ pub struct BreakerConfig {
     pub(crate) probes: u32,
     pub(crate) probe_successes: u32,
     pub(crate) half_open_max_wait: Duration,
+    pub(crate) count_echoes: bool,
 }
 
 // === impl BreakerConfig ===
@@ -120,6 +121,12 @@ impl BreakerConfig {
     /// report before it re-opens.
     pub fn half_open_max_wait(&self) -> Duration {
         self.half_open_max_wait
+    }
+
+    /// `true` when a failure counts even if a call below it failed
+    /// meanwhile (an echo); `false` (the default) when echoes are ignored.
+    pub fn count_echoes(&self) -> bool {
+        self.count_echoes
     }
 
     /// The open duration after `opens` opens in a row (1 for the first):
@@ -342,6 +349,7 @@ mod tests {
             probes: 1,
             probe_successes: 1,
             half_open_max_wait: open,
+            count_echoes: false,
         }
         .validate()
         .expect("valid")

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use reflex_core::{BoxError, Classify, Outcome, Rejected};
+use reflex_core::{BoxError, Classify, Outcome, Rejected, origin};
 use std::time::Duration;
 
 use crate::backend::{Backend, Ticket};
@@ -18,13 +18,53 @@ use crate::service::Shared;
 /// was dropped, or the inner service panicked), it gives the slot back and
 /// counts for nothing.
 ///
-/// Three words: the start time is nanoseconds since the layer's base
+/// Five words: the start time is nanoseconds since the layer's base
 /// instant, with two reserved values, so the response future stays small
 /// and plain on the request path.
 pub(crate) struct Guard<C, B: Backend> {
     shared: Arc<Shared<C, B>>,
     ticket: Ticket,
     started: u64,
+    below: Below,
+}
+
+/// What the request the call was made in knew of its calls below when
+/// the call started: a failure of the call is an echo if, when it ends in
+/// the same request, more of them have failed.
+#[derive(Clone, Copy)]
+struct Below {
+    /// The request's id; 0 outside any request's frame, or when echoes
+    /// count.
+    request: u64,
+    /// Its calls below that had failed.
+    failed: u32,
+}
+
+impl Below {
+    const UNTRACKED: Self = Self {
+        request: 0,
+        failed: 0,
+    };
+
+    #[inline]
+    fn now() -> Self {
+        match origin::current() {
+            Some(request) => Self {
+                request: request.id(),
+                failed: origin::failed_below(),
+            },
+            None => Self::UNTRACKED,
+        }
+    }
+
+    /// `true` when, in the request the call started in, a call below
+    /// failed since.
+    #[cold]
+    fn failed_since(self) -> bool {
+        self.request != 0
+            && origin::current().is_some_and(|request| request.id() == self.request)
+            && origin::failed_below() > self.failed
+    }
 }
 
 /// `started` when the latency is not wanted.
@@ -33,17 +73,25 @@ const NOT_MEASURED: u64 = u64::MAX;
 const REPORTED: u64 = u64::MAX - 1;
 
 impl<C, B: Backend> Guard<C, B> {
-    /// Reads the clock only when the backend wants the call's latency.
+    /// Reads the clock only when the backend wants the call's latency, and
+    /// the request's frame unless echoes count. Made before the inner
+    /// call, so that a failure below during it is seen.
     pub(crate) fn new(shared: Arc<Shared<C, B>>, ticket: Ticket) -> Self {
         let started = if shared.backend.needs_latency() {
             shared.since_base()
         } else {
             NOT_MEASURED
         };
+        let below = if shared.count_echoes {
+            Below::UNTRACKED
+        } else {
+            Below::now()
+        };
         Self {
             shared,
             ticket,
             started,
+            below,
         }
     }
 
@@ -55,7 +103,12 @@ impl<C, B: Backend> Guard<C, B> {
             // A layer inside the breaker refused: that says nothing of the
             // dependency's health.
             Err(err) if Rejected::find(&**err).is_some() => Outcome::Ignored,
-            result => self.shared.classifier.classify(result.as_ref()),
+            result => match self.shared.classifier.classify(result.as_ref()) {
+                // A call below failed meanwhile: the echo of its failure,
+                // not one of the dependency's own.
+                Outcome::Failure if self.below.failed_since() => Outcome::Ignored,
+                outcome => outcome,
+            },
         };
         let elapsed = (self.started != NOT_MEASURED)
             .then(|| Duration::from_nanos(self.shared.since_base().saturating_sub(self.started)));

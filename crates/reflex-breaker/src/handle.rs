@@ -3,15 +3,17 @@
 use std::fmt;
 use std::sync::Arc;
 
-use reflex_core::{BreakerState, Component};
+use reflex_core::{BreakerState, Component, ConfigError, ConfigErrorKind};
 
 use crate::backend::{Backend, ManualStateError, Metrics};
+use crate::config::LAYER;
 
-/// Reads a breaker's state and counts, and sets its state by hand.
+/// Reads a breaker's state and counts, sets its state by hand, trips it and
+/// throttles it.
 ///
 /// Got from [`CircuitBreakLayer::handle`](crate::CircuitBreakLayer::handle).
-/// Reflexes (the witness forcing breakers open during a cascade) and
-/// operators use it.
+/// Reflexes (a witness acting on the edge of a failing dependency) and
+/// operators use it, directly or as a [`BreakerControl`](reflex_core::BreakerControl).
 ///
 /// # Clone
 ///
@@ -83,6 +85,101 @@ impl BreakerHandle {
         self.set(BreakerState::Closed);
     }
 
+    /// Opens the breaker now, as if its own trip condition had held: Open
+    /// for its open duration (grown by the backoff, as any open), then
+    /// half-open probes decide, as after any trip, whether it closes or
+    /// opens again. Nobody has to reset it. The transition is reported with
+    /// [`TransitionReason::Tripped`](reflex_core::TransitionReason::Tripped).
+    ///
+    /// Only a Closed breaker trips: an Open or HalfOpen one already refuses
+    /// or probes, and a state set by hand (ForcedOpen, Disabled,
+    /// MetricsOnly) is left as it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use reflex_breaker::CircuitBreakLayer;
+    /// use reflex_core::BreakerState;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), reflex_core::ConfigError> {
+    /// let handle = CircuitBreakLayer::builder()
+    ///     .open_duration(Duration::from_secs(5))
+    ///     .build()?
+    ///     .handle();
+    /// handle.trip();
+    /// assert_eq!(handle.state(), BreakerState::Open);
+    ///
+    /// handle.force_open();
+    /// handle.trip();
+    /// assert_eq!(handle.state(), BreakerState::ForcedOpen, "set by hand: left alone");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn trip(&self) {
+        self.backend.trip();
+    }
+
+    /// Throttles the calls the breaker admits while Closed, adaptively
+    /// (client-side adaptive throttling, from Google's SRE book): with
+    /// `Some(k)`, each call is refused with probability
+    ///
+    /// `p = max(0, (requests − k × accepts) / (requests + 1))`
+    ///
+    /// where, over the last two seconds, `requests` are the calls that
+    /// asked (refused by the throttle, or admitted and ended in a success or
+    /// a failure) and `accepts` the successes, as the classifier says.
+    /// Nothing is refused while more than `1 / k` of the calls succeed;
+    /// below that, fewer and fewer are let through, down to about one a
+    /// window, which finds out when the dependency is back. `k = 2` is the
+    /// book's choice; a larger `k` refuses later. `None` stops throttling;
+    /// turning it on starts from an empty window.
+    ///
+    /// A throttled call is refused at once with a
+    /// [`Rejected`](reflex_core::Rejected) of kind
+    /// [`Throttled`](reflex_core::RejectKind::Throttled) and a
+    /// `retry_after` of 250 ms; it is not a failure of the breaker's own
+    /// rules. Open, HalfOpen and the manual states do not throttle (they
+    /// refuse, probe, or are set by hand); the setting stays through them
+    /// and applies again once the breaker is Closed.
+    /// [`Metrics::throttled_total`] counts the throttled calls.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] ([`OutOfRange`](ConfigErrorKind::OutOfRange)) when
+    /// `k` is not a finite number at least 1: the throttle is left as it
+    /// was.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_breaker::CircuitBreakLayer;
+    ///
+    /// let handle = CircuitBreakLayer::builder().build()?.handle();
+    /// handle.throttle(Some(2.0))?;
+    /// assert_eq!(handle.metrics().throttle, Some(2.0));
+    /// assert_eq!(handle.metrics().throttle_probability, Some(0.0), "nothing failed yet");
+    /// assert!(handle.throttle(Some(0.5)).is_err());
+    /// handle.throttle(None)?;
+    /// assert_eq!(handle.metrics().throttle, None);
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn throttle(&self, k: Option<f64>) -> Result<(), ConfigError> {
+        if let Some(k) = k {
+            if !(k.is_finite() && k >= 1.0) {
+                return Err(ConfigError::new(
+                    LAYER,
+                    "throttle",
+                    ConfigErrorKind::OutOfRange,
+                    format!("k must be a finite number >= 1, got {k}"),
+                ));
+            }
+        }
+        self.backend.set_throttle(k);
+        Ok(())
+    }
+
     /// Sets a manual state (or Closed).
     ///
     /// # Errors
@@ -119,5 +216,13 @@ impl reflex_core::BreakerControl for BreakerHandle {
 
     fn reset(&self) {
         Self::reset(self);
+    }
+
+    fn trip(&self) {
+        Self::trip(self);
+    }
+
+    fn throttle(&self, k: Option<f64>) -> Result<(), ConfigError> {
+        Self::throttle(self, k)
     }
 }

@@ -206,6 +206,7 @@ where
             )),
             classifier.clone(),
             config.component().clone(),
+            config.count_echoes(),
         ));
         Self {
             key_fn,
@@ -265,6 +266,7 @@ where
             )),
             self.classifier.clone(),
             self.config.component().clone(),
+            self.config.count_echoes(),
         ));
         let mut shard = self.lock(index);
         shard.tick += 1;

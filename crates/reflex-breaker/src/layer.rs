@@ -89,6 +89,7 @@ impl CircuitBreakLayer {
                 probes: 1,
                 probe_successes: 1,
                 half_open_max_wait: Duration::from_secs(30),
+                count_echoes: false,
             },
             half_open_max_wait: None,
         }
@@ -258,6 +259,26 @@ impl<C> CircuitBreakBuilder<C> {
         self
     }
 
+    /// Counts a failure even when it is an *echo*: when a call the request
+    /// made below (to another component, followed by a witness layer)
+    /// failed, was refused or was dropped while this call ran.
+    ///
+    /// By default echoes count for nothing ([`Outcome::Ignored`](reflex_core::Outcome::Ignored)):
+    /// a component failing because its dependency failed is not unhealthy
+    /// itself, and its breaker opening would refuse even the requests that
+    /// never needed the dependency. The dependency's own breaker, on its
+    /// own stack, is the one to trip. Count echoes when there is no such
+    /// breaker: when this breaker is the only one guarding the dependency
+    /// (its calls leave the process without a witnessed stack of their
+    /// own), or when a failure below must open this breaker whatever its
+    /// origin. Without a witness layer above the breaker nothing is ever an
+    /// echo, and this setting changes nothing. See
+    /// [`reflex_core::origin`].
+    pub fn count_echoes(mut self) -> Self {
+        self.config.count_echoes = true;
+        self
+    }
+
     /// Checks the configuration and builds a breaker with its state in this
     /// process.
     ///
@@ -323,11 +344,13 @@ impl<C> CircuitBreakBuilder<C> {
     ) -> Result<CircuitBreakLayer<C, B>, ConfigError> {
         let config = self.config()?;
         let component = config.component().clone();
+        let count_echoes = config.count_echoes();
         Ok(CircuitBreakLayer {
             shared: Arc::new(Shared::new(
                 Arc::new(backend(config)),
                 self.classifier,
                 component,
+                count_echoes,
             )),
         })
     }

@@ -25,6 +25,38 @@
 //! [`Rejected`](reflex_core::Rejected) errors from layers inside the breaker
 //! count for nothing.
 //!
+//! # Echoes
+//!
+//! Under a witness layer (which gives each request a
+//! [`Frame`](reflex_core::origin::Frame)), a failure of a call during which
+//! one of the request's calls below (to another component) failed, was
+//! refused or was dropped is an *echo* of that failure, not one of the
+//! component's own: it counts for nothing, neither failure nor success. So
+//! a dependency's outage opens the dependency's breaker, not those of all
+//! its callers, which would refuse even the requests that never needed it.
+//! [`count_echoes`](CircuitBreakBuilder::count_echoes) counts them again,
+//! for a breaker that is the only one guarding its dependency. Without a
+//! witness layer nothing is an echo.
+//!
+//! # Steering from outside
+//!
+//! [`BreakerHandle`] (a [`BreakerControl`](reflex_core::BreakerControl))
+//! lets a witness's reflex or an operator act on a failing dependency's
+//! edge:
+//! - [`trip`](BreakerHandle::trip), for a blackout: opens a Closed breaker
+//!   as if its own rule had tripped; its half-open probes decide, as after
+//!   any trip, when it closes again, with no one to reset it.
+//! - [`throttle`](BreakerHandle::throttle), for a brownout: client-side
+//!   adaptive throttling (Google's SRE book). A Closed breaker refuses each
+//!   call with probability `max(0, (requests − k × accepts) / (requests + 1))`
+//!   over the last two seconds, with a
+//!   [`Rejected`](reflex_core::Rejected) of kind
+//!   [`Throttled`](reflex_core::RejectKind::Throttled), so the calls that
+//!   would succeed still mostly do while the dependency gets less load.
+//!   Throttled calls are no failures of the breaker's own rules.
+//! - [`force_open`](BreakerHandle::force_open), [`reset`](BreakerHandle::reset)
+//!   and the other manual states, for an operator who knows better.
+//!
 //! # Guarantees
 //!
 //! - **No stuck half-open.** A probe's slot is held by its response future
@@ -38,10 +70,13 @@
 //! - **A dropped call counts for nothing**: neither success nor failure.
 //! - **Never waits.** `poll_ready` is the inner service's readiness; refusal
 //!   is a future ready at once.
-//! - **Cheap when healthy.** Closed, with a count window: one atomic load to
-//!   admit, one `fetch_add` to record a success, no lock, no allocation, no
-//!   clock read. A time window costs a clock read a call; a slow-call rate
-//!   two. Transitions take a small lock. See `docs/PERFORMANCE.md`.
+//! - **Cheap when healthy.** Closed, with a count window: two atomic loads
+//!   to admit (the state and the throttle's switch), one `fetch_add` to
+//!   record a success, no lock, no allocation, no clock read; and, to tell
+//!   echoes apart, a read of the request's frame (a thread-local) when the
+//!   call starts. A time window costs a clock read a call; a slow-call rate
+//!   two; throttling, while on, one or two. Transitions take a small lock.
+//!   See `docs/PERFORMANCE.md`.
 //! - **Observable.** Every transition is a
 //!   [`Signal::BreakerTransition`](reflex_core::Signal::BreakerTransition)
 //!   (from, to, why) and a `tracing` event; [`BreakerHandle`] reads the state
@@ -63,6 +98,14 @@
 //! - A time window's bucket boundaries are approximate to one bucket for
 //!   calls that read the clock just as a bucket turns.
 //! - A panic in the inner service counts as a dropped call, not a failure.
+//! - An echo is told by timing, not by cause: a request whose call below
+//!   failed and which then failed for a reason of its own is taken for an
+//!   echo. A call handed to another task (`tokio::spawn`) is not linked to
+//!   its request and is never an echo. A slow call is slow whatever its
+//!   calls below did.
+//! - [`MemoryBackend`]'s throttle counts what this process sees
+//!   (client-side, as the SRE book means it): replicas each throttle on
+//!   their own calls.
 //!
 //! # Examples
 //!
@@ -107,6 +150,7 @@ mod layer;
 mod loom;
 mod memory;
 mod service;
+mod throttle;
 mod window;
 
 #[cfg(all(test, loom))]

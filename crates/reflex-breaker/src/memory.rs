@@ -9,6 +9,7 @@ use tokio::time::Instant;
 use crate::backend::{Backend, ManualStateError, Metrics, Refusal, Ticket, TicketKind};
 use crate::config::BreakerConfig;
 use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
+use crate::throttle::{self, Throttle};
 use crate::window::{Sample, Totals, Windows};
 
 // The state word: what admission decides on, in one atomic.
@@ -79,14 +80,18 @@ fn state_of(code: u64) -> BreakerState {
 /// A breaker's state, in this process: the default [`Backend`].
 ///
 /// The Closed path is lock-free: admission is one atomic load of the state
-/// word, and recording a success one `fetch_add` on a count window's cursor
-/// (plus a clock read for a time window or a slow-call rate). Transitions
+/// word and one of the throttle's switch, and recording a success one
+/// `fetch_add` on a count window's cursor (plus a clock read for a time
+/// window or a slow-call rate, and for the throttle's window while it is
+/// on). Transitions
 /// (rare) take a small lock so the open deadline and the window are set
 /// before the new state is seen. Half-open probes are counted in the state
 /// word itself, so exactly the configured number get through.
 pub struct MemoryBackend {
     config: BreakerConfig,
     word: AtomicU64,
+    /// Next to the word: both are read by every admission.
+    throttle: Throttle,
     window: Option<Windows>,
     consecutive: AtomicU32,
     /// Nanoseconds since `base` when an open breaker may probe.
@@ -130,6 +135,7 @@ impl MemoryBackend {
         Self {
             config,
             word: AtomicU64::new(pack(CLOSED, 0, 0)),
+            throttle: Throttle::new(),
             window,
             consecutive: AtomicU32::new(0),
             open_until: AtomicU64::new(0),
@@ -429,6 +435,17 @@ impl MemoryBackend {
         }
     }
 
+    /// Counts a finished call in the throttle's window: a success is a
+    /// request accepted, a failure one not; an ignored call is neither.
+    #[cold]
+    fn record_throttled(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => self.throttle.record(true, self.now()),
+            Outcome::Failure => self.throttle.record(false, self.now()),
+            Outcome::Ignored => {}
+        }
+    }
+
     /// Gives back the probe slot `word` counts for this call, adding `win`.
     fn release_probe(&self, word: u64, win: u64) -> bool {
         debug_assert!(probes(word) > 0);
@@ -442,14 +459,22 @@ impl MemoryBackend {
             .is_ok()
     }
 
+    /// Admits a call while Closed, unless the throttle refuses it.
+    #[inline]
+    fn admit_closed(&self, word: u64) -> Result<Ticket, Refusal> {
+        if self.throttle.is_on() && self.throttle.refuses(self.now()) {
+            return Err(Refusal::throttled(Some(throttle::RETRY_AFTER)));
+        }
+        Ok(Ticket::with(generation(word), TicketKind::Counted))
+    }
+
     #[cold]
     fn admit_slow(&self) -> Result<Ticket, Refusal> {
         loop {
             let word = self.word.load(Ordering::Acquire);
             let decided = match code(word) {
-                CLOSED | METRICS_ONLY => {
-                    Some(Ok(Ticket::with(generation(word), TicketKind::Counted)))
-                }
+                CLOSED => Some(self.admit_closed(word)),
+                METRICS_ONLY => Some(Ok(Ticket::with(generation(word), TicketKind::Counted))),
                 DISABLED => Some(Ok(Ticket::with(generation(word), TicketKind::Uncounted))),
                 FORCED_OPEN => Some(Err(self.refuse(None))),
                 OPEN => self.admit_open(word),
@@ -468,7 +493,7 @@ impl Backend for MemoryBackend {
         // The Closed path first, as one predictable branch.
         let word = self.word.load(Ordering::Acquire);
         if code(word) == CLOSED {
-            return Ok(Ticket::with(generation(word), TicketKind::Counted));
+            return self.admit_closed(word);
         }
         self.admit_slow()
     }
@@ -478,6 +503,9 @@ impl Backend for MemoryBackend {
             (Some((_, threshold)), Some(elapsed)) => elapsed >= threshold,
             _ => false,
         };
+        if self.throttle.is_on() && ticket.kind() != TicketKind::Uncounted {
+            self.record_throttled(outcome);
+        }
         match ticket.kind() {
             TicketKind::Uncounted => {}
             TicketKind::Counted => match outcome {
@@ -535,6 +563,9 @@ impl Backend for MemoryBackend {
                 0
             },
             rejected_total: self.rejected_total.load(Ordering::Relaxed),
+            throttle: self.throttle.k(),
+            throttle_probability: self.throttle.probability_at(self.now()),
+            throttled_total: self.throttle.throttled_total(),
             transitions_total: self.transitions_total.load(Ordering::Relaxed),
         }
     }
@@ -556,6 +587,40 @@ impl Backend for MemoryBackend {
             {
                 return Ok(());
             }
+        }
+    }
+
+    fn trip(&self) {
+        let now = self.now();
+        loop {
+            let word = self.word.load(Ordering::Acquire);
+            if code(word) != CLOSED {
+                // Open or half-open: already refusing or probing. Set by
+                // hand: the operator's.
+                return;
+            }
+            if self
+                .transition(word, OPEN, TransitionReason::Tripped, now)
+                .is_some()
+            {
+                return;
+            }
+        }
+    }
+
+    fn set_throttle(&self, k: Option<f64>) {
+        let before = self.throttle.set(k);
+        if before == k {
+            return;
+        }
+        let component = self.config.component();
+        let key = match &self.scope {
+            Scope::Component => None,
+            Scope::Keyed(key) => key.as_deref().map(tracing::field::display),
+        };
+        match k {
+            Some(k) => tracing::info!(%component, key, k, "circuit breaker throttling"),
+            None => tracing::info!(%component, key, "circuit breaker no longer throttling"),
         }
     }
 }
@@ -590,6 +655,7 @@ mod tests {
             probes: 1,
             probe_successes: 1,
             half_open_max_wait: Duration::from_secs(3600),
+            count_echoes: false,
         })
     }
 

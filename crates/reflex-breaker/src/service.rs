@@ -24,15 +24,23 @@ pub(crate) struct Shared<C, B> {
     pub(crate) component: Component,
     /// Latencies are measured from here, in nanoseconds.
     pub(crate) base: Instant,
+    /// Failures that are echoes of a failure below count as failures.
+    pub(crate) count_echoes: bool,
 }
 
 impl<C, B> Shared<C, B> {
-    pub(crate) fn new(backend: Arc<B>, classifier: C, component: Component) -> Self {
+    pub(crate) fn new(
+        backend: Arc<B>,
+        classifier: C,
+        component: Component,
+        count_echoes: bool,
+    ) -> Self {
         Self {
             backend,
             classifier,
             component,
             base: Instant::now(),
+            count_echoes,
         }
     }
 
@@ -152,7 +160,12 @@ pub(crate) fn admit<F, C, B: Backend>(
             ResponseFuture::admitted(call(), guard)
         }
         Err(refusal) => {
-            let rejected = Rejected::new(RejectKind::CircuitOpen, shared.component.clone());
+            let kind = if refusal.is_throttled() {
+                RejectKind::Throttled
+            } else {
+                RejectKind::CircuitOpen
+            };
+            let rejected = Rejected::new(kind, shared.component.clone());
             ResponseFuture::refused(match refusal.retry_after() {
                 Some(after) => rejected.with_retry_after(after),
                 None => rejected,

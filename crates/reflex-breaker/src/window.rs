@@ -256,7 +256,7 @@ struct Bucket {
 }
 
 impl TimeWindow {
-    fn new(bucket_nanos: u64, buckets: u32) -> Self {
+    pub(crate) fn new(bucket_nanos: u64, buckets: u32) -> Self {
         Self {
             buckets: (0..buckets).map(|_| Bucket::default()).collect(),
             // A division by zero on every call otherwise.
@@ -265,7 +265,7 @@ impl TimeWindow {
     }
 
     #[inline]
-    fn record(&self, sample: Sample, now: u64) {
+    pub(crate) fn record(&self, sample: Sample, now: u64) {
         let epoch = (now / self.bucket_nanos).saturating_add(1);
         let bucket = &self.buckets[(epoch % self.buckets.len() as u64) as usize];
         let seen = bucket.epoch.load(Ordering::Acquire);
@@ -286,7 +286,7 @@ impl TimeWindow {
         bucket.counts.add(sample, 1);
     }
 
-    fn totals(&self, now: u64) -> Totals {
+    pub(crate) fn totals(&self, now: u64) -> Totals {
         let epoch = (now / self.bucket_nanos).saturating_add(1);
         let oldest = epoch.saturating_sub(self.buckets.len() as u64 - 1).max(1);
         let mut sum = Totals::default();
@@ -302,7 +302,7 @@ impl TimeWindow {
     /// Marks every bucket unused. Their counts stay until the next take-over
     /// subtracts exactly what is there, so a call recording concurrently is
     /// never subtracted twice.
-    fn clear(&self) {
+    pub(crate) fn clear(&self) {
         for bucket in self.buckets.iter() {
             bucket.epoch.store(0, Ordering::Release);
         }

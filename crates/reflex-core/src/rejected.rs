@@ -16,6 +16,12 @@ pub enum RejectKind {
     Shed,
     /// The circuit breaker was open (or half-open with every probe taken).
     CircuitOpen,
+    /// The circuit breaker's adaptive throttling refused the call: its
+    /// dependency has been failing a share of its calls lately, and the
+    /// breaker lets through only as many as that share warrants. Unlike
+    /// [`CircuitOpen`](Self::CircuitOpen), the next call may well be
+    /// admitted; retrying it at once only adds to the load.
+    Throttled,
     /// The request's slot was running and the policy was `DropIfRunning`.
     SlotBusy,
     /// The slot's queue, or the layer's queue bound, was full.
@@ -44,6 +50,7 @@ impl RejectKind {
         match self {
             Self::Shed => "shed",
             Self::CircuitOpen => "circuit_open",
+            Self::Throttled => "throttled",
             Self::SlotBusy => "slot_busy",
             Self::SlotQueueFull => "slot_queue_full",
             Self::Replaced => "replaced",
@@ -57,6 +64,7 @@ impl RejectKind {
         match self {
             Self::Shed => "request shed",
             Self::CircuitOpen => "circuit open",
+            Self::Throttled => "throttled",
             Self::SlotBusy => "slot busy",
             Self::SlotQueueFull => "slot queue full",
             Self::Replaced => "replaced by a newer request",

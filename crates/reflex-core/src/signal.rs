@@ -207,6 +207,11 @@ pub enum TransitionReason {
     HalfOpenTimeout,
     /// Changed by hand through a handle (force, disable, reset, …).
     Manual,
+    /// Opened from outside (a witness's reflex, an operator) through
+    /// `BreakerControl::trip`, as if a trip condition had held: the open
+    /// duration runs, then half-open probes decide recovery. Unlike
+    /// [`Manual`](Self::Manual) ForcedOpen, no one has to reset it.
+    Tripped,
 }
 
 // === impl TransitionReason ===
@@ -223,6 +228,7 @@ impl TransitionReason {
             Self::ProbeFailed => "probe_failed",
             Self::HalfOpenTimeout => "half_open_timeout",
             Self::Manual => "manual",
+            Self::Tripped => "tripped",
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::edges::Edges;
 use crate::histogram::AtomicHistogram;
 
 /// Rejection kinds counted apart; anything newer counts as the last.
-pub(crate) const REJECT_KINDS: [RejectKind; 8] = [
+pub(crate) const REJECT_KINDS: [RejectKind; 9] = [
     RejectKind::Shed,
     RejectKind::CircuitOpen,
     RejectKind::SlotBusy,
@@ -24,6 +24,7 @@ pub(crate) const REJECT_KINDS: [RejectKind; 8] = [
     RejectKind::DedupAborted,
     RejectKind::InProgress,
     RejectKind::DedupFull,
+    RejectKind::Throttled,
 ];
 
 fn reject_index(kind: RejectKind) -> usize {

@@ -4,7 +4,7 @@
 //!
 //! | error (found anywhere in the `source()` chain) | status | `Retry-After` |
 //! |---|---|---|
-//! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | 503 | from the rejection |
+//! | `Rejected { Shed }`, `Rejected { CircuitOpen }`, `Rejected { Throttled }` | 503 | from the rejection |
 //! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | 503 | from the rejection |
 //! | `Rejected { SlotBusy }` | 429 | from the rejection |
 //! | `Rejected { Replaced }`, `Rejected { InProgress }` | 409 | — |
@@ -87,7 +87,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> (StatusCode, Option<Duration>) 
         let status = match rejected.kind() {
             RejectKind::SlotBusy => StatusCode::TOO_MANY_REQUESTS,
             RejectKind::Replaced | RejectKind::InProgress => StatusCode::CONFLICT,
-            // Shed, CircuitOpen, SlotQueueFull,
+            // Shed, CircuitOpen, Throttled, SlotQueueFull,
             // DedupAborted, DedupFull, and kinds yet to come: the service
             // is unavailable for now.
             _ => StatusCode::SERVICE_UNAVAILABLE,

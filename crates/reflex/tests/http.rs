@@ -23,6 +23,7 @@ fn every_rejection_kind_has_its_status_and_a_refusal_says_when_to_come_back() {
     for (kind, status, retry_after) in [
         (RejectKind::Shed, 503, Some("1")),
         (RejectKind::CircuitOpen, 503, Some("1")),
+        (RejectKind::Throttled, 503, Some("1")),
         (RejectKind::SlotQueueFull, 503, Some("1")),
         (RejectKind::DedupAborted, 503, Some("1")),
         (RejectKind::DedupFull, 503, Some("1")),

@@ -4,7 +4,7 @@
 //!
 //! | error (found anywhere in the `source()` chain) | code | `grpc-retry-pushback-ms` |
 //! |---|---|---|
-//! | `Rejected { Shed }`, `Rejected { CircuitOpen }` | `UNAVAILABLE` | from the rejection |
+//! | `Rejected { Shed }`, `Rejected { CircuitOpen }`, `Rejected { Throttled }` | `UNAVAILABLE` | from the rejection |
 //! | `Rejected { SlotQueueFull }`, `DedupAborted`, `DedupFull` | `UNAVAILABLE` | from the rejection |
 //! | `Rejected { SlotBusy }` | `RESOURCE_EXHAUSTED` | from the rejection |
 //! | `Rejected { Replaced }`, `Rejected { InProgress }` | `ABORTED` | if it says |
@@ -77,7 +77,7 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
         let code = match rejected.kind() {
             RejectKind::SlotBusy => Code::ResourceExhausted,
             RejectKind::Replaced | RejectKind::InProgress => Code::Aborted,
-            // Shed, CircuitOpen, SlotQueueFull,
+            // Shed, CircuitOpen, Throttled, SlotQueueFull,
             // DedupAborted, DedupFull, and kinds yet to come: unavailable
             // for now, which clients retry with backoff.
             _ => Code::Unavailable,
@@ -159,6 +159,7 @@ mod tests {
         for (kind, code, pushback) in [
             (RejectKind::Shed, Code::Unavailable, Some("1000")),
             (RejectKind::CircuitOpen, Code::Unavailable, Some("1000")),
+            (RejectKind::Throttled, Code::Unavailable, Some("1000")),
             (RejectKind::SlotQueueFull, Code::Unavailable, Some("1000")),
             (RejectKind::DedupAborted, Code::Unavailable, Some("1000")),
             (RejectKind::DedupFull, Code::Unavailable, Some("1000")),
