@@ -11,8 +11,10 @@ use tokio::sync::broadcast;
 use tokio::time::Instant;
 
 use crate::clock::{Clock, Source};
-use crate::detect::{Cascade, Detector, LatencyRegression};
+use crate::detect::Detector;
+use crate::episode::Judge;
 use crate::events::{Events, Ring};
+use crate::judgement::Judgement;
 use crate::patterns::Learner;
 use crate::reflex::{Controls, Reflex};
 use crate::registry::Registry;
@@ -51,8 +53,7 @@ pub struct WitnessBuilder {
     components: usize,
     reports: usize,
     chain: usize,
-    cascade: Option<Cascade>,
-    regression: Option<LatencyRegression>,
+    judgement: Option<Judgement>,
     detectors: Vec<Box<dyn Detector>>,
     reflexes: Vec<Box<dyn Reflex>>,
     /// `(settle_after, factor)`.
@@ -68,8 +69,7 @@ impl fmt::Debug for WitnessBuilder {
             .field("components", &self.components)
             .field("reports", &self.reports)
             .field("chain", &self.chain)
-            .field("cascade", &self.cascade)
-            .field("regression", &self.regression)
+            .field("judgement", &self.judgement)
             .field("detectors", &self.detectors.len())
             .field("reflexes", &self.reflexes.len())
             .field("patterns", &self.patterns)
@@ -153,32 +153,20 @@ impl WitnessBuilder {
         self
     }
 
-    /// Reports a cascade when at least `components` components each have
-    /// at least `failures` failed or refused calls within `window`.
-    /// Defaults to 3 components, 5 failures, 10 s.
-    pub fn cascade(mut self, components: usize, failures: usize, window: Duration) -> Self {
-        self.cascade = Some(Cascade::new(components, failures, window));
+    /// How components are judged: each one's own error rate and self time
+    /// against a baseline learned on healthy cycles, with a minimum volume
+    /// and a statistical margin; an episode (one report) opens where an
+    /// anomaly starts and closes once it is back within its baseline. See
+    /// [`Judgement`] for the margins. Defaults to `Judgement::default()`.
+    pub fn judgement(mut self, judgement: Judgement) -> Self {
+        self.judgement = Some(judgement);
         self
     }
 
-    /// Turns the cascade detector off.
-    pub fn no_cascade(mut self) -> Self {
-        self.cascade = None;
-        self
-    }
-
-    /// Reports a latency regression when a component's p50 over a cycle
-    /// goes above `factor` (above 1) times its baseline, learned over
-    /// `warmup` cycles of at least `min_requests` requests. Defaults to 2,
-    /// 5 and 20.
-    pub fn latency_regression(mut self, factor: f64, warmup: u32, min_requests: u64) -> Self {
-        self.regression = Some(LatencyRegression::new(factor, warmup, min_requests));
-        self
-    }
-
-    /// Turns the latency regression detector off.
-    pub fn no_latency_regression(mut self) -> Self {
-        self.regression = None;
+    /// Turns the judgement off: no episode, no report but call patterns'
+    /// and your detectors'.
+    pub fn no_judgement(mut self) -> Self {
+        self.judgement = None;
         self
     }
 
@@ -224,8 +212,10 @@ impl WitnessBuilder {
     ///
     /// A [`ConfigError`] when the interval is below 1 ms, the history
     /// limit is zero or above [`MAX_HISTORY`], the component bound is zero
-    /// or above [`MAX_COMPONENTS`], the report or chain limit is zero, or a
-    /// detector's factor is not a finite number above 1.
+    /// or above [`MAX_COMPONENTS`], the report or chain limit is zero, a
+    /// factor is not a finite number above 1, or a setting of the
+    /// [`Judgement`] is out of its range (its setting is named
+    /// `judgement.<setter>`).
     pub fn build(self) -> Result<Witness, ConfigError> {
         let zero = |setting, reason| {
             Err(ConfigError::new(
@@ -274,22 +264,9 @@ impl WitnessBuilder {
         if self.chain == 0 {
             return zero("chain_limit", "a chain holds at least one link");
         }
-        if let Some(regression) = &self.regression {
-            if !(regression.factor().is_finite() && regression.factor() > 1.0) {
-                return Err(ConfigError::new(
-                    LAYER,
-                    "latency_regression",
-                    ConfigErrorKind::OutOfRange,
-                    format!(
-                        "factor must be a finite number above 1, got {}",
-                        regression.factor()
-                    ),
-                ));
-            }
+        if let Some(judgement) = &self.judgement {
+            judgement.check()?;
         }
-        let mut detectors: Vec<Box<dyn Detector>> = Vec::new();
-        detectors.extend(self.cascade.map(|d| Box::new(d) as Box<dyn Detector>));
-        detectors.extend(self.regression.map(|d| Box::new(d) as Box<dyn Detector>));
         if let Some((settle_after, factor)) = self.patterns {
             if settle_after == 0 {
                 return zero("call_patterns", "learning needs at least one chain");
@@ -303,7 +280,7 @@ impl WitnessBuilder {
                 ));
             }
         }
-        detectors.extend(self.detectors);
+        let detectors = self.detectors;
         let reflexes = self.reflexes;
         let (tx, _) = broadcast::channel(self.history.max(16));
         Ok(Witness {
@@ -316,6 +293,9 @@ impl WitnessBuilder {
                 learner: self
                     .patterns
                     .map(|(settle_after, factor)| Mutex::new(Learner::new(settle_after, factor))),
+                judge: self
+                    .judgement
+                    .map(|judgement| Mutex::new(Judge::new(judgement, self.chain, self.reports))),
                 detectors: Mutex::new(detectors),
                 reflexes: Mutex::new(reflexes),
                 controls: Mutex::new(Controls::default()),
@@ -365,8 +345,7 @@ impl Witness {
             components: 256,
             reports: 64,
             chain: 32,
-            cascade: Some(Cascade::new(3, 5, Duration::from_secs(10))),
-            regression: Some(LatencyRegression::new(2.0, 5, 20)),
+            judgement: Some(Judgement::default()),
             detectors: Vec::new(),
             reflexes: Vec::new(),
             patterns: None,

@@ -1,13 +1,151 @@
-//! Detectors: what the witness looks for each cycle, and the reports it
-//! writes when it finds it.
+//! What the witness finds and writes: [`Report`]s, one per episode, read
+//! like an incident summary, and the [`Detector`] trait for detectors of
+//! your own.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::fmt;
 
-use reflex_core::BoxError;
-use serde::Serialize;
+use reflex_core::{BoxError, RejectKind};
+use serde::{Serialize, Serializer};
 
+use crate::reflex::Measure;
 use crate::snapshot::{ComponentState, Snapshot};
+
+/// What a report is about.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DetectionKind {
+    /// A component's own error rate (failures none of whose calls below
+    /// failed) far above its baseline.
+    OwnErrorRate,
+    /// A component's own work (self time: its latency less the time spent
+    /// waiting on its calls below) far slower than its baseline, at the
+    /// median.
+    OwnLatencyP50,
+    /// The same at the 99th percentile (judged only with enough volume).
+    OwnLatencyP99,
+    /// A chain of components not seen while the witness learned its
+    /// patterns (`call_patterns`).
+    NewCallPattern {
+        /// The components of the chain, caller first.
+        chain: Vec<String>,
+    },
+    /// A known chain far slower than usual.
+    SlowCallPattern {
+        /// The components of the chain, caller first.
+        chain: Vec<String>,
+        /// The cycle's median latency of the chain, in milliseconds.
+        observed_ms: f64,
+        /// Its usual latency, in milliseconds.
+        usual_ms: f64,
+    },
+    /// A finding of a detector of your own, by its name.
+    Custom(String),
+}
+
+impl DetectionKind {
+    /// `true` for the kinds of the judgement of own errors and self time
+    /// (the ones that have a root and an episode).
+    pub fn is_own(&self) -> bool {
+        matches!(
+            self,
+            Self::OwnErrorRate | Self::OwnLatencyP50 | Self::OwnLatencyP99
+        )
+    }
+}
+
+/// How bad a root is against its baseline, with the volume it was judged
+/// on.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Evidence {
+    /// Own failures of the cycle against the baseline rate.
+    ErrorRate {
+        /// Own failures in the cycle.
+        failed: u64,
+        /// Requests judged: succeeded plus own failures.
+        requests: u64,
+        /// `failed / requests`.
+        observed: f64,
+        /// The baseline own error rate (learned on healthy cycles).
+        baseline: f64,
+    },
+    /// Self time at a percentile against its baseline.
+    Latency {
+        /// 50 or 99.
+        percentile: u8,
+        /// The cycle's self time at that percentile, in milliseconds.
+        observed_ms: f64,
+        /// The baseline, in milliseconds.
+        baseline_ms: f64,
+        /// Requests judged: succeeded plus own failures.
+        requests: u64,
+    },
+}
+
+/// A component where an episode starts: its own errors or its own work,
+/// not an echo of a call below.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Root {
+    /// The component.
+    pub component: String,
+    /// What is wrong with it.
+    pub kind: DetectionKind,
+    /// How bad, against its baseline (`None` for a detector of your own).
+    pub evidence: Option<Evidence>,
+}
+
+/// A component that depends on a root (calls it, or calls a component
+/// that does, …) and shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct Affected {
+    /// The component.
+    pub component: String,
+    /// How it depends on the root: itself first, the root last
+    /// (`["api", "auth", "db"]`).
+    pub path: Vec<String>,
+    /// Its failures that echo a call below, in the cycle.
+    pub propagated_failed: u64,
+    /// Its requests that ended in the cycle (succeeded or failed).
+    pub requests: u64,
+    /// Its total latency p50 in the cycle, in milliseconds.
+    pub p50_ms: Option<f64>,
+    /// Its baseline total latency p50, in milliseconds (`None` before it
+    /// was learned).
+    pub baseline_p50_ms: Option<f64>,
+}
+
+/// What happened to a call in a causal chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LinkKind {
+    /// It failed on its own: none of its calls below failed.
+    Failed,
+    /// It failed after a call below failed, was refused or dropped: an
+    /// echo.
+    FailedBelow,
+    /// A layer of its stack refused it.
+    Refused(RejectKind),
+}
+
+impl fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Failed => f.write_str("failed"),
+            Self::FailedBelow => f.write_str("failed below"),
+            Self::Refused(kind) => write!(f, "refused: {}", kind.as_str()),
+        }
+    }
+}
+
+impl Serialize for LinkKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
 
 /// A failed or refused call, as a link of a causal chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -17,8 +155,8 @@ pub struct ChainLink {
     pub at_ms: u64,
     /// The component whose call it was.
     pub component: String,
-    /// `"failed"`, or `"rejected: <kind>"`.
-    pub what: String,
+    /// What happened to it.
+    pub what: LinkKind,
 }
 
 /// What a detector sees each cycle.
@@ -27,23 +165,24 @@ pub struct ChainLink {
 pub struct Observation<'a> {
     /// The cycle's snapshot.
     pub snapshot: &'a Snapshot,
-    /// Failed and refused calls of the last cycles, oldest first (the
-    /// witness keeps the last 1 024 at most).
+    /// Recent failed and refused calls, oldest first (the witness keeps
+    /// the last 1 024 at most).
     pub events: &'a [ChainLink],
     /// Now, in milliseconds since the witness was built.
     pub now_ms: u64,
 }
 
-/// Something a detector found, which the witness turns into a [`Report`].
+/// Something a detector of your own found, which the witness turns into a
+/// [`Report`] of kind [`DetectionKind::Custom`] (the detector's name).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Finding {
     /// What triggered it, in a few words.
     pub trigger: String,
-    /// The components involved: their states and failed calls go in the
-    /// report.
+    /// The components involved: the report names them as its roots and
+    /// carries their states and first failures.
     pub components: Vec<String>,
-    /// What the detector concluded.
+    /// What the detector concluded: the report's summary.
     pub decision: String,
 }
 
@@ -62,27 +201,47 @@ impl Finding {
     }
 }
 
-/// What a detector found, with the evidence: a witness report.
+/// An incident summary: what was found, where it starts, since when, how
+/// bad against the baseline, who is affected and through which calls, the
+/// chain of failures of this episode, and what was done about it.
+///
+/// The judgement writes one report when an episode opens (read its end in
+/// [`Witness::episodes`](crate::Witness::episodes)); call patterns and
+/// detectors of your own write theirs as they find.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[non_exhaustive]
 pub struct Report {
+    /// The episode it opens ([`Witness::episodes`](crate::Witness::episodes));
+    /// `None` for a call pattern's or a detector's of your own.
+    pub episode: Option<u64>,
     /// The cycle that wrote it.
     pub cycle: u64,
     /// When, in milliseconds since the witness was built.
     pub at_ms: u64,
-    /// The detector that found it.
-    pub detector: String,
-    /// What triggered it.
-    pub trigger: String,
-    /// The involved components' states in that cycle.
+    /// What it is about (the first root's kind when there are several).
+    pub kind: DetectionKind,
+    /// Where it starts: the components whose own errors or own work are
+    /// anomalous (several when they turned at once).
+    pub roots: Vec<Root>,
+    /// Since when, in milliseconds since the witness was built: the first
+    /// own failure of a root in the cycle that opened the episode, or that
+    /// cycle's start for a latency episode.
+    pub since_ms: u64,
+    /// The components that depend on a root and show it (echoed failures
+    /// or a longer total latency), with the path of calls.
+    pub affected: Vec<Affected>,
+    /// The states of the roots and affected components in that cycle.
     pub components: Vec<ComponentState>,
-    /// Their failed and refused calls, in order (the earliest, up to the
-    /// chain limit).
+    /// Failed and refused calls of this episode only, the roots' first
+    /// failures first, then the others' in time order (up to the chain
+    /// limit).
     pub causal_chain: Vec<ChainLink>,
-    /// What the detector concluded.
-    pub decision: String,
-    /// What was done about it (empty: nothing).
-    pub actions: Vec<String>,
+    /// One line for a human: what, where, how bad.
+    pub summary: String,
+    /// What the reflexes did about it in that cycle (empty: nothing). The
+    /// episode's later actions, and their undoing, are in
+    /// [`Episode::actions`](crate::Episode::actions).
+    pub actions: Vec<Measure>,
 }
 
 /// Looks at each cycle's observation and says what it finds. Runs on the
@@ -118,7 +277,8 @@ pub struct Report {
 /// # let _ = AnyRejection;
 /// ```
 pub trait Detector: Send + 'static {
-    /// A short, stable name, written in its reports.
+    /// A short, stable name: its reports' kind is
+    /// [`DetectionKind::Custom`] of it.
     fn name(&self) -> &str;
 
     /// What this cycle's observation shows.
@@ -127,147 +287,4 @@ pub trait Detector: Send + 'static {
     ///
     /// Any error: the witness keeps it as `last_error` and goes on.
     fn inspect(&mut self, observation: &Observation<'_>) -> Result<Vec<Finding>, BoxError>;
-}
-
-/// Failures in several components at once: at least `components` of them
-/// each with at least `failures` failed or refused calls inside the last
-/// `window`. Reports once per episode: again only after it has cleared.
-#[derive(Debug, Clone)]
-pub struct Cascade {
-    components: usize,
-    failures: usize,
-    window: Duration,
-    active: bool,
-}
-
-impl Cascade {
-    /// A cascade of `components` components with `failures` failures each
-    /// inside `window`.
-    pub fn new(components: usize, failures: usize, window: Duration) -> Self {
-        Self {
-            components: components.max(1),
-            failures: failures.max(1),
-            window,
-            active: false,
-        }
-    }
-}
-
-impl Detector for Cascade {
-    fn name(&self) -> &str {
-        "cascade"
-    }
-
-    fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
-        let from = seen
-            .now_ms
-            .saturating_sub(u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX));
-        let mut per_component: Vec<(&str, usize)> = Vec::new();
-        for link in seen.events.iter().filter(|l| l.at_ms >= from) {
-            match per_component.iter_mut().find(|(c, _)| *c == link.component) {
-                Some((_, n)) => *n += 1,
-                None => per_component.push((&link.component, 1)),
-            }
-        }
-        let failing: Vec<String> = per_component
-            .into_iter()
-            .filter(|(_, n)| *n >= self.failures)
-            .map(|(c, _)| c.to_owned())
-            .collect();
-        if failing.len() < self.components {
-            self.active = false;
-            return Ok(Vec::new());
-        }
-        if std::mem::replace(&mut self.active, true) {
-            return Ok(Vec::new());
-        }
-        let decision = format!(
-            "{} components failing together: {}",
-            failing.len(),
-            failing.join(", ")
-        );
-        Ok(vec![Finding::new("cascade", failing, decision)])
-    }
-}
-
-/// A component's latency far off its own baseline: its p50 over a cycle
-/// above `factor` times its baseline p50 (an average of its earlier
-/// cycles, learned over `warmup` cycles of at least `min_requests`
-/// requests). Reports once per episode; the baseline learns neither from
-/// the regression nor from cycles where more than 10% of calls failed.
-#[derive(Debug, Clone)]
-pub struct LatencyRegression {
-    factor: f64,
-    warmup: u32,
-    min_requests: u64,
-    baselines: HashMap<String, Baseline>,
-}
-
-#[derive(Debug, Clone, Copy, Default)]
-struct Baseline {
-    p50_ms: f64,
-    cycles: u32,
-    regressed: bool,
-}
-
-impl LatencyRegression {
-    /// A regression at `factor` times the baseline, learned over `warmup`
-    /// cycles of at least `min_requests` requests each.
-    pub fn new(factor: f64, warmup: u32, min_requests: u64) -> Self {
-        Self {
-            factor,
-            warmup: warmup.max(1),
-            min_requests,
-            baselines: HashMap::new(),
-        }
-    }
-}
-
-impl LatencyRegression {
-    pub(crate) fn factor(&self) -> f64 {
-        self.factor
-    }
-}
-
-impl Detector for LatencyRegression {
-    fn name(&self) -> &str {
-        "latency_regression"
-    }
-
-    fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
-        let mut findings = Vec::new();
-        for state in &seen.snapshot.components {
-            let Some(p50) = state.p50_ms else { continue };
-            if state.succeeded + state.failed + state.ignored < self.min_requests {
-                continue;
-            }
-            let baseline = self.baselines.entry(state.component.clone()).or_default();
-            if baseline.cycles >= self.warmup && p50 > self.factor * baseline.p50_ms {
-                if !std::mem::replace(&mut baseline.regressed, true) {
-                    findings.push(Finding::new(
-                        "latency_regression",
-                        vec![state.component.clone()],
-                        format!(
-                            "{}: p50 {p50:.1} ms, {:.1}× its baseline of {:.1} ms",
-                            state.component,
-                            p50 / baseline.p50_ms,
-                            baseline.p50_ms
-                        ),
-                    ));
-                }
-                continue;
-            }
-            baseline.regressed = false;
-            // A baseline is what the component does when it works: cycles
-            // of mostly failed calls (fast refusals) would drag it down.
-            if state.error_rate > 0.1 {
-                continue;
-            }
-            // A running average over the warm-up, then an exponential one.
-            baseline.cycles = baseline.cycles.saturating_add(1);
-            let weight = 1.0 / f64::from(baseline.cycles.min(self.warmup.max(5)));
-            baseline.p50_ms += (p50 - baseline.p50_ms) * weight;
-        }
-        Ok(findings)
-    }
 }

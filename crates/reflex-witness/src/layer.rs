@@ -201,39 +201,48 @@ impl<C> Guard<C> {
         let now = witness.now_ns();
         let elapsed = now.saturating_sub(self.started);
         let own_time = elapsed.saturating_sub(below.waited_ns(now));
-        let failed =
-            if let Some(rejected) = result.as_ref().err().and_then(|err| Rejected::find(&**err)) {
-                let code = cell.reject(rejected.kind());
-                witness.note(index, now, code);
-                true
-            } else {
-                // Successes and failures are counted by their latency
-                // histograms: one `fetch_add` for both.
-                match self.layer.classifier.classify(result.as_ref()) {
-                    Outcome::Success => {
-                        cell.latency.record(elapsed);
-                        cell.self_time.record(own_time);
-                        false
-                    }
-                    Outcome::Failure => {
-                        cell.failed_latency.record(elapsed);
-                        if below.failed() > 0 {
-                            // An echo of a failure below: not its own.
-                            cell.propagated.fetch_add(1, Ordering::Relaxed);
-                            witness.note(index, now, FAILED_BELOW);
-                        } else {
-                            cell.self_time.record(own_time);
-                            witness.note(index, now, FAILED);
-                        }
-                        true
-                    }
-                    Outcome::Ignored => {
-                        cell.ignored.fetch_add(1, Ordering::Relaxed);
-                        false
-                    }
+        // A refusal by a layer of this component's own stack counts as a
+        // refusal. One that another component's stack made below, handed
+        // up by a handler, is an error like any other: an echo.
+        let refused = result
+            .as_ref()
+            .err()
+            .and_then(|err| Rejected::find(&**err))
+            .filter(|rejected| {
+                below.failed() == 0 || cell.name.get() == Some(rejected.component())
+            });
+        let failed = if let Some(rejected) = refused {
+            let code = cell.reject(rejected.kind());
+            witness.note(index, now, code);
+            true
+        } else {
+            // Successes and failures are counted by their latency
+            // histograms: one `fetch_add` for both.
+            match self.layer.classifier.classify(result.as_ref()) {
+                Outcome::Success => {
+                    cell.latency.record(elapsed);
+                    cell.self_time.record(own_time);
+                    false
                 }
-            };
-        witness.record_call(self.origin, index, elapsed);
+                Outcome::Failure => {
+                    cell.failed_latency.record(elapsed);
+                    if below.failed() > 0 {
+                        // An echo of a failure below: not its own.
+                        cell.propagated.fetch_add(1, Ordering::Relaxed);
+                        witness.note(index, now, FAILED_BELOW);
+                    } else {
+                        cell.self_time.record(own_time);
+                        witness.note(index, now, FAILED);
+                    }
+                    true
+                }
+                Outcome::Ignored => {
+                    cell.ignored.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            }
+        };
+        witness.record_call(self.origin, index, elapsed, failed);
         self.finish(now, failed);
         self.ended = true;
     }

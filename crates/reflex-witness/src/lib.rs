@@ -6,23 +6,30 @@
 //! component's stack (start, end, latency, outcome, rejections by kind) and
 //! the witness hears the other layers' signals (it is a
 //! [`SignalSink`](reflex_core::SignalSink)). Its runtime folds it all into
-//! a [`Snapshot`] per interval, runs the [`Detector`]s over it (built in:
-//! [`Cascade`] and [`LatencyRegression`]; yours too), keeps a bounded
-//! history of the non-empty snapshots and the [`Report`]s, each with the
-//! involved components' states and the causal chain of their failed calls,
-//! and broadcasts each non-empty snapshot.
+//! a [`Snapshot`] per interval and judges it ([`Judgement`]): each
+//! component's own error rate and self time against a baseline learned on
+//! healthy cycles, so that a failure or a delay is placed where it starts,
+//! not where it is seen. An anomaly opens an [`Episode`] with one
+//! [`Report`], an incident summary: the [`Root`]s, since when, how bad
+//! against the baseline, the [`Affected`] components with the calls
+//! through which they depend on a root, the causal chain of the episode,
+//! and what was done. [`Detector`]s of your own run too. It keeps a bounded
+//! history of the non-empty snapshots and the reports, and broadcasts each
+//! non-empty snapshot.
 //!
 //! [`Reflex`]es close the loop, off by default: given the layers'
 //! controls ([`Witness::control_breaker`], [`Witness::control_shed`],
 //! traits of reflex-core, so this crate depends on no other layer), they
-//! act on reports ([`CascadeReflex`]: force the failing components'
-//! breakers open and lower their shed limits, restore when it clears), and
-//! their actions are written into the reports.
+//! act on episodes ([`EdgeReflex`]: on the root's own breaker only, never
+//! on an affected component or an entry point; undone when the episode
+//! closes), and their [`Measure`]s are written into the reports and
+//! episodes.
 //!
 //! With [`call_patterns`](WitnessBuilder::call_patterns), it learns the
 //! chains of components requests go through (api calls auth calls db,
 //! linked by a tokio task-local) and their usual latency, and reports a
-//! chain far off it, or a new chain once learning has settled.
+//! chain far off it, or a new chain once learning has settled (a chain
+//! cut short by a failure is neither).
 //!
 //! # Guarantees
 //!
@@ -90,20 +97,31 @@ mod builder;
 mod clock;
 mod detect;
 mod edges;
+mod episode;
 mod events;
 mod histogram;
+mod judgement;
 mod layer;
 mod patterns;
 mod reflex;
 mod registry;
 mod runtime;
 mod snapshot;
+mod stats;
 mod witness;
 
 pub use builder::{MAX_COMPONENTS, MAX_HISTORY, StartError, WitnessBuilder};
 pub use clock::Clock;
-pub use detect::{Cascade, ChainLink, Detector, Finding, LatencyRegression, Observation, Report};
+pub use detect::{
+    Affected, ChainLink, DetectionKind, Detector, Evidence, Finding, LinkKind, Observation, Report,
+    Root,
+};
+pub use episode::Episode;
+pub use judgement::Judgement;
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
-pub use reflex::{Action, CascadeReflex, Controls, Reflex};
+pub use reflex::{
+    Action, Controls, EdgeReflex, EdgeReflexBuilder, Measure, MeasureKind, Reason, Reflex,
+    Situation, Until,
+};
 pub use snapshot::{CallEdge, ComponentState, Health, Snapshot};
 pub use witness::Witness;

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::detect::Finding;
+use crate::detect::DetectionKind;
 
 /// A call's place in its chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,19 +21,24 @@ pub(crate) struct CallCtx {
 const ROOT_BITS: u32 = 28;
 const COMPONENT_BITS: u32 = 12;
 const DEPTH_BITS: u32 = 4;
-const LATENCY_BITS: u32 = 20;
-/// Latency unit: 100 µs; a call longer than ~105 s counts as that long.
+/// One bit: the call did not succeed (failed, refused or dropped).
+const FAILED_BITS: u32 = 1;
+const LATENCY_BITS: u32 = 19;
+/// Latency unit: 100 µs; a call longer than ~52 s counts as that long.
 const LATENCY_UNIT_NS: u64 = 100_000;
 
-/// One finished call, packed in a word.
-pub(crate) fn pack(ctx: CallCtx, component: usize, latency_ns: u64) -> u64 {
+/// One finished call, packed in a word: `failed` when it did not succeed
+/// (a chain with such a call was cut short, and is neither learned nor
+/// reported).
+pub(crate) fn pack(ctx: CallCtx, component: usize, latency_ns: u64, failed: bool) -> u64 {
     let root = ctx.root & ((1 << ROOT_BITS) - 1);
     let component = (component as u64) & ((1 << COMPONENT_BITS) - 1);
     let depth = u64::from(ctx.depth) & ((1 << DEPTH_BITS) - 1);
     let latency = (latency_ns / LATENCY_UNIT_NS).min((1 << LATENCY_BITS) - 1);
-    (root << (COMPONENT_BITS + DEPTH_BITS + LATENCY_BITS))
-        | (component << (DEPTH_BITS + LATENCY_BITS))
-        | (depth << LATENCY_BITS)
+    (root << (COMPONENT_BITS + DEPTH_BITS + FAILED_BITS + LATENCY_BITS))
+        | (component << (DEPTH_BITS + FAILED_BITS + LATENCY_BITS))
+        | (depth << (FAILED_BITS + LATENCY_BITS))
+        | (u64::from(failed) << LATENCY_BITS)
         | latency
 }
 
@@ -42,16 +47,26 @@ struct Call {
     root: u64,
     component: usize,
     depth: u8,
+    failed: bool,
     latency_ms: f64,
 }
 
 fn unpack(word: u64) -> Call {
     Call {
-        root: word >> (COMPONENT_BITS + DEPTH_BITS + LATENCY_BITS),
-        component: ((word >> (DEPTH_BITS + LATENCY_BITS)) & ((1 << COMPONENT_BITS) - 1)) as usize,
-        depth: ((word >> LATENCY_BITS) & ((1 << DEPTH_BITS) - 1)) as u8,
+        root: word >> (COMPONENT_BITS + DEPTH_BITS + FAILED_BITS + LATENCY_BITS),
+        component: ((word >> (DEPTH_BITS + FAILED_BITS + LATENCY_BITS))
+            & ((1 << COMPONENT_BITS) - 1)) as usize,
+        depth: ((word >> (FAILED_BITS + LATENCY_BITS)) & ((1 << DEPTH_BITS) - 1)) as u8,
+        failed: (word >> LATENCY_BITS) & 1 == 1,
         latency_ms: ((word & ((1 << LATENCY_BITS) - 1)) * LATENCY_UNIT_NS) as f64 / 1e6,
     }
+}
+
+/// A pattern the learner found: its kind and the components of its chain.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct PatternFinding {
+    pub(crate) kind: DetectionKind,
+    pub(crate) summary: String,
 }
 
 /// Learns chains and their usual latency; reports a chain far slower than
@@ -104,7 +119,12 @@ impl Learner {
     }
 
     /// Takes in the calls (packed words) finished since the last cycle.
-    pub(crate) fn learn(&mut self, cycle: u64, words: Vec<u64>, names: &[&str]) -> Vec<Finding> {
+    pub(crate) fn learn(
+        &mut self,
+        cycle: u64,
+        words: Vec<u64>,
+        names: &[&str],
+    ) -> Vec<PatternFinding> {
         let mut complete = Vec::new();
         // A 0 is a slot read before its writer stored it (roots start at
         // 1): not a call, and never the end of a chain.
@@ -122,6 +142,11 @@ impl Learner {
             let Some((_, mut calls)) = self.pending.remove(&root) else {
                 continue;
             };
+            // A chain cut short by a failure is not a pattern: neither new
+            // nor slow, and not learned.
+            if calls.iter().any(|c| c.failed) {
+                continue;
+            }
             calls.sort_by_key(|c| c.depth);
             let latency = calls[0].latency_ms;
             let members: Vec<String> = calls
@@ -145,11 +170,12 @@ impl Learner {
             }
             let pattern = self.patterns.entry(key.clone()).or_default();
             if pattern.count == 0 && settled {
-                findings.push(Finding::new(
-                    "new_call_pattern",
-                    members.clone(),
-                    format!("a chain not seen while learning: {key}"),
-                ));
+                findings.push(PatternFinding {
+                    kind: DetectionKind::NewCallPattern {
+                        chain: members.clone(),
+                    },
+                    summary: format!("a chain not seen while learning: {key}"),
+                });
             }
             latencies.sort_by(f64::total_cmp);
             let median = latencies[latencies.len() / 2];
@@ -158,15 +184,18 @@ impl Learner {
                 // Reported once per episode: until a cycle sees the chain
                 // at its usual pace again. The usual does not learn from it.
                 if !std::mem::replace(&mut pattern.slow, true) {
-                    findings.push(Finding::new(
-                        "slow_call_pattern",
-                        members,
-                        format!(
+                    findings.push(PatternFinding {
+                        kind: DetectionKind::SlowCallPattern {
+                            chain: members,
+                            observed_ms: median,
+                            usual_ms: pattern.expected_ms,
+                        },
+                        summary: format!(
                             "{key}: {median:.1} ms, {:.1}× its usual {:.1} ms",
                             median / pattern.expected_ms.max(f64::MIN_POSITIVE),
                             pattern.expected_ms
                         ),
-                    ));
+                    });
                 }
                 continue;
             }
@@ -192,8 +221,61 @@ mod tests {
     #[test]
     fn a_call_packs_and_unpacks() {
         let ctx = CallCtx { root: 77, depth: 2 };
-        let call = unpack(pack(ctx, 5, 12_345_678));
+        let call = unpack(pack(ctx, 5, 12_345_678, false));
         assert_eq!((call.root, call.component, call.depth), (77, 5, 2));
+        assert!(!call.failed);
         assert!((call.latency_ms - 12.3).abs() < 0.01, "{}", call.latency_ms);
+        let call = unpack(pack(ctx, 4095, u64::MAX, true));
+        assert_eq!((call.root, call.component, call.depth), (77, 4095, 2));
+        assert!(call.failed, "the failure bit survives a saturated latency");
+    }
+
+    /// Words of one chain api > auth > db (components 0, 1, 2), db's call
+    /// failed when `cut`.
+    fn chain(root: u64, cut: bool) -> Vec<u64> {
+        let ctx = |depth| CallCtx { root, depth };
+        vec![
+            pack(ctx(2), 2, 1_000_000, cut),
+            pack(ctx(1), 1, 2_000_000, cut),
+            pack(ctx(0), 0, 3_000_000, cut),
+        ]
+    }
+
+    #[test]
+    fn a_chain_cut_short_by_a_failure_is_not_a_new_pattern() {
+        let names = ["api", "auth", "db"];
+        let mut learner = Learner::new(5, 2.0);
+        let mut root = 1;
+        for cycle in 0..3 {
+            let words = (0..5)
+                .flat_map(|_| {
+                    root += 1;
+                    chain(root, false)
+                })
+                .collect();
+            assert!(learner.learn(cycle, words, &names).is_empty());
+        }
+        // db fails: auth's call to db, and so api's, end in failure; the
+        // chain "api > auth" (cut before db answered) and the failed full
+        // chain are both ignored.
+        let ctx = |depth| CallCtx { root: 1000, depth };
+        let cut = vec![
+            pack(ctx(1), 1, 100_000, true),
+            pack(ctx(0), 0, 200_000, true),
+        ];
+        let mut words = chain(1001, true);
+        words.extend(cut);
+        assert_eq!(learner.learn(3, words, &names), Vec::new());
+        // The same short chain, succeeding, is new.
+        let ctx = |depth| CallCtx { root: 2000, depth };
+        let ok = vec![
+            pack(ctx(1), 1, 100_000, false),
+            pack(ctx(0), 0, 200_000, false),
+        ];
+        let found = learner.learn(4, ok, &names);
+        assert!(
+            matches!(&found[..], [PatternFinding { kind: DetectionKind::NewCallPattern { chain }, .. }] if chain == &["api", "auth"]),
+            "{found:?}"
+        );
     }
 }

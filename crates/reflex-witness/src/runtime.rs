@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     /// run at once (the runtime's and a `cycle_now`) never share one.
     pub(crate) cycles: AtomicU64,
     pub(crate) learner: Option<Mutex<Learner>>,
+    /// The judgement of own errors and self time (off: `None`).
+    pub(crate) judge: Option<Mutex<crate::episode::Judge>>,
     pub(crate) detectors: Mutex<Vec<Box<dyn Detector>>>,
     pub(crate) reflexes: Mutex<Vec<Box<dyn Reflex>>>,
     pub(crate) controls: Mutex<Controls>,

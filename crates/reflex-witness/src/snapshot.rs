@@ -19,7 +19,7 @@ pub struct Snapshot {
     /// The reports the detectors wrote in this cycle.
     pub reports: Vec<Report>,
     /// What the reflexes did in this cycle.
-    pub actions: Vec<String>,
+    pub actions: Vec<crate::reflex::Measure>,
     /// Calls made in the cycle from one component's requests into another
     /// component's stack: the dependency graph the witness learns, with
     /// how the calls went.

@@ -98,13 +98,13 @@ impl Witness {
 
     /// Notes a finished call of a chain, when the witness learns patterns.
     #[inline]
-    pub(crate) fn record_call(&self, origin: Origin, index: usize, latency_ns: u64) {
+    pub(crate) fn record_call(&self, origin: Origin, index: usize, latency_ns: u64, failed: bool) {
         if self.inner.learner.is_some() {
             let ctx = CallCtx {
                 root: origin.root(),
                 depth: origin.depth(),
             };
-            self.inner.calls.push(pack(ctx, index, latency_ns));
+            self.inner.calls.push(pack(ctx, index, latency_ns, failed));
         }
     }
 

@@ -1,28 +1,180 @@
-//! The detectors, on a paused clock: the seed's cascade and regression
-//! scenarios, healthy load that must stay silent, a failing detector.
+//! The judgement on a paused clock, through real witness layers: api calls
+//! auth calls db, each hop turning a failure below into its own. Healthy
+//! load stays silent; db failing is one report naming db, with auth and
+//! api affected; detectors of your own; reflexes on fake controls; call
+//! patterns.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reflex_core::{BoxError, BreakerState, Component, Signal, SignalSink, TransitionReason};
-use reflex_witness::{Clock, Detector, Finding, Observation, Witness};
-use tower::{Layer, Service, ServiceExt, service_fn};
+use reflex_witness::{
+    Clock, DetectionKind, Detector, Evidence, Finding, LinkKind, Observation, Witness,
+};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt, service_fn};
 
-/// A component whose calls take `ms` and fail when `fail` says so.
-fn component(
-    witness: &Witness,
-    name: &str,
-) -> impl Service<(u64, bool), Response = (), Error = BoxError> + Clone {
-    witness
+type Svc = BoxCloneSyncService<(), (), BoxError>;
+
+/// A component's knobs: how long its own work takes, and which of its
+/// calls fail on their own (every `fail_every`-th; 0: none).
+#[derive(Clone, Default)]
+struct Knobs {
+    ms: Arc<AtomicU64>,
+    fail_every: Arc<AtomicU64>,
+    calls: Arc<AtomicU64>,
+}
+
+impl Knobs {
+    fn new(ms: u64) -> Self {
+        let knobs = Self::default();
+        knobs.ms.store(ms, Ordering::SeqCst);
+        knobs
+    }
+}
+
+/// A component that works `knobs.ms`, fails if `knobs.fail`, then calls
+/// `next` (a failure below is its failure too, as an http hop's would be).
+fn node(witness: &Witness, name: &str, knobs: &Knobs, next: Option<Svc>) -> Svc {
+    let knobs = knobs.clone();
+    let svc = witness
         .layer(name)
         .unwrap()
-        .layer(service_fn(|(ms, fail): (u64, bool)| async move {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            if fail {
-                Err::<(), BoxError>("down".into())
-            } else {
+        .layer(service_fn(move |(): ()| {
+            let next = next.clone();
+            let ms = knobs.ms.load(Ordering::SeqCst);
+            let every = knobs.fail_every.load(Ordering::SeqCst);
+            let call = knobs.calls.fetch_add(1, Ordering::SeqCst) + 1;
+            let fail = every > 0 && call % every == 0;
+            async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                if fail {
+                    return Err::<(), BoxError>("down".into());
+                }
+                if let Some(next) = next {
+                    next.oneshot(()).await?;
+                }
                 Ok(())
             }
-        }))
+        }));
+    BoxCloneSyncService::new(svc)
+}
+
+/// api -> auth -> db, 5 ms of own work each.
+struct Stack {
+    witness: Witness,
+    api: Svc,
+    knobs: [Knobs; 3],
+}
+
+impl Stack {
+    fn new(witness: Witness) -> Self {
+        let knobs = [Knobs::new(5), Knobs::new(5), Knobs::new(5)];
+        let db = node(&witness, "db", &knobs[2], None);
+        let auth = node(&witness, "auth", &knobs[1], Some(db));
+        let api = node(&witness, "api", &knobs[0], Some(auth));
+        Self {
+            witness,
+            api,
+            knobs,
+        }
+    }
+
+    /// `requests` requests through api, then a cycle.
+    async fn cycle(&self, requests: usize) -> Arc<reflex_witness::Snapshot> {
+        for _ in 0..requests {
+            let _ = self.api.clone().oneshot(()).await;
+        }
+        self.witness.cycle_now()
+    }
+}
+
+fn witness() -> Witness {
+    Witness::builder().clock(Clock::Tokio).build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn db_failing_is_one_report_naming_db_as_root_with_auth_and_api_affected_through_their_calls()
+{
+    let stack = Stack::new(witness());
+    for _ in 0..10 {
+        assert!(stack.cycle(30).await.reports.is_empty());
+    }
+    stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
+    let snapshot = stack.cycle(30).await;
+    assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
+    let report = &snapshot.reports[0];
+    assert_eq!(report.kind, DetectionKind::OwnErrorRate);
+    let roots: Vec<&str> = report.roots.iter().map(|r| r.component.as_str()).collect();
+    assert_eq!(roots, ["db"]);
+    assert!(matches!(
+        report.roots[0].evidence,
+        Some(Evidence::ErrorRate {
+            failed: 30,
+            requests: 30,
+            ..
+        })
+    ));
+    let paths: Vec<String> = report
+        .affected
+        .iter()
+        .map(|a| a.path.join(" -> "))
+        .collect();
+    assert_eq!(paths, ["auth -> db", "api -> auth -> db"]);
+    assert_eq!(report.causal_chain[0].component, "db");
+    assert_eq!(report.causal_chain[0].what, LinkKind::Failed);
+    assert!(
+        report
+            .causal_chain
+            .iter()
+            .all(|l| l.at_ms >= report.since_ms)
+    );
+    assert!(
+        report
+            .causal_chain
+            .iter()
+            .filter(|l| l.component != "db")
+            .all(|l| l.what == LinkKind::FailedBelow),
+        "auth's and api's failures are echoes: {:?}",
+        report.causal_chain
+    );
+    // Still failing: the same episode, no new report.
+    assert!(stack.cycle(30).await.reports.is_empty());
+    let episodes = stack.witness.episodes();
+    assert_eq!(episodes.len(), 1);
+    assert!(episodes[0].is_open());
+    // Back: the episode closes after two cycles within the baseline.
+    stack.knobs[2].fail_every.store(0, Ordering::SeqCst);
+    stack.cycle(30).await;
+    assert!(stack.witness.episodes()[0].is_open());
+    let snapshot = stack.cycle(30).await;
+    assert_eq!(
+        stack.witness.episodes()[0].ended_ms,
+        Some(snapshot.observed_at_ms)
+    );
+    assert_eq!(stack.witness.reports().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn auths_own_work_five_times_slower_names_auth_alone_with_api_affected() {
+    let stack = Stack::new(witness());
+    for _ in 0..10 {
+        assert!(stack.cycle(30).await.reports.is_empty());
+    }
+    stack.knobs[1].ms.store(25, Ordering::SeqCst);
+    let snapshot = stack.cycle(30).await;
+    assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
+    let report = &snapshot.reports[0];
+    assert_eq!(report.kind, DetectionKind::OwnLatencyP50);
+    let roots: Vec<&str> = report.roots.iter().map(|r| r.component.as_str()).collect();
+    assert_eq!(roots, ["auth"], "api only waited longer");
+    let paths: Vec<String> = report
+        .affected
+        .iter()
+        .map(|a| a.path.join(" -> "))
+        .collect();
+    assert_eq!(paths, ["api -> auth"]);
 }
 
 /// A small deterministic generator (xorshift), for jitter.
@@ -38,106 +190,24 @@ impl Jitter {
 }
 
 #[tokio::test(start_paused = true)]
-async fn four_components_failing_together_make_one_cascade_report_with_its_chain() {
-    let witness = Witness::builder()
-        .clock(Clock::Tokio)
-        .no_latency_regression()
-        .build()
-        .unwrap();
-    let names = ["api", "auth", "db", "cache"];
-    let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
-    for round in 0..6 {
-        for svc in &services {
-            let _ = svc.clone().oneshot((5, true)).await;
-        }
-        if round == 2 {
-            assert!(
-                witness.cycle_now().reports.is_empty(),
-                "3 failures each: not yet"
-            );
-        }
-    }
-    let snapshot = witness.cycle_now();
-    assert_eq!(snapshot.reports.len(), 1);
-    let report = &snapshot.reports[0];
-    assert_eq!(report.detector, "cascade");
-    let mut involved: Vec<_> = report
-        .components
-        .iter()
-        .map(|c| c.component.as_str())
-        .collect();
-    involved.sort_unstable();
-    assert_eq!(involved, vec!["api", "auth", "cache", "db"]);
-    // The chain: the failed calls in the order they failed, earliest first.
-    let chain: Vec<_> = report
-        .causal_chain
-        .iter()
-        .map(|l| l.component.as_str())
-        .collect();
-    assert_eq!(&chain[..4], &names[..]);
-    assert!(
-        report
-            .causal_chain
-            .windows(2)
-            .all(|w| w[0].at_ms <= w[1].at_ms)
-    );
-    assert!(report.causal_chain.iter().all(|l| l.what == "failed"));
-    // Still failing: the same episode, no new report.
-    for svc in &services {
-        let _ = svc.clone().oneshot((5, true)).await;
-    }
-    assert!(witness.cycle_now().reports.is_empty());
-    assert_eq!(witness.reports().len(), 1);
-    assert_eq!(witness.health().reports, 1);
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_latency_regression_against_the_components_own_baseline_is_reported() {
-    let witness = Witness::builder()
-        .clock(Clock::Tokio)
-        .no_cascade()
-        .build()
-        .unwrap();
-    let db = component(&witness, "db");
-    for _ in 0..6 {
-        for _ in 0..25 {
-            db.clone().oneshot((10, false)).await.unwrap();
-        }
-        assert!(witness.cycle_now().reports.is_empty());
-    }
-    for _ in 0..25 {
-        db.clone().oneshot((35, false)).await.unwrap();
-    }
-    let snapshot = witness.cycle_now();
-    assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
-    let report = &snapshot.reports[0];
-    assert_eq!(report.detector, "latency_regression");
-    assert!(
-        report.decision.starts_with("db: p50"),
-        "{}",
-        report.decision
-    );
-    assert_eq!(report.components[0].component, "db");
-}
-
-#[tokio::test(start_paused = true)]
 async fn healthy_load_with_ordinary_jitter_and_isolated_errors_reports_nothing() {
-    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
-    let names = ["api", "auth", "db", "cache", "queue"];
-    let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
+    let stack = Stack::new(witness());
     let mut jitter = Jitter(0x2545_f491_4f6c_dd1d);
-    for _cycle in 0..30 {
-        for _ in 0..30 {
-            let svc = &services[jitter.next(names.len() as u64) as usize];
-            // 8–14 ms; one call in 200 fails.
-            let ms = 8 + jitter.next(7);
-            let fail = jitter.next(200) == 0;
-            let _ = svc.clone().oneshot((ms, fail)).await;
+    for _cycle in 0..60 {
+        for _ in 0..40 {
+            // 3–7 ms of own work each; one call in 100 fails somewhere.
+            for knobs in &stack.knobs {
+                knobs.ms.store(3 + jitter.next(5), Ordering::SeqCst);
+                knobs
+                    .fail_every
+                    .store(u64::from(jitter.next(300) == 0), Ordering::SeqCst);
+            }
+            let _ = stack.api.clone().oneshot(()).await;
         }
-        let snapshot = witness.cycle_now();
+        let snapshot = stack.witness.cycle_now();
         assert!(snapshot.reports.is_empty(), "{:?}", snapshot.reports);
     }
-    assert!(witness.reports().is_empty());
+    assert!(stack.witness.reports().is_empty());
 }
 
 struct Broken;
@@ -200,6 +270,11 @@ fn a_detector_that_errors_sets_last_error_with_its_name() {
     );
     let snapshot = witness.cycle_now();
     assert_eq!(snapshot.reports.len(), 1, "the other detector still ran");
+    assert_eq!(
+        snapshot.reports[0].kind,
+        DetectionKind::Custom("every".to_owned())
+    );
+    assert_eq!(snapshot.reports[0].summary, "shedding");
     let error = witness.last_error().unwrap();
     assert!(error.starts_with("broken"), "{error}");
     assert!(error.contains("no data source"), "{error}");
@@ -239,12 +314,10 @@ async fn a_failing_detector_sets_last_error_and_the_runtime_goes_on() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn reports_and_chains_are_bounded_and_health_sees_open_breakers() {
+async fn reports_are_bounded_and_health_sees_open_breakers() {
     let witness = Witness::builder()
         .clock(Clock::Tokio)
-        .no_latency_regression()
         .report_limit(2)
-        .chain_limit(3)
         .detector(Every)
         .build()
         .unwrap();
@@ -260,23 +333,7 @@ async fn reports_and_chains_are_bounded_and_health_sees_open_breakers() {
         witness.cycle_now();
     }
     assert_eq!(witness.reports().len(), 2);
-    assert_eq!(witness.reports()[1].components[0].component, "c4");
-    let services: Vec<_> = ["a", "b", "c"]
-        .iter()
-        .map(|n| component(&witness, n))
-        .collect();
-    for _ in 0..5 {
-        for svc in &services {
-            let _ = svc.clone().oneshot((1, true)).await;
-        }
-    }
-    let snapshot = witness.cycle_now();
-    let cascade = snapshot
-        .reports
-        .iter()
-        .find(|r| r.detector == "cascade")
-        .unwrap();
-    assert_eq!(cascade.causal_chain.len(), 3);
+    assert_eq!(witness.reports()[1].roots[0].component, "c4");
     witness.emit(
         &Component::new("db"),
         Signal::BreakerTransition {
@@ -289,122 +346,171 @@ async fn reports_and_chains_are_bounded_and_health_sees_open_breakers() {
     assert_eq!(witness.health().open_breakers, vec!["db".to_owned()]);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_causal_chain_holds_at_most_the_chain_limit() {
+    let stack = Stack::new(
+        Witness::builder()
+            .clock(Clock::Tokio)
+            .chain_limit(3)
+            .build()
+            .unwrap(),
+    );
+    for _ in 0..10 {
+        stack.cycle(30).await;
+    }
+    stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
+    let snapshot = stack.cycle(30).await;
+    assert_eq!(snapshot.reports[0].causal_chain.len(), 3);
+}
+
 mod reflexes {
     use std::sync::Arc;
     use std::sync::Mutex;
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::time::Duration;
+    use std::sync::atomic::Ordering;
 
-    use reflex_core::{BreakerControl, BreakerState, ConfigError, ShedControl};
-    use reflex_witness::{CascadeReflex, Clock, Witness};
-    use tower::ServiceExt;
+    use reflex_core::{BreakerControl, BreakerState, ConfigError};
+    use reflex_witness::{Clock, EdgeReflex, MeasureKind, Reason, Until, Witness};
 
-    use super::component;
+    use super::Stack;
 
+    /// A breaker's state and throttle, steered by the reflex; the test
+    /// plays its probes.
     #[derive(Clone, Default)]
-    struct FakeBreaker(Arc<Mutex<Option<BreakerState>>>);
+    struct FakeBreaker(Arc<Mutex<(Option<BreakerState>, Option<f64>)>>);
 
-    impl BreakerControl for FakeBreaker {
-        fn state(&self) -> BreakerState {
-            self.0.lock().unwrap().unwrap_or(BreakerState::Closed)
-        }
-        fn force_open(&self) {
-            *self.0.lock().unwrap() = Some(BreakerState::ForcedOpen);
-        }
-        fn reset(&self) {
-            *self.0.lock().unwrap() = Some(BreakerState::Closed);
+    impl FakeBreaker {
+        fn throttled(&self) -> Option<f64> {
+            self.0.lock().unwrap().1
         }
     }
 
-    #[derive(Clone)]
-    struct FakeShed(Arc<AtomicUsize>);
-
-    impl ShedControl for FakeShed {
-        fn hard_limit(&self) -> usize {
-            self.0.load(Ordering::SeqCst)
+    impl BreakerControl for FakeBreaker {
+        fn state(&self) -> BreakerState {
+            self.0.lock().unwrap().0.unwrap_or(BreakerState::Closed)
         }
-        fn set_hard_limit(&self, limit: usize) -> Result<(), ConfigError> {
-            self.0.store(limit, Ordering::SeqCst);
+        fn force_open(&self) {
+            self.0.lock().unwrap().0 = Some(BreakerState::ForcedOpen);
+        }
+        fn reset(&self) {
+            self.0.lock().unwrap().0 = Some(BreakerState::Closed);
+        }
+        fn trip(&self) {
+            if self.state() == BreakerState::Closed {
+                self.0.lock().unwrap().0 = Some(BreakerState::Open);
+            }
+        }
+        fn throttle(&self, k: Option<f64>) -> Result<(), ConfigError> {
+            self.0.lock().unwrap().1 = k;
             Ok(())
         }
     }
 
+    /// A stack whose three components each have a fake breaker.
+    fn stack(reflex: bool) -> (Stack, [FakeBreaker; 3]) {
+        let mut builder = Witness::builder().clock(Clock::Tokio);
+        if reflex {
+            builder = builder.reflex(EdgeReflex::default());
+        }
+        let stack = Stack::new(builder.build().unwrap());
+        let breakers: [FakeBreaker; 3] = Default::default();
+        for (name, breaker) in ["api", "auth", "db"].iter().zip(&breakers) {
+            stack.witness.control_breaker(*name, breaker.clone());
+        }
+        (stack, breakers)
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_cascade_forces_breakers_open_and_lowers_shed_limits_until_it_clears() {
-        let witness = Witness::builder()
-            .clock(Clock::Tokio)
-            .no_latency_regression()
-            .reflex(CascadeReflex::new(Duration::from_secs(30), 0.5))
-            .build()
-            .unwrap();
-        let names = ["auth", "db", "cache"];
-        let breakers: Vec<FakeBreaker> = names.iter().map(|_| FakeBreaker::default()).collect();
-        let sheds: Vec<FakeShed> = names
-            .iter()
-            .map(|_| FakeShed(Arc::new(AtomicUsize::new(64))))
-            .collect();
-        for ((name, breaker), shed) in names.iter().zip(&breakers).zip(&sheds) {
-            witness.control_breaker(*name, breaker.clone());
-            witness.control_shed(*name, shed.clone());
+    async fn a_blackout_trips_the_roots_breaker_alone_and_its_probes_decide_recovery() {
+        let (stack, [api, auth, db]) = stack(true);
+        for _ in 0..10 {
+            assert!(stack.cycle(30).await.actions.is_empty());
         }
-        let services: Vec<_> = names.iter().map(|n| component(&witness, n)).collect();
-        for _ in 0..5 {
-            for svc in &services {
-                let _ = svc.clone().oneshot((2, true)).await;
-            }
-        }
-        let snapshot = witness.cycle_now();
+        stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
+        let snapshot = stack.cycle(30).await;
         let report = &snapshot.reports[0];
-        assert_eq!(report.actions.len(), 6, "{:?}", report.actions);
+        assert_eq!(report.actions.len(), 1, "{:?}", report.actions);
+        let trip = &report.actions[0];
+        assert_eq!(trip.what, MeasureKind::TripBreaker);
+        assert_eq!(trip.component, "db");
         assert!(
-            report
-                .actions
-                .contains(&"forced db's breaker open".to_owned())
+            matches!(trip.why, Reason::Blackout { episode: 1, error_rate } if error_rate == 1.0)
         );
-        assert!(
-            report
-                .actions
-                .contains(&"lowered db's shed limit from 64 to 32".to_owned())
+        assert_eq!(trip.until, Until::ProbesSucceed);
+        assert_eq!(db.state(), BreakerState::Open);
+        assert_eq!(auth.state(), BreakerState::Closed, "affected only");
+        assert_eq!(api.state(), BreakerState::Closed, "the entry point");
+        assert_eq!((auth.throttled(), api.throttled()), (None, None));
+        // db recovers and a probe closes its breaker: two healthy cycles
+        // close the episode; the trip has nothing left to undo.
+        stack.knobs[2].fail_every.store(0, Ordering::SeqCst);
+        db.reset();
+        assert!(stack.cycle(30).await.actions.is_empty());
+        assert!(stack.cycle(30).await.actions.is_empty());
+        let episode = &stack.witness.episodes()[0];
+        assert!(!episode.is_open());
+        assert_eq!(episode.actions.len(), 1);
+        assert_eq!(stack.witness.health().actions, 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_brownout_throttles_the_roots_edge_until_the_episode_closes() {
+        let (stack, [api, auth, db]) = stack(true);
+        for _ in 0..10 {
+            stack.cycle(40).await;
+        }
+        stack.knobs[2].fail_every.store(4, Ordering::SeqCst);
+        let snapshot = stack.cycle(40).await;
+        let report = &snapshot.reports[0];
+        assert_eq!(report.roots[0].component, "db");
+        assert_eq!(report.actions.len(), 1, "{:?}", report.actions);
+        let throttle = &report.actions[0];
+        assert_eq!(throttle.what, MeasureKind::Throttle { k: 2.0 });
+        assert_eq!(throttle.component, "db");
+        assert!(matches!(throttle.why, Reason::Brownout { episode: 1, .. }));
+        assert_eq!(throttle.until, Until::EpisodeCloses { episode: 1 });
+        assert_eq!(db.throttled(), Some(2.0));
+        assert_eq!(
+            db.state(),
+            BreakerState::Closed,
+            "a brownout is not tripped"
         );
-        assert!(
-            breakers
-                .iter()
-                .all(|b| b.state() == BreakerState::ForcedOpen)
+        assert_eq!((auth.throttled(), api.throttled()), (None, None));
+        stack.knobs[2].fail_every.store(0, Ordering::SeqCst);
+        stack.cycle(40).await;
+        let snapshot = stack.cycle(40).await;
+        assert_eq!(snapshot.actions.len(), 1, "{:?}", snapshot.actions);
+        assert_eq!(snapshot.actions[0].what, MeasureKind::StopThrottling);
+        assert_eq!(
+            snapshot.actions[0].why,
+            Reason::EpisodeClosed { episode: 1 }
         );
-        assert!(sheds.iter().all(|s| s.hard_limit() == 32));
-        // Held for 30 s, then restored once the components are quiet.
-        tokio::time::advance(Duration::from_secs(10)).await;
-        assert!(witness.cycle_now().actions.is_empty(), "still held");
-        tokio::time::advance(Duration::from_secs(25)).await;
-        let snapshot = witness.cycle_now();
-        assert_eq!(snapshot.actions.len(), 6, "{:?}", snapshot.actions);
-        assert!(breakers.iter().all(|b| b.state() == BreakerState::Closed));
-        assert!(sheds.iter().all(|s| s.hard_limit() == 64));
-        assert_eq!(witness.health().actions, 12);
+        assert_eq!(db.throttled(), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_entry_point_failing_on_its_own_is_reported_and_never_refused() {
+        let (stack, [api, _, _]) = stack(true);
+        for _ in 0..10 {
+            stack.cycle(30).await;
+        }
+        stack.knobs[0].fail_every.store(1, Ordering::SeqCst);
+        let snapshot = stack.cycle(30).await;
+        assert_eq!(snapshot.reports[0].roots[0].component, "api");
+        assert!(snapshot.actions.is_empty(), "{:?}", snapshot.actions);
+        assert_eq!(api.state(), BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
     async fn without_a_reflex_the_witness_only_observes() {
-        let witness = Witness::builder()
-            .clock(Clock::Tokio)
-            .no_latency_regression()
-            .build()
-            .unwrap();
-        let breaker = FakeBreaker::default();
-        witness.control_breaker("db", breaker.clone());
-        let services: Vec<_> = ["a", "b", "db"]
-            .iter()
-            .map(|n| component(&witness, n))
-            .collect();
-        for _ in 0..5 {
-            for svc in &services {
-                let _ = svc.clone().oneshot((2, true)).await;
-            }
+        let (stack, [_, _, db]) = stack(false);
+        for _ in 0..10 {
+            stack.cycle(30).await;
         }
-        let snapshot = witness.cycle_now();
+        stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
+        let snapshot = stack.cycle(30).await;
         assert_eq!(snapshot.reports.len(), 1);
         assert!(snapshot.reports[0].actions.is_empty());
-        assert_eq!(breaker.state(), BreakerState::Closed);
+        assert_eq!(db.state(), BreakerState::Closed);
     }
 }
 
@@ -414,7 +520,7 @@ mod call_patterns {
     use std::time::Duration;
 
     use reflex_core::BoxError;
-    use reflex_witness::{Clock, Witness};
+    use reflex_witness::{Clock, DetectionKind, Witness};
     use tower::util::BoxCloneSyncService;
     use tower::{Layer, ServiceExt, service_fn};
 
@@ -445,8 +551,7 @@ mod call_patterns {
     {
         let witness = Witness::builder()
             .clock(Clock::Tokio)
-            .no_cascade()
-            .no_latency_regression()
+            .no_judgement()
             .call_patterns(50, 2.0)
             .build()
             .unwrap();
@@ -467,11 +572,15 @@ mod call_patterns {
         let snapshot = witness.cycle_now();
         assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
         let report = &snapshot.reports[0];
-        assert_eq!(report.trigger, "slow_call_pattern");
         assert!(
-            report.decision.starts_with("api > auth > db"),
+            matches!(&report.kind, DetectionKind::SlowCallPattern { chain, .. } if chain == &["api", "auth", "db"]),
+            "{:?}",
+            report.kind
+        );
+        assert!(
+            report.summary.starts_with("api > auth > db"),
             "{}",
-            report.decision
+            report.summary
         );
 
         // A chain never seen while learning.
@@ -485,11 +594,10 @@ mod call_patterns {
         gateway.oneshot(()).await.unwrap();
         let snapshot = witness.cycle_now();
         assert!(
-            snapshot
-                .reports
-                .iter()
-                .any(|r| r.trigger == "new_call_pattern"
-                    && r.decision.ends_with("gateway > api > auth > db")),
+            snapshot.reports.iter().any(
+                |r| matches!(&r.kind, DetectionKind::NewCallPattern { chain }
+                    if chain == &["gateway", "api", "auth", "db"])
+            ),
             "{:?}",
             snapshot.reports
         );
@@ -497,8 +605,8 @@ mod call_patterns {
 
     #[tokio::test(start_paused = true)]
     async fn a_witness_that_does_not_learn_patterns_reports_none() {
-        // The built-in detectors stay on: healthy chains give them nothing,
-        // and no pattern report may appear.
+        // The judgement stays on: healthy chains give it nothing, and no
+        // pattern report may appear.
         let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
         let db = node(&witness, "db", Arc::new(AtomicU64::new(2)), None);
         let api = node(&witness, "api", Arc::new(AtomicU64::new(1)), Some(db));
@@ -507,5 +615,52 @@ mod call_patterns {
         }
         assert!(witness.cycle_now().reports.is_empty());
         assert_eq!(witness.health().patterns_learned, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn chains_cut_short_by_a_failure_are_not_reported_as_new_patterns() {
+        let witness = Witness::builder()
+            .clock(Clock::Tokio)
+            .no_judgement()
+            .call_patterns(50, 2.0)
+            .build()
+            .unwrap();
+        let db = witness
+            .layer("db")
+            .unwrap()
+            .layer(service_fn(|fail: bool| async move {
+                if fail {
+                    Err::<(), BoxError>("down".into())
+                } else {
+                    Ok(())
+                }
+            }));
+        let db = BoxCloneSyncService::new(db);
+        let auth = {
+            let db = db.clone();
+            BoxCloneSyncService::new(witness.layer("auth").unwrap().layer(service_fn(
+                move |fail: bool| {
+                    let db = db.clone();
+                    async move { db.oneshot(fail).await }
+                },
+            )))
+        };
+        let api = witness
+            .layer("api")
+            .unwrap()
+            .layer(service_fn(move |fail: bool| {
+                let auth = auth.clone();
+                async move { auth.oneshot(fail).await }
+            }));
+        for _ in 0..60 {
+            api.clone().oneshot(false).await.unwrap();
+        }
+        assert!(witness.cycle_now().reports.is_empty());
+        // db fails: every chain ends in a failure, none is a pattern.
+        for _ in 0..20 {
+            api.clone().oneshot(true).await.unwrap_err();
+        }
+        let snapshot = witness.cycle_now();
+        assert!(snapshot.reports.is_empty(), "{:?}", snapshot.reports);
     }
 }

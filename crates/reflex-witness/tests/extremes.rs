@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use reflex_core::{BoxError, ConfigError, ConfigErrorKind};
-use reflex_witness::{CascadeReflex, Clock, MAX_COMPONENTS, MAX_HISTORY, StartError, Witness};
+use reflex_witness::{
+    Clock, EdgeReflex, Judgement, MAX_COMPONENTS, MAX_HISTORY, StartError, Witness,
+};
 use tower::{Layer, ServiceExt, service_fn};
 
 fn duration() -> impl Strategy<Value = Duration> {
@@ -59,30 +61,29 @@ struct Settings {
     components: usize,
     reports: usize,
     chain: usize,
-    cascade: Option<(usize, usize, Duration)>,
-    regression: Option<(f64, u32, u64)>,
+    /// `(latency_factor, warmup, min_requests)`.
+    judgement: Option<(f64, u32, u64)>,
     patterns: Option<(u64, f64)>,
-    reflex: Option<(Duration, f64)>,
+    /// `(throttle_k, blackout_at)`.
+    reflex: Option<(f64, f64)>,
     clock: Clock,
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
     (
         (duration(), count(), count(), count(), count()),
-        proptest::option::of((count(), count(), duration())),
         proptest::option::of((factor(), any::<u32>(), any::<u64>())),
         proptest::option::of((
             prop_oneof![Just(0u64), Just(u64::MAX), any::<u64>()],
             factor(),
         )),
-        proptest::option::of((duration(), factor())),
+        proptest::option::of((factor(), 0.0f64..1.5)),
         prop_oneof![Just(Clock::Tokio), Just(Clock::Cpu)],
     )
         .prop_map(
             |(
                 (interval, history, components, reports, chain),
-                cascade,
-                regression,
+                judgement,
                 patterns,
                 reflex,
                 clock,
@@ -93,8 +94,7 @@ fn settings() -> impl Strategy<Value = Settings> {
                     components,
                     reports,
                     chain,
-                    cascade,
-                    regression,
+                    judgement,
                     patterns,
                     reflex,
                     clock,
@@ -115,8 +115,14 @@ fn refused_for_cause(settings: &Settings, err: &ConfigError) -> bool {
         ("max_components", ConfigErrorKind::OutOfRange) => settings.components > MAX_COMPONENTS,
         ("report_limit", ConfigErrorKind::Zero) => settings.reports == 0,
         ("chain_limit", ConfigErrorKind::Zero) => settings.chain == 0,
-        ("latency_regression", ConfigErrorKind::OutOfRange) => {
-            settings.regression.is_some_and(|(f, _, _)| bad_factor(f))
+        ("judgement.latency_factor", ConfigErrorKind::OutOfRange) => {
+            settings.judgement.is_some_and(|(f, _, _)| bad_factor(f))
+        }
+        ("judgement.warmup", ConfigErrorKind::Zero) => {
+            settings.judgement.is_some_and(|(_, w, _)| w == 0)
+        }
+        ("judgement.min_requests", ConfigErrorKind::Zero) => {
+            settings.judgement.is_some_and(|(_, _, m)| m == 0)
         }
         ("call_patterns", ConfigErrorKind::Zero) => settings.patterns.is_some_and(|(s, _)| s == 0),
         ("call_patterns", ConfigErrorKind::OutOfRange) => {
@@ -134,7 +140,9 @@ fn valid(settings: &Settings) -> bool {
         && (1..=MAX_COMPONENTS).contains(&settings.components)
         && settings.reports > 0
         && settings.chain > 0
-        && settings.regression.is_none_or(|(f, _, _)| good_factor(f))
+        && settings
+            .judgement
+            .is_none_or(|(f, w, m)| good_factor(f) && w > 0 && m > 0)
         && settings
             .patterns
             .is_none_or(|(s, f)| s > 0 && good_factor(f))
@@ -154,19 +162,31 @@ fn run(settings: &Settings) -> Result<(), TestCaseError> {
             .report_limit(settings.reports)
             .chain_limit(settings.chain)
             .clock(settings.clock)
-            .no_cascade()
-            .no_latency_regression();
-        if let Some((components, failures, window)) = settings.cascade {
-            builder = builder.cascade(components, failures, window);
-        }
-        if let Some((factor, warmup, min_requests)) = settings.regression {
-            builder = builder.latency_regression(factor, warmup, min_requests);
+            .no_judgement();
+        if let Some((factor, warmup, min_requests)) = settings.judgement {
+            builder = builder.judgement(
+                Judgement::default()
+                    .latency_factor(factor)
+                    .warmup(warmup)
+                    .min_requests(min_requests),
+            );
         }
         if let Some((settle_after, factor)) = settings.patterns {
             builder = builder.call_patterns(settle_after, factor);
         }
-        if let Some((hold, factor)) = settings.reflex {
-            builder = builder.reflex(CascadeReflex::new(hold, factor));
+        if let Some((k, blackout_at)) = settings.reflex {
+            // A reflex's own settings are checked by its builder.
+            match EdgeReflex::builder()
+                .throttle_k(k)
+                .blackout_at(blackout_at)
+                .build()
+            {
+                Ok(reflex) => builder = builder.reflex(reflex),
+                Err(err) => prop_assert!(
+                    !(k.is_finite() && k >= 1.0 && blackout_at > 0.0 && blackout_at <= 1.0),
+                    "refused a valid reflex: {err}"
+                ),
+            }
         }
         let witness = match builder.start() {
             Err(StartError::Config(err)) => {
@@ -237,8 +257,7 @@ fn the_longest_interval_keeps_the_runtime_alive_and_never_overflows_the_clock() 
             components: 1,
             reports: 1,
             chain: 1,
-            cascade: None,
-            regression: None,
+            judgement: None,
             patterns: None,
             reflex: None,
             clock: Clock::Tokio,

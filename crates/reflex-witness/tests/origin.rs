@@ -234,6 +234,10 @@ impl BreakerControl for Fixed {
     }
     fn force_open(&self) {}
     fn reset(&self) {}
+    fn trip(&self) {}
+    fn throttle(&self, _: Option<f64>) -> Result<(), reflex_core::ConfigError> {
+        Ok(())
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -250,4 +254,33 @@ async fn a_registered_breaker_s_state_is_in_every_snapshot_before_any_transition
         Some("closed"),
         "and in the next one"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_below_handed_up_is_the_caller_s_echo_not_its_refusal() {
+    use reflex_core::{Component, RejectKind, Rejected};
+
+    let witness = witness();
+    // db's own breaker refuses: a refusal of db's stack.
+    let db = witness
+        .layer("db")
+        .unwrap()
+        .layer(service_fn(|(): ()| async {
+            Err::<(), BoxError>(Rejected::new(RejectKind::CircuitOpen, Component::new("db")).into())
+        }));
+    // auth's handler hands db's error up as its own.
+    let auth = witness
+        .layer("auth")
+        .unwrap()
+        .layer(service_fn(move |(): ()| {
+            let db = db.clone();
+            async move { db.oneshot(()).await }
+        }));
+    auth.oneshot(()).await.unwrap_err();
+    let snapshot = witness.cycle_now();
+    let db = state(&snapshot, "db");
+    assert_eq!(db.rejected, vec![("circuit_open".to_owned(), 1)]);
+    let auth = state(&snapshot, "auth");
+    assert!(auth.rejected.is_empty(), "{:?}", auth.rejected);
+    assert_eq!((auth.own_failed, auth.propagated_failed), (0, 1));
 }

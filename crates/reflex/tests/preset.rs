@@ -1,7 +1,7 @@
 //! The preset's own promises: a part that is off is not in the stack, a
 //! timeout decided at run time, typed errors for bad settings, nothing
 //! registered by a preset that fails to build, and the witness steering the
-//! shed layer and breaker the preset built.
+//! root's breaker among those the presets built.
 
 use std::future::Future;
 use std::pin::pin;
@@ -11,7 +11,7 @@ use std::time::Duration;
 use reflex::Preset;
 use reflex::core::{BoxError, ConfigErrorKind, RejectKind, Rejected};
 use reflex::retry::RetryLayer;
-use reflex::witness::{CascadeReflex, Witness};
+use reflex::witness::{Clock, EdgeReflex, Witness};
 use tower::{Service, ServiceExt, service_fn};
 
 /// A service whose calls never end.
@@ -157,51 +157,86 @@ fn a_preset_refused_by_a_full_witness_registers_nothing_either() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_witness_steers_the_breaker_and_shed_layer_each_preset_built() {
+async fn the_witness_trips_only_the_root_s_breaker_among_those_the_presets_registered() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use reflex::core::BreakerState;
+    use tower::util::BoxCloneSyncService;
+
+    type Svc = BoxCloneSyncService<u32, u32, BoxError>;
     let witness = Witness::builder()
-        .no_latency_regression()
-        .cascade(3, 5, Duration::from_secs(10))
-        .reflex(CascadeReflex::new(Duration::from_secs(5), 0.5))
+        .clock(Clock::Tokio)
+        .reflex(EdgeReflex::default())
         .build()
         .unwrap();
-    let failing = service_fn(|_: u32| async { Err::<u32, BoxError>("down".into()) });
-    let with_shed: Vec<_> = ["api", "auth"]
-        .into_iter()
-        .map(|name| {
+    let down = Arc::new(AtomicBool::new(false));
+    let failing = down.clone();
+    let db: Svc = BoxCloneSyncService::new(
+        Preset::new("db")
+            .witness(&witness)
+            .build()
+            .unwrap()
+            .service(service_fn(move |n: u32| {
+                let failing = failing.load(Ordering::Relaxed);
+                async move {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    if failing {
+                        Err::<u32, BoxError>("db down".into())
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })),
+    );
+    let calling = |name: &'static str, below: Svc| -> Svc {
+        BoxCloneSyncService::new(
             Preset::new(name)
                 .witness(&witness)
                 .build()
                 .unwrap()
-                .service(failing)
-        })
-        .collect();
-    let without_shed = Preset::new("db")
-        .witness(&witness)
-        .no_shed()
-        .build()
-        .unwrap()
-        .service(failing);
-    for _ in 0..5 {
-        for svc in &with_shed {
-            svc.clone().oneshot(1).await.unwrap_err();
+                .service(service_fn(move |n: u32| below.clone().oneshot(n))),
+        )
+    };
+    let api = calling("api", calling("auth", db));
+    let breaker_of = |name: &str| {
+        witness
+            .cycle_now()
+            .component(name)
+            .and_then(|c| c.breaker.clone())
+    };
+    // Healthy cycles teach the witness each component's baseline.
+    for _ in 0..8 {
+        for n in 0..40 {
+            api.clone().oneshot(n).await.unwrap();
         }
-        without_shed.clone().oneshot(1).await.unwrap_err();
+        witness.cycle_now();
+    }
+    down.store(true, Ordering::Relaxed);
+    for n in 0..40 {
+        let _ = api.clone().oneshot(n).await;
     }
     let snapshot = witness.cycle_now();
-    assert_eq!(snapshot.reports.len(), 1, "one cascade");
-    let mut actions = snapshot.reports[0].actions.to_vec();
-    actions.sort();
-    assert_eq!(
-        actions,
-        [
-            "forced api's breaker open",
-            "forced auth's breaker open",
-            "forced db's breaker open",
-            "lowered api's shed limit from 1024 to 512",
-            "lowered auth's shed limit from 1024 to 512",
-        ],
-        "db has no shed layer to lower"
+    assert_eq!(snapshot.reports.len(), 1, "{:#?}", snapshot.reports);
+    let report = &snapshot.reports[0];
+    assert_eq!(report.roots[0].component, "db");
+    let actions: Vec<String> = report.actions.iter().map(ToString::to_string).collect();
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert!(
+        actions[0].starts_with("tripped db's breaker"),
+        "{actions:?}"
     );
+    assert_eq!(
+        breaker_of("db").as_deref(),
+        Some(BreakerState::Open.as_str())
+    );
+    for victim in ["api", "auth"] {
+        assert_eq!(
+            breaker_of(victim).as_deref(),
+            Some(BreakerState::Closed.as_str()),
+            "{victim}: its failures were db's echoes"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

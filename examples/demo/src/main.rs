@@ -3,11 +3,13 @@
 //!
 //! `api` (the axum router) calls `auth`, which calls `db`. A built-in load
 //! sends requests for 16 seconds while `db` is healthy, then slow, then
-//! failing, then healthy again. The witness learns the api > auth > db
-//! chain, reports the latency regression and the cascade as they happen,
-//! and its reflex forces the failing components' breakers open and lowers
-//! their shed limits, then restores them. The snapshot is served as JSON at
-//! `/witness`.
+//! failing, then healthy again. The witness learns each component's
+//! baseline and the api > auth > db chain, and judges by origin: the slow
+//! db is one report naming db, with auth and api affected (their own work
+//! did not slow, only their wait on db); the failing db is one report
+//! naming db, with auth's and api's failures as its echoes, and the reflex
+//! acts on db's edge alone (it trips db's breaker, whose half-open probes
+//! decide when db is back). The snapshot is served as JSON at `/witness`.
 //!
 //! ```sh
 //! cargo run -p example-demo             # ends by itself after the load
@@ -32,7 +34,7 @@ use hyper_util::rt::TokioIo;
 use reflex::Preset;
 use reflex::breaker::{CircuitBreakBuilder, CircuitBreakLayer};
 use reflex::core::BoxError;
-use reflex::witness::{CascadeReflex, Snapshot, Witness};
+use reflex::witness::{EdgeReflex, Snapshot, Witness};
 use tokio::net::{TcpListener, TcpStream};
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
@@ -124,14 +126,22 @@ async fn fetch(addr: SocketAddr, path: &str) -> Result<StatusCode, BoxError> {
     Ok(status)
 }
 
-/// Prints what a snapshot says that matters: its reports and actions.
+/// Prints what a snapshot says that matters: its reports, read as an
+/// incident summary, and the reflexes' actions.
 fn print(snapshot: &Snapshot, started: tokio::time::Instant) {
     let at = started.elapsed().as_secs_f64();
     for report in &snapshot.reports {
-        println!(
-            "[{at:5.1}s] REPORT {}: {}",
-            report.detector, report.decision
-        );
+        println!("[{at:5.1}s] REPORT {}", report.summary);
+        for root in &report.roots {
+            println!("         root: {} ({:?})", root.component, root.kind);
+        }
+        for affected in &report.affected {
+            println!(
+                "         affected: {} (through {})",
+                affected.component,
+                affected.path.join(" -> ")
+            );
+        }
         if !report.causal_chain.is_empty() {
             let chain: Vec<String> = report
                 .causal_chain
@@ -158,9 +168,7 @@ async fn main() -> Result<(), BoxError> {
     let witness = Witness::builder()
         .interval(Duration::from_millis(500))
         .call_patterns(40, 3.0)
-        .cascade(2, 3, Duration::from_secs(3))
-        .latency_regression(3.0, 3, 10)
-        .reflex(CascadeReflex::new(Duration::from_secs(3), 0.5))
+        .reflex(EdgeReflex::default())
         .start()?;
     let mode = Arc::new(AtomicU8::new(HEALTHY));
     let db = db(&witness, mode.clone())?;
