@@ -27,6 +27,7 @@ fn backend(probes: u32) -> MemoryBackend {
         probes,
         probe_successes: 1,
         half_open_max_wait: Duration::from_secs(3600),
+        count_echoes: false,
     })
 }
 
