@@ -8,4 +8,5 @@
 //! timeout, and invalid configuration refused without a panic.
 
 pub mod contract;
+pub mod sim;
 pub mod support;
