@@ -169,7 +169,6 @@ async fn db_failing_a_quarter_of_calls_at_1000_per_s_is_one_report_within_2_cycl
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "issue 14: at 10 000/s a db blackout also names auth and api as roots, with nothing affected"]
 async fn db_failing_every_call_at_10000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected()
  {
     let out = fault(10_000.0, db_fails(1.0), 12, 15).await;

@@ -64,7 +64,8 @@ pub enum Evidence {
     ErrorRate {
         /// Own failures in the cycle.
         failed: u64,
-        /// Requests judged: succeeded plus own failures.
+        /// Requests judged: every request that ran its own work (succeeded, own
+        /// failures, echoes) and its own breaker's refusals.
         requests: u64,
         /// `failed / requests`.
         observed: f64,
@@ -79,7 +80,8 @@ pub enum Evidence {
         observed_ms: f64,
         /// The baseline, in milliseconds.
         baseline_ms: f64,
-        /// Requests judged: succeeded plus own failures.
+        /// Requests judged: every request that ran its own work (succeeded, own
+        /// failures, echoes) and its own breaker's refusals.
         requests: u64,
     },
 }

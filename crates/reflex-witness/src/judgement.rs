@@ -19,8 +19,9 @@ use crate::stats::poisson_tail;
 /// [`WitnessBuilder::judgement`](crate::WitnessBuilder::judgement), checked
 /// by `build()`.
 ///
-/// A cycle's own failures `f` of `n` requests (succeeded plus own
-/// failures) are anomalous when all of these hold: `n ≥ min_requests`,
+/// A cycle's own failures `f` (its own breaker's refusals included) of
+/// `n` requests (every request that ran its own work: succeeded, own
+/// failures, echoes) are anomalous when all of these hold: `n ≥ min_requests`,
 /// `f ≥ min_failures`, `f / n ≥ error_factor × p0`, and
 /// `P(X ≥ f) < alpha` for `X` Poisson of mean `n × p0⁺`, where `p0` is
 /// the learned own error rate (at least `error_floor`) and `p0⁺` its upper
@@ -288,7 +289,7 @@ pub(crate) struct Baseline {
 pub(crate) struct Verdict {
     /// Its own anomalies, error rate first.
     pub(crate) anomalies: Vec<(DetectionKind, Evidence)>,
-    /// Requests judged: succeeded plus own failures.
+    /// Requests judged ([`judged_requests`]).
     pub(crate) requests: u64,
 }
 
@@ -316,6 +317,18 @@ pub(crate) fn own_failures(state: &ComponentState) -> u64 {
         .map(|(_, n)| *n)
         .sum::<u64>();
     state.own_failed.saturating_add(refused)
+}
+
+/// The requests a component's own error rate is judged over: every request
+/// that ran its own work, the echoes included (a request that failed only
+/// because a call below did got its own part right: counting it out would
+/// make a few own failures look like a high rate while everything below is
+/// down), and its own breaker's refusals.
+pub(crate) fn judged_requests(state: &ComponentState) -> u64 {
+    state
+        .succeeded
+        .saturating_add(state.propagated_failed)
+        .saturating_add(own_failures(state))
 }
 
 /// Errors and latency are judged apart: a root slow in one episode may
@@ -362,7 +375,7 @@ impl Baseline {
     /// Judges `state` against this baseline (nothing before warm-up).
     pub(crate) fn judge(&self, state: &ComponentState, judgement: &Judgement) -> Verdict {
         let failed = own_failures(state);
-        let requests = state.succeeded.saturating_add(failed);
+        let requests = judged_requests(state);
         let mut verdict = Verdict {
             anomalies: Vec::new(),
             requests,
@@ -442,7 +455,7 @@ impl Baseline {
     pub(crate) fn learn(&mut self, state: &ComponentState, judgement: &Judgement) {
         let keep = 1.0 - 1.0 / f64::from(judgement.memory);
         let failed = own_failures(state);
-        let requests = state.succeeded.saturating_add(failed);
+        let requests = judged_requests(state);
         let ended = state.succeeded.saturating_add(state.failed);
         self.requests = self.requests.mul_add(keep, requests as f64);
         self.own_failed = self.own_failed.mul_add(keep, failed as f64);

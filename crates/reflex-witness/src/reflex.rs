@@ -451,7 +451,7 @@ impl Reflex for EdgeReflex {
                 // reads it (its own breaker's refusals included).
                 let Some(rate) = situation.snapshot.component(name).and_then(|state| {
                     let failed = crate::judgement::own_failures(state);
-                    let n = state.succeeded.saturating_add(failed);
+                    let n = crate::judgement::judged_requests(state);
                     (n > 0).then(|| failed as f64 / n as f64)
                 }) else {
                     continue;
