@@ -20,7 +20,7 @@ fn stack(witness: &Witness, name: &'static str, inner: Svc) -> (Svc, BreakerHand
     let breaker = CircuitBreakLayer::builder()
         .component(name)
         .open_duration(Duration::from_secs(5))
-        .sink(witness.clone())
+        .sink(witness.sink())
         .build()
         .unwrap();
     witness.control_breaker(name, breaker.handle());

@@ -63,7 +63,10 @@
 //!   detector becomes [`Witness::last_error`]; the other detectors and the
 //!   next cycles run.
 //! - **Stops with its handles.** The runtime's task holds the witness
-//!   weakly and is aborted when the last handle is dropped.
+//!   weakly and is aborted when the last handle is dropped. A layer whose
+//!   handle the witness steers reports through [`Witness::sink`], which
+//!   does not keep it alive (the preset does so): a `Witness` clone as
+//!   that layer's sink would close a cycle.
 //!
 //! # Examples
 //!
@@ -124,4 +127,4 @@ pub use reflex::{
     Situation, Until,
 };
 pub use snapshot::{CallEdge, ComponentState, Health, Snapshot};
-pub use witness::Witness;
+pub use witness::{Witness, WitnessSink};

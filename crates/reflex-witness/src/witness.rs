@@ -1,7 +1,7 @@
 //! [`Witness`]: the handle every stack of a process reports to.
 
 use std::fmt;
-use std::sync::{Arc, PoisonError};
+use std::sync::{Arc, PoisonError, Weak};
 
 use reflex_core::origin::Origin;
 use reflex_core::{
@@ -212,7 +212,13 @@ impl SignalSink for Witness {
     /// `KeyedBreakerTransition`, which is counted only for a component the
     /// witness already follows.
     fn emit(&self, component: &Component, signal: Signal) {
-        let registry = &self.inner.registry;
+        self.inner.hear(component, signal);
+    }
+}
+
+impl Inner {
+    fn hear(&self, component: &Component, signal: Signal) {
+        let registry = &self.registry;
         // One key's breaker speaks for a key (a host, a tenant), not for a
         // component: it never takes a place among the components.
         let may_register = !matches!(signal, Signal::KeyedBreakerTransition { .. });
@@ -223,6 +229,56 @@ impl SignalSink for Witness {
         }) {
             registry.cell(index).hear(signal);
         }
+    }
+}
+
+impl Witness {
+    /// A sink for the layers' signals that does not keep the witness
+    /// alive: give it to a layer whose handle you also give the witness
+    /// ([`control_breaker`](Self::control_breaker),
+    /// [`control_shed`](Self::control_shed)). The witness keeps the
+    /// handle, the handle keeps its sink: a `Witness` clone as that sink
+    /// would keep the witness (and its runtime) alive after its last
+    /// handle is dropped. The preset uses this one.
+    ///
+    /// ```
+    /// use reflex_witness::Witness;
+    ///
+    /// let witness = Witness::builder().build()?;
+    /// let sink = witness.sink();
+    /// drop(witness);
+    /// // Signals to a witness that is gone are dropped.
+    /// reflex_core::SignalSink::emit(&sink, &"db".into(), reflex_core::Signal::SlotBusy);
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn sink(&self) -> WitnessSink {
+        WitnessSink {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+}
+
+/// A [`SignalSink`] into a [`Witness`] that does not keep it alive; from
+/// [`Witness::sink`].
+#[derive(Clone)]
+pub struct WitnessSink {
+    inner: Weak<Inner>,
+}
+
+impl SignalSink for WitnessSink {
+    /// As [`Witness`]'s; nothing once the witness is gone.
+    fn emit(&self, component: &Component, signal: Signal) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.hear(component, signal);
+        }
+    }
+}
+
+impl fmt::Debug for WitnessSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WitnessSink")
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
     }
 }
 

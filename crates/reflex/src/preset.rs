@@ -23,7 +23,7 @@ macro_rules! build_reporting {
         let $b = $builder.component($component.clone());
         match $witness {
             Some(witness) => {
-                let $b = $b.sink(witness.clone());
+                let $b = $b.sink(witness.sink());
                 $build
             }
             None => $build,

@@ -280,3 +280,22 @@ async fn the_dedup_cache_keeps_only_what_the_presets_classifier_calls_a_success(
     );
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_witness_steering_a_preset_s_layers_still_stops_with_its_last_handle() {
+    use tokio::sync::broadcast::error::RecvError;
+
+    let witness = Witness::builder().clock(Clock::Tokio).start().unwrap();
+    let mut snapshots = witness.subscribe();
+    // The preset gives the witness its breaker's and shed layer's handles,
+    // which report to the witness in turn.
+    let stack = Preset::new("db").witness(&witness).build().unwrap();
+    drop(stack);
+    drop(witness);
+    // The channel's sender lives in the witness: closed once it is freed.
+    let heard = tokio::time::timeout(Duration::from_secs(60), snapshots.recv()).await;
+    assert!(
+        matches!(heard, Ok(Err(RecvError::Closed))),
+        "the witness outlived its handles: {heard:?}"
+    );
+}
