@@ -55,9 +55,91 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 
 thread_local! {
-    static CURRENT: Cell<Option<Frame>> = const { Cell::new(None) };
+    static CURRENT: Current = const {
+        Current {
+            id: Cell::new(0),
+            root: Cell::new(0),
+            parent: Cell::new(0),
+            depth: Cell::new(0),
+            tag: Cell::new(0),
+            parent_tag: Cell::new(0),
+            active: Cell::new(0),
+            since_ns: Cell::new(0),
+            waited_ns: Cell::new(0),
+            failed: Cell::new(0),
+        }
+    };
     /// This thread's next request id, and the end of its block of ids.
     static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// The current frame, field by field. A frame moves in and out of it on
+/// every poll: scalar moves cost a few cycles, where moving the frame as
+/// one value (an `Option<Frame>` in one cell) stalled the processor on its
+/// own stores and tripled the witness's cost per request.
+struct Current {
+    /// 0: no frame.
+    id: Cell<u64>,
+    root: Cell<u64>,
+    parent: Cell<u64>,
+    depth: Cell<u8>,
+    tag: Cell<u32>,
+    parent_tag: Cell<u32>,
+    active: Cell<u32>,
+    since_ns: Cell<u64>,
+    waited_ns: Cell<u64>,
+    failed: Cell<u32>,
+}
+
+impl Current {
+    /// Makes `frame` (or no frame) current; what was current.
+    #[inline]
+    fn swap(&self, frame: Option<&Frame>) -> Option<Frame> {
+        let empty = Frame {
+            origin: Origin {
+                id: 0,
+                root: 0,
+                parent: 0,
+                depth: 0,
+                tag: 0,
+                parent_tag: 0,
+            },
+            active: 0,
+            since_ns: 0,
+            waited_ns: 0,
+            failed: 0,
+        };
+        let frame = frame.unwrap_or(&empty);
+        let was = Frame {
+            origin: Origin {
+                id: self.id.replace(frame.origin.id),
+                root: self.root.replace(frame.origin.root),
+                parent: self.parent.replace(frame.origin.parent),
+                depth: self.depth.replace(frame.origin.depth),
+                tag: self.tag.replace(frame.origin.tag),
+                parent_tag: self.parent_tag.replace(frame.origin.parent_tag),
+            },
+            active: self.active.replace(frame.active),
+            since_ns: self.since_ns.replace(frame.since_ns),
+            waited_ns: self.waited_ns.replace(frame.waited_ns),
+            failed: self.failed.replace(frame.failed),
+        };
+        (was.origin.id != 0).then_some(was)
+    }
+
+    /// The current request's origin, if any.
+    #[inline]
+    fn origin(&self) -> Option<Origin> {
+        let id = self.id.get();
+        (id != 0).then(|| Origin {
+            id,
+            root: self.root.get(),
+            parent: self.parent.get(),
+            depth: self.depth.get(),
+            tag: self.tag.get(),
+            parent_tag: self.parent_tag.get(),
+        })
+    }
 }
 
 /// Ids are handed to threads in blocks, so that a request takes its id
@@ -144,13 +226,13 @@ impl Frame {
     pub fn start(tag: u32, now_ns: u64) -> Self {
         let id = next_id();
         let parent = CURRENT.with(|current| {
-            let mut frame = current.get()?;
-            if frame.active == 0 {
-                frame.since_ns = now_ns;
+            let parent = current.origin()?;
+            let active = current.active.get();
+            if active == 0 {
+                current.since_ns.set(now_ns);
             }
-            frame.active = frame.active.saturating_add(1);
-            current.set(Some(frame));
-            Some(frame.origin)
+            current.active.set(active.saturating_add(1));
+            Some(parent)
         });
         let origin = match parent {
             Some(parent) => Origin {
@@ -184,10 +266,41 @@ impl Frame {
         self.origin
     }
 
+    /// What the request needs at its end to tell its caller.
+    #[inline]
+    pub fn caller(&self) -> Caller {
+        Caller {
+            parent: if self.origin.depth > 0 {
+                self.origin.parent
+            } else {
+                0
+            },
+        }
+    }
+
+    /// The tag of the request it was called below, if any.
+    #[inline]
+    pub fn parent_tag(&self) -> Option<u32> {
+        (self.origin.depth > 0).then_some(self.origin.parent_tag)
+    }
+
+    /// The id of the request at the top of its chain.
+    #[inline]
+    pub fn root(&self) -> u64 {
+        self.origin.root
+    }
+
+    /// 0 at the top of a chain, 1 for a call below it, ….
+    #[inline]
+    pub fn depth(&self) -> u8 {
+        self.origin.depth
+    }
+
     /// Runs `f` (an inner service's synchronous `call`) with this frame
     /// current, and keeps what the calls it starts tell it.
+    #[inline]
     pub fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let outer = CURRENT.with(|current| current.replace(Some(*self)));
+        let outer = CURRENT.with(|current| current.swap(Some(self)));
         let restore = Restore { outer, done: false };
         let out = f();
         if let Some(frame) = restore.finish() {
@@ -205,9 +318,10 @@ struct Restore {
 
 impl Restore {
     /// The frame that was current, put back; the outer one current again.
+    #[inline]
     fn finish(mut self) -> Option<Frame> {
         self.done = true;
-        CURRENT.with(|current| current.replace(self.outer))
+        CURRENT.with(|current| current.swap(self.outer.as_ref()))
     }
 }
 
@@ -215,7 +329,7 @@ impl Drop for Restore {
     fn drop(&mut self) {
         if !self.done {
             // Unwinding: the outer frame is current again.
-            CURRENT.with(|current| current.set(self.outer));
+            CURRENT.with(|current| current.swap(self.outer.as_ref()));
         }
     }
 }
@@ -226,26 +340,31 @@ impl Drop for Restore {
 /// below. Anywhere else (the call ended in another task), nothing happens;
 /// its parent counts it in flight until its own end.
 pub fn end_below(call: Origin, now_ns: u64, failed: bool) {
-    if call.depth == 0 {
+    if call.depth > 0 {
+        end_parent(call.parent, now_ns, failed);
+    }
+}
+
+#[inline]
+fn end_parent(parent: u64, now_ns: u64, failed: bool) {
+    if parent == 0 {
         return;
     }
     CURRENT.with(|current| {
-        let Some(mut frame) = current.get() else {
-            return;
-        };
-        if frame.origin.id != call.parent || frame.active == 0 {
+        let active = current.active.get();
+        if current.id.get() != parent || active == 0 {
             return;
         }
-        frame.active -= 1;
-        if frame.active == 0 {
-            frame.waited_ns = frame
+        current.active.set(active - 1);
+        if active == 1 {
+            let waited = now_ns.saturating_sub(current.since_ns.get());
+            current
                 .waited_ns
-                .saturating_add(now_ns.saturating_sub(frame.since_ns));
+                .set(current.waited_ns.get().saturating_add(waited));
         }
         if failed {
-            frame.failed = frame.failed.saturating_add(1);
+            current.failed.set(current.failed.get().saturating_add(1));
         }
-        current.set(Some(frame));
     });
 }
 
@@ -258,37 +377,66 @@ pub fn end_below(call: Origin, now_ns: u64, failed: bool) {
 /// assert_eq!(reflex_core::origin::failed_below(), 0);
 /// ```
 pub fn failed_below() -> u32 {
-    CURRENT.with(|current| current.get().map_or(0, |frame| frame.failed))
+    CURRENT.with(|current| current.failed.get())
 }
 
 /// The current request's origin, if a layer gave it a frame.
 pub fn current() -> Option<Origin> {
-    CURRENT.with(|current| current.get().map(|frame| frame.origin))
+    CURRENT.with(Current::origin)
 }
 
 /// What a request learnt of the calls below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Below {
-    frame: Frame,
+    active: u32,
+    since_ns: u64,
+    waited_ns: u64,
+    failed: u32,
 }
 
 impl Below {
+    /// What `frame` learnt, read field by field (a frame just written is
+    /// not copied whole: that stalls on its own stores).
+    #[inline]
+    fn of(frame: &Frame) -> Self {
+        Self {
+            active: frame.active,
+            since_ns: frame.since_ns,
+            waited_ns: frame.waited_ns,
+            failed: frame.failed,
+        }
+    }
+
     /// Time with at least one call below in flight, up to `end_ns` (a call
     /// still in flight at the end counts until then).
     pub fn waited_ns(&self, end_ns: u64) -> u64 {
-        let frame = &self.frame;
-        if frame.active == 0 {
-            frame.waited_ns
+        if self.active == 0 {
+            self.waited_ns
         } else {
-            frame
-                .waited_ns
-                .saturating_add(end_ns.saturating_sub(frame.since_ns))
+            self.waited_ns
+                .saturating_add(end_ns.saturating_sub(self.since_ns))
         }
     }
 
     /// Calls below that failed, were refused or were dropped.
     pub fn failed(&self) -> u32 {
-        self.frame.failed
+        self.failed
+    }
+}
+
+/// What a call below needs at its end to tell its caller: the caller's id.
+/// One word, where an [`Origin`] is five.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    /// 0: none (the top of a chain).
+    parent: u64,
+}
+
+impl Caller {
+    /// The call ended at `now_ns`, `failed` or not: as [`end_below`].
+    #[inline]
+    pub fn end(self, now_ns: u64, failed: bool) {
+        end_parent(self.parent, now_ns, failed);
     }
 }
 
@@ -309,7 +457,12 @@ impl<F> Scoped<F> {
 
     /// What the request has learnt of the calls below it so far.
     pub fn below(&self) -> Below {
-        Below { frame: self.frame }
+        Below::of(&self.frame)
+    }
+
+    /// The request's frame.
+    pub fn frame(&self) -> &Frame {
+        &self.frame
     }
 }
 
@@ -371,7 +524,7 @@ mod tests {
             let c = Frame::start(1, 40);
             end_below(c.origin(), 45, false);
         });
-        let below = Below { frame: api };
+        let below = Below::of(&api);
         assert_eq!(below.waited_ns(50), 20 + 5, "10..30 and 40..45");
         assert_eq!(below.failed(), 1);
         assert_eq!(current(), None, "nothing left current");
@@ -383,7 +536,7 @@ mod tests {
         let db = api.enter(|| Frame::start(1, 10));
         // db ends outside api's frame: api is not told.
         end_below(db.origin(), 20, true);
-        let below = Below { frame: api };
+        let below = Below::of(&api);
         assert_eq!(below.waited_ns(100), 90);
         assert_eq!(below.failed(), 0);
     }

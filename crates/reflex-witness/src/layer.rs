@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use reflex_core::origin::{self, Below, Frame, Origin, Scoped};
+use reflex_core::origin::{Below, Caller, Frame, Scoped};
 use reflex_core::{BoxError, Classify, DefaultClassifier, Outcome, Rejected};
 use tower_layer::Layer;
 use tower_service::Service;
@@ -146,8 +146,8 @@ where
         // The request's frame: below the request whose frame is current (a
         // caller's, in this task), which counts it as a call below.
         let mut frame = Frame::start(u32::try_from(index).unwrap_or(u32::MAX), started);
-        let origin = frame.origin();
-        let edge = origin
+        let caller = frame.caller();
+        let edge = frame
             .parent_tag()
             .and_then(|caller| witness.edge(caller as usize, index));
         cell.in_flight.fetch_add(1, Ordering::Relaxed);
@@ -156,7 +156,7 @@ where
         let guard = Guard {
             layer: self.layer.clone(),
             started,
-            origin,
+            caller,
             edge,
             ended: false,
         };
@@ -184,14 +184,15 @@ struct Guard<C> {
     layer: ObserveWitnessLayer<C>,
     /// On the witness's clock.
     started: u64,
-    origin: Origin,
+    /// Its caller, told at its end.
+    caller: Caller,
     /// The edge from its caller's component to its own, if it has a caller.
     edge: Option<u32>,
     ended: bool,
 }
 
 impl<C> Guard<C> {
-    fn end<T>(&mut self, result: &Result<T, BoxError>, below: Below)
+    fn end<T>(&mut self, result: &Result<T, BoxError>, frame: &Frame, below: Below)
     where
         C: Classify<T, BoxError>,
     {
@@ -242,7 +243,7 @@ impl<C> Guard<C> {
                 }
             }
         };
-        witness.record_call(self.origin, index, elapsed, failed);
+        witness.record_call(frame, index, elapsed, failed);
         self.finish(now, failed);
         self.ended = true;
     }
@@ -250,7 +251,7 @@ impl<C> Guard<C> {
     /// Tells the caller's frame (current when this ends in its task) and
     /// the edge from the caller how the call went.
     fn finish(&self, now: u64, failed: bool) {
-        origin::end_below(self.origin, now, failed);
+        self.caller.end(now, failed);
         if let Some(edge) = self.edge {
             self.layer.witness.count_edge(edge, failed);
         }
@@ -293,7 +294,8 @@ where
         let mut this = self.project();
         let result = ready!(this.future.as_mut().poll(cx)).map_err(Into::into);
         if !this.guard.ended {
-            this.guard.end(&result, this.future.below());
+            let scoped = &*this.future;
+            this.guard.end(&result, scoped.frame(), scoped.below());
         }
         Poll::Ready(result)
     }

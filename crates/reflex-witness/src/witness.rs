@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, PoisonError, Weak};
 
-use reflex_core::origin::Origin;
+use reflex_core::origin::Frame;
 use reflex_core::{
     BreakerControl, Component, ConfigError, ConfigErrorKind, ShedControl, Signal, SignalSink,
 };
@@ -98,11 +98,11 @@ impl Witness {
 
     /// Notes a finished call of a chain, when the witness learns patterns.
     #[inline]
-    pub(crate) fn record_call(&self, origin: Origin, index: usize, latency_ns: u64, failed: bool) {
+    pub(crate) fn record_call(&self, frame: &Frame, index: usize, latency_ns: u64, failed: bool) {
         if self.inner.learner.is_some() {
             let ctx = CallCtx {
-                root: origin.root(),
-                depth: origin.depth(),
+                root: frame.root(),
+                depth: frame.depth(),
             };
             self.inner.calls.push(pack(ctx, index, latency_ns, failed));
         }
