@@ -104,9 +104,13 @@ impl<C, B: Backend> Guard<C, B> {
             // dependency's health.
             Err(err) if Rejected::find(&**err).is_some() => Outcome::Ignored,
             result => match self.shared.classifier.classify(result.as_ref()) {
-                // A call below failed meanwhile: the echo of its failure,
-                // not one of the dependency's own.
-                Outcome::Failure if self.below.failed_since() => Outcome::Ignored,
+                // A call below failed meanwhile: the echo of its failure.
+                // The component's own part of the call worked: it counts
+                // as such, so that the rate of its own failures stays a
+                // rate over all its calls (with echoes ignored instead, a
+                // dependency's outage left only the component's few own
+                // failures in the window, a rate of 100%, and tripped it).
+                Outcome::Failure if self.below.failed_since() => Outcome::Success,
                 outcome => outcome,
             },
         };

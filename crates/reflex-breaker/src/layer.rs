@@ -263,8 +263,9 @@ impl<C> CircuitBreakBuilder<C> {
     /// made below (to another component, followed by a witness layer)
     /// failed, was refused or was dropped while this call ran.
     ///
-    /// By default echoes count for nothing ([`Outcome::Ignored`](reflex_core::Outcome::Ignored)):
-    /// a component failing because its dependency failed is not unhealthy
+    /// By default an echo counts as the component's own success (its part
+    /// of the call worked; the failure rate stays a rate over all its
+    /// calls): a component failing because its dependency failed is not unhealthy
     /// itself, and its breaker opening would refuse even the requests that
     /// never needed the dependency. The dependency's own breaker, on its
     /// own stack, is the one to trip. Count echoes when there is no such

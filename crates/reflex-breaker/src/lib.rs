@@ -31,7 +31,8 @@
 //! [`Frame`](reflex_core::origin::Frame)), a failure of a call during which
 //! one of the request's calls below (to another component) failed, was
 //! refused or was dropped is an *echo* of that failure, not one of the
-//! component's own: it counts for nothing, neither failure nor success. So
+//! component's own: its own part of the call worked, and it counts as a
+//! success (a call in the failure rate's window, not a failure). So
 //! a dependency's outage opens the dependency's breaker, not those of all
 //! its callers, which would refuse even the requests that never needed it.
 //! [`count_echoes`](CircuitBreakBuilder::count_echoes) counts them again,

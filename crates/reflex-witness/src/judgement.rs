@@ -404,6 +404,9 @@ impl Baseline {
                 },
             ));
         }
+        // Latency is judged over the requests with a self time: those that
+        // succeeded or failed on their own (echoes have none).
+        let timed = state.succeeded.saturating_add(state.own_failed);
         let slow = |observed: Option<f64>, usual: Option<f64>, factor: f64| match (observed, usual)
         {
             (Some(observed), Some(usual)) => (observed
@@ -411,7 +414,7 @@ impl Baseline {
             .then_some((observed, usual)),
             _ => None,
         };
-        if requests >= judgement.min_requests {
+        if timed >= judgement.min_requests {
             if let Some((observed_ms, baseline_ms)) = slow(
                 state.self_p50_ms,
                 self.self_p50.get(),
@@ -423,12 +426,12 @@ impl Baseline {
                         percentile: 50,
                         observed_ms,
                         baseline_ms,
-                        requests,
+                        requests: timed,
                     },
                 ));
             }
         }
-        if requests >= judgement.p99_min_requests
+        if timed >= judgement.p99_min_requests
             && !verdict
                 .anomalies
                 .iter()
@@ -443,7 +446,7 @@ impl Baseline {
                         percentile: 99,
                         observed_ms,
                         baseline_ms,
-                        requests,
+                        requests: timed,
                     },
                 ));
             }
@@ -456,6 +459,7 @@ impl Baseline {
         let keep = 1.0 - 1.0 / f64::from(judgement.memory);
         let failed = own_failures(state);
         let requests = judged_requests(state);
+        let timed = state.succeeded.saturating_add(state.own_failed);
         let ended = state.succeeded.saturating_add(state.failed);
         self.requests = self.requests.mul_add(keep, requests as f64);
         self.own_failed = self.own_failed.mul_add(keep, failed as f64);
@@ -467,13 +471,16 @@ impl Baseline {
             return;
         }
         self.warm = self.warm.saturating_add(1);
-        if let Some(p50) = state.self_p50_ms {
+        if let Some(p50) = state
+            .self_p50_ms
+            .filter(|_| timed >= judgement.min_requests)
+        {
             self.self_p50.learn(p50, judgement.memory);
         }
         if let Some(p50) = state.p50_ms {
             self.total_p50.learn(p50, judgement.memory);
         }
-        if requests >= judgement.p99_min_requests {
+        if timed >= judgement.p99_min_requests {
             if let Some(p99) = state.self_p99_ms {
                 self.self_p99.learn(p99, judgement.memory);
             }
