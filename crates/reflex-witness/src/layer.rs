@@ -222,7 +222,15 @@ impl<C> Guard<C> {
             match self.layer.classifier.classify(result.as_ref()) {
                 Outcome::Success => {
                     cell.latency.record(elapsed);
-                    cell.self_time.record(own_time);
+                    if own_time < elapsed {
+                        // It waited on calls below: its self time apart,
+                        // and its latency again to take out of the
+                        // successes' at the cycle. (A success that waited
+                        // on nothing has its latency for self time: one
+                        // record, no more.)
+                        cell.self_time.record(own_time);
+                        cell.waited_latency.record(elapsed);
+                    }
                     false
                 }
                 Outcome::Failure => {

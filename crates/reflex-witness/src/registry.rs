@@ -59,6 +59,11 @@ pub(crate) struct Cell {
     /// Self times (latency minus the time a call below was in flight) of
     /// the requests that succeeded or failed on their own.
     pub(crate) self_time: AtomicHistogram,
+    /// Latencies of the successes that waited on calls below: the cycle's
+    /// self times are `self_time`, plus the successes' latencies less
+    /// these (a success that waited on nothing took its latency for
+    /// itself).
+    pub(crate) waited_latency: AtomicHistogram,
     /// The first failed or refused calls of the cycle, packed
     /// ([`FirstFailures`]).
     pub(crate) first: FirstFailures,
@@ -173,6 +178,7 @@ impl Cell {
             failed_latency: AtomicHistogram::new(),
             propagated: AtomicU64::new(0),
             self_time: AtomicHistogram::new(),
+            waited_latency: AtomicHistogram::new(),
             first: FirstFailures::new(),
             shed: AtomicU64::new(0),
             retries: AtomicU64::new(0),

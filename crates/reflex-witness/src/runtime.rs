@@ -114,13 +114,19 @@ impl Inner {
                 let mut latency = Counts::new();
                 cell.latency.take(&mut latency);
                 let succeeded = latency.total();
+                // Self times: those recorded apart (requests that waited on
+                // calls below, own failures), and the latencies of the
+                // successes that waited on nothing.
+                let mut self_time = Counts::new();
+                cell.self_time.take(&mut self_time);
+                let mut waited = Counts::new();
+                cell.waited_latency.take(&mut waited);
+                self_time.add_less(&latency, &waited);
                 let mut failures = Counts::new();
                 cell.failed_latency.take(&mut failures);
                 let failed = failures.total();
                 latency.add(&failures);
                 let propagated_failed = take(&cell.propagated).min(failed);
-                let mut self_time = Counts::new();
-                cell.self_time.take(&mut self_time);
                 let rejected: Vec<(String, u64)> = REJECT_KINDS
                     .iter()
                     .map(|k| k.as_str())
