@@ -222,7 +222,6 @@ async fn with_reflexes_a_db_blackout_is_cut_off_within_2_cycles_spares_the_stati
 // === target 5: reflexes on, a brownout ===
 
 #[tokio::test(start_paused = true)]
-#[ignore = "issue 14: EdgeReflex (throttle k = 2) does not throttle a 25% brownout: the calls reaching db do not fall"]
 async fn with_reflexes_a_25_percent_db_brownout_costs_the_entry_at_most_2_points_and_sends_db_fewer_calls()
  {
     let scenario =

@@ -127,14 +127,13 @@ impl BreakerHandle {
     ///
     /// `p = max(0, (requests − k × accepts) / (requests + 1))`
     ///
-    /// where, over the last two seconds, `requests` are the calls that
-    /// asked (refused by the throttle, or admitted and ended in a success or
-    /// a failure) and `accepts` the successes, as the classifier says.
-    /// Nothing is refused while more than `1 / k` of the calls succeed;
-    /// below that, fewer and fewer are let through, down to about one a
-    /// window, which finds out when the dependency is back. `k = 2` is the
-    /// book's choice; a larger `k` refuses later. `None` stops throttling;
-    /// turning it on starts from an empty window.
+    /// where, over the last two seconds, `requests` are the calls admitted
+    /// that ended in a success or a failure and `accepts` the successes, as
+    /// the classifier says (refused calls are not counted, unlike the
+    /// book's rule: see the crate's docs). With a share `a` succeeding, `p`
+    /// settles at about `1 − k × a`: nothing is refused while more than
+    /// `1 / k` succeed. A larger `k` refuses later. `None` stops
+    /// throttling; turning it on starts from an empty window.
     ///
     /// A throttled call is refused at once with a
     /// [`Rejected`](reflex_core::Rejected) of kind

@@ -123,8 +123,8 @@ pub use episode::Episode;
 pub use judgement::Judgement;
 pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
 pub use reflex::{
-    Action, Controls, EdgeReflex, EdgeReflexBuilder, Measure, MeasureKind, Reason, Reflex,
-    Situation, Until,
+    Action, Controls, DEFAULT_K, EdgeReflex, EdgeReflexBuilder, Measure, MeasureKind, Reason,
+    Reflex, Situation, Until,
 };
 pub use snapshot::{CallEdge, ComponentState, Health, Snapshot};
 pub use witness::{Witness, WitnessSink};

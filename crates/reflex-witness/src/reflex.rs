@@ -285,6 +285,10 @@ fn throttle(breaker: &dyn BreakerControl, k: Option<f64>) -> bool {
     breaker.throttle(k).is_ok()
 }
 
+/// The default multiplier of [`EdgeReflex`]'s throttling: a quarter of
+/// the root's calls failing holds back 1.75% of them.
+pub const DEFAULT_K: f64 = 1.31;
+
 /// Acts on the edge of an episode's root, and only there: the root
 /// component's own breaker, given with
 /// [`Witness::control_breaker`](crate::Witness::control_breaker).
@@ -293,11 +297,14 @@ fn throttle(breaker: &dyn BreakerControl, k: Option<f64>) -> bool {
 ///   90% by default): trips its breaker open; the breaker's half-open
 ///   probes decide recovery.
 /// - **Brownout** (an own error-rate episode below that): throttles the
-///   calls sent to it adaptively with multiplier `k` (2 by default, the
-///   SRE book's): a call is refused with probability
-///   `max(0, (requests - k·accepts) / (requests + 1))`, so nothing is
-///   refused while more than `1/k` of the calls succeed, and more and more
-///   as the root approaches a blackout.
+///   calls sent to it adaptively with multiplier `k`: a call is refused
+///   with probability about `1 - k·a`, `a` the share of the root's recent
+///   calls that succeeded (client-side adaptive throttling over admitted
+///   calls: see the breaker's docs). With the default `k` of 1.31, a root
+///   failing a quarter of its calls gets 1.75% fewer, so that the callers'
+///   successes fall by less than 2 points while the root is relieved; half
+///   failing, 35% fewer; four fifths, 74%. (The SRE book's `k` of 2 refuses
+///   nothing until more than half fail: no relief in a brownout.)
 /// - Never on a component only affected, never on an entry point (no
 ///   caller seen), never for a latency episode (a slow root is not helped
 ///   by refusing its callers).
@@ -340,8 +347,8 @@ pub struct EdgeReflexBuilder {
 
 impl EdgeReflexBuilder {
     /// The adaptive throttling's multiplier `k` (a finite number, at least
-    /// 1): calls are refused only while fewer than `1/k` of them succeed.
-    /// Defaults to 2.
+    /// 1): calls are refused only while fewer than `1/k` of them succeed,
+    /// about `1 - k·a` of them when a share `a` does. Defaults to 1.31.
     pub fn throttle_k(mut self, k: f64) -> Self {
         self.k = k;
         self
@@ -389,7 +396,7 @@ impl EdgeReflex {
     /// Starts configuring one.
     pub fn builder() -> EdgeReflexBuilder {
         EdgeReflexBuilder {
-            k: 2.0,
+            k: DEFAULT_K,
             blackout_at: 0.9,
         }
     }
@@ -398,7 +405,7 @@ impl EdgeReflex {
 impl Default for EdgeReflex {
     fn default() -> Self {
         Self {
-            k: 2.0,
+            k: DEFAULT_K,
             blackout_at: 0.9,
             held: Vec::new(),
         }

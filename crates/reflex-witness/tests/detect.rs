@@ -464,11 +464,16 @@ mod reflexes {
         assert_eq!(report.roots[0].component, "db");
         assert_eq!(report.actions.len(), 1, "{:?}", report.actions);
         let throttle = &report.actions[0];
-        assert_eq!(throttle.what, MeasureKind::Throttle { k: 2.0 });
+        assert_eq!(
+            throttle.what,
+            MeasureKind::Throttle {
+                k: reflex_witness::DEFAULT_K
+            }
+        );
         assert_eq!(throttle.component, "db");
         assert!(matches!(throttle.why, Reason::Brownout { episode: 1, .. }));
         assert_eq!(throttle.until, Until::EpisodeCloses { episode: 1 });
-        assert_eq!(db.throttled(), Some(2.0));
+        assert_eq!(db.throttled(), Some(reflex_witness::DEFAULT_K));
         assert_eq!(
             db.state(),
             BreakerState::Closed,
