@@ -50,7 +50,10 @@
 //! - [`throttle`](BreakerHandle::throttle), for a brownout: client-side
 //!   adaptive throttling (Google's SRE book). A Closed breaker refuses each
 //!   call with probability `max(0, (requests − k × accepts) / (requests + 1))`
-//!   over the last two seconds, with a
+//!   over the admitted calls of the last two seconds (the book also counts
+//!   refused ones; against failures that do not depend on the load that
+//!   has no steady state), so about `1 − k × a` with a share `a`
+//!   succeeding, with a
 //!   [`Rejected`](reflex_core::Rejected) of kind
 //!   [`Throttled`](reflex_core::RejectKind::Throttled), so the calls that
 //!   would succeed still mostly do while the dependency gets less load.
