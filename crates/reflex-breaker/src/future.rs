@@ -48,9 +48,9 @@ impl Below {
 
     #[inline]
     fn now() -> Self {
-        match origin::current() {
+        match origin::current_request() {
             Some(request) => Self {
-                request: request.id(),
+                request,
                 failed: origin::failed_below(),
             },
             None => Self::UNTRACKED,
@@ -62,7 +62,7 @@ impl Below {
     #[cold]
     fn failed_since(self) -> bool {
         self.request != 0
-            && origin::current().is_some_and(|request| request.id() == self.request)
+            && origin::current_request() == Some(self.request)
             && origin::failed_below() > self.failed
     }
 }

@@ -59,10 +59,8 @@ thread_local! {
         Current {
             id: Cell::new(0),
             root: Cell::new(0),
-            parent: Cell::new(0),
             depth: Cell::new(0),
             tag: Cell::new(0),
-            parent_tag: Cell::new(0),
             active: Cell::new(0),
             since_ns: Cell::new(0),
             waited_ns: Cell::new(0),
@@ -81,10 +79,8 @@ struct Current {
     /// 0: no frame.
     id: Cell<u64>,
     root: Cell<u64>,
-    parent: Cell<u64>,
     depth: Cell<u8>,
     tag: Cell<u32>,
-    parent_tag: Cell<u32>,
     active: Cell<u32>,
     since_ns: Cell<u64>,
     waited_ns: Cell<u64>,
@@ -92,54 +88,49 @@ struct Current {
 }
 
 impl Current {
-    /// Makes `frame` (or no frame) current; what was current.
+    /// Makes `live` (or no frame) current; what was current.
     #[inline]
-    fn swap(&self, frame: Option<&Frame>) -> Option<Frame> {
-        let empty = Frame {
-            origin: Origin {
-                id: 0,
-                root: 0,
-                parent: 0,
-                depth: 0,
-                tag: 0,
-                parent_tag: 0,
-            },
-            active: 0,
-            since_ns: 0,
-            waited_ns: 0,
-            failed: 0,
+    fn swap(&self, live: Option<&Live>) -> Option<Live> {
+        let live = live.unwrap_or(&Live::NONE);
+        let was = Live {
+            id: self.id.replace(live.id),
+            root: self.root.replace(live.root),
+            depth: self.depth.replace(live.depth),
+            tag: self.tag.replace(live.tag),
+            active: self.active.replace(live.active),
+            since_ns: self.since_ns.replace(live.since_ns),
+            waited_ns: self.waited_ns.replace(live.waited_ns),
+            failed: self.failed.replace(live.failed),
         };
-        let frame = frame.unwrap_or(&empty);
-        let was = Frame {
-            origin: Origin {
-                id: self.id.replace(frame.origin.id),
-                root: self.root.replace(frame.origin.root),
-                parent: self.parent.replace(frame.origin.parent),
-                depth: self.depth.replace(frame.origin.depth),
-                tag: self.tag.replace(frame.origin.tag),
-                parent_tag: self.parent_tag.replace(frame.origin.parent_tag),
-            },
-            active: self.active.replace(frame.active),
-            since_ns: self.since_ns.replace(frame.since_ns),
-            waited_ns: self.waited_ns.replace(frame.waited_ns),
-            failed: self.failed.replace(frame.failed),
-        };
-        (was.origin.id != 0).then_some(was)
+        (was.id != 0).then_some(was)
     }
+}
 
-    /// The current request's origin, if any.
-    #[inline]
-    fn origin(&self) -> Option<Origin> {
-        let id = self.id.get();
-        (id != 0).then(|| Origin {
-            id,
-            root: self.root.get(),
-            parent: self.parent.get(),
-            depth: self.depth.get(),
-            tag: self.tag.get(),
-            parent_tag: self.parent_tag.get(),
-        })
-    }
+/// What of a frame is current while its request is polled: who it is, as
+/// its calls below need it, and what they told it.
+#[derive(Debug, Clone, Copy)]
+struct Live {
+    id: u64,
+    root: u64,
+    depth: u8,
+    tag: u32,
+    active: u32,
+    since_ns: u64,
+    waited_ns: u64,
+    failed: u32,
+}
+
+impl Live {
+    const NONE: Self = Self {
+        id: 0,
+        root: 0,
+        depth: 0,
+        tag: 0,
+        active: 0,
+        since_ns: 0,
+        waited_ns: 0,
+        failed: 0,
+    };
 }
 
 /// Ids are handed to threads in blocks, so that a request takes its id
@@ -226,22 +217,30 @@ impl Frame {
     pub fn start(tag: u32, now_ns: u64) -> Self {
         let id = next_id();
         let parent = CURRENT.with(|current| {
-            let parent = current.origin()?;
+            let parent = current.id.get();
+            if parent == 0 {
+                return None;
+            }
             let active = current.active.get();
             if active == 0 {
                 current.since_ns.set(now_ns);
             }
             current.active.set(active.saturating_add(1));
-            Some(parent)
+            Some((
+                parent,
+                current.root.get(),
+                current.depth.get(),
+                current.tag.get(),
+            ))
         });
         let origin = match parent {
-            Some(parent) => Origin {
+            Some((parent, root, depth, parent_tag)) => Origin {
                 id,
-                root: parent.root,
-                parent: parent.id,
-                depth: parent.depth.saturating_add(1),
+                root,
+                parent,
+                depth: depth.saturating_add(1),
                 tag,
-                parent_tag: parent.tag,
+                parent_tag,
             },
             None => Origin {
                 id,
@@ -300,11 +299,24 @@ impl Frame {
     /// current, and keeps what the calls it starts tell it.
     #[inline]
     pub fn enter<R>(&mut self, f: impl FnOnce() -> R) -> R {
-        let outer = CURRENT.with(|current| current.swap(Some(self)));
+        let live = Live {
+            id: self.origin.id,
+            root: self.origin.root,
+            depth: self.origin.depth,
+            tag: self.origin.tag,
+            active: self.active,
+            since_ns: self.since_ns,
+            waited_ns: self.waited_ns,
+            failed: self.failed,
+        };
+        let outer = CURRENT.with(|current| current.swap(Some(&live)));
         let restore = Restore { outer, done: false };
         let out = f();
-        if let Some(frame) = restore.finish() {
-            *self = frame;
+        if let Some(live) = restore.finish() {
+            self.active = live.active;
+            self.since_ns = live.since_ns;
+            self.waited_ns = live.waited_ns;
+            self.failed = live.failed;
         }
         out
     }
@@ -312,14 +324,14 @@ impl Frame {
 
 /// Puts the outer frame back, on the way out or while unwinding.
 struct Restore {
-    outer: Option<Frame>,
+    outer: Option<Live>,
     done: bool,
 }
 
 impl Restore {
     /// The frame that was current, put back; the outer one current again.
     #[inline]
-    fn finish(mut self) -> Option<Frame> {
+    fn finish(mut self) -> Option<Live> {
         self.done = true;
         CURRENT.with(|current| current.swap(self.outer.as_ref()))
     }
@@ -380,9 +392,9 @@ pub fn failed_below() -> u32 {
     CURRENT.with(|current| current.failed.get())
 }
 
-/// The current request's origin, if a layer gave it a frame.
-pub fn current() -> Option<Origin> {
-    CURRENT.with(Current::origin)
+/// The current request's id, if a layer gave it a frame.
+pub fn current_request() -> Option<u64> {
+    CURRENT.with(|current| Some(current.id.get()).filter(|id| *id != 0))
 }
 
 /// What a request learnt of the calls below it.
@@ -527,7 +539,7 @@ mod tests {
         let below = Below::of(&api);
         assert_eq!(below.waited_ns(50), 20 + 5, "10..30 and 40..45");
         assert_eq!(below.failed(), 1);
-        assert_eq!(current(), None, "nothing left current");
+        assert_eq!(current_request(), None, "nothing left current");
     }
 
     #[test]
@@ -548,6 +560,6 @@ mod tests {
             api.enter(|| panic!("inner call"));
         }));
         assert!(caught.is_err());
-        assert_eq!(current(), None);
+        assert_eq!(current_request(), None);
     }
 }
