@@ -9,7 +9,8 @@
 //! did not slow, only their wait on db); the failing db is one report
 //! naming db, with auth's and api's failures as its echoes, and the reflex
 //! acts on db's edge alone (it trips db's breaker, whose half-open probes
-//! decide when db is back). The snapshot is served as JSON at `/witness`.
+//! decide when db is back). Each episode's end is printed too. The
+//! snapshot is served as JSON at `/witness`.
 //!
 //! ```sh
 //! cargo run -p example-demo             # ends by itself after the load
@@ -127,11 +128,21 @@ async fn fetch(addr: SocketAddr, path: &str) -> Result<StatusCode, BoxError> {
 }
 
 /// Prints what a snapshot says that matters: its reports, read as an
-/// incident summary, and the reflexes' actions.
-fn print(snapshot: &Snapshot, started: tokio::time::Instant) {
+/// incident summary, the reflexes' actions, and the episodes that ended
+/// (`ended`: those already told).
+fn print(
+    snapshot: &Snapshot,
+    witness: &Witness,
+    ended: &mut Vec<u64>,
+    started: tokio::time::Instant,
+) {
     let at = started.elapsed().as_secs_f64();
     for report in &snapshot.reports {
-        println!("[{at:5.1}s] REPORT {}", report.summary);
+        let episode = report
+            .episode
+            .map(|id| format!("#{id} "))
+            .unwrap_or_default();
+        println!("[{at:5.1}s] REPORT {episode}{}", report.summary);
         for root in &report.roots {
             println!("         root: {} ({:?})", root.component, root.kind);
         }
@@ -159,6 +170,22 @@ fn print(snapshot: &Snapshot, started: tokio::time::Instant) {
         if !snapshot.reports.iter().any(|r| r.actions.contains(action)) {
             println!("[{at:5.1}s] ACTION {action}");
         }
+    }
+    for episode in witness.episodes() {
+        let Some(ended_ms) = episode.ended_ms else {
+            continue;
+        };
+        if ended.contains(&episode.id) {
+            continue;
+        }
+        ended.push(episode.id);
+        let roots: Vec<&str> = episode.roots.iter().map(|r| r.component.as_str()).collect();
+        println!(
+            "[{at:5.1}s] RESOLVED #{} {}: back within its baseline, {:.1} s after it began",
+            episode.id,
+            roots.join(", "),
+            ended_ms.saturating_sub(episode.since_ms) as f64 / 1000.0
+        );
     }
 }
 
@@ -201,9 +228,11 @@ async fn main() -> Result<(), BoxError> {
 
     let started = tokio::time::Instant::now();
     let mut snapshots = witness.subscribe();
+    let told = witness.clone();
     let printer = tokio::spawn(async move {
+        let mut ended = Vec::new();
         while let Ok(snapshot) = snapshots.recv().await {
-            print(&snapshot, started);
+            print(&snapshot, &told, &mut ended, started);
         }
     });
 
