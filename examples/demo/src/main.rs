@@ -8,8 +8,10 @@
 //! db is one report naming db, with auth and api affected (their own work
 //! did not slow, only their wait on db); the failing db is one report
 //! naming db, with auth's and api's failures as its echoes, and the reflex
-//! acts on db's edge alone (it trips db's breaker, whose half-open probes
-//! decide when db is back). Each episode's end is printed too. The
+//! acts on db's edge alone (it throttles the calls sent to db, or trips
+//! db's breaker in a blackout and lets its half-open probes decide when db
+//! is back), undone when the episode ends. Each episode's end is printed
+//! too. The
 //! snapshot is served as JSON at `/witness`.
 //!
 //! ```sh
