@@ -174,9 +174,14 @@ impl<K: Hash + Eq + Clone, F, C> Keyed<K, F, C> {
             .is_ok()
     }
 
-    /// Gives back a place reserved for a key that another call kept first.
-    fn release(&self) {
-        self.places.fetch_sub(1, Ordering::AcqRel);
+    /// A place taken for a new key, given back unless [`Place::keep`] is
+    /// called: when another call kept the key first, and when building the
+    /// breaker (the key's and the classifier's `Clone`, user code) panics.
+    fn place(&self) -> Place<'_, K, F, C> {
+        Place {
+            keyed: self,
+            kept: false,
+        }
     }
 
     /// Evicts an idle breaker from a shard other than `index`, the first
@@ -259,6 +264,7 @@ where
             // only to drop it would cost an allocation per request.
             return Arc::clone(&self.default);
         }
+        let place = self.place();
         let breaker = Arc::new(Shared::new(
             Arc::new(MemoryBackend::with_scope(
                 self.config.clone(),
@@ -272,12 +278,10 @@ where
         shard.tick += 1;
         let tick = shard.tick;
         if let Some(entry) = shard.breakers.get_mut(&key) {
-            // Another call kept it meanwhile: ours goes, and its place.
+            // Another call kept it meanwhile: ours goes, and its place
+            // (dropping `place`).
             entry.last_used = tick;
-            let kept = Arc::clone(&entry.breaker);
-            drop(shard);
-            self.release();
-            return kept;
+            return Arc::clone(&entry.breaker);
         }
         shard.breakers.insert(
             key,
@@ -286,7 +290,28 @@ where
                 last_used: tick,
             },
         );
+        place.keep();
         breaker
+    }
+}
+
+/// A place reserved among `max_keys`, until kept by an inserted breaker.
+struct Place<'a, K, F, C> {
+    keyed: &'a Keyed<K, F, C>,
+    kept: bool,
+}
+
+impl<K, F, C> Place<'_, K, F, C> {
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl<K, F, C> Drop for Place<'_, K, F, C> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.keyed.places.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -445,16 +470,8 @@ where
 
     /// How many keys have a breaker now.
     pub fn len(&self) -> usize {
-        self.shared
-            .shards
-            .iter()
-            .map(|shard| {
-                shard
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .breakers
-                    .len()
-            })
+        (0..self.shared.shards.len())
+            .map(|index| self.shared.lock(index).breakers.len())
             .sum()
     }
 
@@ -465,11 +482,9 @@ where
 
     /// The keys that have a breaker now, in no order.
     pub fn keys(&self) -> Vec<K> {
-        self.shared
-            .shards
-            .iter()
-            .flat_map(|shard| {
-                let shard = shard.lock().unwrap_or_else(PoisonError::into_inner);
+        (0..self.shared.shards.len())
+            .flat_map(|index| {
+                let shard = self.shared.lock(index);
                 shard.breakers.keys().cloned().collect::<Vec<_>>()
             })
             .collect()
