@@ -48,11 +48,8 @@ impl Below {
 
     #[inline]
     fn now() -> Self {
-        match origin::current_request() {
-            Some(request) => Self {
-                request,
-                failed: origin::failed_below(),
-            },
+        match origin::current_failed_below() {
+            Some((request, failed)) => Self { request, failed },
             None => Self::UNTRACKED,
         }
     }
@@ -62,8 +59,8 @@ impl Below {
     #[cold]
     fn failed_since(self) -> bool {
         self.request != 0
-            && origin::current_request() == Some(self.request)
-            && origin::failed_below() > self.failed
+            && origin::current_failed_below()
+                .is_some_and(|(request, failed)| request == self.request && failed > self.failed)
     }
 }
 

@@ -392,6 +392,15 @@ pub fn failed_below() -> u32 {
     CURRENT.with(|current| current.failed.get())
 }
 
+/// The current request's id and its calls below that failed so far (as
+/// [`failed_below`]), in one read; `None` outside any request's frame.
+pub fn current_failed_below() -> Option<(u64, u32)> {
+    CURRENT.with(|current| {
+        let id = current.id.get();
+        (id != 0).then(|| (id, current.failed.get()))
+    })
+}
+
 /// The current request's id, if a layer gave it a frame.
 pub fn current_request() -> Option<u64> {
     CURRENT.with(|current| Some(current.id.get()).filter(|id| *id != 0))
