@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 
-use http::uri::Authority;
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
 use crate::KeyFn;
@@ -12,19 +11,13 @@ use crate::KeyFn;
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RequestKey {
     method: Method,
-    target: Target,
+    /// The URI, its authority with it when it has one (absolute form, as a
+    /// client or proxy sees it).
     uri: Uri,
+    /// The `Host` header when the URI has no authority (origin form, as a
+    /// server sees it): the URI alone would not tell two hosts apart.
+    host: Option<HeaderValue>,
     vary: Box<[Option<HeaderValue>]>,
-}
-
-/// Which host a request is for.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Target {
-    /// The URI's authority (absolute form, as a client or proxy sees it).
-    Uri(Authority),
-    /// The `Host` header (origin form, as a server sees it); `None` when
-    /// there is none.
-    Host(Option<HeaderValue>),
 }
 
 /// Keys `http` requests by method, authority and URI, plus the values of
@@ -153,14 +146,14 @@ impl<B> KeyFn<Request<B>, RequestKey> for HttpKey {
             return None;
         }
         let headers = request.headers();
-        let target = match request.uri().authority() {
-            Some(authority) => Target::Uri(authority.clone()),
-            None => Target::Host(headers.get(http::header::HOST).cloned()),
+        let host = match request.uri().authority() {
+            Some(_) => None,
+            None => headers.get(http::header::HOST).cloned(),
         };
         Some(RequestKey {
             method: request.method().clone(),
-            target,
             uri: request.uri().clone(),
+            host,
             vary: self
                 .vary
                 .iter()
