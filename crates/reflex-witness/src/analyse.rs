@@ -13,7 +13,7 @@ use crate::runtime::Inner;
 use crate::snapshot::Snapshot;
 
 /// A recorded event as a link of a causal chain.
-fn link(event: &Event, names: &[&str]) -> ChainLink {
+pub(crate) fn link(event: &Event, names: &[&str]) -> ChainLink {
     ChainLink {
         at_ms: event.at_ms,
         component: names.get(event.component).copied().unwrap_or("").to_owned(),

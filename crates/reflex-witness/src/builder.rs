@@ -170,8 +170,8 @@ impl WitnessBuilder {
         self
     }
 
-    /// Adds a detector of your own, run each cycle after the built-in
-    /// ones.
+    /// Adds a detector of your own, run each cycle after the judgement
+    /// and the call patterns.
     pub fn detector(mut self, detector: impl Detector) -> Self {
         self.detectors.push(Box::new(detector));
         self
@@ -189,8 +189,9 @@ impl WitnessBuilder {
     /// runs, in the same task, is a link of its chain), each with its usual
     /// latency. Once `settle_after` chains were seen, a chain not seen
     /// before is reported; a chain slower than `factor` (above 1) times its
-    /// usual latency is reported whenever. Each request then carries a
-    /// task-local and its layer notes one word more. Defaults to off.
+    /// usual latency is reported whenever. Each request's layer then notes
+    /// one word more (the chain is linked by the request's frame, which
+    /// every request has). Defaults to off.
     pub fn call_patterns(mut self, settle_after: u64, factor: f64) -> Self {
         self.patterns = Some((settle_after, factor));
         self

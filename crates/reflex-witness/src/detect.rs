@@ -80,8 +80,8 @@ pub enum Evidence {
         observed_ms: f64,
         /// The baseline, in milliseconds.
         baseline_ms: f64,
-        /// Requests judged: every request that ran its own work (succeeded, own
-        /// failures, echoes) and its own breaker's refusals.
+        /// Requests judged: those with a self time (succeeded, or failed
+        /// on their own).
         requests: u64,
     },
 }

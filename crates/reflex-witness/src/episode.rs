@@ -8,11 +8,11 @@ use std::sync::PoisonError;
 
 use serde::Serialize;
 
-use crate::detect::{Affected, ChainLink, DetectionKind, Evidence, LinkKind, Report, Root};
+use crate::detect::{Affected, ChainLink, DetectionKind, Evidence, Report, Root};
 use crate::events::Event;
 use crate::judgement::{Baseline, Judgement, Verdict, same_dimension};
 use crate::reflex::Measure;
-use crate::registry::{FAILED, FAILED_BELOW, REJECT_KINDS};
+use crate::registry::FAILED;
 use crate::snapshot::{CallEdge, Snapshot};
 use crate::witness::Witness;
 
@@ -291,20 +291,7 @@ impl Judge {
             .map(|e| e.at_ms)
             .min()
             .unwrap_or(cycle_start_ms);
-        let link = |event: &Event| ChainLink {
-            at_ms: event.at_ms,
-            component: name_of(event).to_owned(),
-            what: match event.kind {
-                FAILED => LinkKind::Failed,
-                FAILED_BELOW => LinkKind::FailedBelow,
-                code => LinkKind::Refused(
-                    REJECT_KINDS
-                        .get(usize::from(code).saturating_sub(1))
-                        .copied()
-                        .unwrap_or(reflex_core::RejectKind::Shed),
-                ),
-            },
-        };
+        let link = |event: &Event| crate::analyse::link(event, names);
         let mut from_roots: Vec<&Event> = first_failures
             .iter()
             .filter(|e| is_root(e) && e.at_ms >= since_ms)
@@ -440,6 +427,8 @@ impl Witness {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::detect::LinkKind;
+    use crate::registry::FAILED_BELOW;
     use crate::snapshot::ComponentState;
 
     /// A seeded generator (xorshift) with the draws the tests need.

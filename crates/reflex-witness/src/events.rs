@@ -14,7 +14,8 @@ pub(crate) struct Event {
     /// Milliseconds since the witness was built.
     pub(crate) at_ms: u64,
     pub(crate) component: usize,
-    /// 0: failed; `1 + i`: refused with the `i`-th known rejection kind.
+    /// 0: failed on its own; 254: failed below (an echo); `1 + i`: refused
+    /// with the `i`-th known rejection kind.
     pub(crate) kind: u8,
 }
 

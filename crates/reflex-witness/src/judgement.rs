@@ -270,7 +270,8 @@ impl Average {
 /// What a component does when it works, learned on healthy cycles.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Baseline {
-    /// Requests (succeeded + own failures) and own failures, each cycle's
+    /// Requests ([`judged_requests`]) and own failures ([`own_failures`]),
+    /// each cycle's
     /// weighing `1 - 1/memory` less per cycle after it.
     requests: f64,
     own_failed: f64,

@@ -27,7 +27,7 @@
 //!
 //! With [`call_patterns`](WitnessBuilder::call_patterns), it learns the
 //! chains of components requests go through (api calls auth calls db,
-//! linked by a tokio task-local) and their usual latency, and reports a
+//! linked by each request's `reflex_core::origin` frame) and their usual latency, and reports a
 //! chain far off it, or a new chain once learning has settled (a chain
 //! cut short by a failure is neither).
 //!

@@ -33,7 +33,9 @@ const LATENCY_UNIT_NS: u64 = 100_000;
 pub(crate) fn pack(ctx: CallCtx, component: usize, latency_ns: u64, failed: bool) -> u64 {
     let root = ctx.root & ((1 << ROOT_BITS) - 1);
     let component = (component as u64) & ((1 << COMPONENT_BITS) - 1);
-    let depth = u64::from(ctx.depth) & ((1 << DEPTH_BITS) - 1);
+    // Deeper than the field holds counts as its deepest: never wrapped to
+    // 0, which would read as a chain's root.
+    let depth = u64::from(ctx.depth).min((1 << DEPTH_BITS) - 1);
     let latency = (latency_ns / LATENCY_UNIT_NS).min((1 << LATENCY_BITS) - 1);
     (root << (COMPONENT_BITS + DEPTH_BITS + FAILED_BITS + LATENCY_BITS))
         | (component << (DEPTH_BITS + FAILED_BITS + LATENCY_BITS))

@@ -122,6 +122,11 @@ impl FirstFailures {
     /// Notes a call that ended with event `code` at `at_ms`.
     #[inline]
     pub(crate) fn note(&self, at_ms: u64, code: u8) {
+        // Once the slots are full, only read: a blackout's failures leave
+        // the line alone.
+        if self.seen.load(Ordering::Relaxed) >= FIRST as u64 {
+            return;
+        }
         let n = self.seen.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = usize::try_from(n).ok().and_then(|n| self.slots.get(n)) {
             // +1: a zero word is an empty slot.
