@@ -733,8 +733,8 @@ const TAIL_CYCLES: u64 = 2;
 ///
 /// # Panics
 ///
-/// When the clock is not paused would only make it slow: it panics if the
-/// witness cannot start (no runtime).
+/// When the witness cannot start (no tokio runtime). A clock that is not
+/// paused does not panic: it only makes the run take the scenario's time.
 pub async fn run(scenario: &Scenario) -> Outcome {
     let witness = witness_builder(scenario.reflex)
         .start()

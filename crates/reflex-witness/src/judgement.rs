@@ -271,8 +271,7 @@ impl Average {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Baseline {
     /// Requests ([`judged_requests`]) and own failures ([`own_failures`]),
-    /// each cycle's
-    /// weighing `1 - 1/memory` less per cycle after it.
+    /// each cycle's weighing `1 - 1/memory` less per cycle after it.
     requests: f64,
     own_failed: f64,
     /// Ended requests and propagated failures, the same way.
