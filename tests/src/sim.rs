@@ -714,12 +714,7 @@ pub struct Outcome {
 /// Runs `scenario` on a new current-thread runtime with tokio's clock
 /// paused, for a bench or a `main`.
 pub fn run_paused(scenario: &Scenario) -> Outcome {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .expect("a current-thread runtime")
-        .block_on(run(scenario))
+    crate::support::block_on_paused(run(scenario))
 }
 
 /// How long after the last arrival the run waits for requests in flight.

@@ -65,3 +65,15 @@ where
     });
     info.count_total as f64 / calls as f64
 }
+
+/// Runs `future` to its end on a new current-thread runtime whose clock is
+/// paused (time jumps to the next timer when nothing else can run): for
+/// property tests and benches that need tokio's time but no `#[tokio::test]`.
+pub fn block_on_paused<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a current-thread runtime")
+        .block_on(future)
+}

@@ -470,12 +470,7 @@ where
 }
 
 fn on_paused_clock<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(future)
+    reflex_tests::support::block_on_paused(future)
 }
 
 proptest! {

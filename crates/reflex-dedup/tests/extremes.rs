@@ -82,12 +82,7 @@ fn run(settings: &Settings) -> Option<[Result<u64, BoxError>; 2]> {
         builder = builder.serve_stale(window);
     }
     let layer = builder.build().ok()?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    Some(runtime.block_on(async {
+    Some(reflex_tests::support::block_on_paused(async {
         let svc = layer.layer(service_fn(|n: u64| async move {
             tokio::task::yield_now().await;
             Ok::<_, BoxError>(n)

@@ -228,12 +228,7 @@ proptest! {
                 }
             }
         }));
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let outcome = runtime.block_on(svc.oneshot(1));
+        let outcome = reflex_tests::support::block_on_paused(svc.oneshot(1));
         let made = calls.load(Ordering::SeqCst);
         prop_assert!((1..=2).contains(&made), "{made} calls");
         match outcome {

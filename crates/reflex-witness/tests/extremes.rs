@@ -149,12 +149,7 @@ fn valid(settings: &Settings) -> bool {
 }
 
 fn run(settings: &Settings) -> Result<(), TestCaseError> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap();
-    runtime.block_on(async {
+    reflex_tests::support::block_on_paused(async {
         let mut builder = Witness::builder()
             .interval(settings.interval)
             .history_limit(settings.history)
