@@ -9,4 +9,5 @@
 
 pub mod contract;
 pub mod sim;
+pub mod slot_rig;
 pub mod support;
