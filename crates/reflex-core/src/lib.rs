@@ -17,6 +17,10 @@
 //!   reports, at the cost of a branch when nobody listens.
 //! - [`BreakerControl`] and [`ShedControl`]: how a witness's reflexes steer
 //!   the layers without depending on their crates.
+//! - [`LayerBuilder`], [`Classified`], [`Handled`] and [`LayerHandle`]: the
+//!   one way in, shared by every layer (module [`layer`]); [`KeyFn`]: the one
+//!   way a keyed layer learns a request's key (module [`key`]).
+//! - [`shard::Shards`]: per-key state over a few locks.
 //!
 //! This crate has no tower layer of its own.
 //!
@@ -49,14 +53,19 @@ mod control;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+pub mod key;
+pub mod layer;
 pub mod origin;
 mod rejected;
+pub mod shard;
 pub mod signal;
 
 pub use classify::{Classify, DefaultClassifier, Outcome};
 pub use component::Component;
 pub use config::{ConfigError, ConfigErrorKind};
 pub use control::{BreakerControl, ShedControl};
+pub use key::{KeyFn, NoKey};
+pub use layer::{Classified, Control, Handled, LayerBuilder, LayerHandle};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use http::{GrpcErrorsAsFailures, ServerErrorsAsFailures};
