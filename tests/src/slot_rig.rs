@@ -45,7 +45,8 @@ impl std::fmt::Debug for SlotRig {
 impl SlotRig {
     /// A layer with these queue bounds, reporting to `sink`.
     pub fn new(queue_limit: usize, global_queue_limit: usize, sink: impl SignalSink) -> Self {
-        let layer = SlotAdmissionLayer::builder(|req: &Req| Some(req.0))
+        let layer = SlotAdmissionLayer::builder()
+            .key(|req: &Req| Some(req.0))
             .policy_by(|req: &Req| Some(req.2))
             .queue_limit(queue_limit)
             .global_queue_limit(global_queue_limit)

@@ -18,7 +18,7 @@ impl Subject for Shed {
     }
 
     fn held(layer: &Self::Layer) -> usize {
-        layer.handle().in_flight()
+        layer.handle().metrics().in_flight
     }
 
     fn invalid_configs() -> Vec<Result<Self::Layer, ConfigError>> {

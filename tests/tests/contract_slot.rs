@@ -20,21 +20,24 @@ impl Subject for Slot {
     type Layer = SlotAdmissionLayer<String, SlotOf, LayerPolicy>;
 
     fn layer() -> Self::Layer {
-        SlotAdmissionLayer::builder(slot_of as SlotOf)
+        SlotAdmissionLayer::builder()
+            .key(slot_of as SlotOf)
             .build()
             .expect("valid config")
     }
 
     fn held(layer: &Self::Layer) -> usize {
-        layer.handle().busy_slots()
+        layer.handle().metrics().busy_slots
     }
 
     fn invalid_configs() -> Vec<Result<Self::Layer, ConfigError>> {
         vec![
-            SlotAdmissionLayer::builder(slot_of as SlotOf)
+            SlotAdmissionLayer::builder()
+                .key(slot_of as SlotOf)
                 .queue_limit(0)
                 .build(),
-            SlotAdmissionLayer::builder(slot_of as SlotOf)
+            SlotAdmissionLayer::builder()
+                .key(slot_of as SlotOf)
                 .global_queue_limit(0)
                 .build(),
         ]

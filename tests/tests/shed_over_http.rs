@@ -60,7 +60,7 @@ async fn a_real_server_sheds_over_its_limit_with_503_and_recovers() {
     let second = tokio::spawn(common::get(addr));
     entered.recv().await.unwrap();
     entered.recv().await.unwrap();
-    assert_eq!(handle.in_flight(), 2);
+    assert_eq!(handle.metrics().in_flight, 2);
 
     // The third is answered at once, without reaching the handler.
     let (status, retry_after, body) = common::get(addr).await;
@@ -68,7 +68,7 @@ async fn a_real_server_sheds_over_its_limit_with_503_and_recovers() {
     assert_eq!(retry_after.as_deref(), Some("3"));
     assert_eq!(body, "api: request shed");
     assert!(entered.try_recv().is_err(), "the handler never saw it");
-    assert_eq!(handle.shed_total(), 1);
+    assert_eq!(handle.metrics().shed_total, 1);
 
     gate.add_permits(2);
     for held in [first, second] {
@@ -76,7 +76,7 @@ async fn a_real_server_sheds_over_its_limit_with_503_and_recovers() {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, "done");
     }
-    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(handle.metrics().in_flight, 0);
 
     // And the server serves again.
     gate.add_permits(1);

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError};
+use reflex_core::{Component, ConfigError, LayerHandle, ShedControl};
 
 use crate::shared::Shared;
 
@@ -12,7 +12,8 @@ use crate::shared::Shared;
 /// and changes its hard limit at run time.
 ///
 /// Got from [`ConcurrencyShedLayer::handle`](crate::ConcurrencyShedLayer::handle).
-/// Every read is one atomic load: cheap enough to poll for a dashboard.
+/// Reading its [`metrics`](Self::metrics) is a few atomic loads: cheap
+/// enough to poll for a dashboard.
 ///
 /// # Clone
 ///
@@ -25,19 +26,47 @@ use crate::shared::Shared;
 ///
 /// let layer = ConcurrencyShedLayer::builder().hard_limit(100).soft_limit(80).build()?;
 /// let handle = layer.handle();
-/// assert_eq!(handle.in_flight(), 0);
-/// assert_eq!(handle.soft_depth_ratio(), 0.0);
+/// let metrics = handle.metrics();
+/// assert_eq!(metrics.in_flight, 0);
+/// assert_eq!(metrics.soft_depth_ratio(), 0.0);
 ///
 /// // An operator, or a reflex, halves the limit; the soft limit follows.
 /// handle.set_hard_limit(50)?;
-/// assert_eq!(handle.hard_limit(), 50);
-/// assert_eq!(handle.soft_limit(), Some(40));
+/// let metrics = handle.metrics();
+/// assert_eq!((metrics.hard_limit, metrics.soft_limit), (50, Some(40)));
 /// assert!(handle.set_hard_limit(0).is_err());
 /// # Ok::<_, reflex_core::ConfigError>(())
 /// ```
 #[derive(Clone)]
 pub struct ShedHandle {
     shared: Arc<Shared>,
+}
+
+/// A shed layer's live numbers, from [`ShedHandle::metrics`].
+///
+/// Each number is read on its own (relaxed): two may be a request apart.
+///
+/// # Examples
+///
+/// ```
+/// use reflex_shed::ConcurrencyShedLayer;
+///
+/// let metrics = ConcurrencyShedLayer::builder().hard_limit(4).build()?.handle().metrics();
+/// assert_eq!((metrics.in_flight, metrics.hard_limit, metrics.soft_limit), (0, 4, None));
+/// assert_eq!(metrics.shed_total, 0);
+/// # Ok::<_, reflex_core::ConfigError>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShedMetrics {
+    /// Requests running in the inner service now.
+    pub in_flight: usize,
+    /// The hard limit in force: requests beyond it are shed.
+    pub hard_limit: usize,
+    /// The soft limit in force, if one was configured: going above it warns.
+    pub soft_limit: Option<usize>,
+    /// Requests shed since the layer was built.
+    pub shed_total: u64,
 }
 
 // === impl ShedHandle ===
@@ -47,38 +76,20 @@ impl ShedHandle {
         Self { shared }
     }
 
-    /// Requests running in the inner service now.
-    pub fn in_flight(&self) -> usize {
-        self.shared.counter.in_flight()
-    }
-
-    /// The hard limit in force: requests beyond it are shed.
-    pub fn hard_limit(&self) -> usize {
-        self.shared.counter.hard_limit()
-    }
-
-    /// The soft limit in force, if one was configured: going above it warns.
-    pub fn soft_limit(&self) -> Option<usize> {
-        self.shared.soft_limit()
-    }
-
-    /// How deep into its soft limit the layer is: in-flight requests divided
-    /// by the soft limit, so `1.0` is at the soft limit and above `1.0` is
-    /// over it. With no soft limit configured the hard limit stands in.
-    pub fn soft_depth_ratio(&self) -> f64 {
-        // Both limits are at least 1: no division by zero.
-        let reference = self.soft_limit().unwrap_or_else(|| self.hard_limit());
-        self.in_flight() as f64 / reference as f64
-    }
-
-    /// Requests shed since the layer was built.
-    pub fn shed_total(&self) -> u64 {
-        self.shared.shed_total()
+    /// The layer's live numbers now: requests in flight, the limits in
+    /// force, requests shed.
+    pub fn metrics(&self) -> ShedMetrics {
+        ShedMetrics {
+            in_flight: self.shared.counter.in_flight(),
+            hard_limit: self.shared.counter.hard_limit(),
+            soft_limit: self.shared.soft_limit(),
+            shed_total: self.shared.shed_total(),
+        }
     }
 
     /// What a shed request's rejection tells its caller to wait before
     /// trying again.
-    pub fn retry_after(&self) -> Option<Duration> {
+    pub fn retry_after(&self) -> Duration {
         self.shared.retry_after()
     }
 
@@ -114,20 +125,53 @@ impl fmt::Debug for ShedHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ShedHandle")
             .field("component", self.component())
-            .field("in_flight", &self.in_flight())
-            .field("hard_limit", &self.hard_limit())
-            .field("soft_limit", &self.soft_limit())
-            .field("shed_total", &self.shed_total())
+            .field("metrics", &self.metrics())
             .finish()
     }
 }
 
-impl reflex_core::ShedControl for ShedHandle {
+impl LayerHandle for ShedHandle {
+    type Metrics = ShedMetrics;
+
+    fn component(&self) -> &Component {
+        Self::component(self)
+    }
+
+    fn metrics(&self) -> ShedMetrics {
+        Self::metrics(self)
+    }
+}
+
+impl ShedControl for ShedHandle {
     fn hard_limit(&self) -> usize {
-        Self::hard_limit(self)
+        self.shared.counter.hard_limit()
     }
 
     fn set_hard_limit(&self, limit: usize) -> Result<(), ConfigError> {
         Self::set_hard_limit(self, limit)
+    }
+}
+
+// === impl ShedMetrics ===
+
+impl ShedMetrics {
+    /// How deep into its soft limit the layer was: requests in flight
+    /// divided by the soft limit, so `1.0` is at the soft limit and above
+    /// `1.0` is over it. With no soft limit configured the hard limit
+    /// stands in.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_shed::ConcurrencyShedLayer;
+    ///
+    /// let handle = ConcurrencyShedLayer::builder().hard_limit(8).build()?.handle();
+    /// assert_eq!(handle.metrics().soft_depth_ratio(), 0.0);
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn soft_depth_ratio(&self) -> f64 {
+        // Both limits are at least 1: no division by zero.
+        let reference = self.soft_limit.unwrap_or(self.hard_limit);
+        self.in_flight as f64 / reference as f64
     }
 }

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, ConfigErrorKind, SignalSink, Sink};
+use reflex_core::{
+    Component, ConfigError, ConfigErrorKind, Control, Handled, LayerBuilder, SignalSink, Sink,
+};
 use tower_layer::Layer;
 
 use crate::handle::ShedHandle;
@@ -35,7 +37,7 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 ///     .retry_after(Duration::from_secs(1))
 ///     .component("payments")
 ///     .build()?;
-/// assert_eq!(layer.handle().hard_limit(), 256);
+/// assert_eq!(layer.handle().metrics().hard_limit, 256);
 /// # Ok::<_, reflex_core::ConfigError>(())
 /// ```
 #[derive(Clone)]
@@ -45,6 +47,10 @@ pub struct ConcurrencyShedLayer {
 
 /// Configures a [`ConcurrencyShedLayer`]; from
 /// [`ConcurrencyShedLayer::builder`].
+///
+/// A [`LayerBuilder`] for generic code such as a preset, and
+/// [`Classified`](reflex_core::Classified) with any classifier: the shed
+/// does not judge outcomes, so the stack's classifier leaves it as it is.
 ///
 /// # Examples
 ///
@@ -60,7 +66,7 @@ pub struct ConcurrencyShedLayer {
 pub struct ConcurrencyShedBuilder {
     hard_limit: Option<usize>,
     soft_limit: Option<usize>,
-    retry_after: Option<Duration>,
+    retry_after: Duration,
     component: Component,
     sink: Sink,
 }
@@ -73,13 +79,14 @@ impl ConcurrencyShedLayer {
         ConcurrencyShedBuilder {
             hard_limit: None,
             soft_limit: None,
-            retry_after: Some(DEFAULT_RETRY_AFTER),
+            retry_after: DEFAULT_RETRY_AFTER,
             component: Component::default(),
             sink: Sink::none(),
         }
     }
 
-    /// A handle to read this layer's live state and change its hard limit.
+    /// A handle to read this layer's live state and change its hard limit,
+    /// shared by every service the layer wraps.
     pub fn handle(&self) -> ShedHandle {
         ShedHandle::new(Arc::clone(&self.shared))
     }
@@ -93,6 +100,19 @@ impl<S> Layer<S> for ConcurrencyShedLayer {
     }
 }
 
+/// The handle, and the hard limit for a witness's reflexes to steer.
+impl Handled for ConcurrencyShedLayer {
+    type Handle = ShedHandle;
+
+    fn handle(&self) -> ShedHandle {
+        Self::handle(self)
+    }
+
+    fn control(&self) -> Option<Control> {
+        Some(Control::Shed(Arc::new(Self::handle(self))))
+    }
+}
+
 impl fmt::Debug for ConcurrencyShedLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyShedLayer")
@@ -101,6 +121,38 @@ impl fmt::Debug for ConcurrencyShedLayer {
             .field("soft_limit", &self.shared.soft_limit())
             .field("retry_after", &self.shared.retry_after())
             .finish()
+    }
+}
+
+// === impl ConcurrencyShed ===
+
+impl ConcurrencyShed<()> {
+    /// A layer that admits at most `hard_limit` requests at once, with the
+    /// other settings at their defaults: a shorthand for
+    /// `ConcurrencyShedLayer::builder().hard_limit(hard_limit).build()`.
+    ///
+    /// # Errors
+    ///
+    /// When `hard_limit` is zero or above 2³¹ − 1.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_shed::ConcurrencyShed;
+    /// use tower::ServiceBuilder;
+    ///
+    /// let layer = ConcurrencyShed::layer(64)?;
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(layer)
+    ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
+    /// # let _ = svc;
+    /// assert!(ConcurrencyShed::layer(0).is_err());
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn layer(hard_limit: usize) -> Result<ConcurrencyShedLayer, ConfigError> {
+        ConcurrencyShedLayer::builder()
+            .hard_limit(hard_limit)
+            .build()
     }
 }
 
@@ -136,16 +188,16 @@ impl ConcurrencyShedBuilder {
     /// use reflex_shed::{ConcurrencyShedLayer, DEFAULT_RETRY_AFTER};
     ///
     /// let layer = ConcurrencyShedLayer::builder().hard_limit(8).build()?;
-    /// assert_eq!(layer.handle().retry_after(), Some(DEFAULT_RETRY_AFTER));
+    /// assert_eq!(layer.handle().retry_after(), DEFAULT_RETRY_AFTER);
     /// let layer = ConcurrencyShedLayer::builder()
     ///     .hard_limit(8)
     ///     .retry_after(Duration::from_millis(250))
     ///     .build()?;
-    /// assert_eq!(layer.handle().retry_after(), Some(Duration::from_millis(250)));
+    /// assert_eq!(layer.handle().retry_after(), Duration::from_millis(250));
     /// # Ok::<_, reflex_core::ConfigError>(())
     /// ```
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = Some(retry_after);
+        self.retry_after = retry_after;
         self
     }
 
@@ -208,6 +260,26 @@ impl ConcurrencyShedBuilder {
         })
     }
 }
+
+impl LayerBuilder for ConcurrencyShedBuilder {
+    type Layer = ConcurrencyShedLayer;
+
+    fn component(self, component: Component) -> Self {
+        Self::component(self, component)
+    }
+
+    fn sink(mut self, sink: Sink) -> Self {
+        self.sink = sink;
+        self
+    }
+
+    fn build(self) -> Result<ConcurrencyShedLayer, ConfigError> {
+        Self::build(self)
+    }
+}
+
+// The shed does not judge outcomes: the stack's classifier leaves it as it is.
+reflex_core::unclassified!(ConcurrencyShedBuilder);
 
 impl fmt::Debug for ConcurrencyShedBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

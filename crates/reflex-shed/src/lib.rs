@@ -33,7 +33,11 @@
 //!   costs one small allocation (the boxed error) and a signal. See
 //!   `docs/PERFORMANCE.md`.
 //! - **Steerable.** [`ShedHandle::set_hard_limit`] changes the limit for the
-//!   next request; reads of the handle are single atomic loads.
+//!   next request; [`ShedHandle::metrics`] reads the live numbers
+//!   ([`ShedMetrics`]) with a few atomic loads. The layer is
+//!   [`Handled`](reflex_core::Handled): its control is the hard limit
+//!   ([`Control::Shed`](reflex_core::Control::Shed)), for a witness's
+//!   reflexes.
 //! - **Observable.** Sheds, soft-limit excursions (with hysteresis: one
 //!   warning per excursion) and limit changes are [`Signal`](reflex_core::Signal)s
 //!   to the configured sink and `tracing` events.
@@ -77,17 +81,17 @@
 //!
 //! // The first request takes the only permit and waits for `release`...
 //! let first = svc.ready().await?.call("a");
-//! assert_eq!(handle.in_flight(), 1);
+//! assert_eq!(handle.metrics().in_flight, 1);
 //!
 //! // ...so the second one is shed at once.
 //! let err = svc.ready().await?.call("b").await.unwrap_err();
 //! let rejected = Rejected::find(&*err).unwrap();
 //! assert_eq!(rejected.kind(), RejectKind::Shed);
-//! assert_eq!(handle.shed_total(), 1);
+//! assert_eq!(handle.metrics().shed_total, 1);
 //!
 //! release.send(()).unwrap();
 //! assert_eq!(first.await?, "rows for a");
-//! assert_eq!(handle.in_flight(), 0);
+//! assert_eq!(handle.metrics().in_flight, 0);
 //! # Ok(())
 //! # }
 //! ```
@@ -105,6 +109,6 @@ mod shared;
 #[cfg(all(test, loom))]
 mod tests;
 
-pub use handle::ShedHandle;
+pub use handle::{ShedHandle, ShedMetrics};
 pub use layer::{ConcurrencyShedBuilder, ConcurrencyShedLayer, DEFAULT_RETRY_AFTER};
 pub use service::ConcurrencyShed;

@@ -4,18 +4,18 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use reflex_core::{BoxError, ConfigError};
+use reflex_core::BoxError;
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::layer::ConcurrencyShedLayer;
 use crate::shared::Shared;
 
 /// Caps the requests in flight in the inner service and refuses the rest at
 /// once with [`Rejected`](reflex_core::Rejected) of kind
 /// [`Shed`](reflex_core::RejectKind::Shed).
 ///
-/// Built by [`ConcurrencyShedLayer`]; see the [crate docs](crate) for what it
+/// Built by [`ConcurrencyShedLayer`](crate::ConcurrencyShedLayer), or
+/// [`ConcurrencyShed::layer`] for the defaults; see the [crate docs](crate) for what it
 /// guarantees.
 ///
 /// # Clone
@@ -48,55 +48,12 @@ pub struct ConcurrencyShed<S> {
 
 // === impl ConcurrencyShed ===
 
-impl ConcurrencyShed<()> {
-    /// A layer that admits at most `hard_limit` requests at once, with the
-    /// other settings at their defaults: a shorthand for
-    /// `ConcurrencyShedLayer::builder().hard_limit(hard_limit).build()`.
-    ///
-    /// # Errors
-    ///
-    /// When `hard_limit` is zero or above 2³¹ − 1.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use reflex_shed::ConcurrencyShed;
-    /// use tower::ServiceBuilder;
-    ///
-    /// let layer = ConcurrencyShed::layer(64)?;
-    /// let svc = ServiceBuilder::new()
-    ///     .layer(layer)
-    ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
-    /// # let _ = svc;
-    /// assert!(ConcurrencyShed::layer(0).is_err());
-    /// # Ok::<_, reflex_core::ConfigError>(())
-    /// ```
-    pub fn layer(hard_limit: usize) -> Result<ConcurrencyShedLayer, ConfigError> {
-        ConcurrencyShedLayer::builder()
-            .hard_limit(hard_limit)
-            .build()
-    }
-}
-
 impl<S> ConcurrencyShed<S> {
     pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
         Self { inner, shared }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    reflex_core::inner_accessors!(inner: S);
 }
 
 impl<S, Request> Service<Request> for ConcurrencyShed<S>

@@ -16,7 +16,7 @@ pub(crate) struct Shared {
     shed_total: AtomicU64,
     component: Component,
     sink: Sink,
-    retry_after: Option<Duration>,
+    retry_after: Duration,
     /// The limits the builder was given: a new hard limit rescales the soft
     /// limit from these, so repeated changes do not drift.
     configured_hard: usize,
@@ -39,7 +39,7 @@ impl Shared {
     pub(crate) fn new(
         hard: usize,
         soft: Option<usize>,
-        retry_after: Option<Duration>,
+        retry_after: Duration,
         component: Component,
         sink: Sink,
     ) -> Self {
@@ -91,11 +91,7 @@ impl Shared {
                 hard_limit,
             },
         );
-        let rejected = Rejected::new(RejectKind::Shed, self.component.clone());
-        match self.retry_after {
-            Some(after) => rejected.with_retry_after(after),
-            None => rejected,
-        }
+        Rejected::new(RejectKind::Shed, self.component.clone()).with_retry_after(self.retry_after)
     }
 
     #[cold]
@@ -142,7 +138,7 @@ impl Shared {
         &self.component
     }
 
-    pub(crate) fn retry_after(&self) -> Option<Duration> {
+    pub(crate) fn retry_after(&self) -> Duration {
         self.retry_after
     }
 

@@ -12,5 +12,5 @@ fn admitting_and_completing_a_request_allocates_nothing() {
         .build()
         .unwrap();
     assert_eq!(allocations_per_call(&mut layer.layer(Echo), 1000), 0.0);
-    assert_eq!(layer.handle().in_flight(), 0);
+    assert_eq!(layer.handle().metrics().in_flight, 0);
 }

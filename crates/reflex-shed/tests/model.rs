@@ -163,10 +163,10 @@ proptest! {
                     model.set_limit(limit);
                 }
             }
-            prop_assert_eq!(handle.in_flight(), model.in_flight);
-            prop_assert_eq!(handle.hard_limit(), model.hard);
-            prop_assert_eq!(handle.soft_limit(), model.soft);
-            prop_assert_eq!(handle.shed_total(), model.shed);
+            prop_assert_eq!(handle.metrics().in_flight, model.in_flight);
+            prop_assert_eq!(handle.metrics().hard_limit, model.hard);
+            prop_assert_eq!(handle.metrics().soft_limit, model.soft);
+            prop_assert_eq!(handle.metrics().shed_total, model.shed);
         }
         let signals: Vec<Signal> = recorder
             .signals()
@@ -179,7 +179,7 @@ proptest! {
             .collect();
         prop_assert_eq!(signals, model.signals);
         running.clear();
-        prop_assert_eq!(handle.in_flight(), 0);
+        prop_assert_eq!(handle.metrics().in_flight, 0);
     }
 
     #[test]
@@ -248,6 +248,6 @@ proptest! {
         let _ = Pin::new(&mut after).poll(&mut cx);
         drop(after);
         running.clear();
-        prop_assert_eq!(handle.in_flight(), 0);
+        prop_assert_eq!(handle.metrics().in_flight, 0);
     }
 }

@@ -45,7 +45,7 @@ async fn shed_refuses_the_request_over_the_hard_limit_at_once() {
     let mut second = tokio_test::task::spawn(svc.call("b"));
     assert_pending!(first.poll());
     assert_pending!(second.poll());
-    assert_eq!(handle.in_flight(), 2);
+    assert_eq!(handle.metrics().in_flight, 2);
 
     // The third is refused by a future that is ready on its first poll.
     assert_ready_ok!(svc.poll_ready(), "poll_ready never sheds");
@@ -59,8 +59,8 @@ async fn shed_refuses_the_request_over_the_hard_limit_at_once() {
         Some(DEFAULT_RETRY_AFTER),
         "a refusal always says when to come back"
     );
-    assert_eq!(handle.shed_total(), 1);
-    assert_eq!(handle.in_flight(), 2);
+    assert_eq!(handle.metrics().shed_total, 1);
+    assert_eq!(handle.metrics().in_flight, 2);
 
     // Only the two admitted requests reached the inner service.
     for expected in ["a", "b"] {
@@ -71,7 +71,7 @@ async fn shed_refuses_the_request_over_the_hard_limit_at_once() {
     assert_pending!(inner.poll_request(), "the shed request never reached inner");
     assert_eq!(assert_ready!(first.poll()).unwrap(), "ok");
     assert_eq!(assert_ready!(second.poll()).unwrap(), "ok");
-    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(handle.metrics().in_flight, 0);
 }
 
 #[tokio::test]
@@ -103,10 +103,10 @@ async fn a_permit_is_released_when_the_response_completes_not_when_it_is_dropped
     inner.next_request().await.unwrap().1.send_response(());
     assert_ready_ok!(response.poll());
     // Still holding the completed future: the permit is already back.
-    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(handle.metrics().in_flight, 0);
     assert_ready_ok!(svc.poll_ready());
     let _next = svc.call(());
-    assert_eq!(handle.in_flight(), 1);
+    assert_eq!(handle.metrics().in_flight, 1);
 }
 
 #[tokio::test]
@@ -118,7 +118,7 @@ async fn an_inner_service_that_is_not_ready_is_waited_for_not_shed() {
     assert_pending!(svc.poll_ready());
     assert_pending!(svc.poll_ready());
     assert_eq!(
-        handle.shed_total(),
+        handle.metrics().shed_total,
         0,
         "waiting on the inner service is not shedding"
     );
@@ -210,10 +210,10 @@ async fn the_hard_limit_holds_under_many_concurrent_tasks() {
         "limit exceeded"
     );
     assert_eq!(admitted + shed, 64 * 200, "every request had one outcome");
-    assert_eq!(shed as u64, handle.shed_total());
+    assert_eq!(shed as u64, handle.metrics().shed_total);
     assert!(admitted > 0);
     assert!(shed > 0, "64 tasks against a limit of 5 must shed some");
-    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(handle.metrics().in_flight, 0);
     assert_eq!(tracker.current.load(Ordering::SeqCst), 0);
 }
 
@@ -230,10 +230,14 @@ async fn set_hard_limit_takes_effect_for_the_next_request_up_and_down() {
     let mut third = call(&mut svc, 4);
     assert_pending!(third.poll(), "a raised limit admits the next request");
     held.push(third);
-    assert_eq!(handle.in_flight(), 3);
+    assert_eq!(handle.metrics().in_flight, 3);
 
     handle.set_hard_limit(1).unwrap();
-    assert_eq!(handle.in_flight(), 3, "a lowered limit cancels nothing");
+    assert_eq!(
+        handle.metrics().in_flight,
+        3,
+        "a lowered limit cancels nothing"
+    );
     for n in 5..7 {
         let mut refused = call(&mut svc, n);
         assert!(assert_ready!(refused.poll()).is_err());
@@ -243,17 +247,17 @@ async fn set_hard_limit_takes_effect_for_the_next_request_up_and_down() {
         let mut done = held.remove(0);
         assert_ready_ok!(done.poll());
     }
-    assert_eq!(handle.in_flight(), 1);
+    assert_eq!(handle.metrics().in_flight, 1);
     let mut refused = call(&mut svc, 7);
     assert!(assert_ready!(refused.poll()).is_err());
 
     let (_, send) = inner.next_request().await.unwrap();
     send.send_response(0);
     assert_ready_ok!(held.remove(0).poll());
-    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(handle.metrics().in_flight, 0);
     let mut admitted = call(&mut svc, 8);
     assert_pending!(admitted.poll(), "back under the lowered limit");
-    assert_eq!(handle.shed_total(), 4);
+    assert_eq!(handle.metrics().shed_total, 4);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -270,7 +274,7 @@ async fn set_hard_limit_holds_under_load_once_the_excess_has_drained() {
     // next 500 calls.
     let watch = async |limit: usize| {
         handle.set_hard_limit(limit).unwrap();
-        while handle.in_flight() > limit {
+        while handle.metrics().in_flight > limit {
             tokio::task::yield_now().await;
         }
         tracker.highest.store(0, Ordering::SeqCst);
@@ -294,9 +298,9 @@ async fn set_hard_limit_holds_under_load_once_the_excess_has_drained() {
         (1..=6).contains(&seen_at_6),
         "saw {seen_at_6} in flight under limit 6 (0: the load was not running)"
     );
-    assert_eq!(shed as u64, handle.shed_total());
+    assert_eq!(shed as u64, handle.metrics().shed_total);
     assert!(admitted >= 1000);
-    assert_eq!(handle.in_flight(), 0);
+    assert_eq!(handle.metrics().in_flight, 0);
     assert_eq!(tracker.current.load(Ordering::SeqCst), 0);
 }
 
@@ -323,7 +327,7 @@ async fn crossing_the_soft_limit_signals_once_per_excursion() {
         }
     };
     excursion(&mut svc, &mut held);
-    assert!(handle.soft_depth_ratio() > 1.0);
+    assert!(handle.metrics().soft_depth_ratio() > 1.0);
 
     // Dip under the soft limit and climb back: no new signal.
     let finish = async |held: &mut Vec<Response>, inner: &mut mock::Handle<u32, u32>, n| {
@@ -333,13 +337,13 @@ async fn crossing_the_soft_limit_signals_once_per_excursion() {
         }
     };
     finish(&mut held, &mut inner, 5).await;
-    assert_eq!(handle.in_flight(), 10);
-    assert_eq!(handle.soft_depth_ratio(), 1.0);
+    assert_eq!(handle.metrics().in_flight, 10);
+    assert_eq!(handle.metrics().soft_depth_ratio(), 1.0);
     finish(&mut held, &mut inner, 4).await;
     excursion(&mut svc, &mut held);
     // Fall to the low-water mark (half the soft limit): the excursion ends.
     finish(&mut held, &mut inner, 10).await;
-    assert_eq!(handle.in_flight(), 5);
+    assert_eq!(handle.metrics().in_flight, 5);
     // A second excursion.
     excursion(&mut svc, &mut held);
 
@@ -414,7 +418,7 @@ fn set_hard_limit_refuses_zero_and_keeps_the_old_limit() {
     let err = handle.set_hard_limit(0).unwrap_err();
     assert_eq!(err.kind(), ConfigErrorKind::Zero);
     assert_eq!(err.setting(), "hard_limit");
-    assert_eq!(handle.hard_limit(), 4);
+    assert_eq!(handle.metrics().hard_limit, 4);
 }
 
 #[test]
@@ -426,22 +430,30 @@ fn the_soft_limit_follows_the_hard_limit_in_proportion() {
         .unwrap();
     let handle = layer.handle();
     handle.set_hard_limit(10).unwrap();
-    assert_eq!(handle.soft_limit(), Some(8));
+    assert_eq!(handle.metrics().soft_limit, Some(8));
     handle.set_hard_limit(1).unwrap();
-    assert_eq!(handle.soft_limit(), None, "no room below a hard limit of 1");
+    assert_eq!(
+        handle.metrics().soft_limit,
+        None,
+        "no room below a hard limit of 1"
+    );
     handle.set_hard_limit(100).unwrap();
-    assert_eq!(handle.soft_limit(), Some(80), "no drift after changes");
+    assert_eq!(
+        handle.metrics().soft_limit,
+        Some(80),
+        "no drift after changes"
+    );
 }
 
 #[test]
 fn without_a_soft_limit_the_depth_ratio_is_against_the_hard_limit() {
     let layer = layer(4);
     let handle = layer.handle();
-    assert_eq!(handle.soft_limit(), None);
+    assert_eq!(handle.metrics().soft_limit, None);
     let (mut svc, _inner) = mock::spawn_layer::<(), (), _>(layer);
     assert_ready_ok!(svc.poll_ready());
     let _held = svc.call(());
-    assert_eq!(handle.soft_depth_ratio(), 0.25);
+    assert_eq!(handle.metrics().soft_depth_ratio(), 0.25);
 }
 
 #[test]
@@ -494,7 +506,7 @@ fn clones_of_a_layer_share_one_budget() {
     assert_ready_ok!(b.poll_ready());
     let mut refused = tokio_test::task::spawn(b.call(()));
     assert!(assert_ready!(refused.poll()).is_err());
-    assert_eq!(layer.handle().shed_total(), 1);
+    assert_eq!(layer.handle().metrics().shed_total, 1);
 }
 
 /// On a limit change, a reflex sets the limit again through the handle.
@@ -520,5 +532,56 @@ fn a_sink_that_steers_the_layer_on_a_limit_change_does_not_deadlock() {
     let handle = layer.handle();
     sink.0.set(handle.clone()).ok().unwrap();
     handle.set_hard_limit(2).unwrap();
-    assert_eq!(handle.hard_limit(), 3, "the sink's own change landed");
+    assert_eq!(
+        handle.metrics().hard_limit,
+        3,
+        "the sink's own change landed"
+    );
+}
+
+#[test]
+fn the_layer_hands_a_reflex_its_hard_limit_as_a_shed_control() {
+    use reflex_core::{Control, Handled};
+
+    let layer = layer(8);
+    let Some(Control::Shed(control)) = layer.control() else {
+        panic!("a shed layer's control is its hard limit");
+    };
+    assert_eq!(control.hard_limit(), 8);
+    control.set_hard_limit(2).unwrap();
+    assert!(control.set_hard_limit(0).is_err());
+    assert_eq!(control.hard_limit(), 2);
+    assert_eq!(Handled::handle(&layer).metrics().hard_limit, 2, "one layer");
+}
+
+#[tokio::test]
+async fn a_stack_builds_the_shed_as_any_layer_and_its_classifier_changes_nothing() {
+    use reflex_core::{Classified, DefaultClassifier, LayerBuilder, LayerHandle, Sink};
+
+    let recorder = Arc::new(Recorder::default());
+    let layer = ConcurrencyShedLayer::builder()
+        .hard_limit(1)
+        .retry_after(Duration::from_secs(3))
+        .classified_by(DefaultClassifier);
+    let layer = LayerBuilder::component(layer, Component::new("queue"));
+    let layer = LayerBuilder::sink(layer, Sink::new(recorder.clone()));
+    let layer = LayerBuilder::build(layer).unwrap();
+    let handle = layer.handle();
+    assert_eq!(LayerHandle::component(&handle).as_str(), "queue");
+    assert_eq!(handle.retry_after(), Duration::from_secs(3));
+
+    let (mut svc, _inner) = mock::spawn_layer::<(), (), _>(layer);
+    assert_ready_ok!(svc.poll_ready());
+    let _held = svc.call(());
+    assert_ready_ok!(svc.poll_ready());
+    let err = svc.call(()).await.unwrap_err();
+    assert_eq!(rejection(&err).component().as_str(), "queue");
+    assert_eq!(rejection(&err).retry_after(), Some(Duration::from_secs(3)));
+    assert_eq!(LayerHandle::metrics(&handle).shed_total, 1);
+    assert_eq!(recorder.signals().len(), 1, "the shed went to the sink");
+}
+
+#[test]
+fn the_handle_tells_what_a_refusal_tells_its_caller_by_default() {
+    assert_eq!(layer(1).handle().retry_after(), DEFAULT_RETRY_AFTER);
 }

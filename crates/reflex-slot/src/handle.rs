@@ -3,38 +3,39 @@
 use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
+use reflex_core::{Component, LayerHandle};
+
+use crate::metrics::SlotMetrics;
 use crate::table::Table;
 
-/// Reads a [`SlotAdmissionLayer`](crate::SlotAdmissionLayer)'s busy slots,
-/// queues and totals.
+/// Reads a [`SlotAdmissionLayer`](crate::SlotAdmissionLayer)'s live
+/// numbers, and the state of one slot.
+///
+/// Got from [`SlotAdmissionLayer::handle`](crate::SlotAdmissionLayer::handle).
 ///
 /// # Clone
 ///
 /// Clones read the same table.
+///
+/// # Examples
+///
+/// ```
+/// use reflex_slot::SlotAdmissionLayer;
+///
+/// let layer = SlotAdmissionLayer::builder()
+///     .key(|job: &&'static str| Some(*job))
+///     .component("jobs")
+///     .build()?;
+/// let handle = layer.handle();
+/// assert_eq!(handle.component().as_str(), "jobs");
+/// assert!(!handle.is_busy(&"reindex"));
+/// assert_eq!(handle.queue_depth(&"reindex"), 0);
+/// assert_eq!(handle.metrics().busy_slots, 0);
+/// # Ok::<_, reflex_core::ConfigError>(())
+/// ```
 pub struct SlotHandle<K: Hash + Eq + Clone> {
     table: Arc<Table<K>>,
-}
-
-/// Admission decisions since the layer was built.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub struct SlotTotals {
-    /// Requests that took their slot (at once or from a queue).
-    pub started: u64,
-    /// Requests that joined a queue.
-    pub queued: u64,
-    /// Requests replaced (running or waiting).
-    pub replaced: u64,
-    /// Requests refused with `SlotBusy`.
-    pub busy: u64,
-    /// Requests refused with `SlotQueueFull`.
-    pub queue_full: u64,
-    /// Requests that left a queue without running and without being
-    /// replaced: their callers dropped them while they waited. Every
-    /// queued request ends once as a start, a replacement or this.
-    pub abandoned: u64,
 }
 
 // === impl SlotHandle ===
@@ -44,10 +45,15 @@ impl<K: Hash + Eq + Clone> SlotHandle<K> {
         Self { table }
     }
 
-    /// Slots with a running request: the slots kept in memory (idle slots
-    /// are removed).
-    pub fn busy_slots(&self) -> usize {
-        self.table.busy_slots()
+    /// The layer's live numbers now: busy slots, requests waiting, and the
+    /// counts of each admission decision since the layer was built.
+    pub fn metrics(&self) -> SlotMetrics {
+        self.table.metrics()
+    }
+
+    /// The component the layer guards.
+    pub fn component(&self) -> &Component {
+        &self.table.component
     }
 
     /// `true` when `slot` has a running request.
@@ -58,24 +64,6 @@ impl<K: Hash + Eq + Clone> SlotHandle<K> {
     /// Requests waiting in `slot`'s queue.
     pub fn queue_depth(&self, slot: &K) -> usize {
         self.table.queue_depth(slot)
-    }
-
-    /// Requests waiting in all queues.
-    pub fn waiting(&self) -> usize {
-        self.table.waiting()
-    }
-
-    /// Decisions since the layer was built.
-    pub fn totals(&self) -> SlotTotals {
-        let t = &self.table.totals;
-        SlotTotals {
-            started: t.started.load(Ordering::Relaxed),
-            queued: t.queued.load(Ordering::Relaxed),
-            replaced: t.replaced.load(Ordering::Relaxed),
-            busy: t.busy.load(Ordering::Relaxed),
-            queue_full: t.queue_full.load(Ordering::Relaxed),
-            abandoned: t.abandoned.load(Ordering::Relaxed),
-        }
     }
 }
 
@@ -90,9 +78,23 @@ impl<K: Hash + Eq + Clone> Clone for SlotHandle<K> {
 impl<K: Hash + Eq + Clone> fmt::Debug for SlotHandle<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlotHandle")
-            .field("component", &self.table.component)
-            .field("busy_slots", &self.busy_slots())
-            .field("waiting", &self.waiting())
+            .field("component", self.component())
+            .field("metrics", &self.metrics())
             .finish()
+    }
+}
+
+impl<K> LayerHandle for SlotHandle<K>
+where
+    K: Hash + Eq + Clone + Send + 'static,
+{
+    type Metrics = SlotMetrics;
+
+    fn component(&self) -> &Component {
+        Self::component(self)
+    }
+
+    fn metrics(&self) -> SlotMetrics {
+        Self::metrics(self)
     }
 }

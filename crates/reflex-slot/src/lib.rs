@@ -1,9 +1,13 @@
 //! `SlotAdmissionLayer`: at most one running request per named slot, with
 //! Queue, Replace or DropIfRunning admission.
 //!
-//! A slot function maps a request to its slot (a document id, a user, a job
-//! name), or to `None` to pass it through. While a request of a slot runs in
-//! the inner service, another request of that slot, by its [`Policy`]:
+//! A key function maps a request to its slot (a document id, a user, a job
+//! name), or to `None` to pass it through: the builder's
+//! [`key`](SlotAdmissionBuilder::key) takes a closure `Fn(&Request) ->
+//! Option<K>`, [`key_with`](SlotAdmissionBuilder::key_with) any
+//! [`KeyFn`](reflex_core::KeyFn), as every keyed reflex layer does. While a
+//! request of a slot runs in the inner service, another request of that
+//! slot, by its [`Policy`]:
 //!
 //! - **Queue**s in FIFO order behind the running one, bounded per slot and
 //!   across the layer (over either bound: `Rejected { SlotQueueFull }` at
@@ -34,14 +38,15 @@
 //!   future; `poll_ready` is the inner service's readiness.
 //! - **Observable.** Each decision is a [`Signal`](reflex_core::Signal)
 //!   (`SlotStarted`, `SlotQueued`, `SlotReplaced`, `SlotAbandoned`,
-//!   `SlotBusy`, `SlotQueueFull`); [`SlotHandle`] reads busy slots, queue
-//!   depths and totals.
+//!   `SlotBusy`, `SlotQueueFull`); [`SlotHandle`] reads the live numbers
+//!   ([`SlotMetrics`]: busy slots, requests waiting, the count of each
+//!   decision) and a slot's state and queue depth.
 //! - **Every queued request leaves its queue once, and says so**: granted
 //!   (`SlotStarted { waited: true }`), replaced while waiting
 //!   (`SlotReplaced { was_running: false }`), or dropped by its caller
 //!   (`SlotAbandoned`, also when its grant was on its way or a replacement
 //!   reached it too late). So a sink that adds the joins and subtracts the
-//!   leaves holds [`SlotHandle::waiting`], without drift. The layer can be
+//!   leaves holds [`SlotMetrics::waiting`], without drift. The layer can be
 //!   dropped while requests wait: they hold the table, and still leave.
 //!
 //! # What it does not do
@@ -50,7 +55,8 @@
 //!   `ConcurrencyShedLayer` above it for that.
 //! - A waiting request holds the inner service's readiness (it took the
 //!   ready service with it) until it runs or leaves.
-//! - Admission takes its slot's shard lock (16 shards) and clones the key
+//! - Admission takes its slot's shard lock (16
+//!   [`Shards`](reflex_core::shard::Shards)) and clones the key
 //!   (keys that allocate to clone, like `String`, allocate per request;
 //!   integers and `Arc<str>` do not); it is not a lock-free path.
 //! - A replaced request is cancelled when its response future is next
@@ -65,7 +71,8 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-//! let slots = SlotAdmissionLayer::builder(|job: &&'static str| Some(*job))
+//! let slots = SlotAdmissionLayer::builder()
+//!     .key(|job: &&'static str| Some(*job))
 //!     .policy(Policy::DropIfRunning)
 //!     .component("jobs")
 //!     .build()?;
@@ -75,7 +82,7 @@
 //!     .service_fn(|job: &'static str| async move { Ok::<_, std::io::Error>(job.len()) });
 //!
 //! assert_eq!(svc.ready().await?.call("reindex").await?, 7);
-//! assert_eq!(handle.busy_slots(), 0, "idle slots are not kept");
+//! assert_eq!(handle.metrics().busy_slots, 0, "idle slots are not kept");
 //! # Ok(())
 //! # }
 //! ```
@@ -86,12 +93,16 @@ pub mod future;
 mod handle;
 mod layer;
 mod loom;
+mod metrics;
+mod policy;
 mod service;
 mod table;
 
 #[cfg(test)]
 mod tests;
 
-pub use handle::{SlotHandle, SlotTotals};
-pub use layer::{LayerPolicy, Policy, PolicyOf, SlotAdmissionBuilder, SlotAdmissionLayer};
+pub use handle::SlotHandle;
+pub use layer::{SlotAdmissionBuilder, SlotAdmissionLayer};
+pub use metrics::SlotMetrics;
+pub use policy::{LayerPolicy, Policy, PolicyOf};
 pub use service::SlotAdmission;

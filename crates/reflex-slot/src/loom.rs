@@ -1,12 +1,10 @@
-//! The lock and atomics the slot table is built on: loom's under
-//! `cfg(loom)`, so the model checker sees every access, std's otherwise.
+//! The atomics the slot table counts with: loom's under `cfg(loom)`, so the
+//! model checker sees every access, std's otherwise. (The table's shard
+//! locks are `reflex_core::shard::Shards`, on loom's lock under `cfg(loom)`
+//! too.)
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-#[cfg(loom)]
-pub(crate) use loom::sync::{Mutex, MutexGuard};
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-#[cfg(not(loom))]
-pub(crate) use std::sync::{Mutex, MutexGuard};

@@ -6,14 +6,15 @@ use std::mem;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use reflex_core::{BoxError, Rejected};
+use reflex_core::{BoxError, KeyFn, Rejected};
 use tower_service::Service;
 
 use crate::future::ResponseFuture;
-use crate::layer::{Policy, PolicyOf};
+use crate::policy::{Policy, PolicyOf};
 use crate::table::{Admission, Table};
 
-/// Runs at most one request per slot in the inner service. Built by
+/// Runs at most one request per slot in the inner service: the slot is the
+/// request's key, from the key function `KF`. Built by
 /// [`SlotAdmissionLayer`](crate::SlotAdmissionLayer).
 ///
 /// # Clone
@@ -21,55 +22,59 @@ use crate::table::{Admission, Table};
 /// Clones share the slot table. A waiting request takes the ready inner
 /// service with it (and leaves a fresh clone, to be polled ready, in its
 /// place), so the inner service must be `Clone`.
-pub struct SlotAdmission<S, K: Hash + Eq + Clone, F, P> {
+///
+/// # Examples
+///
+/// ```
+/// use reflex_slot::{SlotAdmission, SlotAdmissionLayer};
+/// use tower::{Layer, Service, ServiceExt, service_fn};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+/// let layer = SlotAdmissionLayer::builder().key(|n: &u32| Some(*n % 4)).build()?;
+/// let mut svc: SlotAdmission<_, u32, _, _> =
+///     layer.layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n * 2) }));
+/// assert_eq!(svc.ready().await?.call(21).await?, 42);
+/// let _inner = svc.into_inner();
+/// # Ok(())
+/// # }
+/// ```
+pub struct SlotAdmission<S, K: Hash + Eq + Clone, KF, P> {
     inner: S,
     table: Arc<Table<K>>,
-    slot_of: F,
+    key: KF,
     policy_of: P,
     policy: Policy,
 }
 
 // === impl SlotAdmission ===
 
-impl<S, K: Hash + Eq + Clone, F, P> SlotAdmission<S, K, F, P> {
+impl<S, K: Hash + Eq + Clone, KF, P> SlotAdmission<S, K, KF, P> {
     pub(crate) fn new(
         inner: S,
         table: Arc<Table<K>>,
-        slot_of: F,
+        key: KF,
         policy_of: P,
         policy: Policy,
     ) -> Self {
         Self {
             inner,
             table,
-            slot_of,
+            key,
             policy_of,
             policy,
         }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    reflex_core::inner_accessors!(inner: S);
 }
 
-impl<S, K, F, P, Request> Service<Request> for SlotAdmission<S, K, F, P>
+impl<S, K, KF, P, Request> Service<Request> for SlotAdmission<S, K, KF, P>
 where
     S: Service<Request> + Clone,
     S::Error: Into<BoxError>,
     K: Hash + Eq + Clone,
-    F: Fn(&Request) -> Option<K>,
+    KF: KeyFn<Request, K>,
     P: PolicyOf<Request>,
 {
     type Response = S::Response;
@@ -83,7 +88,7 @@ where
     }
 
     fn call(&mut self, request: Request) -> Self::Future {
-        let Some(slot) = (self.slot_of)(&request) else {
+        let Some(slot) = self.key.key(&request) else {
             return ResponseFuture::passthrough(self.inner.call(request));
         };
         let policy = self.policy_of.policy_of(&request).unwrap_or(self.policy);
@@ -106,19 +111,19 @@ where
     }
 }
 
-impl<S: Clone, K: Hash + Eq + Clone, F: Clone, P: Clone> Clone for SlotAdmission<S, K, F, P> {
+impl<S: Clone, K: Hash + Eq + Clone, KF: Clone, P: Clone> Clone for SlotAdmission<S, K, KF, P> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             table: Arc::clone(&self.table),
-            slot_of: self.slot_of.clone(),
+            key: self.key.clone(),
             policy_of: self.policy_of.clone(),
             policy: self.policy,
         }
     }
 }
 
-impl<S: fmt::Debug, K: Hash + Eq + Clone, F, P> fmt::Debug for SlotAdmission<S, K, F, P> {
+impl<S: fmt::Debug, K: Hash + Eq + Clone, KF, P> fmt::Debug for SlotAdmission<S, K, KF, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SlotAdmission")
             .field("inner", &self.inner)

@@ -18,17 +18,22 @@
 //! signalled by the waiter itself. The table outlives its waiters (each
 //! guard holds it), so no waiter is dropped with it.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash};
-use std::sync::{Arc, PoisonError};
+use std::collections::VecDeque;
+use std::hash::Hash;
+use std::sync::Arc;
 
-use foldhash::fast::RandomState;
+use reflex_core::shard::{ShardMap, Shards};
 use reflex_core::{Component, RejectKind, Signal, Sink};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::Policy;
-use crate::loom::{AtomicU64, AtomicUsize, Mutex, MutexGuard, Ordering};
+use crate::loom::{AtomicU64, AtomicUsize, Ordering};
+use crate::metrics::{SlotMetrics, Totals};
+use crate::policy::Policy;
+
+mod guard;
+
+pub(crate) use guard::{SlotGuard, WaiterGuard};
 
 const SHARDS: usize = 16;
 
@@ -68,24 +73,10 @@ struct Slot<K: Hash + Eq + Clone> {
     queue: VecDeque<Waiter<K>>,
 }
 
-/// Counts per decision, for the handle.
-#[derive(Debug, Default)]
-pub(crate) struct Totals {
-    pub(crate) started: AtomicU64,
-    pub(crate) queued: AtomicU64,
-    pub(crate) replaced: AtomicU64,
-    pub(crate) busy: AtomicU64,
-    pub(crate) queue_full: AtomicU64,
-    pub(crate) abandoned: AtomicU64,
-}
-
-/// foldhash: seeded per process (keys come from requests), and a few
-/// nanoseconds where SipHash takes tens; admission hashes a key three times.
-type Shard<K> = Mutex<HashMap<K, Slot<K>, RandomState>>;
-
 pub(crate) struct Table<K: Hash + Eq + Clone> {
-    shards: Box<[Shard<K>]>,
-    hasher: RandomState,
+    /// The busy slots by key (the shards' hasher is seeded per process:
+    /// keys come from requests).
+    slots: ShardMap<K, Slot<K>>,
     next_id: AtomicU64,
     waiting: AtomicUsize,
     queue_limit: usize,
@@ -94,28 +85,6 @@ pub(crate) struct Table<K: Hash + Eq + Clone> {
     pub(crate) component: Component,
     sink: Sink,
     pub(crate) totals: Totals,
-}
-
-/// A running request's hold on its slot. Dropped, it hands the slot to the
-/// next waiter, or removes the slot when nobody waits.
-pub(crate) struct SlotGuard<K: Hash + Eq + Clone> {
-    table: Arc<Table<K>>,
-    key: K,
-    id: u64,
-    /// Unset for a guard that never became a slot's holder (its grant
-    /// could not be delivered): dropping it changes nothing.
-    armed: bool,
-}
-
-/// A waiting request's place in its slot's queue. Dropped, it leaves the
-/// queue (a no-op once it was granted or replaced).
-pub(crate) struct WaiterGuard<K: Hash + Eq + Clone> {
-    table: Arc<Table<K>>,
-    key: K,
-    id: u64,
-    /// Unset once the waiter heard from its slot: whoever granted or
-    /// replaced it took it out of the queue already.
-    queued: bool,
 }
 
 // === impl Table ===
@@ -129,10 +98,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         sink: Sink,
     ) -> Self {
         Self {
-            shards: (0..SHARDS)
-                .map(|_| Mutex::new(HashMap::with_hasher(RandomState::default())))
-                .collect(),
-            hasher: RandomState::default(),
+            slots: Shards::maps(SHARDS),
             next_id: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             queue_limit,
@@ -142,13 +108,6 @@ impl<K: Hash + Eq + Clone> Table<K> {
             sink,
             totals: Totals::default(),
         }
-    }
-
-    fn shard(&self, key: &K) -> MutexGuard<'_, HashMap<K, Slot<K>, RandomState>> {
-        let index = self.hasher.hash_one(key) as usize % self.shards.len();
-        self.shards[index]
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn emit(&self, signal: Signal) {
@@ -164,7 +123,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     /// Decides what a request for `key` under `policy` does.
     pub(crate) fn admit(self: &Arc<Self>, key: K, policy: Policy) -> Admission<K> {
-        let mut shard = self.shard(&key);
+        let mut shard = self.slots.lock_key(&key);
         let slot = shard.entry(key.clone()).or_insert_with(|| Slot {
             running: None,
             queue: VecDeque::new(),
@@ -179,7 +138,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
             drop(shard);
             self.totals.started.fetch_add(1, Ordering::Relaxed);
             self.emit(Signal::SlotStarted { waited: false });
-            return Admission::Start(self.guard(key, id), cancel);
+            return Admission::Start(SlotGuard::new(Arc::clone(self), key, id), cancel);
         }
         match policy {
             Policy::DropIfRunning => {
@@ -200,7 +159,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
                 drop(shard);
                 self.totals.queued.fetch_add(1, Ordering::Relaxed);
                 self.emit(Signal::SlotQueued { depth });
-                Admission::Wait(receiver, self.waiter(key, id))
+                Admission::Wait(receiver, WaiterGuard::new(Arc::clone(self), key, id))
             }
             Policy::Replace => {
                 // Room first, before displacing anyone: the newcomer takes
@@ -239,7 +198,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
                 }
                 self.totals.queued.fetch_add(1, Ordering::Relaxed);
                 self.emit(Signal::SlotQueued { depth });
-                Admission::Wait(receiver, self.waiter(key, id))
+                Admission::Wait(receiver, WaiterGuard::new(Arc::clone(self), key, id))
             }
         }
     }
@@ -276,27 +235,9 @@ impl<K: Hash + Eq + Clone> Table<K> {
             .is_ok()
     }
 
-    fn guard(self: &Arc<Self>, key: K, id: u64) -> SlotGuard<K> {
-        SlotGuard {
-            table: Arc::clone(self),
-            key,
-            id,
-            armed: true,
-        }
-    }
-
-    fn waiter(self: &Arc<Self>, key: K, id: u64) -> WaiterGuard<K> {
-        WaiterGuard {
-            table: Arc::clone(self),
-            key,
-            id,
-            queued: true,
-        }
-    }
-
     /// The runner `id` of `key` is gone: hand the slot on, or remove it.
-    fn release(self: &Arc<Self>, key: &K, id: u64) {
-        let mut shard = self.shard(key);
+    pub(super) fn release(self: &Arc<Self>, key: &K, id: u64) {
+        let mut shard = self.slots.lock_key(key);
         let Some(slot) = shard.get_mut(key) else {
             return;
         };
@@ -309,7 +250,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
         while let Some(next) = slot.queue.pop_front() {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
             let (id, cancel) = self.running();
-            let guard = self.guard(key.clone(), id);
+            let guard = SlotGuard::new(Arc::clone(self), key.clone(), id);
             match next.grant.send(Grant::Start(guard, cancel.clone())) {
                 Ok(()) => {
                     slot.running = Some(Running { id, cancel });
@@ -323,7 +264,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
                     // The waiter is gone: this guard never held the slot,
                     // and must not release it (we hold the lock). Its own
                     // guard, if not dropped yet, finds nothing to leave.
-                    undelivered.armed = false;
+                    undelivered.disarm();
                     abandoned += 1;
                 }
                 Err(Grant::Replaced) => unreachable!("sent a start"),
@@ -337,8 +278,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     /// The waiter `id` of `key` is dropped: out of the queue, if it is
     /// still there (else whoever took it out signalled it).
-    fn leave_queue(&self, key: &K, id: u64) {
-        let mut shard = self.shard(key);
+    pub(super) fn leave_queue(&self, key: &K, id: u64) {
+        let mut shard = self.slots.lock_key(key);
         let left = shard
             .get_mut(key)
             .and_then(|slot| {
@@ -357,9 +298,8 @@ impl<K: Hash + Eq + Clone> Table<K> {
 
     /// Slots with a running request.
     pub(crate) fn busy_slots(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| shard.lock().unwrap_or_else(PoisonError::into_inner).len())
+        (0..self.slots.len())
+            .map(|index| self.slots.lock(index).len())
             .sum()
     }
 
@@ -368,59 +308,21 @@ impl<K: Hash + Eq + Clone> Table<K> {
         self.waiting.load(Ordering::Relaxed)
     }
 
+    /// The live numbers, for the handle.
+    pub(crate) fn metrics(&self) -> SlotMetrics {
+        self.totals.metrics(self.busy_slots(), self.waiting())
+    }
+
     /// Requests waiting in `key`'s queue.
     pub(crate) fn queue_depth(&self, key: &K) -> usize {
-        self.shard(key).get(key).map_or(0, |slot| slot.queue.len())
+        self.slots
+            .lock_key(key)
+            .get(key)
+            .map_or(0, |slot| slot.queue.len())
     }
 
     /// `true` when `key` has a running request.
     pub(crate) fn is_busy(&self, key: &K) -> bool {
-        self.shard(key).contains_key(key)
-    }
-}
-
-// === impl SlotGuard ===
-
-impl<K: Hash + Eq + Clone> SlotGuard<K> {
-    pub(crate) fn component(&self) -> &Component {
-        &self.table.component
-    }
-}
-
-impl<K: Hash + Eq + Clone> Drop for SlotGuard<K> {
-    fn drop(&mut self) {
-        if self.armed {
-            self.table.release(&self.key, self.id);
-        }
-    }
-}
-
-// === impl WaiterGuard ===
-
-impl<K: Hash + Eq + Clone> WaiterGuard<K> {
-    pub(crate) fn component(&self) -> &Component {
-        &self.table.component
-    }
-
-    /// The waiter heard from its slot (a grant or a replacement), which
-    /// took it out of the queue: leaving needs no lock.
-    pub(crate) fn answered(mut self) {
-        self.queued = false;
-    }
-
-    /// The waiter's sender was dropped without a word, which took it out of
-    /// the queue unsignalled (only a panic of the key's `Clone` while its
-    /// slot was handed on does that): it leaves as abandoned.
-    pub(crate) fn dropped_unanswered(mut self) {
-        self.queued = false;
-        self.table.abandoned(1);
-    }
-}
-
-impl<K: Hash + Eq + Clone> Drop for WaiterGuard<K> {
-    fn drop(&mut self) {
-        if self.queued {
-            self.table.leave_queue(&self.key, self.id);
-        }
+        self.slots.lock_key(key).contains_key(key)
     }
 }

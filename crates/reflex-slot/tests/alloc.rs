@@ -12,11 +12,12 @@ fn slot_of(_: &u64) -> Option<u64> {
 
 #[test]
 fn an_uncontended_slot_admits_without_allocating_unless_it_may_replace() {
-    let queue = SlotAdmissionLayer::builder(slot_of).build().unwrap();
+    let queue = SlotAdmissionLayer::builder().key(slot_of).build().unwrap();
     assert_eq!(allocations_per_call(&mut queue.layer(Echo), 1000), 0.0);
-    assert_eq!(queue.handle().busy_slots(), 0);
+    assert_eq!(queue.handle().metrics().busy_slots, 0);
 
-    let replace = SlotAdmissionLayer::builder(slot_of)
+    let replace = SlotAdmissionLayer::builder()
+        .key(slot_of)
         .policy(Policy::Replace)
         .build()
         .unwrap();

@@ -42,7 +42,8 @@ proptest! {
         second_policy in proptest::option::of(policy()),
         component in ".{0,64}",
     ) {
-        let built = SlotAdmissionLayer::builder(|_: &u32| Some(0u8))
+        let built = SlotAdmissionLayer::builder()
+.key(|_: &u32| Some(0u8))
             .policy(layer_policy)
             .policy_by(move |n: &u32| if *n == 2 { second_policy } else { None })
             .queue_limit(queue_limit)
@@ -110,6 +111,6 @@ proptest! {
                 }
             }
         }
-        prop_assert_eq!((handle.busy_slots(), handle.waiting()), (0, 0));
+        prop_assert_eq!((handle.metrics().busy_slots, handle.metrics().waiting), (0, 0));
     }
 }

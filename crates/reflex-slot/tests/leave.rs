@@ -72,11 +72,11 @@ impl Rig {
         prop_assert!(tally.left() <= tally.queued, "{:?}", tally);
         prop_assert_eq!(
             tally.queued - tally.left(),
-            self.slots.waiting() as u64,
+            self.slots.metrics().waiting as u64,
             "{:?}",
             tally
         );
-        let totals = self.slots.totals();
+        let totals = self.slots.metrics();
         prop_assert_eq!(totals.queued, tally.queued);
         prop_assert_eq!(totals.abandoned, tally.abandoned);
         Ok(())
@@ -103,7 +103,7 @@ fn queued_requests_dropped_replaced_or_granted_each_leave_their_queue_once() {
     let runner = rig.send(0, Policy::Queue);
     let waiters: Vec<u32> = (0..6).map(|_| rig.send(0, Policy::Queue)).collect();
     assert_eq!(rig.tally().queued, 6);
-    assert_eq!(rig.slots.waiting(), 6);
+    assert_eq!(rig.slots.metrics().waiting, 6);
 
     // Two callers give up.
     for id in [waiters[1], waiters[3]] {
@@ -111,7 +111,7 @@ fn queued_requests_dropped_replaced_or_granted_each_leave_their_queue_once() {
         rig.drop_call(at);
     }
     assert_eq!(rig.tally().abandoned, 2);
-    assert_eq!(rig.slots.waiting(), 4);
+    assert_eq!(rig.slots.metrics().waiting, 4);
 
     // A replace newcomer cancels the runner and replaces the head.
     let newcomer = rig.send(0, Policy::Replace);
@@ -120,7 +120,11 @@ fn queued_requests_dropped_replaced_or_granted_each_leave_their_queue_once() {
         !rig.live.iter().any(|(id, _)| *id == runner),
         "the runner was replaced"
     );
-    assert_eq!(rig.slots.waiting(), 3, "the newcomer started; three wait");
+    assert_eq!(
+        rig.slots.metrics().waiting,
+        3,
+        "the newcomer started; three wait"
+    );
     assert!(rig.live.iter().any(|(id, _)| *id == newcomer));
 
     // The rest are granted one after another.
@@ -136,14 +140,18 @@ fn queued_requests_dropped_replaced_or_granted_each_leave_their_queue_once() {
         }
     );
     assert_eq!(tally.left(), tally.queued);
-    assert_eq!((rig.slots.waiting(), rig.slots.busy_slots()), (0, 0));
-    assert_eq!(rig.slots.totals().abandoned, 2);
+    assert_eq!(
+        (rig.slots.metrics().waiting, rig.slots.metrics().busy_slots),
+        (0, 0)
+    );
+    assert_eq!(rig.slots.metrics().abandoned, 2);
 }
 
 #[test]
 fn waiters_left_behind_by_a_dropped_layer_and_service_still_leave_once() {
     let recorder = Arc::new(Recorder::default());
-    let layer = SlotAdmissionLayer::builder(|n: &u32| Some(*n % 2))
+    let layer = SlotAdmissionLayer::builder()
+        .key(|n: &u32| Some(*n % 2))
         .sink(recorder.clone())
         .build()
         .expect("valid");
@@ -158,7 +166,11 @@ fn waiters_left_behind_by_a_dropped_layer_and_service_still_leave_once() {
         assert!(call.poll().is_pending());
     }
     drop((svc, layer));
-    assert_eq!(slots.waiting(), 2, "the table lives on with its requests");
+    assert_eq!(
+        slots.metrics().waiting,
+        2,
+        "the table lives on with its requests"
+    );
 
     drop(first);
     drop(runner);
@@ -174,7 +186,10 @@ fn waiters_left_behind_by_a_dropped_layer_and_service_still_leave_once() {
         (tally.queued, tally.abandoned, tally.started_after_waiting),
         (2, 1, 1)
     );
-    assert_eq!((slots.waiting(), slots.busy_slots()), (0, 0));
+    assert_eq!(
+        (slots.metrics().waiting, slots.metrics().busy_slots),
+        (0, 0)
+    );
 }
 
 #[test]
@@ -216,6 +231,6 @@ proptest! {
         rig.finish_all();
         rig.check()?;
         prop_assert_eq!(rig.tally().left(), rig.tally().queued);
-        prop_assert_eq!((rig.slots.waiting(), rig.slots.busy_slots()), (0, 0));
+        prop_assert_eq!((rig.slots.metrics().waiting, rig.slots.metrics().busy_slots), (0, 0));
     }
 }

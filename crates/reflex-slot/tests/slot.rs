@@ -21,8 +21,7 @@ use reflex_core::{
 };
 use reflex_slot::future::ResponseFuture;
 use reflex_slot::{
-    LayerPolicy, Policy, PolicyOf, SlotAdmission, SlotAdmissionBuilder, SlotAdmissionLayer,
-    SlotHandle,
+    Policy, PolicyOf, SlotAdmission, SlotAdmissionBuilder, SlotAdmissionLayer, SlotHandle,
 };
 use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
 use tower::{Layer, Service, ServiceExt, service_fn};
@@ -55,8 +54,10 @@ fn mixed(req: &Req) -> Option<Policy> {
 }
 
 /// A layer guarding "jobs", keyed by [`slot_of`]; otherwise the defaults.
-fn builder() -> SlotAdmissionBuilder<SlotOf, LayerPolicy> {
-    SlotAdmissionLayer::builder(slot_of as SlotOf).component("jobs")
+fn builder() -> SlotAdmissionBuilder<Req, Slot, SlotOf> {
+    SlotAdmissionLayer::builder()
+        .key(slot_of as SlotOf)
+        .component("jobs")
 }
 
 /// The inner service: a tower-test mock whose response futures are
@@ -230,7 +231,7 @@ impl<P: PolicyOf<Req> + Clone> Harness<P> {
 
     /// `(started, queued, replaced, busy, queue_full)`.
     fn totals(&self) -> (u64, u64, u64, u64, u64) {
-        let t = self.slots.totals();
+        let t = self.slots.metrics();
         (t.started, t.queued, t.replaced, t.busy, t.queue_full)
     }
 }
@@ -294,13 +295,13 @@ async fn requests_of_different_slots_run_side_by_side() {
     let b = h.start("b", 1);
     let c = h.start("c", 1);
     assert_eq!(h.live(), 3);
-    assert_eq!(h.slots.busy_slots(), 3);
+    assert_eq!(h.slots.metrics().busy_slots, 3);
     assert!(["a", "b", "c"].iter().all(|slot| h.slots.is_busy(slot)));
-    assert_eq!(h.slots.waiting(), 0);
+    assert_eq!(h.slots.metrics().waiting, 0);
 
     assert_eq!(b.finish(2), 2);
     assert!(!h.slots.is_busy(&"b"));
-    assert_eq!(h.slots.busy_slots(), 2);
+    assert_eq!(h.slots.metrics().busy_slots, 2);
     assert_eq!(a.finish(1), 1);
     assert_eq!(c.finish(3), 3);
     assert_eq!(h.totals(), (3, 0, 0, 0, 0));
@@ -314,7 +315,7 @@ async fn a_request_without_a_slot_passes_through_while_others_run() {
     let first = h.start("", 1);
     let mut second = h.start("", 2);
     assert_eq!(h.live(), 3);
-    assert_eq!(h.slots.busy_slots(), 1, "no slot is taken for them");
+    assert_eq!(h.slots.metrics().busy_slots, 1, "no slot is taken for them");
     assert!(!h.slots.is_busy(&""));
     assert_eq!(
         h.totals(),
@@ -339,7 +340,7 @@ async fn waiters_start_in_fifo_order_as_each_runner_finishes() {
     let mut running = h.start("a", 1);
     let mut waiters: Vec<(u32, InFlight)> = (2..=5).map(|id| (id, h.wait("a", id))).collect();
     assert_eq!(h.slots.queue_depth(&"a"), 4);
-    assert_eq!(h.slots.waiting(), 4);
+    assert_eq!(h.slots.metrics().waiting, 4);
 
     while !waiters.is_empty() {
         running.finish(0);
@@ -352,7 +353,7 @@ async fn waiters_start_in_fifo_order_as_each_runner_finishes() {
         assert_eq!(h.slots.queue_depth(&"a"), waiters.len());
     }
     running.finish(0);
-    assert_eq!(h.slots.busy_slots(), 0);
+    assert_eq!(h.slots.metrics().busy_slots, 0);
     assert_eq!(h.totals(), (5, 4, 0, 0, 0));
 }
 
@@ -368,7 +369,7 @@ async fn a_full_slot_queue_refuses_at_once_with_slot_queue_full() {
     // Another slot has a queue of its own.
     let _b1 = h.start("b", 1);
     let _b2 = h.wait("b", 2);
-    assert_eq!(h.slots.waiting(), 3);
+    assert_eq!(h.slots.metrics().waiting, 3);
     assert_eq!(h.totals().4, 1);
 }
 
@@ -383,7 +384,7 @@ async fn a_full_global_queue_refuses_at_once_with_slot_queue_full() {
     let _c1 = h.start("c", 1);
     assert_eq!(h.refused("c", 2), RejectKind::SlotQueueFull);
     assert_eq!(h.refused("a", 3), RejectKind::SlotQueueFull);
-    assert_eq!(h.slots.waiting(), 2);
+    assert_eq!(h.slots.metrics().waiting, 2);
     assert_eq!(h.slots.queue_depth(&"c"), 0);
     assert_eq!(h.totals(), (3, 2, 0, 0, 2));
 }
@@ -400,22 +401,26 @@ async fn refusals_take_no_place_and_places_come_back_as_queues_drain() {
     let _c1 = h.start("c", 1);
     assert_eq!(h.refused("c", 2), RejectKind::SlotQueueFull, "global full");
     assert_eq!(h.refused("c", 3), RejectKind::SlotQueueFull, "global full");
-    assert_eq!(h.slots.waiting(), 2);
+    assert_eq!(h.slots.metrics().waiting, 2);
 
     // A waiter that leaves gives its place back, to any slot.
     drop(a2);
-    assert_eq!(h.slots.waiting(), 1);
+    assert_eq!(h.slots.metrics().waiting, 1);
     let c4 = h.wait("c", 4);
-    assert_eq!(h.slots.waiting(), 2);
+    assert_eq!(h.slots.metrics().waiting, 2);
     drop(c4);
 
     // A waiter that starts gives its place back too.
     let a5 = h.wait("a", 5);
     assert_eq!(h.refused("c", 6), RejectKind::SlotQueueFull);
     a1.finish(1);
-    assert_eq!(h.slots.waiting(), 1, "a5 left the queue for the slot");
+    assert_eq!(
+        h.slots.metrics().waiting,
+        1,
+        "a5 left the queue for the slot"
+    );
     let _c7 = h.wait("c", 7);
-    assert_eq!(h.slots.waiting(), 2);
+    assert_eq!(h.slots.metrics().waiting, 2);
     drop(a5);
     assert!(!h.slots.is_busy(&"a"), "a5 was the last of slot a");
     assert_eq!(h.totals().4, 4);
@@ -457,7 +462,7 @@ async fn a_replaced_runner_whose_caller_drops_it_lets_the_newcomer_start() {
     drop(first);
     assert_eq!(h.live(), 0);
     assert_eq!(h.resume(second, "a", 2).finish(2), 2);
-    assert_eq!(h.slots.busy_slots(), 0);
+    assert_eq!(h.slots.metrics().busy_slots, 0);
 }
 
 #[tokio::test]
@@ -586,7 +591,7 @@ async fn drop_if_running_refuses_with_slot_busy_while_the_slot_runs() {
     assert_eq!(h.refused("a", 2), RejectKind::SlotBusy);
     assert_eq!(h.refused("a", 3), RejectKind::SlotBusy);
     let b1 = h.start("b", 1);
-    assert_eq!(h.slots.waiting(), 0);
+    assert_eq!(h.slots.metrics().waiting, 0);
     a1.finish(1);
     b1.finish(1);
     assert_eq!(h.totals(), (2, 0, 0, 2, 0));
@@ -652,9 +657,15 @@ async fn a_dropped_waiter_leaves_the_queue_and_the_rest_keep_their_order() {
     let a4 = h.wait("a", 4);
     let a5 = h.wait("a", 5);
     drop(a3);
-    assert_eq!((h.slots.queue_depth(&"a"), h.slots.waiting()), (3, 3));
+    assert_eq!(
+        (h.slots.queue_depth(&"a"), h.slots.metrics().waiting),
+        (3, 3)
+    );
     drop(a2);
-    assert_eq!((h.slots.queue_depth(&"a"), h.slots.waiting()), (2, 2));
+    assert_eq!(
+        (h.slots.queue_depth(&"a"), h.slots.metrics().waiting),
+        (2, 2)
+    );
 
     a1.finish(1);
     assert!(!a5.is_woken());
@@ -662,8 +673,8 @@ async fn a_dropped_waiter_leaves_the_queue_and_the_rest_keep_their_order() {
     h.nothing_reached();
     a4.finish(4);
     h.resume(a5, "a", 5).finish(5);
-    assert_eq!(h.slots.busy_slots(), 0);
-    assert_eq!(h.slots.waiting(), 0);
+    assert_eq!(h.slots.metrics().busy_slots, 0);
+    assert_eq!(h.slots.metrics().waiting, 0);
 }
 
 #[tokio::test]
@@ -680,8 +691,8 @@ async fn a_waiter_dropped_right_after_its_grant_hands_the_slot_on() {
     // a2's caller gives up without polling it again: the slot goes on.
     drop(a2);
     h.resume(a3, "a", 3).finish(3);
-    assert_eq!(h.slots.busy_slots(), 0);
-    assert_eq!(h.slots.waiting(), 0);
+    assert_eq!(h.slots.metrics().busy_slots, 0);
+    assert_eq!(h.slots.metrics().waiting, 0);
 }
 
 #[tokio::test]
@@ -692,7 +703,7 @@ async fn a_slot_whose_granted_last_waiter_is_dropped_is_removed() {
     a1.finish(1);
     assert!(h.slots.is_busy(&"a"), "a2 holds the slot");
     drop(a2);
-    assert_eq!(h.slots.busy_slots(), 0);
+    assert_eq!(h.slots.metrics().busy_slots, 0);
     let _again = h.start("a", 3);
 }
 
@@ -708,7 +719,7 @@ async fn a_dropped_runner_frees_the_slot_for_the_next_waiter() {
     let a2 = h.resume(a2, "a", 2);
     drop(a2);
     assert_eq!(h.live(), 0);
-    assert_eq!(h.slots.busy_slots(), 0);
+    assert_eq!(h.slots.metrics().busy_slots, 0);
 }
 
 #[tokio::test]
@@ -735,7 +746,7 @@ async fn a_panic_in_the_inner_future_frees_the_slot() {
     assert!(panicked.is_panic());
     assert_eq!(slots.queue_depth(&"a"), 0, "the slot went on to the second");
     assert_eq!(second.await.unwrap(), 2);
-    assert_eq!(slots.busy_slots(), 0);
+    assert_eq!(slots.metrics().busy_slots, 0);
 }
 
 #[tokio::test]
@@ -755,7 +766,7 @@ async fn a_panic_in_the_inner_call_frees_the_slot() {
     // Admitted at once: the panic unwinds out of the layer's `call`.
     assert_ready_ok!(svc.poll_ready());
     assert!(catch_unwind(AssertUnwindSafe(|| svc.call(("a", 1)))).is_err());
-    assert_eq!(slots.busy_slots(), 0);
+    assert_eq!(slots.metrics().busy_slots, 0);
 
     // Admitted from the queue: it unwinds out of the waiter's poll.
     assert_ready_ok!(svc.poll_ready());
@@ -766,7 +777,7 @@ async fn a_panic_in_the_inner_call_frees_the_slot() {
     drop(runner);
     assert!(waiter.is_woken());
     assert!(catch_unwind(AssertUnwindSafe(|| waiter.poll())).is_err());
-    assert_eq!(slots.busy_slots(), 0, "freed by the unwinding");
+    assert_eq!(slots.metrics().busy_slots, 0, "freed by the unwinding");
     drop(waiter);
 
     assert_ready_ok!(svc.poll_ready());
@@ -778,7 +789,8 @@ async fn a_panic_in_the_inner_call_frees_the_slot() {
 
 #[tokio::test]
 async fn a_million_distinct_slots_run_one_after_another_leave_the_table_empty() {
-    let layer = SlotAdmissionLayer::builder(|n: &u32| Some(*n))
+    let layer = SlotAdmissionLayer::builder()
+        .key(|n: &u32| Some(*n))
         .build()
         .unwrap();
     let slots = layer.handle();
@@ -789,8 +801,8 @@ async fn a_million_distinct_slots_run_one_after_another_leave_the_table_empty() 
         let answer = svc.ready().await.unwrap().call(n).await.unwrap();
         assert_eq!(answer, n);
     }
-    assert_eq!(slots.busy_slots(), 0);
-    assert_eq!(slots.totals().started, 1_000_000);
+    assert_eq!(slots.metrics().busy_slots, 0);
+    assert_eq!(slots.metrics().started, 1_000_000);
 }
 
 #[tokio::test]
@@ -801,12 +813,12 @@ async fn a_slot_is_removed_once_its_queue_drains() {
     let a3 = h.wait("a", 3);
     drop(a3);
     a1.finish(1);
-    assert_eq!(h.slots.busy_slots(), 1, "a2 runs");
+    assert_eq!(h.slots.metrics().busy_slots, 1, "a2 runs");
     h.resume(a2, "a", 2).finish(2);
-    assert_eq!(h.slots.busy_slots(), 0);
+    assert_eq!(h.slots.metrics().busy_slots, 0);
     assert!(!h.slots.is_busy(&"a"));
     assert_eq!(h.slots.queue_depth(&"a"), 0);
-    assert_eq!(h.slots.waiting(), 0);
+    assert_eq!(h.slots.metrics().waiting, 0);
 }
 
 // === signals and totals ===
@@ -884,4 +896,81 @@ async fn queue_limits_of_one_are_valid_and_hold_one_waiter() {
     let _a1 = h.start("a", 1);
     let _a2 = h.wait("a", 2);
     assert_eq!(h.refused("a", 3), RejectKind::SlotQueueFull);
+}
+
+// === the contract every layer follows ===
+
+#[tokio::test]
+async fn a_stack_builds_the_slot_layer_as_any_layer_and_reads_its_metrics() {
+    use reflex_core::{Classified, DefaultClassifier, Handled, LayerBuilder, LayerHandle, Sink};
+
+    let recorder = Arc::new(Recorder::default());
+    let part = SlotAdmissionLayer::builder()
+        .key(slot_of as SlotOf)
+        .classified_by(DefaultClassifier);
+    let part = LayerBuilder::component(part, Component::new("jobs"));
+    let part = LayerBuilder::sink(part, Sink::new(recorder.clone()));
+    let layer = LayerBuilder::build(part).unwrap();
+    assert!(layer.control().is_none(), "nothing for a reflex to steer");
+    let handle = Handled::handle(&layer);
+    let mut h = Harness::new(Ok(layer));
+
+    let a1 = h.start("a", 1);
+    let a2 = h.wait("a", 2);
+    assert_eq!(LayerHandle::component(&handle).as_str(), "jobs");
+    let metrics = LayerHandle::metrics(&handle);
+    assert_eq!((metrics.busy_slots, metrics.waiting), (1, 1));
+    assert_eq!((metrics.started, metrics.queued), (1, 1));
+    assert_eq!(heard(&recorder).len(), 2, "the decisions went to the sink");
+
+    a1.finish(1);
+    h.resume(a2, "a", 2).finish(2);
+    let metrics = handle.metrics();
+    assert_eq!((metrics.busy_slots, metrics.waiting), (0, 0));
+    assert_eq!((metrics.started, metrics.queued), (2, 1));
+}
+
+#[tokio::test]
+async fn a_key_function_of_its_own_type_keys_the_slots() {
+    /// Odd and even requests have a slot each; request 0 has none.
+    #[derive(Clone)]
+    struct Parity;
+
+    impl reflex_core::KeyFn<u32, bool> for Parity {
+        fn key(&self, n: &u32) -> Option<bool> {
+            (*n != 0).then_some(n % 2 == 0)
+        }
+    }
+
+    let layer = SlotAdmissionLayer::builder()
+        .key_with(Parity)
+        .policy(Policy::DropIfRunning)
+        .component("jobs")
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    let (mut svc, mut inner) = mock::spawn_layer::<u32, u32, _>(layer);
+    let mut call = |n: u32| {
+        assert_ready_ok!(svc.poll_ready());
+        tokio_test::task::spawn(svc.call(n))
+    };
+    let mut two = call(2);
+    assert_pending!(two.poll());
+    let mut four = call(4);
+    assert_eq!(rejection(assert_ready!(four.poll())), RejectKind::SlotBusy);
+    let mut three = call(3);
+    assert_pending!(three.poll(), "another slot");
+    let mut zero = call(0);
+    assert_pending!(zero.poll(), "no slot: passes through");
+    assert!(handle.is_busy(&true) && handle.is_busy(&false));
+    assert_eq!(handle.metrics().busy_slots, 2);
+
+    for _ in 0..3 {
+        let (n, reply) = inner.next_request().await.unwrap();
+        reply.send_response(n);
+    }
+    assert_eq!(assert_ready_ok!(two.poll()), 2);
+    assert_eq!(assert_ready_ok!(three.poll()), 3);
+    assert_eq!(assert_ready_ok!(zero.poll()), 0);
+    assert_eq!(handle.metrics().busy_slots, 0);
 }

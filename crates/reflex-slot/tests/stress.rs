@@ -13,7 +13,8 @@ const SLOTS: usize = 3;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replace_racing_completion_never_runs_two_and_never_sticks() {
-    let layer = SlotAdmissionLayer::builder(|req: &(usize, u32)| Some(req.0))
+    let layer = SlotAdmissionLayer::builder()
+        .key(|req: &(usize, u32)| Some(req.0))
         .policy_by(|req: &(usize, u32)| {
             Some(match req.1 % 3 {
                 0 => Policy::Replace,
@@ -104,8 +105,8 @@ async fn replace_racing_completion_never_runs_two_and_never_sticks() {
         total[0] > 0 && total[1] > 0,
         "both completions and replacements happened: {total:?}"
     );
-    assert_eq!(handle.busy_slots(), 0, "no slot is left busy");
-    assert_eq!(handle.waiting(), 0, "no waiter is left");
+    assert_eq!(handle.metrics().busy_slots, 0, "no slot is left busy");
+    assert_eq!(handle.metrics().waiting, 0, "no waiter is left");
     for slot in running.iter() {
         assert_eq!(slot.load(Ordering::SeqCst), 0);
     }
@@ -123,7 +124,7 @@ impl reflex_core::SignalSink for ReadsHandle {
     fn emit(&self, _: &reflex_core::Component, _: reflex_core::Signal) {
         if let Some(handle) = self.0.get() {
             self.1.fetch_add(
-                handle.busy_slots() + handle.queue_depth(&"a"),
+                handle.metrics().busy_slots + handle.queue_depth(&"a"),
                 Ordering::SeqCst,
             );
         }
@@ -133,7 +134,8 @@ impl reflex_core::SignalSink for ReadsHandle {
 #[tokio::test]
 async fn a_sink_may_read_the_handle_without_deadlocking_the_table() {
     let sink = ReadsHandle::default();
-    let layer = SlotAdmissionLayer::builder(|req: &(&'static str, u32)| Some(req.0))
+    let layer = SlotAdmissionLayer::builder()
+        .key(|req: &(&'static str, u32)| Some(req.0))
         .policy(Policy::Replace)
         .sink(sink.clone())
         .build()

@@ -140,12 +140,10 @@ fn summary(phase: &str, statuses: &BTreeMap<String, usize>, handle: &ShedHandle)
     for (status, n) in statuses {
         println!("   {n:>6} x {status}");
     }
+    let metrics = handle.metrics();
     println!(
         "   layer: hard limit {}, soft limit {:?}, in flight {}, shed so far {}",
-        handle.hard_limit(),
-        handle.soft_limit(),
-        handle.in_flight(),
-        handle.shed_total()
+        metrics.hard_limit, metrics.soft_limit, metrics.in_flight, metrics.shed_total
     );
 }
 

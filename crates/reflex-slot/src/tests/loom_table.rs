@@ -7,7 +7,7 @@ use loom::thread;
 use reflex_core::signal::Recorder;
 use reflex_core::{Component, Signal, Sink};
 
-use crate::Policy;
+use crate::policy::Policy;
 use crate::table::{Admission, Grant, Table};
 
 fn table() -> Arc<Table<u8>> {

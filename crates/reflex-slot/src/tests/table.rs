@@ -7,7 +7,7 @@ use std::sync::Arc;
 use reflex_core::signal::Recorder;
 use reflex_core::{Component, Signal, Sink};
 
-use crate::Policy;
+use crate::policy::Policy;
 use crate::table::{Admission, Table};
 
 fn table(recorder: &Arc<Recorder>) -> Arc<Table<u8>> {
