@@ -43,7 +43,8 @@ impl Outcome {
 /// Turns the result of a call into an [`Outcome`].
 ///
 /// Implemented for [`DefaultClassifier`], for
-/// [`ServerErrorsAsFailures`](crate::ServerErrorsAsFailures) (feature `http`),
+/// [`ServerErrorsAsFailures`](crate::ServerErrorsAsFailures) and
+/// [`GrpcErrorsAsFailures`](crate::GrpcErrorsAsFailures) (feature `http`),
 /// and for every `Fn(Result<&Res, &Err>) -> Outcome`, so a closure is a
 /// classifier.
 ///

@@ -1,8 +1,6 @@
 //! [`ConfigError`]: what a builder says when its configuration is invalid.
 
 use std::borrow::Cow;
-use std::error::Error;
-use std::fmt;
 
 /// What is wrong with a setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -32,7 +30,8 @@ pub enum ConfigErrorKind {
 /// assert_eq!(err.kind(), ConfigErrorKind::Zero);
 /// assert_eq!(err.to_string(), "invalid shed config: hard_limit must be at least 1");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid {layer} config: {setting} {reason}")]
 pub struct ConfigError {
     layer: &'static str,
     setting: &'static str,
@@ -75,14 +74,22 @@ impl ConfigError {
     }
 }
 
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "invalid {} config: {} {}",
-            self.layer, self.setting, self.reason
-        )
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_completes_the_sentence_and_there_is_no_source() {
+        let err = ConfigError::new(
+            "breaker",
+            "failure_rate",
+            ConfigErrorKind::OutOfRange,
+            String::from("must be between 0 and 1"),
+        );
+        assert_eq!(
+            err.to_string(),
+            "invalid breaker config: failure_rate must be between 0 and 1"
+        );
+        assert!(std::error::Error::source(&err).is_none());
     }
 }
-
-impl Error for ConfigError {}

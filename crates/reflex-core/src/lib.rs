@@ -64,11 +64,11 @@ pub use classify::{Classify, DefaultClassifier, Outcome};
 pub use component::Component;
 pub use config::{ConfigError, ConfigErrorKind};
 pub use control::{BreakerControl, ShedControl};
-pub use key::{KeyFn, NoKey};
-pub use layer::{Classified, Control, Handled, LayerBuilder, LayerHandle};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use http::{GrpcErrorsAsFailures, ServerErrorsAsFailures};
+pub use http::{GrpcCode, GrpcErrorsAsFailures, ServerErrorsAsFailures};
+pub use key::{KeyFn, NoKey};
+pub use layer::{Classified, Control, Handled, LayerBuilder, LayerHandle};
 pub use rejected::{RejectKind, Rejected, find_source, sources};
 pub use signal::{BreakerState, RetryReason, Signal, SignalSink, Sink, TransitionReason};
 

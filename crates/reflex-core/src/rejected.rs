@@ -108,7 +108,8 @@ impl fmt::Display for RejectKind {
 /// assert_eq!(rejected.retry_after(), Some(Duration::from_secs(2)));
 /// assert_eq!(err.to_string(), "payments: request shed");
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{component}: {kind}")]
 pub struct Rejected {
     kind: RejectKind,
     component: Component,
@@ -184,14 +185,6 @@ pub fn find_source<'a, T: Error + 'static>(err: &'a (dyn Error + 'static)) -> Op
     sources(err).find_map(|err| err.downcast_ref::<T>())
 }
 
-impl fmt::Display for Rejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.component, self.kind)
-    }
-}
-
-impl Error for Rejected {}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,5 +222,6 @@ mod tests {
         let r = Rejected::new(RejectKind::SlotQueueFull, Component::new("jobs"));
         assert_eq!(r.to_string(), "jobs: slot queue full");
         assert_eq!(r.retry_after(), None);
+        assert!(r.source().is_none(), "a rejection wraps no error");
     }
 }

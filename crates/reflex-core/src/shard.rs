@@ -116,7 +116,10 @@ mod tests {
         }
         let spread: Vec<usize> = (0..8).map(|i| map.lock(i).len()).collect();
         assert_eq!(spread.iter().sum::<usize>(), 1000);
-        assert!(spread.iter().all(|&n| n > 50), "keys spread over the shards: {spread:?}");
+        assert!(
+            spread.iter().all(|&n| n > 50),
+            "keys spread over the shards: {spread:?}"
+        );
     }
 
     #[test]

@@ -47,6 +47,7 @@ use std::error::Error;
 use std::time::Duration;
 
 use http::Response;
+use reflex_core::http::GrpcCode;
 use reflex_core::{RejectKind, Rejected};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status};
@@ -74,14 +75,7 @@ pub const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
 /// ```
 pub fn status_of(err: &(dyn Error + 'static)) -> Status {
     if let Some(rejected) = Rejected::find(err) {
-        let code = match rejected.kind() {
-            RejectKind::SlotBusy => Code::ResourceExhausted,
-            RejectKind::Replaced | RejectKind::InProgress => Code::Aborted,
-            // Shed, CircuitOpen, Throttled, SlotQueueFull,
-            // DedupAborted, DedupFull, and kinds yet to come: unavailable
-            // for now, which clients retry with backoff.
-            _ => Code::Unavailable,
-        };
+        let code = tonic_code(rejection_code(rejected.kind()));
         let mut status = Status::new(code, rejected.to_string());
         if let Some(after) = super::come_back_after(rejected) {
             status
@@ -99,6 +93,23 @@ pub fn status_of(err: &(dyn Error + 'static)) -> Status {
     Status::unknown("")
 }
 
+/// The code a refusal of `kind` answers with.
+fn rejection_code(kind: RejectKind) -> GrpcCode {
+    match kind {
+        RejectKind::SlotBusy => GrpcCode::ResourceExhausted,
+        RejectKind::Replaced | RejectKind::InProgress => GrpcCode::Aborted,
+        // Shed, CircuitOpen, Throttled, SlotQueueFull, DedupAborted,
+        // DedupFull, and kinds yet to come: unavailable for now, which
+        // clients retry with backoff.
+        _ => GrpcCode::Unavailable,
+    }
+}
+
+/// tonic's name for `code`: the code with the same number.
+fn tonic_code(code: GrpcCode) -> Code {
+    Code::from_i32(code.as_i32())
+}
+
 /// Milliseconds, rounded up, at least 1, at most `i32::MAX`.
 fn pushback_millis(after: Duration) -> i32 {
     let millis = after.as_nanos().div_ceil(1_000_000).max(1);
@@ -112,12 +123,14 @@ fn pushback_millis(after: Duration) -> i32 {
 /// # Examples
 ///
 /// ```
+/// use reflex::core::http::GrpcCode;
 /// use reflex::core::{Component, RejectKind, Rejected};
 ///
 /// let open = Rejected::new(RejectKind::CircuitOpen, Component::new("db"));
 /// let response = reflex::http::grpc::rejection_response::<tonic::body::Body>(&open);
 /// assert_eq!(response.status(), 200);
-/// assert_eq!(response.headers()["grpc-status"], "14"); // UNAVAILABLE
+/// let code = &response.headers()["grpc-status"];
+/// assert_eq!(GrpcCode::from_header(code), GrpcCode::Unavailable);
 /// assert!(response.extensions().get::<Rejected>().is_some());
 /// ```
 pub fn rejection_response<B: Default>(err: &(dyn Error + 'static)) -> Response<B> {
@@ -156,19 +169,20 @@ mod tests {
         // None of these rejections says how long to wait: a refusal still
         // tells the client, with the default; an ABORTED is not "come back
         // later".
+        const WAITED: Option<&str> = Some("1000");
         for (kind, code, pushback) in [
-            (RejectKind::Shed, Code::Unavailable, Some("1000")),
-            (RejectKind::CircuitOpen, Code::Unavailable, Some("1000")),
-            (RejectKind::Throttled, Code::Unavailable, Some("1000")),
-            (RejectKind::SlotQueueFull, Code::Unavailable, Some("1000")),
-            (RejectKind::DedupAborted, Code::Unavailable, Some("1000")),
-            (RejectKind::DedupFull, Code::Unavailable, Some("1000")),
-            (RejectKind::SlotBusy, Code::ResourceExhausted, Some("1000")),
-            (RejectKind::Replaced, Code::Aborted, None),
-            (RejectKind::InProgress, Code::Aborted, None),
+            (RejectKind::Shed, GrpcCode::Unavailable, WAITED),
+            (RejectKind::CircuitOpen, GrpcCode::Unavailable, WAITED),
+            (RejectKind::Throttled, GrpcCode::Unavailable, WAITED),
+            (RejectKind::SlotQueueFull, GrpcCode::Unavailable, WAITED),
+            (RejectKind::DedupAborted, GrpcCode::Unavailable, WAITED),
+            (RejectKind::DedupFull, GrpcCode::Unavailable, WAITED),
+            (RejectKind::SlotBusy, GrpcCode::ResourceExhausted, WAITED),
+            (RejectKind::Replaced, GrpcCode::Aborted, None),
+            (RejectKind::InProgress, GrpcCode::Aborted, None),
         ] {
             let status = status_of(&rejected(kind));
-            assert_eq!(status.code(), code, "{kind:?}");
+            assert_eq!(status.code(), tonic_code(code), "{kind:?}");
             assert_eq!(status.message(), rejected(kind).to_string());
             assert_eq!(
                 status
@@ -178,6 +192,15 @@ mod tests {
                 pushback,
                 "{kind:?}"
             );
+        }
+    }
+
+    #[test]
+    fn every_grpc_code_is_tonics_code_of_the_same_number_and_name() {
+        for &code in GrpcCode::ALL {
+            let tonic = tonic_code(code);
+            assert_eq!(tonic as i32, code.as_i32(), "{code}");
+            assert_eq!(format!("{tonic:?}"), format!("{code:?}"));
         }
     }
 
@@ -223,13 +246,16 @@ mod tests {
         let shed = rejected(RejectKind::Shed).with_retry_after(Duration::from_millis(40));
         let response = rejection_response::<String>(&shed);
         assert_eq!(response.status(), 200);
-        assert_eq!(response.headers()["grpc-status"], "14");
+        let code = |response: &Response<String>| {
+            GrpcCode::from_bytes(response.headers()["grpc-status"].as_bytes())
+        };
+        assert_eq!(code(&response), Some(GrpcCode::Unavailable));
         assert_eq!(response.headers()[RETRY_PUSHBACK], "40");
         assert_eq!(response.extensions().get::<Rejected>(), Some(&shed));
         assert!(response.body().is_empty());
 
         let other = rejection_response::<String>(&Inner("boom"));
-        assert_eq!(other.headers()["grpc-status"], "2");
+        assert_eq!(code(&other), Some(GrpcCode::Unknown));
         assert!(other.extensions().get::<Rejected>().is_none());
     }
 }
