@@ -45,7 +45,6 @@ fn reflex_consecutive()
 + Send
 + 'static {
     CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(5)
         .build()
         .expect("valid")

@@ -31,7 +31,6 @@ impl Subject for Breaker {
 
     fn layer() -> Self::Layer {
         let layer = CircuitBreakLayer::builder()
-            .no_failure_rate()
             .consecutive_failures(1)
             .open_duration(Duration::from_nanos(1))
             .half_open_probes(4)
@@ -78,7 +77,7 @@ impl Subject for Breaker {
             CircuitBreakLayer::builder()
                 .open_duration(Duration::ZERO)
                 .build(),
-            CircuitBreakLayer::builder().no_failure_rate().build(),
+            CircuitBreakLayer::builder().consecutive_failures(0).build(),
         ]
     }
 }

@@ -4,6 +4,9 @@ use std::time::Duration;
 
 use reflex_core::{BreakerState, Outcome};
 
+use crate::error::ManualStateError;
+use crate::metrics::BreakerMetrics;
+
 /// Where a breaker's state lives, and what decides admission.
 ///
 /// [`MemoryBackend`](crate::MemoryBackend), the default, keeps it in this
@@ -42,7 +45,7 @@ pub trait Backend: Send + Sync + 'static {
     fn state(&self) -> BreakerState;
 
     /// Counts and rates now.
-    fn metrics(&self) -> Metrics;
+    fn metrics(&self) -> BreakerMetrics;
 
     /// Sets the state by hand: `Closed` (a reset: counts cleared, open
     /// duration back to its base), `ForcedOpen`, `Disabled` or
@@ -171,60 +174,6 @@ impl Refusal {
         self.throttled
     }
 }
-
-/// A breaker's counts and rates, from [`BreakerHandle::metrics`](crate::BreakerHandle::metrics).
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[non_exhaustive]
-pub struct Metrics {
-    /// The state now.
-    pub state: BreakerState,
-    /// Calls in the window (success or failure; ignored calls excluded).
-    /// Always 0 for a breaker with no rate configured (consecutive failures
-    /// only): it keeps no window.
-    pub calls: u32,
-    /// Failures in the window.
-    pub failures: u32,
-    /// Slow calls in the window.
-    pub slow_calls: u32,
-    /// `failures / calls`, `None` on an empty window.
-    pub failure_rate: Option<f64>,
-    /// `slow_calls / calls`, `None` on an empty window.
-    pub slow_call_rate: Option<f64>,
-    /// Failures in a row, now.
-    pub consecutive_failures: u32,
-    /// Probes running now (half-open).
-    pub probes_in_flight: u32,
-    /// Calls refused because the breaker was open, forced open, or
-    /// half-open with every probe out, since it was built (throttled calls
-    /// are counted apart, in [`throttled_total`](Self::throttled_total)).
-    pub rejected_total: u64,
-    /// The throttle's multiplier `k`, while throttling is on.
-    pub throttle: Option<f64>,
-    /// The probability that a call asking now is refused by the throttle
-    /// (while Closed): `max(0, (requests − k × accepts) / (requests + 1))`
-    /// over the throttle's window. `None` while throttling is off.
-    pub throttle_probability: Option<f64>,
-    /// Calls refused by the throttle since the breaker was built.
-    pub throttled_total: u64,
-    /// State changes since the breaker was built.
-    pub transitions_total: u64,
-}
-
-/// [`Backend::set_state`] was asked for a state only the breaker enters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ManualStateError(pub BreakerState);
-
-impl std::fmt::Display for ManualStateError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "the breaker enters {} by itself; it cannot be set by hand",
-            self.0
-        )
-    }
-}
-
-impl std::error::Error for ManualStateError {}
 
 #[cfg(all(test, not(loom)))]
 mod tests {

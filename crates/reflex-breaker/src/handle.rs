@@ -3,10 +3,12 @@
 use std::fmt;
 use std::sync::Arc;
 
-use reflex_core::{BreakerState, Component, ConfigError, ConfigErrorKind};
+use reflex_core::{BreakerState, Component, ConfigError, ConfigErrorKind, LayerHandle};
 
-use crate::backend::{Backend, ManualStateError, Metrics};
+use crate::backend::Backend;
 use crate::config::LAYER;
+use crate::error::ManualStateError;
+use crate::metrics::BreakerMetrics;
 
 /// Reads a breaker's state and counts, sets its state by hand, trips it and
 /// throttles it.
@@ -55,7 +57,7 @@ impl BreakerHandle {
     /// Counts and rates now: calls, failures and slow calls in the window,
     /// their rates, failures in a row, probes out, refusals and transitions
     /// since the breaker was built.
-    pub fn metrics(&self) -> Metrics {
+    pub fn metrics(&self) -> BreakerMetrics {
         self.backend.metrics()
     }
 
@@ -142,7 +144,7 @@ impl BreakerHandle {
     /// rules. Open, HalfOpen and the manual states do not throttle (they
     /// refuse, probe, or are set by hand); the setting stays through them
     /// and applies again once the breaker is Closed.
-    /// [`Metrics::throttled_total`] counts the throttled calls.
+    /// [`BreakerMetrics::throttled_total`] counts the throttled calls.
     ///
     /// # Errors
     ///
@@ -201,6 +203,19 @@ impl fmt::Debug for BreakerHandle {
             .field("component", &self.component)
             .field("state", &self.state())
             .finish()
+    }
+}
+
+/// The same numbers as the inherent [`metrics`](BreakerHandle::metrics).
+impl LayerHandle for BreakerHandle {
+    type Metrics = BreakerMetrics;
+
+    fn component(&self) -> &Component {
+        Self::component(self)
+    }
+
+    fn metrics(&self) -> BreakerMetrics {
+        Self::metrics(self)
     }
 }
 

@@ -10,15 +10,19 @@
 //! number of probe calls go through; enough successes **close** it, a
 //! failure re-opens it (for longer, with a backoff).
 //!
-//! # Trip conditions
+//! # Trip rules
 //!
-//! Each optional, any one trips:
+//! Any one of the rules chosen trips the breaker:
 //! - `n` failures in a row ([`consecutive_failures`](CircuitBreakBuilder::consecutive_failures));
 //! - a failure rate over a sliding window, count-based (the last `n` calls,
 //!   exactly) or time-based (the last `t`, bucketed), once a minimum number
 //!   of calls is in it ([`failure_rate`](CircuitBreakBuilder::failure_rate));
 //! - a slow-call rate, a call at least a set duration long being slow,
 //!   successful or not ([`slow_calls`](CircuitBreakBuilder::slow_calls)).
+//!
+//! With no rule chosen, a failure rate of 50% over the last 100 calls
+//! trips it. Choosing a rule replaces that default, and rules chosen
+//! together all apply (see [Trip rules](CircuitBreakBuilder#trip-rules)).
 //!
 //! What counts as a failure is the [`Classify`](reflex_core::Classify) the
 //! builder was given; [`Ignored`](reflex_core::Outcome::Ignored) outcomes and
@@ -145,25 +149,38 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod admit;
 mod backend;
+mod build;
+mod builder;
 mod config;
+pub mod error;
 pub mod future;
+mod guard;
 mod handle;
 mod keyed;
 mod layer;
 mod loom;
 mod memory;
+mod metrics;
 mod service;
+mod shared;
 mod throttle;
+mod validate;
 mod window;
 
 #[cfg(all(test, loom))]
 mod tests;
 
-pub use backend::{Backend, ManualStateError, Metrics, Refusal, Ticket};
+pub use backend::{Backend, Refusal, Ticket};
+pub use builder::{CircuitBreakBuilder, Unkeyed};
 pub use config::{BreakerConfig, MAX_PROBES, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, Window};
+pub use error::ManualStateError;
 pub use handle::BreakerHandle;
-pub use keyed::{KeyedBreakerHandle, KeyedCircuitBreak, KeyedCircuitBreakLayer};
-pub use layer::{CircuitBreakBuilder, CircuitBreakLayer};
+pub use keyed::{
+    KeyedBreakerHandle, KeyedBreakerMetrics, KeyedCircuitBreak, KeyedCircuitBreakLayer,
+};
+pub use layer::CircuitBreakLayer;
 pub use memory::MemoryBackend;
+pub use metrics::BreakerMetrics;
 pub use service::CircuitBreak;

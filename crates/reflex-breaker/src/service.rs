@@ -4,52 +4,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use reflex_core::{BoxError, Classify, Component, DefaultClassifier, RejectKind, Rejected};
-use tokio::time::Instant;
+use reflex_core::{BoxError, Classify, DefaultClassifier};
 use tower_service::Service;
 
+use crate::admit::admit;
 use crate::backend::Backend;
-use crate::future::{Guard, ResponseFuture};
+use crate::future::ResponseFuture;
 use crate::memory::MemoryBackend;
-
-/// What a layer, its services and their futures share.
-///
-/// Aligned to a cache line so that it does not share one with the `Arc`'s
-/// reference counts: every call increments and decrements those, and on
-/// another core that would evict the fields every call reads.
-#[repr(align(64))]
-pub(crate) struct Shared<C, B> {
-    pub(crate) backend: Arc<B>,
-    pub(crate) classifier: C,
-    pub(crate) component: Component,
-    /// Latencies are measured from here, in nanoseconds.
-    pub(crate) base: Instant,
-    /// Failures that are echoes of a failure below count as failures.
-    pub(crate) count_echoes: bool,
-}
-
-impl<C, B> Shared<C, B> {
-    pub(crate) fn new(
-        backend: Arc<B>,
-        classifier: C,
-        component: Component,
-        count_echoes: bool,
-    ) -> Self {
-        Self {
-            backend,
-            classifier,
-            component,
-            base: Instant::now(),
-            count_echoes,
-        }
-    }
-
-    /// Nanoseconds since `base`, now (saturating far below the reserved
-    /// values a guard uses).
-    pub(crate) fn since_base(&self) -> u64 {
-        u64::try_from(self.base.elapsed().as_nanos()).unwrap_or(u64::MAX >> 1)
-    }
-}
+use crate::shared::Shared;
 
 /// Refuses calls while its breaker is open, and counts the outcome of the
 /// calls it lets through. Built by [`CircuitBreakLayer`](crate::CircuitBreakLayer).
@@ -86,20 +48,7 @@ impl<S, C, B> CircuitBreak<S, C, B> {
         Self { inner, shared }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    reflex_core::inner_accessors!(inner: S);
 }
 
 impl CircuitBreak<()> {
@@ -142,35 +91,6 @@ where
     fn call(&mut self, request: Request) -> Self::Future {
         let inner = &mut self.inner;
         admit(&self.shared, || inner.call(request))
-    }
-}
-
-/// Admits a call through `shared`'s breaker and makes its future: the
-/// inner call's, holding a guard, or a refusal ready at once.
-#[inline]
-pub(crate) fn admit<F, C, B: Backend>(
-    shared: &Arc<Shared<C, B>>,
-    call: impl FnOnce() -> F,
-) -> ResponseFuture<F, C, B> {
-    match shared.backend.admit() {
-        Ok(ticket) => {
-            // The guard exists before the inner call: a panic in `call`
-            // drops it, which gives back a probe slot.
-            let guard = Guard::new(Arc::clone(shared), ticket);
-            ResponseFuture::admitted(call(), guard)
-        }
-        Err(refusal) => {
-            let kind = if refusal.is_throttled() {
-                RejectKind::Throttled
-            } else {
-                RejectKind::CircuitOpen
-            };
-            let rejected = Rejected::new(kind, shared.component.clone());
-            ResponseFuture::refused(match refusal.retry_after() {
-                Some(after) => rejected.with_retry_after(after),
-                None => rejected,
-            })
-        }
     }
 }
 

@@ -27,13 +27,15 @@
 //! settles at `1 − k × a` in both cases.
 //!
 //! Only calls made while throttling is on are counted: a breaker never
-//! throttled pays one relaxed load a call for it.
+//! throttled pays one relaxed load a call for it, and allocates no window
+//! (the window is made the first time throttling is turned on).
 
 use std::cell::Cell;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::loom::{AtomicU64, Ordering};
-use crate::window::{Sample, TimeWindow, Totals};
+use crate::window::{Sample, TimeWindow, Totals, bucket_nanos};
 
 /// How far back requests and accepts are counted: long enough to hold a
 /// few hundred calls of a busy dependency, short enough that the rule
@@ -55,9 +57,19 @@ const OFF: u64 = 0;
 pub(crate) struct Throttle {
     k: AtomicU64,
     /// `requests` are the window's admitted calls, `requests − accepts`
-    /// its "failures".
-    window: TimeWindow,
+    /// its "failures". Made when throttling is first turned on, before `k`
+    /// is stored: a breaker never throttled has none.
+    window: OnceLock<TimeWindow>,
     throttled_total: AtomicU64,
+}
+
+/// A throttle that is on: its `k` and window, read once for the call that
+/// asks.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct On<'a> {
+    k: f64,
+    window: &'a TimeWindow,
+    throttled_total: &'a AtomicU64,
 }
 
 // === impl Throttle ===
@@ -66,21 +78,25 @@ impl Throttle {
     pub(crate) fn new() -> Self {
         Self {
             k: AtomicU64::new(OFF),
-            window: TimeWindow::new(crate::window::bucket_nanos(WINDOW, BUCKETS), BUCKETS),
+            window: OnceLock::new(),
             throttled_total: AtomicU64::new(0),
         }
     }
 
-    /// `true` while a `k` is set. One relaxed load.
+    /// The throttle, if it is on. One relaxed load of `k` when it is off.
     #[inline]
-    pub(crate) fn is_on(&self) -> bool {
-        self.k.load(Ordering::Relaxed) != OFF
-    }
-
-    /// The `k` in force, if any.
-    pub(crate) fn k(&self) -> Option<f64> {
+    pub(crate) fn on(&self) -> Option<On<'_>> {
         let bits = self.k.load(Ordering::Relaxed);
-        (bits != OFF).then(|| f64::from_bits(bits))
+        if bits == OFF {
+            return None;
+        }
+        Some(On {
+            k: f64::from_bits(bits),
+            // Made before `k` was stored; a reader that sees `k` before
+            // the window is published takes the throttle for off.
+            window: self.window.get()?,
+            throttled_total: &self.throttled_total,
+        })
     }
 
     /// Sets `k` (finite, at least 1: the handle checked) or turns the
@@ -89,22 +105,37 @@ impl Throttle {
     pub(crate) fn set(&self, k: Option<f64>) -> Option<f64> {
         debug_assert!(k.is_none_or(|k| k.is_finite() && k >= 1.0));
         let bits = k.map_or(OFF, f64::to_bits);
+        let window = (bits != OFF).then(|| {
+            self.window
+                .get_or_init(|| TimeWindow::new(bucket_nanos(WINDOW, BUCKETS), BUCKETS))
+        });
         let before = self.k.swap(bits, Ordering::AcqRel);
-        if before == OFF && bits != OFF {
-            self.window.clear();
+        if let (OFF, Some(window)) = (before, window) {
+            window.clear();
         }
         (before != OFF).then(|| f64::from_bits(before))
     }
 
+    /// Calls refused since the breaker was built.
+    pub(crate) fn throttled_total(&self) -> u64 {
+        self.throttled_total.load(Ordering::Relaxed)
+    }
+}
+
+// === impl On ===
+
+impl On<'_> {
+    /// The `k` in force.
+    pub(crate) fn k(self) -> f64 {
+        self.k
+    }
+
     /// Decides whether the call asking at `now` (nanoseconds on the
     /// breaker's clock) is refused (not counted in the window: see the
-    /// module docs). Call only while [`is_on`](Self::is_on).
+    /// module docs).
     #[cold]
-    pub(crate) fn refuses(&self, now: u64) -> bool {
-        let Some(k) = self.k() else {
-            return false;
-        };
-        let p = probability(self.window.totals(now), k);
+    pub(crate) fn refuses(self, now: u64) -> bool {
+        let p = probability(self.window.totals(now), self.k);
         if p > 0.0 && unit() < p {
             self.throttled_total.fetch_add(1, Ordering::Relaxed);
             return true;
@@ -115,18 +146,13 @@ impl Throttle {
     /// An admitted call ended at `now`: `accepted` (a success) or not (a
     /// failure). Ignored and dropped calls are not recorded.
     #[cold]
-    pub(crate) fn record(&self, accepted: bool, now: u64) {
+    pub(crate) fn record(self, accepted: bool, now: u64) {
         self.window.record(Sample::new(!accepted, false), now);
     }
 
-    /// The probability a call asking at `now` is refused; `None` when off.
-    pub(crate) fn probability_at(&self, now: u64) -> Option<f64> {
-        self.k().map(|k| probability(self.window.totals(now), k))
-    }
-
-    /// Calls refused since the breaker was built.
-    pub(crate) fn throttled_total(&self) -> u64 {
-        self.throttled_total.load(Ordering::Relaxed)
+    /// The probability a call asking at `now` is refused.
+    pub(crate) fn probability_at(self, now: u64) -> f64 {
+        probability(self.window.totals(now), self.k)
     }
 }
 
@@ -213,20 +239,34 @@ mod tests {
         assert!((0..10_000).map(|_| unit()).all(|u| (0.0..1.0).contains(&u)));
     }
 
+    fn probability_at(throttle: &Throttle, now: u64) -> Option<f64> {
+        throttle.on().map(|on| on.probability_at(now))
+    }
+
     #[test]
     fn turning_the_throttle_on_starts_from_an_empty_window() {
         let throttle = Throttle::new();
         assert_eq!(throttle.set(Some(2.0)), None);
         for _ in 0..10 {
-            throttle.record(false, 0);
+            throttle.on().unwrap().record(false, 0);
         }
-        assert!(throttle.probability_at(0).unwrap() > 0.9);
+        assert!(probability_at(&throttle, 0).unwrap() > 0.9);
         assert_eq!(throttle.set(None), Some(2.0));
-        assert_eq!(throttle.probability_at(0), None);
-        assert!(!throttle.refuses(0), "off");
+        assert_eq!(probability_at(&throttle, 0), None);
+        assert!(throttle.on().is_none(), "off");
         throttle.set(Some(3.0));
-        assert_eq!(throttle.probability_at(0), Some(0.0));
-        assert_eq!(throttle.k(), Some(3.0));
+        assert_eq!(probability_at(&throttle, 0), Some(0.0));
+        assert_eq!(throttle.on().map(On::k), Some(3.0));
+    }
+
+    #[test]
+    fn a_throttle_never_turned_on_has_no_window() {
+        let throttle = Throttle::new();
+        assert!(throttle.window.get().is_none());
+        assert_eq!(throttle.set(None), None);
+        assert!(throttle.window.get().is_none(), "turning it off makes none");
+        throttle.set(Some(2.0));
+        assert!(throttle.window.get().is_some());
     }
 
     #[test]
@@ -234,9 +274,9 @@ mod tests {
         let throttle = Throttle::new();
         throttle.set(Some(2.0));
         for _ in 0..10 {
-            throttle.record(false, 0);
+            throttle.on().unwrap().record(false, 0);
         }
         let later = u64::try_from(WINDOW.as_nanos()).unwrap();
-        assert_eq!(throttle.probability_at(later), Some(0.0));
+        assert_eq!(probability_at(&throttle, later), Some(0.0));
     }
 }

@@ -36,7 +36,9 @@ fn a_closed_breaker_admits_and_records_without_allocating() {
 fn a_keyed_breaker_admits_and_records_a_kept_key_without_allocating() {
     // Four keys, all kept after the first calls: no breaker is built again.
     let keyed = CircuitBreakLayer::builder()
-        .build_keyed(|n: &u64| Some(n % 4), 16)
+        .key(|n: &u64| Some(n % 4))
+        .max_keys(16)
+        .build()
         .unwrap();
     let mut svc = keyed.layer(Echo);
     for n in 0..4 {

@@ -11,8 +11,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use reflex_breaker::future::ResponseFuture;
 use reflex_breaker::{
-    BreakerHandle, CircuitBreak, CircuitBreakBuilder, CircuitBreakLayer, MAX_WINDOW_BUCKETS,
-    MAX_WINDOW_CALLS, ManualStateError, MemoryBackend, Metrics,
+    BreakerHandle, BreakerMetrics, CircuitBreak, CircuitBreakBuilder, CircuitBreakLayer,
+    MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, ManualStateError, MemoryBackend,
 };
 use reflex_core::signal::Recorder;
 use reflex_core::{
@@ -53,7 +53,7 @@ fn builder() -> CircuitBreakBuilder {
 
 /// Trips on `n` failures in a row, and on nothing else.
 fn consecutive(n: u32) -> CircuitBreakBuilder {
-    builder().no_failure_rate().consecutive_failures(n)
+    builder().consecutive_failures(n)
 }
 
 /// Trips when half of the last 10 calls failed, once 4 are in the window.
@@ -201,7 +201,7 @@ impl<C: Classify<u32, BoxError>> Harness<C> {
         self.breaker.state()
     }
 
-    fn metrics(&self) -> Metrics {
+    fn metrics(&self) -> BreakerMetrics {
         self.breaker.metrics()
     }
 }
@@ -404,7 +404,6 @@ async fn slow_successes_trip_the_slow_call_rate() {
     let recorder = Arc::new(Recorder::default());
     let mut h = Harness::new(
         builder()
-            .no_failure_rate()
             .slow_calls(0.5, ms(100))
             .count_window(4)
             .minimum_calls(4)
@@ -966,7 +965,7 @@ async fn clones_of_a_layer_share_one_breaker() {
 
 #[test]
 fn every_invalid_setting_is_a_config_error_naming_it() {
-    use ConfigErrorKind::{Missing, OutOfRange, Zero};
+    use ConfigErrorKind::{OutOfRange, Zero};
     let b = builder;
     let cases: Vec<(
         &str,
@@ -1100,12 +1099,6 @@ fn every_invalid_setting_is_a_config_error_naming_it() {
             "open_backoff",
             OutOfRange,
         ),
-        (
-            "no trip condition",
-            b().no_failure_rate().build(),
-            "failure_rate",
-            Missing,
-        ),
     ];
     for (case, result, setting, kind) in cases {
         let err = result.expect_err(case);
@@ -1123,11 +1116,7 @@ fn slow_call_settings_outside_their_range_are_config_errors() {
         (f64::NAN, ms(100), ConfigErrorKind::OutOfRange),
         (0.5, Duration::ZERO, ConfigErrorKind::Zero),
     ] {
-        let err = builder()
-            .no_failure_rate()
-            .slow_calls(rate, duration)
-            .build()
-            .unwrap_err();
+        let err = builder().slow_calls(rate, duration).build().unwrap_err();
         assert_eq!(err.kind(), kind, "slow_calls({rate}, {duration:?})");
         assert_eq!(err.layer(), "breaker");
     }
@@ -1137,11 +1126,7 @@ fn slow_call_settings_outside_their_range_are_config_errors() {
 fn slow_call_config_errors_name_the_builder_method() {
     // `ConfigError::setting` is "named as its builder method".
     for (rate, duration) in [(1.5, ms(100)), (0.5, Duration::ZERO)] {
-        let err = builder()
-            .no_failure_rate()
-            .slow_calls(rate, duration)
-            .build()
-            .unwrap_err();
+        let err = builder().slow_calls(rate, duration).build().unwrap_err();
         assert_eq!(err.setting(), "slow_calls");
     }
 }
@@ -1151,10 +1136,7 @@ fn the_edges_of_every_range_are_valid() {
     let valid = [
         builder().failure_rate(1.0).build(),
         builder().failure_rate(f64::MIN_POSITIVE).build(),
-        builder()
-            .no_failure_rate()
-            .slow_calls(1.0, Duration::from_nanos(1))
-            .build(),
+        builder().slow_calls(1.0, Duration::from_nanos(1)).build(),
         builder().count_window(10).minimum_calls(10).build(),
         builder().count_window(MAX_WINDOW_CALLS).build(),
         builder().count_window(1).minimum_calls(1).build(),
@@ -1165,7 +1147,7 @@ fn the_edges_of_every_range_are_valid() {
             .minimum_calls(1000)
             .build(),
         builder().open_backoff(1.0, OPEN_FOR).build(),
-        builder().no_failure_rate().consecutive_failures(1).build(),
+        builder().consecutive_failures(1).build(),
     ];
     for (i, result) in valid.into_iter().enumerate() {
         if let Err(err) = result {
@@ -1211,7 +1193,7 @@ proptest! {
         let valid = rate > 0.0 && rate <= 1.0;
         prop_assert_eq!(builder().failure_rate(rate).build().is_ok(), valid);
         prop_assert_eq!(
-            builder().no_failure_rate().slow_calls(rate, ms(100)).build().is_ok(),
+            builder().slow_calls(rate, ms(100)).build().is_ok(),
             valid
         );
     }

@@ -41,7 +41,6 @@ async fn auth(how: Auth) -> Result<u32, BoxError> {
 fn builder() -> CircuitBreakBuilder {
     CircuitBreakLayer::builder()
         .component("auth")
-        .no_failure_rate()
         .consecutive_failures(3)
         .open_duration(Duration::from_secs(10))
 }
@@ -197,7 +196,9 @@ async fn a_call_that_ends_in_another_request_than_it_started_in_makes_no_echo() 
 #[tokio::test(start_paused = true)]
 async fn the_keyed_breaker_ignores_echoes_too() {
     let layer = builder()
-        .build_keyed(|_: &Auth| Some("auth-1"), 8)
+        .key(|_: &Auth| Some("auth-1"))
+        .max_keys(8)
+        .build()
         .expect("valid");
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(auth));
@@ -223,7 +224,9 @@ async fn the_keyed_breaker_ignores_echoes_too() {
 async fn the_keyed_breaker_counts_echoes_when_asked() {
     let layer = builder()
         .count_echoes()
-        .build_keyed(|_: &Auth| Some("auth-1"), 8)
+        .key(|_: &Auth| Some("auth-1"))
+        .max_keys(8)
+        .build()
         .expect("valid");
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(auth));

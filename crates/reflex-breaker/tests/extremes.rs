@@ -96,7 +96,6 @@ async fn a_time_window_of_many_days_forgets_a_call_only_once_its_days_are_over()
 async fn an_open_duration_of_duration_max_refuses_with_a_saturated_retry_after() {
     let layer = CircuitBreakLayer::builder()
         .component("db")
-        .no_failure_rate()
         .consecutive_failures(1)
         .open_duration(Duration::MAX)
         .open_backoff(2.0, Duration::MAX)
@@ -130,7 +129,6 @@ async fn an_open_duration_of_u64_max_nanoseconds_still_tells_the_caller_when_to_
     // 2⁶³ s is past u64::MAX ns: the open deadline saturates there, and the
     // time left must not read as "unknown".
     let layer = CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(1)
         .open_duration(Duration::from_secs(1 << 63))
         .open_backoff(f64::MAX, Duration::MAX)
@@ -227,18 +225,11 @@ fn extreme_time_window() -> impl Strategy<Value = (Duration, u32)> {
     ]
 }
 
-/// `failure_rate(rate)` or `no_failure_rate()`.
-#[derive(Debug, Clone, Copy)]
-enum FailureRate {
-    Rate(f64),
-    Off,
-}
-
 /// Each setter called or not, with an extreme value.
 #[derive(Debug, Clone)]
 struct Settings {
     consecutive_failures: Option<u32>,
-    failure_rate: Option<FailureRate>,
+    failure_rate: Option<f64>,
     slow_calls: Option<(f64, Duration)>,
     count_window: Option<u32>,
     time_window: Option<(Duration, u32)>,
@@ -261,10 +252,7 @@ fn settings() -> impl Strategy<Value = Settings> {
     (
         (
             maybe(extreme_count()),
-            maybe(prop_oneof![
-                4 => extreme_rate().prop_map(FailureRate::Rate),
-                1 => Just(FailureRate::Off),
-            ]),
+            maybe(extreme_rate()),
             maybe((extreme_rate(), extreme_duration())),
             // Count windows up to the largest allowed are valid and take a
             // byte a call: the large valid ones are left to other tests.
@@ -324,10 +312,8 @@ impl Settings {
         if let Some(n) = self.consecutive_failures {
             b = b.consecutive_failures(n);
         }
-        match self.failure_rate {
-            Some(FailureRate::Rate(rate)) => b = b.failure_rate(rate),
-            Some(FailureRate::Off) => b = b.no_failure_rate(),
-            None => {}
+        if let Some(rate) = self.failure_rate {
+            b = b.failure_rate(rate);
         }
         if let Some((rate, duration)) = self.slow_calls {
             b = b.slow_calls(rate, duration);
@@ -507,7 +493,7 @@ proptest! {
     ) {
         let Ok(layer) = settings
             .builder()
-            .build_keyed(|(key, _, _): &Request| *key, max_keys)
+            .key(|(key, _, _): &Request| *key).max_keys(max_keys).build()
         else {
             return Ok(());
         };

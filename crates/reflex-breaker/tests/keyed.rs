@@ -1,4 +1,4 @@
-//! Per-key breakers: `CircuitBreakBuilder::build_keyed`.
+//! Per-key breakers: `CircuitBreakBuilder::key`, then `build()`.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -26,9 +26,10 @@ async fn fails_or_echoes((key, fail): (&'static str, bool)) -> Result<&'static s
 async fn each_key_has_its_own_breaker() {
     let layer = CircuitBreakLayer::builder()
         .component("api")
-        .no_failure_rate()
         .consecutive_failures(2)
-        .build_keyed(key_of, 2)
+        .key(key_of)
+        .max_keys(2)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(fails_or_echoes));
@@ -70,9 +71,10 @@ async fn each_key_has_its_own_breaker() {
 #[tokio::test]
 async fn requests_without_a_key_share_the_default_breaker() {
     let layer = CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(1)
-        .build_keyed(key_of, 16)
+        .key(key_of)
+        .max_keys(16)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(fails_or_echoes));
@@ -89,7 +91,9 @@ async fn requests_without_a_key_share_the_default_breaker() {
 async fn a_hundred_thousand_keys_seen_one_after_another_keep_at_most_max_keys_breakers() {
     let layer = CircuitBreakLayer::builder()
         .consecutive_failures(3)
-        .build_keyed(|n: &u32| Some(*n), 64)
+        .key(|n: &u32| Some(*n))
+        .max_keys(64)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }));
@@ -106,9 +110,10 @@ async fn a_hundred_thousand_keys_seen_one_after_another_keep_at_most_max_keys_br
 #[tokio::test]
 async fn an_open_breaker_is_never_evicted_and_new_keys_fall_back_to_the_default() {
     let layer = CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(1)
-        .build_keyed(key_of, 1)
+        .key(key_of)
+        .max_keys(1)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(fails_or_echoes));
@@ -154,7 +159,9 @@ async fn an_open_breaker_is_never_evicted_and_new_keys_fall_back_to_the_default(
 #[tokio::test]
 async fn a_breaker_with_a_call_in_flight_is_not_evicted() {
     let layer = CircuitBreakLayer::builder()
-        .build_keyed(|key: &&'static str| Some(*key), 1)
+        .key(|key: &&'static str| Some(*key))
+        .max_keys(1)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let (mut svc, mut inner) = tower_test::mock::spawn_layer::<&'static str, (), _>(layer);
@@ -175,7 +182,9 @@ async fn a_breaker_with_a_call_in_flight_is_not_evicted() {
 #[test]
 fn zero_max_keys_is_a_config_error() {
     let err = CircuitBreakLayer::builder()
-        .build_keyed(|n: &u32| Some(*n), 0)
+        .key(|n: &u32| Some(*n))
+        .max_keys(0)
+        .build()
         .unwrap_err();
     assert_eq!(err.kind(), ConfigErrorKind::Zero);
     assert_eq!(err.setting(), "max_keys");
@@ -184,10 +193,11 @@ fn zero_max_keys_is_a_config_error() {
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_nobody_came_back_to_probe_is_evicted_after_its_open_duration() {
     let layer = CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(1)
         .open_duration(std::time::Duration::from_secs(10))
-        .build_keyed(key_of, 1)
+        .key(key_of)
+        .max_keys(1)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(fails_or_echoes));
@@ -209,7 +219,11 @@ async fn an_open_breaker_nobody_came_back_to_probe_is_evicted_after_its_open_dur
 
 #[tokio::test]
 async fn a_breaker_set_by_hand_is_never_evicted() {
-    let layer = CircuitBreakLayer::builder().build_keyed(key_of, 1).unwrap();
+    let layer = CircuitBreakLayer::builder()
+        .key(key_of)
+        .max_keys(1)
+        .build()
+        .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(fails_or_echoes));
     assert_eq!(
@@ -232,6 +246,56 @@ async fn a_breaker_set_by_hand_is_never_evicted() {
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_full_layer_with_every_breaker_busy_sends_new_keys_to_the_default_breaker() {
+    let layer = CircuitBreakLayer::builder()
+        .key(|n: &u32| Some(*n))
+        .max_keys(2)
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    // Keys 0 and 1 never answer: their breakers stay busy.
+    let mut svc = layer.layer(service_fn(|n: u32| async move {
+        if n < 2 {
+            std::future::pending::<()>().await;
+        }
+        Ok::<_, BoxError>(n)
+    }));
+    let held: Vec<_> = (0..2).map(|n| svc.call(n)).collect();
+    for n in 2..102 {
+        assert_eq!(svc.ready().await.unwrap().call(n).await.unwrap(), n);
+    }
+    let metrics = handle.metrics();
+    assert_eq!((metrics.keys, metrics.max_keys), (2, 2));
+    assert_eq!(metrics.evictions_total, 0);
+    assert_eq!(metrics.overflowed_total, 100);
+    assert_eq!(
+        metrics.default_breaker.calls, 100,
+        "the default breaker counted them"
+    );
+    let mut keys = handle.keys();
+    keys.sort_unstable();
+    assert_eq!(keys, vec![0, 1]);
+
+    // The calls end: their breakers are idle, and a new key takes a place
+    // (at once, or within the 10 ms a fruitless search is not repeated).
+    drop(held);
+    tokio::time::advance(std::time::Duration::from_millis(10)).await;
+    assert_eq!(svc.ready().await.unwrap().call(500).await.unwrap(), 500);
+    assert!(handle.get(&500).is_some());
+    assert_eq!(handle.metrics().evictions_total, 1);
+    assert_eq!(handle.metrics().overflowed_total, 100);
+}
+
+#[test]
+fn a_keyed_layer_keeps_1024_keys_unless_told_otherwise() {
+    let layer = CircuitBreakLayer::builder()
+        .key(|n: &u32| Some(*n))
+        .build()
+        .unwrap();
+    assert_eq!(layer.handle().metrics().max_keys, 1024);
+}
+
 // === the bound is the layer's, not a shard's ===
 
 /// Requests are `(key, fail)` with numbered keys.
@@ -246,9 +310,10 @@ fn numbered_key(request: &(u32, bool)) -> Option<u32> {
 #[tokio::test]
 async fn every_key_up_to_max_keys_gets_a_breaker_of_its_own() {
     let layer = CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(1)
-        .build_keyed(numbered_key, 16)
+        .key(numbered_key)
+        .max_keys(16)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(numbered));
@@ -285,7 +350,9 @@ async fn every_key_up_to_max_keys_gets_a_breaker_of_its_own() {
 async fn the_key_past_max_keys_evicts_exactly_one_idle_breaker() {
     let layer = CircuitBreakLayer::builder()
         .consecutive_failures(1)
-        .build_keyed(numbered_key, 16)
+        .key(numbered_key)
+        .max_keys(16)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(numbered));
@@ -305,9 +372,10 @@ async fn the_key_past_max_keys_evicts_exactly_one_idle_breaker() {
 #[tokio::test]
 async fn a_new_key_evicts_the_one_idle_breaker_wherever_it_is_kept() {
     let layer = CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(1)
-        .build_keyed(numbered_key, 16)
+        .key(numbered_key)
+        .max_keys(16)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(numbered));
@@ -350,9 +418,8 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
             let layer = CircuitBreakLayer::builder()
-                .no_failure_rate()
                 .consecutive_failures(1)
-                .build_keyed(numbered_key, max_keys)
+                .key(numbered_key).max_keys(max_keys).build()
                 .unwrap();
             let handle = layer.handle();
             let mut svc = layer.layer(service_fn(numbered));
@@ -394,9 +461,10 @@ async fn three_hundred_keys_tripping_report_keyed_transitions_under_the_one_comp
     let layer = CircuitBreakLayer::builder()
         .component("api")
         .sink(recorder.clone())
-        .no_failure_rate()
         .consecutive_failures(1)
-        .build_keyed(|(key, _): &(Option<u32>, bool)| *key, 512)
+        .key(|(key, _): &(Option<u32>, bool)| *key)
+        .max_keys(512)
+        .build()
         .unwrap();
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(|(key, fail): (Option<u32>, bool)| async move {

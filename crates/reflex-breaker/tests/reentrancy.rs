@@ -32,7 +32,6 @@ impl SignalSink for ForceOpenOnTrip {
 async fn a_sink_that_steers_the_breaker_on_a_transition_does_not_deadlock() {
     let sink = ForceOpenOnTrip::default();
     let layer = CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(1)
         .sink(sink.clone())
         .build()

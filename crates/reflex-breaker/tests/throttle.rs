@@ -18,7 +18,6 @@ use tower::{Layer, Service, ServiceExt, service_fn};
 fn never_trips() -> CircuitBreakBuilder {
     CircuitBreakLayer::builder()
         .component("db")
-        .no_failure_rate()
         .consecutive_failures(u32::MAX)
 }
 

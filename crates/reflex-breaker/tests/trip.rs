@@ -26,7 +26,6 @@ const OPEN_FOR: Duration = Duration::from_secs(10);
 fn builder() -> CircuitBreakBuilder {
     CircuitBreakLayer::builder()
         .component("db")
-        .no_failure_rate()
         .consecutive_failures(5)
         .open_duration(OPEN_FOR)
 }
@@ -211,7 +210,9 @@ async fn trip_opens_one_keyed_breaker_only_and_reports_it_as_keyed() {
     let recorder = Arc::new(Recorder::default());
     let layer = builder()
         .sink(Arc::clone(&recorder))
-        .build_keyed(|host: &&'static str| Some(*host), 16)
+        .key(|host: &&'static str| Some(*host))
+        .max_keys(16)
+        .build()
         .expect("valid");
     let handle = layer.handle();
     let mut svc = layer.layer(tower::service_fn(|host: &'static str| async move {
