@@ -15,7 +15,7 @@ use tower::Layer;
 const TASKS: u64 = 64;
 
 fn observed(witness: &Witness) -> reflex_witness::ObserveWitness<Echo> {
-    witness.layer("db").expect("room").layer(Echo)
+    witness.layer("db").build().expect("room").layer(Echo)
 }
 
 fn single_threaded(c: &mut Criterion) {
@@ -50,7 +50,7 @@ fn contended_64_tasks(c: &mut Criterion) {
 fn cycle_100_components(c: &mut Criterion) {
     let witness = Witness::builder().build().expect("valid");
     let mut services: Vec<_> = (0..100)
-        .map(|i| witness.layer(format!("c{i}")).expect("room").layer(Echo))
+        .map(|i| witness.layer(format!("c{i}")).build().expect("room").layer(Echo))
         .collect();
     let mut group = c.benchmark_group("witness/cycle");
     group.measurement_time(Duration::from_secs(5));

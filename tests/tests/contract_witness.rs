@@ -15,6 +15,7 @@ impl Subject for Observe {
             .build()
             .expect("valid config")
             .layer("contract")
+            .build()
             .expect("room for one component")
     }
 
@@ -26,25 +27,25 @@ impl Subject for Observe {
 
     fn invalid_configs() -> Vec<Result<Self::Layer, ConfigError>> {
         let full = Witness::builder().max_components(1).build().expect("valid");
-        let _first = full.layer("first").expect("room");
+        let _first = full.layer("first").build().expect("room");
         vec![
             Witness::builder()
                 .interval(std::time::Duration::ZERO)
                 .build()
-                .and_then(|w| w.layer("x")),
+                .and_then(|w| w.layer("x").build()),
             Witness::builder()
                 .interval(std::time::Duration::from_nanos(1))
                 .build()
-                .and_then(|w| w.layer("x")),
+                .and_then(|w| w.layer("x").build()),
             Witness::builder()
                 .history_limit(0)
                 .build()
-                .and_then(|w| w.layer("x")),
+                .and_then(|w| w.layer("x").build()),
             Witness::builder()
                 .history_limit(usize::MAX)
                 .build()
-                .and_then(|w| w.layer("x")),
-            full.layer("second"),
+                .and_then(|w| w.layer("x").build()),
+            full.layer("second").build(),
         ]
     }
 }

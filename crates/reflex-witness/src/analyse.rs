@@ -1,59 +1,96 @@
-//! The cycle's judgement: own errors and self time against baselines
+//! The cycle's analysis: own errors and self time against baselines
 //! (episodes and their reports), call patterns, detectors of your own, and
 //! the reflexes over all of it.
 
-use std::sync::PoisonError;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::detect::{ChainLink, DetectionKind, LinkKind, Observation, Report, Root};
+use crate::chain::link;
+use crate::controls::Controls;
+use crate::detector::{Detector, Observation};
 use crate::episode::Episode;
-use crate::events::Event;
-use crate::reflex::{Action, Situation};
-use crate::registry::{FAILED, FAILED_BELOW, REJECT_KINDS};
-use crate::runtime::Inner;
+use crate::events::{Event, Events, Ring};
+use crate::judge::Judge;
+use crate::patterns::Learner;
+use crate::reflex::{Action, Reflex, Situation};
+use crate::report::{ChainLink, DetectionKind, Report, Root};
 use crate::snapshot::Snapshot;
 
-/// A recorded event as a link of a causal chain.
-pub(crate) fn link(event: &Event, names: &[&str]) -> ChainLink {
-    ChainLink {
-        at_ms: event.at_ms,
-        component: names.get(event.component).copied().unwrap_or("").to_owned(),
-        what: match event.kind {
-            FAILED => LinkKind::Failed,
-            FAILED_BELOW => LinkKind::FailedBelow,
-            code => LinkKind::Refused(
-                REJECT_KINDS
-                    .get(usize::from(code).saturating_sub(1))
-                    .copied()
-                    .unwrap_or(reflex_core::RejectKind::Shed),
-            ),
-        },
-    }
+/// What a witness runs on each cycle's snapshot, each part behind its own
+/// lock (held only by the cycle, and briefly by the handle's readers).
+pub(crate) struct Analysis {
+    /// The call patterns' learner (off: `None`).
+    learner: Option<Mutex<Learner>>,
+    /// The judgement of own errors and self time (off: `None`).
+    judge: Option<Mutex<Judge>>,
+    detectors: Mutex<Vec<Box<dyn Detector>>>,
+    reflexes: Mutex<Vec<Box<dyn Reflex>>>,
+    /// The most links of a report's causal chain.
+    chain_limit: usize,
 }
 
-impl Inner {
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+// === impl Analysis ===
+
+impl Analysis {
+    pub(crate) fn new(
+        learner: Option<Learner>,
+        judge: Option<Judge>,
+        detectors: Vec<Box<dyn Detector>>,
+        reflexes: Vec<Box<dyn Reflex>>,
+        chain_limit: usize,
+    ) -> Self {
+        Self {
+            learner: learner.map(Mutex::new),
+            judge: judge.map(Mutex::new),
+            detectors: Mutex::new(detectors),
+            reflexes: Mutex::new(reflexes),
+            chain_limit,
+        }
+    }
+
+    /// `true` when the witness learns call patterns: requests then note
+    /// their calls.
+    #[inline]
+    pub(crate) fn learns_patterns(&self) -> bool {
+        self.learner.is_some()
+    }
+
+    /// Call patterns seen often enough to be called learned.
+    pub(crate) fn patterns_learned(&self) -> usize {
+        self.learner.as_ref().map_or(0, |l| lock(l).learned())
+    }
+
+    /// Every open episode and the last closed ones, oldest first.
+    pub(crate) fn episodes(&self) -> Vec<Episode> {
+        self.judge.as_ref().map_or_else(Vec::new, |judge| {
+            lock(judge).episodes.iter().cloned().collect()
+        })
+    }
+
     /// Judges the cycle's `snapshot` (with each component's first failures
-    /// of the cycle), then runs the call patterns and the detectors of
-    /// your own; their reports, and the error of the last detector that
-    /// failed.
+    /// of the cycle, components named by index in `names`), then runs the
+    /// call patterns (over the finished `calls`) and the detectors of your
+    /// own (over the recent `events`); their reports, and the error of the
+    /// last detector that failed.
     pub(crate) fn detect(
         &self,
         snapshot: &Snapshot,
         first_failures: &[Event],
+        names: &[&str],
+        calls: &Ring,
+        events: &Events,
         now_ms: u64,
     ) -> (Vec<Report>, Option<String>) {
-        let names: Vec<&str> = self
-            .registry
-            .cells()
-            .iter()
-            .map(|cell| cell.name.get().map_or("", |c| c.as_str()))
-            .collect();
         let mut reports = Vec::new();
         // The roots of the episodes open after this cycle's judgement: a
         // chain slow because of one of them is that episode, not news.
         let mut explained: Vec<String> = Vec::new();
         if let Some(judge) = &self.judge {
-            let mut judge = judge.lock().unwrap_or_else(PoisonError::into_inner);
-            reports.extend(judge.judge(snapshot, first_failures, &names));
+            let mut judge = lock(judge);
+            reports.extend(judge.judge(snapshot, first_failures, names));
             explained.extend(
                 judge
                     .episodes
@@ -91,16 +128,16 @@ impl Inner {
                         .is_some_and(|n| components.iter().any(|c| c == n))
                 })
                 .take(self.chain_limit)
-                .map(|e| link(e, &names))
+                .map(|e| link(e, names))
                 .collect(),
             summary,
             actions: Vec::new(),
         };
         if let Some(learner) = &self.learner {
-            let mut learner = learner.lock().unwrap_or_else(PoisonError::into_inner);
-            let (words, next) = self.calls.since(learner.cursor);
+            let mut learner = lock(learner);
+            let (words, next) = calls.since(learner.cursor);
             learner.cursor = next;
-            for found in learner.learn(snapshot.cycle, words, &names) {
+            for found in learner.learn(snapshot.cycle, words, names) {
                 let members = match &found.kind {
                     DetectionKind::NewCallPattern { chain }
                     | DetectionKind::SlowCallPattern { chain, .. } => chain.clone(),
@@ -113,18 +150,14 @@ impl Inner {
                 reports.push(plain(found.kind, members, found.summary));
             }
         }
-        let mut detectors = self
-            .detectors
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut detectors = lock(&self.detectors);
         if detectors.is_empty() {
             return (reports, None);
         }
-        let events: Vec<ChainLink> = self
-            .events
+        let events: Vec<ChainLink> = events
             .since(0)
             .iter()
-            .map(|event| link(event, &names))
+            .map(|event| link(event, names))
             .collect();
         let observation = Observation {
             snapshot,
@@ -157,15 +190,14 @@ impl Inner {
         (reports, error)
     }
 
-    /// Runs the reflexes over this cycle; the actions they took (also
-    /// written into the episodes they are about).
-    pub(crate) fn react(&self, snapshot: &Snapshot) -> Vec<Action> {
-        let mut reflexes = self.reflexes.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Runs the reflexes over this cycle, with the layers' `controls`; the
+    /// actions they took (also written into the episodes they are about).
+    pub(crate) fn react(&self, snapshot: &Snapshot, controls: &Controls) -> Vec<Action> {
+        let mut reflexes = lock(&self.reflexes);
         if reflexes.is_empty() {
             return Vec::new();
         }
         let Some(judge) = &self.judge else {
-            let controls = self.controls.lock().unwrap_or_else(PoisonError::into_inner);
             let situation = Situation {
                 snapshot,
                 open: &[],
@@ -174,10 +206,10 @@ impl Inner {
             };
             return reflexes
                 .iter_mut()
-                .flat_map(|reflex| reflex.react(&situation, &controls))
+                .flat_map(|reflex| reflex.react(&situation, controls))
                 .collect();
         };
-        let mut judge = judge.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut judge = lock(judge);
         let (open, closed): (Vec<Episode>, Vec<Episode>) = judge
             .episodes
             .iter()
@@ -185,7 +217,6 @@ impl Inner {
             .cloned()
             .partition(Episode::is_open);
         let actions: Vec<Action> = {
-            let controls = self.controls.lock().unwrap_or_else(PoisonError::into_inner);
             let situation = Situation {
                 snapshot,
                 open: &open,
@@ -194,7 +225,7 @@ impl Inner {
             };
             reflexes
                 .iter_mut()
-                .flat_map(|reflex| reflex.react(&situation, &controls))
+                .flat_map(|reflex| reflex.react(&situation, controls))
                 .collect()
         };
         for action in &actions {

@@ -10,30 +10,21 @@ use reflex_core::{ConfigError, ConfigErrorKind};
 use tokio::sync::broadcast;
 use tokio::time::Instant;
 
+use crate::analyse::Analysis;
 use crate::clock::{Clock, Source};
-use crate::detect::Detector;
-use crate::episode::Judge;
+use crate::controls::Controls;
+use crate::detector::Detector;
+use crate::error::StartError;
 use crate::events::{Events, Ring};
+use crate::judge::Judge;
 use crate::judgement::Judgement;
+use crate::limits::{CALLS, EVENTS, LAYER, MAX_COMPONENTS, MAX_HISTORY, MIN_INTERVAL};
 use crate::patterns::Learner;
-use crate::reflex::{Controls, Reflex};
+use crate::reflex::Reflex;
 use crate::registry::Registry;
-use crate::runtime::{CALLS, EVENTS, Inner, State, run};
+use crate::runtime::{Inner, State, run};
 use crate::snapshot::Snapshot;
 use crate::witness::Witness;
-
-pub(crate) const LAYER: &str = "witness";
-
-/// The most components a witness follows: a call chain's word packs the
-/// component's index in 12 bits.
-pub const MAX_COMPONENTS: usize = (1 << 12) - 1;
-
-/// The most snapshots a witness keeps in its history: subscribers' channel
-/// is sized to the history limit when the witness is built.
-pub const MAX_HISTORY: usize = 1 << 16;
-
-/// The shortest interval: tokio's timer counts milliseconds.
-const MIN_INTERVAL: Duration = Duration::from_millis(1);
 
 /// Configures a [`Witness`]; from [`Witness::builder`].
 ///
@@ -75,40 +66,6 @@ impl fmt::Debug for WitnessBuilder {
             .field("patterns", &self.patterns)
             .field("clock", &self.clock)
             .finish()
-    }
-}
-
-/// Why [`WitnessBuilder::start`] failed.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StartError {
-    /// The configuration is invalid.
-    Config(ConfigError),
-    /// There is no tokio runtime to run the observation task on.
-    NoRuntime,
-}
-
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Config(err) => write!(f, "witness: {err}"),
-            Self::NoRuntime => f.write_str("witness: no tokio runtime to start on"),
-        }
-    }
-}
-
-impl std::error::Error for StartError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Self::Config(err) => Some(err),
-            Self::NoRuntime => None,
-        }
-    }
-}
-
-impl From<ConfigError> for StartError {
-    fn from(err: ConfigError) -> Self {
-        Self::Config(err)
     }
 }
 
@@ -198,9 +155,8 @@ impl WitnessBuilder {
     }
 
     /// Adds a reflex: each cycle, after the detectors, it may act on the
-    /// layers whose controls the witness was given
-    /// ([`Witness::control_breaker`], [`Witness::control_shed`]). None by
-    /// default: a witness only observes unless told otherwise.
+    /// layers whose controls the witness was given ([`Witness::control`]).
+    /// None by default: a witness only observes unless told otherwise.
     pub fn reflex(mut self, reflex: impl Reflex) -> Self {
         self.reflexes.push(Box::new(reflex));
         self
@@ -291,17 +247,17 @@ impl WitnessBuilder {
                 events: Events::new(EVENTS),
                 calls: Ring::new(CALLS),
                 cycles: AtomicU64::new(0),
-                learner: self
-                    .patterns
-                    .map(|(settle_after, factor)| Mutex::new(Learner::new(settle_after, factor))),
-                judge: self
-                    .judgement
-                    .map(|judgement| Mutex::new(Judge::new(judgement, self.chain, self.reports))),
-                detectors: Mutex::new(detectors),
-                reflexes: Mutex::new(reflexes),
+                analysis: Analysis::new(
+                    self.patterns
+                        .map(|(settle_after, factor)| Learner::new(settle_after, factor)),
+                    self.judgement
+                        .map(|judgement| Judge::new(judgement, self.chain, self.reports)),
+                    detectors,
+                    reflexes,
+                    self.chain,
+                ),
                 controls: Mutex::new(Controls::default()),
                 report_limit: self.reports,
-                chain_limit: self.chain,
                 base: Instant::now(),
                 interval: self.interval,
                 history_limit: self.history,

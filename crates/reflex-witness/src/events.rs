@@ -5,8 +5,39 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use reflex_core::RejectKind;
+
 const COMPONENT_BITS: u32 = 16;
 const KIND_BITS: u32 = 8;
+
+/// Rejection kinds counted apart; anything newer counts as the last
+/// ("other").
+pub(crate) const REJECT_KINDS: [RejectKind; 9] = [
+    RejectKind::Shed,
+    RejectKind::CircuitOpen,
+    RejectKind::SlotBusy,
+    RejectKind::SlotQueueFull,
+    RejectKind::Replaced,
+    RejectKind::DedupAborted,
+    RejectKind::InProgress,
+    RejectKind::DedupFull,
+    RejectKind::Throttled,
+];
+
+/// The place of `kind` among [`REJECT_KINDS`]; one past them for a kind
+/// this witness does not know.
+pub(crate) fn reject_index(kind: RejectKind) -> usize {
+    REJECT_KINDS
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or(REJECT_KINDS.len())
+}
+
+/// Event code of an own failure; `1 + i` is a refusal of
+/// `REJECT_KINDS[i]` (or "other").
+pub(crate) const FAILED: u8 = 0;
+/// Event code of a failure a call below failed for (an echo).
+pub(crate) const FAILED_BELOW: u8 = 254;
 
 /// What happened to a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,23 +1,23 @@
-//! [`ObserveWitnessLayer`] and its [`ObserveWitness`] service.
+//! [`ObserveWitnessLayer`] and its [`ObserveWitnessBuilder`].
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, ready};
 
-use pin_project_lite::pin_project;
-use reflex_core::origin::{Below, Caller, Frame, Scoped};
-use reflex_core::{BoxError, Classify, DefaultClassifier, Outcome, Rejected};
+use reflex_core::{
+    Classified, Component, ConfigError, ConfigErrorKind, DefaultClassifier, Handled, LayerBuilder,
+    Sink,
+};
 use tower_layer::Layer;
-use tower_service::Service;
 
-use crate::Witness;
-use crate::registry::{FAILED, FAILED_BELOW};
+use crate::limits::LAYER;
+use crate::record::Recorder;
+use crate::service::ObserveWitness;
+use crate::witness::Witness;
 
 /// Records each request of a component's stack into a [`Witness`]: start,
 /// end, latency, outcome, and rejections by kind. From
-/// [`Witness::layer`].
+/// [`ObserveWitnessLayer::builder`], or its shortcut [`Witness::layer`].
+///
+/// Its [`handle`](Handled::handle) is its witness.
 ///
 /// # Clone
 ///
@@ -32,7 +32,10 @@ use crate::registry::{FAILED, FAILED_BELOW};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 /// let witness = Witness::builder().build()?;
-/// let svc = witness.layer("db")?.layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
+/// let svc = witness
+///     .layer("db")
+///     .build()?
+///     .layer(service_fn(|n: u32| async move { Ok::<_, std::io::Error>(n) }));
 /// svc.oneshot(7).await?;
 /// let snapshot = witness.cycle_now();
 /// assert_eq!(snapshot.component("db").map(|c| c.succeeded), Some(1));
@@ -41,39 +44,61 @@ use crate::registry::{FAILED, FAILED_BELOW};
 /// ```
 #[derive(Clone)]
 pub struct ObserveWitnessLayer<C = DefaultClassifier> {
+    recorder: Recorder<C>,
+}
+
+/// Configures an [`ObserveWitnessLayer`]; from
+/// [`ObserveWitnessLayer::builder`] or [`Witness::layer`].
+///
+/// It has no sink of its own: the layer records into its witness. Given
+/// one through [`LayerBuilder::sink`] (as generic code such as a preset
+/// does for every layer), it ignores it.
+///
+/// # Examples
+///
+/// ```
+/// use reflex_core::{ConfigErrorKind, Outcome};
+/// use reflex_witness::{ObserveWitnessLayer, Witness};
+///
+/// let witness = Witness::builder().max_components(1).build()?;
+/// let _db = ObserveWitnessLayer::builder(&witness)
+///     .component("db")
+///     .classifier(|r: Result<&u32, &reflex_core::BoxError>| match r {
+///         Ok(404) => Outcome::Ignored,
+///         Ok(_) => Outcome::Success,
+///         Err(_) => Outcome::Failure,
+///     })
+///     .build()?;
+/// // The witness follows one component at most: no room for another.
+/// let err = witness.layer("auth").build().unwrap_err();
+/// assert_eq!((err.setting(), err.kind()), ("max_components", ConfigErrorKind::OutOfRange));
+/// # Ok::<_, reflex_core::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct ObserveWitnessBuilder<C = DefaultClassifier> {
     witness: Witness,
-    index: usize,
+    component: Component,
     classifier: C,
 }
 
 // === impl ObserveWitnessLayer ===
 
 impl ObserveWitnessLayer {
-    pub(crate) fn new(witness: Witness, index: usize) -> Self {
-        Self {
-            witness,
-            index,
+    /// Starts configuring a layer that records into `witness`.
+    pub fn builder(witness: &Witness) -> ObserveWitnessBuilder {
+        ObserveWitnessBuilder {
+            witness: witness.clone(),
+            component: Component::default(),
             classifier: DefaultClassifier,
         }
     }
 }
 
 impl<C> ObserveWitnessLayer<C> {
-    /// What counts as a failure: a [`Classify`] over
-    /// `Result<&Response, &BoxError>`, or a closure. A
-    /// [`Rejected`] error counts as a rejection of its kind, whatever it
-    /// says. Defaults to [`DefaultClassifier`].
-    pub fn classifier<C2>(self, classifier: C2) -> ObserveWitnessLayer<C2> {
-        ObserveWitnessLayer {
-            witness: self.witness,
-            index: self.index,
-            classifier,
-        }
-    }
-
     /// The witness it records into.
     pub fn witness(&self) -> &Witness {
-        &self.witness
+        &self.recorder.witness
     }
 }
 
@@ -81,238 +106,139 @@ impl<S, C: Clone> Layer<S> for ObserveWitnessLayer<C> {
     type Service = ObserveWitness<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ObserveWitness {
-            inner,
-            layer: self.clone(),
-        }
+        ObserveWitness::new(inner, self.recorder.clone())
+    }
+}
+
+/// The handle is the witness the layer records into. The witness steers
+/// nothing in this layer: [`control`](Handled::control) is `None`.
+impl<C> Handled for ObserveWitnessLayer<C> {
+    type Handle = Witness;
+
+    fn handle(&self) -> Witness {
+        self.recorder.witness.clone()
     }
 }
 
 impl<C> fmt::Debug for ObserveWitnessLayer<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cell = self.recorder.witness.cell(self.recorder.index);
         f.debug_struct("ObserveWitnessLayer")
-            .field("component", &self.witness.cell(self.index).name.get())
+            .field("component", &cell.name.get())
             .finish_non_exhaustive()
     }
 }
 
-/// The service of [`ObserveWitnessLayer`].
-#[derive(Clone)]
-pub struct ObserveWitness<S, C = DefaultClassifier> {
-    inner: S,
-    layer: ObserveWitnessLayer<C>,
-}
+// === impl ObserveWitnessBuilder ===
 
-// === impl ObserveWitness ===
-
-impl<S, C> ObserveWitness<S, C> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
+impl<C> ObserveWitnessBuilder<C> {
+    /// The component whose requests the layer records: its counters,
+    /// baselines and reports carry this name. Layers built for the same
+    /// component record into the same counters. Defaults to
+    /// [`Component::default`].
+    pub fn component(mut self, component: impl Into<Component>) -> Self {
+        self.component = component.into();
+        self
     }
 
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl<S, C, Request> Service<Request> for ObserveWitness<S, C>
-where
-    S: Service<Request>,
-    S::Error: Into<BoxError>,
-    C: Classify<S::Response, BoxError> + Clone,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
-
-    #[inline]
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
-    }
-
-    #[inline]
-    fn call(&mut self, request: Request) -> Self::Future {
-        let witness = &self.layer.witness;
-        let index = self.layer.index;
-        let cell = witness.cell(index);
-        let started = witness.now_ns();
-        // The request's frame: below the request whose frame is current (a
-        // caller's, in this task), which counts it as a call below.
-        let mut frame = Frame::start(u32::try_from(index).unwrap_or(u32::MAX), started);
-        let caller = frame.caller();
-        let edge = frame
-            .parent_tag()
-            .and_then(|caller| witness.edge(caller as usize, index));
-        cell.in_flight.fetch_add(1, Ordering::Relaxed);
-        // The guard exists before the inner call: a panic in `call` drops
-        // it, which ends the request as cancelled.
-        let guard = Guard {
-            layer: self.layer.clone(),
-            started,
-            caller,
-            edge,
-            ended: false,
-        };
-        let inner = &mut self.inner;
-        let future = frame.enter(|| inner.call(request));
-        ResponseFuture {
-            future: Scoped::new(frame, future),
-            guard,
+    /// What counts as a failure: a [`Classify`](reflex_core::Classify)
+    /// over `Result<&Response, &BoxError>`, or a closure. A
+    /// [`Rejected`](reflex_core::Rejected) error counts as a rejection of
+    /// its kind, whatever it says. Defaults to [`DefaultClassifier`].
+    pub fn classifier<C2>(self, classifier: C2) -> ObserveWitnessBuilder<C2> {
+        ObserveWitnessBuilder {
+            witness: self.witness,
+            component: self.component,
+            classifier,
         }
     }
+
+    /// Registers the component with the witness (once: a component it
+    /// follows already keeps its place) and builds the layer.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] (setting `max_components`) when the component is
+    /// new and the witness already follows as many components as its bound
+    /// allows.
+    pub fn build(self) -> Result<ObserveWitnessLayer<C>, ConfigError> {
+        let registry = &self.witness.inner.registry;
+        let index = registry.register(&self.component).ok_or_else(|| {
+            ConfigError::new(
+                LAYER,
+                "max_components",
+                ConfigErrorKind::OutOfRange,
+                format!(
+                    "the witness follows {} components already",
+                    registry.capacity()
+                ),
+            )
+        })?;
+        Ok(ObserveWitnessLayer {
+            recorder: Recorder {
+                witness: self.witness,
+                index,
+                classifier: self.classifier,
+            },
+        })
+    }
 }
 
-impl<S: fmt::Debug, C> fmt::Debug for ObserveWitness<S, C> {
+/// The component as [`component`](ObserveWitnessBuilder::component); the
+/// sink is ignored (the layer records into its witness); `build` as
+/// [`build`](ObserveWitnessBuilder::build).
+impl<C> LayerBuilder for ObserveWitnessBuilder<C> {
+    type Layer = ObserveWitnessLayer<C>;
+
+    fn component(self, component: Component) -> Self {
+        Self::component(self, component)
+    }
+
+    fn sink(self, _: Sink) -> Self {
+        self
+    }
+
+    fn build(self) -> Result<ObserveWitnessLayer<C>, ConfigError> {
+        Self::build(self)
+    }
+}
+
+/// The stack's classifier is the layer's
+/// ([`classifier`](ObserveWitnessBuilder::classifier)).
+impl<C, C2> Classified<C2> for ObserveWitnessBuilder<C> {
+    type Builder = ObserveWitnessBuilder<C2>;
+
+    fn classified_by(self, classifier: C2) -> ObserveWitnessBuilder<C2> {
+        self.classifier(classifier)
+    }
+}
+
+impl<C> fmt::Debug for ObserveWitnessBuilder<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObserveWitness")
-            .field("inner", &self.inner)
-            .field("layer", &self.layer)
-            .finish()
-    }
-}
-
-/// A request in flight: ends it in its component's counters, and in its
-/// caller's frame.
-struct Guard<C> {
-    layer: ObserveWitnessLayer<C>,
-    /// On the witness's clock.
-    started: u64,
-    /// Its caller, told at its end.
-    caller: Caller,
-    /// The edge from its caller's component to its own, if it has a caller.
-    edge: Option<u32>,
-    ended: bool,
-}
-
-impl<C> Guard<C> {
-    fn end<T>(&mut self, result: &Result<T, BoxError>, frame: &Frame, below: Below)
-    where
-        C: Classify<T, BoxError>,
-    {
-        let witness = &self.layer.witness;
-        let index = self.layer.index;
-        let cell = witness.cell(index);
-        let now = witness.now_ns();
-        let elapsed = now.saturating_sub(self.started);
-        let own_time = elapsed.saturating_sub(below.waited_ns(now));
-        // A refusal by a layer of this component's own stack counts as a
-        // refusal. One that another component's stack made below, handed
-        // up by a handler, is an error like any other: an echo.
-        let refused = result
-            .as_ref()
-            .err()
-            .and_then(|err| Rejected::find(&**err))
-            .filter(|rejected| {
-                below.failed() == 0 || cell.name.get() == Some(rejected.component())
-            });
-        let failed = if let Some(rejected) = refused {
-            let code = cell.reject(rejected.kind());
-            witness.note(index, now, code);
-            true
-        } else {
-            // Successes and failures are counted by their latency
-            // histograms: one `fetch_add` for both.
-            match self.layer.classifier.classify(result.as_ref()) {
-                Outcome::Success => {
-                    cell.latency.record(elapsed);
-                    if own_time < elapsed {
-                        // It waited on calls below: its self time apart,
-                        // and its latency again to take out of the
-                        // successes' at the cycle. (A success that waited
-                        // on nothing has its latency for self time: one
-                        // record, no more.)
-                        cell.self_time.record(own_time);
-                        cell.waited_latency.record(elapsed);
-                    }
-                    false
-                }
-                Outcome::Failure => {
-                    cell.failed_latency.record(elapsed);
-                    if below.failed() > 0 {
-                        // An echo of a failure below: not its own.
-                        cell.propagated.fetch_add(1, Ordering::Relaxed);
-                        witness.note(index, now, FAILED_BELOW);
-                    } else {
-                        cell.self_time.record(own_time);
-                        witness.note(index, now, FAILED);
-                    }
-                    true
-                }
-                Outcome::Ignored => {
-                    cell.ignored.fetch_add(1, Ordering::Relaxed);
-                    false
-                }
-            }
-        };
-        witness.record_call(frame, index, elapsed, failed);
-        self.finish(now, failed);
-        self.ended = true;
-    }
-
-    /// Tells the caller's frame (current when this ends in its task) and
-    /// the edge from the caller how the call went.
-    fn finish(&self, now: u64, failed: bool) {
-        self.caller.end(now, failed);
-        if let Some(edge) = self.edge {
-            self.layer.witness.count_edge(edge, failed);
-        }
-    }
-}
-
-impl<C> Drop for Guard<C> {
-    fn drop(&mut self) {
-        let cell = self.layer.witness.cell(self.layer.index);
-        if !self.ended {
-            cell.cancelled.fetch_add(1, Ordering::Relaxed);
-            // A call dropped before its end failed its caller.
-            self.finish(self.layer.witness.now_ns(), true);
-        }
-        cell.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-pin_project! {
-    /// The response future of [`ObserveWitness`]: the inner future, polled
-    /// in the request's frame, and the request's record, ended when it
-    /// completes or is dropped.
-    pub struct ResponseFuture<F, C> {
-        #[pin]
-        future: Scoped<F>,
-        guard: Guard<C>,
-    }
-}
-
-impl<F, C, T, E> Future for ResponseFuture<F, C>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-    C: Classify<T, BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        let result = ready!(this.future.as_mut().poll(cx)).map_err(Into::into);
-        if !this.guard.ended {
-            let scoped = &*this.future;
-            this.guard.end(&result, scoped.frame(), scoped.below());
-        }
-        Poll::Ready(result)
-    }
-}
-
-impl<F, C> fmt::Debug for ResponseFuture<F, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture")
-            .field("ended", &self.guard.ended)
+        f.debug_struct("ObserveWitnessBuilder")
+            .field("component", &self.component)
             .finish_non_exhaustive()
+    }
+}
+
+impl Witness {
+    /// Starts configuring a layer that records the requests of
+    /// `component`'s stack into this witness: a shortcut for
+    /// [`ObserveWitnessLayer::builder`] with its
+    /// [`component`](ObserveWitnessBuilder::component).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_witness::Witness;
+    ///
+    /// let witness = Witness::builder().build()?;
+    /// let db = witness.layer("db").build()?;
+    /// assert!(witness.cycle_now().component("db").is_some());
+    /// # let _ = db;
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn layer(&self, component: impl Into<Component>) -> ObserveWitnessBuilder {
+        ObserveWitnessLayer::builder(self).component(component)
     }
 }

@@ -18,12 +18,12 @@
 //! non-empty snapshot.
 //!
 //! [`Reflex`]es close the loop, off by default: given the layers'
-//! controls ([`Witness::control_breaker`], [`Witness::control_shed`],
-//! traits of reflex-core, so this crate depends on no other layer), they
-//! act on episodes ([`EdgeReflex`]: on the root's own breaker only, never
-//! on an affected component or an entry point; undone when the episode
-//! closes), and their [`Measure`]s are written into the reports and
-//! episodes.
+//! controls ([`Witness::control`]: a breaker's or a shed layer's
+//! [`Control`](reflex_core::Control), traits of reflex-core, so this crate
+//! depends on no other layer), they act on episodes ([`EdgeReflex`]: on
+//! the root's own breaker only, never on an affected component or an
+//! entry point; undone when the episode closes), and their [`Measure`]s
+//! are written into the reports and episodes.
 //!
 //! With [`call_patterns`](WitnessBuilder::call_patterns), it learns the
 //! chains of components requests go through (api calls auth calls db,
@@ -79,7 +79,7 @@
 //! # async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! let witness = Witness::builder().interval(Duration::from_secs(1)).start()?;
 //! let mut snapshots = witness.subscribe();
-//! let db = witness.layer("db")?.layer(service_fn(|q: &'static str| async move {
+//! let db = witness.layer("db").build()?.layer(service_fn(|q: &'static str| async move {
 //!     if q == "bad" { Err(std::io::Error::other("syntax")) } else { Ok(q.len()) }
 //! }));
 //! db.clone().oneshot("select 1").await?;
@@ -96,35 +96,54 @@
 #![doc(test(attr(deny(warnings))))]
 
 mod analyse;
+mod baseline;
 mod builder;
+mod chain;
 mod clock;
-mod detect;
+mod controls;
+mod detector;
+mod edge_reflex;
 mod edges;
 mod episode;
+mod error;
 mod events;
+mod fold;
+mod future;
 mod histogram;
+mod judge;
 mod judgement;
 mod layer;
+mod limits;
+mod measure;
 mod patterns;
+mod record;
 mod reflex;
 mod registry;
+mod report;
 mod runtime;
+mod service;
+mod sink;
 mod snapshot;
+mod state;
 mod stats;
 mod witness;
 
-pub use builder::{MAX_COMPONENTS, MAX_HISTORY, StartError, WitnessBuilder};
+pub use builder::WitnessBuilder;
 pub use clock::Clock;
-pub use detect::{
-    Affected, ChainLink, DetectionKind, Detector, Evidence, Finding, LinkKind, Observation, Report,
-    Root,
-};
+pub use controls::Controls;
+pub use detector::{Detector, Finding, Observation};
+pub use edge_reflex::{DEFAULT_K, EdgeReflex, EdgeReflexBuilder};
 pub use episode::Episode;
+pub use error::StartError;
+pub use future::ResponseFuture;
 pub use judgement::Judgement;
-pub use layer::{ObserveWitness, ObserveWitnessLayer, ResponseFuture};
-pub use reflex::{
-    Action, Controls, DEFAULT_K, EdgeReflex, EdgeReflexBuilder, Measure, MeasureKind, Reason,
-    Reflex, Situation, Until,
-};
-pub use snapshot::{CallEdge, ComponentState, Health, Snapshot};
-pub use witness::{Witness, WitnessSink};
+pub use layer::{ObserveWitnessBuilder, ObserveWitnessLayer};
+pub use limits::{MAX_COMPONENTS, MAX_HISTORY};
+pub use measure::{Measure, MeasureKind, Reason, Until};
+pub use reflex::{Action, Reflex, Situation};
+pub use report::{Affected, ChainLink, DetectionKind, Evidence, LinkKind, Report, Root};
+pub use service::ObserveWitness;
+pub use sink::WitnessSink;
+pub use snapshot::{CallEdge, Health, Snapshot};
+pub use state::ComponentState;
+pub use witness::Witness;

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use crate::detect::DetectionKind;
+use crate::report::DetectionKind;
 
 /// A call's place in its chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

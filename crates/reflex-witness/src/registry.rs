@@ -12,27 +12,8 @@ use std::sync::{Mutex, OnceLock, PoisonError};
 use reflex_core::{BreakerState, Component, RejectKind, Signal};
 
 use crate::edges::Edges;
+use crate::events::{REJECT_KINDS, reject_index};
 use crate::histogram::AtomicHistogram;
-
-/// Rejection kinds counted apart; anything newer counts as the last.
-pub(crate) const REJECT_KINDS: [RejectKind; 9] = [
-    RejectKind::Shed,
-    RejectKind::CircuitOpen,
-    RejectKind::SlotBusy,
-    RejectKind::SlotQueueFull,
-    RejectKind::Replaced,
-    RejectKind::DedupAborted,
-    RejectKind::InProgress,
-    RejectKind::DedupFull,
-    RejectKind::Throttled,
-];
-
-fn reject_index(kind: RejectKind) -> usize {
-    REJECT_KINDS
-        .iter()
-        .position(|k| *k == kind)
-        .unwrap_or(REJECT_KINDS.len())
-}
 
 /// One component's counters: written by requests and signals, taken by
 /// the runtime's cycle.
@@ -93,12 +74,6 @@ impl<T> std::ops::Deref for OwnLine<T> {
         &self.0
     }
 }
-
-/// Event code of an own failure; `1 + i` is a refusal of
-/// `REJECT_KINDS[i]` (or "other").
-pub(crate) const FAILED: u8 = 0;
-/// Event code of a failure a call below failed for (an echo).
-pub(crate) const FAILED_BELOW: u8 = 254;
 
 /// How many first failures of a cycle a component keeps.
 pub(crate) const FIRST: usize = 8;
@@ -307,5 +282,24 @@ impl Registry {
     /// The registered cells, in registration order.
     pub(crate) fn cells(&self) -> &[Cell] {
         &self.cells[..self.len.load(Ordering::Acquire)]
+    }
+
+    /// Folds `signal` into `component`'s counters: a lookup among the
+    /// components without a lock, and an atomic or two. A component never
+    /// seen before is registered (once, under a lock), except by a
+    /// `KeyedBreakerTransition`, which is counted only for a component
+    /// already followed.
+    pub(crate) fn hear(&self, component: &Component, signal: Signal) {
+        // One key's breaker speaks for a key (a host, a tenant), not for a
+        // component: it never takes a place among the components.
+        let may_register = !matches!(signal, Signal::KeyedBreakerTransition { .. });
+        // A full registry refuses new components without its lock: a sink
+        // never locks on the signal path once the witness is full.
+        if let Some(index) = self
+            .find(component)
+            .or_else(|| (may_register && !self.is_full()).then(|| self.register(component))?)
+        {
+            self.cell(index).hear(signal);
+        }
     }
 }

@@ -1,6 +1,6 @@
-//! The observation runtime: one cycle per interval folds what every
-//! component saw into a snapshot, runs the detectors and the reflexes, and
-//! publishes the result.
+//! The observation runtime: what a witness shares with its task, and the
+//! cycle that folds what every component saw into a snapshot, runs the
+//! analysis over it, and publishes the result.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,14 +11,14 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::analyse::Analysis;
 use crate::clock::Source;
-use crate::detect::{Detector, Report};
+use crate::controls::Controls;
 use crate::events::{Event, Events, Ring};
-use crate::histogram::Counts;
-use crate::patterns::Learner;
-use crate::reflex::{Controls, Reflex};
-use crate::registry::{REJECT_KINDS, Registry, breaker_state};
-use crate::snapshot::{CallEdge, ComponentState, Snapshot};
+use crate::fold::{Folded, fold};
+use crate::registry::Registry;
+use crate::report::Report;
+use crate::snapshot::Snapshot;
 
 pub(crate) async fn run(inner: Weak<Inner>, interval: Duration) {
     // `sleep` caps a wait at about 30 years, and every deadline here is
@@ -58,14 +58,9 @@ pub(crate) struct Inner {
     /// Cycles run so far: each cycle takes its number here, so two cycles
     /// run at once (the runtime's and a `cycle_now`) never share one.
     pub(crate) cycles: AtomicU64,
-    pub(crate) learner: Option<Mutex<Learner>>,
-    /// The judgement of own errors and self time (off: `None`).
-    pub(crate) judge: Option<Mutex<crate::episode::Judge>>,
-    pub(crate) detectors: Mutex<Vec<Box<dyn Detector>>>,
-    pub(crate) reflexes: Mutex<Vec<Box<dyn Reflex>>>,
+    pub(crate) analysis: Analysis,
     pub(crate) controls: Mutex<Controls>,
     pub(crate) report_limit: usize,
-    pub(crate) chain_limit: usize,
     pub(crate) base: Instant,
     pub(crate) interval: Duration,
     pub(crate) history_limit: usize,
@@ -74,6 +69,7 @@ pub(crate) struct Inner {
     pub(crate) task: Mutex<Option<JoinHandle<()>>>,
 }
 
+/// What the cycles keep for the handle to read.
 pub(crate) struct State {
     pub(crate) latest: Arc<Snapshot>,
     pub(crate) history: VecDeque<Arc<Snapshot>>,
@@ -82,10 +78,7 @@ pub(crate) struct State {
     pub(crate) last_error: Option<String>,
 }
 
-/// Failed and refused calls kept for causal chains.
-pub(crate) const EVENTS: usize = 1024;
-/// Finished calls kept between two cycles for the pattern learner.
-pub(crate) const CALLS: usize = 1 << 16;
+// === impl Inner ===
 
 impl Inner {
     pub(crate) fn state(&self) -> MutexGuard<'_, State> {
@@ -96,125 +89,19 @@ impl Inner {
         self.task.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    pub(crate) fn controls(&self) -> MutexGuard<'_, Controls> {
+        self.controls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Folds what every component saw since the last cycle into a
     /// snapshot; keeps and broadcasts it when anything happened.
     pub(crate) fn cycle(&self) -> Arc<Snapshot> {
         let elapsed = self.base.elapsed();
-        let controls = self.controls.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut first_failures = Vec::new();
-        let components: Vec<ComponentState> = self
-            .registry
-            .cells()
-            .iter()
-            .enumerate()
-            .filter_map(|(index, cell)| {
-                let name = cell.name.get()?.clone();
-                let take =
-                    |counter: &std::sync::atomic::AtomicU64| counter.swap(0, Ordering::Relaxed);
-                let mut latency = Counts::new();
-                cell.latency.take(&mut latency);
-                let succeeded = latency.total();
-                // Self times: those recorded apart (requests that waited on
-                // calls below, own failures), and the latencies of the
-                // successes that waited on nothing.
-                let mut self_time = Counts::new();
-                cell.self_time.take(&mut self_time);
-                let mut waited = Counts::new();
-                cell.waited_latency.take(&mut waited);
-                self_time.add_less(&latency, &waited);
-                let mut failures = Counts::new();
-                cell.failed_latency.take(&mut failures);
-                let failed = failures.total();
-                latency.add(&failures);
-                let propagated_failed = take(&cell.propagated).min(failed);
-                let rejected: Vec<(String, u64)> = REJECT_KINDS
-                    .iter()
-                    .map(|k| k.as_str())
-                    .chain(["other"])
-                    .zip(cell.rejected.iter())
-                    .filter_map(|(kind, count)| {
-                        let n = take(count);
-                        (n > 0).then(|| (kind.to_owned(), n))
-                    })
-                    .collect();
-                first_failures.extend(cell.first.take().into_iter().map(|(at_ms, kind)| Event {
-                    at_ms,
-                    component: index,
-                    kind,
-                }));
-                let in_flight = cell.in_flight.load(Ordering::Relaxed);
-                let before = cell.in_flight_before.swap(in_flight, Ordering::Relaxed);
-                let (ignored, cancelled) = (take(&cell.ignored), take(&cell.cancelled));
-                let refused: u64 = rejected.iter().map(|(_, n)| n).sum();
-                let ended = [succeeded, failed, ignored, cancelled, refused]
-                    .into_iter()
-                    .fold(0u64, u64::saturating_add);
-                let started = u64::try_from(
-                    i64::try_from(ended)
-                        .unwrap_or(i64::MAX)
-                        .saturating_add(in_flight)
-                        .saturating_sub(before)
-                        .max(0),
-                )
-                .unwrap_or(0);
-                Some(ComponentState {
-                    component: name.as_str().to_owned(),
-                    in_flight: in_flight.max(0).unsigned_abs(),
-                    requests: started,
-                    throughput: started as f64 / self.interval.as_secs_f64(),
-                    succeeded,
-                    failed,
-                    own_failed: failed - propagated_failed,
-                    propagated_failed,
-                    ignored,
-                    cancelled,
-                    error_rate: if succeeded + failed == 0 {
-                        0.0
-                    } else {
-                        failed as f64 / (succeeded + failed) as f64
-                    },
-                    p50_ms: latency.quantile(0.5).map(ms),
-                    p90_ms: latency.quantile(0.9).map(ms),
-                    p99_ms: latency.quantile(0.99).map(ms),
-                    self_p50_ms: self_time.quantile(0.5).map(ms),
-                    self_p90_ms: self_time.quantile(0.9).map(ms),
-                    self_p99_ms: self_time.quantile(0.99).map(ms),
-                    rejected,
-                    shed: take(&cell.shed),
-                    retries: take(&cell.retries),
-                    coalesced: take(&cell.coalesced),
-                    breaker: controls
-                        .breaker(name.as_str())
-                        .map(|breaker| breaker.state())
-                        .or_else(|| breaker_state(cell.breaker.load(Ordering::Relaxed)))
-                        .map(|s| s.as_str().to_owned()),
-                    breaker_keys_opened: take(&cell.keys_opened),
-                    slot_queue_depth: cell.slot_queue_depth(),
-                })
-            })
-            .collect();
-        drop(controls);
-        let calls = self
-            .registry
-            .edges
-            .take()
-            .into_iter()
-            .filter_map(|edge| {
-                let name = |index: usize| {
-                    self.registry
-                        .cells()
-                        .get(index)
-                        .and_then(|cell| cell.name.get())
-                        .map(|name| name.as_str().to_owned())
-                };
-                Some(CallEdge {
-                    caller: name(edge.caller)?,
-                    callee: name(edge.callee)?,
-                    calls: edge.calls,
-                    failed: edge.failed,
-                })
-            })
-            .collect();
+        let Folded {
+            components,
+            calls,
+            first_failures,
+        } = fold(&self.registry, &self.controls(), self.interval);
         let now_ms = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
         let cycle = self.cycles.fetch_add(1, Ordering::Relaxed) + 1;
         let mut snapshot = Snapshot {
@@ -225,15 +112,34 @@ impl Inner {
             actions: Vec::new(),
             calls,
         };
-        let (reports, error) = self.detect(&snapshot, &first_failures, now_ms);
+        let names: Vec<&str> = self
+            .registry
+            .cells()
+            .iter()
+            .map(|cell| cell.name.get().map_or("", |c| c.as_str()))
+            .collect();
+        let (reports, error) = self.analysis.detect(
+            &snapshot,
+            &first_failures,
+            &names,
+            &self.calls,
+            &self.events,
+            now_ms,
+        );
         snapshot.reports = reports;
-        for action in self.react(&snapshot) {
+        let actions = self.analysis.react(&snapshot, &self.controls());
+        for action in actions {
             if let Some(report) = action.report.and_then(|i| snapshot.reports.get_mut(i)) {
                 report.actions.push(action.what.clone());
             }
             snapshot.actions.push(action.what);
         }
-        let snapshot = Arc::new(snapshot);
+        self.publish(Arc::new(snapshot), error)
+    }
+
+    /// Keeps `snapshot` as the latest, its reports, and (when anything
+    /// happened) in the history and to the subscribers.
+    fn publish(&self, snapshot: Arc<Snapshot>, error: Option<String>) -> Arc<Snapshot> {
         let mut state = self.state();
         state.actions += snapshot.actions.len();
         if let Some(error) = error {
@@ -257,9 +163,7 @@ impl Inner {
         }
         snapshot
     }
-}
 
-impl Inner {
     /// Notes a failed or refused call of component `index` at `at_ms`
     /// (its event `code`): in the component's first failures of the cycle,
     /// and in the ring of recent ones.
@@ -271,10 +175,6 @@ impl Inner {
             kind: code,
         });
     }
-}
-
-fn ms(nanos: u64) -> f64 {
-    nanos as f64 / 1e6
 }
 
 impl Drop for Inner {

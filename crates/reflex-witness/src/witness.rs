@@ -1,18 +1,18 @@
 //! [`Witness`]: the handle every stack of a process reports to.
 
 use std::fmt;
-use std::sync::{Arc, PoisonError, Weak};
+use std::sync::Arc;
 
 use reflex_core::origin::Frame;
-use reflex_core::{
-    BreakerControl, Component, ConfigError, ConfigErrorKind, ShedControl, Signal, SignalSink,
-};
+use reflex_core::{BreakerControl, Component, Control, ShedControl, Signal, SignalSink};
 use tokio::sync::broadcast;
 
-use crate::builder::LAYER;
-use crate::detect::Report;
+use crate::episode::Episode;
 use crate::patterns::{CallCtx, pack};
+use crate::registry::{Cell, STATES};
+use crate::report::Report;
 use crate::runtime::Inner;
+use crate::sink::WitnessSink;
 use crate::snapshot::{Health, Snapshot};
 
 /// What the stack saw, shared by every stack of a process: layers record
@@ -34,7 +34,7 @@ use crate::snapshot::{Health, Snapshot};
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let witness = Witness::builder().interval(Duration::from_secs(1)).start()?;
-/// let layer = witness.layer("db")?;
+/// let layer = witness.layer("db").build()?;
 /// assert_eq!(witness.latest_snapshot().cycle, 0);
 /// # let _ = layer;
 /// # Ok(())
@@ -48,33 +48,8 @@ pub struct Witness {
 // === impl Witness ===
 
 impl Witness {
-    /// A layer that records the requests of `component`'s stack into this
-    /// witness.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] when the witness already follows as many
-    /// components as its bound allows.
-    pub fn layer(
-        &self,
-        component: impl Into<Component>,
-    ) -> Result<crate::ObserveWitnessLayer, ConfigError> {
-        let component = component.into();
-        let index = self.inner.registry.register(&component).ok_or_else(|| {
-            ConfigError::new(
-                LAYER,
-                "max_components",
-                ConfigErrorKind::OutOfRange,
-                format!(
-                    "the witness follows {} components already",
-                    self.inner.registry.capacity()
-                ),
-            )
-        })?;
-        Ok(crate::ObserveWitnessLayer::new(self.clone(), index))
-    }
-
-    pub(crate) fn cell(&self, index: usize) -> &crate::registry::Cell {
+    /// The cell of component `index`.
+    pub(crate) fn cell(&self, index: usize) -> &Cell {
         self.inner.registry.cell(index)
     }
 
@@ -99,7 +74,7 @@ impl Witness {
     /// Notes a finished call of a chain, when the witness learns patterns.
     #[inline]
     pub(crate) fn record_call(&self, frame: &Frame, index: usize, latency_ns: u64, failed: bool) {
-        if self.inner.learner.is_some() {
+        if self.inner.analysis.learns_patterns() {
             let ctx = CallCtx {
                 root: frame.root(),
                 depth: frame.depth(),
@@ -114,26 +89,59 @@ impl Witness {
         self.inner.note(index, now_ns / 1_000_000, code);
     }
 
-    /// Gives the witness's reflexes `component`'s breaker to steer (a
-    /// `BreakerHandle` of reflex-breaker, or any [`BreakerControl`]).
-    pub fn control_breaker(&self, component: impl Into<Component>, control: impl BreakerControl) {
+    /// Gives the witness's reflexes `component`'s layer to steer: its
+    /// breaker ([`Control::Breaker`]) or its shed limit
+    /// ([`Control::Shed`]), as a built layer hands it out
+    /// ([`Handled::control`](reflex_core::Handled::control)). A control
+    /// given for a component before is replaced by one of its kind. The
+    /// preset gives each layer's control this way.
+    ///
+    /// The witness keeps the control, and so the layer's state, as long as
+    /// it lives: give that layer [`sink`](Self::sink) as its sink, not a
+    /// `Witness` clone, or the two keep each other alive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use reflex_core::{BreakerControl, BreakerState, ConfigError, Control};
+    /// use reflex_witness::Witness;
+    ///
+    /// struct AlwaysClosed;
+    ///
+    /// impl BreakerControl for AlwaysClosed {
+    ///     fn state(&self) -> BreakerState { BreakerState::Closed }
+    ///     fn force_open(&self) {}
+    ///     fn reset(&self) {}
+    ///     fn trip(&self) {}
+    ///     fn throttle(&self, _: Option<f64>) -> Result<(), ConfigError> { Ok(()) }
+    /// }
+    ///
+    /// let witness = Witness::builder().build()?;
+    /// let _db = witness.layer("db").build()?;
+    /// witness.control("db", Control::Breaker(Arc::new(AlwaysClosed)));
+    /// // The breaker's state is read from its control in every snapshot.
+    /// let snapshot = witness.cycle_now();
+    /// assert_eq!(snapshot.component("db").unwrap().breaker.as_deref(), Some("closed"));
+    /// # Ok::<_, ConfigError>(())
+    /// ```
+    pub fn control(&self, component: impl Into<Component>, control: Control) {
         let name = component.into().as_str().to_owned();
-        self.inner
-            .controls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add_breaker(name, Arc::new(control));
+        self.inner.controls().add(name, control);
+    }
+
+    /// Gives the witness's reflexes `component`'s breaker to steer (a
+    /// `BreakerHandle` of reflex-breaker, or any [`BreakerControl`]): a
+    /// typed [`control`](Self::control).
+    pub fn control_breaker(&self, component: impl Into<Component>, control: impl BreakerControl) {
+        self.control(component, Control::Breaker(Arc::new(control)));
     }
 
     /// Gives the witness's reflexes `component`'s shed layer to steer (a
-    /// `ShedHandle` of reflex-shed, or any [`ShedControl`]).
+    /// `ShedHandle` of reflex-shed, or any [`ShedControl`]): a typed
+    /// [`control`](Self::control).
     pub fn control_shed(&self, component: impl Into<Component>, control: impl ShedControl) {
-        let name = component.into().as_str().to_owned();
-        self.inner
-            .controls
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .add_shed(name, Arc::new(control));
+        self.control(component, Control::Shed(Arc::new(control)));
     }
 
     /// The reports kept, oldest first, at most the report limit.
@@ -148,14 +156,12 @@ impl Witness {
         let state = self.inner.state();
         Health {
             components: self.inner.registry.cells().len(),
-            patterns_learned: self.inner.learner.as_ref().map_or(0, |l| {
-                l.lock().unwrap_or_else(PoisonError::into_inner).learned()
-            }),
+            patterns_learned: self.inner.analysis.patterns_learned(),
             open_breakers: latest
                 .components
                 .iter()
                 .filter(|c| {
-                    crate::registry::STATES
+                    STATES
                         .iter()
                         .any(|s| s.refuses() && c.breaker.as_deref() == Some(s.as_str()))
                 })
@@ -191,6 +197,25 @@ impl Witness {
         self.inner.tx.subscribe()
     }
 
+    /// The episodes of the judgement, oldest first: every open one, and the
+    /// last closed ones (as many as the report limit). An episode opens
+    /// with its report and ends when its roots are back within their
+    /// baselines; its `actions` keep what the reflexes did and undid.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_witness::Witness;
+    ///
+    /// let witness = Witness::builder().build()?;
+    /// witness.cycle_now();
+    /// assert!(witness.episodes().iter().all(|e| !e.is_open()));
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn episodes(&self) -> Vec<Episode> {
+        self.inner.analysis.episodes()
+    }
+
     /// The last error of a cycle, if any.
     pub fn last_error(&self) -> Option<String> {
         self.inner.state().last_error.clone()
@@ -212,31 +237,14 @@ impl SignalSink for Witness {
     /// `KeyedBreakerTransition`, which is counted only for a component the
     /// witness already follows.
     fn emit(&self, component: &Component, signal: Signal) {
-        self.inner.hear(component, signal);
-    }
-}
-
-impl Inner {
-    fn hear(&self, component: &Component, signal: Signal) {
-        let registry = &self.registry;
-        // One key's breaker speaks for a key (a host, a tenant), not for a
-        // component: it never takes a place among the components.
-        let may_register = !matches!(signal, Signal::KeyedBreakerTransition { .. });
-        // A full registry refuses new components without its lock: a sink
-        // never locks on the signal path once the witness is full.
-        if let Some(index) = registry.find(component).or_else(|| {
-            (may_register && !registry.is_full()).then(|| registry.register(component))?
-        }) {
-            registry.cell(index).hear(signal);
-        }
+        self.inner.registry.hear(component, signal);
     }
 }
 
 impl Witness {
     /// A sink for the layers' signals that does not keep the witness
     /// alive: give it to a layer whose handle you also give the witness
-    /// ([`control_breaker`](Self::control_breaker),
-    /// [`control_shed`](Self::control_shed)). The witness keeps the
+    /// ([`control`](Self::control)). The witness keeps the
     /// handle, the handle keeps its sink: a `Witness` clone as that sink
     /// would keep the witness (and its runtime) alive after its last
     /// handle is dropped. The preset uses this one.
@@ -252,33 +260,7 @@ impl Witness {
     /// # Ok::<_, reflex_core::ConfigError>(())
     /// ```
     pub fn sink(&self) -> WitnessSink {
-        WitnessSink {
-            inner: Arc::downgrade(&self.inner),
-        }
-    }
-}
-
-/// A [`SignalSink`] into a [`Witness`] that does not keep it alive; from
-/// [`Witness::sink`].
-#[derive(Clone)]
-pub struct WitnessSink {
-    inner: Weak<Inner>,
-}
-
-impl SignalSink for WitnessSink {
-    /// As [`Witness`]'s; nothing once the witness is gone.
-    fn emit(&self, component: &Component, signal: Signal) {
-        if let Some(inner) = self.inner.upgrade() {
-            inner.hear(component, signal);
-        }
-    }
-}
-
-impl fmt::Debug for WitnessSink {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WitnessSink")
-            .field("alive", &(self.inner.strong_count() > 0))
-            .finish()
+        WitnessSink::new(&self.inner)
     }
 }
 

@@ -7,7 +7,7 @@ use tower::Layer;
 #[test]
 fn recording_a_request_allocates_nothing() {
     let witness = Witness::builder().build().unwrap();
-    let mut svc = witness.layer("db").unwrap().layer(Echo);
+    let mut svc = witness.layer("db").build().unwrap().layer(Echo);
     assert_eq!(allocations_per_call(&mut svc, 1000), 0.0);
     let snapshot = witness.cycle_now();
     assert_eq!(snapshot.component("db").unwrap().succeeded, 1001);
@@ -19,7 +19,8 @@ fn recording_a_chained_request_allocates_nothing() {
     // Two components: the outer one starts each chain, the inner joins it.
     let mut svc = witness
         .layer("api")
+        .build()
         .unwrap()
-        .layer(witness.layer("db").unwrap().layer(Echo));
+        .layer(witness.layer("db").build().unwrap().layer(Echo));
     assert_eq!(allocations_per_call(&mut svc, 1000), 0.0);
 }

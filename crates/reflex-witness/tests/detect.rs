@@ -40,6 +40,7 @@ fn node(witness: &Witness, name: &str, knobs: &Knobs, next: Option<Svc>) -> Svc 
     let knobs = knobs.clone();
     let svc = witness
         .layer(name)
+        .build()
         .unwrap()
         .layer(service_fn(move |(): ()| {
             let next = next.clone();
@@ -536,6 +537,7 @@ mod call_patterns {
     fn node(witness: &Witness, name: &str, ms: Arc<AtomicU64>, next: Option<Svc>) -> Svc {
         let svc = witness
             .layer(name)
+            .build()
             .unwrap()
             .layer(service_fn(move |(): ()| {
                 let next = next.clone();
@@ -632,6 +634,7 @@ mod call_patterns {
             .unwrap();
         let db = witness
             .layer("db")
+            .build()
             .unwrap()
             .layer(service_fn(|fail: bool| async move {
                 if fail {
@@ -643,7 +646,7 @@ mod call_patterns {
         let db = BoxCloneSyncService::new(db);
         let auth = {
             let db = db.clone();
-            BoxCloneSyncService::new(witness.layer("auth").unwrap().layer(service_fn(
+            BoxCloneSyncService::new(witness.layer("auth").build().unwrap().layer(service_fn(
                 move |fail: bool| {
                     let db = db.clone();
                     async move { db.oneshot(fail).await }
@@ -652,6 +655,7 @@ mod call_patterns {
         };
         let api = witness
             .layer("api")
+            .build()
             .unwrap()
             .layer(service_fn(move |fail: bool| {
                 let auth = auth.clone();

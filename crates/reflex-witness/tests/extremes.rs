@@ -195,6 +195,7 @@ fn run(settings: &Settings) -> Result<(), TestCaseError> {
         prop_assert!(valid(settings), "accepted invalid settings");
         let svc = witness
             .layer("api")
+            .build()
             .unwrap()
             .layer(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }));
         prop_assert_eq!(svc.oneshot(7).await.unwrap(), 7);

@@ -39,7 +39,7 @@ fn component(
             }
         }
     });
-    BoxCloneSyncService::new(witness.layer(name).unwrap().layer(svc))
+    BoxCloneSyncService::new(witness.layer(name).build().unwrap().layer(svc))
 }
 
 struct Chain {
@@ -184,6 +184,7 @@ async fn a_call_below_dropped_by_a_timeout_makes_the_timeout_an_echo() {
     );
     let auth = witness
         .layer("auth")
+        .build()
         .unwrap()
         .layer(service_fn(move |(): ()| {
             let db = db.clone();
@@ -214,6 +215,7 @@ async fn work_spawned_on_another_task_is_not_linked_and_counts_as_own() {
     // api's own there (the witness cannot see the link).
     let outer = witness
         .layer("gateway")
+        .build()
         .unwrap()
         .layer(service_fn(move |(): ()| {
             let api = api.clone();
@@ -243,7 +245,7 @@ impl BreakerControl for Fixed {
 #[tokio::test(start_paused = true)]
 async fn a_registered_breaker_s_state_is_in_every_snapshot_before_any_transition() {
     let witness = witness();
-    let _db = witness.layer("db").unwrap();
+    let _db = witness.layer("db").build().unwrap();
     witness.control_breaker("db", Fixed(BreakerState::Closed));
     assert_eq!(
         state(&witness.cycle_now(), "db").breaker.as_deref(),
@@ -264,6 +266,7 @@ async fn a_refusal_below_handed_up_is_the_caller_s_echo_not_its_refusal() {
     // db's own breaker refuses: a refusal of db's stack.
     let db = witness
         .layer("db")
+        .build()
         .unwrap()
         .layer(service_fn(|(): ()| async {
             Err::<(), BoxError>(Rejected::new(RejectKind::CircuitOpen, Component::new("db")).into())
@@ -271,6 +274,7 @@ async fn a_refusal_below_handed_up_is_the_caller_s_echo_not_its_refusal() {
     // auth's handler hands db's error up as its own.
     let auth = witness
         .layer("auth")
+        .build()
         .unwrap()
         .layer(service_fn(move |(): ()| {
             let db = db.clone();

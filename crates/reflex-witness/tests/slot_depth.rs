@@ -41,8 +41,12 @@ async fn the_slot_queue_depth_follows_drops_and_replacements_back_to_zero() {
         .unwrap();
     let mut rig = Rig::new(witness.clone(), 16, 1024);
     let step = |rig: &mut Rig, what: &str| {
-        assert_eq!(rig.depth(), rig.inner.slots.waiting(), "after {what}");
-        rig.inner.slots.waiting()
+        assert_eq!(
+            rig.depth(),
+            rig.inner.slots.metrics().waiting,
+            "after {what}"
+        );
+        rig.inner.slots.metrics().waiting
     };
 
     // Two slots busy, five waiting among them.
@@ -90,9 +94,9 @@ proptest! {
         let mut rig = Rig::new(witness, queue_limit, global_queue_limit);
         for op in ops {
             rig.inner.apply(&op);
-            prop_assert_eq!(rig.depth(), rig.inner.slots.waiting(), "after {:?}", op);
+            prop_assert_eq!(rig.depth(), rig.inner.slots.metrics().waiting, "after {:?}", op);
         }
         rig.inner.finish_all();
-        prop_assert_eq!((rig.depth(), rig.inner.slots.waiting()), (0, 0));
+        prop_assert_eq!((rig.depth(), rig.inner.slots.metrics().waiting), (0, 0));
     }
 }

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use reflex_core::{
-    BoxError, BreakerState, Component, ConfigErrorKind, Outcome, RejectKind, Rejected, Signal,
-    SignalSink, TransitionReason,
+    BoxError, BreakerState, Classified, Component, ConfigErrorKind, Handled, LayerBuilder, Outcome,
+    RejectKind, Rejected, Signal, SignalSink, Sink, TransitionReason,
 };
-use reflex_witness::{Clock, StartError, Witness};
+use reflex_witness::{Clock, ObserveWitnessLayer, StartError, Witness};
 use tokio_test::assert_pending;
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -37,7 +37,7 @@ async fn every_request_ends_once_as_success_failure_ignored_rejected_or_cancelle
         Ok(_) => Outcome::Success,
         Err(_) => Outcome::Failure,
     };
-    let layer = witness.layer("api").unwrap().classifier(classify);
+    let layer = witness.layer("api").classifier(classify).build().unwrap();
     let svc = layer.layer(service_fn(answer));
     for a in [
         Answer::Ok,
@@ -87,6 +87,7 @@ async fn latency_percentiles_match_known_inputs() {
     let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     let svc = witness
         .layer("db")
+        .build()
         .unwrap()
         .layer(service_fn(|ms: u64| async move {
             tokio::time::sleep(Duration::from_millis(ms)).await;
@@ -166,7 +167,11 @@ async fn the_runtime_publishes_each_non_empty_cycle_and_keeps_a_bounded_history(
         .unwrap();
     assert!(witness.is_running());
     let mut rx = witness.subscribe();
-    let svc = witness.layer("api").unwrap().layer(service_fn(answer));
+    let svc = witness
+        .layer("api")
+        .build()
+        .unwrap()
+        .layer(service_fn(answer));
     for round in 1..=5u64 {
         for _ in 0..round {
             svc.clone().oneshot(Answer::Ok).await.unwrap();
@@ -255,19 +260,47 @@ fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
         .max_components(2)
         .build()
         .unwrap();
-    witness.layer("a").unwrap();
-    witness.layer("b").unwrap();
-    assert!(witness.layer("a").is_ok(), "a known one is not new");
-    let err = witness.layer("c").unwrap_err();
+    witness.layer("a").build().unwrap();
+    witness.layer("b").build().unwrap();
+    assert!(witness.layer("a").build().is_ok(), "a known one is not new");
+    let err = witness.layer("c").build().unwrap_err();
     assert_eq!(err.setting(), "max_components");
     witness.emit(&Component::new("d"), Signal::SlotBusy);
     assert_eq!(witness.cycle_now().components.len(), 2);
 }
 
+/// What a preset does with every layer: the generic steps of
+/// `LayerBuilder` and `Classified`, then the layer's handle.
+#[tokio::test]
+async fn the_builder_takes_the_stack_classifier_through_the_contract_and_its_handle_is_the_witness()
+{
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
+    // The stack says a 404 is a failure.
+    let classify = |r: Result<&u32, &BoxError>| match r {
+        Ok(404) | Err(_) => Outcome::Failure,
+        Ok(_) => Outcome::Success,
+    };
+    let builder = Classified::classified_by(ObserveWitnessLayer::builder(&witness), classify);
+    let builder = LayerBuilder::component(builder, Component::new("api"));
+    let layer = LayerBuilder::build(LayerBuilder::sink(builder, Sink::none())).unwrap();
+    let svc = layer.layer(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }));
+    svc.clone().oneshot(200).await.unwrap();
+    svc.oneshot(404).await.unwrap();
+    assert!(layer.control().is_none(), "the witness steers nothing here");
+    let snapshot = layer.handle().cycle_now();
+    let api = snapshot.component("api").unwrap();
+    assert_eq!((api.succeeded, api.failed), (1, 1));
+    assert_eq!(
+        witness.latest_snapshot().cycle,
+        1,
+        "the handle is the witness"
+    );
+}
+
 #[test]
 fn snapshots_serialize_to_json() {
     let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
-    witness.layer("db").unwrap();
+    witness.layer("db").build().unwrap();
     let db = Component::new("db");
     witness.emit(&db, Signal::SlotQueued { depth: 1 });
     witness.emit(
@@ -330,7 +363,7 @@ fn keyed_breaker_transitions_take_no_place_and_leave_the_components_breaker_alon
         .max_components(2)
         .build()
         .unwrap();
-    witness.layer("hosts").unwrap();
+    witness.layer("hosts").build().unwrap();
     let hosts = Component::new("hosts");
     witness.emit(
         &hosts,
@@ -376,6 +409,9 @@ fn keyed_breaker_transitions_take_no_place_and_leave_the_components_breaker_alon
         0,
         "counted per cycle"
     );
-    assert!(witness.layer("api").is_ok(), "room for a real component");
-    assert!(witness.layer("db").is_err(), "the bound holds");
+    assert!(
+        witness.layer("api").build().is_ok(),
+        "room for a real component"
+    );
+    assert!(witness.layer("db").build().is_err(), "the bound holds");
 }

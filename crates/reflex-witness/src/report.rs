@@ -1,14 +1,14 @@
-//! What the witness finds and writes: [`Report`]s, one per episode, read
-//! like an incident summary, and the [`Detector`] trait for detectors of
-//! your own.
+//! What the witness writes: [`Report`]s, one per episode, read like an
+//! incident summary, with their roots, affected components and causal
+//! chains.
 
 use std::fmt;
 
-use reflex_core::{BoxError, RejectKind};
+use reflex_core::RejectKind;
 use serde::{Serialize, Serializer};
 
-use crate::reflex::Measure;
-use crate::snapshot::{ComponentState, Snapshot};
+use crate::measure::Measure;
+use crate::state::ComponentState;
 
 /// What a report is about.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -161,48 +161,6 @@ pub struct ChainLink {
     pub what: LinkKind,
 }
 
-/// What a detector sees each cycle.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Observation<'a> {
-    /// The cycle's snapshot.
-    pub snapshot: &'a Snapshot,
-    /// Recent failed and refused calls, oldest first (the witness keeps
-    /// the last 1 024 at most).
-    pub events: &'a [ChainLink],
-    /// Now, in milliseconds since the witness was built.
-    pub now_ms: u64,
-}
-
-/// Something a detector of your own found, which the witness turns into a
-/// [`Report`] of kind [`DetectionKind::Custom`] (the detector's name).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Finding {
-    /// What triggered it, in a few words.
-    pub trigger: String,
-    /// The components involved: the report names them as its roots and
-    /// carries their states and first failures.
-    pub components: Vec<String>,
-    /// What the detector concluded: the report's summary.
-    pub decision: String,
-}
-
-impl Finding {
-    /// A finding about `components`.
-    pub fn new(
-        trigger: impl Into<String>,
-        components: Vec<String>,
-        decision: impl Into<String>,
-    ) -> Self {
-        Self {
-            trigger: trigger.into(),
-            components,
-            decision: decision.into(),
-        }
-    }
-}
-
 /// An incident summary: what was found, where it starts, since when, how
 /// bad against the baseline, who is affected and through which calls, the
 /// chain of failures of this episode, and what was done about it.
@@ -246,47 +204,40 @@ pub struct Report {
     pub actions: Vec<Measure>,
 }
 
-/// Looks at each cycle's observation and says what it finds. Runs on the
-/// witness's cycle, off the request path: it may take its time, keep
-/// state, and fail (the witness records the error in `last_error` and
-/// goes on).
-///
-/// # Examples
-///
-/// A detector that reports any component refusing calls:
-///
-/// ```
-/// use reflex_core::BoxError;
-/// use reflex_witness::{Detector, Finding, Observation};
-///
-/// struct AnyRejection;
-///
-/// impl Detector for AnyRejection {
-///     fn name(&self) -> &str {
-///         "any_rejection"
-///     }
-///
-///     fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
-///         Ok(seen
-///             .snapshot
-///             .components
-///             .iter()
-///             .filter(|c| !c.rejected.is_empty())
-///             .map(|c| Finding::new("rejections", vec![c.component.clone()], "refusing calls"))
-///             .collect())
-///     }
-/// }
-/// # let _ = AnyRejection;
-/// ```
-pub trait Detector: Send + 'static {
-    /// A short, stable name: its reports' kind is
-    /// [`DetectionKind::Custom`] of it.
-    fn name(&self) -> &str;
-
-    /// What this cycle's observation shows.
-    ///
-    /// # Errors
-    ///
-    /// Any error: the witness keeps it as `last_error` and goes on.
-    fn inspect(&mut self, observation: &Observation<'_>) -> Result<Vec<Finding>, BoxError>;
+/// The one line of an episode's report: each root with how bad it is
+/// against its baseline, then the affected components' paths.
+pub(crate) fn summary(roots: &[Root], affected: &[Affected]) -> String {
+    let roots: Vec<String> = roots
+        .iter()
+        .map(|root| match &root.evidence {
+            Some(Evidence::ErrorRate {
+                failed,
+                requests,
+                observed,
+                baseline,
+            }) => format!(
+                "{}: own error rate {:.1}% ({failed} of {requests} requests), baseline {:.2}%",
+                root.component,
+                observed * 100.0,
+                baseline * 100.0
+            ),
+            Some(Evidence::Latency {
+                percentile,
+                observed_ms,
+                baseline_ms,
+                requests,
+            }) => format!(
+                "{}: own work p{percentile} {observed_ms:.1} ms ({requests} requests), baseline {baseline_ms:.1} ms",
+                root.component
+            ),
+            None => root.component.clone(),
+        })
+        .collect();
+    let mut line = roots.join("; ");
+    if !affected.is_empty() {
+        let paths: Vec<String> = affected.iter().map(|a| a.path.join(" -> ")).collect();
+        line.push_str("; affected: ");
+        line.push_str(&paths.join(", "));
+    }
+    line
 }
