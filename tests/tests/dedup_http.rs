@@ -2,8 +2,9 @@
 //! response bodies shared whole, an answer that may not be shared (a body
 //! over the limit, a cookie, `private`, a `Vary` the key does not hold)
 //! sent whole to one and re-fetched by the others, what the cache keeps
-//! (successes, for their `max-age`), and requests without a key streamed
-//! through unbuffered and unmarked.
+//! (successes, for their `max-age`; a refresh that may not be kept leaves
+//! no stale copy), requests without a key streamed through unbuffered and
+//! unmarked, and the layer in an `axum` `Router` with no body type named.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -75,7 +76,11 @@ fn get(path: &str) -> Req {
     Request::get(path).body(Empty::new()).unwrap()
 }
 
-async fn body_of<B: http_body::Body<Error = BoxError>>(response: Response<B>) -> Bytes {
+async fn body_of<B>(response: Response<B>) -> Bytes
+where
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     response.into_body().collect().await.unwrap().to_bytes()
 }
 
@@ -83,7 +88,9 @@ async fn body_of<B: http_body::Body<Error = BoxError>>(response: Response<B>) ->
 async fn identical_gets_share_one_call_and_each_gets_the_whole_response() {
     let (origin, calls, open) = origin(100);
     let layer = DedupLayer::builder()
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let tasks: Vec<_> = (0..8)
@@ -110,7 +117,10 @@ async fn posts_and_different_varied_headers_do_not_coalesce() {
     let (origin, calls, open) = origin(10);
     open.send_replace(true);
     let layer = DedupLayer::builder()
-        .build_http::<Empty<Bytes>>(HttpKey::new().vary(header::AUTHORIZATION), 1024)
+        .http()
+        .key_with(HttpKey::new().vary(header::AUTHORIZATION))
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let as_user = |user: &str| {
@@ -147,7 +157,9 @@ async fn the_default_key_tells_users_apart_by_authorization_and_cookie() {
     let (origin, calls, open) = origin(10);
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let with = |name: header::HeaderName, value: &str| {
@@ -224,9 +236,7 @@ async fn a_post_streams_through_unbuffered_and_unmarked() {
         let body = body.lock().unwrap().take().expect("one call");
         async move { Ok::<_, BoxError>(Response::new(Trickle(body))) }
     });
-    let layer = DedupLayer::builder()
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 16)
-        .unwrap();
+    let layer = DedupLayer::builder().http().body_limit(16).build().unwrap();
     let post = Request::post("/upload").body(Empty::new()).unwrap();
     // The head comes back before a byte of the body was sent: nothing
     // reads the body ahead of the caller.
@@ -253,7 +263,9 @@ async fn a_post_streams_through_unbuffered_and_unmarked() {
 async fn a_body_over_the_limit_goes_whole_to_the_leader_and_the_others_fetch_their_own() {
     let (origin, calls, open) = origin(5_000);
     let layer = DedupLayer::builder()
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let leader = tokio::spawn(svc.clone().oneshot(get("/big")));
@@ -285,7 +297,9 @@ async fn cached_responses_are_weighed_by_their_body() {
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
         .cache_max_bytes(700)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     for path in ["/1", "/2", "/3"] {
@@ -344,7 +358,9 @@ where
 async fn two_virtual_hosts_do_not_share_a_call() {
     let (origin, calls, open) = origin(10);
     let layer = DedupLayer::builder()
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     // A server sees `GET /` in origin form: only `Host` tells them apart.
@@ -371,7 +387,9 @@ async fn two_virtual_hosts_do_not_share_a_cached_answer() {
     open.send_replace(true);
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let a = svc.clone().oneshot(get_at("a.example", "/")).await.unwrap();
@@ -401,7 +419,9 @@ async fn an_answer_that_sets_a_cookie_is_neither_shared_nor_cached() {
     });
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let responses = at_once(&svc, &open, vec![get("/"), get("/"), get("/")]).await;
@@ -431,7 +451,10 @@ async fn calls_for(key: HttpKey, headers: &'static [(header::HeaderName, &'stati
     });
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
-        .build_http::<Empty<Bytes>>(key, 1024)
+        .http()
+        .key_with(key)
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     at_once(&svc, &open, vec![get("/"), get("/")]).await;
@@ -490,7 +513,9 @@ async fn a_server_error_is_shared_in_flight_but_not_cached_by_default() {
     });
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let responses = at_once(&svc, &open, vec![get("/down"), get("/down")]).await;
@@ -536,8 +561,10 @@ async fn a_given_classifier_decides_what_is_cached() {
     open.send_replace(true);
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
+        .http()
         .classifier(NotFoundFails)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     for path in ["/missing", "/missing", "/up", "/up"] {
@@ -566,7 +593,9 @@ async fn a_status_a_cache_may_not_keep_unasked_is_shared_in_flight_but_not_cache
     });
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let responses = at_once(&svc, &open, vec![get("/limited"), get("/limited")]).await;
@@ -598,7 +627,9 @@ async fn a_ranged_or_conditional_get_never_shares_with_a_plain_one() {
         let (origin, calls, open) = origin(10);
         let layer = DedupLayer::builder()
             .cache(Duration::from_secs(60), 100)
-            .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+            .http()
+            .body_limit(1024)
+            .build()
             .unwrap();
         let svc = layer.layer(origin);
         let special = || {
@@ -633,7 +664,9 @@ async fn an_answer_is_kept_no_longer_than_its_max_age() {
     open.send_replace(true);
     let layer = DedupLayer::builder()
         .cache(Duration::from_secs(10), 100)
-        .build_http::<Empty<Bytes>>(HttpKey::new(), 1024)
+        .http()
+        .body_limit(1024)
+        .build()
         .unwrap();
     let svc = layer.layer(origin);
     let sharing = |path: &'static str| {
@@ -668,4 +701,182 @@ async fn an_answer_is_kept_no_longer_than_its_max_age() {
     );
     assert_eq!(sharing("/ttl").await, Sharing::Own, "past the TTL");
     assert_eq!(calls.load(Ordering::SeqCst), 12);
+}
+
+/// How the refresh of a kept answer comes back.
+#[derive(Debug, Clone, Copy)]
+enum Refresh {
+    SetsACookie,
+    Private,
+    NoStore,
+    ServerError,
+    OverTheLimit,
+}
+
+/// An origin whose first answer (`x-call: 0`, 10 bytes) may be kept and
+/// whose later answers come back as `refresh` says, once the gate is open.
+fn refreshed_as(
+    refresh: Refresh,
+) -> (
+    impl Service<Req, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send + 'static>
+    + Clone
+    + Send
+    + 'static,
+    watch::Sender<bool>,
+) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let (open, gate) = watch::channel(true);
+    let svc = tower::service_fn(move |_: Req| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        let mut gate = gate.clone();
+        async move {
+            gate.wait_for(|open| *open).await.map_err(|_| "gate gone")?;
+            let mut head = Response::builder().header("x-call", n.to_string());
+            let mut size = 10;
+            if n > 0 {
+                head = match refresh {
+                    Refresh::SetsACookie => head.header(header::SET_COOKIE, "session=1"),
+                    Refresh::Private => head.header(header::CACHE_CONTROL, "private"),
+                    Refresh::NoStore => head.header(header::CACHE_CONTROL, "no-store"),
+                    Refresh::ServerError => head.status(503),
+                    Refresh::OverTheLimit => {
+                        size = 5_000;
+                        head
+                    }
+                };
+            }
+            Ok::<_, BoxError>(head.body(Full::new(Bytes::from(vec![b'.'; size]))).unwrap())
+        }
+    });
+    (svc, open)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refresh_that_may_not_be_kept_removes_the_stale_answer() {
+    for refresh in [
+        Refresh::SetsACookie,
+        Refresh::Private,
+        Refresh::NoStore,
+        Refresh::ServerError,
+        Refresh::OverTheLimit,
+    ] {
+        let (origin, open) = refreshed_as(refresh);
+        let layer = DedupLayer::builder()
+            .cache(Duration::from_secs(5), 100)
+            .serve_stale(Duration::from_secs(60))
+            .http()
+            .body_limit(1024)
+            .build()
+            .unwrap();
+        let svc = layer.layer(origin);
+        let first = svc.clone().oneshot(get("/")).await.unwrap();
+        assert_eq!(call_of(&first), "0");
+        assert_eq!(layer.handle().metrics().cache_entries, 1, "{refresh:?}");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        // Stale, no refresh running: this request refreshes it.
+        let refreshed = svc.clone().oneshot(get("/")).await.unwrap();
+        assert_eq!(call_of(&refreshed), "1", "{refresh:?}");
+        assert_eq!(layer.handle().metrics().cache_entries, 0, "{refresh:?}");
+        // The old answer is not served any more, not even stale.
+        open.send_replace(false);
+        let mut a = tokio_test::task::spawn(svc.clone().oneshot(get("/")));
+        let mut b = tokio_test::task::spawn(svc.clone().oneshot(get("/")));
+        tokio_test::assert_pending!(a.poll(), "{refresh:?}");
+        tokio_test::assert_pending!(b.poll(), "{refresh:?}: not the stale answer");
+        open.send_replace(true);
+        for response in [a.await.unwrap(), b.await.unwrap()] {
+            assert_ne!(call_of(&response), "0", "{refresh:?}");
+            assert_ne!(sharing_of(&response), Some(Sharing::Stale), "{refresh:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_service_of_one_http_layer_shares_its_calls_and_its_cache() {
+    let (origin, calls, open) = origin(10);
+    let layer = DedupLayer::builder()
+        .http()
+        .cache(Duration::from_secs(60), 10)
+        .build()
+        .unwrap();
+    // Two services of one layer, as a framework that wraps a route per
+    // connection makes them.
+    let first = tokio::spawn(layer.layer(origin.clone()).oneshot(get("/")));
+    tokio::task::yield_now().await;
+    let second = tokio::spawn(layer.layer(origin.clone()).oneshot(get("/")));
+    tokio::task::yield_now().await;
+    open.send_replace(true);
+    for response in [first.await.unwrap(), second.await.unwrap()] {
+        assert_eq!(sharing_of(&response.unwrap()), Some(Sharing::Shared));
+    }
+    let third = layer.layer(origin).oneshot(get("/")).await.unwrap();
+    assert_eq!(sharing_of(&third), Some(Sharing::Cached));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// Counts its calls and answers `item {id}`.
+fn items(calls: Arc<AtomicUsize>) -> axum::routing::MethodRouter {
+    axum::routing::get(
+        move |axum::extract::Path(id): axum::extract::Path<u32>| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            format!("item {id}")
+        },
+    )
+}
+
+#[tokio::test]
+async fn the_http_layer_sits_in_an_axum_router_with_no_body_type_named() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let layer = DedupLayer::builder()
+        .http()
+        .cache(Duration::from_secs(60), 10)
+        .build()
+        .unwrap();
+    let app = axum::Router::new()
+        .route("/items/{id}", items(calls.clone()))
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    |_: BoxError| async { http::StatusCode::SERVICE_UNAVAILABLE },
+                ))
+                .layer(layer.clone()),
+        );
+    let get = || {
+        Request::get("/items/7")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
+    for sharing in [Sharing::Own, Sharing::Cached] {
+        let response = app.clone().oneshot(get()).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(sharing_of(&response), Some(sharing));
+        assert_eq!(body_of(response).await, "item 7");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(layer.handle().metrics().cache_hits, 1);
+}
+
+/// An `axum` response, as it is.
+fn into_axum_response<R: axum::response::IntoResponse>(response: R) -> axum::response::Response {
+    response.into_response()
+}
+
+#[tokio::test]
+async fn one_layer_takes_any_request_body_and_answers_an_axum_response_body() {
+    let layer = DedupLayer::builder().http().build().unwrap();
+    let echo = |req: Request<_>| async move {
+        Ok::<_, BoxError>(Response::new(Full::new(Bytes::from(req.uri().to_string()))))
+    };
+    // The same layer over services of two request body types.
+    let empty = layer.layer(tower::service_fn(|req: Req| echo(req.map(|_| ()))));
+    let axum_body = layer.layer(tower::service_fn(|req: Request<axum::body::Body>| {
+        echo(req.map(|_| ()))
+    }));
+    let a = empty.oneshot(get("/a")).await.unwrap();
+    let b = axum_body
+        .oneshot(Request::get("/b").body(axum::body::Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(body_of(into_axum_response(a)).await, "/a");
+    assert_eq!(body_of(into_axum_response(b)).await, "/b");
 }

@@ -1,7 +1,6 @@
 //! Errors of the dedup layer: [`SharedError`] and [`WaitTimedOut`].
 
 use std::error::Error;
-use std::fmt;
 use std::sync::Arc;
 
 use reflex_core::BoxError;
@@ -10,11 +9,11 @@ use reflex_core::BoxError;
 ///
 /// A failed call that several requests waited on gives every one of them
 /// (the one that started it included) a `SharedError` around the one inner
-/// error (a call nobody else waited on hands its error over untouched): errors are not `Clone`, so
-/// they are shared behind an `Arc`. It displays as the inner error, and its
-/// [`source`](Error::source) is the inner error, so
-/// [`Rejected::find`](reflex_core::Rejected::find) and downcasts through
-/// [`inner`](Self::inner) still work. Failures are never cached.
+/// error (a call nobody else waited on hands its error over untouched):
+/// errors are not `Clone`, so they are shared behind an `Arc`. It displays
+/// as the inner error, and its [`source`](Error::source) is the inner
+/// error, so [`Rejected::find`](reflex_core::Rejected::find) and downcasts
+/// through [`inner`](Self::inner) still work. Failures are never cached.
 ///
 /// # Examples
 ///
@@ -27,8 +26,9 @@ use reflex_core::BoxError;
 /// }
 /// # let _ = inner_is_io;
 /// ```
-#[derive(Debug, Clone)]
-pub struct SharedError(Arc<BoxError>);
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct SharedError(#[source] Arc<BoxError>);
 
 // === impl SharedError ===
 
@@ -43,18 +43,6 @@ impl SharedError {
     }
 }
 
-impl fmt::Display for SharedError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&**self.0, f)
-    }
-}
-
-impl Error for SharedError {
-    fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&**self.0)
-    }
-}
-
 /// A waiter gave up on a shared call after its own wait timeout. The call
 /// goes on for the others.
 ///
@@ -63,13 +51,23 @@ impl Error for SharedError {
 /// ```
 /// assert_eq!(reflex_dedup::WaitTimedOut.to_string(), "gave up waiting on a shared call");
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("gave up waiting on a shared call")]
 pub struct WaitTimedOut;
 
-impl fmt::Display for WaitTimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("gave up waiting on a shared call")
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+    use std::sync::Arc;
+
+    use super::SharedError;
+
+    #[test]
+    fn a_shared_error_displays_as_its_inner_error_which_is_its_source() {
+        let shared = SharedError::new(Arc::new(std::io::Error::other("down").into()));
+        assert_eq!(shared.to_string(), "down");
+        let source = shared.source().expect("the inner error");
+        assert!(source.is::<std::io::Error>(), "the inner error itself");
+        assert!(shared.inner().is::<std::io::Error>());
     }
 }
-
-impl Error for WaitTimedOut {}

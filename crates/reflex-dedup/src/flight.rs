@@ -66,7 +66,8 @@ impl<Res, V: Clone> Outcome<Res, V> {
 enum Call<Fut> {
     /// The leader is calling the inner service.
     Starting,
-    Running(Pin<Box<Fut>>),
+    /// The call's future, boxed by the leader (so `Unpin`).
+    Running(Fut),
     /// Ended; the outcome is set (before the call's lock is released, so
     /// a waiter that sees `Over` finds the outcome).
     Over,
@@ -102,7 +103,7 @@ pub(crate) struct Delivery<Res, V> {
 
 impl<Fut, Res, V> Flight<Fut, Res, V>
 where
-    Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
+    Fut: Future<Output = Result<Res, BoxError>> + Unpin + Send + 'static,
     Res: Send + 'static,
     V: Clone + Send + 'static,
 {
@@ -128,7 +129,7 @@ where
     /// The leader hands over the inner call's future, and wakes whoever
     /// joined meanwhile.
     pub(crate) fn start(self: &Arc<Self>, future: Fut) {
-        *self.call.lock().unwrap_or_else(PoisonError::into_inner) = Call::Running(Box::pin(future));
+        *self.call.lock().unwrap_or_else(PoisonError::into_inner) = Call::Running(future);
         self.wake_by_ref();
     }
 
@@ -267,7 +268,7 @@ where
                 flight: self,
                 armed: true,
             };
-            let result = future.as_mut().poll(&mut inner_cx);
+            let result = Pin::new(future).poll(&mut inner_cx);
             unwinding.armed = false;
             let Poll::Ready(result) = result else {
                 return Poll::Pending;
@@ -377,7 +378,7 @@ where
 /// never end.
 struct AbortOnUnwind<'a, Fut, Res, V>
 where
-    Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
+    Fut: Future<Output = Result<Res, BoxError>> + Unpin + Send + 'static,
     Res: Send + 'static,
     V: Clone + Send + 'static,
 {
@@ -387,7 +388,7 @@ where
 
 impl<Fut, Res, V> Drop for AbortOnUnwind<'_, Fut, Res, V>
 where
-    Fut: Future<Output = Result<Res, BoxError>> + Send + 'static,
+    Fut: Future<Output = Result<Res, BoxError>> + Unpin + Send + 'static,
     Res: Send + 'static,
     V: Clone + Send + 'static,
 {

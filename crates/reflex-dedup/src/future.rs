@@ -7,15 +7,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use reflex_core::{BoxError, Classify, RejectKind, Rejected};
-use tokio::time::{Instant, Sleep, sleep_until};
+use reflex_core::{BoxError, Classify};
 use tower_service::Service;
 
-use crate::error::{SharedError, WaitTimedOut};
-use crate::flight::{Delivery, Flight, Received};
-use crate::service::Shared;
 use crate::share::{Share, Sharing};
-use crate::table::Cache;
+use crate::shared::Shared;
+use crate::wait::{Waited, Waiting};
 use crate::{Inner, Key};
 
 pin_project! {
@@ -28,8 +25,9 @@ pin_project! {
 }
 
 impl<F> CallFuture<F> {
-    pub(crate) fn new(inner: F) -> Self {
-        Self { inner }
+    /// `inner`, boxed for the flight that runs it.
+    pub(crate) fn boxed(inner: F) -> Pin<Box<Self>> {
+        Box::pin(Self { inner })
     }
 }
 
@@ -46,45 +44,16 @@ where
     }
 }
 
-/// The flight type of a service.
-pub(crate) type FlightOf<S, Req, H> = Flight<
-    CallFuture<<S as Service<Req>>::Future>,
-    <S as Service<Req>>::Response,
-    <H as Share<<S as Service<Req>>::Response>>::Shared,
->;
+/// The shared call of a service `S` for `Req`, as its flight holds it.
+pub(crate) type BoxedCall<S, Req> = Pin<Box<CallFuture<<S as Service<Req>>::Future>>>;
 
-/// A request waiting on a shared call. Dropped (answered, timed out, or
-/// its future dropped), it leaves the call, which ends with its last
-/// waiter.
-pub(crate) struct Waiter<S, Req, K, KF, H, C>
-where
-    S: Inner<Req>,
-    K: Key,
-    H: Share<S::Response>,
-{
-    pub(crate) flight: Arc<FlightOf<S, Req, H>>,
-    pub(crate) id: usize,
-    pub(crate) key: K,
-    pub(crate) shared: Arc<Shared<S, Req, K, KF, H, C>>,
-    /// A follower's own request, and a service to send it with, should the
-    /// answer turn out not shareable.
-    pub(crate) fallback: Option<(S, Req)>,
-}
+/// What a [`Dedup`](crate::Dedup) over `S` and its futures share.
+pub(crate) type SharedOf<S, Req, K, KF, H, C> =
+    Shared<K, KF, H, C, BoxedCall<S, Req>, <S as Service<Req>>::Response>;
 
-impl<S, Req, K, KF, H, C> Drop for Waiter<S, Req, K, KF, H, C>
-where
-    S: Inner<Req>,
-    K: Key,
-    H: Share<S::Response>,
-{
-    fn drop(&mut self) {
-        if self.flight.leave(self.id) {
-            self.shared
-                .table
-                .remove(&self.key, &self.flight, &self.shared.stats);
-        }
-    }
-}
+/// The wait of a keyed request through a [`Dedup`](crate::Dedup) over `S`.
+pub(crate) type WaitingOf<S, Req, K, KF, H, C> =
+    Waiting<K, KF, H, C, BoxedCall<S, Req>, <S as Service<Req>>::Response>;
 
 pin_project! {
     /// The response future of [`Dedup`](crate::Dedup): the inner future of
@@ -123,21 +92,24 @@ pin_project! {
             result: Option<Result<S::Response, BoxError>>,
         },
         Waiting {
-            waiter: Option<Waiter<S, Req, K, KF, H, C>>,
             #[pin]
-            timer: Option<Sleep>,
+            waiting: WaitingOf<S, Req, K, KF, H, C>,
+            // A follower's own request, and a service to send it with,
+            // should the answer turn out not shareable; the clone is
+            // polled ready before it is used.
+            fallback: Option<(S, Req)>,
         },
         // The answer was not shareable: this follower makes its own call.
         FallBack {
             service: S,
             request: Option<Req>,
-            shared: Arc<Shared<S, Req, K, KF, H, C>>,
+            shared: Arc<SharedOf<S, Req, K, KF, H, C>>,
         },
         // That call, whose answer is marked `Own`.
         OwnCall {
             #[pin]
             future: S::Future,
-            shared: Arc<Shared<S, Req, K, KF, H, C>>,
+            shared: Arc<SharedOf<S, Req, K, KF, H, C>>,
         },
     }
 }
@@ -165,12 +137,14 @@ where
         }
     }
 
-    pub(crate) fn waiting(waiter: Waiter<S, Req, K, KF, H, C>, until: Option<Instant>) -> Self {
+    /// A wait on a shared call; `fallback` is a follower's own request and
+    /// service.
+    pub(crate) fn waiting(
+        waiting: WaitingOf<S, Req, K, KF, H, C>,
+        fallback: Option<(S, Req)>,
+    ) -> Self {
         Self {
-            kind: Kind::Waiting {
-                waiter: Some(waiter),
-                timer: until.map(sleep_until),
-            },
+            kind: Kind::Waiting { waiting, fallback },
         }
     }
 }
@@ -217,51 +191,19 @@ where
                         .expect("ResponseFuture polled after completion"),
                 );
             }
-            KindProj::Waiting { waiter, timer } => {
-                let Some(w) = waiter.as_ref() else {
-                    panic!("ResponseFuture polled after completion")
-                };
-                let shared = &w.shared;
-                // Whether the answer may be cached, decided by the waiter
-                // that ends the call, before the answer is shared.
-                let mut success = false;
-                let polled = w.flight.poll(w.id, cx, |answer| {
-                    success = shared.cache.is_some() && is_success(&shared.classifier, &answer);
-                    shared.share.share(answer)
-                });
-                match polled {
-                    Poll::Ready(delivery) => {
-                        let mut w = waiter.take().expect("checked above");
-                        match deliver(&w, delivery, success) {
-                            Delivered::Answer(result) => return Poll::Ready(result),
-                            Delivered::FallBack => {
-                                let Some((service, request)) = w.fallback.take() else {
-                                    // The leader's request went into the
-                                    // call it no longer has.
-                                    return Poll::Ready(Err(aborted(&w)));
-                                };
-                                let shared = Arc::clone(&w.shared);
-                                drop(w);
-                                kind.set(Kind::FallBack {
-                                    service,
-                                    request: Some(request),
-                                    shared,
-                                });
-                            }
-                        }
-                    }
-                    Poll::Pending => {
-                        return match timer.as_pin_mut().map(|t| t.poll(cx)) {
-                            Some(Poll::Ready(())) => {
-                                // Leaves the call; the others wait on.
-                                drop(waiter.take());
-                                Poll::Ready(Err(WaitTimedOut.into()))
-                            }
-                            _ => Poll::Pending,
-                        };
-                    }
+            KindProj::Waiting { waiting, fallback } => match ready!(waiting.poll_wait(cx)) {
+                Waited::Answer(result) => return Poll::Ready(result),
+                Waited::FallBack(shared) => {
+                    let Some((service, request)) = fallback.take() else {
+                        return Poll::Ready(Err(shared.aborted()));
+                    };
+                    kind.set(Kind::FallBack {
+                        service,
+                        request: Some(request),
+                        shared,
+                    });
                 }
-            }
+            },
             KindProj::FallBack {
                 service,
                 request,
@@ -286,97 +228,6 @@ where
     }
 }
 
-/// `true` when `classifier` calls `response` a success.
-fn is_success<C, Res>(classifier: &C, response: &Res) -> bool
-where
-    C: Classify<Res, BoxError>,
-{
-    classifier.classify(Ok(response)).is_success()
-}
-
-/// What a waiter's delivery comes to.
-enum Delivered<Res> {
-    Answer(Result<Res, BoxError>),
-    FallBack,
-}
-
-/// What waiter `w` hands its caller, from what it received. The waiter
-/// that ended the call also caches the answer, if it is shareable and
-/// `success` (its classifier said so; for an answer nobody else waited on,
-/// it is asked here).
-fn deliver<S, Req, K, KF, H, C>(
-    w: &Waiter<S, Req, K, KF, H, C>,
-    delivery: Delivery<S::Response, H::Shared>,
-    success: bool,
-) -> Delivered<S::Response>
-where
-    S: Inner<Req>,
-    K: Key,
-    H: Share<S::Response>,
-    C: Classify<S::Response, BoxError>,
-{
-    let shared = &w.shared;
-    let cache = shared.cache.as_ref().filter(|_| delivery.ended_here);
-    let (mut response, sharing) = match delivery.received {
-        // Nobody else got this answer (alone on the call, or the answer
-        // was not shareable and this is the leader).
-        Received::Owned(Ok(response)) => match cache {
-            Some(cache) if is_success(&shared.classifier, &response) => {
-                match shared.share.share(response) {
-                    Ok(answer) => {
-                        let response = shared.share.unshare(&answer);
-                        keep(w, cache, answer);
-                        (response, Sharing::Own)
-                    }
-                    Err(response) => (response, Sharing::Own),
-                }
-            }
-            _ => (response, Sharing::Own),
-        },
-        Received::Owned(Err(err)) => return Delivered::Answer(Err(err)),
-        Received::Shared(Ok(answer)) => {
-            let response = shared.share.unshare(&answer);
-            if let Some(cache) = cache.filter(|_| success) {
-                keep(w, cache, answer);
-            }
-            (response, Sharing::Shared)
-        }
-        Received::Shared(Err(err)) => {
-            return Delivered::Answer(Err(SharedError::new(err).into()));
-        }
-        Received::FallBack => return Delivered::FallBack,
-        Received::Aborted => return Delivered::Answer(Err(aborted(w))),
-    };
-    shared.share.mark(&mut response, sharing);
-    Delivered::Answer(Ok(response))
-}
-
-/// Keeps `answer` in `cache` under `w`'s key, for as long as the answer
-/// allows ([`Share::max_age`]) within the cache's TTL.
-fn keep<S, Req, K, KF, H, C>(
-    w: &Waiter<S, Req, K, KF, H, C>,
-    cache: &Cache<K, H::Shared>,
-    answer: H::Shared,
-) where
-    S: Inner<Req>,
-    K: Key,
-    H: Share<S::Response>,
-{
-    let share = &w.shared.share;
-    let weight = share.weight(&answer);
-    let max_age = share.max_age(&answer);
-    cache.insert(w.key.clone(), answer, weight, max_age, &w.shared.stats);
-}
-
-fn aborted<S, Req, K, KF, H, C>(w: &Waiter<S, Req, K, KF, H, C>) -> BoxError
-where
-    S: Inner<Req>,
-    K: Key,
-    H: Share<S::Response>,
-{
-    Rejected::new(RejectKind::DedupAborted, w.shared.stats.component.clone()).into()
-}
-
 impl<S, Req, K, KF, H, C> fmt::Debug for ResponseFuture<S, Req, K, KF, H, C>
 where
     S: Inner<Req>,
@@ -387,10 +238,8 @@ where
         let kind = match &self.kind {
             Kind::Direct { .. } => "direct",
             Kind::Ready { .. } => "ready",
-            Kind::Waiting {
-                waiter: Some(_), ..
-            } => "waiting",
-            Kind::Waiting { .. } => "complete",
+            Kind::Waiting { waiting, .. } if waiting.is_over() => "complete",
+            Kind::Waiting { .. } => "waiting",
             Kind::FallBack { .. } | Kind::OwnCall { .. } => "fall_back",
         };
         f.debug_struct("ResponseFuture")

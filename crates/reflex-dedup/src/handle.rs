@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use reflex_core::{Component, Signal, Sink};
+use reflex_core::{Component, LayerHandle, Signal, Sink};
 
 /// Counts a layer and its handle share.
 pub(crate) struct Stats {
@@ -58,8 +58,11 @@ impl Stats {
 /// Reads what a dedup layer is doing: keys in flight, requests coalesced,
 /// cache hits and size.
 ///
-/// Got from [`DedupLayer::handle`](crate::DedupLayer::handle). Counts cover
-/// every service the layer made.
+/// Got from [`DedupLayer::handle`](crate::DedupLayer::handle) (or the
+/// `http` layer's, or [`Handled::handle`](reflex_core::Handled::handle)).
+/// Counts cover every service the layer made. Its live numbers are
+/// [`metrics`](Self::metrics), the same as
+/// [`LayerHandle::metrics`](reflex_core::LayerHandle::metrics).
 ///
 /// # Clone
 ///
@@ -80,7 +83,9 @@ pub struct DedupHandle {
     stats: Arc<Stats>,
 }
 
-/// A dedup layer's state and counts.
+/// A dedup layer's live numbers: its state and counts at one moment, from
+/// [`DedupHandle::metrics`]. Each is read on its own (relaxed), so two may
+/// be a request apart.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DedupMetrics {
@@ -126,6 +131,18 @@ impl DedupHandle {
     /// The component the layer guards.
     pub fn component(&self) -> &Component {
         &self.stats.component
+    }
+}
+
+impl LayerHandle for DedupHandle {
+    type Metrics = DedupMetrics;
+
+    fn component(&self) -> &Component {
+        Self::component(self)
+    }
+
+    fn metrics(&self) -> DedupMetrics {
+        Self::metrics(self)
     }
 }
 

@@ -25,10 +25,16 @@
 //!   longer than [`Share::max_age`] allows within the TTL. Errors are never
 //!   cached. A failing answer is still shared with the requests waiting on
 //!   its call: they asked at the same time.
-//! - **Never another client's answer** (`http`, with `build_http`):
-//!   requests for two hosts never share; an answer that sets a cookie, is
-//!   `private` or `no-store`, or varies on a header the key does not hold
-//!   goes only to the request that made it (see the `http` module).
+//! - **The cache holds a key's latest answer or nothing.** After a call
+//!   for a key ends, the cache keeps its answer, or, when that answer may
+//!   not be kept (a failure, an error, an answer that cannot be shared or
+//!   has no age left), takes out the one kept before: a refresh the origin
+//!   refuses to have kept is not answered for by the old copy.
+//! - **Never another client's answer** (feature `http`, with
+//!   `DedupBuilder::http`): requests for two hosts never share; an
+//!   answer that sets a cookie, is `private` or `no-store`, or varies on a
+//!   header the key does not hold goes only to the request that made it
+//!   (see the `http` module).
 //! - **No stuck key.** A key leaves the table when its call ends, when its
 //!   last waiter leaves, and when its call panics (in `call` or in the
 //!   future): the next request for it makes a new call.
@@ -49,6 +55,12 @@
 //!   call is marked own. A request without a key is not marked.
 //! - **Free without a key.** A request whose key is `None` costs the key
 //!   function and a branch: no lock, no allocation (over `http` too).
+//! - **One way in.** [`DedupBuilder`] (and, for `http`, its
+//!   `HttpDedupBuilder`) is a [`LayerBuilder`](reflex_core::LayerBuilder)
+//!   that takes the stack's classifier
+//!   ([`Classified`](reflex_core::Classified)); the layers are
+//!   [`Handled`](reflex_core::Handled), and [`DedupHandle`] reads the
+//!   [`DedupMetrics`] ([`LayerHandle`](reflex_core::LayerHandle)).
 //! - **Observable.** [`Signal::Coalesced`](reflex_core::Signal::Coalesced)
 //!   and [`Signal::DedupCacheHit`](reflex_core::Signal::DedupCacheHit);
 //!   [`DedupHandle`] reads keys in flight, coalesced requests, cache hits
@@ -94,6 +106,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod builder;
+mod cache;
 mod error;
 mod flight;
 pub mod future;
@@ -101,17 +115,27 @@ mod handle;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+mod keyed;
 mod layer;
 mod service;
+mod settings;
 mod share;
+mod shared;
 mod table;
+mod wait;
 
+pub use builder::DedupBuilder;
 pub use error::{SharedError, WaitTimedOut};
 pub use handle::{DedupHandle, DedupMetrics};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
-pub use http::{HttpClassifier, HttpDedupLayer, HttpKey, HttpShare, RequestKey, SharedResponse};
-pub use layer::{DedupBuilder, DedupLayer, NoKey};
+pub use http::{
+    HttpDedup, HttpDedupBuilder, HttpDedupLayer, HttpKey, HttpShare, RequestKey, SharedResponse,
+};
+pub use layer::DedupLayer;
+// The key function of every keyed reflex layer, and the key of a builder
+// not given one yet: `reflex_dedup::KeyFn` is `reflex_core::KeyFn`.
+pub use reflex_core::{KeyFn, NoKey};
 pub use service::Dedup;
 pub use share::{PlainResponses, Share, Sharing};
 
@@ -142,38 +166,15 @@ pub trait Key: std::hash::Hash + Eq + Clone {}
 
 impl<K: std::hash::Hash + Eq + Clone> Key for K {}
 
-/// Maps a request to its dedup key, or `None` to let it through untouched.
-///
-/// Every `Fn(&Req) -> Option<K>` is one; implement it for a type of your
-/// own when the key function carries settings (as [`HttpKey`] does,
-/// feature `http`).
-///
-/// # Examples
-///
-/// ```
-/// use reflex_dedup::KeyFn;
-///
-/// struct ByPrefix(usize);
-///
-/// impl KeyFn<String, String> for ByPrefix {
-///     fn key(&self, request: &String) -> Option<String> {
-///         request.get(..self.0).map(str::to_owned)
-///     }
-/// }
-///
-/// assert_eq!(ByPrefix(3).key(&"abcdef".to_owned()), Some("abc".to_owned()));
-/// assert_eq!(ByPrefix(3).key(&"ab".to_owned()), None);
-/// ```
-pub trait KeyFn<Req, K> {
-    /// The key of `request`, or `None` when it is not deduplicated.
-    fn key(&self, request: &Req) -> Option<K>;
+/// The future of a shared call, as its flight holds it: boxed (so
+/// `Unpin`), its error a `BoxError`, free to move to whichever task
+/// drives it.
+pub(crate) trait Call<Res>:
+    std::future::Future<Output = Result<Res, reflex_core::BoxError>> + Unpin + Send + 'static
+{
 }
 
-impl<F, Req, K> KeyFn<Req, K> for F
-where
-    F: Fn(&Req) -> Option<K>,
+impl<F, Res> Call<Res> for F where
+    F: std::future::Future<Output = Result<Res, reflex_core::BoxError>> + Unpin + Send + 'static
 {
-    fn key(&self, request: &Req) -> Option<K> {
-        self(request)
-    }
 }

@@ -15,7 +15,7 @@ fn a_request_without_a_key_allocates_nothing() {
 }
 
 /// Over `http`: a request `HttpKey` does not key (a POST) goes through
-/// `build_http`'s layer, its response unbuffered and unmarked.
+/// the `http()` layer, its response unbuffered and unmarked.
 #[cfg(feature = "http")]
 mod http {
     use std::convert::Infallible;
@@ -26,7 +26,7 @@ mod http {
     use bytes::Bytes;
     use http::{Request, Response};
     use http_body_util::Empty;
-    use reflex_dedup::{DedupLayer, HttpKey, Sharing};
+    use reflex_dedup::{DedupLayer, Sharing};
     use tower::{Layer, Service};
 
     type Body = Empty<Bytes>;
@@ -66,10 +66,8 @@ mod http {
     }
 
     #[test]
-    fn a_request_without_a_key_through_build_http_allocates_nothing() {
-        let layer = DedupLayer::builder()
-            .build_http::<Body>(HttpKey::new(), 64 * 1024)
-            .unwrap();
+    fn a_request_without_a_key_through_the_http_layer_allocates_nothing() {
+        let layer = DedupLayer::builder().http().build().unwrap();
         let mut svc = layer.layer(EmptyOrigin);
         // Requests are built outside the count: only the layer's work is.
         let mut posts: Vec<_> = (0..1001)

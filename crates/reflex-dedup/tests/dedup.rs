@@ -1004,3 +1004,77 @@ async fn an_answer_is_kept_no_longer_than_its_max_age_nor_the_ttl() {
         "past the TTL"
     );
 }
+
+/// Marks answers (as [`ByLength`]), and refuses to share the answer of the
+/// second call ("#1") when `refuse_second` is set.
+#[derive(Clone)]
+struct SecondNotShared {
+    refuse_second: bool,
+}
+
+impl Share<String> for SecondNotShared {
+    type Shared = String;
+
+    fn share(&self, response: String) -> Result<String, String> {
+        if self.refuse_second && response.ends_with("#1") {
+            Err(response)
+        } else {
+            Ok(response)
+        }
+    }
+
+    fn unshare(&self, shared: &String) -> String {
+        shared.clone()
+    }
+
+    fn mark(&self, response: &mut String, sharing: Sharing) {
+        ByLength.mark(response, sharing);
+    }
+}
+
+/// After a call for a key ends, the cache holds its answer or nothing: a
+/// refresh whose answer may not be kept (a failure, an error, an answer
+/// that cannot be shared) takes the stale answer away with it.
+#[tokio::test(start_paused = true)]
+async fn a_refresh_whose_answer_may_not_be_kept_removes_the_stale_answer() {
+    for refresh in ["a failure", "an error", "not shareable"] {
+        let (inner, handle) = gated();
+        let layer = DedupLayer::builder()
+            .key(|r: &String| Some(r.clone()))
+            .share(SecondNotShared {
+                refuse_second: refresh == "not shareable",
+            })
+            .cache(Duration::from_secs(5), 10)
+            .serve_stale(Duration::from_secs(60))
+            .classifier(move |result: Result<&String, &BoxError>| match result {
+                Ok(answer) if refresh == "a failure" && answer.ends_with("#1") => {
+                    reflex_core::Outcome::Failure
+                }
+                Ok(_) => reflex_core::Outcome::Success,
+                Err(_) => reflex_core::Outcome::Failure,
+            })
+            .build()
+            .unwrap();
+        let svc = layer.layer(inner);
+        handle.open();
+        assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (own)", "{refresh}");
+        tokio::time::advance(Duration::from_secs(6)).await;
+        if refresh == "an error" {
+            handle.then(Then::Fail);
+            assert!(send(&svc, "k").await.is_err());
+            handle.then(Then::Answer);
+        } else {
+            assert_eq!(send(&svc, "k").await.unwrap(), "k #1 (own)", "{refresh}");
+        }
+        // The stale "k #0" is gone: two requests at once share a new call.
+        handle.open.send_replace(false);
+        let mut a = spawn(send(&svc, "k"));
+        let mut b = spawn(send(&svc, "k"));
+        assert_pending!(a.poll(), "{refresh}");
+        assert_pending!(b.poll(), "{refresh}: not served the stale answer");
+        handle.open();
+        assert_eq!(a.await.unwrap(), "k #2 (shared)", "{refresh}");
+        assert_eq!(b.await.unwrap(), "k #2 (shared)", "{refresh}");
+        assert_eq!(layer.handle().metrics().cache_entries, 1, "{refresh}");
+    }
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use http::{HeaderName, HeaderValue, Method, Request, Uri};
 
-use crate::KeyFn;
+use reflex_core::KeyFn;
 
 /// The key of an `http` request: its method, its authority, its URI, and
 /// the values of the headers its [`HttpKey`] names.
@@ -114,7 +114,7 @@ impl HttpKey {
     }
 
     /// `true` when requests of `method` are keyed.
-    pub(super) fn keys(&self, method: &Method) -> bool {
+    fn keys(&self, method: &Method) -> bool {
         self.methods.contains(method)
     }
 
