@@ -18,7 +18,6 @@ use hyper_util::service::TowerToHyperService;
 use reflex::Preset;
 use reflex::core::{BoxError, ServerErrorsAsFailures};
 use reflex::retry::RetryLayer;
-use reflex::retry::http::ReplayBodyLayer;
 use reflex::witness::Witness;
 use tokio::net::TcpListener;
 use tower::{ServiceBuilder, ServiceExt};
@@ -125,7 +124,6 @@ async fn the_preset_around_a_hyper_client_retries_an_unavailable_origin() {
     let client: Client<HttpConnector, reflex::retry::http::ReplayBody<Full<Bytes>>> =
         Client::builder(TokioExecutor::new()).build_http();
     let stack = ServiceBuilder::new()
-        .layer(ReplayBodyLayer::new(1024))
         .layer(preset)
         .service(client);
     let request = Request::put(format!("http://{addr}/item"))

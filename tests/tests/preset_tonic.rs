@@ -121,7 +121,6 @@ async fn the_preset_on_a_tonic_server_witnesses_calls_and_answers_refusals_as_st
         .breaker(
             reflex::breaker::CircuitBreakLayer::builder()
                 .consecutive_failures(2)
-                .no_failure_rate()
                 .open_duration(Duration::from_secs(60)),
         )
         .build()

@@ -1,6 +1,7 @@
 //! RetryLayer over `http`: which methods and statuses are retried,
-//! `Retry-After` in both forms, and request bodies sent again (or, too
-//! large, sent once), on a paused clock.
+//! `Retry-After` in both forms, request bodies recorded as they are read and
+//! sent again (or, too large, sent once), the layer in a stack below a shed
+//! layer and over an axum router, on a paused clock.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -9,14 +10,20 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
-use reflex_core::BoxError;
-use reflex_retry::http::{HttpRetryLayer, ReplayBody};
+use reflex_core::{
+    BoxError, Classified, ConfigErrorKind, DefaultClassifier, Handled, LayerBuilder, LayerHandle,
+    ServerErrorsAsFailures, Sink,
+};
+use reflex_retry::http::{HttpRetryBuilder, HttpRetryLayer, ReplayBody, RetryableResponses};
 use reflex_retry::{Jitter, RetryLayer};
+use reflex_shed::ConcurrencyShedLayer;
 use tokio::time::Instant;
-use tower::{Layer, Service, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 const LIMIT: usize = 16;
 
@@ -63,7 +70,7 @@ type ResponseFuture =
 
 impl<B> Service<Request<ReplayBody<B>>> for Server
 where
-    B: http_body::Body + Send + Unpin + 'static,
+    B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -106,7 +113,7 @@ where
     }
 }
 
-fn layer() -> HttpRetryLayer {
+fn builder() -> HttpRetryBuilder {
     RetryLayer::builder()
         .http()
         .no_budget()
@@ -114,8 +121,11 @@ fn layer() -> HttpRetryLayer {
         .backoff(Duration::from_millis(100), 2.0)
         .max_delay(Duration::from_secs(60))
         .max_attempts(3)
-        .build_http(LIMIT)
-        .unwrap()
+        .body_limit(LIMIT)
+}
+
+fn layer() -> HttpRetryLayer {
+    builder().build().unwrap()
 }
 
 fn request<B>(method: Method, body: B) -> Request<B> {
@@ -128,7 +138,7 @@ fn request<B>(method: Method, body: B) -> Request<B> {
 
 async fn send<B>(server: &Server, request: Request<B>) -> Result<Response<()>, BoxError>
 where
-    B: http_body::Body + Send + Unpin + 'static,
+    B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -141,7 +151,7 @@ async fn send_through<B>(
     request: Request<B>,
 ) -> Result<Response<()>, BoxError>
 where
-    B: http_body::Body + Send + Unpin + 'static,
+    B: http_body::Body + Send + 'static,
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
@@ -349,12 +359,18 @@ async fn a_body_exactly_at_the_limit_is_replayed() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_body_that_fails_while_buffered_fails_the_request_and_calls_nothing() {
-    let server = Server::new([Answer::Status(200, None)]);
+async fn a_body_that_fails_while_read_fails_the_request_and_is_not_retried() {
+    // Sent again, the body would end after "part": a 200 with a truncated
+    // body.
+    let server = Server::new([Answer::Status(200, None), Answer::Status(200, None)]);
+    let layer = layer();
     let body = Chunks::new(&["part"]).failing();
-    let err = send(&server, request(Method::PUT, body)).await.unwrap_err();
+    let err = send_through(&layer, &server, request(Method::PUT, body))
+        .await
+        .unwrap_err();
     assert_eq!(err.to_string(), "the client went away");
-    assert!(server.seen().is_empty());
+    assert!(server.seen().is_empty(), "no attempt read a whole body");
+    assert_eq!(layer.handle().metrics().retries, 0);
 }
 
 #[tokio::test(start_paused = true)]
@@ -408,7 +424,8 @@ async fn no_limit_settings_and_a_retry_after_of_u64_max_seconds_end_in_the_503_n
         .deadline(Duration::MAX)
         .attempt_timeout(Duration::MAX)
         .max_delay(Duration::MAX)
-        .build_http(LIMIT)
+        .body_limit(LIMIT)
+        .build()
         .unwrap();
     let started = Instant::now();
     let response = send_through(&layer, &server, request(Method::GET, Empty::<Bytes>::new()))
@@ -430,7 +447,8 @@ async fn a_refused_retry_returns_the_last_response_itself_and_signals_the_refusa
         .budget(0.0, 0, Duration::from_secs(10))
         .component("origin")
         .sink(recorder.clone())
-        .build_http(LIMIT)
+        .body_limit(LIMIT)
+        .build()
         .unwrap();
     let response = send_through(&layer, &server, request(Method::GET, Empty::<Bytes>::new()))
         .await
@@ -446,4 +464,160 @@ async fn a_refused_retry_returns_the_last_response_itself_and_signals_the_refusa
         )]
     );
     assert_eq!(layer.handle().metrics().budget_exhausted, 1);
+}
+
+/// A body that never sends anything, and counts how often it was polled.
+struct Silent(Arc<AtomicUsize>);
+
+impl http_body::Body for Silent {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, BoxError>>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Poll::Pending
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_reaches_the_inner_service_before_its_body_is_read() {
+    // An inner service that answers from the head alone: 503, then 200.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let inner = tower::service_fn(move |_request: Request<ReplayBody<Silent>>| {
+        let call = counted.fetch_add(1, Ordering::SeqCst);
+        let status = if call == 0 { 503 } else { 200 };
+        std::future::ready(Ok::<_, Infallible>(
+            Response::builder().status(status).body(()).unwrap(),
+        ))
+    });
+    let polls = Arc::new(AtomicUsize::new(0));
+    let request = request(Method::PUT, Silent(polls.clone()));
+    let response = layer().layer(inner).oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200, "retried, its body never read");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        polls.load(Ordering::SeqCst),
+        0,
+        "nothing read ahead of the service"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn below_a_shed_layer_the_layer_retries_with_no_adapter_above() {
+    let shed = ConcurrencyShedLayer::builder()
+        .hard_limit(4)
+        .build()
+        .unwrap();
+    let shed_handle = shed.handle();
+    let retry = layer();
+    let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+    // The shed layer sees `Request<Chunks>`; the server `Request<ReplayBody<Chunks>>`.
+    let stack = ServiceBuilder::new()
+        .layer(shed)
+        .layer(retry.clone())
+        .service(server.clone());
+    let body = Chunks::new(&["put ", "it"]);
+    let response = stack.oneshot(request(Method::PUT, body)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let bodies: Vec<_> = server.seen().into_iter().map(|seen| seen.body).collect();
+    assert_eq!(bodies, ["put it", "put it"]);
+    assert_eq!(retry.handle().metrics().retries, 1);
+    assert_eq!(shed_handle.metrics().in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_axum_router_can_be_the_inner_service() {
+    /// An axum `Route` takes `Request<B>` for any body of `Bytes` that is
+    /// `Send + 'static` with errors into `BoxError`: a `ReplayBody` is one.
+    fn takes_replay_bodies<S: Service<Request<ReplayBody<axum::body::Body>>>>() {}
+    takes_replay_bodies::<axum::routing::Route>();
+
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let router = axum::Router::new().route(
+        "/item",
+        axum::routing::put(move |body: Bytes| {
+            let call = counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let status = if call == 0 {
+                    http::StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    http::StatusCode::OK
+                };
+                (status, body)
+            }
+        }),
+    );
+    let svc = layer().layer(router);
+    let request = Request::put("http://db/item")
+        .body(axum::body::Body::from("v2"))
+        .unwrap();
+    let response = svc.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "v2", "the second attempt read the whole body");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// Builds any part of a stack as a preset does: the stack's classifier,
+/// its component and sink, then `build`.
+fn build_part<P, C>(part: P, classifier: C) -> <P::Builder as LayerBuilder>::Layer
+where
+    P: Classified<C>,
+{
+    part.classified_by(classifier)
+        .component(reflex_core::Component::new("origin"))
+        .sink(Sink::none())
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_http_builder_is_a_layer_builder_and_takes_the_stacks_classifier() {
+    let answers = || [Answer::Status(429, None), Answer::Status(200, None)];
+    // With its own classifier, a 429 is a failure, and retried.
+    let own: HttpRetryLayer = build_part(builder(), RetryableResponses);
+    let server = Server::new(answers());
+    assert_eq!(send_through_any(&own, &server).await.status(), 200);
+    assert_eq!(LayerHandle::metrics(&Handled::handle(&own)).retries, 1);
+    // With the stack's `ServerErrorsAsFailures`, a 429 is a success: final.
+    let stacks: HttpRetryLayer<_> = build_part(builder(), ServerErrorsAsFailures);
+    let server = Server::new(answers());
+    assert_eq!(send_through_any(&stacks, &server).await.status(), 429);
+    assert_eq!(server.seen().len(), 1);
+    assert_eq!(Handled::handle(&stacks).component().as_str(), "origin");
+    // The plain builder too.
+    let plain: RetryLayer = build_part(RetryLayer::builder(), DefaultClassifier);
+    assert_eq!(plain.handle().component().as_str(), "origin");
+}
+
+/// One `GET` through a layer with any classifier.
+async fn send_through_any<C>(layer: &HttpRetryLayer<C>, server: &Server) -> Response<()>
+where
+    C: reflex_core::Classify<Response<()>, BoxError>,
+{
+    let svc = layer.layer(server.clone());
+    let request = request(Method::GET, Empty::<Bytes>::new());
+    ServiceExt::<Request<Empty<Bytes>>>::oneshot(svc, request)
+        .await
+        .unwrap()
+}
+
+#[test]
+fn a_body_limit_of_zero_is_refused() {
+    let err = RetryLayer::builder()
+        .http()
+        .body_limit(0)
+        .build()
+        .unwrap_err();
+    assert_eq!(
+        (err.setting(), err.kind()),
+        ("body_limit", ConfigErrorKind::Zero)
+    );
+    let limit = RetryLayer::builder().http().build().unwrap().body_limit();
+    assert_eq!(limit, 64 * 1024, "the default");
 }

@@ -28,7 +28,7 @@ use reflex::Preset;
 use reflex::breaker::CircuitBreakLayer;
 use reflex::core::signal::Recorder;
 use reflex::core::{BoxError, BreakerState, Rejected, RetryReason, ServerErrorsAsFailures, Signal};
-use reflex::retry::http::{ReplayBody, ReplayBodyLayer};
+use reflex::retry::http::ReplayBody;
 use reflex::retry::{Jitter, RetryBuilder, RetryLayer};
 use reflex::shed::ConcurrencyShedLayer;
 use tokio::net::TcpListener;
@@ -98,7 +98,6 @@ async fn serve(retry: RetryBuilder, open_for: Duration) -> Server {
         )
         .breaker(
             CircuitBreakLayer::builder()
-                .no_failure_rate()
                 .consecutive_failures(3)
                 .open_duration(open_for)
                 .sink(signals.clone()),
@@ -121,7 +120,6 @@ async fn serve(retry: RetryBuilder, open_for: Duration) -> Server {
             let kind = Rejected::find(&*err).map(|r| format!("{:?}", r.kind()));
             response.map(|body| kind.map_or(body, Body::from))
         }))
-        .layer(ReplayBodyLayer::new(1024))
         .layer(preset)
         .service(handler);
     let app = Router::new().route_service("/", stack);

@@ -1,10 +1,12 @@
-//! [`Backoff`]: how long to wait before each retry.
+//! How long to wait before each retry: [`Backoff`] and [`Jitter`], or a
+//! delay function of the user's.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reflex_core::{ConfigError, ConfigErrorKind};
 
-use crate::layer::LAYER;
+use crate::LAYER;
 
 /// How the delay is spread around its exponential ceiling, after AWS's
 /// "Exponential Backoff And Jitter": jitter keeps clients that failed
@@ -143,4 +145,39 @@ impl Backoff {
 fn share(duration: Duration, unit: f64) -> Duration {
     Duration::try_from_secs_f64(duration.as_secs_f64() * unit)
         .map_or(duration, |share| share.min(duration))
+}
+
+/// A delay function of the user's: `(retry, previous delay) -> delay`.
+pub(crate) type DelayFn = Arc<dyn Fn(u32, Duration) -> Duration + Send + Sync>;
+
+/// Where a layer's delays come from.
+pub(crate) enum Delays {
+    Backoff(Backoff),
+    Custom { f: DelayFn, cap: Duration },
+}
+
+// === impl Delays ===
+
+impl Delays {
+    /// The longest delay before a retry.
+    pub(crate) fn cap(&self) -> Duration {
+        match self {
+            Self::Backoff(backoff) => backoff.cap(),
+            Self::Custom { cap, .. } => *cap,
+        }
+    }
+
+    /// The delay before retry `retry` (1 for the first), never above the
+    /// cap; `unit` draws the jitter's uniform sample, when one is needed.
+    pub(crate) fn delay(
+        &self,
+        retry: u32,
+        previous: Duration,
+        unit: impl FnOnce() -> f64,
+    ) -> Duration {
+        match self {
+            Self::Backoff(backoff) => backoff.delay(retry, previous, unit()),
+            Self::Custom { f, cap } => f(retry, previous).min(*cap),
+        }
+    }
 }

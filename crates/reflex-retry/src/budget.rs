@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use reflex_core::{ConfigError, ConfigErrorKind};
 
-use crate::layer::LAYER;
+use crate::LAYER;
 
 /// Credits are fixed-point: a retry costs `SCALE`, a request earns
 /// `floor(ratio × SCALE)`. Rounding down means a ratio can only ever
@@ -55,7 +55,7 @@ const DEPOSITS_PER_TICK: i64 = 64;
 /// use reflex_retry::RetryBudget;
 ///
 /// // Retries up to 20% of requests, no floor.
-/// let budget = RetryBudget::new(Duration::from_secs(10), 0, 0.2)?;
+/// let budget = RetryBudget::new(0.2, 0, Duration::from_secs(10))?;
 /// let now = Duration::from_secs(1);
 /// for _ in 0..10 {
 ///     budget.deposit(|| now);
@@ -94,13 +94,14 @@ struct Bucket {
 impl RetryBudget {
     /// A budget of `ratio` retries per request (0 to 1000) over the last
     /// `ttl` (at least ten nanoseconds), plus `min_per_sec` retries a second
-    /// whatever the traffic.
+    /// whatever the traffic. The arguments come in the order of
+    /// [`RetryBuilder::budget`](crate::RetryBuilder::budget)'s.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when `ttl` is too short, `ratio` is negative, above
     /// 1000 or not finite, or the floor overflows.
-    pub fn new(ttl: Duration, min_per_sec: u32, ratio: f64) -> Result<Self, ConfigError> {
+    pub fn new(ratio: f64, min_per_sec: u32, ttl: Duration) -> Result<Self, ConfigError> {
         let err = |kind, reason: String| ConfigError::new(LAYER, "budget", kind, reason);
         let bucket_nanos = u64::try_from(ttl.as_nanos() / u128::from(BUCKETS)).unwrap_or(u64::MAX);
         if bucket_nanos == 0 {

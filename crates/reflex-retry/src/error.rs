@@ -1,7 +1,5 @@
-//! [`TimedOut`]: an attempt, or the whole request, ran out of time.
-
-use std::error::Error;
-use std::fmt;
+//! The errors of the retry layer: [`TimedOut`], and (feature `http`)
+//! `NotReplayable`.
 
 /// An attempt ran out of its per-attempt time, or the request ran out of
 /// its overall deadline.
@@ -21,7 +19,8 @@ use std::fmt;
 /// }
 /// # let _ = is_deadline;
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{}", if self.deadline { "retry deadline exceeded" } else { "attempt timed out" })]
 pub struct TimedOut {
     deadline: bool,
 }
@@ -44,14 +43,28 @@ impl TimedOut {
     }
 }
 
-impl fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.deadline {
-            "retry deadline exceeded"
-        } else {
-            "attempt timed out"
-        })
-    }
-}
-
-impl Error for TimedOut {}
+/// A copy of a request body was read, but the body cannot be sent again:
+/// it was larger than the limit, so what was read of it was not kept, or
+/// reading it failed.
+///
+/// The http retry layer does not retry a request whose body cannot be sent
+/// again, so an inner service sees this error only when it reads a copy of
+/// such a body that it was given anyway (a previous attempt still reading
+/// the body after the retry was decided, say).
+///
+/// # Examples
+///
+/// ```
+/// use reflex_retry::NotReplayable;
+///
+/// fn body_was_lost(err: &(dyn std::error::Error + 'static)) -> bool {
+///     err.is::<NotReplayable>()
+/// }
+/// # let _ = body_was_lost;
+/// ```
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("request body cannot be sent again")]
+#[non_exhaustive]
+pub struct NotReplayable;

@@ -20,6 +20,11 @@
 //! probe is an opt-in with a cap
 //! ([`RetryBuilder::wait_for_open_breaker`]).
 //!
+//! For `http` (feature `http`), `RetryLayer::builder().http()` builds an
+//! `HttpRetryLayer`: a layer for any place in a stack that takes
+//! `Request<B>`, records the body as the service inside reads it, and sends
+//! it again on a retry (see the `http` module).
+//!
 //! What is retried is what the [`Classify`](reflex_core::Classify) calls a
 //! failure and the [`Policy`] accepts. [`Rejected`](reflex_core::Rejected)
 //! errors of other layers are never retried (but `CircuitOpen`, when the
@@ -49,7 +54,10 @@
 //!   the budget on, one atomic load and one `fetch_add` per request, and a
 //!   clock read once in 64 requests; the per-attempt timeout and deadline,
 //!   when set, read the clock once per attempt, and a request still running
-//!   at its first poll arms its timer with one allocation. See
+//!   at its first poll arms its timer with one allocation. Over http, a
+//!   request with a body that may be retried allocates the body's record
+//!   (two allocations, and the list of its chunks as they are read); an
+//!   empty body, or a request that is not retried, allocates nothing. See
 //!   `docs/PERFORMANCE.md`.
 //! - **Observable.** Every retry is a
 //!   [`Signal::RetryAttempt`](reflex_core::Signal::RetryAttempt) (attempt,
@@ -98,8 +106,10 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod attempts;
 mod backoff;
 mod budget;
+mod builder;
 pub mod error;
 pub mod future;
 mod handle;
@@ -110,12 +120,22 @@ mod layer;
 mod policy;
 mod retry_after;
 mod service;
+mod settings;
+mod shared;
+mod stats;
+mod timer;
 
 pub use backoff::{Backoff, Jitter};
 pub use budget::RetryBudget;
+pub use builder::{CopiedRequests, RetryBuilder};
+#[cfg(feature = "http")]
+pub use error::NotReplayable;
 pub use error::TimedOut;
 pub use handle::{RetryHandle, RetryMetrics};
-pub use layer::{RetryBuilder, RetryLayer};
+pub use layer::RetryLayer;
 pub use policy::{Decision, DefaultPolicy, Policy};
 pub use retry_after::parse_retry_after;
 pub use service::Retry;
+
+/// The layer's name in its [`ConfigError`](reflex_core::ConfigError)s.
+const LAYER: &str = "retry";

@@ -1,111 +1,16 @@
-//! The [`Retry`] service and what its layer, services and futures share.
+//! The [`Retry`] service.
 
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
-use reflex_core::{BoxError, Classify, Component, Sink};
-use tokio::time::Instant;
+use reflex_core::{BoxError, Classify, DefaultClassifier};
 use tower_service::Service;
 
-use crate::Policy;
-use crate::backoff::Backoff;
+use crate::attempts::Retryable;
 use crate::future::ResponseFuture;
-use crate::handle::Stats;
-
-/// A delay function of the user's: `(retry, previous delay) -> delay`.
-pub(crate) type DelayFn = Arc<dyn Fn(u32, Duration) -> Duration + Send + Sync>;
-
-/// Where delays come from.
-pub(crate) enum Delays {
-    Backoff(Backoff),
-    Custom { f: DelayFn, cap: Duration },
-}
-
-// === impl Delays ===
-
-impl Delays {
-    pub(crate) fn cap(&self) -> Duration {
-        match self {
-            Self::Backoff(backoff) => backoff.cap(),
-            Self::Custom { cap, .. } => *cap,
-        }
-    }
-
-    /// The delay before retry `retry` (1 for the first), never above the
-    /// cap.
-    pub(crate) fn delay(&self, retry: u32, previous: Duration, stats: &Stats) -> Duration {
-        match self {
-            Self::Backoff(backoff) => backoff.delay(retry, previous, stats.unit()),
-            Self::Custom { f, cap } => f(retry, previous).min(*cap),
-        }
-    }
-}
-
-/// How far ahead the layer sets a timer; further is never: a deadline or
-/// an attempt timeout beyond it is none, and a retry that would begin
-/// beyond it is not made. A century is beyond any request, and keeps every
-/// instant far from where `Instant` arithmetic (ours, or the timer's as it
-/// rounds a deadline up) overflows.
-pub(crate) const HORIZON: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
-
-/// `delay` after `now`, or `None` when that is beyond the [`HORIZON`].
-#[inline]
-pub(crate) fn after(now: Instant, delay: Duration) -> Option<Instant> {
-    if delay > HORIZON {
-        return None;
-    }
-    now.checked_add(delay)
-}
-
-/// What a layer, its services and their futures share.
-pub(crate) struct Shared<P, C> {
-    pub(crate) policy: P,
-    pub(crate) classifier: C,
-    pub(crate) sink: Sink,
-    pub(crate) max_attempts: u32,
-    pub(crate) delays: Delays,
-    pub(crate) attempt_timeout: Option<Duration>,
-    pub(crate) deadline: Option<Duration>,
-    /// The longest wait for an open breaker below; `None`: no wait.
-    pub(crate) open_breaker_wait: Option<Duration>,
-    pub(crate) stats: Arc<Stats>,
-}
-
-impl<P, C> Shared<P, C> {
-    pub(crate) fn component(&self) -> &Component {
-        &self.stats.component
-    }
-
-    /// When the first attempt's timer fires, if it has one: the earlier of
-    /// its own time and the deadline; and the deadline.
-    #[inline]
-    pub(crate) fn first_timer(&self) -> (Option<Instant>, Option<Instant>) {
-        if self.attempt_timeout.is_none() && self.deadline.is_none() {
-            return (None, None);
-        }
-        self.start_timers()
-    }
-
-    /// A deadline or timeout beyond the [`HORIZON`] (`Duration::MAX`,
-    /// say) is none: it would never pass.
-    #[cold]
-    fn start_timers(&self) -> (Option<Instant>, Option<Instant>) {
-        let now = Instant::now();
-        let deadline = self.deadline.and_then(|d| after(now, d));
-        (self.attempt_end(now, deadline), deadline)
-    }
-
-    /// When an attempt started at `now` times out, if it can.
-    pub(crate) fn attempt_end(&self, now: Instant, deadline: Option<Instant>) -> Option<Instant> {
-        let own = self.attempt_timeout.and_then(|t| after(now, t));
-        match (own, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
+use crate::policy::{DefaultPolicy, Policy};
+use crate::shared::Shared;
 
 /// Retries the failed calls of the service it wraps. Built by
 /// [`RetryLayer`](crate::RetryLayer).
@@ -132,7 +37,7 @@ impl<P, C> Shared<P, C> {
 /// # Ok(())
 /// # }
 /// ```
-pub struct Retry<S, P = crate::DefaultPolicy, C = reflex_core::DefaultClassifier> {
+pub struct Retry<S, P = DefaultPolicy, C = DefaultClassifier> {
     inner: S,
     shared: Arc<Shared<P, C>>,
 }
@@ -144,38 +49,7 @@ impl<S, P, C> Retry<S, P, C> {
         Self { inner, shared }
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming this one.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-impl Retry<()> {
-    /// A retry layer with the default configuration: a shorthand for
-    /// `RetryLayer::builder().build()`.
-    ///
-    /// # Errors
-    ///
-    /// None with the defaults; the `Result` is the builder's.
-    ///
-    /// ```
-    /// let layer = reflex_retry::Retry::layer()?;
-    /// # let _ = layer;
-    /// # Ok::<_, reflex_core::ConfigError>(())
-    /// ```
-    pub fn layer() -> Result<crate::RetryLayer, reflex_core::ConfigError> {
-        crate::RetryLayer::builder().build()
-    }
+    reflex_core::inner_accessors!(inner: S);
 }
 
 impl<S, P, C, Request> Service<Request> for Retry<S, P, C>
@@ -198,30 +72,47 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
-        let shared = &self.shared;
-        if let Some(budget) = &shared.stats.budget {
-            budget.deposit(|| shared.stats.now());
-        }
-        let copy = if shared.max_attempts > 1 {
-            shared.policy.clone_request(&request)
-        } else {
-            None
-        };
-        let (timer, deadline) = shared.first_timer();
-        let Some(copy) = copy else {
-            // Sent once: nothing to keep, no service to move.
-            return ResponseFuture::new(self.inner.call(request), None, timer, deadline);
-        };
-        let clone = self.inner.clone();
-        let mut service = std::mem::replace(&mut self.inner, clone);
-        let future = service.call(request);
-        ResponseFuture::new(
-            future,
-            Some((service, copy, Arc::clone(shared))),
-            timer,
-            deadline,
-        )
+        call(&mut self.inner, &self.shared, request)
     }
+}
+
+/// Makes the first attempt of `request` on the ready `inner` service: the
+/// call of [`Retry`], and of the http retry service once the request's
+/// body can be sent again.
+#[inline]
+pub(crate) fn call<S, Request, P, C>(
+    inner: &mut S,
+    shared: &Arc<Shared<P, C>>,
+    request: Request,
+) -> ResponseFuture<S, Request, P, C>
+where
+    S: Service<Request> + Clone,
+    P: Policy<Request, S::Response>,
+{
+    if let Some(budget) = &shared.stats.budget {
+        budget.deposit(|| shared.stats.now());
+    }
+    let copy = if shared.max_attempts > 1 {
+        shared.policy.clone_request(&request)
+    } else {
+        None
+    };
+    let (timer, deadline) = shared.first_timer();
+    let Some(copy) = copy else {
+        // Sent once: nothing to keep, no service to move.
+        return ResponseFuture::new(inner.call(request), None, timer, deadline);
+    };
+    // The ready service goes with the request; the clone left behind must
+    // be polled ready again.
+    let clone = inner.clone();
+    let mut service = std::mem::replace(inner, clone);
+    let future = service.call(request);
+    ResponseFuture::new(
+        future,
+        Some(Retryable::new(service, copy, Arc::clone(shared))),
+        timer,
+        deadline,
+    )
 }
 
 impl<S: Clone, P, C> Clone for Retry<S, P, C> {

@@ -19,7 +19,7 @@ fn a_request_that_succeeds_at_once_allocates_nothing() {
     assert_eq!(allocations_per_call(&mut budgeted.layer(Echo), 1000), 0.0);
     assert_eq!(allocations_per_call(&mut plain.layer(Echo), 1000), 0.0);
     // The 1001 requests funded their share of retries: the budget ran.
-    let remaining = budgeted.handle().budget_remaining().unwrap();
+    let remaining = budgeted.handle().metrics().budget_remaining.unwrap();
     assert!(remaining >= 100 + 937 / 5, "{remaining} retries funded");
 }
 
@@ -83,4 +83,83 @@ fn a_request_still_running_at_its_first_poll_arms_its_timer_with_one_allocation(
         }
     });
     assert_eq!(info.count_total, calls, "the timer's sleep, once a request");
+}
+
+/// Over http: a request whose body is empty, or that is not retried (not
+/// idempotent), allocates nothing in the layer; only a body to record
+/// costs allocations.
+#[cfg(feature = "http")]
+mod http {
+    use std::convert::Infallible;
+    use std::future::{Ready, ready};
+    use std::task::{Context, Poll, Waker};
+
+    use bytes::Bytes;
+    use http::{Method, Request, Response};
+    use http_body_util::{Empty, Full};
+    use reflex_retry::RetryLayer;
+    use reflex_retry::http::ReplayBody;
+    use tower::{Layer, Service};
+
+    /// Answers 200 at once, without reading the body.
+    #[derive(Clone, Copy)]
+    struct Ok200;
+
+    impl<B> Service<Request<ReplayBody<B>>> for Ok200 {
+        type Response = Response<()>;
+        type Error = Infallible;
+        type Future = Ready<Result<Response<()>, Infallible>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: Request<ReplayBody<B>>) -> Self::Future {
+            ready(Ok(Response::new(())))
+        }
+    }
+
+    /// Allocations per call of `requests` through a retry layer over
+    /// `Ok200`, the requests made beforehand.
+    fn allocations_per_request<B>(requests: Vec<Request<B>>) -> f64
+    where
+        B: http_body::Body,
+    {
+        let layer = RetryLayer::builder().http().build().unwrap();
+        let mut svc = layer.layer(Ok200);
+        let mut cx = Context::from_waker(Waker::noop());
+        let calls = requests.len() as f64;
+        let info = allocation_counter::measure(|| {
+            for request in requests {
+                assert!(Service::<Request<B>>::poll_ready(&mut svc, &mut cx).is_ready());
+                let mut future = std::pin::pin!(svc.call(request));
+                assert!(future.as_mut().poll(&mut cx).is_ready());
+            }
+        });
+        info.count_total as f64 / calls
+    }
+
+    fn requests<B>(method: &Method, body: impl Fn() -> B) -> Vec<Request<B>> {
+        (0..100)
+            .map(|_| {
+                let mut request = Request::new(body());
+                *request.method_mut() = method.clone();
+                request
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_request_with_an_empty_body_or_not_retried_allocates_nothing() {
+        assert_eq!(
+            allocations_per_request(requests(&Method::GET, Empty::<Bytes>::new)),
+            0.0
+        );
+        let full = || Full::new(Bytes::from_static(b"payload"));
+        assert_eq!(allocations_per_request(requests(&Method::POST, full)), 0.0);
+        assert!(
+            allocations_per_request(requests(&Method::PUT, full)) > 0.0,
+            "a body that may be sent again is recorded"
+        );
+    }
 }

@@ -36,7 +36,7 @@ fn fractional_ratios_fund_exactly_their_share_and_never_more() {
         (0.3, 10, 3),
         (1.5, 4, 6),
     ] {
-        let budget = RetryBudget::new(TTL, 0, ratio).unwrap();
+        let budget = RetryBudget::new(ratio, 0, TTL).unwrap();
         for _ in 0..requests {
             budget.deposit(|| secs(1.0));
         }
@@ -55,7 +55,7 @@ proptest! {
         ratio in 0.0f64..3.0,
         requests in 0usize..2_000,
     ) {
-        let budget = RetryBudget::new(TTL, 0, ratio).unwrap();
+        let budget = RetryBudget::new(ratio, 0, TTL).unwrap();
         for _ in 0..requests {
             budget.deposit(|| secs(2.0));
         }
@@ -68,7 +68,7 @@ proptest! {
 
 #[test]
 fn deposits_older_than_the_ttl_no_longer_fund_retries() {
-    let budget = RetryBudget::new(TTL, 0, 0.5).unwrap();
+    let budget = RetryBudget::new(0.5, 0, TTL).unwrap();
     for _ in 0..20 {
         budget.deposit(|| secs(1.0));
     }
@@ -85,7 +85,7 @@ fn deposits_older_than_the_ttl_no_longer_fund_retries() {
 
 #[test]
 fn spent_retries_expire_with_their_time_too() {
-    let budget = RetryBudget::new(TTL, 0, 1.0).unwrap();
+    let budget = RetryBudget::new(1.0, 0, TTL).unwrap();
     for _ in 0..4 {
         budget.deposit(|| secs(1.0));
     }
@@ -104,7 +104,7 @@ fn deposits_after_a_quiet_spell_lose_at_most_64_to_the_stale_clock() {
     // Deposits read the clock once in 32 to 64: after a quiet spell, the first
     // ones land in the bucket of the last reading and may expire with it.
     for requests in [1u64, 3, 10, 31, 32, 63, 64, 65, 100, 1_000] {
-        let budget = RetryBudget::new(TTL, 0, 1.0).unwrap();
+        let budget = RetryBudget::new(1.0, 0, TTL).unwrap();
         for _ in 0..5 {
             budget.deposit(|| secs(1.0));
         }
@@ -126,7 +126,7 @@ fn deposits_after_a_quiet_spell_lose_at_most_64_to_the_stale_clock() {
 
 #[test]
 fn the_floor_allows_min_per_sec_retries_per_second_of_ttl_with_no_traffic() {
-    let budget = RetryBudget::new(TTL, 2, 0.0).unwrap();
+    let budget = RetryBudget::new(0.0, 2, TTL).unwrap();
     assert_eq!(drain(&budget, secs(1.0)), 20, "2 a second over 10 s");
     assert_eq!(
         drain(&budget, secs(5.0)),
@@ -138,16 +138,16 @@ fn the_floor_allows_min_per_sec_retries_per_second_of_ttl_with_no_traffic() {
 
 #[test]
 fn invalid_budgets_are_config_errors() {
-    assert!(RetryBudget::new(Duration::from_nanos(5), 0, 0.2).is_err());
-    assert!(RetryBudget::new(TTL, 0, -0.1).is_err());
-    assert!(RetryBudget::new(TTL, 0, f64::NAN).is_err());
-    assert!(RetryBudget::new(TTL, 0, 1_000.5).is_err());
-    assert!(RetryBudget::new(Duration::from_secs(u64::MAX / 4), u32::MAX, 0.2).is_err());
+    assert!(RetryBudget::new(0.2, 0, Duration::from_nanos(5)).is_err());
+    assert!(RetryBudget::new(-0.1, 0, TTL).is_err());
+    assert!(RetryBudget::new(f64::NAN, 0, TTL).is_err());
+    assert!(RetryBudget::new(1_000.5, 0, TTL).is_err());
+    assert!(RetryBudget::new(0.2, u32::MAX, Duration::from_secs(u64::MAX / 4)).is_err());
 }
 
 #[test]
 fn racing_retries_never_overdraw_the_balance() {
-    let budget = Arc::new(RetryBudget::new(TTL, 0, 0.1).unwrap());
+    let budget = Arc::new(RetryBudget::new(0.1, 0, TTL).unwrap());
     for _ in 0..1_000 {
         budget.deposit(|| secs(1.0));
     }
@@ -195,7 +195,7 @@ fn a_budget_of_extreme_settings_read_at_extreme_times_never_panics() {
         for ratio in ratios {
             for floor in [0, 1, u32::MAX] {
                 // A floor too large for the ttl is refused, not built.
-                let Ok(budget) = RetryBudget::new(ttl, floor, ratio) else {
+                let Ok(budget) = RetryBudget::new(ratio, floor, ttl) else {
                     continue;
                 };
                 for now in times {

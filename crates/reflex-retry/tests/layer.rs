@@ -296,12 +296,16 @@ async fn the_budget_runs_out_under_an_outage_and_recovers_with_healthy_traffic()
     // Once the outage's deposits and withdrawals expire, healthy traffic
     // funds retries again.
     tokio::time::advance(Duration::from_secs(2)).await;
-    assert_eq!(handle.budget_remaining(), Some(0), "the outage has expired");
+    assert_eq!(
+        handle.metrics().budget_remaining,
+        Some(0),
+        "the outage has expired"
+    );
     *script.steps.lock().unwrap() = std::iter::repeat_n(Step::Ok(1), 10).collect();
     for _ in 0..10 {
         call(&mut svc).await.unwrap();
     }
-    assert_eq!(handle.budget_remaining(), Some(5));
+    assert_eq!(handle.metrics().budget_remaining, Some(5));
     *script.steps.lock().unwrap() = [Step::Err("blip"), Step::Ok(2)].into();
     assert_eq!(call(&mut svc).await.unwrap(), 2);
 }
@@ -899,4 +903,28 @@ async fn an_open_breaker_probing_beyond_a_century_is_not_waited_for() {
         Some((RejectKind::CircuitOpen, Some(Duration::MAX)))
     );
     assert_eq!(script.calls(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_builder_takes_a_stacks_classifier_and_the_layer_hands_out_its_handle() {
+    use reflex_core::{Classified, Handled, LayerBuilder, LayerHandle, Outcome, Sink};
+
+    // The stack says every answer is a success: an `Err` is final.
+    let stack_classifier = |_: Result<&u32, &BoxError>| Outcome::Success;
+    let builder = no_jitter().classified_by(stack_classifier);
+    let builder = LayerBuilder::component(builder, Component::new("db"));
+    let layer = LayerBuilder::build(LayerBuilder::sink(builder, Sink::none())).unwrap();
+    let script = Script::new([Step::Err("a"), Step::Ok(1)]);
+    let mut svc = layer.layer(script.clone());
+    assert_eq!(call(&mut svc).await.unwrap_err().to_string(), "a");
+    assert_eq!(script.calls(), 1);
+
+    let handle = Handled::handle(&layer);
+    assert!(
+        Handled::control(&layer).is_none(),
+        "nothing for reflexes to steer"
+    );
+    assert_eq!(LayerHandle::component(&handle).as_str(), "db");
+    assert_eq!(LayerHandle::metrics(&handle), layer.handle().metrics());
+    assert_eq!(LayerHandle::metrics(&handle).retries, 0);
 }

@@ -54,7 +54,6 @@ type Component = BoxCloneSyncService<(), (), BoxError>;
 /// so the demo's phases show it open and close.
 fn quick_breaker() -> CircuitBreakBuilder {
     CircuitBreakLayer::builder()
-        .no_failure_rate()
         .consecutive_failures(5)
         .open_duration(Duration::from_secs(2))
 }

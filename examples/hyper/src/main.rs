@@ -24,7 +24,7 @@ use hyper_util::service::TowerToHyperService;
 use reflex::Preset;
 use reflex::core::{BoxError, ServerErrorsAsFailures};
 use reflex::retry::RetryLayer;
-use reflex::retry::http::{ReplayBody, ReplayBodyLayer};
+use reflex::retry::http::ReplayBody;
 use reflex::witness::Witness;
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -67,11 +67,11 @@ async fn main() -> Result<(), BoxError> {
     });
     println!("serving on http://{addr}/");
 
-    // The client: retries the 503, sending the body again.
+    // The client: retries the 503, sending the body again (the preset's
+    // retry layer hands the client a `ReplayBody`).
     let client: Client<HttpConnector, ReplayBody<Full<Bytes>>> =
         Client::builder(TokioExecutor::new()).build_http();
     let client = ServiceBuilder::new()
-        .layer(ReplayBodyLayer::new(64 * 1024))
         .layer(
             Preset::new("client")
                 .classifier(ServerErrorsAsFailures)

@@ -1,0 +1,310 @@
+//! [`Reader`]: one copy of a recorded request body, and the [`Recording`]
+//! its copies share: what was read of the body so far, and the rest of it.
+
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use reflex_core::BoxError;
+
+use crate::error::NotReplayable;
+
+/// One copy of a recorded body.
+pub(super) struct Reader<B> {
+    recording: Arc<Mutex<Recording<B>>>,
+    cursor: Cursor,
+}
+
+/// How far a copy has read.
+struct Cursor {
+    /// Tells this copy from the others.
+    id: u64,
+    /// Recorded chunks this copy has sent.
+    chunks_sent: usize,
+    /// Data bytes this copy has sent.
+    bytes_sent: u64,
+    trailers_sent: bool,
+    /// It sent its last frame, or an error.
+    ended: bool,
+    /// The body's size hint when it came: every copy sends the same bytes.
+    size_hint: SizeHint,
+}
+
+/// A body as far as its copies read it, and the rest of it.
+struct Recording<B> {
+    body: Pin<Box<B>>,
+    limit: usize,
+    chunks: Vec<Bytes>,
+    /// Data bytes in `chunks`.
+    bytes: usize,
+    trailers: Option<HeaderMap>,
+    progress: Progress,
+    /// The copy that read past the limit: the only one that reads on.
+    sole_reader: Option<u64>,
+    next_id: u64,
+    /// Copies at the end of what was read, waiting for the body: the body
+    /// wakes only the last copy that polled it, which wakes these.
+    waiting: Vec<Waker>,
+}
+
+/// How far the body itself was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Progress {
+    Reading,
+    /// It ended (with its trailers, if any).
+    Ended,
+    /// It failed, or a poll of it panicked: it cannot be read again.
+    Failed,
+}
+
+/// What a copy's poll gives.
+pub(super) type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
+
+// === impl Reader ===
+
+impl<B> Reader<B> {
+    /// The first copy of `body`, recorded up to `limit` bytes of data.
+    pub(super) fn new(body: B, limit: usize, size_hint: SizeHint) -> Self {
+        let recording = Recording {
+            body: Box::pin(body),
+            limit,
+            chunks: Vec::new(),
+            bytes: 0,
+            trailers: None,
+            progress: Progress::Reading,
+            sole_reader: None,
+            next_id: 1,
+            waiting: Vec::new(),
+        };
+        Self {
+            recording: Arc::new(Mutex::new(recording)),
+            cursor: Cursor::new(0, size_hint),
+        }
+    }
+
+    /// Another copy, from the start; `None` when the body cannot be sent
+    /// again.
+    pub(super) fn try_clone(&self) -> Option<Self> {
+        let mut recording = lock(&self.recording);
+        if !recording.is_replayable() {
+            return None;
+        }
+        let id = recording.next_id;
+        recording.next_id += 1;
+        drop(recording);
+        Some(Self {
+            recording: Arc::clone(&self.recording),
+            cursor: Cursor::new(id, self.cursor.size_hint),
+        })
+    }
+
+    /// `true` while a copy of the body can be sent whole.
+    pub(super) fn is_replayable(&self) -> bool {
+        lock(&self.recording).is_replayable()
+    }
+
+    /// The body's size hint, less what this copy sent.
+    pub(super) fn size_hint(&self) -> SizeHint {
+        self.cursor.size_hint()
+    }
+}
+
+impl<B> Reader<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    pub(super) fn poll_frame(&mut self, cx: &mut Context<'_>) -> Polled {
+        if self.cursor.ended {
+            return Poll::Ready(None);
+        }
+        let mut recording = lock(&self.recording);
+        let polled = self.cursor.next_frame(&mut recording, cx);
+        // The body moved on: the copies waiting for it read on too.
+        let waiting = if polled.is_ready() {
+            std::mem::take(&mut recording.waiting)
+        } else {
+            Vec::new()
+        };
+        drop(recording);
+        for waker in waiting {
+            if !waker.will_wake(cx.waker()) {
+                waker.wake();
+            }
+        }
+        polled
+    }
+
+    pub(super) fn is_end_stream(&self) -> bool {
+        let cursor = &self.cursor;
+        if cursor.ended {
+            return true;
+        }
+        let recording = lock(&self.recording);
+        if recording.sole_reader.is_some_and(|id| id != cursor.id)
+            || cursor.chunks_sent < recording.chunks.len()
+        {
+            return false;
+        }
+        match recording.progress {
+            Progress::Reading => recording.body.is_end_stream(),
+            Progress::Ended => cursor.trailers_sent || recording.trailers.is_none(),
+            Progress::Failed => false,
+        }
+    }
+}
+
+impl<B> fmt::Debug for Reader<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reader")
+            .field("copy", &self.cursor.id)
+            .field("bytes_sent", &self.cursor.bytes_sent)
+            .field("ended", &self.cursor.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+// === impl Cursor ===
+
+impl Cursor {
+    fn new(id: u64, size_hint: SizeHint) -> Self {
+        Self {
+            id,
+            chunks_sent: 0,
+            bytes_sent: 0,
+            trailers_sent: false,
+            ended: false,
+            size_hint,
+        }
+    }
+
+    /// The next frame of this copy: recorded, or read from the body.
+    fn next_frame<B>(&mut self, recording: &mut Recording<B>, cx: &mut Context<'_>) -> Polled
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        if recording.sole_reader.is_some_and(|id| id != self.id) {
+            return self.end(Some(Err(NotReplayable.into())));
+        }
+        if let Some(chunk) = recording.chunks.get(self.chunks_sent) {
+            self.chunks_sent += 1;
+            self.bytes_sent += chunk.len() as u64;
+            return Poll::Ready(Some(Ok(Frame::data(chunk.clone()))));
+        }
+        match recording.progress {
+            Progress::Reading => {}
+            Progress::Ended => {
+                if let Some(trailers) = recording.trailers.as_ref().filter(|_| !self.trailers_sent)
+                {
+                    self.trailers_sent = true;
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers.clone()))));
+                }
+                return self.end(None);
+            }
+            Progress::Failed => return self.end(Some(Err(NotReplayable.into()))),
+        }
+        // At the end of what was read: read on.
+        let frame = match recording.body.as_mut().poll_frame(cx) {
+            Poll::Pending => {
+                if !recording.waiting.iter().any(|w| w.will_wake(cx.waker())) {
+                    recording.waiting.push(cx.waker().clone());
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(None) => {
+                recording.progress = Progress::Ended;
+                return self.end(None);
+            }
+            Poll::Ready(Some(Err(err))) => {
+                recording.progress = Progress::Failed;
+                return self.end(Some(Err(err.into())));
+            }
+            Poll::Ready(Some(Ok(frame))) => frame.map_data(into_bytes),
+        };
+        let recorded = recording.sole_reader.is_none();
+        if let Some(data) = frame.data_ref() {
+            self.bytes_sent += data.len() as u64;
+            if !recorded {
+                // The sole reader, past the limit: nothing is kept.
+            } else if recording.bytes.saturating_add(data.len()) > recording.limit {
+                // Past the limit: the record goes, and this copy reads on
+                // alone.
+                recording.chunks = Vec::new();
+                recording.bytes = 0;
+                recording.sole_reader = Some(self.id);
+                self.chunks_sent = 0;
+            } else {
+                recording.chunks.push(data.clone());
+                recording.bytes += data.len();
+                self.chunks_sent += 1;
+            }
+        } else if let Some(trailers) = frame.trailers_ref() {
+            // Trailers end a body.
+            recording.progress = Progress::Ended;
+            if recorded {
+                recording.trailers = Some(trailers.clone());
+            }
+            self.trailers_sent = true;
+        }
+        Poll::Ready(Some(Ok(frame)))
+    }
+
+    fn end(&mut self, last: Option<Result<Frame<Bytes>, BoxError>>) -> Polled {
+        self.ended = true;
+        Poll::Ready(last)
+    }
+
+    /// The body's size hint, less what this copy sent.
+    fn size_hint(&self) -> SizeHint {
+        if self.ended {
+            return SizeHint::with_exact(0);
+        }
+        let mut hint = SizeHint::new();
+        hint.set_lower(self.size_hint.lower().saturating_sub(self.bytes_sent));
+        if let Some(upper) = self.size_hint.upper() {
+            // Never below the lower bound: both are taken down by as much,
+            // and both stop at zero.
+            hint.set_upper(upper.saturating_sub(self.bytes_sent));
+        }
+        hint
+    }
+}
+
+/// A copy that goes wakes the copies waiting for the body: the body may
+/// have kept its waker only.
+impl<B> Drop for Reader<B> {
+    fn drop(&mut self) {
+        let waiting = std::mem::take(&mut lock(&self.recording).waiting);
+        for waker in waiting {
+            waker.wake();
+        }
+    }
+}
+
+// === impl Recording ===
+
+impl<B> Recording<B> {
+    fn is_replayable(&self) -> bool {
+        self.sole_reader.is_none() && self.progress != Progress::Failed
+    }
+}
+
+/// The recording, locked. A poll of the body that panicked left it
+/// poisoned: the body is then failed.
+fn lock<B>(recording: &Mutex<Recording<B>>) -> MutexGuard<'_, Recording<B>> {
+    recording.lock().unwrap_or_else(|poisoned| {
+        let mut recording = poisoned.into_inner();
+        recording.progress = Progress::Failed;
+        recording
+    })
+}
+
+/// A frame's data as [`Bytes`]: free when it is `Bytes` already.
+pub(super) fn into_bytes(mut data: impl Buf) -> Bytes {
+    data.copy_to_bytes(data.remaining())
+}
