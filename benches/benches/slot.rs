@@ -26,7 +26,8 @@ fn hot(_: &u64) -> Option<u64> {
 }
 
 fn slots() -> SlotAdmission<Echo, u64, SlotOf, LayerPolicy> {
-    SlotAdmissionLayer::builder(hot as SlotOf)
+    SlotAdmissionLayer::builder()
+        .key(hot as SlotOf)
         .policy(Policy::Queue)
         .queue_limit(TASKS as usize)
         .global_queue_limit(TASKS as usize)

@@ -50,7 +50,13 @@ fn contended_64_tasks(c: &mut Criterion) {
 fn cycle_100_components(c: &mut Criterion) {
     let witness = Witness::builder().build().expect("valid");
     let mut services: Vec<_> = (0..100)
-        .map(|i| witness.layer(format!("c{i}")).build().expect("room").layer(Echo))
+        .map(|i| {
+            witness
+                .layer(format!("c{i}"))
+                .build()
+                .expect("room")
+                .layer(Echo)
+        })
         .collect();
     let mut group = c.benchmark_group("witness/cycle");
     group.measurement_time(Duration::from_secs(5));

@@ -123,9 +123,7 @@ async fn the_preset_around_a_hyper_client_retries_an_unavailable_origin() {
         .unwrap();
     let client: Client<HttpConnector, reflex::retry::http::ReplayBody<Full<Bytes>>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let stack = ServiceBuilder::new()
-        .layer(preset)
-        .service(client);
+    let stack = ServiceBuilder::new().layer(preset).service(client);
     let request = Request::put(format!("http://{addr}/item"))
         .body(Full::new(Bytes::from_static(b"payload")))
         .unwrap();

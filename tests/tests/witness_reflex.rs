@@ -25,7 +25,11 @@ fn stack(witness: &Witness, name: &'static str, inner: Svc) -> (Svc, BreakerHand
         .unwrap();
     witness.control_breaker(name, breaker.handle());
     let handle = breaker.handle();
-    let svc = witness.layer(name).build().unwrap().layer(breaker.layer(inner));
+    let svc = witness
+        .layer(name)
+        .build()
+        .unwrap()
+        .layer(breaker.layer(inner));
     (BoxCloneSyncService::new(svc), handle)
 }
 

@@ -7,7 +7,9 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
-use reflex_core::BoxError;
+use reflex_core::{
+    BoxError, Classified, Component, ConfigError, Control, Handled, LayerBuilder, Sink,
+};
 use tower::{Layer, Service};
 
 /// `Some(layer)` wraps the service in it; `None` leaves it as it is. Either
@@ -148,5 +150,45 @@ impl<A, B> fmt::Debug for ToggleFuture<A, B> {
             Kind::On { .. } => "ToggleFuture::On",
             Kind::Off { .. } => "ToggleFuture::Off",
         })
+    }
+}
+
+/// A part decided at run time: the builder when `Some`, no layer when
+/// `None`. It costs a branch and a larger response future on every call,
+/// which a part chosen in the code does not.
+impl<B: LayerBuilder> LayerBuilder for Toggle<B> {
+    type Layer = Toggle<B::Layer>;
+
+    fn component(self, component: Component) -> Self {
+        Self(self.0.map(|b| b.component(component)))
+    }
+
+    fn sink(self, sink: Sink) -> Self {
+        Self(self.0.map(|b| b.sink(sink)))
+    }
+
+    fn build(self) -> Result<Self::Layer, ConfigError> {
+        Ok(Toggle(self.0.map(B::build).transpose()?))
+    }
+}
+
+impl<C, B: Classified<C>> Classified<C> for Toggle<B> {
+    type Builder = Toggle<B::Builder>;
+
+    fn classified_by(self, classifier: C) -> Self::Builder {
+        Toggle(self.0.map(|b| b.classified_by(classifier)))
+    }
+}
+
+/// The layer's handle when it is there.
+impl<L: Handled> Handled for Toggle<L> {
+    type Handle = Option<L::Handle>;
+
+    fn handle(&self) -> Self::Handle {
+        self.0.as_ref().map(L::handle)
+    }
+
+    fn control(&self) -> Option<Control> {
+        self.0.as_ref().and_then(L::control)
     }
 }
