@@ -158,10 +158,41 @@ fn a_preset_refused_by_a_full_witness_registers_nothing_either() {
 
 #[tokio::test(start_paused = true)]
 async fn the_witness_trips_only_the_root_s_breaker_among_those_the_presets_registered() {
+    let (actions, breaker_of) = db_goes_down_below_auth_and_api(true).await;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert!(
+        actions[0].starts_with("tripped db's breaker"),
+        "{actions:?}"
+    );
+    assert_eq!(
+        breaker_of("db").as_deref(),
+        Some(reflex::core::BreakerState::Open.as_str())
+    );
+    for victim in ["api", "auth"] {
+        assert_eq!(
+            breaker_of(victim).as_deref(),
+            Some(reflex::core::BreakerState::Closed.as_str()),
+            "{victim}: its failures were db's echoes"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_component_kept_out_of_the_reflexes_is_reported_but_never_steered() {
+    let (actions, _) = db_goes_down_below_auth_and_api(false).await;
+    assert_eq!(actions, Vec::<String>::new(), "db's preset said no_reflexes()");
+}
+
+/// api calls auth calls db, each behind a preset with a witness whose
+/// reflex is `EdgeReflex`; db fails every call after eight healthy cycles.
+/// Gives the actions of the one report (db the root), and each
+/// component's breaker state as the witness sees it.
+async fn db_goes_down_below_auth_and_api(
+    db_reflexes: bool,
+) -> (Vec<String>, impl Fn(&str) -> Option<String>) {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
 
-    use reflex::core::BreakerState;
     use tower::util::BoxCloneSyncService;
 
     type Svc = BoxCloneSyncService<u32, u32, BoxError>;
@@ -172,10 +203,10 @@ async fn the_witness_trips_only_the_root_s_breaker_among_those_the_presets_regis
         .unwrap();
     let down = Arc::new(AtomicBool::new(false));
     let failing = down.clone();
+    let db = Preset::new("db").witness(&witness);
+    let db = if db_reflexes { db } else { db.no_reflexes() };
     let db: Svc = BoxCloneSyncService::new(
-        Preset::new("db")
-            .witness(&witness)
-            .build()
+        db.build()
             .unwrap()
             .service(service_fn(move |n: u32| {
                 let failing = failing.load(Ordering::Relaxed);
@@ -199,9 +230,9 @@ async fn the_witness_trips_only_the_root_s_breaker_among_those_the_presets_regis
         )
     };
     let api = calling("api", calling("auth", db));
-    let breaker_of = |name: &str| {
-        witness
-            .cycle_now()
+    let seen = witness.clone();
+    let breaker_of = move |name: &str| {
+        seen.cycle_now()
             .component(name)
             .and_then(|c| c.breaker.clone())
     };
@@ -221,22 +252,7 @@ async fn the_witness_trips_only_the_root_s_breaker_among_those_the_presets_regis
     let report = &snapshot.reports[0];
     assert_eq!(report.roots[0].component, "db");
     let actions: Vec<String> = report.actions.iter().map(ToString::to_string).collect();
-    assert_eq!(actions.len(), 1, "{actions:?}");
-    assert!(
-        actions[0].starts_with("tripped db's breaker"),
-        "{actions:?}"
-    );
-    assert_eq!(
-        breaker_of("db").as_deref(),
-        Some(BreakerState::Open.as_str())
-    );
-    for victim in ["api", "auth"] {
-        assert_eq!(
-            breaker_of(victim).as_deref(),
-            Some(BreakerState::Closed.as_str()),
-            "{victim}: its failures were db's echoes"
-        );
-    }
+    (actions, breaker_of)
 }
 
 #[tokio::test(start_paused = true)]
@@ -298,4 +314,59 @@ async fn a_witness_steering_a_preset_s_layers_still_stops_with_its_last_handle()
         matches!(heard, Ok(Err(RecvError::Closed))),
         "the witness outlived its handles: {heard:?}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_preset_hands_back_the_handle_of_every_layer_it_built() {
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
+    let stack = Preset::new("db")
+        .witness(&witness)
+        .shed(reflex::shed::ConcurrencyShedLayer::builder().hard_limit(3))
+        .dedup(
+            reflex::dedup::DedupLayer::builder()
+                .key(|n: &u32| Some(*n))
+                .cache(Duration::from_secs(60), 16),
+        )
+        .slot(reflex::slot::SlotAdmissionLayer::builder().key(|n: &u32| Some(*n)))
+        .retry(reflex::retry::RetryLayer::builder().max_attempts(2))
+        .build()
+        .unwrap();
+    let handles = stack.handles().clone();
+    let svc = stack.service(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }));
+    for n in [1, 2, 2] {
+        assert_eq!(svc.clone().oneshot(n).await.unwrap(), n);
+    }
+    assert_eq!(handles.shed.metrics().hard_limit, 3);
+    assert_eq!(handles.shed.component().as_str(), "db");
+    // The second 2 is answered from the dedup cache, above the slot layer,
+    // retry and the breaker.
+    assert_eq!(handles.dedup.metrics().cache_hits, 1);
+    assert_eq!(handles.slot.metrics().started, 2);
+    assert_eq!(handles.retry.metrics().retries, 0);
+    assert!(handles.retry.metrics().budget_remaining.is_some());
+    assert_eq!(handles.breaker.metrics().calls, 2);
+    assert_eq!(
+        handles.witness.cycle_now().component("db").map(|c| c.succeeded),
+        Some(3),
+        "the witness handle is the preset's witness"
+    );
+}
+
+#[test]
+fn a_part_that_is_off_has_no_handle_and_one_decided_at_run_time_has_one_when_on() {
+    let stack = Preset::new("db")
+        .no_breaker()
+        .retry(reflex::Toggle::new(Some(reflex::retry::RetryLayer::builder())))
+        .dedup(reflex::Toggle::new(
+            None::<()>.map(|()| reflex::dedup::DedupLayer::builder().key(|n: &u32| Some(*n))),
+        ))
+        .build()
+        .unwrap();
+    let handles = stack.handles();
+    let () = handles.breaker;
+    let () = handles.witness;
+    assert!(handles.retry.is_some());
+    assert!(handles.dedup.is_none());
+    let svc = stack.service(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }));
+    drop(svc);
 }
