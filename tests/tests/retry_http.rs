@@ -19,7 +19,7 @@ use reflex_core::{
     BoxError, Classified, ConfigErrorKind, DefaultClassifier, Handled, LayerBuilder, LayerHandle,
     ServerErrorsAsFailures, Sink,
 };
-use reflex_retry::http::{HttpRetryBuilder, HttpRetryLayer, ReplayBody, RetryableResponses};
+use reflex_retry::http::{HttpRetryBuilder, HttpRetryLayer, ReplayBody};
 use reflex_retry::{Jitter, RetryLayer};
 use reflex_shed::ConcurrencyShedLayer;
 use tokio::time::Instant;
@@ -580,16 +580,24 @@ where
 async fn the_http_builder_is_a_layer_builder_and_takes_the_stacks_classifier() {
     let answers = || [Answer::Status(429, None), Answer::Status(200, None)];
     // With its own classifier, a 429 is a failure, and retried.
-    let own: HttpRetryLayer = build_part(builder(), RetryableResponses);
+    let own: HttpRetryLayer = builder().build().unwrap();
     let server = Server::new(answers());
     assert_eq!(send_through_any(&own, &server).await.status(), 200);
     assert_eq!(LayerHandle::metrics(&Handled::handle(&own)).retries, 1);
-    // With the stack's `ServerErrorsAsFailures`, a 429 is a success: final.
+    // With the stack's `ServerErrorsAsFailures` (a 429 says nothing of the
+    // dependency's health), a 429 is still worth asking again.
     let stacks: HttpRetryLayer<_> = build_part(builder(), ServerErrorsAsFailures);
     let server = Server::new(answers());
-    assert_eq!(send_through_any(&stacks, &server).await.status(), 429);
-    assert_eq!(server.seen().len(), 1);
+    assert_eq!(send_through_any(&stacks, &server).await.status(), 200);
+    assert_eq!(server.seen().len(), 2);
     assert_eq!(Handled::handle(&stacks).component().as_str(), "origin");
+    // The stack's classifier decides the rest: one that calls every answer
+    // a success leaves a 503 final.
+    let content = |_: Result<&Response<()>, &BoxError>| reflex_core::Outcome::Success;
+    let lenient: HttpRetryLayer<_> = build_part(builder(), content);
+    let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+    assert_eq!(send_through_any(&lenient, &server).await.status(), 503);
+    assert_eq!(server.seen().len(), 1);
     // The plain builder too.
     let plain: RetryLayer = build_part(RetryLayer::builder(), DefaultClassifier);
     assert_eq!(plain.handle().component().as_str(), "origin");

@@ -317,11 +317,14 @@ impl<P, C> LayerBuilder for RetryBuilder<P, C, CopiedRequests> {
 
 /// Retry judges outcomes: the stack's classifier replaces the builder's,
 /// as [`classifier`](RetryBuilder::classifier) does.
-impl<P, C, C2, R> Classified<C2> for RetryBuilder<P, C, R>
+/// The stack's classifier replaces the builder's. (The http builder keeps
+/// a 429 worth retrying on top of it: see
+/// [`WithTooManyRequests`](crate::http::WithTooManyRequests).)
+impl<P, C, C2> Classified<C2> for RetryBuilder<P, C, CopiedRequests>
 where
-    RetryBuilder<P, C2, R>: LayerBuilder,
+    RetryBuilder<P, C2, CopiedRequests>: LayerBuilder,
 {
-    type Builder = RetryBuilder<P, C2, R>;
+    type Builder = RetryBuilder<P, C2, CopiedRequests>;
 
     fn classified_by(self, classifier: C2) -> Self::Builder {
         self.classifier(classifier)

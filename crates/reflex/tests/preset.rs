@@ -180,7 +180,11 @@ async fn the_witness_trips_only_the_root_s_breaker_among_those_the_presets_regis
 #[tokio::test(start_paused = true)]
 async fn a_component_kept_out_of_the_reflexes_is_reported_but_never_steered() {
     let (actions, _) = db_goes_down_below_auth_and_api(false).await;
-    assert_eq!(actions, Vec::<String>::new(), "db's preset said no_reflexes()");
+    assert_eq!(
+        actions,
+        Vec::<String>::new(),
+        "db's preset said no_reflexes()"
+    );
 }
 
 /// api calls auth calls db, each behind a preset with a witness whose
@@ -205,21 +209,18 @@ async fn db_goes_down_below_auth_and_api(
     let failing = down.clone();
     let db = Preset::new("db").witness(&witness);
     let db = if db_reflexes { db } else { db.no_reflexes() };
-    let db: Svc = BoxCloneSyncService::new(
-        db.build()
-            .unwrap()
-            .service(service_fn(move |n: u32| {
-                let failing = failing.load(Ordering::Relaxed);
-                async move {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                    if failing {
-                        Err::<u32, BoxError>("db down".into())
-                    } else {
-                        Ok(n)
-                    }
+    let db: Svc =
+        BoxCloneSyncService::new(db.build().unwrap().service(service_fn(move |n: u32| {
+            let failing = failing.load(Ordering::Relaxed);
+            async move {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                if failing {
+                    Err::<u32, BoxError>("db down".into())
+                } else {
+                    Ok(n)
                 }
-            })),
-    );
+            }
+        })));
     let calling = |name: &'static str, below: Svc| -> Svc {
         BoxCloneSyncService::new(
             Preset::new(name)
@@ -346,7 +347,11 @@ async fn the_preset_hands_back_the_handle_of_every_layer_it_built() {
     assert!(handles.retry.metrics().budget_remaining.is_some());
     assert_eq!(handles.breaker.metrics().calls, 2);
     assert_eq!(
-        handles.witness.cycle_now().component("db").map(|c| c.succeeded),
+        handles
+            .witness
+            .cycle_now()
+            .component("db")
+            .map(|c| c.succeeded),
         Some(3),
         "the witness handle is the preset's witness"
     );
@@ -356,10 +361,12 @@ async fn the_preset_hands_back_the_handle_of_every_layer_it_built() {
 fn a_part_that_is_off_has_no_handle_and_one_decided_at_run_time_has_one_when_on() {
     let stack = Preset::new("db")
         .no_breaker()
-        .retry(reflex::Toggle::new(Some(reflex::retry::RetryLayer::builder())))
-        .dedup(reflex::Toggle::new(
-            None::<()>.map(|()| reflex::dedup::DedupLayer::builder().key(|n: &u32| Some(*n))),
-        ))
+        .retry(reflex::Toggle::new(Some(
+            reflex::retry::RetryLayer::builder(),
+        )))
+        .dedup(reflex::Toggle::new(None::<()>.map(|()| {
+            reflex::dedup::DedupLayer::builder().key(|n: &u32| Some(*n))
+        })))
         .build()
         .unwrap();
     let handles = stack.handles();

@@ -1,9 +1,9 @@
 //! [`HttpRetryBuilder`]: [`RetryBuilder::http`], the request body limit,
 //! and the build of an [`HttpRetryLayer`].
 
-use reflex_core::{Component, ConfigError, ConfigErrorKind, LayerBuilder, Sink};
+use reflex_core::{Classified, Component, ConfigError, ConfigErrorKind, LayerBuilder, Sink};
 
-use super::classify::RetryableResponses;
+use super::classify::{RetryableResponses, WithTooManyRequests};
 use super::layer::HttpRetryLayer;
 use super::policy::HttpPolicy;
 use crate::LAYER;
@@ -117,5 +117,17 @@ impl<C> LayerBuilder for RetryBuilder<HttpPolicy, C, ReplayedBodies> {
 
     fn build(self) -> Result<HttpRetryLayer<C>, ConfigError> {
         Self::build(self)
+    }
+}
+
+/// The stack's classifier decides what is a failure, and a 429 is one too:
+/// the stack's classifier says whether the dependency is healthy (a 429
+/// says nothing of that), the retry layer whether an answer is worth
+/// asking again.
+impl<C, C2> Classified<C2> for RetryBuilder<HttpPolicy, C, ReplayedBodies> {
+    type Builder = RetryBuilder<HttpPolicy, WithTooManyRequests<C2>, ReplayedBodies>;
+
+    fn classified_by(self, classifier: C2) -> Self::Builder {
+        self.classifier(WithTooManyRequests(classifier))
     }
 }
