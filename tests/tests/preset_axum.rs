@@ -81,3 +81,132 @@ async fn the_preset_on_an_axum_router_witnesses_requests_and_answers_refusals() 
             .is_some_and(|c| c.rejected == vec![("shed".to_owned(), 1)])
     }));
 }
+
+/// All six layers from the preset on an axum router, the http dedup and
+/// retry included, with no adapter: a request the shed layer refuses is
+/// answered before its body is read, and one it admits goes through every
+/// layer with its whole body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_the_shed_layer_refuses_is_answered_before_its_body_is_read() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::put;
+    use reflex::dedup::DedupLayer;
+    use reflex::retry::RetryLayer;
+    use reflex::slot::SlotAdmissionLayer;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let held = gate.clone();
+    let uploads = Arc::new(AtomicUsize::new(0));
+    let counted = uploads.clone();
+    let stack = Preset::new("api")
+        .classifier(reflex::core::ServerErrorsAsFailures)
+        .witness(&witness)
+        .shed(reflex::shed::ConcurrencyShedLayer::builder().hard_limit(1))
+        .dedup(DedupLayer::builder().http())
+        .slot(SlotAdmissionLayer::builder().key(|req: &Request<Body>| {
+            (req.method() == "PUT").then(|| req.uri().path().to_owned())
+        }))
+        .retry(RetryLayer::builder().http())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let handles = stack.handles().clone();
+    let app = Router::new()
+        .route(
+            "/hold",
+            get(move || {
+                let held = held.clone();
+                async move {
+                    held.acquire().await.unwrap().forget();
+                    "held"
+                }
+            }),
+        )
+        .route(
+            "/upload",
+            put(move |body: axum::body::Bytes| {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async move { body.len().to_string() }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                    reflex::http::rejection_response::<axum::body::Body>(&*err)
+                }))
+                .layer(stack),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    // One request holds the only place.
+    let hold = tokio::spawn(async move {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /hold HTTP/1.1\r\nhost: api\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    });
+    while handles.shed.metrics().in_flight == 0 {
+        tokio::task::yield_now().await;
+    }
+    // A PUT announcing a megabyte sends ten bytes and waits: only a stack
+    // that reads no body before refusing can answer it.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"PUT /upload HTTP/1.1\r\nhost: api\r\ncontent-length: 1048576\r\n\r\n0123456789",
+        )
+        .await
+        .unwrap();
+    let mut head = vec![0; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(20), stream.read(&mut head))
+        .await
+        .expect("the refusal came without the body")
+        .unwrap();
+    let head = String::from_utf8_lossy(&head[..read]).to_lowercase();
+    assert!(head.starts_with("http/1.1 503"), "{head}");
+    assert!(head.contains("retry-after: 1"), "{head}");
+    assert_eq!(handles.shed.metrics().shed_total, 1);
+    assert_eq!(uploads.load(Ordering::SeqCst), 0, "the handler never ran");
+    drop(stream);
+
+    gate.add_permits(1);
+    assert!(hold.await.unwrap().ends_with("held"));
+    // Admitted, a body goes through dedup, slot, retry (recorded for a
+    // replay), the breaker and the timeout to the handler, whole.
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let body = vec![b'x'; 100_000];
+    stream
+        .write_all(
+            format!(
+                "PUT /upload HTTP/1.1\r\nhost: api\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("100000"), "{answer}");
+    assert_eq!(uploads.load(Ordering::SeqCst), 1);
+    assert_eq!(handles.slot.metrics().started, 1);
+    assert_eq!(
+        handles.breaker.metrics().calls,
+        2,
+        "the hold and the upload"
+    );
+    assert_eq!(handles.retry.metrics().retries, 0);
+}
