@@ -29,7 +29,7 @@ impl<C: Clone> Recorder<C> {
     /// and its guard, which ends it. The guard exists before the inner
     /// call: a panic in `call` drops it, which ends the request as
     /// cancelled.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn start(&self) -> (Frame, Guard<C>) {
         let witness = &self.witness;
         let index = self.index;
