@@ -274,3 +274,37 @@ macro_rules! inner_accessors {
         }
     };
 }
+
+/// The inherent `component` and `sink` setters of a builder whose
+/// `Component` and `Sink` are the fields `component` and `sink` of
+/// `self.$path` (or of `self` itself with `self`): the two settings every
+/// builder has, written once.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! component_and_sink {
+    (self) => {
+        $crate::component_and_sink!(@setters [component] [sink]);
+    };
+    ($($path:ident).+) => {
+        $crate::component_and_sink!(@setters [$($path.)+ component] [$($path.)+ sink]);
+    };
+    (@setters [$($component:tt)+] [$($sink:tt)+]) => {
+        /// Names the dependency the layer guards: its rejections, signals,
+        /// handle and logs carry this name. Defaults to
+        /// [`Component::default`]($crate::Component::default).
+        #[must_use]
+        pub fn component(mut self, component: impl Into<$crate::Component>) -> Self {
+            self.$($component)+ = component.into();
+            self
+        }
+
+        /// Where the layer reports its [`Signal`]($crate::Signal)s: a
+        /// witness's `sink()`, or any [`SignalSink`]($crate::SignalSink).
+        /// Defaults to nowhere.
+        #[must_use]
+        pub fn sink(mut self, sink: impl $crate::SignalSink) -> Self {
+            self.$($sink)+ = $crate::Sink::new(sink);
+            self
+        }
+    };
+}

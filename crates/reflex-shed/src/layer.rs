@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{
-    Component, ConfigError, ConfigErrorKind, Control, Handled, LayerBuilder, SignalSink, Sink,
-};
+use reflex_core::{Component, ConfigError, ConfigErrorKind, Control, Handled, LayerBuilder, Sink};
 use tower_layer::Layer;
 
 use crate::handle::ShedHandle;
@@ -201,19 +199,7 @@ impl ConcurrencyShedBuilder {
         self
     }
 
-    /// The component this layer guards, named in its rejections, signals and
-    /// logs. Defaults to [`Component::default`].
-    pub fn component(mut self, component: impl Into<Component>) -> Self {
-        self.component = component.into();
-        self
-    }
-
-    /// Where the layer reports its [`Signal`](reflex_core::Signal)s: sheds,
-    /// soft-limit excursions, limit changes. Defaults to nowhere.
-    pub fn sink(mut self, sink: impl SignalSink) -> Self {
-        self.sink = Sink::new(sink);
-        self
-    }
+    reflex_core::component_and_sink!(self);
 
     /// Checks the configuration and builds the layer.
     ///
