@@ -20,68 +20,49 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use reflex_benches::{Echo, allocations_per_call, bench_contended, bench_single};
-use reflex_breaker::CircuitBreakLayer;
+use reflex_breaker::{CircuitBreakBuilder, CircuitBreakLayer};
 use reflex_core::origin::{Frame, Scoped};
 use tower::{Layer, Service};
 
 const TASKS: u64 = 64;
 
-/// The default configuration: failure rate 50% over the last 100 calls,
-/// at least 20 calls.
-fn reflex_default() -> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
+/// A reflex breaker built from `builder`, around [`Echo`].
+fn reflex(
+    builder: CircuitBreakBuilder,
+) -> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
 + Clone
 + Send
 + 'static {
+    builder.build().expect("valid").layer(Echo)
+}
+
+/// The default configuration: failure rate 50% over the last 100 calls,
+/// at least 20 calls.
+fn default_rule() -> CircuitBreakBuilder {
     CircuitBreakLayer::builder()
-        .build()
-        .expect("valid")
-        .layer(Echo)
 }
 
 /// Consecutive failures only, as failsafe's breaker.
-fn reflex_consecutive()
--> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    CircuitBreakLayer::builder()
-        .consecutive_failures(5)
-        .build()
-        .expect("valid")
-        .layer(Echo)
+fn consecutive() -> CircuitBreakBuilder {
+    CircuitBreakLayer::builder().consecutive_failures(5)
 }
 
 /// Every trip condition on: consecutive failures, failure rate and
 /// slow-call rate over a count window (two clock reads a call).
-fn reflex_full_count()
--> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
-+ Clone
-+ Send
-+ 'static {
+fn full_count() -> CircuitBreakBuilder {
     CircuitBreakLayer::builder()
         .consecutive_failures(5)
         .failure_rate(0.5)
         .slow_calls(0.8, Duration::from_secs(1))
         .count_window(100)
-        .build()
-        .expect("valid")
-        .layer(Echo)
 }
 
 /// Failure rate over a 10 s time window in 10 buckets (a clock read a call).
-fn reflex_time_window()
--> impl Service<u64, Response = u64, Error = reflex_core::BoxError, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    CircuitBreakLayer::builder()
-        .time_window(Duration::from_secs(10), 10)
-        .build()
-        .expect("valid")
-        .layer(Echo)
+fn time_window() -> CircuitBreakBuilder {
+    CircuitBreakLayer::builder().time_window(Duration::from_secs(10), 10)
 }
 
-/// tower-resilience's breaker with the same rule as `reflex_default`.
+/// tower-resilience's breaker with the same rule as [`default_rule`].
 fn tower_resilience()
 -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
 + Clone
@@ -145,10 +126,10 @@ impl<S: Service<u64>> Service<u64> for InFrame<S> {
 fn print_allocations() {
     eprintln!(
         "allocations per call: reflex default {:.3}, reflex consecutive {:.3}, reflex full (count) {:.3}, reflex time window {:.3}, tower-resilience {:.3}, failsafe {:.3}",
-        allocations_per_call(&mut reflex_default(), 100_000),
-        allocations_per_call(&mut reflex_consecutive(), 100_000),
-        allocations_per_call(&mut reflex_full_count(), 100_000),
-        allocations_per_call(&mut reflex_time_window(), 100_000),
+        allocations_per_call(&mut reflex(default_rule()), 100_000),
+        allocations_per_call(&mut reflex(consecutive()), 100_000),
+        allocations_per_call(&mut reflex(full_count()), 100_000),
+        allocations_per_call(&mut reflex(time_window()), 100_000),
         allocations_per_call(&mut tower_resilience(), 100_000),
         allocations_per_call(&mut failsafe_consecutive(), 100_000),
     );
@@ -161,18 +142,18 @@ fn single_threaded(c: &mut Criterion) {
     bench_single(
         &mut group,
         "reflex default (rate, count window)",
-        reflex_default(),
+        reflex(default_rule()),
     );
-    bench_single(&mut group, "reflex consecutive only", reflex_consecutive());
+    bench_single(&mut group, "reflex consecutive only", reflex(consecutive()));
     bench_single(
         &mut group,
         "reflex full (consecutive + rate + slow, count window)",
-        reflex_full_count(),
+        reflex(full_count()),
     );
     bench_single(
         &mut group,
         "reflex rate over time window",
-        reflex_time_window(),
+        reflex(time_window()),
     );
     bench_single(
         &mut group,
@@ -182,7 +163,7 @@ fn single_threaded(c: &mut Criterion) {
     bench_single(
         &mut group,
         "reflex default inside a request frame",
-        InFrame(reflex_default()),
+        InFrame(reflex(default_rule())),
     );
     bench_single(&mut group, "tower-resilience", tower_resilience());
     bench_single(&mut group, "failsafe consecutive", failsafe_consecutive());
@@ -197,14 +178,14 @@ fn contended_64_tasks(c: &mut Criterion) {
         &mut group,
         &runtime,
         "reflex default (rate, count window)",
-        reflex_default(),
+        reflex(default_rule()),
         TASKS,
     );
     bench_contended(
         &mut group,
         &runtime,
         "reflex consecutive only",
-        reflex_consecutive(),
+        reflex(consecutive()),
         TASKS,
     );
     bench_contended(

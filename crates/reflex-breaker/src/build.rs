@@ -16,6 +16,26 @@ use crate::layer::CircuitBreakLayer;
 use crate::memory::MemoryBackend;
 use crate::shared::Shared;
 
+/// The three steps of [`LayerBuilder`], the same whether the builder makes
+/// one breaker or one per key: its inherent `component` and `build`, and
+/// the sink as given.
+macro_rules! layer_builder_steps {
+    () => {
+        fn component(self, component: Component) -> Self {
+            Self::component(self, component)
+        }
+
+        fn sink(mut self, sink: Sink) -> Self {
+            self.config.sink = sink;
+            self
+        }
+
+        fn build(self) -> Result<Self::Layer, ConfigError> {
+            Self::build(self)
+        }
+    };
+}
+
 // === impl CircuitBreakBuilder (one breaker) ===
 
 impl<C> CircuitBreakBuilder<C> {
@@ -73,17 +93,7 @@ impl<C> CircuitBreakBuilder<C> {
 impl<C> LayerBuilder for CircuitBreakBuilder<C> {
     type Layer = CircuitBreakLayer<C, MemoryBackend>;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(self, sink: Sink) -> Self {
-        self.sink_of(sink)
-    }
-
-    fn build(self) -> Result<Self::Layer, ConfigError> {
-        Self::build(self)
-    }
+    layer_builder_steps!();
 }
 
 // === impl CircuitBreakBuilder (one breaker per key) ===
@@ -122,17 +132,7 @@ where
 {
     type Layer = KeyedCircuitBreakLayer<K, KF, C>;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(self, sink: Sink) -> Self {
-        self.sink_of(sink)
-    }
-
-    fn build(self) -> Result<Self::Layer, ConfigError> {
-        Self::build(self)
-    }
+    layer_builder_steps!();
 }
 
 /// The breaker judges outcomes: the stack's classifier replaces the

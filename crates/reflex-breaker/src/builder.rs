@@ -5,9 +5,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::time::Duration;
 
-use reflex_core::{
-    Component, ConfigError, ConfigErrorKind, DefaultClassifier, KeyFn, NoKey, SignalSink, Sink,
-};
+use reflex_core::{Component, ConfigError, ConfigErrorKind, DefaultClassifier, KeyFn, NoKey, Sink};
 
 use crate::config::{BreakerConfig, LAYER, Window};
 
@@ -208,22 +206,7 @@ impl<C, Req, K, KF> CircuitBreakBuilder<C, Req, K, KF> {
         }
     }
 
-    /// The component the breaker guards, named in rejections, signals and
-    /// logs. Defaults to [`Component::default`].
-    pub fn component(mut self, component: impl Into<Component>) -> Self {
-        self.config.component = component.into();
-        self
-    }
-
-    /// Where transitions are reported. Defaults to nowhere.
-    pub fn sink(self, sink: impl SignalSink) -> Self {
-        self.sink_of(Sink::new(sink))
-    }
-
-    pub(crate) fn sink_of(mut self, sink: Sink) -> Self {
-        self.config.sink = sink;
-        self
-    }
+    reflex_core::component_and_sink!(config);
 
     /// Trips after `n` failures in a row (at least 1). A trip rule: see
     /// [Trip rules](Self#trip-rules). Defaults to off.

@@ -161,12 +161,14 @@ impl BreakerConfig {
     }
 }
 
-#[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-
-    fn with_backoff(open: Duration, factor: f64, cap: Duration) -> BreakerConfig {
-        BreakerConfig {
+/// The configuration the unit tests and loom models start from: trips on
+/// the first failure (no rate rule), admits one probe and closes on its
+/// success, waits up to an hour for a probe to report, and stays open
+/// `open_duration` every time. Not validated: a model may open for zero.
+#[cfg(test)]
+impl BreakerConfig {
+    pub(crate) fn trips_on_first_failure(open_duration: Duration) -> Self {
+        Self {
             component: Component::default(),
             sink: Sink::none(),
             consecutive_failures: Some(1),
@@ -174,12 +176,24 @@ mod tests {
             slow_call: None,
             window: Window::Count { calls: 1 },
             minimum_calls: 1,
-            open_duration: open,
-            open_backoff: Some((factor, cap)),
+            open_duration,
+            open_backoff: None,
             probes: 1,
             probe_successes: 1,
-            half_open_max_wait: open,
+            half_open_max_wait: Duration::from_secs(3600),
             count_echoes: false,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn with_backoff(open: Duration, factor: f64, cap: Duration) -> BreakerConfig {
+        BreakerConfig {
+            open_backoff: Some((factor, cap)),
+            ..BreakerConfig::trips_on_first_failure(open)
         }
         .validate()
         .expect("valid")

@@ -1,117 +1,142 @@
 //! Checking a [`BreakerConfig`]: every setting a builder refuses, and why.
 
+use std::borrow::Cow;
+
 use reflex_core::{ConfigError, ConfigErrorKind};
 
 use crate::config::{
     BreakerConfig, LAYER, MAX_PROBES, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, Window,
 };
 
+/// `setting` is zero where it must not be; `reason` completes the sentence.
+fn zero(setting: &'static str, reason: &'static str) -> ConfigError {
+    ConfigError::new(LAYER, setting, ConfigErrorKind::Zero, reason)
+}
+
+/// `setting` is outside its range; `reason` completes the sentence.
+fn out_of_range(setting: &'static str, reason: impl Into<Cow<'static, str>>) -> ConfigError {
+    ConfigError::new(LAYER, setting, ConfigErrorKind::OutOfRange, reason)
+}
+
+/// A rate must be in (0, 1].
+fn rate(setting: &'static str, rate: f64) -> Result<(), ConfigError> {
+    if rate > 0.0 && rate <= 1.0 {
+        Ok(())
+    } else {
+        Err(out_of_range(
+            setting,
+            format!("must be in (0, 1], got {rate}"),
+        ))
+    }
+}
+
+/// A number of probes must be in 1..=[`MAX_PROBES`].
+fn probe_count(setting: &'static str, count: u32) -> Result<(), ConfigError> {
+    if count == 0 {
+        return Err(zero(setting, "must be at least 1"));
+    }
+    if count > MAX_PROBES {
+        return Err(out_of_range(
+            setting,
+            format!("must be at most {MAX_PROBES}"),
+        ));
+    }
+    Ok(())
+}
+
 // === impl BreakerConfig ===
 
 impl BreakerConfig {
     /// The configuration, if every setting is valid.
     pub(crate) fn validate(self) -> Result<Self, ConfigError> {
-        fn err(setting: &'static str, kind: ConfigErrorKind, reason: String) -> ConfigError {
-            ConfigError::new(LAYER, setting, kind, reason)
-        }
-        fn rate(setting: &'static str, rate: f64) -> Result<(), ConfigError> {
-            if rate > 0.0 && rate <= 1.0 {
-                Ok(())
-            } else {
-                Err(err(
-                    setting,
-                    ConfigErrorKind::OutOfRange,
-                    format!("must be in (0, 1], got {rate}"),
-                ))
-            }
-        }
         if self.consecutive_failures == Some(0) {
-            return Err(err(
-                "consecutive_failures",
-                ConfigErrorKind::Zero,
-                "must be at least 1".into(),
-            ));
+            return Err(zero("consecutive_failures", "must be at least 1"));
         }
-        if let Some(rate_) = self.failure_rate {
-            rate("failure_rate", rate_)?;
+        if let Some(failure_rate) = self.failure_rate {
+            rate("failure_rate", failure_rate)?;
         }
-        if let Some((rate_, duration)) = self.slow_call {
-            rate("slow_calls", rate_)?;
+        if let Some((slow_rate, duration)) = self.slow_call {
+            rate("slow_calls", slow_rate)?;
             if duration.is_zero() {
-                return Err(err(
-                    "slow_calls",
-                    ConfigErrorKind::Zero,
-                    "must be above zero".into(),
-                ));
+                return Err(zero("slow_calls", "must be above zero"));
             }
         }
         if self.consecutive_failures.is_none() && !self.has_window() {
-            return Err(err(
+            return Err(ConfigError::new(
+                LAYER,
                 "failure_rate",
                 ConfigErrorKind::Missing,
-                "or consecutive_failures or slow_calls is required: a breaker with no trip condition never opens (use MetricsOnly for that)".into(),
+                "or consecutive_failures or slow_calls is required: a breaker with no trip condition never opens (use MetricsOnly for that)",
             ));
         }
+        self.validate_window()?;
+        if self.open_duration.is_zero() {
+            return Err(zero("open_duration", "must be above zero"));
+        }
+        if let Some((factor, cap)) = self.open_backoff {
+            if !(factor >= 1.0 && factor.is_finite()) {
+                return Err(out_of_range(
+                    "open_backoff",
+                    format!("factor must be a finite number >= 1, got {factor}"),
+                ));
+            }
+            if cap < self.open_duration {
+                return Err(out_of_range(
+                    "open_backoff",
+                    "cap must not be below open_duration",
+                ));
+            }
+        }
+        probe_count("half_open_probes", self.probes)?;
+        probe_count("probe_successes", self.probe_successes)?;
+        if self.half_open_max_wait.is_zero() {
+            return Err(zero("half_open_max_wait", "must be above zero"));
+        }
+        Ok(self)
+    }
+
+    /// The window and the minimum number of calls in it.
+    fn validate_window(&self) -> Result<(), ConfigError> {
         match self.window {
             Window::Count { calls } => {
                 if calls == 0 {
-                    return Err(err(
-                        "count_window",
-                        ConfigErrorKind::Zero,
-                        "must hold at least 1 call".into(),
-                    ));
+                    return Err(zero("count_window", "must hold at least 1 call"));
                 }
                 if calls > MAX_WINDOW_CALLS {
-                    return Err(err(
+                    return Err(out_of_range(
                         "count_window",
-                        ConfigErrorKind::OutOfRange,
                         format!("must hold at most {MAX_WINDOW_CALLS} calls"),
                     ));
                 }
             }
             Window::Time { length, buckets } => {
                 if length.is_zero() {
-                    return Err(err(
-                        "time_window",
-                        ConfigErrorKind::Zero,
-                        "must be above zero".into(),
-                    ));
+                    return Err(zero("time_window", "must be above zero"));
                 }
                 if buckets == 0 {
-                    return Err(err(
-                        "time_window",
-                        ConfigErrorKind::Zero,
-                        "needs at least 1 bucket".into(),
-                    ));
+                    return Err(zero("time_window", "needs at least 1 bucket"));
                 }
                 if buckets > MAX_WINDOW_BUCKETS {
-                    return Err(err(
+                    return Err(out_of_range(
                         "time_window",
-                        ConfigErrorKind::OutOfRange,
                         format!("buckets must be in 1..={MAX_WINDOW_BUCKETS}, got {buckets}"),
                     ));
                 }
                 if length.as_nanos() / u128::from(buckets) == 0 {
-                    return Err(err(
+                    return Err(out_of_range(
                         "time_window",
-                        ConfigErrorKind::OutOfRange,
-                        "buckets must be at least a nanosecond long".into(),
+                        "buckets must be at least a nanosecond long",
                     ));
                 }
             }
         }
         if self.minimum_calls == 0 {
-            return Err(err(
-                "minimum_calls",
-                ConfigErrorKind::Zero,
-                "must be at least 1".into(),
-            ));
+            return Err(zero("minimum_calls", "must be at least 1"));
         }
         if let Window::Count { calls } = self.window {
             if self.minimum_calls > calls {
-                return Err(err(
+                return Err(out_of_range(
                     "minimum_calls",
-                    ConfigErrorKind::OutOfRange,
                     format!(
                         "({}) must not exceed the count window ({calls}): the rates could never trip",
                         self.minimum_calls
@@ -119,64 +144,6 @@ impl BreakerConfig {
                 ));
             }
         }
-        if self.open_duration.is_zero() {
-            return Err(err(
-                "open_duration",
-                ConfigErrorKind::Zero,
-                "must be above zero".into(),
-            ));
-        }
-        if let Some((factor, cap)) = self.open_backoff {
-            if !(factor >= 1.0 && factor.is_finite()) {
-                return Err(err(
-                    "open_backoff",
-                    ConfigErrorKind::OutOfRange,
-                    format!("factor must be a finite number >= 1, got {factor}"),
-                ));
-            }
-            if cap < self.open_duration {
-                return Err(err(
-                    "open_backoff",
-                    ConfigErrorKind::OutOfRange,
-                    "cap must not be below open_duration".into(),
-                ));
-            }
-        }
-        if self.probes == 0 {
-            return Err(err(
-                "half_open_probes",
-                ConfigErrorKind::Zero,
-                "must be at least 1".into(),
-            ));
-        }
-        if self.probes > MAX_PROBES {
-            return Err(err(
-                "half_open_probes",
-                ConfigErrorKind::OutOfRange,
-                format!("must be at most {MAX_PROBES}"),
-            ));
-        }
-        if self.probe_successes == 0 {
-            return Err(err(
-                "probe_successes",
-                ConfigErrorKind::Zero,
-                "must be at least 1".into(),
-            ));
-        }
-        if self.probe_successes > MAX_PROBES {
-            return Err(err(
-                "probe_successes",
-                ConfigErrorKind::OutOfRange,
-                format!("must be at most {MAX_PROBES}"),
-            ));
-        }
-        if self.half_open_max_wait.is_zero() {
-            return Err(err(
-                "half_open_max_wait",
-                ConfigErrorKind::Zero,
-                "must be above zero".into(),
-            ));
-        }
-        Ok(self)
+        Ok(())
     }
 }

@@ -1,39 +1,34 @@
 //! Public behaviour of `CircuitBreakLayer`.
 //!
 //! Every test runs on a paused tokio clock and drives the breaker through a
-//! tower-test mock whose calls it answers by hand, so which calls succeed,
-//! fail or hang, and how long they take, is the test's to say.
+//! tower-test mock whose calls it answers by hand (`common::Harness`), so
+//! which calls succeed, fail or hang, and how long they take, is the test's
+//! to say.
 
-use std::future::Future;
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
 use proptest::prelude::*;
-use reflex_breaker::future::ResponseFuture;
 use reflex_breaker::{
-    BreakerHandle, BreakerMetrics, CircuitBreak, CircuitBreakBuilder, CircuitBreakLayer,
-    MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, ManualStateError, MemoryBackend,
+    CircuitBreakBuilder, CircuitBreakLayer, MAX_WINDOW_BUCKETS, MAX_WINDOW_CALLS, ManualStateError,
 };
-use reflex_core::signal::Recorder;
 use reflex_core::{
     BoxError, BreakerState, Classify, Component, ConfigError, ConfigErrorKind, Outcome, RejectKind,
     Rejected, Signal, TransitionReason,
 };
+use reflex_tests::support::block_on_paused;
 use tokio::time::advance;
-use tokio_test::{assert_pending, assert_ready, assert_ready_ok};
 use tower::{Layer, Service, ServiceExt, service_fn};
-use tower_test::mock;
 
 use BreakerState::{Closed, Disabled, ForcedOpen, HalfOpen, MetricsOnly, Open};
 use TransitionReason::{
     ConsecutiveFailures, FailureRate, HalfOpenTimeout, Manual, OpenDurationElapsed, ProbeFailed,
     ProbesSucceeded, SlowCallRate,
 };
+use common::{Harness, OPEN_FOR, builder, consecutive, down, ok};
 
 // === helpers ===
-
-/// How long the breakers of these tests stay open (before any backoff).
-const OPEN_FOR: Duration = Duration::from_secs(10);
 
 fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
@@ -43,183 +38,12 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
-/// A breaker guarding "db" that stays open [`OPEN_FOR`]; otherwise the
-/// defaults.
-fn builder() -> CircuitBreakBuilder {
-    CircuitBreakLayer::builder()
-        .component("db")
-        .open_duration(OPEN_FOR)
-}
-
-/// Trips on `n` failures in a row, and on nothing else.
-fn consecutive(n: u32) -> CircuitBreakBuilder {
-    builder().consecutive_failures(n)
-}
-
 /// Trips when half of the last 10 calls failed, once 4 are in the window.
 fn rate() -> CircuitBreakBuilder {
     builder()
         .failure_rate(0.5)
         .count_window(10)
         .minimum_calls(4)
-}
-
-/// What the inner service answers for a success.
-fn ok() -> Result<u32, BoxError> {
-    Ok(7)
-}
-
-/// What the inner service answers for a failure.
-fn down() -> Result<u32, BoxError> {
-    Err("dependency down".into())
-}
-
-/// The transitions `recorder` heard, in order, checking each is the "db"
-/// breaker's.
-fn transitions(recorder: &Recorder) -> Vec<(BreakerState, BreakerState, TransitionReason)> {
-    recorder
-        .signals()
-        .into_iter()
-        .map(|(component, signal)| {
-            assert_eq!(component, Component::new("db"));
-            match signal {
-                Signal::BreakerTransition { from, to, reason } => (from, to, reason),
-                other => panic!("not a breaker transition: {other:?}"),
-            }
-        })
-        .collect()
-}
-
-/// Runs `future` on a current-thread runtime whose clock starts paused (for
-/// the proptests, which cannot be `#[tokio::test]`s).
-fn on_paused_clock<F: Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-        .block_on(future)
-}
-
-type InFlight<C> =
-    tokio_test::task::Spawn<ResponseFuture<mock::future::ResponseFuture<u32>, C, MemoryBackend>>;
-
-/// A breaker around a tower-test mock, and its handle.
-struct Harness<C> {
-    svc: mock::Spawn<CircuitBreak<mock::Mock<u32, u32>, C>>,
-    inner: mock::Handle<u32, u32>,
-    breaker: BreakerHandle,
-}
-
-/// A call the breaker admitted, waiting in the inner service for an answer.
-struct Call<C> {
-    response: InFlight<C>,
-    reply: mock::SendResponse<u32>,
-}
-
-impl<C: Classify<u32, BoxError>> Harness<C> {
-    fn new(layer: Result<CircuitBreakLayer<C>, ConfigError>) -> Self {
-        let layer = layer.expect("a valid configuration");
-        let breaker = layer.handle();
-        let (svc, inner) = mock::spawn_layer(layer);
-        Self {
-            svc,
-            inner,
-            breaker,
-        }
-    }
-
-    /// Calls the breaker (which is always ready); the response is not
-    /// polled yet.
-    fn send(&mut self) -> InFlight<C> {
-        assert_ready_ok!(self.svc.poll_ready(), "a breaker never waits in poll_ready");
-        tokio_test::task::spawn(self.svc.call(0))
-    }
-
-    /// A call the breaker must admit: it reaches the inner service and
-    /// waits there.
-    fn start(&mut self) -> Call<C> {
-        let mut response = self.send();
-        assert_pending!(
-            response.poll(),
-            "an admitted call waits on the inner service"
-        );
-        let (_, reply) = assert_ready!(self.inner.poll_request())
-            .expect("the admitted call reached the inner service");
-        Call { response, reply }
-    }
-
-    /// A call the inner service, if it is reached, answers at once with
-    /// `answer`: what the caller gets.
-    fn call(&mut self, answer: Result<u32, BoxError>) -> Result<u32, BoxError> {
-        let mut response = self.send();
-        if let std::task::Poll::Ready(refused) = response.poll() {
-            assert_pending!(
-                self.inner.poll_request(),
-                "a refused call never reaches the inner service"
-            );
-            return refused;
-        }
-        let (_, reply) =
-            assert_ready!(self.inner.poll_request()).expect("reached the inner service");
-        Call { response, reply }.finish(answer)
-    }
-
-    /// A call that must be admitted and succeed.
-    fn succeed(&mut self) {
-        assert_eq!(self.call(ok()).expect("admitted and answered"), 7);
-    }
-
-    /// A call that must be admitted and fail with the inner error, unwrapped.
-    fn fail(&mut self) {
-        let err = self.call(down()).unwrap_err();
-        assert!(
-            Rejected::find(&*err).is_none(),
-            "refused, not admitted: {err}"
-        );
-        assert_eq!(err.to_string(), "dependency down");
-    }
-
-    /// A call the breaker must refuse: at once, without reaching the inner
-    /// service, with a `CircuitOpen` rejection naming "db".
-    fn refused(&mut self) -> Rejected {
-        let mut response = self.send();
-        let err = assert_ready!(response.poll(), "a refusal is ready at once").unwrap_err();
-        assert_pending!(
-            self.inner.poll_request(),
-            "a refused call never reaches the inner service"
-        );
-        let rejected = Rejected::find(&*err)
-            .unwrap_or_else(|| panic!("not a rejection: {err}"))
-            .clone();
-        assert_eq!(rejected.kind(), RejectKind::CircuitOpen);
-        assert_eq!(rejected.component().as_str(), "db");
-        rejected
-    }
-
-    fn state(&self) -> BreakerState {
-        self.breaker.state()
-    }
-
-    fn metrics(&self) -> BreakerMetrics {
-        self.breaker.metrics()
-    }
-}
-
-impl<C: Classify<u32, BoxError>> Call<C> {
-    /// The inner service answers with `answer`: what the caller gets.
-    fn finish(self, answer: Result<u32, BoxError>) -> Result<u32, BoxError> {
-        let Self {
-            mut response,
-            reply,
-        } = self;
-        match answer {
-            Ok(response) => reply.send_response(response),
-            Err(err) => reply.send_error(err),
-        }
-        assert!(response.is_woken(), "the answer wakes the caller");
-        assert_ready!(response.poll())
-    }
 }
 
 /// Trips a `consecutive(1)` breaker with one failure and lets its open
@@ -234,7 +58,7 @@ async fn trip_and_wait<C: Classify<u32, BoxError>>(h: &mut Harness<C>) {
 
 #[tokio::test(start_paused = true)]
 async fn a_success_resets_the_run_of_consecutive_failures() {
-    let mut h = Harness::new(consecutive(3).build());
+    let mut h = Harness::new(consecutive(3));
     h.fail();
     h.fail();
     assert_eq!(h.metrics().consecutive_failures, 2);
@@ -249,7 +73,7 @@ async fn a_success_resets_the_run_of_consecutive_failures() {
 
 #[tokio::test(start_paused = true)]
 async fn open_breaker_refuses_at_once_with_retry_after_until_the_probe() {
-    let mut h = Harness::new(consecutive(3).build());
+    let mut h = Harness::new(consecutive(3));
     for _ in 0..3 {
         h.fail();
     }
@@ -278,7 +102,7 @@ async fn open_breaker_refuses_at_once_with_retry_after_until_the_probe() {
 
 #[tokio::test(start_paused = true)]
 async fn failure_rate_does_not_trip_below_minimum_calls() {
-    let mut h = Harness::new(rate().build());
+    let mut h = Harness::new(rate());
     for _ in 0..3 {
         h.fail();
     }
@@ -291,8 +115,7 @@ async fn failure_rate_does_not_trip_below_minimum_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn failure_rate_trips_at_the_threshold_and_not_just_below() {
-    let recorder = Arc::new(Recorder::default());
-    let mut h = Harness::new(rate().sink(recorder.clone()).build());
+    let mut h = Harness::new(rate());
     for _ in 0..5 {
         h.succeed();
     }
@@ -303,12 +126,12 @@ async fn failure_rate_trips_at_the_threshold_and_not_just_below() {
     assert_eq!(h.state(), Closed, "4 of 9 is below one half");
     h.fail();
     assert_eq!(h.state(), Open, "5 of 10 is one half");
-    assert_eq!(transitions(&recorder), vec![(Closed, Open, FailureRate)]);
+    assert_eq!(h.transitions(), vec![(Closed, Open, FailureRate)]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_count_window_forgets_a_call_exactly_n_calls_later() {
-    let mut h = Harness::new(rate().build());
+    let mut h = Harness::new(rate());
     for _ in 0..6 {
         h.succeed();
     }
@@ -337,7 +160,7 @@ async fn a_count_window_forgets_a_call_exactly_n_calls_later() {
 
 #[tokio::test(start_paused = true)]
 async fn a_window_over_the_failure_rate_trips_once_minimum_calls_are_in_it() {
-    let mut h = Harness::new(rate().build());
+    let mut h = Harness::new(rate());
     for _ in 0..3 {
         h.fail();
     }
@@ -361,7 +184,7 @@ fn timed() -> CircuitBreakBuilder {
 
 #[tokio::test(start_paused = true)]
 async fn failures_older_than_the_time_window_no_longer_count() {
-    let mut h = Harness::new(timed().build());
+    let mut h = Harness::new(timed());
     for _ in 0..3 {
         h.fail();
     }
@@ -385,7 +208,7 @@ async fn failures_older_than_the_time_window_no_longer_count() {
 
 #[tokio::test(start_paused = true)]
 async fn a_time_window_adds_up_the_calls_of_all_its_buckets() {
-    let mut h = Harness::new(timed().build());
+    let mut h = Harness::new(timed());
     for _ in 0..3 {
         h.fail();
         advance(secs(3)).await;
@@ -401,14 +224,11 @@ async fn a_time_window_adds_up_the_calls_of_all_its_buckets() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_successes_trip_the_slow_call_rate() {
-    let recorder = Arc::new(Recorder::default());
     let mut h = Harness::new(
         builder()
             .slow_calls(0.5, ms(100))
             .count_window(4)
-            .minimum_calls(4)
-            .sink(recorder.clone())
-            .build(),
+            .minimum_calls(4),
     );
     let slow = h.start();
     advance(ms(100)).await;
@@ -433,41 +253,30 @@ async fn slow_successes_trip_the_slow_call_rate() {
     advance(ms(250)).await;
     slow.finish(ok()).unwrap();
     assert_eq!(h.state(), Open, "2 slow calls of 4");
-    assert_eq!(transitions(&recorder), vec![(Closed, Open, SlowCallRate)]);
+    assert_eq!(h.transitions(), vec![(Closed, Open, SlowCallRate)]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_slow_probe_reopens_the_breaker() {
-    let recorder = Arc::new(Recorder::default());
     let mut h = Harness::new(
         consecutive(1)
             .slow_calls(1.0, ms(100))
             .count_window(10)
-            .minimum_calls(10)
-            .sink(recorder.clone())
-            .build(),
+            .minimum_calls(10),
     );
     trip_and_wait(&mut h).await;
     let probe = h.start();
     advance(ms(100)).await;
     probe.finish(ok()).unwrap();
     assert_eq!(h.state(), Open);
-    assert_eq!(
-        transitions(&recorder).last(),
-        Some(&(HalfOpen, Open, ProbeFailed))
-    );
+    assert_eq!(h.transitions().last(), Some(&(HalfOpen, Open, ProbeFailed)));
 }
 
 // === half-open ===
 
 #[tokio::test(start_paused = true)]
 async fn a_half_open_breaker_admits_exactly_its_probes_at_once() {
-    let mut h = Harness::new(
-        consecutive(1)
-            .half_open_probes(2)
-            .probe_successes(2)
-            .build(),
-    );
+    let mut h = Harness::new(consecutive(1).half_open_probes(2).probe_successes(2));
     trip_and_wait(&mut h).await;
 
     let first = h.start();
@@ -494,20 +303,14 @@ async fn a_half_open_breaker_admits_exactly_its_probes_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn probe_successes_close_the_breaker_only_after_that_many_successes() {
-    let recorder = Arc::new(Recorder::default());
-    let mut h = Harness::new(
-        consecutive(1)
-            .probe_successes(2)
-            .sink(recorder.clone())
-            .build(),
-    );
+    let mut h = Harness::new(consecutive(1).probe_successes(2));
     trip_and_wait(&mut h).await;
     h.succeed();
     assert_eq!(h.state(), HalfOpen, "one success of two");
     h.succeed();
     assert_eq!(h.state(), Closed);
     assert_eq!(
-        transitions(&recorder),
+        h.transitions(),
         vec![
             (Closed, Open, ConsecutiveFailures),
             (Open, HalfOpen, OpenDurationElapsed),
@@ -518,36 +321,26 @@ async fn probe_successes_close_the_breaker_only_after_that_many_successes() {
 
 #[tokio::test(start_paused = true)]
 async fn one_failed_probe_reopens_the_breaker() {
-    let recorder = Arc::new(Recorder::default());
-    let mut h = Harness::new(
-        consecutive(1)
-            .half_open_probes(2)
-            .probe_successes(2)
-            .sink(recorder.clone())
-            .build(),
-    );
+    let mut h = Harness::new(consecutive(1).half_open_probes(2).probe_successes(2));
     trip_and_wait(&mut h).await;
     let first = h.start();
     let second = h.start();
     assert!(second.finish(down()).is_err());
     assert_eq!(h.state(), Open);
-    assert_eq!(
-        transitions(&recorder).last(),
-        Some(&(HalfOpen, Open, ProbeFailed))
-    );
+    assert_eq!(h.transitions().last(), Some(&(HalfOpen, Open, ProbeFailed)));
     assert_eq!(h.refused().retry_after(), Some(OPEN_FOR));
 
     // The other probe's success belongs to a half-open spell that is over.
     assert_eq!(first.finish(ok()).unwrap(), 7);
     assert_eq!(h.state(), Open);
-    assert_eq!(transitions(&recorder).len(), 3);
+    assert_eq!(h.transitions().len(), 3);
 }
 
 // === backoff ===
 
 #[tokio::test(start_paused = true)]
 async fn successive_reopens_back_off_up_to_the_cap_and_a_close_resets_it() {
-    let mut h = Harness::new(consecutive(1).open_backoff(2.0, secs(40)).build());
+    let mut h = Harness::new(consecutive(1).open_backoff(2.0, secs(40)));
     h.fail();
     for open_for in [10, 20, 40, 40] {
         assert_eq!(h.refused().retry_after(), Some(secs(open_for)));
@@ -572,7 +365,7 @@ async fn successive_reopens_back_off_up_to_the_cap_and_a_close_resets_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_reset_by_hand_resets_the_backoff() {
-    let mut h = Harness::new(consecutive(1).open_backoff(3.0, secs(60)).build());
+    let mut h = Harness::new(consecutive(1).open_backoff(3.0, secs(60)));
     trip_and_wait(&mut h).await;
     h.fail();
     assert_eq!(h.refused().retry_after(), Some(secs(30)));
@@ -585,7 +378,7 @@ async fn a_reset_by_hand_resets_the_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_probe_gives_its_slot_back() {
-    let mut h = Harness::new(consecutive(1).build());
+    let mut h = Harness::new(consecutive(1));
     trip_and_wait(&mut h).await;
     let probe = h.start();
     h.refused();
@@ -601,13 +394,7 @@ async fn a_dropped_probe_gives_its_slot_back() {
 
 #[tokio::test(start_paused = true)]
 async fn probes_that_never_finish_cannot_keep_the_breaker_half_open() {
-    let recorder = Arc::new(Recorder::default());
-    let mut h = Harness::new(
-        consecutive(1)
-            .half_open_max_wait(secs(5))
-            .sink(recorder.clone())
-            .build(),
-    );
+    let mut h = Harness::new(consecutive(1).half_open_max_wait(secs(5)));
     trip_and_wait(&mut h).await;
     let hung = h.start();
     advance(secs(5) - ms(1)).await;
@@ -626,7 +413,7 @@ async fn probes_that_never_finish_cannot_keep_the_breaker_half_open() {
     );
     assert_eq!(h.state(), Open);
     assert_eq!(
-        transitions(&recorder).last(),
+        h.transitions().last(),
         Some(&(HalfOpen, Open, HalfOpenTimeout))
     );
 
@@ -644,7 +431,7 @@ async fn probes_that_never_finish_cannot_keep_the_breaker_half_open() {
 
 #[tokio::test(start_paused = true)]
 async fn half_open_max_wait_defaults_to_the_open_duration() {
-    let mut h = Harness::new(consecutive(1).build());
+    let mut h = Harness::new(consecutive(1));
     trip_and_wait(&mut h).await;
     let _hung = h.start();
     advance(OPEN_FOR - ms(1)).await;
@@ -659,8 +446,7 @@ async fn half_open_max_wait_counts_from_the_last_probe_report() {
     let mut h = Harness::new(
         consecutive(1)
             .probe_successes(3)
-            .half_open_max_wait(secs(5))
-            .build(),
+            .half_open_max_wait(secs(5)),
     );
     trip_and_wait(&mut h).await;
     let probe = h.start();
@@ -678,7 +464,7 @@ async fn half_open_max_wait_counts_from_the_last_probe_report() {
 
 #[tokio::test(start_paused = true)]
 async fn forced_open_refuses_everything_without_retry_after_until_reset() {
-    let mut h = Harness::new(consecutive(1).build());
+    let mut h = Harness::new(consecutive(1));
     h.breaker.force_open();
     assert_eq!(h.state(), ForcedOpen);
     assert_eq!(h.refused().retry_after(), None);
@@ -692,7 +478,7 @@ async fn forced_open_refuses_everything_without_retry_after_until_reset() {
 
 #[tokio::test(start_paused = true)]
 async fn disabled_lets_everything_through_and_counts_nothing() {
-    let mut h = Harness::new(rate().consecutive_failures(2).build());
+    let mut h = Harness::new(rate().consecutive_failures(2));
     h.breaker.disable();
     for _ in 0..20 {
         h.fail();
@@ -704,7 +490,7 @@ async fn disabled_lets_everything_through_and_counts_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn metrics_only_counts_but_never_trips() {
-    let mut h = Harness::new(rate().consecutive_failures(2).build());
+    let mut h = Harness::new(rate().consecutive_failures(2));
     h.breaker.metrics_only();
     for _ in 0..20 {
         h.fail();
@@ -717,7 +503,7 @@ async fn metrics_only_counts_but_never_trips() {
 
 #[tokio::test(start_paused = true)]
 async fn reset_returns_to_closed_with_empty_counts() {
-    let mut h = Harness::new(rate().consecutive_failures(3).build());
+    let mut h = Harness::new(rate().consecutive_failures(3));
     for _ in 0..3 {
         h.fail();
     }
@@ -736,14 +522,13 @@ async fn reset_returns_to_closed_with_empty_counts() {
 
 #[test]
 fn set_state_refuses_the_states_the_breaker_enters_by_itself() {
-    let recorder = Arc::new(Recorder::default());
-    let layer = consecutive(1).sink(recorder.clone()).build().unwrap();
-    let handle = layer.handle();
+    let h = Harness::new(consecutive(1));
+    let handle = &h.breaker;
     assert_eq!(handle.set_state(Open), Err(ManualStateError(Open)));
     assert_eq!(handle.set_state(HalfOpen), Err(ManualStateError(HalfOpen)));
     assert_eq!(handle.state(), Closed);
     assert_eq!(handle.metrics().transitions_total, 0);
-    assert!(recorder.signals().is_empty());
+    assert!(h.recorder.signals().is_empty());
 
     assert_eq!(handle.set_state(MetricsOnly), Ok(()));
     assert_eq!(handle.state(), MetricsOnly);
@@ -751,15 +536,14 @@ fn set_state_refuses_the_states_the_breaker_enters_by_itself() {
 
 #[test]
 fn manual_changes_are_signalled_with_reason_manual() {
-    let recorder = Arc::new(Recorder::default());
-    let layer = consecutive(1).sink(recorder.clone()).build().unwrap();
-    let handle = layer.handle();
+    let h = Harness::new(consecutive(1));
+    let handle = &h.breaker;
     handle.force_open();
     handle.disable();
     handle.metrics_only();
     handle.reset();
     assert_eq!(
-        transitions(&recorder),
+        h.transitions(),
         vec![
             (Closed, ForcedOpen, Manual),
             (ForcedOpen, Disabled, Manual),
@@ -775,13 +559,11 @@ fn manual_changes_are_signalled_with_reason_manual() {
 #[tokio::test(start_paused = true)]
 async fn a_classifier_closure_decides_what_is_a_failure() {
     let mut h = Harness::new(
-        consecutive(2)
-            .classifier(|r: Result<&u32, &BoxError>| match r {
-                Ok(&status) if status >= 500 => Outcome::Failure,
-                Ok(_) => Outcome::Success,
-                Err(_) => Outcome::Success,
-            })
-            .build(),
+        consecutive(2).classifier(|r: Result<&u32, &BoxError>| match r {
+            Ok(&status) if status >= 500 => Outcome::Failure,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Success,
+        }),
     );
     assert_eq!(
         h.call(Err("not found".into())).unwrap_err().to_string(),
@@ -799,16 +581,13 @@ async fn a_classifier_closure_decides_what_is_a_failure() {
 
 #[tokio::test(start_paused = true)]
 async fn ignored_outcomes_count_for_nothing() {
-    let mut h = Harness::new(
-        rate()
-            .consecutive_failures(3)
-            .classifier(|r: Result<&u32, &BoxError>| match r {
-                Ok(404) => Outcome::Ignored,
-                Ok(_) => Outcome::Success,
-                Err(_) => Outcome::Failure,
-            })
-            .build(),
-    );
+    let mut h = Harness::new(rate().consecutive_failures(3).classifier(
+        |r: Result<&u32, &BoxError>| match r {
+            Ok(404) => Outcome::Ignored,
+            Ok(_) => Outcome::Success,
+            Err(_) => Outcome::Failure,
+        },
+    ));
     h.fail();
     h.fail();
     for _ in 0..10 {
@@ -826,7 +605,7 @@ async fn ignored_outcomes_count_for_nothing() {
 
 #[tokio::test(start_paused = true)]
 async fn a_rejection_from_an_inner_layer_is_ignored_even_by_the_default_classifier() {
-    let mut h = Harness::new(rate().consecutive_failures(1).build());
+    let mut h = Harness::new(rate().consecutive_failures(1));
     for _ in 0..5 {
         let err = h
             .call(Err(Rejected::new(
@@ -847,7 +626,7 @@ async fn a_rejection_from_an_inner_layer_is_ignored_even_by_the_default_classifi
 
 #[tokio::test(start_paused = true)]
 async fn a_probe_rejected_by_an_inner_layer_gives_its_slot_back() {
-    let mut h = Harness::new(consecutive(1).build());
+    let mut h = Harness::new(consecutive(1));
     trip_and_wait(&mut h).await;
     let probe = h.start();
     assert!(
@@ -869,7 +648,7 @@ async fn a_probe_rejected_by_an_inner_layer_gives_its_slot_back() {
 
 #[tokio::test(start_paused = true)]
 async fn a_dropped_call_counts_as_neither_success_nor_failure() {
-    let mut h = Harness::new(rate().consecutive_failures(3).build());
+    let mut h = Harness::new(rate().consecutive_failures(3));
     h.fail();
     h.fail();
     for _ in 0..5 {
@@ -883,7 +662,7 @@ async fn a_dropped_call_counts_as_neither_success_nor_failure() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_admitted_before_a_transition_does_not_count_after_it() {
-    let mut h = Harness::new(rate().consecutive_failures(2).build());
+    let mut h = Harness::new(rate().consecutive_failures(2));
     let old = h.start();
     h.fail();
     h.fail();
@@ -900,8 +679,7 @@ async fn a_call_admitted_before_a_transition_does_not_count_after_it() {
 
 #[tokio::test(start_paused = true)]
 async fn every_transition_of_a_full_cycle_is_signalled_once_in_order() {
-    let recorder = Arc::new(Recorder::default());
-    let mut h = Harness::new(consecutive(2).sink(recorder.clone()).build());
+    let mut h = Harness::new(consecutive(2));
     h.fail();
     h.fail();
     h.refused();
@@ -913,7 +691,7 @@ async fn every_transition_of_a_full_cycle_is_signalled_once_in_order() {
     h.succeed();
     h.fail();
     assert_eq!(
-        recorder.signals(),
+        h.recorder.signals(),
         vec![
             (
                 Component::new("db"),
@@ -1211,7 +989,7 @@ proptest! {
         limit in prop::option::of(1u32..6),
         outcomes in prop::collection::vec(any::<bool>(), 0..40),
     ) {
-        on_paused_clock(async {
+        block_on_paused(async {
             let mut config = builder()
                 .failure_rate(1.0)
                 .count_window(window)
@@ -1219,7 +997,7 @@ proptest! {
             if let Some(limit) = limit {
                 config = config.consecutive_failures(limit);
             }
-            let mut h = Harness::new(config.build());
+            let mut h = Harness::new(config);
             let mut last = std::collections::VecDeque::new();
             let mut run = 0;
             for (i, &success) in outcomes.iter().enumerate() {
@@ -1259,11 +1037,11 @@ proptest! {
         cap_extra_ms in 0u64..60_000,
         opens in 1i32..8,
     ) {
-        on_paused_clock(async {
+        block_on_paused(async {
             let open = ms(open_ms);
             let cap = open + ms(cap_extra_ms);
             let mut h = Harness::new(
-                consecutive(1).open_duration(open).open_backoff(factor, cap).build(),
+                consecutive(1).open_duration(open).open_backoff(factor, cap),
             );
             h.fail();
             let mut previous = Duration::ZERO;

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use reflex_breaker::{BreakerHandle, CircuitBreakBuilder, CircuitBreakLayer};
+use reflex_breaker::{BreakerHandle, CircuitBreakBuilder, CircuitBreakLayer, KeyedBreakerHandle};
 use reflex_core::origin::{self, Frame, Scoped};
 use reflex_core::{BoxError, BreakerState, RejectKind, Rejected};
 use tokio::time::advance;
@@ -64,6 +64,22 @@ fn plain(
     BreakerHandle,
 ) {
     let layer = builder.build().expect("valid");
+    let handle = layer.handle();
+    (layer.layer(service_fn(auth)), handle)
+}
+
+/// As [`plain`], with one breaker per key: every request's key is "auth-1".
+fn keyed(
+    builder: CircuitBreakBuilder,
+) -> (
+    impl Service<Auth, Response = u32, Error = BoxError>,
+    KeyedBreakerHandle<&'static str>,
+) {
+    let layer = builder
+        .key(|_: &Auth| Some("auth-1"))
+        .max_keys(8)
+        .build()
+        .expect("valid");
     let handle = layer.handle();
     (layer.layer(service_fn(auth)), handle)
 }
@@ -195,13 +211,7 @@ async fn a_call_that_ends_in_another_request_than_it_started_in_makes_no_echo() 
 
 #[tokio::test(start_paused = true)]
 async fn the_keyed_breaker_ignores_echoes_too() {
-    let layer = builder()
-        .key(|_: &Auth| Some("auth-1"))
-        .max_keys(8)
-        .build()
-        .expect("valid");
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(auth));
+    let (mut svc, handle) = keyed(builder());
     for _ in 0..10 {
         request(&mut svc, Auth::FailsBecauseDbFailed)
             .await
@@ -222,14 +232,7 @@ async fn the_keyed_breaker_ignores_echoes_too() {
 
 #[tokio::test(start_paused = true)]
 async fn the_keyed_breaker_counts_echoes_when_asked() {
-    let layer = builder()
-        .count_echoes()
-        .key(|_: &Auth| Some("auth-1"))
-        .max_keys(8)
-        .build()
-        .expect("valid");
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(auth));
+    let (mut svc, handle) = keyed(builder().count_echoes());
     for _ in 0..3 {
         request(&mut svc, Auth::FailsBecauseDbFailed)
             .await

@@ -9,6 +9,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use reflex_breaker::{CircuitBreakBuilder, CircuitBreakLayer, MAX_PROBES, MAX_WINDOW_CALLS};
 use reflex_core::{BoxError, BreakerState, RejectKind, Rejected};
+use reflex_tests::support::block_on_paused;
 use tokio::time::advance;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -225,125 +226,91 @@ fn extreme_time_window() -> impl Strategy<Value = (Duration, u32)> {
     ]
 }
 
-/// Each setter called or not, with an extreme value.
-#[derive(Debug, Clone)]
-struct Settings {
-    consecutive_failures: Option<u32>,
-    failure_rate: Option<f64>,
-    slow_calls: Option<(f64, Duration)>,
-    count_window: Option<u32>,
-    time_window: Option<(Duration, u32)>,
-    minimum_calls: Option<u32>,
-    open_duration: Option<Duration>,
-    open_backoff: Option<(f64, Duration)>,
-    half_open_probes: Option<u32>,
-    probe_successes: Option<u32>,
-    half_open_max_wait: Option<Duration>,
+/// One setter of the builder, called with an extreme value.
+#[derive(Debug, Clone, Copy)]
+enum Setting {
+    ConsecutiveFailures(u32),
+    FailureRate(f64),
+    SlowCalls(f64, Duration),
+    CountWindow(u32),
+    TimeWindow(Duration, u32),
+    MinimumCalls(u32),
+    OpenDuration(Duration),
+    OpenBackoff(f64, Duration),
+    HalfOpenProbes(u32),
+    ProbeSuccesses(u32),
+    HalfOpenMaxWait(Duration),
 }
 
-fn settings() -> impl Strategy<Value = Settings> {
-    // Each setter is called one time in three: enough of the settings
-    // build for their calls to be tried.
-    fn maybe<T: std::fmt::Debug>(
-        value: impl Strategy<Value = T>,
-    ) -> impl Strategy<Value = Option<T>> {
-        prop::option::weighted(0.35, value)
+impl Setting {
+    fn apply(self, b: CircuitBreakBuilder) -> CircuitBreakBuilder {
+        match self {
+            Self::ConsecutiveFailures(n) => b.consecutive_failures(n),
+            Self::FailureRate(rate) => b.failure_rate(rate),
+            Self::SlowCalls(rate, duration) => b.slow_calls(rate, duration),
+            Self::CountWindow(calls) => b.count_window(calls),
+            Self::TimeWindow(length, buckets) => b.time_window(length, buckets),
+            Self::MinimumCalls(calls) => b.minimum_calls(calls),
+            Self::OpenDuration(duration) => b.open_duration(duration),
+            Self::OpenBackoff(factor, cap) => b.open_backoff(factor, cap),
+            Self::HalfOpenProbes(probes) => b.half_open_probes(probes),
+            Self::ProbeSuccesses(successes) => b.probe_successes(successes),
+            Self::HalfOpenMaxWait(wait) => b.half_open_max_wait(wait),
+        }
     }
-    (
-        (
-            maybe(extreme_count()),
-            maybe(extreme_rate()),
-            maybe((extreme_rate(), extreme_duration())),
-            // Count windows up to the largest allowed are valid and take a
-            // byte a call: the large valid ones are left to other tests.
-            maybe(prop_oneof![
+}
+
+/// Each setter called or not, in the builder's order: each one time in
+/// three (enough of the settings build for their calls to be tried), a
+/// time window one time in two.
+fn settings() -> impl Strategy<Value = Vec<Setting>> {
+    fn maybe<T: std::fmt::Debug + 'static>(
+        value: impl Strategy<Value = T> + 'static,
+        setting: fn(T) -> Setting,
+    ) -> BoxedStrategy<Option<Setting>> {
+        prop::option::weighted(0.35, value.prop_map(setting)).boxed()
+    }
+    vec![
+        maybe(extreme_count(), Setting::ConsecutiveFailures),
+        maybe(extreme_rate(), Setting::FailureRate),
+        maybe((extreme_rate(), extreme_duration()), |(rate, duration)| {
+            Setting::SlowCalls(rate, duration)
+        }),
+        // Count windows up to the largest allowed are valid and take a
+        // byte a call: the large valid ones are left to other tests.
+        maybe(
+            prop_oneof![
                 Just(0),
                 Just(MAX_WINDOW_CALLS + 1),
                 Just(u32::MAX),
                 1u32..64,
-            ]),
-            prop::option::weighted(0.5, extreme_time_window()),
-            maybe(extreme_count()),
+            ],
+            Setting::CountWindow,
         ),
-        (
-            maybe(extreme_duration()),
-            maybe((extreme_factor(), extreme_duration())),
-            maybe(extreme_count()),
-            maybe(extreme_count()),
-            maybe(extreme_duration()),
-        ),
-    )
-        .prop_map(
-            |(
-                (
-                    consecutive_failures,
-                    failure_rate,
-                    slow_calls,
-                    count_window,
-                    time_window,
-                    minimum_calls,
-                ),
-                (
-                    open_duration,
-                    open_backoff,
-                    half_open_probes,
-                    probe_successes,
-                    half_open_max_wait,
-                ),
-            )| Settings {
-                consecutive_failures,
-                failure_rate,
-                slow_calls,
-                count_window,
-                time_window,
-                minimum_calls,
-                open_duration,
-                open_backoff,
-                half_open_probes,
-                probe_successes,
-                half_open_max_wait,
-            },
+        prop::option::weighted(
+            0.5,
+            extreme_time_window()
+                .prop_map(|(length, buckets)| Setting::TimeWindow(length, buckets)),
         )
+        .boxed(),
+        maybe(extreme_count(), Setting::MinimumCalls),
+        maybe(extreme_duration(), Setting::OpenDuration),
+        maybe((extreme_factor(), extreme_duration()), |(factor, cap)| {
+            Setting::OpenBackoff(factor, cap)
+        }),
+        maybe(extreme_count(), Setting::HalfOpenProbes),
+        maybe(extreme_count(), Setting::ProbeSuccesses),
+        maybe(extreme_duration(), Setting::HalfOpenMaxWait),
+    ]
+    .prop_map(|settings| settings.into_iter().flatten().collect())
 }
 
-impl Settings {
-    fn builder(&self) -> CircuitBreakBuilder {
-        let mut b = CircuitBreakLayer::builder().component("db");
-        if let Some(n) = self.consecutive_failures {
-            b = b.consecutive_failures(n);
-        }
-        if let Some(rate) = self.failure_rate {
-            b = b.failure_rate(rate);
-        }
-        if let Some((rate, duration)) = self.slow_calls {
-            b = b.slow_calls(rate, duration);
-        }
-        if let Some(calls) = self.count_window {
-            b = b.count_window(calls);
-        }
-        if let Some((length, buckets)) = self.time_window {
-            b = b.time_window(length, buckets);
-        }
-        if let Some(calls) = self.minimum_calls {
-            b = b.minimum_calls(calls);
-        }
-        if let Some(duration) = self.open_duration {
-            b = b.open_duration(duration);
-        }
-        if let Some((factor, cap)) = self.open_backoff {
-            b = b.open_backoff(factor, cap);
-        }
-        if let Some(probes) = self.half_open_probes {
-            b = b.half_open_probes(probes);
-        }
-        if let Some(successes) = self.probe_successes {
-            b = b.probe_successes(successes);
-        }
-        if let Some(wait) = self.half_open_max_wait {
-            b = b.half_open_max_wait(wait);
-        }
-        b
-    }
+/// A builder guarding "db" with `settings` applied in order.
+fn builder(settings: &[Setting]) -> CircuitBreakBuilder {
+    settings.iter().fold(
+        CircuitBreakLayer::builder().component("db"),
+        |b, setting| setting.apply(b),
+    )
 }
 
 /// One step of a run: a call (failing or not, taking some time), or the
@@ -455,10 +422,6 @@ where
     Ok(())
 }
 
-fn on_paused_clock<F: std::future::Future>(future: F) -> F::Output {
-    reflex_tests::support::block_on_paused(future)
-}
-
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 1024,
@@ -471,11 +434,11 @@ proptest! {
         settings in settings(),
         steps in steps(),
     ) {
-        let Ok(layer) = settings.builder().build() else {
+        let Ok(layer) = builder(&settings).build() else {
             // Refused with a ConfigError (its fields are checked elsewhere).
             return Ok(());
         };
-        on_paused_clock(async {
+        block_on_paused(async {
             let handle = layer.handle();
             let reached = Arc::new(AtomicUsize::new(0));
             let mut svc = layer.layer(inner(reached.clone()));
@@ -491,13 +454,12 @@ proptest! {
         max_keys in prop_oneof![Just(0usize), Just(1), Just(2), Just(usize::MAX), 0usize..8],
         steps in steps(),
     ) {
-        let Ok(layer) = settings
-            .builder()
+        let Ok(layer) = builder(&settings)
             .key(|(key, _, _): &Request| *key).max_keys(max_keys).build()
         else {
             return Ok(());
         };
-        on_paused_clock(async {
+        block_on_paused(async {
             let handle = layer.handle();
             let reached = Arc::new(AtomicUsize::new(0));
             let mut svc = layer.layer(inner(reached.clone()));

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use reflex_breaker::CircuitBreakLayer;
+use reflex_breaker::{CircuitBreakBuilder, CircuitBreakLayer, KeyedBreakerHandle};
 use reflex_core::signal::Recorder;
 use reflex_core::{
     BoxError, BreakerState, Component, ConfigErrorKind, RejectKind, Rejected, Signal,
@@ -22,28 +22,45 @@ async fn fails_or_echoes((key, fail): (&'static str, bool)) -> Result<&'static s
     if fail { Err("down".into()) } else { Ok(key) }
 }
 
+/// A breaker per name ([`key_of`]) from `builder`, at most `max_keys` of
+/// them, around [`fails_or_echoes`]: its handle and its service.
+fn by_name(
+    builder: CircuitBreakBuilder,
+    max_keys: usize,
+) -> (
+    KeyedBreakerHandle<String>,
+    impl Service<(&'static str, bool), Response = &'static str, Error = BoxError>,
+) {
+    let layer = builder.key(key_of).max_keys(max_keys).build().unwrap();
+    (layer.handle(), layer.layer(service_fn(fails_or_echoes)))
+}
+
+/// The state of the breaker kept for `key`.
+fn state_of(handle: &KeyedBreakerHandle<String>, key: &str) -> BreakerState {
+    handle.get(&key.to_owned()).expect("kept").state()
+}
+
+/// One request through `svc`, once it is ready.
+async fn send<S, Req>(svc: &mut S, request: Req) -> Result<S::Response, BoxError>
+where
+    S: Service<Req, Error = BoxError>,
+{
+    svc.ready().await.unwrap().call(request).await
+}
+
 #[tokio::test]
 async fn each_key_has_its_own_breaker() {
-    let layer = CircuitBreakLayer::builder()
-        .component("api")
-        .consecutive_failures(2)
-        .key(key_of)
-        .max_keys(2)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(fails_or_echoes));
+    let (handle, mut svc) = by_name(
+        CircuitBreakLayer::builder()
+            .component("api")
+            .consecutive_failures(2),
+        2,
+    );
 
     for _ in 0..2 {
-        assert!(svc.ready().await.unwrap().call(("a", true)).await.is_err());
+        assert!(send(&mut svc, ("a", true)).await.is_err());
     }
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(("a", false))
-        .await
-        .unwrap_err();
+    let err = send(&mut svc, ("a", false)).await.unwrap_err();
     let rejected = Rejected::find(&*err).expect("a is open");
     assert_eq!(rejected.kind(), RejectKind::CircuitOpen);
     assert_eq!(
@@ -53,38 +70,19 @@ async fn each_key_has_its_own_breaker() {
     );
 
     // b never failed: its breaker is its own, and closed.
-    assert_eq!(
-        svc.ready().await.unwrap().call(("b", false)).await.unwrap(),
-        "b"
-    );
-    assert_eq!(
-        handle.get(&"a".to_owned()).unwrap().state(),
-        BreakerState::Open
-    );
-    assert_eq!(
-        handle.get(&"b".to_owned()).unwrap().state(),
-        BreakerState::Closed
-    );
+    assert_eq!(send(&mut svc, ("b", false)).await.unwrap(), "b");
+    assert_eq!(state_of(&handle, "a"), BreakerState::Open);
+    assert_eq!(state_of(&handle, "b"), BreakerState::Closed);
     assert_eq!(handle.len(), 2);
 }
 
 #[tokio::test]
 async fn requests_without_a_key_share_the_default_breaker() {
-    let layer = CircuitBreakLayer::builder()
-        .consecutive_failures(1)
-        .key(key_of)
-        .max_keys(16)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(fails_or_echoes));
-    assert!(svc.ready().await.unwrap().call(("", true)).await.is_err());
+    let (handle, mut svc) = by_name(CircuitBreakLayer::builder().consecutive_failures(1), 16);
+    assert!(send(&mut svc, ("", true)).await.is_err());
     assert_eq!(handle.default_breaker().state(), BreakerState::Open);
     assert!(handle.is_empty(), "no key, no keyed breaker");
-    assert_eq!(
-        svc.ready().await.unwrap().call(("k", false)).await.unwrap(),
-        "k"
-    );
+    assert_eq!(send(&mut svc, ("k", false)).await.unwrap(), "k");
 }
 
 #[tokio::test]
@@ -98,7 +96,7 @@ async fn a_hundred_thousand_keys_seen_one_after_another_keep_at_most_max_keys_br
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(|n: u32| async move { Ok::<_, BoxError>(n) }));
     for n in 0..100_000u32 {
-        assert_eq!(svc.ready().await.unwrap().call(n).await.unwrap(), n);
+        assert_eq!(send(&mut svc, n).await.unwrap(), n);
     }
     assert_eq!(
         handle.len(),
@@ -109,38 +107,19 @@ async fn a_hundred_thousand_keys_seen_one_after_another_keep_at_most_max_keys_br
 
 #[tokio::test]
 async fn an_open_breaker_is_never_evicted_and_new_keys_fall_back_to_the_default() {
-    let layer = CircuitBreakLayer::builder()
-        .consecutive_failures(1)
-        .key(key_of)
-        .max_keys(1)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(fails_or_echoes));
-    assert!(svc.ready().await.unwrap().call(("a", true)).await.is_err());
-    assert_eq!(
-        handle.get(&"a".to_owned()).unwrap().state(),
-        BreakerState::Open
-    );
+    let (handle, mut svc) = by_name(CircuitBreakLayer::builder().consecutive_failures(1), 1);
+    assert!(send(&mut svc, ("a", true)).await.is_err());
+    assert_eq!(state_of(&handle, "a"), BreakerState::Open);
 
     // No room, and a is open: b goes through the default breaker.
-    assert_eq!(
-        svc.ready().await.unwrap().call(("b", false)).await.unwrap(),
-        "b"
-    );
+    assert_eq!(send(&mut svc, ("b", false)).await.unwrap(), "b");
     assert_eq!(handle.keys(), vec!["a".to_owned()]);
     assert_eq!(
         handle.default_breaker().metrics().calls,
         0,
         "consecutive only: no window"
     );
-    let err = svc
-        .ready()
-        .await
-        .unwrap()
-        .call(("a", false))
-        .await
-        .unwrap_err();
+    let err = send(&mut svc, ("a", false)).await.unwrap_err();
     assert_eq!(
         Rejected::find(&*err).unwrap().kind(),
         RejectKind::CircuitOpen,
@@ -149,10 +128,7 @@ async fn an_open_breaker_is_never_evicted_and_new_keys_fall_back_to_the_default(
 
     // Reset by hand, a is idle again and can make room.
     handle.get(&"a".to_owned()).unwrap().reset();
-    assert_eq!(
-        svc.ready().await.unwrap().call(("c", false)).await.unwrap(),
-        "c"
-    );
+    assert_eq!(send(&mut svc, ("c", false)).await.unwrap(), "c");
     assert_eq!(handle.keys(), vec!["c".to_owned()]);
 }
 
@@ -192,58 +168,34 @@ fn zero_max_keys_is_a_config_error() {
 
 #[tokio::test(start_paused = true)]
 async fn an_open_breaker_nobody_came_back_to_probe_is_evicted_after_its_open_duration() {
-    let layer = CircuitBreakLayer::builder()
-        .consecutive_failures(1)
-        .open_duration(std::time::Duration::from_secs(10))
-        .key(key_of)
-        .max_keys(1)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(fails_or_echoes));
-    assert!(svc.ready().await.unwrap().call(("a", true)).await.is_err());
-    // Still open: b must use the default breaker.
-    assert_eq!(
-        svc.ready().await.unwrap().call(("b", false)).await.unwrap(),
-        "b"
+    let (handle, mut svc) = by_name(
+        CircuitBreakLayer::builder()
+            .consecutive_failures(1)
+            .open_duration(std::time::Duration::from_secs(10)),
+        1,
     );
+    assert!(send(&mut svc, ("a", true)).await.is_err());
+    // Still open: b must use the default breaker.
+    assert_eq!(send(&mut svc, ("b", false)).await.unwrap(), "b");
     assert_eq!(handle.keys(), vec!["a".to_owned()]);
     // Its open duration over and nobody probing: a makes room for c.
     tokio::time::advance(std::time::Duration::from_secs(10)).await;
-    assert_eq!(
-        svc.ready().await.unwrap().call(("c", false)).await.unwrap(),
-        "c"
-    );
+    assert_eq!(send(&mut svc, ("c", false)).await.unwrap(), "c");
     assert_eq!(handle.keys(), vec!["c".to_owned()]);
 }
 
 #[tokio::test]
 async fn a_breaker_set_by_hand_is_never_evicted() {
-    let layer = CircuitBreakLayer::builder()
-        .key(key_of)
-        .max_keys(1)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(fails_or_echoes));
-    assert_eq!(
-        svc.ready().await.unwrap().call(("a", false)).await.unwrap(),
-        "a"
-    );
+    let (handle, mut svc) = by_name(CircuitBreakLayer::builder(), 1);
+    assert_eq!(send(&mut svc, ("a", false)).await.unwrap(), "a");
     handle.get(&"a".to_owned()).unwrap().disable();
-    assert_eq!(
-        svc.ready().await.unwrap().call(("b", false)).await.unwrap(),
-        "b"
-    );
+    assert_eq!(send(&mut svc, ("b", false)).await.unwrap(), "b");
     assert_eq!(
         handle.keys(),
         vec!["a".to_owned()],
         "a's manual state is kept"
     );
-    assert_eq!(
-        handle.get(&"a".to_owned()).unwrap().state(),
-        BreakerState::Disabled
-    );
+    assert_eq!(state_of(&handle, "a"), BreakerState::Disabled);
 }
 
 #[tokio::test(start_paused = true)]
@@ -263,7 +215,7 @@ async fn a_full_layer_with_every_breaker_busy_sends_new_keys_to_the_default_brea
     }));
     let held: Vec<_> = (0..2).map(|n| svc.call(n)).collect();
     for n in 2..102 {
-        assert_eq!(svc.ready().await.unwrap().call(n).await.unwrap(), n);
+        assert_eq!(send(&mut svc, n).await.unwrap(), n);
     }
     let metrics = handle.metrics();
     assert_eq!((metrics.keys, metrics.max_keys), (2, 2));
@@ -281,7 +233,7 @@ async fn a_full_layer_with_every_breaker_busy_sends_new_keys_to_the_default_brea
     // (at once, or within the 10 ms a fruitless search is not repeated).
     drop(held);
     tokio::time::advance(std::time::Duration::from_millis(10)).await;
-    assert_eq!(svc.ready().await.unwrap().call(500).await.unwrap(), 500);
+    assert_eq!(send(&mut svc, 500).await.unwrap(), 500);
     assert!(handle.get(&500).is_some());
     assert_eq!(handle.metrics().evictions_total, 1);
     assert_eq!(handle.metrics().overflowed_total, 100);
@@ -307,27 +259,34 @@ fn numbered_key(request: &(u32, bool)) -> Option<u32> {
     Some(request.0)
 }
 
-#[tokio::test]
-async fn every_key_up_to_max_keys_gets_a_breaker_of_its_own() {
+/// A breaker per number, each tripping on its first failure, at most
+/// `max_keys` of them, around [`numbered`]: its handle and its service.
+fn by_number(
+    max_keys: usize,
+) -> (
+    KeyedBreakerHandle<u32>,
+    impl Service<(u32, bool), Response = u32, Error = BoxError>,
+) {
     let layer = CircuitBreakLayer::builder()
         .consecutive_failures(1)
         .key(numbered_key)
-        .max_keys(16)
+        .max_keys(max_keys)
         .build()
         .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(numbered));
+    (layer.handle(), layer.layer(service_fn(numbered)))
+}
+
+#[tokio::test]
+async fn every_key_up_to_max_keys_gets_a_breaker_of_its_own() {
+    let (handle, mut svc) = by_number(16);
     for key in 0..16 {
-        assert_eq!(
-            svc.ready().await.unwrap().call((key, false)).await.unwrap(),
-            key
-        );
+        assert_eq!(send(&mut svc, (key, false)).await.unwrap(), key);
     }
     let kept: BTreeSet<u32> = handle.keys().into_iter().collect();
     assert_eq!(kept, (0..16).collect(), "all 16 keys are kept");
 
     // Trip key 5: only key 5 is open.
-    assert!(svc.ready().await.unwrap().call((5, true)).await.is_err());
+    assert!(send(&mut svc, (5, true)).await.is_err());
     for key in 0..16 {
         let expected = if key == 5 {
             BreakerState::Open
@@ -335,7 +294,7 @@ async fn every_key_up_to_max_keys_gets_a_breaker_of_its_own() {
             BreakerState::Closed
         };
         assert_eq!(handle.get(&key).unwrap().state(), expected, "key {key}");
-        let answer = svc.ready().await.unwrap().call((key, false)).await;
+        let answer = send(&mut svc, (key, false)).await;
         assert_eq!(answer.is_ok(), key != 5, "key {key}");
     }
     assert_eq!(handle.default_breaker().state(), BreakerState::Closed);
@@ -348,16 +307,9 @@ async fn every_key_up_to_max_keys_gets_a_breaker_of_its_own() {
 
 #[tokio::test]
 async fn the_key_past_max_keys_evicts_exactly_one_idle_breaker() {
-    let layer = CircuitBreakLayer::builder()
-        .consecutive_failures(1)
-        .key(numbered_key)
-        .max_keys(16)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(numbered));
+    let (handle, mut svc) = by_number(16);
     for key in 0..17 {
-        svc.ready().await.unwrap().call((key, false)).await.unwrap();
+        send(&mut svc, (key, false)).await.unwrap();
     }
     let kept: BTreeSet<u32> = handle.keys().into_iter().collect();
     assert_eq!(kept.len(), 16);
@@ -371,27 +323,15 @@ async fn the_key_past_max_keys_evicts_exactly_one_idle_breaker() {
 
 #[tokio::test]
 async fn a_new_key_evicts_the_one_idle_breaker_wherever_it_is_kept() {
-    let layer = CircuitBreakLayer::builder()
-        .consecutive_failures(1)
-        .key(numbered_key)
-        .max_keys(16)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(numbered));
+    let (handle, mut svc) = by_number(16);
     // 15 keys open (never evicted within their open duration), key 15
     // closed: whatever shard key 16 hashes to, key 15 must make room.
     for key in 0..15 {
-        assert!(svc.ready().await.unwrap().call((key, true)).await.is_err());
+        assert!(send(&mut svc, (key, true)).await.is_err());
     }
-    svc.ready().await.unwrap().call((15, false)).await.unwrap();
+    send(&mut svc, (15, false)).await.unwrap();
     assert_eq!(handle.len(), 16);
-    svc.ready()
-        .await
-        .unwrap()
-        .call((16, true))
-        .await
-        .unwrap_err();
+    send(&mut svc, (16, true)).await.unwrap_err();
     let kept: BTreeSet<u32> = handle.keys().into_iter().collect();
     assert_eq!(kept, (0..15).chain([16]).collect());
     assert_eq!(
@@ -417,15 +357,10 @@ proptest! {
     ) {
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         runtime.block_on(async {
-            let layer = CircuitBreakLayer::builder()
-                .consecutive_failures(1)
-                .key(numbered_key).max_keys(max_keys).build()
-                .unwrap();
-            let handle = layer.handle();
-            let mut svc = layer.layer(service_fn(numbered));
+            let (handle, mut svc) = by_number(max_keys);
             let mut distinct = BTreeSet::new();
             for &key in &keys {
-                prop_assert_eq!(svc.ready().await.unwrap().call((key, false)).await.unwrap(), key);
+                prop_assert_eq!(send(&mut svc, (key, false)).await.unwrap(), key);
                 distinct.insert(key);
                 prop_assert_eq!(handle.len(), distinct.len().min(max_keys));
             }
@@ -438,7 +373,7 @@ proptest! {
             // Trip one kept key: it alone is open.
             let kept: Vec<u32> = kept.into_iter().collect();
             let victim = kept[tripped.index(kept.len())];
-            prop_assert!(svc.ready().await.unwrap().call((victim, true)).await.is_err());
+            prop_assert!(send(&mut svc, (victim, true)).await.is_err());
             for &key in &kept {
                 let state = handle.get(&key).unwrap().state();
                 if key == victim {
@@ -475,14 +410,8 @@ async fn three_hundred_keys_tripping_report_keyed_transitions_under_the_one_comp
         }
     }));
     for key in (0..300).map(Some).chain([None]) {
-        assert!(svc.ready().await.unwrap().call((key, true)).await.is_err());
-        let err = svc
-            .ready()
-            .await
-            .unwrap()
-            .call((key, false))
-            .await
-            .unwrap_err();
+        assert!(send(&mut svc, (key, true)).await.is_err());
+        let err = send(&mut svc, (key, false)).await.unwrap_err();
         let rejected = Rejected::find(&*err).expect("open");
         assert_eq!(rejected.kind(), RejectKind::CircuitOpen);
         assert_eq!(rejected.component().as_str(), "api", "key {key:?}");

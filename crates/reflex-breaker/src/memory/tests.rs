@@ -1,25 +1,11 @@
 //! Tests of [`MemoryBackend`]'s internals: counts at their limits.
 
-use reflex_core::{Component, Sink};
-
 use super::*;
-use crate::config::Window;
 
 fn backend(open_backoff: Option<(f64, Duration)>) -> MemoryBackend {
     MemoryBackend::new(BreakerConfig {
-        component: Component::new("db"),
-        sink: Sink::none(),
-        consecutive_failures: Some(1),
-        failure_rate: None,
-        slow_call: None,
-        window: Window::Count { calls: 1 },
-        minimum_calls: 1,
-        open_duration: Duration::from_nanos(1),
         open_backoff,
-        probes: 1,
-        probe_successes: 1,
-        half_open_max_wait: Duration::from_secs(3600),
-        count_echoes: false,
+        ..BreakerConfig::trips_on_first_failure(Duration::from_nanos(1))
     })
 }
 

@@ -5,29 +5,19 @@ use std::time::Duration;
 
 use loom::sync::Arc;
 use loom::thread;
-use reflex_core::{BreakerState, Component, Outcome, Sink};
+use reflex_core::{BreakerState, Outcome};
 
 use crate::backend::Backend;
-use crate::config::{BreakerConfig, Window};
+use crate::config::BreakerConfig;
 use crate::memory::MemoryBackend;
 
-/// Trips on the first failure; an open breaker may probe at once (an open
-/// duration of zero keeps the model free of real time).
+/// Trips on the first failure and admits `probes` probes at once; an open
+/// breaker may probe at once (an open duration of zero keeps the model free
+/// of real time).
 fn backend(probes: u32) -> MemoryBackend {
     MemoryBackend::new(BreakerConfig {
-        component: Component::new("loom"),
-        sink: Sink::none(),
-        consecutive_failures: Some(1),
-        failure_rate: None,
-        slow_call: None,
-        window: Window::Count { calls: 1 },
-        minimum_calls: 1,
-        open_duration: Duration::ZERO,
-        open_backoff: None,
         probes,
-        probe_successes: 1,
-        half_open_max_wait: Duration::from_secs(3600),
-        count_echoes: false,
+        ..BreakerConfig::trips_on_first_failure(Duration::ZERO)
     })
 }
 
