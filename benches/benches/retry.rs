@@ -105,7 +105,6 @@ fn tower_retry() -> tower::retry::Retry<Attempts, Echo> {
     .layer(Echo)
 }
 
-/// The same budget as `reflex_budget`: 20% of the last 10 s, 10 a second.
 /// tower's Retry with a policy that reaches shared state (a retry counter
 /// behind an `Arc`), as any policy that reports what it did must: tower
 /// clones the policy for every request.
@@ -143,6 +142,7 @@ fn tower_retry_counted() -> tower::retry::Retry<Counted, Echo> {
     .layer(Echo)
 }
 
+/// The same budget as `reflex_budget`: 20% of the last 10 s, 10 a second.
 fn tower_retry_budget() -> tower::retry::Retry<Budgeted, Echo> {
     tower::retry::RetryLayer::new(Budgeted {
         retries_left: RETRIES,

@@ -164,28 +164,28 @@ where
 
 #[tokio::test(start_paused = true)]
 async fn idempotent_methods_are_retried_and_others_are_sent_once() {
-    for method in [
-        Method::GET,
-        Method::HEAD,
-        Method::OPTIONS,
-        Method::PUT,
-        Method::DELETE,
-        Method::TRACE,
+    for (method, retried) in [
+        (Method::GET, true),
+        (Method::HEAD, true),
+        (Method::OPTIONS, true),
+        (Method::PUT, true),
+        (Method::DELETE, true),
+        (Method::TRACE, true),
+        (Method::POST, false),
+        (Method::PATCH, false),
+        (Method::CONNECT, false),
     ] {
         let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
         let response = send(&server, request(method.clone(), Empty::<Bytes>::new()))
             .await
             .unwrap();
-        assert_eq!(response.status(), 200, "{method}");
-        assert_eq!(server.seen().len(), 2, "{method}");
-    }
-    for method in [Method::POST, Method::PATCH, Method::CONNECT] {
-        let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
-        let response = send(&server, request(method.clone(), Empty::<Bytes>::new()))
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 503, "{method} gets its one answer");
-        assert_eq!(server.seen().len(), 1, "{method}");
+        // Retried: the second answer, after two calls; or its one answer.
+        let expected = if retried { (200, 2) } else { (503, 1) };
+        assert_eq!(
+            (response.status().as_u16(), server.seen().len()),
+            expected,
+            "{method}"
+        );
     }
 }
 

@@ -201,6 +201,19 @@ async fn trip(server: &Server) {
     server.signals.clear();
 }
 
+/// Serves the preset with `retry` and a breaker that stays open
+/// `open_for`, trips the breaker, and sends a burst: the server and how
+/// many got each answer.
+async fn burst_over_an_open_breaker(
+    retry: RetryBuilder,
+    open_for: Duration,
+) -> (Server, BTreeMap<Answer, usize>) {
+    let server = serve(retry, open_for).await;
+    trip(&server).await;
+    let answers = burst(server.addr).await;
+    (server, answers)
+}
+
 /// Signals the shed layer sent: sheds, and excursions over the soft limit.
 fn shed_signals(server: &Server) -> (usize, usize) {
     let signals = server.signals.signals();
@@ -263,22 +276,18 @@ fn assert_failed_fast(server: &Server, answers: &BTreeMap<Answer, usize>, open_f
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_an_open_breaker_retries_fail_fast_and_never_fill_the_shed_limit() {
     let open_for = Duration::from_secs(30);
-    let server = serve(RetryLayer::builder(), open_for).await;
-    trip(&server).await;
-    let answers = burst(server.addr).await;
+    let (server, answers) = burst_over_an_open_breaker(RetryLayer::builder(), open_for).await;
     assert_failed_fast(&server, &answers, open_for);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_breaker_wait_beyond_the_opt_in_cap_fails_fast_as_without_it() {
     let open_for = Duration::from_secs(30);
-    let server = serve(
+    let (server, answers) = burst_over_an_open_breaker(
         RetryLayer::builder().wait_for_open_breaker(Duration::from_secs(1)),
         open_for,
     )
     .await;
-    trip(&server).await;
-    let answers = burst(server.addr).await;
     assert_failed_fast(&server, &answers, open_for);
 }
 
@@ -288,9 +297,9 @@ async fn a_breaker_wait_within_the_opt_in_cap_is_waited_and_never_longer_than_th
     // up to a second.
     let open_for = Duration::from_millis(200);
     let cap = Duration::from_secs(1);
-    let server = serve(RetryLayer::builder().wait_for_open_breaker(cap), open_for).await;
-    trip(&server).await;
-    let answers = burst(server.addr).await;
+    let (server, answers) =
+        burst_over_an_open_breaker(RetryLayer::builder().wait_for_open_breaker(cap), open_for)
+            .await;
     for (answer, count) in &answers {
         match answer {
             // A probe that failed at the dependency, or a request that

@@ -38,6 +38,19 @@ async fn fault(rate: f64, kind: FaultKind, at: u64, seconds: u64) -> Outcome {
     run(&scenario).await
 }
 
+/// One test on tokio's paused clock per row, `name: what it runs;`: the
+/// matrices of targets 1 to 3, a row each, so that each run has its name.
+macro_rules! paused_tests {
+    ($($test:ident: $run:expr;)+) => {
+        $(
+            #[tokio::test(start_paused = true)]
+            async fn $test() {
+                $run;
+            }
+        )+
+    };
+}
+
 // === the harness itself ===
 
 #[tokio::test(start_paused = true)]
@@ -106,106 +119,51 @@ fn own_work_is_lognormal_around_its_median() {
 
 // === target 1: healthy load raises nothing ===
 
-#[tokio::test(start_paused = true)]
-async fn healthy_load_at_100_per_s_with_0_1_percent_errors_gets_no_report_and_no_action() {
-    quiet(100.0, 0.001, 180).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn healthy_load_at_100_per_s_with_1_percent_errors_gets_no_report_and_no_action() {
-    quiet(100.0, 0.01, 180).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn healthy_load_at_1000_per_s_with_0_1_percent_errors_gets_no_report_and_no_action() {
-    quiet(1000.0, 0.001, 90).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn healthy_load_at_1000_per_s_with_1_percent_errors_gets_no_report_and_no_action() {
-    quiet(1000.0, 0.01, 90).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn healthy_load_at_10000_per_s_with_0_1_percent_errors_gets_no_report_and_no_action() {
-    quiet(10_000.0, 0.001, 15).await;
-}
-
-#[tokio::test(start_paused = true)]
-async fn healthy_load_at_10000_per_s_with_1_percent_errors_gets_no_report_and_no_action() {
-    quiet(10_000.0, 0.01, 15).await;
+paused_tests! {
+    healthy_load_at_100_per_s_with_0_1_percent_errors_gets_no_report_and_no_action:
+        quiet(100.0, 0.001, 180).await;
+    healthy_load_at_100_per_s_with_1_percent_errors_gets_no_report_and_no_action:
+        quiet(100.0, 0.01, 180).await;
+    healthy_load_at_1000_per_s_with_0_1_percent_errors_gets_no_report_and_no_action:
+        quiet(1000.0, 0.001, 90).await;
+    healthy_load_at_1000_per_s_with_1_percent_errors_gets_no_report_and_no_action:
+        quiet(1000.0, 0.01, 90).await;
+    healthy_load_at_10000_per_s_with_0_1_percent_errors_gets_no_report_and_no_action:
+        quiet(10_000.0, 0.001, 15).await;
+    healthy_load_at_10000_per_s_with_1_percent_errors_gets_no_report_and_no_action:
+        quiet(10_000.0, 0.01, 15).await;
 }
 
 // === target 2: the deepest dependency fails ===
 
 const DB_CALLERS: &[Node] = &[Node::Auth, Node::Api];
 
-#[tokio::test(start_paused = true)]
-async fn db_failing_every_call_at_100_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected()
- {
-    let out = fault(100.0, db_fails(1.0), 120, 130).await;
-    out.names_root(Node::Db, DB_CALLERS, 2).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn db_failing_a_quarter_of_calls_at_100_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected()
- {
-    let out = fault(100.0, db_fails(0.25), 120, 130).await;
-    out.names_root(Node::Db, DB_CALLERS, 2).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn db_failing_every_call_at_1000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected()
- {
-    let out = fault(1000.0, db_fails(1.0), 60, 65).await;
-    out.names_root(Node::Db, DB_CALLERS, 2).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn db_failing_a_quarter_of_calls_at_1000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected()
- {
-    let out = fault(1000.0, db_fails(0.25), 60, 65).await;
-    out.names_root(Node::Db, DB_CALLERS, 2).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn db_failing_every_call_at_10000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected()
- {
-    let out = fault(10_000.0, db_fails(1.0), 12, 15).await;
-    out.names_root(Node::Db, DB_CALLERS, 2).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn db_failing_a_quarter_of_calls_at_10000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected()
- {
-    let out = fault(10_000.0, db_fails(0.25), 12, 15).await;
-    out.names_root(Node::Db, DB_CALLERS, 2).unwrap();
+paused_tests! {
+    db_failing_every_call_at_100_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected:
+        fault(100.0, db_fails(1.0), 120, 130).await.names_root(Node::Db, DB_CALLERS, 2).unwrap();
+    db_failing_a_quarter_of_calls_at_100_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected:
+        fault(100.0, db_fails(0.25), 120, 130).await.names_root(Node::Db, DB_CALLERS, 2).unwrap();
+    db_failing_every_call_at_1000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected:
+        fault(1000.0, db_fails(1.0), 60, 65).await.names_root(Node::Db, DB_CALLERS, 2).unwrap();
+    db_failing_a_quarter_of_calls_at_1000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected:
+        fault(1000.0, db_fails(0.25), 60, 65).await.names_root(Node::Db, DB_CALLERS, 2).unwrap();
+    db_failing_every_call_at_10000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected:
+        fault(10_000.0, db_fails(1.0), 12, 15).await.names_root(Node::Db, DB_CALLERS, 2).unwrap();
+    db_failing_a_quarter_of_calls_at_10000_per_s_is_one_report_within_2_cycles_naming_db_root_and_its_callers_affected:
+        fault(10_000.0, db_fails(0.25), 12, 15).await.names_root(Node::Db, DB_CALLERS, 2).unwrap();
 }
 
 // === target 3: a component's own work slows ===
 
-#[tokio::test(start_paused = true)]
-async fn auth_working_5x_slower_at_100_per_s_is_one_report_naming_auth_alone_with_api_affected() {
-    let out = fault(100.0, slow(Node::Auth), 120, 130).await;
-    out.names_root(Node::Auth, &[Node::Api], 3).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn auth_working_5x_slower_at_1000_per_s_is_one_report_naming_auth_alone_with_api_affected() {
-    let out = fault(1000.0, slow(Node::Auth), 60, 70).await;
-    out.names_root(Node::Auth, &[Node::Api], 3).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn db_working_5x_slower_at_100_per_s_is_one_report_naming_db_with_its_callers_affected() {
-    let out = fault(100.0, slow(Node::Db), 120, 130).await;
-    out.names_root(Node::Db, DB_CALLERS, 3).unwrap();
-}
-
-#[tokio::test(start_paused = true)]
-async fn db_working_5x_slower_at_1000_per_s_is_one_report_naming_db_with_its_callers_affected() {
-    let out = fault(1000.0, slow(Node::Db), 60, 70).await;
-    out.names_root(Node::Db, DB_CALLERS, 3).unwrap();
+paused_tests! {
+    auth_working_5x_slower_at_100_per_s_is_one_report_naming_auth_alone_with_api_affected:
+        fault(100.0, slow(Node::Auth), 120, 130).await.names_root(Node::Auth, &[Node::Api], 3).unwrap();
+    auth_working_5x_slower_at_1000_per_s_is_one_report_naming_auth_alone_with_api_affected:
+        fault(1000.0, slow(Node::Auth), 60, 70).await.names_root(Node::Auth, &[Node::Api], 3).unwrap();
+    db_working_5x_slower_at_100_per_s_is_one_report_naming_db_with_its_callers_affected:
+        fault(100.0, slow(Node::Db), 120, 130).await.names_root(Node::Db, DB_CALLERS, 3).unwrap();
+    db_working_5x_slower_at_1000_per_s_is_one_report_naming_db_with_its_callers_affected:
+        fault(1000.0, slow(Node::Db), 60, 70).await.names_root(Node::Db, DB_CALLERS, 3).unwrap();
 }
 
 // === target 4: reflexes on, a blackout ===

@@ -4,9 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{
-    Classified, Component, ConfigError, DefaultClassifier, LayerBuilder, SignalSink, Sink,
-};
+use reflex_core::{Classified, Component, ConfigError, DefaultClassifier, LayerBuilder, Sink};
 
 use crate::backoff::Jitter;
 use crate::layer::RetryLayer;
@@ -138,18 +136,7 @@ impl<P, C, R> RetryBuilder<P, C, R> {
         }
     }
 
-    /// The component the layer retries for, named in signals and logs.
-    /// Defaults to [`Component::default`].
-    pub fn component(mut self, component: impl Into<Component>) -> Self {
-        self.settings.component = component.into();
-        self
-    }
-
-    /// Where retries and budget refusals are reported. Defaults to nowhere.
-    pub fn sink(mut self, sink: impl SignalSink) -> Self {
-        self.settings.sink = Sink::new(sink);
-        self
-    }
+    reflex_core::component_and_sink!(settings);
 
     /// Attempts per request, the first included (at least 1; 1 turns
     /// retrying off; `u32::MAX` is as many as the budget and the deadline

@@ -6,14 +6,8 @@ use proptest::prelude::*;
 use reflex_core::ConfigErrorKind;
 use reflex_retry::{Backoff, Jitter};
 
-fn jitter() -> impl Strategy<Value = Jitter> {
-    prop_oneof![
-        Just(Jitter::None),
-        Just(Jitter::Full),
-        Just(Jitter::Equal),
-        Just(Jitter::Decorrelated)
-    ]
-}
+mod common;
+use common::{JITTERS, jitter};
 
 proptest! {
     #[test]
@@ -62,15 +56,14 @@ proptest! {
     }
 }
 
+/// From 1 s, doubling, capped at 60 s.
+fn doubling_from_one_second(jitter: Jitter) -> Backoff {
+    Backoff::new(Duration::from_secs(1), 2.0, Duration::from_secs(60), jitter).unwrap()
+}
+
 #[test]
 fn the_default_cap_shape_holds_at_the_seed_60_seconds() {
-    let backoff = Backoff::new(
-        Duration::from_secs(1),
-        2.0,
-        Duration::from_secs(60),
-        Jitter::None,
-    )
-    .unwrap();
+    let backoff = doubling_from_one_second(Jitter::None);
     let delays: Vec<u64> = (1..=8).map(|n| backoff.ceiling(n).as_secs()).collect();
     assert_eq!(delays, vec![1, 2, 4, 8, 16, 32, 60, 60]);
     assert_eq!(backoff.ceiling(u32::MAX), Duration::from_secs(60));
@@ -78,13 +71,7 @@ fn the_default_cap_shape_holds_at_the_seed_60_seconds() {
 
 #[test]
 fn samples_outside_the_unit_interval_are_clamped() {
-    let backoff = Backoff::new(
-        Duration::from_secs(1),
-        2.0,
-        Duration::from_secs(60),
-        Jitter::Full,
-    )
-    .unwrap();
+    let backoff = doubling_from_one_second(Jitter::Full);
     assert_eq!(
         backoff.delay(2, Duration::ZERO, 7.0),
         Duration::from_secs(2)
@@ -127,12 +114,7 @@ fn invalid_backoffs_are_config_errors() {
 
 #[test]
 fn delays_near_duration_max_stay_within_the_cap_for_every_jitter_and_sample() {
-    for jitter in [
-        Jitter::None,
-        Jitter::Full,
-        Jitter::Equal,
-        Jitter::Decorrelated,
-    ] {
+    for jitter in JITTERS {
         for base in [
             Duration::from_nanos(1),
             Duration::from_secs(1),

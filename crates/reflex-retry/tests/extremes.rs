@@ -13,6 +13,9 @@ use reflex_core::{BoxError, Component, RejectKind, Rejected};
 use reflex_retry::{Decision, Jitter, Policy, RetryBuilder, RetryLayer, TimedOut};
 use tower::{Layer, ServiceExt, service_fn};
 
+mod common;
+use common::jitter;
+
 /// Durations at and around every edge a setter has.
 fn duration() -> impl Strategy<Value = Duration> {
     prop_oneof![
@@ -53,15 +56,6 @@ fn float() -> impl Strategy<Value = f64> {
     ]
 }
 
-fn jitter() -> impl Strategy<Value = Jitter> {
-    prop_oneof![
-        Just(Jitter::None),
-        Just(Jitter::Full),
-        Just(Jitter::Equal),
-        Just(Jitter::Decorrelated)
-    ]
-}
-
 /// The budget setting: left alone, `no_budget()`, or `budget(..)`.
 #[derive(Debug, Clone, Copy)]
 enum Budget {
@@ -84,46 +78,35 @@ struct Settings {
     wait_for_open_breaker: Option<Duration>,
 }
 
-fn settings() -> impl Strategy<Value = Settings> {
-    (
-        proptest::option::of(count()),
-        proptest::option::of((duration(), float())),
-        proptest::option::of(duration()),
-        proptest::option::of(jitter()),
-        proptest::option::of(duration()),
-        prop_oneof![
+prop_compose! {
+    fn settings()(
+        max_attempts in proptest::option::of(count()),
+        backoff in proptest::option::of((duration(), float())),
+        max_delay in proptest::option::of(duration()),
+        jitter in proptest::option::of(jitter()),
+        delay_fn in proptest::option::of(duration()),
+        budget in prop_oneof![
             Just(Budget::Default),
             Just(Budget::Off),
             (float(), count(), duration())
                 .prop_map(|(ratio, floor, ttl)| Budget::Set(ratio, floor, ttl)),
         ],
-        proptest::option::of(duration()),
-        proptest::option::of(duration()),
-        proptest::option::of(duration()),
-    )
-        .prop_map(
-            |(
-                max_attempts,
-                backoff,
-                max_delay,
-                jitter,
-                delay_fn,
-                budget,
-                attempt_timeout,
-                deadline,
-                wait_for_open_breaker,
-            )| Settings {
-                max_attempts,
-                backoff,
-                max_delay,
-                jitter,
-                delay_fn,
-                budget,
-                attempt_timeout,
-                deadline,
-                wait_for_open_breaker,
-            },
-        )
+        attempt_timeout in proptest::option::of(duration()),
+        deadline in proptest::option::of(duration()),
+        wait_for_open_breaker in proptest::option::of(duration()),
+    ) -> Settings {
+        Settings {
+            max_attempts,
+            backoff,
+            max_delay,
+            jitter,
+            delay_fn,
+            budget,
+            attempt_timeout,
+            deadline,
+            wait_for_open_breaker,
+        }
+    }
 }
 
 /// What the inner service does on its first call; every later call

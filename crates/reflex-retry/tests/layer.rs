@@ -12,7 +12,7 @@ use reflex_core::signal::Recorder;
 use reflex_core::{
     BoxError, Component, ConfigErrorKind, Outcome, RejectKind, Rejected, RetryReason, Signal,
 };
-use reflex_retry::{Decision, Jitter, Policy, RetryLayer, TimedOut};
+use reflex_retry::{Decision, Jitter, Policy, RetryHandle, RetryLayer, TimedOut};
 use tokio::time::Instant;
 use tokio_test::{assert_pending, assert_ready_ok};
 use tower::{Layer, Service, ServiceExt};
@@ -429,9 +429,18 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-/// The kind and `retry_after` of the rejection in `err`, if there is one.
-fn rejection(err: &BoxError) -> Option<(RejectKind, Option<Duration>)> {
-    Rejected::find(&**err).map(|r| (r.kind(), r.retry_after()))
+/// One request through `layer` over `script`, which fails: the kind and
+/// `retry_after` of the rejection it fails with, if it is one, and how long
+/// it took.
+async fn refusal(
+    layer: &RetryLayer,
+    script: &Script,
+) -> (Option<(RejectKind, Option<Duration>)>, Duration) {
+    let mut svc = layer.layer(script.clone());
+    let started = Instant::now();
+    let err = call(&mut svc).await.unwrap_err();
+    let rejection = Rejected::find(&*err).map(|r| (r.kind(), r.retry_after()));
+    (rejection, started.elapsed())
 }
 
 #[tokio::test(start_paused = true)]
@@ -448,15 +457,13 @@ async fn an_open_breaker_ends_retrying_at_once_by_default_with_its_rejection() {
         .sink(recorder.clone())
         .build()
         .unwrap();
-    let mut svc = layer.layer(script.clone());
-    let started = Instant::now();
-    let err = call(&mut svc).await.unwrap_err();
+    let (rejection, took) = refusal(&layer, &script).await;
     assert_eq!(
-        rejection(&err),
+        rejection,
         Some((RejectKind::CircuitOpen, Some(secs(2)))),
         "the caller gets the breaker's rejection, with when it probes"
     );
-    assert_eq!((script.calls(), started.elapsed()), (1, Duration::ZERO));
+    assert_eq!((script.calls(), took), (1, Duration::ZERO));
     assert_eq!(layer.handle().metrics().retrying, 0);
     assert!(recorder.signals().is_empty(), "no retry was made");
 }
@@ -469,15 +476,10 @@ async fn an_open_breaker_met_on_a_retry_ends_retrying_with_its_rejection() {
         Step::Ok(1),
     ]);
     let layer = no_jitter().max_attempts(5).build().unwrap();
-    let mut svc = layer.layer(script.clone());
-    let started = Instant::now();
-    let err = call(&mut svc).await.unwrap_err();
-    assert_eq!(
-        rejection(&err),
-        Some((RejectKind::CircuitOpen, Some(secs(30))))
-    );
+    let (rejection, took) = refusal(&layer, &script).await;
+    assert_eq!(rejection, Some((RejectKind::CircuitOpen, Some(secs(30)))));
     assert_eq!(script.calls(), 2);
-    assert_eq!(started.elapsed(), 100 * MS, "one backoff, no breaker wait");
+    assert_eq!(took, 100 * MS, "one backoff, no breaker wait");
     let m = layer.handle().metrics();
     assert_eq!((m.retries, m.gave_up, m.retrying), (1, 1, 0));
 }
@@ -515,11 +517,9 @@ async fn an_open_breaker_whose_probe_is_beyond_the_wait_ends_retrying_at_once() 
     for after in [Some(2_001 * MS), None] {
         let script = Script::new([Step::Reject(RejectKind::CircuitOpen, after), Step::Ok(1)]);
         let layer = no_jitter().wait_for_open_breaker(secs(2)).build().unwrap();
-        let mut svc = layer.layer(script.clone());
-        let started = Instant::now();
-        let err = call(&mut svc).await.unwrap_err();
-        assert_eq!(rejection(&err), Some((RejectKind::CircuitOpen, after)));
-        assert_eq!((script.calls(), started.elapsed()), (1, Duration::ZERO));
+        let (rejection, took) = refusal(&layer, &script).await;
+        assert_eq!(rejection, Some((RejectKind::CircuitOpen, after)));
+        assert_eq!((script.calls(), took), (1, Duration::ZERO));
     }
 }
 
@@ -538,15 +538,10 @@ async fn an_open_breaker_whose_probe_is_beyond_the_time_left_ends_retrying_at_on
         .deadline(secs(4))
         .build()
         .unwrap();
-    let mut svc = layer.layer(script.clone());
-    let started = Instant::now();
-    let err = call(&mut svc).await.unwrap_err();
-    assert_eq!(
-        rejection(&err),
-        Some((RejectKind::CircuitOpen, Some(secs(2))))
-    );
+    let (rejection, took) = refusal(&layer, &script).await;
+    assert_eq!(rejection, Some((RejectKind::CircuitOpen, Some(secs(2)))));
     assert_eq!(script.calls(), 2);
-    assert_eq!(started.elapsed(), secs(3) + MS, "no wait for the breaker");
+    assert_eq!(took, secs(3) + MS, "no wait for the breaker");
 }
 
 #[tokio::test(start_paused = true)]
@@ -635,8 +630,14 @@ async fn no_retry_starts_that_the_deadline_would_cut() {
     assert_eq!((script.calls(), started.elapsed()), (1, Duration::ZERO));
 }
 
-#[tokio::test(start_paused = true)]
-async fn dropping_the_future_during_a_backoff_stops_every_later_attempt() {
+/// A request whose first attempt failed, polled into its 1 s backoff
+/// before the retry that would succeed: its script, the layer's handle and
+/// the pending response future.
+async fn waiting_out_a_backoff() -> (
+    Script,
+    RetryHandle,
+    tokio_test::task::Spawn<impl Future<Output = Result<u32, BoxError>>>,
+) {
     let script = Script::new([Step::Err("x"), Step::Ok(1)]);
     let layer = no_jitter()
         .backoff(Duration::from_secs(1), 1.0)
@@ -649,6 +650,12 @@ async fn dropping_the_future_during_a_backoff_stops_every_later_attempt() {
     assert_pending!(future.poll());
     assert_eq!(script.calls(), 1);
     assert_eq!(handle.metrics().retrying, 1, "waiting out its backoff");
+    (script, handle, future)
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_future_during_a_backoff_stops_every_later_attempt() {
+    let (script, handle, future) = waiting_out_a_backoff().await;
     drop(future);
     assert_eq!(handle.metrics().retrying, 0);
     tokio::time::advance(Duration::from_secs(10)).await;
@@ -657,17 +664,7 @@ async fn dropping_the_future_during_a_backoff_stops_every_later_attempt() {
 
 #[tokio::test(start_paused = true)]
 async fn a_request_dropped_during_its_backoff_counts_no_retry() {
-    let script = Script::new([Step::Err("x"), Step::Ok(1)]);
-    let layer = no_jitter()
-        .backoff(Duration::from_secs(1), 1.0)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(script.clone());
-    svc.ready().await.unwrap();
-    let mut future = tokio_test::task::spawn(svc.call(1));
-    assert_pending!(future.poll());
-    assert_eq!(handle.metrics().retrying, 1, "waiting out its backoff");
+    let (script, handle, future) = waiting_out_a_backoff().await;
     assert_eq!(handle.metrics().retries, 0, "decided, not yet made");
     drop(future);
     tokio::time::advance(Duration::from_secs(10)).await;
@@ -896,10 +893,9 @@ async fn an_open_breaker_probing_beyond_a_century_is_not_waited_for() {
         .wait_for_open_breaker(Duration::MAX)
         .build()
         .unwrap();
-    let mut svc = layer.layer(script.clone());
-    let err = call(&mut svc).await.unwrap_err();
+    let (rejection, _) = refusal(&layer, &script).await;
     assert_eq!(
-        rejection(&err),
+        rejection,
         Some((RejectKind::CircuitOpen, Some(Duration::MAX)))
     );
     assert_eq!(script.calls(), 1);

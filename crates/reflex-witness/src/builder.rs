@@ -182,6 +182,14 @@ impl WitnessBuilder {
                 reason,
             ))
         };
+        let at_most = |setting, max: usize| {
+            Err(ConfigError::new(
+                LAYER,
+                setting,
+                ConfigErrorKind::OutOfRange,
+                format!("must be at most {max}"),
+            ))
+        };
         if self.interval.is_zero() {
             return zero("interval", "must be above zero");
         }
@@ -197,23 +205,13 @@ impl WitnessBuilder {
             return zero("history_limit", "at least one snapshot must fit");
         }
         if self.history > MAX_HISTORY {
-            return Err(ConfigError::new(
-                LAYER,
-                "history_limit",
-                ConfigErrorKind::OutOfRange,
-                format!("must be at most {MAX_HISTORY}"),
-            ));
+            return at_most("history_limit", MAX_HISTORY);
         }
         if self.components == 0 {
             return zero("max_components", "at least one component must fit");
         }
         if self.components > MAX_COMPONENTS {
-            return Err(ConfigError::new(
-                LAYER,
-                "max_components",
-                ConfigErrorKind::OutOfRange,
-                format!("must be at most {MAX_COMPONENTS}"),
-            ));
+            return at_most("max_components", MAX_COMPONENTS);
         }
         if self.reports == 0 {
             return zero("report_limit", "at least one report must fit");

@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use reflex_core::{BoxError, BreakerState, Component, Signal, SignalSink, TransitionReason};
 use reflex_witness::{
-    Clock, DetectionKind, Detector, Evidence, Finding, LinkKind, Observation, Witness,
+    Clock, DetectionKind, Detector, Evidence, Finding, LinkKind, Observation, Report, Witness,
 };
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, ServiceExt, service_fn};
+use tower::{ServiceExt, service_fn};
 
-type Svc = BoxCloneSyncService<(), (), BoxError>;
+mod common;
+use common::{Svc, observed, witness};
 
 /// A component's knobs: how long its own work takes, and which of its
 /// calls fail on their own (every `fail_every`-th; 0: none).
@@ -38,28 +39,24 @@ impl Knobs {
 /// `next` (a failure below is its failure too, as an http hop's would be).
 fn node(witness: &Witness, name: &str, knobs: &Knobs, next: Option<Svc>) -> Svc {
     let knobs = knobs.clone();
-    let svc = witness
-        .layer(name)
-        .build()
-        .unwrap()
-        .layer(service_fn(move |(): ()| {
-            let next = next.clone();
-            let ms = knobs.ms.load(Ordering::SeqCst);
-            let every = knobs.fail_every.load(Ordering::SeqCst);
-            let call = knobs.calls.fetch_add(1, Ordering::SeqCst) + 1;
-            let fail = every > 0 && call % every == 0;
-            async move {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                if fail {
-                    return Err::<(), BoxError>("down".into());
-                }
-                if let Some(next) = next {
-                    next.oneshot(()).await?;
-                }
-                Ok(())
+    let svc = service_fn(move |(): ()| {
+        let next = next.clone();
+        let ms = knobs.ms.load(Ordering::SeqCst);
+        let every = knobs.fail_every.load(Ordering::SeqCst);
+        let call = knobs.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let fail = every > 0 && call % every == 0;
+        async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            if fail {
+                return Err::<(), BoxError>("down".into());
             }
-        }));
-    BoxCloneSyncService::new(svc)
+            if let Some(next) = next {
+                next.oneshot(()).await?;
+            }
+            Ok(())
+        }
+    });
+    BoxCloneSyncService::new(observed(witness, name, svc))
 }
 
 /// api -> auth -> db, 5 ms of own work each.
@@ -89,26 +86,54 @@ impl Stack {
         }
         self.witness.cycle_now()
     }
+
+    /// Ten cycles of `requests` healthy requests, for the baselines to
+    /// learn: none reports or acts.
+    async fn learn(&self, requests: usize) {
+        for _ in 0..10 {
+            let snapshot = self.cycle(requests).await;
+            assert!(snapshot.reports.is_empty(), "{:?}", snapshot.reports);
+            assert!(snapshot.actions.is_empty(), "{:?}", snapshot.actions);
+        }
+    }
 }
 
-fn witness() -> Witness {
-    Witness::builder().clock(Clock::Tokio).build().unwrap()
+/// The components a report names as its roots.
+fn roots(report: &Report) -> Vec<&str> {
+    report.roots.iter().map(|r| r.component.as_str()).collect()
+}
+
+/// How each affected component depends on the root, as `"api -> auth"`.
+fn affected_paths(report: &Report) -> Vec<String> {
+    report
+        .affected
+        .iter()
+        .map(|a| a.path.join(" -> "))
+        .collect()
+}
+
+/// `component`'s shed layer refuses a request.
+fn shed(witness: &Witness, component: &str) {
+    witness.emit(
+        &Component::new(component),
+        Signal::Shed {
+            in_flight: 1,
+            hard_limit: 1,
+        },
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn db_failing_is_one_report_naming_db_as_root_with_auth_and_api_affected_through_their_calls()
 {
     let stack = Stack::new(witness());
-    for _ in 0..10 {
-        assert!(stack.cycle(30).await.reports.is_empty());
-    }
+    stack.learn(30).await;
     stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
     let snapshot = stack.cycle(30).await;
     assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
     let report = &snapshot.reports[0];
     assert_eq!(report.kind, DetectionKind::OwnErrorRate);
-    let roots: Vec<&str> = report.roots.iter().map(|r| r.component.as_str()).collect();
-    assert_eq!(roots, ["db"]);
+    assert_eq!(roots(report), ["db"]);
     assert!(matches!(
         report.roots[0].evidence,
         Some(Evidence::ErrorRate {
@@ -117,12 +142,7 @@ async fn db_failing_is_one_report_naming_db_as_root_with_auth_and_api_affected_t
             ..
         })
     ));
-    let paths: Vec<String> = report
-        .affected
-        .iter()
-        .map(|a| a.path.join(" -> "))
-        .collect();
-    assert_eq!(paths, ["auth -> db", "api -> auth -> db"]);
+    assert_eq!(affected_paths(report), ["auth -> db", "api -> auth -> db"]);
     assert_eq!(report.causal_chain[0].component, "db");
     assert_eq!(report.causal_chain[0].what, LinkKind::Failed);
     assert!(
@@ -160,22 +180,14 @@ async fn db_failing_is_one_report_naming_db_as_root_with_auth_and_api_affected_t
 #[tokio::test(start_paused = true)]
 async fn auths_own_work_five_times_slower_names_auth_alone_with_api_affected() {
     let stack = Stack::new(witness());
-    for _ in 0..10 {
-        assert!(stack.cycle(30).await.reports.is_empty());
-    }
+    stack.learn(30).await;
     stack.knobs[1].ms.store(25, Ordering::SeqCst);
     let snapshot = stack.cycle(30).await;
     assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
     let report = &snapshot.reports[0];
     assert_eq!(report.kind, DetectionKind::OwnLatencyP50);
-    let roots: Vec<&str> = report.roots.iter().map(|r| r.component.as_str()).collect();
-    assert_eq!(roots, ["auth"], "api only waited longer");
-    let paths: Vec<String> = report
-        .affected
-        .iter()
-        .map(|a| a.path.join(" -> "))
-        .collect();
-    assert_eq!(paths, ["api -> auth"]);
+    assert_eq!(roots(report), ["auth"], "api only waited longer");
+    assert_eq!(affected_paths(report), ["api -> auth"]);
 }
 
 /// A small deterministic generator (xorshift), for jitter.
@@ -262,13 +274,7 @@ fn a_detector_that_errors_sets_last_error_with_its_name() {
         .detector(Every)
         .build()
         .unwrap();
-    witness.emit(
-        &Component::new("db"),
-        Signal::Shed {
-            in_flight: 1,
-            hard_limit: 1,
-        },
-    );
+    shed(&witness, "db");
     let snapshot = witness.cycle_now();
     assert_eq!(snapshot.reports.len(), 1, "the other detector still ran");
     assert_eq!(
@@ -292,23 +298,11 @@ async fn a_failing_detector_sets_last_error_and_the_runtime_goes_on() {
         .start()
         .unwrap();
     let mut rx = witness.subscribe();
-    witness.emit(
-        &Component::new("db"),
-        Signal::Shed {
-            in_flight: 1,
-            hard_limit: 1,
-        },
-    );
+    shed(&witness, "db");
     let snapshot = rx.recv().await.unwrap();
     assert_eq!(snapshot.reports.len(), 1, "the other detectors still ran");
     assert_eq!(witness.last_error().as_deref(), Some("panicky: panicked"));
-    witness.emit(
-        &Component::new("db"),
-        Signal::Shed {
-            in_flight: 1,
-            hard_limit: 1,
-        },
-    );
+    shed(&witness, "db");
     let snapshot = rx.recv().await.unwrap();
     assert_eq!(snapshot.cycle, 2, "cycles go on");
     assert!(witness.is_running());
@@ -323,14 +317,7 @@ async fn reports_are_bounded_and_health_sees_open_breakers() {
         .build()
         .unwrap();
     for cycle in 0..5 {
-        let name = format!("c{cycle}");
-        witness.emit(
-            &Component::new(name.as_str()),
-            Signal::Shed {
-                in_flight: 1,
-                hard_limit: 1,
-            },
-        );
+        shed(&witness, &format!("c{cycle}"));
         witness.cycle_now();
     }
     assert_eq!(witness.reports().len(), 2);
@@ -356,9 +343,7 @@ async fn a_causal_chain_holds_at_most_the_chain_limit() {
             .build()
             .unwrap(),
     );
-    for _ in 0..10 {
-        stack.cycle(30).await;
-    }
+    stack.learn(30).await;
     stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
     let snapshot = stack.cycle(30).await;
     assert_eq!(snapshot.reports[0].causal_chain.len(), 3);
@@ -423,9 +408,7 @@ mod reflexes {
     #[tokio::test(start_paused = true)]
     async fn a_blackout_trips_the_roots_breaker_alone_and_its_probes_decide_recovery() {
         let (stack, [api, auth, db]) = stack(true);
-        for _ in 0..10 {
-            assert!(stack.cycle(30).await.actions.is_empty());
-        }
+        stack.learn(30).await;
         stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
         let snapshot = stack.cycle(30).await;
         let report = &snapshot.reports[0];
@@ -456,9 +439,7 @@ mod reflexes {
     #[tokio::test(start_paused = true)]
     async fn a_brownout_throttles_the_roots_edge_until_the_episode_closes() {
         let (stack, [api, auth, db]) = stack(true);
-        for _ in 0..10 {
-            stack.cycle(40).await;
-        }
+        stack.learn(40).await;
         stack.knobs[2].fail_every.store(4, Ordering::SeqCst);
         let snapshot = stack.cycle(40).await;
         let report = &snapshot.reports[0];
@@ -496,9 +477,7 @@ mod reflexes {
     #[tokio::test(start_paused = true)]
     async fn an_entry_point_failing_on_its_own_is_reported_and_never_refused() {
         let (stack, [api, _, _]) = stack(true);
-        for _ in 0..10 {
-            stack.cycle(30).await;
-        }
+        stack.learn(30).await;
         stack.knobs[0].fail_every.store(1, Ordering::SeqCst);
         let snapshot = stack.cycle(30).await;
         assert_eq!(snapshot.reports[0].roots[0].component, "api");
@@ -509,9 +488,7 @@ mod reflexes {
     #[tokio::test(start_paused = true)]
     async fn without_a_reflex_the_witness_only_observes() {
         let (stack, [_, _, db]) = stack(false);
-        for _ in 0..10 {
-            stack.cycle(30).await;
-        }
+        stack.learn(30).await;
         stack.knobs[2].fail_every.store(1, Ordering::SeqCst);
         let snapshot = stack.cycle(30).await;
         assert_eq!(snapshot.reports.len(), 1);
@@ -521,51 +498,34 @@ mod reflexes {
 }
 
 mod call_patterns {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::time::Duration;
+    use std::sync::atomic::Ordering;
 
     use reflex_core::BoxError;
     use reflex_witness::{Clock, DetectionKind, Witness};
     use tower::util::BoxCloneSyncService;
-    use tower::{Layer, ServiceExt, service_fn};
+    use tower::{ServiceExt, service_fn};
 
-    type Svc = BoxCloneSyncService<(), (), BoxError>;
+    use super::{Knobs, node, observed, witness};
 
-    /// A component that takes `ms` (or `slow_ms` while `slow` is set), then
-    /// calls `next`, if any.
-    fn node(witness: &Witness, name: &str, ms: Arc<AtomicU64>, next: Option<Svc>) -> Svc {
-        let svc = witness
-            .layer(name)
+    /// A witness whose call patterns settle after 50 chains, a chain more
+    /// than twice as slow as usual reported, and no other judgement.
+    fn pattern_learner() -> Witness {
+        Witness::builder()
+            .clock(Clock::Tokio)
+            .no_judgement()
+            .call_patterns(50, 2.0)
             .build()
             .unwrap()
-            .layer(service_fn(move |(): ()| {
-                let next = next.clone();
-                let ms = ms.load(Ordering::SeqCst);
-                async move {
-                    tokio::time::sleep(Duration::from_millis(ms)).await;
-                    if let Some(next) = next {
-                        next.oneshot(()).await?;
-                    }
-                    Ok::<_, BoxError>(())
-                }
-            }));
-        BoxCloneSyncService::new(svc)
     }
 
     #[tokio::test(start_paused = true)]
     async fn fifty_healthy_chains_learn_one_pattern_and_its_slowdown_and_a_new_chain_are_reported()
     {
-        let witness = Witness::builder()
-            .clock(Clock::Tokio)
-            .no_judgement()
-            .call_patterns(50, 2.0)
-            .build()
-            .unwrap();
-        let db_ms = Arc::new(AtomicU64::new(2));
-        let db = node(&witness, "db", db_ms.clone(), None);
-        let auth = node(&witness, "auth", Arc::new(AtomicU64::new(1)), Some(db));
-        let api = node(&witness, "api", Arc::new(AtomicU64::new(1)), Some(auth));
+        let witness = pattern_learner();
+        let db_knobs = Knobs::new(2);
+        let db = node(&witness, "db", &db_knobs, None);
+        let auth = node(&witness, "auth", &Knobs::new(1), Some(db));
+        let api = node(&witness, "api", &Knobs::new(1), Some(auth));
         for _ in 0..50 {
             api.clone().oneshot(()).await.unwrap();
         }
@@ -574,7 +534,7 @@ mod call_patterns {
         assert_eq!(witness.health().patterns_learned, 1);
 
         // db turns slow: the chain is ~10× its usual 4 ms.
-        db_ms.store(40, Ordering::SeqCst);
+        db_knobs.ms.store(40, Ordering::SeqCst);
         api.clone().oneshot(()).await.unwrap();
         let snapshot = witness.cycle_now();
         assert_eq!(snapshot.reports.len(), 1, "{:?}", snapshot.reports);
@@ -591,13 +551,8 @@ mod call_patterns {
         );
 
         // A chain never seen while learning.
-        let gateway = node(
-            &witness,
-            "gateway",
-            Arc::new(AtomicU64::new(1)),
-            Some(api.clone()),
-        );
-        db_ms.store(2, Ordering::SeqCst);
+        let gateway = node(&witness, "gateway", &Knobs::new(1), Some(api.clone()));
+        db_knobs.ms.store(2, Ordering::SeqCst);
         gateway.oneshot(()).await.unwrap();
         let snapshot = witness.cycle_now();
         assert!(
@@ -614,9 +569,9 @@ mod call_patterns {
     async fn a_witness_that_does_not_learn_patterns_reports_none() {
         // The judgement stays on: healthy chains give it nothing, and no
         // pattern report may appear.
-        let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
-        let db = node(&witness, "db", Arc::new(AtomicU64::new(2)), None);
-        let api = node(&witness, "api", Arc::new(AtomicU64::new(1)), Some(db));
+        let witness = witness();
+        let db = node(&witness, "db", &Knobs::new(2), None);
+        let api = node(&witness, "api", &Knobs::new(1), Some(db));
         for _ in 0..60 {
             api.clone().oneshot(()).await.unwrap();
         }
@@ -626,41 +581,35 @@ mod call_patterns {
 
     #[tokio::test(start_paused = true)]
     async fn chains_cut_short_by_a_failure_are_not_reported_as_new_patterns() {
-        let witness = Witness::builder()
-            .clock(Clock::Tokio)
-            .no_judgement()
-            .call_patterns(50, 2.0)
-            .build()
-            .unwrap();
-        let db = witness
-            .layer("db")
-            .build()
-            .unwrap()
-            .layer(service_fn(|fail: bool| async move {
+        let witness = pattern_learner();
+        let db = observed(
+            &witness,
+            "db",
+            service_fn(|fail: bool| async move {
                 if fail {
                     Err::<(), BoxError>("down".into())
                 } else {
                     Ok(())
                 }
-            }));
+            }),
+        );
         let db = BoxCloneSyncService::new(db);
-        let auth = {
-            let db = db.clone();
-            BoxCloneSyncService::new(witness.layer("auth").build().unwrap().layer(service_fn(
-                move |fail: bool| {
-                    let db = db.clone();
-                    async move { db.oneshot(fail).await }
-                },
-            )))
-        };
-        let api = witness
-            .layer("api")
-            .build()
-            .unwrap()
-            .layer(service_fn(move |fail: bool| {
+        let auth = BoxCloneSyncService::new(observed(
+            &witness,
+            "auth",
+            service_fn(move |fail: bool| {
+                let db = db.clone();
+                async move { db.oneshot(fail).await }
+            }),
+        ));
+        let api = observed(
+            &witness,
+            "api",
+            service_fn(move |fail: bool| {
                 let auth = auth.clone();
                 async move { auth.oneshot(fail).await }
-            }));
+            }),
+        );
         for _ in 0..60 {
             api.clone().oneshot(false).await.unwrap();
         }

@@ -6,15 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reflex_core::{BoxError, BreakerControl, BreakerState};
-use reflex_witness::{Clock, ComponentState, Snapshot, Witness};
+use reflex_witness::{ComponentState, Snapshot, Witness};
 use tower::util::BoxCloneSyncService;
-use tower::{Layer, ServiceExt, service_fn};
+use tower::{ServiceExt, service_fn};
 
-type Svc = BoxCloneSyncService<(), (), BoxError>;
-
-fn witness() -> Witness {
-    Witness::builder().clock(Clock::Tokio).build().unwrap()
-}
+mod common;
+use common::{Svc, observed, witness};
 
 /// A component that works `own` then, if it has one, calls `below`; fails
 /// its own work when `fails` is set, and fails when its call below does.
@@ -39,7 +36,7 @@ fn component(
             }
         }
     });
-    BoxCloneSyncService::new(witness.layer(name).build().unwrap().layer(svc))
+    BoxCloneSyncService::new(observed(witness, name, svc))
 }
 
 struct Chain {
@@ -79,8 +76,31 @@ fn chain(witness: &Witness) -> Chain {
     }
 }
 
+impl Chain {
+    /// `requests` requests through api, each of which succeeds.
+    async fn succeed(&self, requests: usize) {
+        for _ in 0..requests {
+            self.api.clone().oneshot(()).await.unwrap();
+        }
+    }
+
+    /// `requests` requests through api, each of which fails.
+    async fn fail(&self, requests: usize) {
+        for _ in 0..requests {
+            self.api.clone().oneshot(()).await.unwrap_err();
+        }
+    }
+}
+
 fn state<'a>(snapshot: &'a Snapshot, name: &str) -> &'a ComponentState {
     snapshot.component(name).unwrap()
+}
+
+/// `name`'s failures in `snapshot`: all, its own, and those echoing a call
+/// below.
+fn failures(snapshot: &Snapshot, name: &str) -> (u64, u64, u64) {
+    let s = state(snapshot, name);
+    (s.failed, s.own_failed, s.propagated_failed)
 }
 
 /// Within the histograms' 1/16.
@@ -92,9 +112,7 @@ fn about(got: Option<f64>, expected_ms: f64) -> bool {
 async fn each_component_s_self_time_is_its_latency_less_its_wait_below() {
     let witness = witness();
     let chain = chain(&witness);
-    for _ in 0..20 {
-        chain.api.clone().oneshot(()).await.unwrap();
-    }
+    chain.succeed(20).await;
     let snapshot = witness.cycle_now();
     for (name, total, own) in [("api", 17.0, 2.0), ("auth", 15.0, 5.0), ("db", 10.0, 10.0)] {
         let state = state(&snapshot, name);
@@ -118,31 +136,23 @@ async fn a_failure_below_is_an_echo_above_and_its_own_where_it_started() {
     let witness = witness();
     let chain = chain(&witness);
     chain.db_fails.store(true, Ordering::Relaxed);
-    for _ in 0..10 {
-        chain.api.clone().oneshot(()).await.unwrap_err();
-    }
+    chain.fail(10).await;
     let snapshot = witness.cycle_now();
-    let counts = |name| {
-        let s = state(&snapshot, name);
-        (s.failed, s.own_failed, s.propagated_failed)
-    };
-    assert_eq!(counts("db"), (10, 10, 0), "db failed on its own");
-    assert_eq!(counts("auth"), (10, 0, 10), "auth echoed db");
-    assert_eq!(counts("api"), (10, 0, 10), "api echoed auth");
+    assert_eq!(
+        failures(&snapshot, "db"),
+        (10, 10, 0),
+        "db failed on its own"
+    );
+    assert_eq!(failures(&snapshot, "auth"), (10, 0, 10), "auth echoed db");
+    assert_eq!(failures(&snapshot, "api"), (10, 0, 10), "api echoed auth");
 
     // auth failing its own work (before calling db) is auth's own.
     chain.db_fails.store(false, Ordering::Relaxed);
     chain.auth_fails.store(true, Ordering::Relaxed);
-    for _ in 0..4 {
-        chain.api.clone().oneshot(()).await.unwrap_err();
-    }
+    chain.fail(4).await;
     let snapshot = witness.cycle_now();
-    let counts = |name| {
-        let s = state(&snapshot, name);
-        (s.failed, s.own_failed, s.propagated_failed)
-    };
-    assert_eq!(counts("auth"), (4, 4, 0));
-    assert_eq!(counts("api"), (4, 0, 4));
+    assert_eq!(failures(&snapshot, "auth"), (4, 4, 0));
+    assert_eq!(failures(&snapshot, "api"), (4, 0, 4));
     assert_eq!(state(&snapshot, "db").requests, 0, "db was never called");
 }
 
@@ -150,11 +160,9 @@ async fn a_failure_below_is_an_echo_above_and_its_own_where_it_started() {
 async fn calls_between_components_are_counted_edge_by_edge() {
     let witness = witness();
     let chain = chain(&witness);
-    for _ in 0..3 {
-        chain.api.clone().oneshot(()).await.unwrap();
-    }
+    chain.succeed(3).await;
     chain.db_fails.store(true, Ordering::Relaxed);
-    chain.api.clone().oneshot(()).await.unwrap_err();
+    chain.fail(1).await;
     let snapshot = witness.cycle_now();
     let mut edges: Vec<(String, String, u64, u64)> = snapshot
         .calls
@@ -182,18 +190,18 @@ async fn a_call_below_dropped_by_a_timeout_makes_the_timeout_an_echo() {
         None,
         Arc::new(AtomicBool::new(false)),
     );
-    let auth = witness
-        .layer("auth")
-        .build()
-        .unwrap()
-        .layer(service_fn(move |(): ()| {
+    let auth = observed(
+        &witness,
+        "auth",
+        service_fn(move |(): ()| {
             let db = db.clone();
             async move {
                 tokio::time::timeout(Duration::from_millis(100), db.oneshot(()))
                     .await
                     .map_err(BoxError::from)?
             }
-        }));
+        }),
+    );
     auth.oneshot(()).await.unwrap_err();
     let snapshot = witness.cycle_now();
     let auth = state(&snapshot, "auth");
@@ -213,14 +221,14 @@ async fn work_spawned_on_another_task_is_not_linked_and_counts_as_own() {
     let api = chain.api.clone();
     // The caller's frame is not current in another task: db's failure is
     // api's own there (the witness cannot see the link).
-    let outer = witness
-        .layer("gateway")
-        .build()
-        .unwrap()
-        .layer(service_fn(move |(): ()| {
+    let outer = observed(
+        &witness,
+        "gateway",
+        service_fn(move |(): ()| {
             let api = api.clone();
             async move { tokio::spawn(api.oneshot(())).await.unwrap() }
-        }));
+        }),
+    );
     outer.oneshot(()).await.unwrap_err();
     let snapshot = witness.cycle_now();
     let gateway = state(&snapshot, "gateway");
@@ -264,22 +272,22 @@ async fn a_refusal_below_handed_up_is_the_caller_s_echo_not_its_refusal() {
 
     let witness = witness();
     // db's own breaker refuses: a refusal of db's stack.
-    let db = witness
-        .layer("db")
-        .build()
-        .unwrap()
-        .layer(service_fn(|(): ()| async {
+    let db = observed(
+        &witness,
+        "db",
+        service_fn(|(): ()| async {
             Err::<(), BoxError>(Rejected::new(RejectKind::CircuitOpen, Component::new("db")).into())
-        }));
+        }),
+    );
     // auth's handler hands db's error up as its own.
-    let auth = witness
-        .layer("auth")
-        .build()
-        .unwrap()
-        .layer(service_fn(move |(): ()| {
+    let auth = observed(
+        &witness,
+        "auth",
+        service_fn(move |(): ()| {
             let db = db.clone();
             async move { db.oneshot(()).await }
-        }));
+        }),
+    );
     auth.oneshot(()).await.unwrap_err();
     let snapshot = witness.cycle_now();
     let db = state(&snapshot, "db");

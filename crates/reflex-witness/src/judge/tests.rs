@@ -51,16 +51,12 @@ fn state(
     let p99_noise = (0.12 * (1000.0 / n as f64).sqrt() * rng.normal()).exp();
     let failed = own + propagated;
     ComponentState {
-        component: name.to_owned(),
-        in_flight: 0,
         requests: n,
         throughput: n as f64,
         succeeded: n - failed,
         failed,
         own_failed: own,
         propagated_failed: propagated,
-        ignored: 0,
-        cancelled: 0,
         error_rate: failed as f64 / n as f64,
         p50_ms: Some(total_p50),
         p90_ms: Some(total_p50 * 1.9),
@@ -68,13 +64,7 @@ fn state(
         self_p50_ms: Some(self_p50),
         self_p90_ms: Some(self_p50 * 1.9),
         self_p99_ms: Some(self_p50 * 3.2 * p99_noise),
-        rejected: Vec::new(),
-        shed: 0,
-        retries: 0,
-        coalesced: 0,
-        breaker: None,
-        breaker_keys_opened: 0,
-        slot_queue_depth: 0,
+        ..ComponentState::idle(name)
     }
 }
 
@@ -185,6 +175,23 @@ impl Stack {
     }
 }
 
+impl Stack {
+    /// The next cycle, judged by `judge`: its snapshot and the reports.
+    fn judged(&mut self, judge: &mut Judge) -> (Snapshot, Vec<Report>) {
+        let (snapshot, events) = self.next();
+        let reports = judge.judge(&snapshot, &events, &NAMES);
+        (snapshot, reports)
+    }
+
+    /// `cycles` cycles judged by `judge`, none of which may report.
+    fn quiet(&mut self, judge: &mut Judge, cycles: usize, why: &str) {
+        for _ in 0..cycles {
+            let (_, reports) = self.judged(judge);
+            assert!(reports.is_empty(), "{why}: {reports:?}");
+        }
+    }
+}
+
 fn judge() -> Judge {
     Judge::new(Judgement::default(), 32, 64)
 }
@@ -195,11 +202,7 @@ fn healthy_noise_at_100_1000_and_10000_requests_a_cycle_opens_no_episode_in_600_
         for noise in [0.001, 0.01] {
             let mut stack = Stack::new(seed * 7919 + (noise * 1e4) as u64, n, noise);
             let mut judge = judge();
-            for _ in 0..600 {
-                let (snapshot, events) = stack.next();
-                let reports = judge.judge(&snapshot, &events, &NAMES);
-                assert!(reports.is_empty(), "{n}/cycle at {noise}: {reports:?}");
-            }
+            stack.quiet(&mut judge, 600, &format!("{n}/cycle at {noise}"));
             assert!(judge.episodes.is_empty());
         }
     }
@@ -210,21 +213,11 @@ fn healthy_noise_at_100_1000_and_10000_requests_a_cycle_opens_no_episode_in_600_
 fn db_fails_at(rate: f64, n: u64) -> (Judge, Stack, Report) {
     let mut stack = Stack::new(42, n, 0.01);
     let mut judge = judge();
-    for _ in 0..120 {
-        let (snapshot, events) = stack.next();
-        assert!(judge.judge(&snapshot, &events, &NAMES).is_empty());
-    }
+    stack.quiet(&mut judge, 120, "healthy");
     stack.db_rate = rate;
-    let (snapshot, events) = stack.next();
-    let mut reports = judge.judge(&snapshot, &events, &NAMES);
+    let (_, mut reports) = stack.judged(&mut judge);
     assert_eq!(reports.len(), 1, "{reports:?}");
-    for _ in 0..5 {
-        let (snapshot, events) = stack.next();
-        assert!(
-            judge.judge(&snapshot, &events, &NAMES).is_empty(),
-            "one report per episode"
-        );
-    }
+    stack.quiet(&mut judge, 5, "one report per episode");
     (judge, stack, reports.remove(0))
 }
 
@@ -273,20 +266,17 @@ fn db_failing_a_quarter_or_all_of_its_calls_is_one_report_naming_db_with_auth_an
 fn the_episode_closes_once_db_is_back_within_its_baseline_for_two_cycles() {
     let (mut judge, mut stack, report) = db_fails_at(0.25, 100);
     stack.db_rate = 0.01;
-    let (snapshot, events) = stack.next();
-    judge.judge(&snapshot, &events, &NAMES);
+    stack.judged(&mut judge);
     assert!(
         judge.episodes[0].is_open(),
         "one healthy cycle is not enough"
     );
-    let (snapshot, events) = stack.next();
-    judge.judge(&snapshot, &events, &NAMES);
+    let (snapshot, _) = stack.judged(&mut judge);
     assert_eq!(judge.closed, vec![report.episode.unwrap()]);
     assert_eq!(judge.episodes[0].ended_ms, Some(snapshot.observed_at_ms));
     // A new fault later is a new episode with its own report.
     stack.db_rate = 1.0;
-    let (snapshot, events) = stack.next();
-    let reports = judge.judge(&snapshot, &events, &NAMES);
+    let (_, reports) = stack.judged(&mut judge);
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0].episode, Some(report.episode.unwrap() + 1));
 }
@@ -296,13 +286,9 @@ fn a_middle_component_five_times_slower_is_the_only_root_and_its_caller_is_affec
     for n in [100, 1_000] {
         let mut stack = Stack::new(9, n, 0.01);
         let mut judge = judge();
-        for _ in 0..60 {
-            let (snapshot, events) = stack.next();
-            assert!(judge.judge(&snapshot, &events, &NAMES).is_empty());
-        }
+        stack.quiet(&mut judge, 60, "healthy");
         stack.self_ms[1] = 25.0;
-        let (snapshot, events) = stack.next();
-        let reports = judge.judge(&snapshot, &events, &NAMES);
+        let (_, reports) = stack.judged(&mut judge);
         assert_eq!(reports.len(), 1, "{reports:?}");
         let report = &reports[0];
         let roots: Vec<&str> = report.roots.iter().map(|r| r.component.as_str()).collect();
@@ -317,15 +303,11 @@ fn a_middle_component_five_times_slower_is_the_only_root_and_its_caller_is_affec
 fn the_deepest_component_slower_is_one_report_naming_it() {
     let mut stack = Stack::new(11, 100, 0.01);
     let mut judge = judge();
-    for _ in 0..60 {
-        let (snapshot, events) = stack.next();
-        assert!(judge.judge(&snapshot, &events, &NAMES).is_empty());
-    }
+    stack.quiet(&mut judge, 60, "healthy");
     stack.self_ms[2] = 25.0;
     let mut reports = Vec::new();
     for _ in 0..5 {
-        let (snapshot, events) = stack.next();
-        reports.extend(judge.judge(&snapshot, &events, &NAMES));
+        reports.extend(stack.judged(&mut judge).1);
     }
     assert_eq!(reports.len(), 1, "{reports:?}");
     assert_eq!(reports[0].roots[0].component, "db");
@@ -337,8 +319,7 @@ fn only_echoed_failures_or_only_a_longer_total_latency_never_make_a_root() {
     let mut stack = Stack::new(5, 1_000, 0.01);
     let mut judge = judge();
     for _ in 0..60 {
-        let (snapshot, events) = stack.next();
-        judge.judge(&snapshot, &events, &NAMES);
+        stack.judged(&mut judge);
     }
     let (mut snapshot, events) = stack.next();
     // auth: half its requests fail, all of them echoes; api twice as
@@ -356,10 +337,7 @@ fn only_echoed_failures_or_only_a_longer_total_latency_never_make_a_root() {
 fn baselines_do_not_learn_during_an_episode() {
     let (mut judge, mut stack, _) = db_fails_at(1.0, 100);
     // A long blackout: db stays the root, never learned as normal.
-    for _ in 0..200 {
-        let (snapshot, events) = stack.next();
-        assert!(judge.judge(&snapshot, &events, &NAMES).is_empty());
-    }
+    stack.quiet(&mut judge, 200, "the same episode");
     assert!(judge.episodes[0].is_open());
     assert!(judge.baselines["db"].error_rate().unwrap() < 0.05);
 }
