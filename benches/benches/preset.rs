@@ -31,12 +31,13 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use reflex::Preset;
+use reflex::core::DefaultClassifier;
 use reflex::dedup::DedupLayer;
 use reflex::retry::RetryLayer;
 use reflex::slot::SlotAdmissionLayer;
-use reflex::witness::Witness;
-use reflex_benches::{Echo, allocations_per_call, bench_contended, bench_single};
-use tower::{Service, ServiceBuilder};
+use reflex::witness::{ObserveWitnessBuilder, Witness};
+use reflex_benches::{BenchService, Echo, allocations_per_call, bench_contended, bench_single};
+use tower::ServiceBuilder;
 
 const TASKS: u64 = 64;
 
@@ -52,31 +53,23 @@ const ATTEMPTS: usize = 3;
 const WARM_UP: Duration = Duration::from_secs(1);
 const MEASUREMENT: Duration = Duration::from_secs(3);
 
-fn witness() -> Witness {
-    Witness::builder().build().expect("valid")
+/// A preset for "db" reporting to a witness of its own: the shed layer and
+/// the breaker on (the defaults), nothing else yet.
+fn db() -> Preset<DefaultClassifier, ObserveWitnessBuilder> {
+    Preset::new("db").witness(&Witness::builder().build().expect("valid"))
 }
 
 /// Witness, shed, retry (its defaults: 3 attempts, budget on), breaker.
-fn preset() -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    Preset::new("db")
-        .witness(&witness())
-        .retry(RetryLayer::builder())
+fn preset() -> impl BenchService {
+    db().retry(RetryLayer::builder())
         .build()
         .expect("valid")
         .service(Echo)
 }
 
 /// [`preset`] with a 30 s timeout around the inner service.
-fn preset_timeout() -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    Preset::new("db")
-        .witness(&witness())
-        .retry(RetryLayer::builder())
+fn preset_timeout() -> impl BenchService {
+    db().retry(RetryLayer::builder())
         .timeout(Duration::from_secs(30))
         .build()
         .expect("valid")
@@ -84,13 +77,8 @@ fn preset_timeout() -> impl Service<u64, Response = u64, Error: std::fmt::Debug 
 }
 
 /// All six layers, no timeout; dedup and slot never find a key.
-fn preset_six() -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    Preset::new("db")
-        .witness(&witness())
-        .dedup(DedupLayer::builder().key(|_: &u64| None::<u64>))
+fn preset_six() -> impl BenchService {
+    db().dedup(DedupLayer::builder().key(|_: &u64| None::<u64>))
         .slot(SlotAdmissionLayer::builder().key(|_: &u64| None::<u64>))
         .retry(RetryLayer::builder())
         .build()
@@ -99,13 +87,8 @@ fn preset_six() -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Se
 }
 
 /// All six layers and the timeout; dedup and slot never find a key.
-fn preset_all_six() -> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
-+ Clone
-+ Send
-+ 'static {
-    Preset::new("db")
-        .witness(&witness())
-        .dedup(DedupLayer::builder().key(|_: &u64| None::<u64>))
+fn preset_all_six() -> impl BenchService {
+    db().dedup(DedupLayer::builder().key(|_: &u64| None::<u64>))
         .slot(SlotAdmissionLayer::builder().key(|_: &u64| None::<u64>))
         .retry(RetryLayer::builder())
         .timeout(Duration::from_secs(30))
@@ -116,11 +99,7 @@ fn preset_all_six() -> impl Service<u64, Response = u64, Error: std::fmt::Debug 
 
 /// tower-resilience's bulkhead, retry and circuit breaker, outermost first
 /// (the preset's order: bulkhead where the shed layer is).
-fn tower_resilience()
--> impl Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
-+ Clone
-+ Send
-+ 'static {
+fn tower_resilience() -> impl BenchService {
     type BreakerError = tower_resilience_circuitbreaker::CircuitBreakerError<Infallible>;
     ServiceBuilder::new()
         .layer(

@@ -7,8 +7,8 @@
 
 #![allow(missing_docs)] // criterion_group! generates undocumented functions
 
-use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use reflex_benches::{Echo, allocations_per_call, call_once, contended};
+use criterion::{Criterion, criterion_group, criterion_main};
+use reflex_benches::{Echo, allocations_per_call, bench_contended, bench_single};
 use reflex_shed::ConcurrencyShedLayer;
 use tower::{Layer, ServiceBuilder};
 
@@ -44,50 +44,30 @@ fn print_allocations() {
 fn single_threaded(c: &mut Criterion) {
     print_allocations();
     let mut group = c.benchmark_group("shed/single_thread");
-    let mut n = 0u64;
-    let mut bare = Echo;
-    group.bench_function("bare Echo", |b| {
-        b.iter(|| {
-            n += 1;
-            call_once(&mut bare, n)
-        });
-    });
-    let mut ours = reflex_shed();
-    group.bench_function("reflex ConcurrencyShed", |b| {
-        b.iter(|| {
-            n += 1;
-            call_once(&mut ours, n)
-        });
-    });
-    let mut theirs = tower_pair();
-    group.bench_function("tower ConcurrencyLimit+LoadShed", |b| {
-        b.iter(|| {
-            n += 1;
-            call_once(&mut theirs, n)
-        });
-    });
+    bench_single(&mut group, "bare Echo", Echo);
+    bench_single(&mut group, "reflex ConcurrencyShed", reflex_shed());
+    bench_single(&mut group, "tower ConcurrencyLimit+LoadShed", tower_pair());
     group.finish();
 }
 
 fn contended_64_tasks(c: &mut Criterion) {
     let runtime = reflex_benches::two_workers();
     let mut group = c.benchmark_group("shed/64_tasks_2_workers");
-    let ours = reflex_shed();
-    group.bench_with_input(
-        BenchmarkId::from_parameter("reflex ConcurrencyShed"),
-        &ours,
-        |b, svc| b.iter_custom(|iters| contended(&runtime, svc, TASKS, iters)),
+    bench_contended(
+        &mut group,
+        &runtime,
+        "reflex ConcurrencyShed",
+        reflex_shed(),
+        TASKS,
     );
-    let theirs = tower_pair();
-    group.bench_with_input(
-        BenchmarkId::from_parameter("tower ConcurrencyLimit+LoadShed"),
-        &theirs,
-        |b, svc| b.iter_custom(|iters| contended(&runtime, svc, TASKS, iters)),
+    bench_contended(
+        &mut group,
+        &runtime,
+        "tower ConcurrencyLimit+LoadShed",
+        tower_pair(),
+        TASKS,
     );
-    let bare = Echo;
-    group.bench_with_input(BenchmarkId::from_parameter("bare Echo"), &bare, |b, svc| {
-        b.iter_custom(|iters| contended(&runtime, svc, TASKS, iters))
-    });
+    bench_contended(&mut group, &runtime, "bare Echo", Echo, TASKS);
     group.finish();
 }
 

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use reflex_benches::{Echo, allocations_per_call, call_once, contended};
+use reflex_benches::{Echo, allocations_per_call, bench_contended, bench_single};
 use reflex_slot::{LayerPolicy, Policy, SlotAdmission, SlotAdmissionLayer};
 use tokio::time::Instant;
 use tower::Layer;
@@ -54,14 +54,8 @@ fn uncontended(c: &mut Criterion) {
         allocations_per_call(&mut slots(), 100_000)
     );
     let mut group = c.benchmark_group("slot/uncontended");
+    bench_single(&mut group, "reflex SlotAdmission (Queue)", slots());
     let mut n = 0u64;
-    let mut ours = slots();
-    group.bench_function("reflex SlotAdmission (Queue)", |b| {
-        b.iter(|| {
-            n += 1;
-            call_once(&mut ours, n)
-        })
-    });
     let theirs = MutexPerKey::default();
     let mut cx = Context::from_waker(Waker::noop());
     group.bench_function("tokio Mutex per key", |b| {
@@ -79,11 +73,12 @@ fn uncontended(c: &mut Criterion) {
 fn hot_slot(c: &mut Criterion) {
     let runtime = reflex_benches::two_workers();
     let mut group = c.benchmark_group("slot/hot_slot_64_tasks_2_workers");
-    let ours = slots();
-    group.bench_with_input(
-        BenchmarkId::from_parameter("reflex SlotAdmission (Queue)"),
-        &ours,
-        |b, svc| b.iter_custom(|iters| contended(&runtime, svc, TASKS, iters)),
+    bench_contended(
+        &mut group,
+        &runtime,
+        "reflex SlotAdmission (Queue)",
+        slots(),
+        TASKS,
     );
     let theirs = MutexPerKey::default();
     group.bench_with_input(

@@ -7,6 +7,21 @@ pub use reflex_tests::support::{Echo, allocations_per_call, call_once};
 use tokio::time::Instant;
 use tower::{Service, ServiceExt};
 
+/// A service the benches drive: `u64` in and out, ready to be cloned into
+/// the tasks of a contended bench.
+pub trait BenchService:
+    Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send> + Clone + Send + 'static
+{
+}
+
+impl<S> BenchService for S where
+    S: Service<u64, Response = u64, Error: std::fmt::Debug + Send, Future: Send>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The runtime of every contended bench: 2 workers (this machine's 2
 /// cores), timers on.
 pub fn two_workers() -> tokio::runtime::Runtime {

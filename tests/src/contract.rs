@@ -568,54 +568,38 @@ pub fn invalid_config_is_an_error_not_a_panic<T: Subject>() {
     }
 }
 
-/// Runs the whole contract against `$subject`, one test per clause.
+/// Runs the whole contract against `$subject`: a module `contract` of
+/// tests, one per clause, each named after the clause it runs.
 #[macro_export]
 macro_rules! layer_contract {
     ($subject:ty) => {
-        #[::tokio::test]
-        async fn contract_a_clone_taken_before_ready_earns_its_own_readiness() {
-            $crate::contract::a_clone_taken_before_ready_earns_its_own_readiness::<$subject>()
-                .await;
-        }
+        /// The layer contract, one test per clause.
+        mod contract {
+            use super::*;
 
-        #[::tokio::test]
-        async fn contract_readiness_is_checked_before_each_call() {
-            $crate::contract::readiness_is_checked_before_each_call::<$subject>().await;
-        }
+            $crate::layer_contract!(@async $subject:
+                a_clone_taken_before_ready_earns_its_own_readiness,
+                readiness_is_checked_before_each_call,
+                state_is_shared_across_clones,
+                inner_errors_pass_through_untouched,
+                a_dropped_response_future_releases_what_it_held,
+                a_panic_in_the_inner_call_releases_what_it_held,
+                a_panic_in_the_inner_future_releases_what_it_held,
+                a_timeout_around_the_layer_releases_what_it_held,
+            );
 
-        #[::tokio::test]
-        async fn contract_state_is_shared_across_clones() {
-            $crate::contract::state_is_shared_across_clones::<$subject>().await;
+            #[test]
+            fn invalid_config_is_an_error_not_a_panic() {
+                $crate::contract::invalid_config_is_an_error_not_a_panic::<$subject>();
+            }
         }
-
-        #[::tokio::test]
-        async fn contract_inner_errors_pass_through_untouched() {
-            $crate::contract::inner_errors_pass_through_untouched::<$subject>().await;
-        }
-
-        #[::tokio::test]
-        async fn contract_a_dropped_response_future_releases_what_it_held() {
-            $crate::contract::a_dropped_response_future_releases_what_it_held::<$subject>().await;
-        }
-
-        #[::tokio::test]
-        async fn contract_a_panic_in_the_inner_call_releases_what_it_held() {
-            $crate::contract::a_panic_in_the_inner_call_releases_what_it_held::<$subject>().await;
-        }
-
-        #[::tokio::test]
-        async fn contract_a_panic_in_the_inner_future_releases_what_it_held() {
-            $crate::contract::a_panic_in_the_inner_future_releases_what_it_held::<$subject>().await;
-        }
-
-        #[::tokio::test]
-        async fn contract_a_timeout_around_the_layer_releases_what_it_held() {
-            $crate::contract::a_timeout_around_the_layer_releases_what_it_held::<$subject>().await;
-        }
-
-        #[test]
-        fn contract_invalid_config_is_an_error_not_a_panic() {
-            $crate::contract::invalid_config_is_an_error_not_a_panic::<$subject>();
-        }
+    };
+    (@async $subject:ty: $($clause:ident,)+) => {
+        $(
+            #[::tokio::test]
+            async fn $clause() {
+                $crate::contract::$clause::<$subject>().await;
+            }
+        )+
     };
 }

@@ -9,13 +9,39 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::error_handling::HandleErrorLayer;
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 use reflex::Preset;
 use reflex::core::BoxError;
 use reflex::witness::{Clock, Witness};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
+
+/// A `GET` handler that answers `answer` once the test adds a permit to
+/// `gate`.
+fn held_at(gate: &Arc<Semaphore>, answer: &'static str) -> MethodRouter {
+    let gate = gate.clone();
+    get(move || {
+        let gate = gate.clone();
+        async move {
+            gate.acquire().await.unwrap().forget();
+            answer
+        }
+    })
+}
+
+/// The stack's refusal as an http response.
+async fn refusal(err: BoxError) -> axum::response::Response {
+    reflex::http::rejection_response(&*err)
+}
+
+/// Serves `app` on loopback: its address.
+async fn serve(app: Router) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
 
 async fn get_status(addr: SocketAddr) -> (u16, Option<String>) {
     let (status, retry_after, _) = common::get(addr).await;
@@ -26,7 +52,6 @@ async fn get_status(addr: SocketAddr) -> (u16, Option<String>) {
 async fn the_preset_on_an_axum_router_witnesses_requests_and_answers_refusals() {
     let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     let gate = Arc::new(Semaphore::new(0));
-    let held = gate.clone();
     let preset = Preset::new("api")
         .witness(&witness)
         .shed(
@@ -37,27 +62,12 @@ async fn the_preset_on_an_axum_router_witnesses_requests_and_answers_refusals() 
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
-    let app = Router::new()
-        .route(
-            "/",
-            get(move || {
-                let held = held.clone();
-                async move {
-                    held.acquire().await.unwrap().forget();
-                    "ok"
-                }
-            }),
-        )
-        .layer(
-            ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    reflex::http::rejection_response::<axum::body::Body>(&*err)
-                }))
-                .layer(preset),
-        );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let app = Router::new().route("/", held_at(&gate, "ok")).layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(refusal))
+            .layer(preset),
+    );
+    let addr = serve(app).await;
 
     // One request holds the only place; the next is shed, with a hint.
     let first = tokio::spawn(get_status(addr));
@@ -100,7 +110,6 @@ async fn a_request_the_shed_layer_refuses_is_answered_before_its_body_is_read() 
 
     let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
     let gate = Arc::new(Semaphore::new(0));
-    let held = gate.clone();
     let uploads = Arc::new(AtomicUsize::new(0));
     let counted = uploads.clone();
     let stack = Preset::new("api")
@@ -117,16 +126,7 @@ async fn a_request_the_shed_layer_refuses_is_answered_before_its_body_is_read() 
         .unwrap();
     let handles = stack.handles().clone();
     let app = Router::new()
-        .route(
-            "/hold",
-            get(move || {
-                let held = held.clone();
-                async move {
-                    held.acquire().await.unwrap().forget();
-                    "held"
-                }
-            }),
-        )
+        .route("/hold", held_at(&gate, "held"))
         .route(
             "/upload",
             put(move |body: axum::body::Bytes| {
@@ -136,14 +136,10 @@ async fn a_request_the_shed_layer_refuses_is_answered_before_its_body_is_read() 
         )
         .layer(
             ServiceBuilder::new()
-                .layer(HandleErrorLayer::new(|err: BoxError| async move {
-                    reflex::http::rejection_response::<axum::body::Body>(&*err)
-                }))
+                .layer(HandleErrorLayer::new(refusal))
                 .layer(stack),
         );
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let addr = serve(app).await;
 
     // One request holds the only place.
     let hold = tokio::spawn(async move {

@@ -308,3 +308,33 @@ macro_rules! component_and_sink {
         }
     };
 }
+
+/// The body of a builder's [`LayerBuilder`] impl, after its `type Layer`:
+/// `component` and `build` call the builder's inherent methods of the same
+/// names, and `sink` stores the [`Sink`] as it is in the field `sink` of
+/// `self.$path` (or of `self` with `self`), beside the setters of
+/// [`component_and_sink!`](crate::component_and_sink).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! layer_builder_methods {
+    (self) => {
+        $crate::layer_builder_methods!(@methods [sink]);
+    };
+    ($($path:ident).+) => {
+        $crate::layer_builder_methods!(@methods [$($path.)+ sink]);
+    };
+    (@methods [$($sink:tt)+]) => {
+        fn component(self, component: $crate::Component) -> Self {
+            Self::component(self, component)
+        }
+
+        fn sink(mut self, sink: $crate::Sink) -> Self {
+            self.$($sink)+ = sink;
+            self
+        }
+
+        fn build(self) -> ::std::result::Result<Self::Layer, $crate::ConfigError> {
+            Self::build(self)
+        }
+    };
+}

@@ -250,18 +250,7 @@ impl ConcurrencyShedBuilder {
 impl LayerBuilder for ConcurrencyShedBuilder {
     type Layer = ConcurrencyShedLayer;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(mut self, sink: Sink) -> Self {
-        self.sink = sink;
-        self
-    }
-
-    fn build(self) -> Result<ConcurrencyShedLayer, ConfigError> {
-        Self::build(self)
-    }
+    reflex_core::layer_builder_methods!(self);
 }
 
 // The shed does not judge outcomes: the stack's classifier leaves it as it is.

@@ -458,41 +458,38 @@ fn without_a_soft_limit_the_depth_ratio_is_against_the_hard_limit() {
 
 #[test]
 fn config_errors_name_the_setting_and_the_problem() {
-    let missing = ConcurrencyShedLayer::builder().build().unwrap_err();
-    assert_eq!(missing.kind(), ConfigErrorKind::Missing);
-    assert_eq!(missing.setting(), "hard_limit");
-
-    let zero = ConcurrencyShedLayer::builder()
-        .hard_limit(0)
-        .build()
-        .unwrap_err();
-    assert_eq!(zero.kind(), ConfigErrorKind::Zero);
-
-    let soft = ConcurrencyShedLayer::builder()
-        .hard_limit(8)
-        .soft_limit(8)
-        .build()
-        .unwrap_err();
-    assert_eq!(soft.kind(), ConfigErrorKind::NotBelow);
-    assert_eq!(soft.setting(), "soft_limit");
+    let builder = ConcurrencyShedLayer::builder;
+    for (config, setting, kind) in [
+        (builder(), "hard_limit", ConfigErrorKind::Missing),
+        (builder().hard_limit(0), "hard_limit", ConfigErrorKind::Zero),
+        (
+            builder().hard_limit(usize::MAX),
+            "hard_limit",
+            ConfigErrorKind::OutOfRange,
+        ),
+        (
+            builder().hard_limit(8).soft_limit(0),
+            "soft_limit",
+            ConfigErrorKind::Zero,
+        ),
+        (
+            builder().hard_limit(8).soft_limit(8),
+            "soft_limit",
+            ConfigErrorKind::NotBelow,
+        ),
+    ] {
+        let err = config.build().unwrap_err();
+        assert_eq!((err.setting(), err.kind()), (setting, kind), "{err}");
+    }
     assert_eq!(
-        soft.to_string(),
+        builder()
+            .hard_limit(8)
+            .soft_limit(8)
+            .build()
+            .unwrap_err()
+            .to_string(),
         "invalid shed config: soft_limit must be below hard_limit (soft_limit 8, hard_limit 8)"
     );
-
-    let soft_zero = ConcurrencyShedLayer::builder()
-        .hard_limit(8)
-        .soft_limit(0)
-        .build()
-        .unwrap_err();
-    assert_eq!(soft_zero.kind(), ConfigErrorKind::Zero);
-    assert_eq!(soft_zero.setting(), "soft_limit");
-
-    let huge = ConcurrencyShedLayer::builder()
-        .hard_limit(usize::MAX)
-        .build()
-        .unwrap_err();
-    assert_eq!(huge.kind(), ConfigErrorKind::OutOfRange);
 }
 
 #[test]

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use reflex_core::{
-    Component, ConfigError, ConfigErrorKind, Handled, KeyFn, LayerBuilder, NoKey, SignalSink, Sink,
+    Component, ConfigError, ConfigErrorKind, Handled, KeyFn, LayerBuilder, NoKey, Sink,
 };
 use tower_layer::Layer;
 
@@ -256,18 +256,7 @@ impl<Req, K, KF, P> SlotAdmissionBuilder<Req, K, KF, P> {
         self
     }
 
-    /// The component this layer guards, named in rejections, signals and
-    /// logs. Defaults to [`Component::default`].
-    pub fn component(mut self, component: impl Into<Component>) -> Self {
-        self.settings.component = component.into();
-        self
-    }
-
-    /// Where admission decisions are reported. Defaults to nowhere.
-    pub fn sink(mut self, sink: impl SignalSink) -> Self {
-        self.settings.sink = Sink::new(sink);
-        self
-    }
+    reflex_core::component_and_sink!(settings);
 }
 
 impl<Req, K, KF, P> SlotAdmissionBuilder<Req, K, KF, P>
@@ -319,18 +308,7 @@ where
 {
     type Layer = SlotAdmissionLayer<K, KF, P>;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(mut self, sink: Sink) -> Self {
-        self.settings.sink = sink;
-        self
-    }
-
-    fn build(self) -> Result<Self::Layer, ConfigError> {
-        Self::build(self)
-    }
+    reflex_core::layer_builder_methods!(settings);
 }
 
 // Slot admission does not judge outcomes: the stack's classifier leaves it

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use reflex_core::signal::Recorder;
 use reflex_core::{Component, Signal, Sink};
+use tokio::sync::oneshot;
 
 use crate::policy::Policy;
-use crate::table::{Admission, Table};
+use crate::table::{Admission, Grant, SlotGuard, Table, WaiterGuard};
 
 fn table(recorder: &Arc<Recorder>) -> Arc<Table<u8>> {
     Arc::new(Table::new(
@@ -18,6 +19,22 @@ fn table(recorder: &Arc<Recorder>) -> Arc<Table<u8>> {
         Component::new("t"),
         Sink::new(Arc::clone(recorder)),
     ))
+}
+
+/// Slot 1's runner: the slot must be idle.
+fn start(table: &Arc<Table<u8>>) -> SlotGuard<u8> {
+    let Admission::Start(runner, _) = table.admit(1, Policy::Queue) else {
+        panic!("an idle slot starts at once");
+    };
+    runner
+}
+
+/// A request queued in slot 1, behind its runner: its grant and its guard.
+fn queue(table: &Arc<Table<u8>>) -> (oneshot::Receiver<Grant<u8>>, WaiterGuard<u8>) {
+    let Admission::Wait(grant, waiter) = table.admit(1, Policy::Queue) else {
+        panic!("a busy slot queues");
+    };
+    (grant, waiter)
 }
 
 fn heard(recorder: &Recorder) -> Vec<Signal> {
@@ -30,12 +47,8 @@ fn heard(recorder: &Recorder) -> Vec<Signal> {
 fn a_grant_reaching_a_caller_already_gone_is_signalled_abandoned_once() {
     let recorder = Arc::new(Recorder::default());
     let table = table(&recorder);
-    let Admission::Start(runner, _) = table.admit(1, Policy::Queue) else {
-        panic!("an idle slot starts at once");
-    };
-    let Admission::Wait(grant, waiter) = table.admit(1, Policy::Queue) else {
-        panic!("a busy slot queues");
-    };
+    let runner = start(&table);
+    let (grant, waiter) = queue(&table);
     heard(&recorder);
     // The caller is gone; its guard is not dropped yet.
     drop(grant);
@@ -58,12 +71,8 @@ fn a_grant_reaching_a_caller_already_gone_is_signalled_abandoned_once() {
 fn a_replaced_head_whose_caller_is_gone_is_signalled_abandoned_once() {
     let recorder = Arc::new(Recorder::default());
     let table = table(&recorder);
-    let Admission::Start(_runner, _) = table.admit(1, Policy::Queue) else {
-        panic!("an idle slot starts at once");
-    };
-    let Admission::Wait(grant, waiter) = table.admit(1, Policy::Queue) else {
-        panic!("a busy slot queues");
-    };
+    let _runner = start(&table);
+    let (grant, waiter) = queue(&table);
     heard(&recorder);
     drop(grant);
     let Admission::Wait(_newcomer, _newcomer_guard) = table.admit(1, Policy::Replace) else {
@@ -86,16 +95,8 @@ fn a_replaced_head_whose_caller_is_gone_is_signalled_abandoned_once() {
 fn waiters_gone_before_a_release_are_skipped_and_the_next_one_granted() {
     let recorder = Arc::new(Recorder::default());
     let table = table(&recorder);
-    let Admission::Start(runner, _) = table.admit(1, Policy::Queue) else {
-        panic!("an idle slot starts at once");
-    };
-    let mut waiters = Vec::new();
-    for _ in 0..3 {
-        let Admission::Wait(grant, guard) = table.admit(1, Policy::Queue) else {
-            panic!("a busy slot queues");
-        };
-        waiters.push((grant, guard));
-    }
+    let runner = start(&table);
+    let mut waiters: Vec<_> = (0..3).map(|_| queue(&table)).collect();
     heard(&recorder);
     let (mut third, _third_guard) = waiters.pop().unwrap();
     // The first two callers are gone, their guards not dropped yet.
