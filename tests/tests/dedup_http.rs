@@ -13,28 +13,41 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use http::header::HeaderName;
 use http::{Request, Response, header};
 use http_body::Frame;
 use http_body_util::{BodyExt, Empty, Full};
-use reflex_core::{BoxError, Classify, Outcome};
-use reflex_dedup::{DedupLayer, HttpKey, Sharing};
+use reflex_core::{BoxError, Classify, Outcome, ServerErrorsAsFailures};
+use reflex_dedup::http::ResponseBody;
+use reflex_dedup::{DedupLayer, HttpDedup, HttpDedupBuilder, HttpDedupLayer, HttpKey, Sharing};
 use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service, ServiceExt};
 
 type Req = Request<Empty<Bytes>>;
 
-/// An origin whose answers wait for a gate: a body of `size` bytes naming
-/// the path, a header, and a trailer-free end.
-fn origin(
-    size: usize,
-) -> (
-    impl Service<Req, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send + 'static>
+/// What an origin is: a service of [`Req`]s, answered with whole bodies.
+trait OriginService:
+    Service<Req, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send + 'static>
     + Clone
     + Send
-    + 'static,
-    Arc<AtomicUsize>,
-    watch::Sender<bool>,
-) {
+    + 'static
+{
+}
+
+impl<S> OriginService for S where
+    S: Service<Req, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send + 'static>
+        + Clone
+        + Send
+        + 'static
+{
+}
+
+/// An origin: the service, its call count, and its gate (shut at first).
+type Origin<S> = (S, Arc<AtomicUsize>, watch::Sender<bool>);
+
+/// An origin whose answers wait for a gate: a body of `size` bytes naming
+/// the path, a header, and a trailer-free end.
+fn origin(size: usize) -> Origin<impl OriginService> {
     scripted(size, |_| Response::builder())
 }
 
@@ -43,21 +56,23 @@ fn origin(
 fn scripted(
     size: usize,
     head: impl Fn(&Req) -> http::response::Builder + Clone + Send + Sync + 'static,
-) -> (
-    impl Service<Req, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send + 'static>
-    + Clone
-    + Send
-    + 'static,
-    Arc<AtomicUsize>,
-    watch::Sender<bool>,
-) {
+) -> Origin<impl OriginService> {
+    answering(move |req, _| (head(req), size))
+}
+
+/// An origin whose answers wait for a gate: `answer` begins the head of
+/// the answer of call `n` to a request and says its body's size; the head
+/// gets `x-call: n`, the body names the path and the call.
+fn answering(
+    answer: impl Fn(&Req, usize) -> (http::response::Builder, usize) + Clone + Send + Sync + 'static,
+) -> Origin<impl OriginService> {
     let calls = Arc::new(AtomicUsize::new(0));
     let (open, gate) = watch::channel(false);
     let counted = calls.clone();
     let svc = tower::service_fn(move |req: Req| {
         let n = counted.fetch_add(1, Ordering::SeqCst);
         let mut gate = gate.clone();
-        let head = head(&req);
+        let (head, size) = answer(&req, n);
         async move {
             gate.wait_for(|open| *open).await.map_err(|_| "gate gone")?;
             let mut body = format!("{} #{n} ", req.uri()).into_bytes();
@@ -72,8 +87,102 @@ fn scripted(
     (svc, calls, open)
 }
 
+/// Heads for [`scripted`]: a 404 for `/missing`, `status` for the rest.
+fn missing_or(
+    status: u16,
+) -> impl Fn(&Req) -> http::response::Builder + Clone + Send + Sync + 'static {
+    move |req| {
+        let missing = req.uri().path() == "/missing";
+        Response::builder().status(if missing { 404 } else { status })
+    }
+}
+
 fn get(path: &str) -> Req {
     Request::get(path).body(Empty::new()).unwrap()
+}
+
+/// A GET of `path` with the header `name: value`.
+fn get_with(path: &str, name: HeaderName, value: &str) -> Req {
+    Request::get(path)
+        .header(name, value)
+        .body(Empty::new())
+        .unwrap()
+}
+
+fn get_at(host: &str, path: &str) -> Req {
+    get_with(path, header::HOST, host)
+}
+
+/// The `http` layer's builder, with a body limit of 1 KiB.
+fn http() -> HttpDedupBuilder {
+    DedupLayer::builder().http().body_limit(1024)
+}
+
+/// As [`http`], caching up to 100 answers for a minute.
+fn caching() -> HttpDedupBuilder {
+    http().cache(Duration::from_secs(60), 100)
+}
+
+/// An origin behind the layer a builder made.
+struct Rig<S, C = ServerErrorsAsFailures> {
+    layer: HttpDedupLayer<C>,
+    svc: HttpDedup<S, C>,
+    calls: Arc<AtomicUsize>,
+    open: watch::Sender<bool>,
+}
+
+/// `origin` behind the layer `builder` makes.
+fn behind<S, C>((origin, calls, open): Origin<S>, builder: HttpDedupBuilder<C>) -> Rig<S, C> {
+    let layer = builder.build().unwrap();
+    let svc = layer.layer(origin);
+    Rig {
+        layer,
+        svc,
+        calls,
+        open,
+    }
+}
+
+/// A response through a [`Rig`].
+type Answer = Response<ResponseBody<Full<Bytes>>>;
+
+impl<S, C> Rig<S, C>
+where
+    HttpDedup<S, C>:
+        Service<Req, Response = Answer, Error = BoxError, Future: Send> + Clone + Send + 'static,
+{
+    /// The calls the origin got so far.
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Opens the origin's gate: its answers come at once from now on.
+    fn open(&self) {
+        self.open.send_replace(true);
+    }
+
+    /// The response to `request`.
+    async fn send(&self, request: Req) -> Answer {
+        self.svc.clone().oneshot(request).await.unwrap()
+    }
+
+    /// Sends `requests` at once (the first one first) while the origin's
+    /// gate is shut, then opens it: every response, in order. The gate
+    /// stays open.
+    async fn at_once(&self, requests: Vec<Req>) -> Vec<Answer> {
+        self.open.send_replace(false);
+        let mut tasks = Vec::new();
+        for request in requests {
+            tasks.push(tokio::spawn(self.svc.clone().oneshot(request)));
+            tokio::task::yield_now().await;
+        }
+        self.open();
+        let mut responses = Vec::new();
+        for task in tasks {
+            responses.push(task.await.unwrap().unwrap());
+        }
+        responses
+    }
 }
 
 async fn body_of<B>(response: Response<B>) -> Bytes
@@ -84,131 +193,84 @@ where
     response.into_body().collect().await.unwrap().to_bytes()
 }
 
+fn sharing_of<B>(response: &Response<B>) -> Option<Sharing> {
+    response.extensions().get::<Sharing>().copied()
+}
+
+fn call_of<B>(response: &Response<B>) -> String {
+    response.headers()["x-call"].to_str().unwrap().to_owned()
+}
+
 #[tokio::test]
 async fn identical_gets_share_one_call_and_each_gets_the_whole_response() {
-    let (origin, calls, open) = origin(100);
-    let layer = DedupLayer::builder()
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let tasks: Vec<_> = (0..8)
-        .map(|_| tokio::spawn(svc.clone().oneshot(get("/a"))))
-        .collect();
-    tokio::task::yield_now().await;
-    open.send_replace(true);
-    for task in tasks {
-        let response = task.await.unwrap().unwrap();
-        assert_eq!(response.headers()["x-call"], "0");
-        assert_eq!(
-            response.extensions().get::<Sharing>(),
-            Some(&Sharing::Shared)
-        );
+    let rig = behind(origin(100), http());
+    for response in rig.at_once((0..8).map(|_| get("/a")).collect()).await {
+        assert_eq!(call_of(&response), "0");
+        assert_eq!(sharing_of(&response), Some(Sharing::Shared));
         let body = body_of(response).await;
         assert_eq!(body.len(), 100);
         assert!(body.starts_with(b"/a #0 "));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(rig.calls(), 1);
 }
 
 #[tokio::test]
 async fn posts_and_different_varied_headers_do_not_coalesce() {
-    let (origin, calls, open) = origin(10);
-    open.send_replace(true);
-    let layer = DedupLayer::builder()
-        .http()
-        .key_with(HttpKey::new().vary(header::AUTHORIZATION))
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let as_user = |user: &str| {
-        Request::get("/me")
-            .header(header::AUTHORIZATION, user)
-            .body(Empty::new())
-            .unwrap()
-    };
+    let rig = behind(
+        origin(10),
+        http().key_with(HttpKey::new().vary(header::AUTHORIZATION)),
+    );
+    rig.open();
+    let as_user = |user: &str| get_with("/me", header::AUTHORIZATION, user);
     let post = || Request::post("/me").body(Empty::new()).unwrap();
     let (a, b, c, d) = tokio::join!(
-        svc.clone().oneshot(as_user("alice")),
-        svc.clone().oneshot(as_user("bob")),
-        svc.clone().oneshot(post()),
-        svc.clone().oneshot(post()),
+        rig.send(as_user("alice")),
+        rig.send(as_user("bob")),
+        rig.send(post()),
+        rig.send(post()),
     );
     for response in [a, b] {
-        assert_eq!(
-            response.unwrap().extensions().get::<Sharing>(),
-            Some(&Sharing::Own)
-        );
+        assert_eq!(sharing_of(&response), Some(Sharing::Own));
     }
     for response in [c, d] {
-        assert_eq!(
-            response.unwrap().extensions().get::<Sharing>(),
-            None,
-            "not keyed: not marked"
-        );
+        assert_eq!(sharing_of(&response), None, "not keyed: not marked");
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
+    assert_eq!(rig.calls(), 4);
 }
 
 #[tokio::test]
 async fn the_default_key_tells_users_apart_by_authorization_and_cookie() {
-    let (origin, calls, open) = origin(10);
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(60), 100)
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let with = |name: header::HeaderName, value: &str| {
-        Request::get("/me")
-            .header(name, value)
-            .body(Empty::new())
-            .unwrap()
-    };
-    let as_user = |user: &str| with(header::AUTHORIZATION, user);
+    let rig = behind(origin(10), caching());
+    let as_user = |user: &str| get_with("/me", header::AUTHORIZATION, user);
     // In flight: alice's two requests share one call; bob's is his own.
-    let tasks = [as_user("alice"), as_user("alice"), as_user("bob")]
-        .map(|request| tokio::spawn(svc.clone().oneshot(request)));
-    tokio::task::yield_now().await;
-    open.send_replace(true);
-    let mut responses = Vec::new();
-    for task in tasks {
-        responses.push(task.await.unwrap().unwrap());
-    }
-    let call_of = |response: &Response<_>| response.headers()["x-call"].clone();
-    let sharing_of = |response: &Response<_>| response.extensions().get::<Sharing>().copied();
+    let responses = rig
+        .at_once(vec![as_user("alice"), as_user("alice"), as_user("bob")])
+        .await;
     assert_eq!(call_of(&responses[0]), call_of(&responses[1]));
     assert_eq!(sharing_of(&responses[0]), Some(Sharing::Shared));
     assert_ne!(call_of(&responses[2]), call_of(&responses[0]), "bob's own");
     assert_eq!(sharing_of(&responses[2]), Some(Sharing::Own));
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(rig.calls(), 2);
     // Cached: each user gets their own answer back, nobody else's.
     let (alice, bob) = (call_of(&responses[0]), call_of(&responses[2]));
     for (user, call) in [("alice", alice), ("bob", bob)] {
-        let cached = svc.clone().oneshot(as_user(user)).await.unwrap();
+        let cached = rig.send(as_user(user)).await;
         assert_eq!(sharing_of(&cached), Some(Sharing::Cached));
         assert_eq!(call_of(&cached), call, "{user}'s own answer");
     }
-    let carol = svc.clone().oneshot(as_user("carol")).await.unwrap();
+    let carol = rig.send(as_user("carol")).await;
     assert_eq!(
         sharing_of(&carol),
         Some(Sharing::Own),
         "not alice's or bob's"
     );
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(rig.calls(), 3);
     // Cookies tell sessions apart the same way.
     for session in ["id=1", "id=2"] {
-        let response = svc
-            .clone()
-            .oneshot(with(header::COOKIE, session))
-            .await
-            .unwrap();
+        let response = rig.send(get_with("/me", header::COOKIE, session)).await;
         assert_eq!(sharing_of(&response), Some(Sharing::Own));
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 5);
+    assert_eq!(rig.calls(), 5);
 }
 
 /// A response body whose chunks arrive when the test sends them.
@@ -261,120 +323,60 @@ async fn a_post_streams_through_unbuffered_and_unmarked() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_goes_whole_to_the_leader_and_the_others_fetch_their_own() {
-    let (origin, calls, open) = origin(5_000);
-    let layer = DedupLayer::builder()
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let leader = tokio::spawn(svc.clone().oneshot(get("/big")));
-    tokio::task::yield_now().await;
-    let followers: Vec<_> = (0..3)
-        .map(|_| tokio::spawn(svc.clone().oneshot(get("/big"))))
-        .collect();
-    tokio::task::yield_now().await;
-    open.send_replace(true);
-    let leader = leader.await.unwrap().unwrap();
-    assert_eq!(leader.headers()["x-call"], "0");
+    let rig = behind(origin(5_000), http());
+    let mut responses = rig.at_once((0..4).map(|_| get("/big")).collect()).await;
+    let followers = responses.split_off(1);
+    let leader = responses.pop().unwrap();
+    assert_eq!(call_of(&leader), "0");
     let body = body_of(leader).await;
     assert_eq!(body.len(), 5_000, "nothing cut");
     assert!(body.starts_with(b"/big #0 "));
-    for follower in followers {
-        let response = follower.await.unwrap().unwrap();
-        assert_ne!(response.headers()["x-call"], "0", "its own call");
-        assert_eq!(response.extensions().get::<Sharing>(), Some(&Sharing::Own));
+    for response in followers {
+        assert_ne!(call_of(&response), "0", "its own call");
+        assert_eq!(sharing_of(&response), Some(Sharing::Own));
         assert_eq!(body_of(response).await.len(), 5_000);
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
-    assert_eq!(layer.handle().metrics().in_flight_keys, 0);
+    assert_eq!(rig.calls(), 4);
+    assert_eq!(rig.layer.handle().metrics().in_flight_keys, 0);
 }
 
 #[tokio::test(start_paused = true)]
 async fn cached_responses_are_weighed_by_their_body() {
-    let (origin, calls, open) = origin(300);
-    open.send_replace(true);
-    let layer = DedupLayer::builder()
+    // The cache set before `http()`, kept by it.
+    let builder = DedupLayer::builder()
         .cache(Duration::from_secs(60), 100)
         .cache_max_bytes(700)
         .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
+        .body_limit(1024);
+    let rig = behind(origin(300), builder);
+    rig.open();
     for path in ["/1", "/2", "/3"] {
-        svc.clone().oneshot(get(path)).await.unwrap();
+        rig.send(get(path)).await;
     }
-    let m = layer.handle().metrics();
+    let m = rig.layer.handle().metrics();
     assert_eq!(
         (m.cache_entries, m.cache_bytes),
         (2, 600),
         "700 bytes hold two"
     );
-    let cached = svc.clone().oneshot(get("/3")).await.unwrap();
-    assert_eq!(cached.extensions().get::<Sharing>(), Some(&Sharing::Cached));
+    let cached = rig.send(get("/3")).await;
+    assert_eq!(sharing_of(&cached), Some(Sharing::Cached));
     assert_eq!(body_of(cached).await.len(), 300);
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
-}
-
-fn sharing_of<B>(response: &Response<B>) -> Option<Sharing> {
-    response.extensions().get::<Sharing>().copied()
-}
-
-fn call_of<B>(response: &Response<B>) -> String {
-    response.headers()["x-call"].to_str().unwrap().to_owned()
-}
-
-fn get_at(host: &str, path: &str) -> Req {
-    Request::get(path)
-        .header(header::HOST, host)
-        .body(Empty::new())
-        .unwrap()
-}
-
-/// Sends `requests` at once (the first one first) while the origin's gate
-/// is shut, then opens it: every response, in order. The gate stays open.
-async fn at_once<S, B>(svc: &S, open: &watch::Sender<bool>, requests: Vec<Req>) -> Vec<Response<B>>
-where
-    S: Service<Req, Response = Response<B>, Error = BoxError> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    B: Send + 'static,
-{
-    open.send_replace(false);
-    let mut tasks = Vec::new();
-    for request in requests {
-        tasks.push(tokio::spawn(svc.clone().oneshot(request)));
-        tokio::task::yield_now().await;
-    }
-    open.send_replace(true);
-    let mut responses = Vec::new();
-    for task in tasks {
-        responses.push(task.await.unwrap().unwrap());
-    }
-    responses
+    assert_eq!(rig.calls(), 3);
 }
 
 #[tokio::test]
 async fn two_virtual_hosts_do_not_share_a_call() {
-    let (origin, calls, open) = origin(10);
-    let layer = DedupLayer::builder()
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
+    let rig = behind(origin(10), http());
     // A server sees `GET /` in origin form: only `Host` tells them apart.
-    let responses = at_once(
-        &svc,
-        &open,
-        vec![
+    let responses = rig
+        .at_once(vec![
             get_at("a.example", "/"),
             get_at("b.example", "/"),
             get_at("a.example", "/"),
-        ],
-    )
-    .await;
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "one call per host");
+        ])
+        .await;
+    assert_eq!(rig.calls(), 2, "one call per host");
     assert_eq!(call_of(&responses[0]), call_of(&responses[2]));
     assert_eq!(sharing_of(&responses[0]), Some(Sharing::Shared));
     assert_ne!(call_of(&responses[1]), call_of(&responses[0]), "b's own");
@@ -383,49 +385,34 @@ async fn two_virtual_hosts_do_not_share_a_call() {
 
 #[tokio::test]
 async fn two_virtual_hosts_do_not_share_a_cached_answer() {
-    let (origin, calls, open) = origin(10);
-    open.send_replace(true);
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(60), 100)
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let a = svc.clone().oneshot(get_at("a.example", "/")).await.unwrap();
-    let b = svc.clone().oneshot(get_at("b.example", "/")).await.unwrap();
+    let rig = behind(origin(10), caching());
+    rig.open();
+    let a = rig.send(get_at("a.example", "/")).await;
+    let b = rig.send(get_at("b.example", "/")).await;
     assert_eq!(sharing_of(&b), Some(Sharing::Own), "not a's cached answer");
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(rig.calls(), 2);
     // Each host gets its own answer back from the cache.
     for (host, first) in [("a.example", &a), ("b.example", &b)] {
-        let cached = svc.clone().oneshot(get_at(host, "/")).await.unwrap();
+        let cached = rig.send(get_at(host, "/")).await;
         assert_eq!(sharing_of(&cached), Some(Sharing::Cached));
         assert_eq!(call_of(&cached), call_of(first), "{host}'s own answer");
     }
     // A request in absolute form is keyed by its URI's authority.
-    let absolute = Request::get("http://c.example/")
-        .header(header::HOST, "a.example")
-        .body(Empty::new())
-        .unwrap();
-    let c = svc.clone().oneshot(absolute).await.unwrap();
+    let c = rig
+        .send(get_with("http://c.example/", header::HOST, "a.example"))
+        .await;
     assert_eq!(sharing_of(&c), Some(Sharing::Own));
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(rig.calls(), 3);
 }
 
 #[tokio::test]
 async fn an_answer_that_sets_a_cookie_is_neither_shared_nor_cached() {
-    let (origin, calls, open) = scripted(10, |_| {
+    let origin = scripted(10, |_| {
         Response::builder().header(header::SET_COOKIE, "session=anonymous-1")
     });
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(60), 100)
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let responses = at_once(&svc, &open, vec![get("/"), get("/"), get("/")]).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "each its own call");
+    let rig = behind(origin, caching());
+    let responses = rig.at_once(vec![get("/"), get("/"), get("/")]).await;
+    assert_eq!(rig.calls(), 3, "each its own call");
     let mut seen: Vec<_> = responses.iter().map(call_of).collect();
     seen.sort();
     seen.dedup();
@@ -433,38 +420,31 @@ async fn an_answer_that_sets_a_cookie_is_neither_shared_nor_cached() {
     for response in &responses {
         assert_eq!(sharing_of(response), Some(Sharing::Own));
     }
-    let again = svc.clone().oneshot(get("/")).await.unwrap();
+    let again = rig.send(get("/")).await;
     assert_eq!(sharing_of(&again), Some(Sharing::Own), "not cached");
-    assert_eq!(calls.load(Ordering::SeqCst), 4);
-    assert_eq!(layer.handle().metrics().cache_entries, 0);
+    assert_eq!(rig.calls(), 4);
+    assert_eq!(rig.layer.handle().metrics().cache_entries, 0);
 }
 
 /// Inner calls made for two identical GETs at once then a third, through
 /// a caching layer keyed by `key`, when every answer carries `headers`.
-async fn calls_for(key: HttpKey, headers: &'static [(header::HeaderName, &'static str)]) -> usize {
-    let (origin, calls, open) = scripted(10, move |_| {
+async fn calls_for(key: HttpKey, headers: &'static [(HeaderName, &'static str)]) -> usize {
+    let origin = scripted(10, move |_| {
         headers
             .iter()
             .fold(Response::builder(), |head, (name, value)| {
                 head.header(name, *value)
             })
     });
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(60), 100)
-        .http()
-        .key_with(key)
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    at_once(&svc, &open, vec![get("/"), get("/")]).await;
-    svc.oneshot(get("/")).await.unwrap();
-    calls.load(Ordering::SeqCst)
+    let rig = behind(origin, caching().key_with(key));
+    rig.at_once(vec![get("/"), get("/")]).await;
+    rig.send(get("/")).await;
+    rig.calls()
 }
 
 #[tokio::test]
 async fn a_private_or_no_store_answer_is_neither_shared_nor_cached() {
-    const CACHE_CONTROL: header::HeaderName = header::CACHE_CONTROL;
+    const CACHE_CONTROL: HeaderName = header::CACHE_CONTROL;
     for headers in [
         &[(CACHE_CONTROL, "private")][..],
         &[(CACHE_CONTROL, "no-cache, private")],
@@ -484,7 +464,7 @@ async fn a_private_or_no_store_answer_is_neither_shared_nor_cached() {
 
 #[tokio::test]
 async fn an_answer_that_varies_on_a_header_the_key_does_not_hold_is_not_shared() {
-    let vary = |value| -> &'static [(header::HeaderName, &'static str)] {
+    let vary = |value| -> &'static [(HeaderName, &'static str)] {
         match value {
             "accept-encoding" => &[(header::VARY, "Accept-Encoding")],
             "*" => &[(header::VARY, "*")],
@@ -503,35 +483,21 @@ async fn an_answer_that_varies_on_a_header_the_key_does_not_hold_is_not_shared()
 
 #[tokio::test]
 async fn a_server_error_is_shared_in_flight_but_not_cached_by_default() {
-    let (origin, calls, open) = scripted(10, |req| {
-        let status = if req.uri().path() == "/missing" {
-            404
-        } else {
-            503
-        };
-        Response::builder().status(status)
-    });
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(60), 100)
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let responses = at_once(&svc, &open, vec![get("/down"), get("/down")]).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "one call for both");
+    let rig = behind(scripted(10, missing_or(503)), caching());
+    let responses = rig.at_once(vec![get("/down"), get("/down")]).await;
+    assert_eq!(rig.calls(), 1, "one call for both");
     for response in &responses {
         assert_eq!(response.status(), 503);
         assert_eq!(sharing_of(response), Some(Sharing::Shared));
     }
-    let again = svc.clone().oneshot(get("/down")).await.unwrap();
+    let again = rig.send(get("/down")).await;
     assert_eq!(sharing_of(&again), Some(Sharing::Own), "a 5xx is not kept");
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(rig.calls(), 2);
     // A 404 is no failure of the origin: kept.
-    svc.clone().oneshot(get("/missing")).await.unwrap();
-    let cached = svc.clone().oneshot(get("/missing")).await.unwrap();
+    rig.send(get("/missing")).await;
+    let cached = rig.send(get("/missing")).await;
     assert_eq!(sharing_of(&cached), Some(Sharing::Cached));
-    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(rig.calls(), 3);
 }
 
 /// Calls a 404 a failure, and everything else a success.
@@ -550,36 +516,20 @@ impl<B> Classify<Response<B>, BoxError> for NotFoundFails {
 
 #[tokio::test]
 async fn a_given_classifier_decides_what_is_cached() {
-    let (origin, calls, open) = scripted(10, |req| {
-        let status = if req.uri().path() == "/missing" {
-            404
-        } else {
-            200
-        };
-        Response::builder().status(status)
-    });
-    open.send_replace(true);
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(60), 100)
-        .http()
-        .classifier(NotFoundFails)
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    for path in ["/missing", "/missing", "/up", "/up"] {
-        svc.clone().oneshot(get(path)).await.unwrap();
-    }
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        3,
-        "the 404 was not kept, the 200 was"
+    let rig = behind(
+        scripted(10, missing_or(200)),
+        caching().classifier(NotFoundFails),
     );
+    rig.open();
+    for path in ["/missing", "/missing", "/up", "/up"] {
+        rig.send(get(path)).await;
+    }
+    assert_eq!(rig.calls(), 3, "the 404 was not kept, the 200 was");
 }
 
 #[tokio::test]
 async fn a_status_a_cache_may_not_keep_unasked_is_shared_in_flight_but_not_cached() {
-    let (origin, calls, open) = scripted(10, |req| match req.uri().path() {
+    let origin = scripted(10, |req| match req.uri().path() {
         "/limited" => Response::builder().status(429),
         "/moved" => Response::builder()
             .status(302)
@@ -591,15 +541,9 @@ async fn a_status_a_cache_may_not_keep_unasked_is_shared_in_flight_but_not_cache
             .header(header::CACHE_CONTROL, "max-age=60"),
         _ => Response::builder().status(204),
     });
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(60), 100)
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let responses = at_once(&svc, &open, vec![get("/limited"), get("/limited")]).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "shared in flight");
+    let rig = behind(origin, caching());
+    let responses = rig.at_once(vec![get("/limited"), get("/limited")]).await;
+    assert_eq!(rig.calls(), 1, "shared in flight");
     assert_eq!(sharing_of(&responses[1]), Some(Sharing::Shared));
     for (path, kept) in [
         ("/limited", false),
@@ -608,11 +552,11 @@ async fn a_status_a_cache_may_not_keep_unasked_is_shared_in_flight_but_not_cache
         ("/limited-60", true),
         ("/no-content", true),
     ] {
-        let before = calls.load(Ordering::SeqCst);
-        svc.clone().oneshot(get(path)).await.unwrap();
-        let again = svc.clone().oneshot(get(path)).await.unwrap();
+        let before = rig.calls();
+        rig.send(get(path)).await;
+        let again = rig.send(get(path)).await;
         assert_eq!(sharing_of(&again) == Some(Sharing::Cached), kept, "{path}");
-        let made = calls.load(Ordering::SeqCst) - before;
+        let made = rig.calls() - before;
         assert_eq!(made, if kept { 1 } else { 2 }, "{path}");
     }
 }
@@ -624,33 +568,21 @@ async fn a_ranged_or_conditional_get_never_shares_with_a_plain_one() {
         (header::IF_NONE_MATCH, "\"v1\""),
         (header::IF_MODIFIED_SINCE, "Sun, 29 Nov 2026 10:00:00 GMT"),
     ] {
-        let (origin, calls, open) = origin(10);
-        let layer = DedupLayer::builder()
-            .cache(Duration::from_secs(60), 100)
-            .http()
-            .body_limit(1024)
-            .build()
-            .unwrap();
-        let svc = layer.layer(origin);
-        let special = || {
-            Request::get("/")
-                .header(&name, value)
-                .body(Empty::new())
-                .unwrap()
-        };
-        let responses = at_once(&svc, &open, vec![get("/"), special(), get("/")]).await;
-        assert_eq!(calls.load(Ordering::SeqCst), 2, "{name}: its own call");
+        let rig = behind(origin(10), caching());
+        let special = || get_with("/", name.clone(), value);
+        let responses = rig.at_once(vec![get("/"), special(), get("/")]).await;
+        assert_eq!(rig.calls(), 2, "{name}: its own call");
         assert_ne!(call_of(&responses[1]), call_of(&responses[0]), "{name}");
         assert_eq!(call_of(&responses[2]), call_of(&responses[0]), "{name}");
         // Nor is the plain answer served to it from the cache.
-        let cached = svc.clone().oneshot(special()).await.unwrap();
+        let cached = rig.send(special()).await;
         assert_eq!(call_of(&cached), call_of(&responses[1]), "{name}");
     }
 }
 
 #[tokio::test(start_paused = true)]
 async fn an_answer_is_kept_no_longer_than_its_max_age() {
-    let (origin, calls, open) = scripted(10, |req| {
+    let origin = scripted(10, |req| {
         let cache_control = match req.uri().path() {
             "/zero" => "max-age=0",
             "/three" => "public, Max-Age=3",
@@ -661,18 +593,9 @@ async fn an_answer_is_kept_no_longer_than_its_max_age() {
         };
         Response::builder().header(header::CACHE_CONTROL, cache_control)
     });
-    open.send_replace(true);
-    let layer = DedupLayer::builder()
-        .cache(Duration::from_secs(10), 100)
-        .http()
-        .body_limit(1024)
-        .build()
-        .unwrap();
-    let svc = layer.layer(origin);
-    let sharing = |path: &'static str| {
-        let svc = svc.clone();
-        async move { sharing_of(&svc.oneshot(get(path)).await.unwrap()).unwrap() }
-    };
+    let rig = behind(origin, http().cache(Duration::from_secs(10), 100));
+    rig.open();
+    let sharing = async |path: &'static str| sharing_of(&rig.send(get(path)).await).unwrap();
     for path in [
         "/zero",
         "/three",
@@ -700,7 +623,7 @@ async fn an_answer_is_kept_no_longer_than_its_max_age() {
         "the TTL still bounds it"
     );
     assert_eq!(sharing("/ttl").await, Sharing::Own, "past the TTL");
-    assert_eq!(calls.load(Ordering::SeqCst), 12);
+    assert_eq!(rig.calls(), 12);
 }
 
 /// How the refresh of a kept answer comes back.
@@ -715,40 +638,20 @@ enum Refresh {
 
 /// An origin whose first answer (`x-call: 0`, 10 bytes) may be kept and
 /// whose later answers come back as `refresh` says, once the gate is open.
-fn refreshed_as(
-    refresh: Refresh,
-) -> (
-    impl Service<Req, Response = Response<Full<Bytes>>, Error = BoxError, Future: Send + 'static>
-    + Clone
-    + Send
-    + 'static,
-    watch::Sender<bool>,
-) {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let (open, gate) = watch::channel(true);
-    let svc = tower::service_fn(move |_: Req| {
-        let n = calls.fetch_add(1, Ordering::SeqCst);
-        let mut gate = gate.clone();
-        async move {
-            gate.wait_for(|open| *open).await.map_err(|_| "gate gone")?;
-            let mut head = Response::builder().header("x-call", n.to_string());
-            let mut size = 10;
-            if n > 0 {
-                head = match refresh {
-                    Refresh::SetsACookie => head.header(header::SET_COOKIE, "session=1"),
-                    Refresh::Private => head.header(header::CACHE_CONTROL, "private"),
-                    Refresh::NoStore => head.header(header::CACHE_CONTROL, "no-store"),
-                    Refresh::ServerError => head.status(503),
-                    Refresh::OverTheLimit => {
-                        size = 5_000;
-                        head
-                    }
-                };
-            }
-            Ok::<_, BoxError>(head.body(Full::new(Bytes::from(vec![b'.'; size]))).unwrap())
+fn refreshed_as(refresh: Refresh) -> Origin<impl OriginService> {
+    answering(move |_, n| {
+        let head = Response::builder();
+        if n == 0 {
+            return (head, 10);
         }
-    });
-    (svc, open)
+        match refresh {
+            Refresh::SetsACookie => (head.header(header::SET_COOKIE, "session=1"), 10),
+            Refresh::Private => (head.header(header::CACHE_CONTROL, "private"), 10),
+            Refresh::NoStore => (head.header(header::CACHE_CONTROL, "no-store"), 10),
+            Refresh::ServerError => (head.status(503), 10),
+            Refresh::OverTheLimit => (head, 5_000),
+        }
+    })
 }
 
 #[tokio::test(start_paused = true)]
@@ -760,31 +663,28 @@ async fn a_refresh_that_may_not_be_kept_removes_the_stale_answer() {
         Refresh::ServerError,
         Refresh::OverTheLimit,
     ] {
-        let (origin, open) = refreshed_as(refresh);
-        let layer = DedupLayer::builder()
+        let builder = http()
             .cache(Duration::from_secs(5), 100)
-            .serve_stale(Duration::from_secs(60))
-            .http()
-            .body_limit(1024)
-            .build()
-            .unwrap();
-        let svc = layer.layer(origin);
-        let first = svc.clone().oneshot(get("/")).await.unwrap();
+            .serve_stale(Duration::from_secs(60));
+        let rig = behind(refreshed_as(refresh), builder);
+        rig.open();
+        let cache_entries = || rig.layer.handle().metrics().cache_entries;
+        let first = rig.send(get("/")).await;
         assert_eq!(call_of(&first), "0");
-        assert_eq!(layer.handle().metrics().cache_entries, 1, "{refresh:?}");
+        assert_eq!(cache_entries(), 1, "{refresh:?}");
         tokio::time::advance(Duration::from_secs(6)).await;
         // Stale, no refresh running: this request refreshes it.
-        let refreshed = svc.clone().oneshot(get("/")).await.unwrap();
+        let refreshed = rig.send(get("/")).await;
         assert_eq!(call_of(&refreshed), "1", "{refresh:?}");
-        assert_eq!(layer.handle().metrics().cache_entries, 0, "{refresh:?}");
+        assert_eq!(cache_entries(), 0, "{refresh:?}");
         // The old answer is not served any more, not even stale.
-        open.send_replace(false);
-        let mut a = tokio_test::task::spawn(svc.clone().oneshot(get("/")));
-        let mut b = tokio_test::task::spawn(svc.clone().oneshot(get("/")));
+        rig.open.send_replace(false);
+        let mut a = tokio_test::task::spawn(rig.send(get("/")));
+        let mut b = tokio_test::task::spawn(rig.send(get("/")));
         tokio_test::assert_pending!(a.poll(), "{refresh:?}");
         tokio_test::assert_pending!(b.poll(), "{refresh:?}: not the stale answer");
-        open.send_replace(true);
-        for response in [a.await.unwrap(), b.await.unwrap()] {
+        rig.open();
+        for response in [a.await, b.await] {
             assert_ne!(call_of(&response), "0", "{refresh:?}");
             assert_ne!(sharing_of(&response), Some(Sharing::Stale), "{refresh:?}");
         }
@@ -794,11 +694,7 @@ async fn a_refresh_that_may_not_be_kept_removes_the_stale_answer() {
 #[tokio::test]
 async fn every_service_of_one_http_layer_shares_its_calls_and_its_cache() {
     let (origin, calls, open) = origin(10);
-    let layer = DedupLayer::builder()
-        .http()
-        .cache(Duration::from_secs(60), 10)
-        .build()
-        .unwrap();
+    let layer = caching().build().unwrap();
     // Two services of one layer, as a framework that wraps a route per
     // connection makes them.
     let first = tokio::spawn(layer.layer(origin.clone()).oneshot(get("/")));
@@ -827,11 +723,7 @@ fn items(calls: Arc<AtomicUsize>) -> axum::routing::MethodRouter {
 #[tokio::test]
 async fn the_http_layer_sits_in_an_axum_router_with_no_body_type_named() {
     let calls = Arc::new(AtomicUsize::new(0));
-    let layer = DedupLayer::builder()
-        .http()
-        .cache(Duration::from_secs(60), 10)
-        .build()
-        .unwrap();
+    let layer = caching().build().unwrap();
     let app = axum::Router::new()
         .route("/items/{id}", items(calls.clone()))
         .layer(

@@ -7,10 +7,8 @@ use std::task::{Context, Poll};
 use reflex_core::{BoxError, Classify, DefaultClassifier, KeyFn};
 use tower_service::Service;
 
-use crate::future::{CallFuture, ResponseFuture, SharedOf};
-use crate::keyed::{Begun, begin};
+use crate::future::{CallFuture, Kind, ResponseFuture, SharedOf};
 use crate::share::Share;
-use crate::wait::Waiting;
 use crate::{Inner, Key};
 
 /// Shares one inner call among identical requests in flight. Built by
@@ -85,30 +83,16 @@ where
 
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
-        match self.shared.key.key(&request) {
-            None => ResponseFuture::direct(self.inner.call(request)),
-            Some(key) => self.call_keyed(key, request),
-        }
-    }
-}
-
-impl<S, Req, K, KF, H, C> Dedup<S, Req, K, KF, H, C>
-where
-    S: Inner<Req> + Clone,
-    K: Key,
-    H: Share<S::Response>,
-{
-    fn call_keyed(&mut self, key: K, request: Req) -> ResponseFuture<S, Req, K, KF, H, C> {
-        match begin(&self.shared, key) {
-            Begun::Ready(result) => ResponseFuture::ready(result),
-            Begun::Leader(waiter, until) => {
-                waiter.start(CallFuture::boxed(self.inner.call(request)));
-                ResponseFuture::waiting(Waiting::new(waiter, until), None)
-            }
-            Begun::Follower(waiting) => {
-                ResponseFuture::waiting(waiting, Some((self.inner.clone(), request)))
-            }
-        }
+        ResponseFuture::new(match self.shared.key.key(&request) {
+            None => Kind::direct(self.inner.call(request)),
+            Some(key) => Kind::keyed(
+                &self.shared,
+                key,
+                &mut self.inner,
+                request,
+                CallFuture::boxed,
+            ),
+        })
     }
 }
 

@@ -10,10 +10,10 @@ use std::time::Duration;
 
 use reflex_core::signal::Recorder;
 use reflex_core::{BoxError, Component, ConfigErrorKind, RejectKind, Rejected, Signal};
-use reflex_dedup::{DedupLayer, Share, SharedError, Sharing, WaitTimedOut};
+use reflex_dedup::{Dedup, DedupBuilder, DedupLayer, Share, SharedError, Sharing, WaitTimedOut};
 use tokio::sync::watch;
 use tokio_test::assert_pending;
-use tokio_test::task::spawn;
+use tokio_test::task::{Spawn, spawn};
 use tower::{Layer, Service, ServiceExt};
 
 /// What a call does once its gate opens.
@@ -71,8 +71,18 @@ impl Handle {
         self.open.send_replace(true);
     }
 
+    /// Shuts the gate again: calls made from now on wait.
+    fn shut(&self) {
+        self.open.send_replace(false);
+    }
+
     fn then(&self, then: Then) {
         *self.then.lock().unwrap() = then;
+    }
+
+    /// Calls whose future was dropped before it finished.
+    fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
     }
 }
 
@@ -123,7 +133,7 @@ impl Service<String> for Gated {
 
 type KeyFn = fn(&String) -> Option<String>;
 
-fn by_request() -> reflex_dedup::DedupBuilder<String, String, KeyFn> {
+fn by_request() -> DedupBuilder<String, String, KeyFn> {
     DedupLayer::builder().key((|r: &String| Some(r.clone())) as KeyFn)
 }
 
@@ -134,15 +144,52 @@ where
     svc.clone().oneshot(request.to_owned()).await
 }
 
+/// A dedup layer over a [`gated`] inner service: the layer (for its
+/// handle), its service, and the gate's handle.
+type GatedBehind<KF, H, C> = (
+    DedupLayer<String, String, KF, H, C>,
+    Dedup<Gated, String, String, KF, H, C>,
+    Handle,
+);
+
+/// The layer `builder` makes, over a [`gated`] inner service.
+fn gated_behind<KF, H, C>(builder: DedupBuilder<String, String, KF, H, C>) -> GatedBehind<KF, H, C>
+where
+    KF: reflex_dedup::KeyFn<String, String> + Clone,
+    H: Share<String> + Clone,
+    C: Clone,
+{
+    let (inner, handle) = gated();
+    let layer = builder.build().unwrap();
+    let svc = layer.layer(inner);
+    (layer, svc, handle)
+}
+
+/// A request for each of `keys`, sent in order, each polled once and
+/// found waiting.
+fn waiting<'a, S, const N: usize>(
+    svc: &'a S,
+    keys: [&'a str; N],
+) -> [Spawn<impl Future<Output = Result<String, BoxError>> + 'a>; N]
+where
+    S: Service<String, Response = String, Error = BoxError> + Clone,
+{
+    keys.map(|key| {
+        let mut request = spawn(send(svc, key));
+        assert_pending!(request.poll());
+        request
+    })
+}
+
+/// The kind of the [`Rejected`] in `err`'s chain, if any.
+fn rejected_kind(err: &BoxError) -> Option<RejectKind> {
+    Rejected::find(&**err).map(Rejected::kind)
+}
+
 #[tokio::test]
 async fn concurrent_identical_requests_share_one_inner_call() {
-    let (inner, handle) = gated();
-    let layer = by_request().build().unwrap();
-    let svc = layer.layer(inner);
-    let mut waiters: Vec<_> = (0..16).map(|_| spawn(send(&svc, "a"))).collect();
-    for w in &mut waiters {
-        assert_pending!(w.poll());
-    }
+    let (layer, svc, handle) = gated_behind(by_request());
+    let waiters = waiting(&svc, ["a"; 16]);
     assert_eq!(handle.calls(), 1);
     assert_eq!(layer.handle().metrics().in_flight_keys, 1);
     assert_eq!(layer.handle().metrics().coalesced, 15);
@@ -156,19 +203,9 @@ async fn concurrent_identical_requests_share_one_inner_call() {
 
 #[tokio::test]
 async fn different_keys_do_not_coalesce_and_no_key_passes_through() {
-    let (inner, handle) = gated();
-    let layer = DedupLayer::builder()
-        .key(|r: &String| (r != "raw").then(|| r.clone()))
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "a"));
-    let mut b = spawn(send(&svc, "b"));
-    let mut raw1 = spawn(send(&svc, "raw"));
-    let mut raw2 = spawn(send(&svc, "raw"));
-    for w in [&mut a, &mut b, &mut raw1, &mut raw2] {
-        assert_pending!(w.poll());
-    }
+    let (layer, svc, handle) =
+        gated_behind(DedupLayer::builder().key(|r: &String| (r != "raw").then(|| r.clone())));
+    let [a, b, raw1, raw2] = waiting(&svc, ["a", "b", "raw", "raw"]);
     assert_eq!(handle.calls(), 4);
     assert_eq!(layer.handle().metrics().in_flight_keys, 2, "raw has no key");
     handle.open();
@@ -185,19 +222,10 @@ async fn different_keys_do_not_coalesce_and_no_key_passes_through() {
 
 #[tokio::test]
 async fn the_call_goes_on_for_the_followers_when_the_leader_drops() {
-    let (inner, handle) = gated();
-    let layer = by_request().build().unwrap();
-    let svc = layer.layer(inner);
-    let mut leader = spawn(send(&svc, "k"));
-    assert_pending!(leader.poll());
-    let mut follower = spawn(send(&svc, "k"));
-    assert_pending!(follower.poll());
+    let (_, svc, handle) = gated_behind(by_request());
+    let [leader, follower] = waiting(&svc, ["k", "k"]);
     drop(leader);
-    assert_eq!(
-        handle.dropped.load(Ordering::SeqCst),
-        0,
-        "the call lives on"
-    );
+    assert_eq!(handle.dropped(), 0, "the call lives on");
     handle.open();
     assert!(follower.is_woken());
     assert_eq!(follower.await.unwrap(), "k #0");
@@ -206,17 +234,12 @@ async fn the_call_goes_on_for_the_followers_when_the_leader_drops() {
 
 #[tokio::test]
 async fn when_every_waiter_drops_the_inner_call_is_dropped_and_the_key_freed() {
-    let (inner, handle) = gated();
-    let layer = by_request().build().unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "k"));
-    let mut b = spawn(send(&svc, "k"));
-    assert_pending!(a.poll());
-    assert_pending!(b.poll());
+    let (layer, svc, handle) = gated_behind(by_request());
+    let [a, b] = waiting(&svc, ["k", "k"]);
     drop(a);
-    assert_eq!(handle.dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(handle.dropped(), 0);
     drop(b);
-    assert_eq!(handle.dropped.load(Ordering::SeqCst), 1, "no orphan work");
+    assert_eq!(handle.dropped(), 1, "no orphan work");
     assert_eq!(layer.handle().metrics().in_flight_keys, 0);
     // The next request for the key makes a new call.
     handle.open();
@@ -225,17 +248,9 @@ async fn when_every_waiter_drops_the_inner_call_is_dropped_and_the_key_freed() {
 
 #[tokio::test]
 async fn an_error_reaches_every_waiter_and_is_not_cached() {
-    let (inner, handle) = gated();
+    let (layer, svc, handle) = gated_behind(by_request().cache(Duration::from_secs(60), 10));
     handle.then(Then::Fail);
-    let layer = by_request()
-        .cache(Duration::from_secs(60), 10)
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "k"));
-    let mut b = spawn(send(&svc, "k"));
-    assert_pending!(a.poll());
-    assert_pending!(b.poll());
+    let [a, b] = waiting(&svc, ["k", "k"]);
     handle.open();
     for err in [a.await.unwrap_err(), b.await.unwrap_err()] {
         let shared = err.downcast_ref::<SharedError>().expect("a shared error");
@@ -255,23 +270,18 @@ async fn a_rejection_below_is_still_found_through_the_shared_error() {
         Err::<String, BoxError>(Rejected::new(RejectKind::Shed, Component::new("db")).into())
     }));
     let err = send(&svc, "k").await.unwrap_err();
-    assert_eq!(
-        Rejected::find(&*err).map(Rejected::kind),
-        Some(RejectKind::Shed)
-    );
+    assert_eq!(rejected_kind(&err), Some(RejectKind::Shed));
 }
 
 #[tokio::test(start_paused = true)]
 async fn cached_answers_expire_after_their_ttl() {
-    let (inner, handle) = gated();
-    handle.open();
     let recorder = Arc::new(Recorder::default());
-    let layer = by_request()
-        .cache(Duration::from_secs(5), 10)
-        .sink(recorder.clone())
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
+    let (layer, svc, handle) = gated_behind(
+        by_request()
+            .cache(Duration::from_secs(5), 10)
+            .sink(recorder.clone()),
+    );
+    handle.open();
     assert_eq!(send(&svc, "k").await.unwrap(), "k #0");
     tokio::time::advance(Duration::from_secs(4)).await;
     assert_eq!(send(&svc, "k").await.unwrap(), "k #0", "cached");
@@ -289,13 +299,8 @@ async fn cached_answers_expire_after_their_ttl() {
 
 #[tokio::test(start_paused = true)]
 async fn the_cache_keeps_at_most_its_entries_evicting_the_oldest() {
-    let (inner, handle) = gated();
+    let (layer, svc, handle) = gated_behind(by_request().cache(Duration::from_secs(60), 3));
     handle.open();
-    let layer = by_request()
-        .cache(Duration::from_secs(60), 3)
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
     for key in ["a", "b", "c", "d"] {
         send(&svc, key).await.unwrap();
     }
@@ -326,15 +331,52 @@ async fn the_cache_keeps_at_most_its_entries_evicting_the_oldest() {
     assert_eq!(handle.calls(), calls + 1, "x, the oldest, went");
 }
 
-/// Weighs answers by their length.
-#[derive(Clone)]
-struct ByLength;
+/// A [`Share`] of `String` answers, as each test needs it. It weighs an
+/// answer by its length.
+#[derive(Clone, Copy)]
+struct Strings {
+    /// Which answers may be shared.
+    shareable: fn(&str) -> bool,
+    /// Appends its [`Sharing`] to each answer: `"k #0 (shared)"`.
+    marked: bool,
+    /// Keeps an answer no longer than the seconds its text begins with.
+    aged: bool,
+}
 
-impl Share<String> for ByLength {
+impl Strings {
+    /// Shares every answer, unmarked.
+    const PLAIN: Self = Self {
+        shareable: |_| true,
+        marked: false,
+        aged: false,
+    };
+    /// Shares every answer, marked.
+    const MARKED: Self = Self {
+        marked: true,
+        ..Self::PLAIN
+    };
+    /// Shares answers of at most 6 bytes ("ab #0", not "long #0"): a
+    /// stand-in for an http body limit.
+    const SHORT_ONLY: Self = Self {
+        shareable: |answer| answer.len() <= 6,
+        ..Self::PLAIN
+    };
+    /// Keeps answers no longer than the seconds their text begins with.
+    const AGED: Self = Self {
+        aged: true,
+        ..Self::PLAIN
+    };
+}
+
+impl Share<String> for Strings {
     type Shared = String;
 
     fn share(&self, response: String) -> Result<String, String> {
-        Ok(response)
+        if (self.shareable)(&response) {
+            Ok(response)
+        } else {
+            Err(response)
+        }
     }
 
     fn unshare(&self, shared: &String) -> String {
@@ -342,19 +384,28 @@ impl Share<String> for ByLength {
     }
 
     fn mark(&self, response: &mut String, sharing: Sharing) {
-        response.push_str(&format!(" ({})", sharing.as_str()));
+        if self.marked {
+            response.push_str(&format!(" ({})", sharing.as_str()));
+        }
     }
 
     fn weight(&self, response: &String) -> usize {
         response.len()
     }
+
+    fn max_age(&self, shared: &String) -> Option<Duration> {
+        if !self.aged {
+            return None;
+        }
+        let seconds = shared.split(' ').next()?.parse().ok()?;
+        Some(Duration::from_secs(seconds))
+    }
 }
 
 #[tokio::test]
 async fn the_cache_keeps_at_most_its_bytes_and_skips_what_is_too_heavy() {
-    let layer = DedupLayer::builder()
-        .key(|r: &String| Some(r.clone()))
-        .share(ByLength)
+    let layer = by_request()
+        .share(Strings::MARKED)
         .cache(Duration::from_secs(60), 100)
         .cache_max_bytes(10)
         .build()
@@ -378,18 +429,12 @@ async fn the_cache_keeps_at_most_its_bytes_and_skips_what_is_too_heavy() {
 
 #[tokio::test]
 async fn answers_say_whether_they_were_shared_or_cached() {
-    let (inner, handle) = gated();
-    let layer = DedupLayer::builder()
-        .key(|r: &String| Some(r.clone()))
-        .share(ByLength)
-        .cache(Duration::from_secs(60), 10)
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "k"));
-    let mut b = spawn(send(&svc, "k"));
-    assert_pending!(a.poll());
-    assert_pending!(b.poll());
+    let (_, svc, handle) = gated_behind(
+        by_request()
+            .share(Strings::MARKED)
+            .cache(Duration::from_secs(60), 10),
+    );
+    let [a, b] = waiting(&svc, ["k", "k"]);
     handle.open();
     assert_eq!(a.await.unwrap(), "k #0 (shared)");
     assert_eq!(b.await.unwrap(), "k #0 (shared)");
@@ -399,20 +444,11 @@ async fn answers_say_whether_they_were_shared_or_cached() {
 
 #[tokio::test]
 async fn new_keys_beyond_the_bound_are_refused_but_followers_join() {
-    let (inner, handle) = gated();
-    let layer = by_request().max_keys(2).build().unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "a"));
-    let mut b = spawn(send(&svc, "b"));
-    assert_pending!(a.poll());
-    assert_pending!(b.poll());
+    let (layer, svc, handle) = gated_behind(by_request().max_keys(2));
+    let [a, b] = waiting(&svc, ["a", "b"]);
     let err = send(&svc, "c").await.unwrap_err();
-    assert_eq!(
-        Rejected::find(&*err).map(Rejected::kind),
-        Some(RejectKind::DedupFull)
-    );
-    let mut a2 = spawn(send(&svc, "a"));
-    assert_pending!(a2.poll());
+    assert_eq!(rejected_kind(&err), Some(RejectKind::DedupFull));
+    let [a2] = waiting(&svc, ["a"]);
     assert_eq!(layer.handle().metrics().refused, 1);
     handle.open();
     assert_eq!(a.await.unwrap(), a2.await.unwrap());
@@ -434,16 +470,10 @@ async fn many_distinct_keys_leave_nothing_behind() {
 
 #[tokio::test]
 async fn in_progress_mode_refuses_a_duplicate_at_once() {
-    let (inner, handle) = gated();
-    let layer = by_request().refuse_duplicates().build().unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "k"));
-    assert_pending!(a.poll());
+    let (_, svc, handle) = gated_behind(by_request().refuse_duplicates());
+    let [a] = waiting(&svc, ["k"]);
     let err = send(&svc, "k").await.unwrap_err();
-    assert_eq!(
-        Rejected::find(&*err).map(Rejected::kind),
-        Some(RejectKind::InProgress)
-    );
+    assert_eq!(rejected_kind(&err), Some(RejectKind::InProgress));
     handle.open();
     assert_eq!(a.await.unwrap(), "k #0");
     assert_eq!(
@@ -455,12 +485,7 @@ async fn in_progress_mode_refuses_a_duplicate_at_once() {
 
 #[tokio::test(start_paused = true)]
 async fn a_waiter_that_gives_up_leaves_the_others_and_the_call_alone() {
-    let (inner, handle) = gated();
-    let layer = by_request()
-        .wait_timeout(Duration::from_secs(1))
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
+    let (_, svc, handle) = gated_behind(by_request().wait_timeout(Duration::from_secs(1)));
     let leader = tokio::spawn(svc.clone().oneshot("k".to_owned()));
     tokio::time::sleep(Duration::from_millis(600)).await;
     let follower = tokio::spawn(svc.clone().oneshot("k".to_owned()));
@@ -468,11 +493,7 @@ async fn a_waiter_that_gives_up_leaves_the_others_and_the_call_alone() {
     // The leader gave up at 1 s; the follower waits until 1.6 s.
     let err = leader.await.unwrap().unwrap_err();
     assert!(err.is::<WaitTimedOut>());
-    assert_eq!(
-        handle.dropped.load(Ordering::SeqCst),
-        0,
-        "the call lives on"
-    );
+    assert_eq!(handle.dropped(), 0, "the call lives on");
     handle.open();
     assert_eq!(follower.await.unwrap().unwrap(), "k #0");
     assert_eq!(handle.calls(), 1);
@@ -480,14 +501,11 @@ async fn a_waiter_that_gives_up_leaves_the_others_and_the_call_alone() {
 
 #[tokio::test]
 async fn a_panicking_call_aborts_its_waiters_and_frees_the_key() {
-    let (inner, handle) = gated();
+    let (layer, svc, handle) = gated_behind(by_request());
     handle.then(Then::Panic);
-    let layer = by_request().build().unwrap();
-    let svc = layer.layer(inner);
     let leader = tokio::spawn(svc.clone().oneshot("k".to_owned()));
     tokio::task::yield_now().await;
-    let mut follower = spawn(send(&svc, "k"));
-    assert_pending!(follower.poll());
+    let [mut follower] = waiting(&svc, ["k"]);
     handle.open();
     assert!(leader.await.unwrap_err().is_panic());
     // The follower, polled next, may drive the poisoned call itself or
@@ -496,10 +514,7 @@ async fn a_panicking_call_aborts_its_waiters_and_frees_the_key() {
         Poll::Ready(result) => result.unwrap_err(),
         Poll::Pending => panic!("the follower must not wait on a dead call"),
     };
-    assert_eq!(
-        Rejected::find(&*err).map(Rejected::kind),
-        Some(RejectKind::DedupAborted)
-    );
+    assert_eq!(rejected_kind(&err), Some(RejectKind::DedupAborted));
     assert_eq!(layer.handle().metrics().in_flight_keys, 0);
     assert_eq!(layer.handle().metrics().aborted, 1);
     handle.then(Then::Answer);
@@ -508,22 +523,13 @@ async fn a_panicking_call_aborts_its_waiters_and_frees_the_key() {
 
 #[tokio::test]
 async fn a_panic_in_the_inner_call_itself_frees_the_key() {
-    #[derive(Clone)]
-    struct PanicOnce(Arc<AtomicBool>);
-    impl Service<String> for PanicOnce {
-        type Response = String;
-        type Error = BoxError;
-        type Future = std::future::Ready<Result<String, BoxError>>;
-        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-            Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, r: String) -> Self::Future {
-            assert!(self.0.swap(true, Ordering::SeqCst), "panics the first time");
-            std::future::ready(Ok(r))
-        }
-    }
+    let called = Arc::new(AtomicBool::new(false));
+    let panics_once = tower::service_fn(move |r: String| {
+        assert!(called.swap(true, Ordering::SeqCst), "panics the first time");
+        std::future::ready(Ok::<_, BoxError>(r))
+    });
     let layer = by_request().build().unwrap();
-    let mut svc = layer.layer(PanicOnce(Arc::default()));
+    let mut svc = layer.layer(panics_once);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         drop(svc.call("k".to_owned()));
     }));
@@ -534,14 +540,9 @@ async fn a_panic_in_the_inner_call_itself_frees_the_key() {
 
 #[tokio::test]
 async fn each_follower_is_a_coalesced_signal_with_the_waiters_count() {
-    let (inner, handle) = gated();
     let recorder = Arc::new(Recorder::default());
-    let layer = by_request().sink(recorder.clone()).build().unwrap();
-    let svc = layer.layer(inner);
-    let mut waiters: Vec<_> = (0..3).map(|_| spawn(send(&svc, "k"))).collect();
-    for w in &mut waiters {
-        assert_pending!(w.poll());
-    }
+    let (_, svc, handle) = gated_behind(by_request().sink(recorder.clone()));
+    let waiters = waiting(&svc, ["k"; 3]);
     let counts: Vec<_> = recorder
         .signals()
         .into_iter()
@@ -559,50 +560,15 @@ async fn each_follower_is_a_coalesced_signal_with_the_waiters_count() {
 
 #[test]
 fn invalid_configurations_are_config_errors() {
-    let key = |r: &String| Some(r.clone());
     let cases = [
-        (
-            DedupLayer::builder()
-                .key(key)
-                .max_keys(0)
-                .build()
-                .unwrap_err(),
-            "max_keys",
-        ),
-        (
-            DedupLayer::builder()
-                .key(key)
-                .wait_timeout(Duration::ZERO)
-                .build()
-                .unwrap_err(),
-            "wait_timeout",
-        ),
-        (
-            DedupLayer::builder()
-                .key(key)
-                .cache(Duration::ZERO, 1)
-                .build()
-                .unwrap_err(),
-            "cache",
-        ),
-        (
-            DedupLayer::builder()
-                .key(key)
-                .cache(Duration::from_secs(1), 0)
-                .build()
-                .unwrap_err(),
-            "cache",
-        ),
-        (
-            DedupLayer::builder()
-                .key(key)
-                .cache_max_bytes(10)
-                .build()
-                .unwrap_err(),
-            "cache",
-        ),
+        (by_request().max_keys(0), "max_keys"),
+        (by_request().wait_timeout(Duration::ZERO), "wait_timeout"),
+        (by_request().cache(Duration::ZERO, 1), "cache"),
+        (by_request().cache(Duration::from_secs(1), 0), "cache"),
+        (by_request().cache_max_bytes(10), "cache"),
     ];
-    for (err, setting) in cases {
+    for (builder, setting) in cases {
+        let err = builder.build().unwrap_err();
         assert_eq!(
             (err.setting(), err.kind()),
             (setting, ConfigErrorKind::Zero),
@@ -638,40 +604,10 @@ async fn racing_waiters_on_two_threads_get_one_call_per_wave_and_no_stuck_key() 
     assert_eq!(layer.handle().metrics().in_flight_keys, 0);
 }
 
-/// Shares answers of at most 6 bytes ("ab #0", not "long #0"): a stand-in
-/// for an http body limit.
-#[derive(Clone)]
-struct ShortOnly;
-
-impl Share<String> for ShortOnly {
-    type Shared = String;
-
-    fn share(&self, response: String) -> Result<String, String> {
-        if response.len() <= 6 {
-            Ok(response)
-        } else {
-            Err(response)
-        }
-    }
-
-    fn unshare(&self, shared: &String) -> String {
-        shared.clone()
-    }
-}
-
-fn short_only() -> reflex_dedup::DedupBuilder<String, String, KeyFn, ShortOnly> {
-    by_request().share(ShortOnly)
-}
-
 #[tokio::test]
 async fn an_answer_that_cannot_be_shared_goes_to_the_leader_and_followers_call_themselves() {
-    let (inner, handle) = gated();
-    let layer = short_only().build().unwrap();
-    let svc = layer.layer(inner);
-    let mut leader = spawn(send(&svc, "long"));
-    let mut follower = spawn(send(&svc, "long"));
-    assert_pending!(leader.poll());
-    assert_pending!(follower.poll());
+    let (layer, svc, handle) = gated_behind(by_request().share(Strings::SHORT_ONLY));
+    let [leader, follower] = waiting(&svc, ["long", "long"]);
     assert_eq!(handle.calls(), 1);
     handle.open();
     // The follower drives the call to its end, finds "long #0" too long to
@@ -689,15 +625,8 @@ async fn an_answer_that_cannot_be_shared_goes_to_the_leader_and_followers_call_t
 
 #[tokio::test]
 async fn when_the_leader_has_left_an_unshareable_answer_sends_every_follower_to_its_own_call() {
-    let (inner, handle) = gated();
-    let layer = short_only().build().unwrap();
-    let svc = layer.layer(inner);
-    let mut leader = spawn(send(&svc, "long"));
-    let mut a = spawn(send(&svc, "long"));
-    let mut b = spawn(send(&svc, "long"));
-    for w in [&mut leader, &mut a, &mut b] {
-        assert_pending!(w.poll());
-    }
+    let (_, svc, handle) = gated_behind(by_request().share(Strings::SHORT_ONLY));
+    let [leader, a, b] = waiting(&svc, ["long", "long", "long"]);
     drop(leader);
     handle.open();
     let mut answers = vec![a.await.unwrap(), b.await.unwrap()];
@@ -708,13 +637,8 @@ async fn when_the_leader_has_left_an_unshareable_answer_sends_every_follower_to_
 
 #[tokio::test]
 async fn a_shareable_answer_of_the_same_layer_is_still_shared() {
-    let (inner, handle) = gated();
-    let layer = short_only().build().unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "ab"));
-    let mut b = spawn(send(&svc, "ab"));
-    assert_pending!(a.poll());
-    assert_pending!(b.poll());
+    let (_, svc, handle) = gated_behind(by_request().share(Strings::SHORT_ONLY));
+    let [a, b] = waiting(&svc, ["ab", "ab"]);
     handle.open();
     assert_eq!(b.await.unwrap(), "ab #0");
     assert_eq!(a.await.unwrap(), "ab #0");
@@ -723,24 +647,20 @@ async fn a_shareable_answer_of_the_same_layer_is_still_shared() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stale_answer_is_served_while_one_request_refreshes_it() {
-    let (inner, handle) = gated();
     let recorder = Arc::new(Recorder::default());
-    let layer = DedupLayer::builder()
-        .key(|r: &String| Some(r.clone()))
-        .share(ByLength)
-        .cache(Duration::from_secs(5), 10)
-        .serve_stale(Duration::from_secs(10))
-        .sink(recorder.clone())
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
+    let (_, svc, handle) = gated_behind(
+        by_request()
+            .share(Strings::MARKED)
+            .cache(Duration::from_secs(5), 10)
+            .serve_stale(Duration::from_secs(10))
+            .sink(recorder.clone()),
+    );
     handle.open();
     assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (own)");
-    handle.open.send_replace(false);
+    handle.shut();
     tokio::time::advance(Duration::from_secs(6)).await;
     // The first to find it stale refreshes it, and waits for the refresh.
-    let mut refresher = spawn(send(&svc, "k"));
-    assert_pending!(refresher.poll());
+    let [refresher] = waiting(&svc, ["k"]);
     assert_eq!(handle.calls(), 2);
     // Meanwhile, the stale answer, at once, and no second call.
     assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (stale)");
@@ -765,8 +685,7 @@ async fn a_stale_answer_is_served_while_one_request_refreshes_it() {
 
 #[test]
 fn serving_stale_answers_needs_a_cache() {
-    let err = DedupLayer::builder()
-        .key(|r: &String| Some(r.clone()))
+    let err = by_request()
         .serve_stale(Duration::from_secs(1))
         .build()
         .unwrap_err();
@@ -779,96 +698,51 @@ fn serving_stale_answers_needs_a_cache() {
 #[tokio::test]
 async fn a_follower_that_joined_before_the_leaders_call_panicked_is_aborted_not_stuck() {
     type Join = Box<dyn Fn(String) -> BoxFuture + Send>;
-    /// Its first `call` makes a follower join through the dedup service,
-    /// then panics before the leader could hand its call over.
-    #[derive(Clone)]
-    struct JoinThenPanic {
-        join: Arc<Mutex<Option<Join>>>,
-        follower: Arc<Mutex<Option<BoxFuture>>>,
-        calls: Arc<AtomicUsize>,
-    }
-    impl Service<String> for JoinThenPanic {
-        type Response = String;
-        type Error = BoxError;
-        type Future = BoxFuture;
-        fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-            Poll::Ready(Ok(()))
-        }
-        fn call(&mut self, request: String) -> BoxFuture {
-            if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
-                let join = self.join.lock().unwrap();
-                let follower = (join.as_ref().unwrap())(request);
-                *self.follower.lock().unwrap() = Some(follower);
+    let join: Arc<Mutex<Option<Join>>> = Arc::default();
+    let follower: Arc<Mutex<Option<BoxFuture>>> = Arc::default();
+    // Its first call makes a follower join through the dedup service, then
+    // panics before the leader could hand its call over.
+    let join_then_panic = {
+        let (join, follower) = (join.clone(), follower.clone());
+        let calls = Arc::new(AtomicUsize::new(0));
+        tower::service_fn(move |request: String| -> BoxFuture {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                let join = join.lock().unwrap();
+                *follower.lock().unwrap() = Some((join.as_ref().unwrap())(request));
                 panic!("the inner call panics after a follower joined (on purpose)");
             }
             Box::pin(async move { Ok(request) })
-        }
-    }
-    let inner = JoinThenPanic {
-        join: Arc::default(),
-        follower: Arc::default(),
-        calls: Arc::default(),
+        })
     };
     let layer = by_request().build().unwrap();
-    let mut svc = layer.layer(inner.clone());
+    let mut svc = layer.layer(join_then_panic);
     let other = Mutex::new(svc.clone());
-    *inner.join.lock().unwrap() = Some(Box::new(move |request| {
+    *join.lock().unwrap() = Some(Box::new(move |request| {
         Box::pin(other.lock().unwrap().call(request))
     }));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         drop(svc.call("k".to_owned()));
     }));
     assert!(outcome.is_err());
-    let follower = inner
-        .follower
-        .lock()
-        .unwrap()
-        .take()
-        .expect("a follower joined");
+    let follower = follower.lock().unwrap().take().expect("a follower joined");
     let mut follower = spawn(follower);
     let err = match follower.poll() {
         Poll::Ready(result) => result.unwrap_err(),
         Poll::Pending => panic!("the follower waits on a call nobody will start"),
     };
-    assert_eq!(
-        Rejected::find(&*err).map(Rejected::kind),
-        Some(RejectKind::DedupAborted)
-    );
+    assert_eq!(rejected_kind(&err), Some(RejectKind::DedupAborted));
     drop(follower);
     assert_eq!(layer.handle().metrics().in_flight_keys, 0);
     assert_eq!(send(&svc, "k").await.unwrap(), "k", "the key runs again");
 }
 
-/// Shares answers of at most 6 bytes, as [`ShortOnly`], and marks them,
-/// as [`ByLength`].
-#[derive(Clone)]
-struct ShortAndMarked;
-
-impl Share<String> for ShortAndMarked {
-    type Shared = String;
-
-    fn share(&self, response: String) -> Result<String, String> {
-        ShortOnly.share(response)
-    }
-
-    fn unshare(&self, shared: &String) -> String {
-        shared.clone()
-    }
-
-    fn mark(&self, response: &mut String, sharing: Sharing) {
-        ByLength.mark(response, sharing);
-    }
-}
-
 #[tokio::test]
 async fn a_follower_that_falls_back_to_its_own_call_is_marked_own() {
-    let (inner, handle) = gated();
-    let layer = by_request().share(ShortAndMarked).build().unwrap();
-    let svc = layer.layer(inner);
-    let mut leader = spawn(send(&svc, "long"));
-    let mut follower = spawn(send(&svc, "long"));
-    assert_pending!(leader.poll());
-    assert_pending!(follower.poll());
+    let (_, svc, handle) = gated_behind(by_request().share(Strings {
+        marked: true,
+        ..Strings::SHORT_ONLY
+    }));
+    let [leader, follower] = waiting(&svc, ["long", "long"]);
     handle.open();
     assert_eq!(follower.await.unwrap(), "long #1 (own)", "its own call");
     assert_eq!(
@@ -880,32 +754,25 @@ async fn a_follower_that_falls_back_to_its_own_call_is_marked_own() {
 
 #[tokio::test(start_paused = true)]
 async fn a_stale_answer_is_served_when_the_table_is_full() {
-    let (inner, handle) = gated();
-    let layer = DedupLayer::builder()
-        .key(|r: &String| Some(r.clone()))
-        .share(ByLength)
-        .max_keys(1)
-        .cache(Duration::from_secs(5), 10)
-        .serve_stale(Duration::from_secs(10))
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
+    let (_, svc, handle) = gated_behind(
+        by_request()
+            .share(Strings::MARKED)
+            .max_keys(1)
+            .cache(Duration::from_secs(5), 10)
+            .serve_stale(Duration::from_secs(10)),
+    );
     handle.open();
     assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (own)");
-    handle.open.send_replace(false);
+    handle.shut();
     tokio::time::advance(Duration::from_secs(6)).await;
     // Another key takes the only room in the table.
-    let mut other = spawn(send(&svc, "other"));
-    assert_pending!(other.poll());
+    let [other] = waiting(&svc, ["other"]);
     // "k" is stale and cannot refresh: its stale answer, not `DedupFull`.
     assert_eq!(send(&svc, "k").await.unwrap(), "k #0 (stale)");
     assert_eq!(handle.calls(), 2, "no refresh could start");
     // Without a stale answer, a new key is still refused.
     let err = send(&svc, "new").await.unwrap_err();
-    assert_eq!(
-        Rejected::find(&*err).map(Rejected::kind),
-        Some(RejectKind::DedupFull)
-    );
+    assert_eq!(rejected_kind(&err), Some(RejectKind::DedupFull));
     handle.open();
     other.await.unwrap();
 }
@@ -937,17 +804,12 @@ async fn only_answers_the_classifier_calls_successes_are_cached() {
 
 #[tokio::test]
 async fn a_failing_answer_is_still_shared_with_its_waiters_but_not_cached() {
-    let (inner, handle) = gated();
-    let layer = by_request()
-        .cache(Duration::from_secs(60), 10)
-        .classifier(|_: Result<&String, &BoxError>| reflex_core::Outcome::Failure)
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
-    let mut a = spawn(send(&svc, "k"));
-    let mut b = spawn(send(&svc, "k"));
-    assert_pending!(a.poll());
-    assert_pending!(b.poll());
+    let (layer, svc, handle) = gated_behind(
+        by_request()
+            .cache(Duration::from_secs(60), 10)
+            .classifier(|_: Result<&String, &BoxError>| reflex_core::Outcome::Failure),
+    );
+    let [a, b] = waiting(&svc, ["k", "k"]);
     handle.open();
     assert_eq!(a.await.unwrap(), "k #0");
     assert_eq!(b.await.unwrap(), "k #0", "shared in flight");
@@ -955,37 +817,14 @@ async fn a_failing_answer_is_still_shared_with_its_waiters_but_not_cached() {
     assert_eq!(layer.handle().metrics().cache_entries, 0);
 }
 
-/// Keeps answers no longer than the seconds their text ends with.
-#[derive(Clone)]
-struct AgedByText;
-
-impl Share<String> for AgedByText {
-    type Shared = String;
-
-    fn share(&self, response: String) -> Result<String, String> {
-        Ok(response)
-    }
-
-    fn unshare(&self, shared: &String) -> String {
-        shared.clone()
-    }
-
-    fn max_age(&self, shared: &String) -> Option<Duration> {
-        let seconds = shared.split(' ').next()?.parse().ok()?;
-        Some(Duration::from_secs(seconds))
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn an_answer_is_kept_no_longer_than_its_max_age_nor_the_ttl() {
-    let (inner, handle) = gated();
+    let (_, svc, handle) = gated_behind(
+        by_request()
+            .share(Strings::AGED)
+            .cache(Duration::from_secs(10), 10),
+    );
     handle.open();
-    let layer = by_request()
-        .share(AgedByText)
-        .cache(Duration::from_secs(10), 10)
-        .build()
-        .unwrap();
-    let svc = layer.layer(inner);
     // "0": not kept at all; "3": 3 s; "18446744073709551615": the TTL.
     assert_eq!(send(&svc, "0").await.unwrap(), "0 #0");
     assert_eq!(send(&svc, "0").await.unwrap(), "0 #1");
@@ -1005,33 +844,6 @@ async fn an_answer_is_kept_no_longer_than_its_max_age_nor_the_ttl() {
     );
 }
 
-/// Marks answers (as [`ByLength`]), and refuses to share the answer of the
-/// second call ("#1") when `refuse_second` is set.
-#[derive(Clone)]
-struct SecondNotShared {
-    refuse_second: bool,
-}
-
-impl Share<String> for SecondNotShared {
-    type Shared = String;
-
-    fn share(&self, response: String) -> Result<String, String> {
-        if self.refuse_second && response.ends_with("#1") {
-            Err(response)
-        } else {
-            Ok(response)
-        }
-    }
-
-    fn unshare(&self, shared: &String) -> String {
-        shared.clone()
-    }
-
-    fn mark(&self, response: &mut String, sharing: Sharing) {
-        ByLength.mark(response, sharing);
-    }
-}
-
 /// After a call for a key ends, the cache holds its answer or nothing: a
 /// refresh whose answer may not be kept (a failure, an error, an answer
 /// that cannot be shared) takes the stale answer away with it.
@@ -1039,10 +851,15 @@ impl Share<String> for SecondNotShared {
 async fn a_refresh_whose_answer_may_not_be_kept_removes_the_stale_answer() {
     for refresh in ["a failure", "an error", "not shareable"] {
         let (inner, handle) = gated();
-        let layer = DedupLayer::builder()
-            .key(|r: &String| Some(r.clone()))
-            .share(SecondNotShared {
-                refuse_second: refresh == "not shareable",
+        let layer = by_request()
+            .share(Strings {
+                // The answer of the second call ("#1") may not be shared.
+                shareable: if refresh == "not shareable" {
+                    |answer| !answer.ends_with("#1")
+                } else {
+                    |_| true
+                },
+                ..Strings::MARKED
             })
             .cache(Duration::from_secs(5), 10)
             .serve_stale(Duration::from_secs(60))
@@ -1067,7 +884,7 @@ async fn a_refresh_whose_answer_may_not_be_kept_removes_the_stale_answer() {
             assert_eq!(send(&svc, "k").await.unwrap(), "k #1 (own)", "{refresh}");
         }
         // The stale "k #0" is gone: two requests at once share a new call.
-        handle.open.send_replace(false);
+        handle.shut();
         let mut a = spawn(send(&svc, "k"));
         let mut b = spawn(send(&svc, "k"));
         assert_pending!(a.poll(), "{refresh}");

@@ -84,31 +84,21 @@ mod over_http {
     use bytes::Bytes;
     use http::{Request, Response};
     use http_body_util::{Empty, Full};
-    use reflex_core::Classify;
     use reflex_dedup::Sharing;
+    use reflex_dedup::http::CallBody;
 
     use super::*;
-
-    /// Calls a 404 a failure, and everything else a success.
-    #[derive(Clone, Copy)]
-    struct NotFoundFails;
-
-    impl<B> Classify<Response<B>, BoxError> for NotFoundFails {
-        fn classify(&self, result: Result<&Response<B>, &BoxError>) -> Outcome {
-            match result {
-                Ok(response) if response.status() == 404 => Outcome::Failure,
-                Ok(_) => Outcome::Success,
-                Err(_) => Outcome::Failure,
-            }
-        }
-    }
 
     #[tokio::test]
     async fn a_stack_built_http_dedup_layer_caches_what_the_stacks_classifier_calls_a_success() {
         let builder = DedupLayer::builder()
             .http()
             .cache(Duration::from_secs(60), 10);
-        let layer = build_part(builder, NotFoundFails, "catalog", Sink::none()).unwrap();
+        let not_found_fails = |result: Result<&Response<CallBody>, &BoxError>| match result {
+            Ok(response) if response.status() != 404 => Outcome::Success,
+            _ => Outcome::Failure,
+        };
+        let layer = build_part(builder, not_found_fails, "catalog", Sink::none()).unwrap();
         let handle = Handled::handle(&layer);
         assert_eq!(LayerHandle::component(&handle).as_str(), "catalog");
         let svc = layer.layer(service_fn(|req: Request<Empty<Bytes>>| async move {

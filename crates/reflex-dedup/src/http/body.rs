@@ -2,11 +2,12 @@
 //! [`HttpDedup`](super::HttpDedup) service, and [`CallBody`], the body of
 //! an answer as a shared call holds it.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use reflex_core::BoxError;
@@ -50,9 +51,12 @@ pin_project! {
 pin_project! {
     #[project = KindProj]
     enum Kind<B> {
+        // Streamed through as it is: a `BufferedBody` with nothing read
+        // ahead, which only makes its data `Bytes` and its error a
+        // `BoxError`.
         Inner {
             #[pin]
-            body: B,
+            body: BufferedBody<B>,
         },
         Call {
             body: CallBody,
@@ -66,7 +70,9 @@ impl<B> ResponseBody<B> {
     /// The inner service's body, streamed through.
     pub(crate) fn inner(body: B) -> Self {
         Self {
-            kind: Kind::Inner { body },
+            kind: Kind::Inner {
+                body: BufferedBody::streaming(VecDeque::new(), body),
+            },
         }
     }
 
@@ -91,13 +97,7 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.project().kind.project() {
-            KindProj::Inner { body } => match ready!(body.poll_frame(cx)) {
-                Some(Ok(frame)) => Poll::Ready(Some(Ok(
-                    frame.map_data(|mut data| data.copy_to_bytes(data.remaining()))
-                ))),
-                Some(Err(err)) => Poll::Ready(Some(Err(err.into()))),
-                None => Poll::Ready(None),
-            },
+            KindProj::Inner { body } => body.poll_frame(cx),
             KindProj::Call { body } => Pin::new(body).poll_frame(cx),
         }
     }

@@ -2,11 +2,9 @@
 //! and built; from [`DedupBuilder::http`].
 
 use std::fmt;
-use std::time::Duration;
 
 use reflex_core::{
-    Classified, Component, ConfigError, ConfigErrorKind, LayerBuilder, ServerErrorsAsFailures,
-    SignalSink, Sink,
+    Classified, Component, ConfigError, ConfigErrorKind, LayerBuilder, ServerErrorsAsFailures, Sink,
 };
 
 use super::key::HttpKey;
@@ -118,64 +116,7 @@ impl<C> HttpDedupBuilder<C> {
         }
     }
 
-    /// The component the layer guards, named in rejections and signals.
-    /// Defaults to [`Component::default`].
-    pub fn component(mut self, component: impl Into<Component>) -> Self {
-        self.settings.component = component.into();
-        self
-    }
-
-    /// Where coalesced requests and cache hits are reported. Defaults to
-    /// nowhere.
-    pub fn sink(mut self, sink: impl SignalSink) -> Self {
-        self.settings.sink = Sink::new(sink);
-        self
-    }
-
-    /// Refuses a request whose key is in flight at once; as
-    /// [`DedupBuilder::refuse_duplicates`]. Defaults to off.
-    pub fn refuse_duplicates(mut self) -> Self {
-        self.settings.refuse_duplicates = true;
-        self
-    }
-
-    /// The most distinct keys in flight at once (at least 1); as
-    /// [`DedupBuilder::max_keys`]. Defaults to 65 536.
-    pub fn max_keys(mut self, keys: usize) -> Self {
-        self.settings.max_keys = keys;
-        self
-    }
-
-    /// How long each request waits on a shared call (above zero); as
-    /// [`DedupBuilder::wait_timeout`]. Defaults to none.
-    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
-        self.settings.wait_timeout = Some(timeout);
-        self
-    }
-
-    /// Keeps shareable, successful answers for `ttl` (above zero) or their
-    /// `Cache-Control` age if shorter, at most `max_entries` of them (at
-    /// least 1); as [`DedupBuilder::cache`]. Defaults to no cache.
-    pub fn cache(mut self, ttl: Duration, max_entries: usize) -> Self {
-        self.settings.set_cache(ttl, max_entries);
-        self
-    }
-
-    /// Serves a cached answer up to `window` (above zero) past its TTL
-    /// while one request refreshes it; as [`DedupBuilder::serve_stale`].
-    /// Needs [`cache`](Self::cache). Defaults to off.
-    pub fn serve_stale(mut self, window: Duration) -> Self {
-        self.settings.stale = Some(window);
-        self
-    }
-
-    /// Bounds the cache by the bytes of its bodies too; as
-    /// [`DedupBuilder::cache_max_bytes`]. Needs [`cache`](Self::cache).
-    /// Defaults to no bound.
-    pub fn cache_max_bytes(mut self, bytes: usize) -> Self {
-        self.settings.set_cache_max_bytes(bytes);
-        self
-    }
+    crate::settings::settings_setters!();
 
     /// Checks the configuration and builds the layer.
     ///

@@ -14,9 +14,8 @@ use super::call::{HttpCall, shared_call};
 use super::future::ResponseFuture;
 use super::key::{HttpKey, RequestKey};
 use super::share::HttpShare;
-use crate::keyed::{Begun, begin};
+use crate::future::Kind;
 use crate::shared::Shared;
-use crate::wait::Waiting;
 
 /// What an [`HttpDedup`] service, its clones and their futures share.
 pub(crate) type HttpShared<C> =
@@ -98,19 +97,15 @@ where
 
     #[inline]
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let Some(key) = self.shared.key.key(&request) else {
-            return ResponseFuture::direct(self.inner.call(request));
-        };
-        match begin(&self.shared, key) {
-            Begun::Ready(result) => ResponseFuture::ready(result),
-            Begun::Leader(waiter, until) => {
-                waiter.start(shared_call(self.inner.call(request), self.body_limit));
-                ResponseFuture::waiting(Waiting::new(waiter, until), None)
+        ResponseFuture::new(match self.shared.key.key(&request) {
+            None => Kind::direct(self.inner.call(request)),
+            Some(key) => {
+                let limit = self.body_limit;
+                Kind::keyed(&self.shared, key, &mut self.inner, request, |call| {
+                    shared_call(call, limit)
+                })
             }
-            Begun::Follower(waiting) => {
-                ResponseFuture::waiting(waiting, Some((self.inner.clone(), request)))
-            }
-        }
+        })
     }
 }
 
