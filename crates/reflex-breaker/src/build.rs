@@ -6,7 +6,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use reflex_core::{Classified, Component, ConfigError, KeyFn, LayerBuilder, Sink};
+use reflex_core::{Classified, ConfigError, KeyFn, LayerBuilder};
 
 use crate::backend::Backend;
 use crate::builder::CircuitBreakBuilder;
@@ -15,26 +15,6 @@ use crate::keyed::KeyedCircuitBreakLayer;
 use crate::layer::CircuitBreakLayer;
 use crate::memory::MemoryBackend;
 use crate::shared::Shared;
-
-/// The three steps of [`LayerBuilder`], the same whether the builder makes
-/// one breaker or one per key: its inherent `component` and `build`, and
-/// the sink as given.
-macro_rules! layer_builder_steps {
-    () => {
-        fn component(self, component: Component) -> Self {
-            Self::component(self, component)
-        }
-
-        fn sink(mut self, sink: Sink) -> Self {
-            self.config.sink = sink;
-            self
-        }
-
-        fn build(self) -> Result<Self::Layer, ConfigError> {
-            Self::build(self)
-        }
-    };
-}
 
 // === impl CircuitBreakBuilder (one breaker) ===
 
@@ -93,7 +73,7 @@ impl<C> CircuitBreakBuilder<C> {
 impl<C> LayerBuilder for CircuitBreakBuilder<C> {
     type Layer = CircuitBreakLayer<C, MemoryBackend>;
 
-    layer_builder_steps!();
+    reflex_core::layer_builder_methods!(config);
 }
 
 // === impl CircuitBreakBuilder (one breaker per key) ===
@@ -132,7 +112,7 @@ where
 {
     type Layer = KeyedCircuitBreakLayer<K, KF, C>;
 
-    layer_builder_steps!();
+    reflex_core::layer_builder_methods!(config);
 }
 
 /// The breaker judges outcomes: the stack's classifier replaces the

@@ -4,9 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 
-use reflex_core::{
-    Classified, Component, ConfigError, DefaultClassifier, KeyFn, LayerBuilder, NoKey, Sink,
-};
+use reflex_core::{Classified, ConfigError, DefaultClassifier, KeyFn, LayerBuilder, NoKey};
 
 use crate::layer::DedupLayer;
 use crate::settings::Settings;
@@ -208,18 +206,7 @@ where
 {
     type Layer = DedupLayer<Req, K, KF, H, C>;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(mut self, sink: Sink) -> Self {
-        self.settings.sink = sink;
-        self
-    }
-
-    fn build(self) -> Result<Self::Layer, ConfigError> {
-        Self::build(self)
-    }
+    reflex_core::layer_builder_methods!(settings);
 }
 
 /// The stack's classifier decides which answers the cache keeps.

@@ -4,7 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{Classified, Component, ConfigError, DefaultClassifier, LayerBuilder, Sink};
+use reflex_core::{Classified, ConfigError, DefaultClassifier, LayerBuilder};
 
 use crate::backoff::Jitter;
 use crate::layer::RetryLayer;
@@ -42,7 +42,7 @@ pub struct RetryBuilder<P = DefaultPolicy, C = DefaultClassifier, R = CopiedRequ
     policy: P,
     classifier: C,
     pub(crate) requests: R,
-    settings: Settings,
+    pub(crate) settings: Settings,
 }
 
 /// How a [`RetryBuilder`]'s layer takes requests by default: as they come,
@@ -278,33 +278,16 @@ impl<P, C, R> RetryBuilder<P, C, R> {
     pub(crate) fn build_layer(self) -> Result<RetryLayer<P, C>, ConfigError> {
         self.settings.layer(self.policy, self.classifier)
     }
-
-    /// Sets the sink as the stack gives it.
-    pub(crate) fn with_sink(mut self, sink: Sink) -> Self {
-        self.settings.sink = sink;
-        self
-    }
 }
 
 impl<P, C> LayerBuilder for RetryBuilder<P, C, CopiedRequests> {
     type Layer = RetryLayer<P, C>;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(self, sink: Sink) -> Self {
-        self.with_sink(sink)
-    }
-
-    fn build(self) -> Result<RetryLayer<P, C>, ConfigError> {
-        Self::build(self)
-    }
+    reflex_core::layer_builder_methods!(settings);
 }
 
 /// Retry judges outcomes: the stack's classifier replaces the builder's,
-/// as [`classifier`](RetryBuilder::classifier) does.
-/// The stack's classifier replaces the builder's. (The http builder keeps
+/// as [`classifier`](RetryBuilder::classifier) does. (The http builder keeps
 /// a 429 worth retrying on top of it: see
 /// [`WithTooManyRequests`](crate::http::WithTooManyRequests).)
 impl<P, C, C2> Classified<C2> for RetryBuilder<P, C, CopiedRequests>

@@ -3,9 +3,7 @@
 
 use std::fmt;
 
-use reflex_core::{
-    Classified, Component, ConfigError, ConfigErrorKind, LayerBuilder, ServerErrorsAsFailures, Sink,
-};
+use reflex_core::{Classified, ConfigError, ConfigErrorKind, LayerBuilder, ServerErrorsAsFailures};
 
 use super::key::HttpKey;
 use super::layer::HttpDedupLayer;
@@ -156,18 +154,7 @@ impl<C> HttpDedupBuilder<C> {
 impl<C> LayerBuilder for HttpDedupBuilder<C> {
     type Layer = HttpDedupLayer<C>;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(mut self, sink: Sink) -> Self {
-        self.settings.sink = sink;
-        self
-    }
-
-    fn build(self) -> Result<Self::Layer, ConfigError> {
-        Self::build(self)
-    }
+    reflex_core::layer_builder_methods!(settings);
 }
 
 /// The stack's classifier decides which answers the cache keeps.

@@ -1,7 +1,7 @@
 //! [`HttpRetryBuilder`]: [`RetryBuilder::http`], the request body limit,
 //! and the build of an [`HttpRetryLayer`].
 
-use reflex_core::{Classified, Component, ConfigError, ConfigErrorKind, LayerBuilder, Sink};
+use reflex_core::{Classified, ConfigError, ConfigErrorKind, LayerBuilder};
 
 use super::classify::{RetryableResponses, WithTooManyRequests};
 use super::layer::HttpRetryLayer;
@@ -107,17 +107,7 @@ impl<C> RetryBuilder<HttpPolicy, C, ReplayedBodies> {
 impl<C> LayerBuilder for RetryBuilder<HttpPolicy, C, ReplayedBodies> {
     type Layer = HttpRetryLayer<C>;
 
-    fn component(self, component: Component) -> Self {
-        Self::component(self, component)
-    }
-
-    fn sink(self, sink: Sink) -> Self {
-        self.with_sink(sink)
-    }
-
-    fn build(self) -> Result<HttpRetryLayer<C>, ConfigError> {
-        Self::build(self)
-    }
+    reflex_core::layer_builder_methods!(settings);
 }
 
 /// The stack's classifier decides what is a failure, and a 429 is one too:

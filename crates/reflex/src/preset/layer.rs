@@ -137,7 +137,7 @@ pub type PresetLayers<C, W, Sh, D, S, R, B, T> = Stack<
     >,
 >;
 
-/// What [`Preset::build`] gives.
+/// What [`Preset::build`](super::Preset::build) gives.
 pub type PresetStack<C, W, Sh, D, S, R, B, T> = PresetLayer<
     ServiceBuilder<PresetLayers<C, W, Sh, D, S, R, B, T>>,
     PresetHandles<
