@@ -16,11 +16,10 @@ use pin_project_lite::pin_project;
 use crate::BoxError;
 
 pin_project! {
-    /// A request body that can be sent again: buffered whole (up to the
-    /// limit it was read with, by [`buffer`] or by a layer built on it, such
-    /// as `reflex-retry`'s `ReplayBodyLayer`), or, when it was larger, the
-    /// part read so far followed by the rest of the original body, which
-    /// can be sent once only.
+    /// A body read into memory: buffered whole (up to the limit it was
+    /// read with, by [`buffer`]: `reflex-dedup` shares response bodies this
+    /// way), or, when it was larger, the part read so far followed by the
+    /// rest of the original body, which can be sent once only.
     ///
     /// Its data is [`Bytes`] and its error a [`BoxError`].
     pub struct BufferedBody<B> {
