@@ -16,7 +16,9 @@
 //! [`core`] holds what they share: components, classifiers, the one
 //! [`Rejected`](core::Rejected) error, signals. [`http`] maps errors to
 //! responses (feature `http`), and `http::grpc` to tonic statuses (feature
-//! `tonic`, off by default).
+//! `tonic`, off by default). [`telemetry`] puts the witness in the tools
+//! people already run: Prometheus, OpenTelemetry and a live page (features
+//! `prometheus`, `opentelemetry`, `page`, off by default).
 //!
 //! [`Preset`] composes them for one component in the documented order
 //! (witness, shed, dedup, slot, retry, breaker, timeout), every layer
@@ -64,6 +66,12 @@ pub use reflex_slot as slot;
 #[cfg(feature = "witness")]
 #[cfg_attr(docsrs, doc(cfg(feature = "witness")))]
 pub use reflex_witness as witness;
+#[cfg(any(feature = "prometheus", feature = "opentelemetry", feature = "page"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "prometheus", feature = "opentelemetry", feature = "page")))
+)]
+pub use reflex_telemetry as telemetry;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
