@@ -31,6 +31,9 @@ pub(crate) fn admit<F, C, B: Backend>(
                 RejectKind::CircuitOpen
             };
             let rejected = Rejected::new(kind, shared.component.clone());
+            shared
+                .logs
+                .refused(&shared.component, kind, refusal.retry_after());
             ResponseFuture::refused(match refusal.retry_after() {
                 Some(after) => rejected.with_retry_after(after),
                 None => rejected,

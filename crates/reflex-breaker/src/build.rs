@@ -60,11 +60,13 @@ impl<C> CircuitBreakBuilder<C> {
         let config = self.config()?;
         let component = config.component().clone();
         let count_echoes = config.count_echoes();
+        let logs = Arc::clone(&config.logs);
         Ok(CircuitBreakLayer::new(Shared::new(
             Arc::new(backend(config)),
             self.classifier,
             component,
             count_echoes,
+            logs,
         )))
     }
 }

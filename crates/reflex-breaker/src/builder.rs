@@ -3,11 +3,13 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reflex_core::{Component, ConfigError, ConfigErrorKind, DefaultClassifier, KeyFn, NoKey, Sink};
 
 use crate::config::{BreakerConfig, LAYER, Window};
+use crate::logs::Logs;
 
 /// The failure rate a breaker trips on when no trip rule was chosen.
 pub(crate) const DEFAULT_FAILURE_RATE: f64 = 0.5;
@@ -137,6 +139,7 @@ impl CircuitBreakBuilder {
                 probe_successes: 1,
                 half_open_max_wait: Duration::from_secs(30),
                 count_echoes: false,
+                logs: Arc::new(Logs::new()),
             },
             half_open_max_wait: None,
             max_keys: DEFAULT_MAX_KEYS,
@@ -335,6 +338,8 @@ impl<C, Req, K, KF> CircuitBreakBuilder<C, Req, K, KF> {
             config.failure_rate = Some(DEFAULT_FAILURE_RATE);
         }
         config.half_open_max_wait = self.half_open_max_wait.unwrap_or(config.open_duration);
+        // The built layer's own limiters, their clock starting now.
+        config.logs = Arc::new(Logs::new());
         config.validate()
     }
 }

@@ -1,8 +1,11 @@
 //! [`BreakerConfig`]: a validated breaker configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reflex_core::{Component, Sink};
+
+use crate::logs::Logs;
 
 pub(crate) const LAYER: &str = "breaker";
 
@@ -55,6 +58,9 @@ pub struct BreakerConfig {
     pub(crate) probe_successes: u32,
     pub(crate) half_open_max_wait: Duration,
     pub(crate) count_echoes: bool,
+    /// Not a setting: the log limiters of the layer built from it, shared
+    /// by every breaker it makes (every key's).
+    pub(crate) logs: Arc<Logs>,
 }
 
 // === impl BreakerConfig ===
@@ -182,6 +188,7 @@ impl BreakerConfig {
             probe_successes: 1,
             half_open_max_wait: Duration::from_secs(3600),
             count_echoes: false,
+            logs: Arc::new(Logs::new()),
         }
     }
 }

@@ -87,8 +87,11 @@
 //!   See `docs/PERFORMANCE.md`.
 //! - **Observable.** Every transition is a
 //!   [`Signal::BreakerTransition`](reflex_core::Signal::BreakerTransition)
-//!   (from, to, why) and a `tracing` event; [`BreakerHandle`] reads the state
-//!   and counts and sets ForcedOpen, Disabled, MetricsOnly or Closed by hand.
+//!   (from, to, why) and a `tracing` event (`WARN` when it opens, `INFO`
+//!   otherwise, a few per interval at most; a refused request is `DEBUG`,
+//!   summed up at `INFO` once per interval: `docs/breaker.md`, "Logs");
+//!   [`BreakerHandle`] reads the state and counts and sets ForcedOpen,
+//!   Disabled, MetricsOnly or Closed by hand.
 //!   The breakers of a [`KeyedCircuitBreakLayer`] report
 //!   [`Signal::KeyedBreakerTransition`](reflex_core::Signal::KeyedBreakerTransition)
 //!   instead, under the layer's component: keys are never components.
@@ -160,6 +163,7 @@ mod guard;
 mod handle;
 mod keyed;
 mod layer;
+mod logs;
 mod loom;
 mod memory;
 mod metrics;

@@ -5,6 +5,8 @@ use std::sync::Arc;
 use reflex_core::Component;
 use tokio::time::Instant;
 
+use crate::logs::Logs;
+
 /// What a layer, its services and their futures share.
 ///
 /// Aligned to a cache line so that it does not share one with the `Arc`'s
@@ -19,6 +21,8 @@ pub(crate) struct Shared<C, B> {
     pub(crate) base: Instant,
     /// Failures that are echoes of a failure below count as failures.
     pub(crate) count_echoes: bool,
+    /// The layer's log limiters (every key's breaker shares them).
+    pub(crate) logs: Arc<Logs>,
 }
 
 // === impl Shared ===
@@ -29,6 +33,7 @@ impl<C, B> Shared<C, B> {
         classifier: C,
         component: Component,
         count_echoes: bool,
+        logs: Arc<Logs>,
     ) -> Self {
         Self {
             backend,
@@ -36,6 +41,7 @@ impl<C, B> Shared<C, B> {
             component,
             base: Instant::now(),
             count_echoes,
+            logs,
         }
     }
 

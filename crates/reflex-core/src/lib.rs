@@ -21,6 +21,8 @@
 //!   one way in, shared by every layer (module [`layer`]); [`KeyFn`]: the one
 //!   way a keyed layer learns a request's key (module [`key`]).
 //! - [`shard::Shards`]: per-key state over a few locks.
+//! - [`log_limit::LogLimit`]: how often a layer writes a log line of one
+//!   sort (a summary of its refusals, its state changes), lock-free.
 //!
 //! This crate has no tower layer of its own.
 //!
@@ -55,6 +57,7 @@ mod control;
 pub mod http;
 pub mod key;
 pub mod layer;
+pub mod log_limit;
 pub mod origin;
 mod rejected;
 pub mod shard;

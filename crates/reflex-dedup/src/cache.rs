@@ -11,6 +11,7 @@ use reflex_core::shard::{KeyMap, RandomState};
 use tokio::time::Instant;
 
 use crate::handle::Stats;
+use crate::logs::Logs;
 use crate::settings::CacheSettings;
 
 /// What the cache holds for a key.
@@ -116,6 +117,7 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
     ) {
         let ttl = max_age.map_or(self.ttl, |age| age.min(self.ttl));
         if weight > self.max_bytes || ttl.is_zero() {
+            Logs::not_kept(&stats.component, weight, self.max_bytes, ttl);
             self.remove(&key, stats);
             return;
         }
@@ -124,6 +126,7 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
         let mut inner = self.lock();
         let before = (inner.entries.len(), inner.bytes);
         evicted.extend(inner.remove(&key));
+        let replaced = evicted.len();
         // Room first, so the sum of weights never exceeds the bound (and
         // cannot overflow): `weight <= max_bytes` was checked above.
         while inner.entries.len() >= self.max_entries || inner.bytes > self.max_bytes - weight {
@@ -155,7 +158,11 @@ impl<K: Hash + Eq + Clone, Res: Clone> Cache<K, Res> {
         }
         stats.cache_changed((before.0, inner.entries.len()), (before.1, inner.bytes));
         drop(inner);
+        let evictions = evicted.len() - replaced;
         drop(evicted);
+        if evictions > 0 {
+            Logs::evicted(&stats.component, evictions);
+        }
     }
 
     /// Forgets the answer kept for `key`, if any.

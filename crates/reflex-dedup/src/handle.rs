@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use reflex_core::{Component, LayerHandle, Signal, Sink};
 
+use crate::logs::Logs;
+
 /// Counts a layer and its handle share.
 pub(crate) struct Stats {
     pub(crate) component: Component,
@@ -17,6 +19,7 @@ pub(crate) struct Stats {
     pub(crate) cache_bytes: AtomicUsize,
     pub(crate) aborted: AtomicU64,
     pub(crate) refused: AtomicU64,
+    pub(crate) logs: Logs,
 }
 
 // === impl Stats ===
@@ -33,6 +36,7 @@ impl Stats {
             cache_bytes: AtomicUsize::new(0),
             aborted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            logs: Logs::new(),
         }
     }
 

@@ -9,6 +9,7 @@ use reflex_core::{BoxError, RejectKind, Signal};
 use tokio::time::Instant;
 
 use crate::cache::Lookup;
+use crate::logs::Logs;
 use crate::share::{Share, Sharing};
 use crate::shared::Shared;
 use crate::table::{IfLive, Joined};
@@ -78,6 +79,7 @@ where
         } => {
             stats.coalesced.fetch_add(1, Ordering::Relaxed);
             stats.emit(Signal::Coalesced { waiters });
+            Logs::coalesced(&stats.component, waiters);
             let waiter = Waiter::new(flight, id, key, Arc::clone(shared));
             return Begun::Follower(Waiting::new(waiter, until));
         }

@@ -63,6 +63,9 @@
 //!   [`DedupMetrics`] ([`LayerHandle`](reflex_core::LayerHandle)).
 //! - **Observable.** [`Signal::Coalesced`](reflex_core::Signal::Coalesced)
 //!   and [`Signal::DedupCacheHit`](reflex_core::Signal::DedupCacheHit);
+//!   `tracing` events per request at `TRACE`/`DEBUG` (never with the key),
+//!   refusals and wait timeouts summed up at `INFO`/`WARN` once per
+//!   interval at most (`docs/dedup.md`, "Logs");
 //!   [`DedupHandle`] reads keys in flight, coalesced requests, cache hits
 //!   and size.
 //!
@@ -117,6 +120,7 @@ mod handle;
 pub mod http;
 mod keyed;
 mod layer;
+mod logs;
 mod service;
 mod settings;
 mod share;

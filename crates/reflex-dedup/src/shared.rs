@@ -10,6 +10,7 @@ use reflex_core::{BoxError, RejectKind, Rejected, Signal};
 
 use crate::cache::Cache;
 use crate::handle::Stats;
+use crate::logs::Logs;
 use crate::settings::Settings;
 use crate::share::{Share, Sharing};
 use crate::table::Table;
@@ -68,9 +69,9 @@ where
     pub(crate) fn cached(&self, answer: &H::Shared, sharing: Sharing) -> Res {
         let stats = &self.stats;
         stats.cache_hits.fetch_add(1, Ordering::Relaxed);
-        stats.emit(Signal::DedupCacheHit {
-            stale: sharing == Sharing::Stale,
-        });
+        let stale = sharing == Sharing::Stale;
+        stats.emit(Signal::DedupCacheHit { stale });
+        Logs::cache_hit(&stats.component, stale);
         let mut response = self.share.unshare(answer);
         self.share.mark(&mut response, sharing);
         response
@@ -79,11 +80,13 @@ where
     /// A refusal of `kind`, counted.
     pub(crate) fn refuse(&self, kind: RejectKind) -> BoxError {
         self.stats.refused.fetch_add(1, Ordering::Relaxed);
+        self.stats.logs.refused(&self.stats.component, kind);
         Rejected::new(kind, self.stats.component.clone()).into()
     }
 
     /// The error of a waiter whose call ended without an answer for it.
     pub(crate) fn aborted(&self) -> BoxError {
+        Logs::aborted(&self.stats.component);
         Rejected::new(RejectKind::DedupAborted, self.stats.component.clone()).into()
     }
 }

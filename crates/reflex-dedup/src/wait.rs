@@ -16,6 +16,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use crate::cache::Cache;
 use crate::error::{SharedError, WaitTimedOut};
 use crate::flight::{Delivery, Flight, LEADER, Received};
+use crate::logs::Logs;
 use crate::share::{Share, Sharing};
 use crate::shared::Shared;
 use crate::{Call, Key};
@@ -34,6 +35,8 @@ where
     id: usize,
     key: K,
     shared: Arc<Shared<K, KF, H, C, Fut, Res>>,
+    /// It left because its wait timed out (which is logged as such).
+    timed_out: bool,
 }
 
 /// What a wait came to.
@@ -69,6 +72,7 @@ where
             id,
             key,
             shared,
+            timed_out: false,
         }
     }
 
@@ -138,6 +142,7 @@ where
                     // has.
                     return Waited::Answer(Err(shared.aborted()));
                 }
+                Logs::own_call(&shared.stats.component);
                 return Waited::FallBack(Arc::clone(shared));
             }
             Received::Aborted => return Waited::Answer(Err(shared.aborted())),
@@ -182,6 +187,10 @@ where
             self.shared
                 .table
                 .remove(&self.key, &self.flight, &self.shared.stats);
+        } else if self.id == LEADER && !self.timed_out && !std::thread::panicking() {
+            // The call goes on for the others. (A leader whose `call`
+            // panicked leaves while unwinding: its call never started.)
+            Logs::leader_left(&self.shared.stats.component);
         }
     }
 }
@@ -264,7 +273,15 @@ where
             Poll::Pending => match this.timer.as_pin_mut().map(|t| t.poll(cx)) {
                 Some(Poll::Ready(())) => {
                     // Leaves the call; the others wait on.
-                    drop(this.waiter.take());
+                    let mut waiter = this.waiter.take().expect("checked above");
+                    waiter.timed_out = true;
+                    let shared = &waiter.shared;
+                    shared.stats.logs.wait_timed_out(
+                        &shared.stats.component,
+                        shared.wait_timeout.unwrap_or_default(),
+                        waiter.id == LEADER,
+                    );
+                    drop(waiter);
                     Poll::Ready(Waited::Answer(Err(WaitTimedOut.into())))
                 }
                 _ => Poll::Pending,

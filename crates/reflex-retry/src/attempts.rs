@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use crate::error::TimedOut;
+use crate::logs;
 use crate::policy::{Decision, Policy};
 use crate::shared::Shared;
 use crate::stats::Retrying;
@@ -230,11 +231,7 @@ impl<S, Req, R, P, C> Retryable<S, Req, R, P, C> {
                     &stats.component,
                     Signal::RetryBudgetExhausted { attempt: next },
                 );
-                tracing::debug!(
-                    component = %stats.component,
-                    attempt = next,
-                    "retry budget exhausted"
-                );
+                logs::budget_exhausted(stats, next);
                 return ControlFlow::Break(count_end(shared, attempt, result, outcome));
             }
         }
@@ -246,13 +243,7 @@ impl<S, Req, R, P, C> Retryable<S, Req, R, P, C> {
                 reason,
             },
         );
-        tracing::debug!(
-            component = %stats.component,
-            attempt = next,
-            ?delay,
-            %reason,
-            "retrying"
-        );
+        logs::retrying(stats, next, delay, reason);
         match &mut self.cycle {
             Some(cycle) => {
                 cycle.previous_delay = delay;
@@ -345,6 +336,7 @@ fn count_end<P, C, T>(shared: &Shared<P, C>, attempt: u32, result: T, outcome: O
             &stats.gave_up
         };
         counter.fetch_add(1, Ordering::Relaxed);
+        logs::ended(stats, attempt, outcome.is_success());
     }
     result
 }

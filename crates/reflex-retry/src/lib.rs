@@ -61,7 +61,9 @@
 //!   `docs/PERFORMANCE.md`.
 //! - **Observable.** Every retry is a
 //!   [`Signal::RetryAttempt`](reflex_core::Signal::RetryAttempt) (attempt,
-//!   delay, why) and a `tracing` event; [`RetryHandle`] reads retries,
+//!   delay, why) and a `DEBUG` event; a retry the budget refuses is a
+//!   `DEBUG` event too, summed up at `WARN` once per interval at most
+//!   (`docs/retry.md`, "Logs"); [`RetryHandle`] reads retries,
 //!   recoveries, budget refusals and the budget left.
 //!
 //! # What it does not do
@@ -117,6 +119,7 @@ mod handle;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod layer;
+mod logs;
 mod policy;
 mod retry_after;
 mod service;

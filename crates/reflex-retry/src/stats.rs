@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use reflex_core::Component;
+use reflex_core::log_limit::LogLimit;
 use tokio::time::Instant;
 
 use crate::budget::RetryBudget;
@@ -23,6 +24,8 @@ pub(crate) struct Stats {
     pub(crate) retrying: AtomicUsize,
     /// Jitter's random numbers: a splitmix64 sequence.
     pub(crate) rng: AtomicU64,
+    /// How often the budget's refusals are summed up in the log.
+    pub(crate) budget_refusals: LogLimit,
 }
 
 // === impl Stats ===
@@ -39,10 +42,11 @@ impl Stats {
             budget_exhausted: AtomicU64::new(0),
             retrying: AtomicUsize::new(0),
             rng: AtomicU64::new(seed),
+            budget_refusals: LogLimit::summary(),
         }
     }
 
-    /// Time since `base`, for the budget.
+    /// Time since `base`, for the budget and the log limiter.
     pub(crate) fn now(&self) -> std::time::Duration {
         self.base.elapsed()
     }

@@ -40,7 +40,9 @@
 //!   reflexes.
 //! - **Observable.** Sheds, soft-limit excursions (with hysteresis: one
 //!   warning per excursion) and limit changes are [`Signal`](reflex_core::Signal)s
-//!   to the configured sink and `tracing` events.
+//!   to the configured sink and `tracing` events: a shed is `DEBUG`, summed
+//!   up at `WARN` once per interval at most; excursions and limit changes
+//!   are `WARN`/`INFO`, a few per interval at most (`docs/shed.md`, "Logs").
 //!
 //! # What it does not do
 //!
@@ -102,6 +104,7 @@ mod counter;
 pub mod future;
 mod handle;
 mod layer;
+mod logs;
 mod loom;
 mod service;
 mod shared;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use reflex_core::{Component, ConfigError, ConfigErrorKind, RejectKind, Rejected, Signal, Sink};
 
 use crate::counter::{self, Counter, NO_SOFT_LIMIT, Refused};
+use crate::logs::Logs;
 
 pub(crate) const LAYER: &str = "shed";
 
@@ -24,6 +25,7 @@ pub(crate) struct Shared {
     /// Serialises limit changes so hard and soft always change together.
     /// Only handle setters take it; the request path never does.
     set_limits: Mutex<()>,
+    logs: Logs,
 }
 
 /// What a request holds while it runs in the inner service: one slot of the
@@ -52,6 +54,7 @@ impl Shared {
             configured_hard: hard,
             configured_soft: soft,
             set_limits: Mutex::new(()),
+            logs: Logs::new(),
         }
     }
 
@@ -78,12 +81,8 @@ impl Shared {
             hard_limit,
         } = refused;
         self.shed_total.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(
-            component = %self.component,
-            in_flight,
-            hard_limit,
-            "request shed"
-        );
+        self.logs
+            .shed(&self.component, in_flight, hard_limit, self.retry_after);
         self.sink.emit(
             &self.component,
             Signal::Shed {
@@ -97,12 +96,11 @@ impl Shared {
     #[cold]
     fn soft_limit_exceeded(&self, in_flight: usize) {
         let soft_limit = self.counter.soft_limit();
-        tracing::warn!(
-            component = %self.component,
+        self.logs.soft_limit_exceeded(
+            &self.component,
             in_flight,
             soft_limit,
-            hard_limit = self.counter.hard_limit(),
-            "in-flight requests above the soft limit"
+            self.counter.hard_limit(),
         );
         self.sink.emit(
             &self.component,
@@ -115,12 +113,8 @@ impl Shared {
 
     #[cold]
     fn soft_limit_recovered(&self, in_flight: usize, soft_limit: usize) {
-        tracing::info!(
-            component = %self.component,
-            in_flight,
-            soft_limit,
-            "in-flight requests back under the soft limit"
-        );
+        self.logs
+            .soft_limit_recovered(&self.component, in_flight, soft_limit);
         self.sink.emit(
             &self.component,
             Signal::SoftLimitRecovered {
@@ -169,7 +163,7 @@ impl Shared {
         }
         let from = changed.previous_hard;
         if from != hard {
-            tracing::info!(component = %self.component, from, to = hard, "hard limit changed");
+            self.logs.hard_limit_changed(&self.component, from, hard);
             self.sink
                 .emit(&self.component, Signal::HardLimitChanged { from, to: hard });
         }

@@ -38,7 +38,10 @@
 //!   future; `poll_ready` is the inner service's readiness.
 //! - **Observable.** Each decision is a [`Signal`](reflex_core::Signal)
 //!   (`SlotStarted`, `SlotQueued`, `SlotReplaced`, `SlotAbandoned`,
-//!   `SlotBusy`, `SlotQueueFull`); [`SlotHandle`] reads the live numbers
+//!   `SlotBusy`, `SlotQueueFull`) and, but for an idle slot's start, a
+//!   `DEBUG` event (never with the key); refusals are summed up at
+//!   `INFO`/`WARN` once per interval at most (`docs/slot.md`, "Logs");
+//!   [`SlotHandle`] reads the live numbers
 //!   ([`SlotMetrics`]: busy slots, requests waiting, the count of each
 //!   decision) and a slot's state and queue depth.
 //! - **Every queued request leaves its queue once, and says so**: granted
@@ -92,6 +95,7 @@
 pub mod future;
 mod handle;
 mod layer;
+mod logs;
 mod loom;
 mod metrics;
 mod policy;

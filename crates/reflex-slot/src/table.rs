@@ -27,6 +27,7 @@ use reflex_core::{Component, RejectKind, Signal, Sink};
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use crate::logs::Logs;
 use crate::loom::{AtomicU64, AtomicUsize, Ordering};
 use crate::metrics::{SlotMetrics, Totals};
 use crate::policy::Policy;
@@ -85,6 +86,7 @@ pub(crate) struct Table<K: Hash + Eq + Clone> {
     pub(crate) component: Component,
     sink: Sink,
     pub(crate) totals: Totals,
+    logs: Logs,
 }
 
 // === impl Table ===
@@ -107,6 +109,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
             component,
             sink,
             totals: Totals::default(),
+            logs: Logs::new(),
         }
     }
 
@@ -145,6 +148,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
                 drop(shard);
                 self.totals.busy.fetch_add(1, Ordering::Relaxed);
                 self.emit(Signal::SlotBusy);
+                self.logs.refused(&self.component, RejectKind::SlotBusy);
                 Admission::Refused(RejectKind::SlotBusy)
             }
             Policy::Queue => {
@@ -157,8 +161,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
                 slot.queue.push_back(Waiter { id, grant });
                 let depth = slot.queue.len();
                 drop(shard);
-                self.totals.queued.fetch_add(1, Ordering::Relaxed);
-                self.emit(Signal::SlotQueued { depth });
+                self.queued(depth);
                 Admission::Wait(receiver, WaiterGuard::new(Arc::clone(self), key, id))
             }
             Policy::Replace => {
@@ -196,16 +199,22 @@ impl<K: Hash + Eq + Clone> Table<K> {
                         self.abandoned(1);
                     }
                 }
-                self.totals.queued.fetch_add(1, Ordering::Relaxed);
-                self.emit(Signal::SlotQueued { depth });
+                self.queued(depth);
                 Admission::Wait(receiver, WaiterGuard::new(Arc::clone(self), key, id))
             }
         }
     }
 
+    fn queued(&self, depth: usize) {
+        self.totals.queued.fetch_add(1, Ordering::Relaxed);
+        self.emit(Signal::SlotQueued { depth });
+        Logs::queued(&self.component, depth);
+    }
+
     fn replaced(&self, was_running: bool) {
         self.totals.replaced.fetch_add(1, Ordering::Relaxed);
         self.emit(Signal::SlotReplaced { was_running });
+        Logs::replaced(&self.component, was_running);
     }
 
     /// `count` waiters left their queue without running and without being
@@ -218,11 +227,14 @@ impl<K: Hash + Eq + Clone> Table<K> {
         for _ in 0..count {
             self.emit(Signal::SlotAbandoned);
         }
+        Logs::abandoned(&self.component, count);
     }
 
     fn queue_full(&self) -> Admission<K> {
         self.totals.queue_full.fetch_add(1, Ordering::Relaxed);
         self.emit(Signal::SlotQueueFull);
+        self.logs
+            .refused(&self.component, RejectKind::SlotQueueFull);
         Admission::Refused(RejectKind::SlotQueueFull)
     }
 
@@ -258,6 +270,7 @@ impl<K: Hash + Eq + Clone> Table<K> {
                     self.abandoned(abandoned);
                     self.totals.started.fetch_add(1, Ordering::Relaxed);
                     self.emit(Signal::SlotStarted { waited: true });
+                    Logs::started_after_waiting(&self.component);
                     return;
                 }
                 Err(Grant::Start(mut undelivered, _)) => {

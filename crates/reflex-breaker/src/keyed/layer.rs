@@ -30,9 +30,11 @@ use crate::config::BreakerConfig;
 /// [`Signal::KeyedBreakerTransition`](reflex_core::Signal::KeyedBreakerTransition)
 /// under it (never [`Signal::BreakerTransition`](reflex_core::Signal::BreakerTransition),
 /// which is the component's own breaker), so however many keys come and go
-/// they take no place among a witness's components. The `tracing` events
-/// of a transition carry the key as a field (`key`, absent for the default
-/// breaker). The layer offers no [`Control`](reflex_core::Control): a
+/// they take no place among a witness's components. A key is request data:
+/// it is a field (`key`, absent for the default breaker) of the `DEBUG`
+/// event of a transition only; the `WARN`/`INFO` line of a transition
+/// (rate-limited for the whole layer) names the component alone. The
+/// layer offers no [`Control`](reflex_core::Control): a
 /// witness's reflexes steer a component's own breaker, not its keys'.
 ///
 /// # Memory

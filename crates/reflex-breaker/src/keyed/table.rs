@@ -266,6 +266,7 @@ where
         classifier.clone(),
         config.component().clone(),
         config.count_echoes(),
+        Arc::clone(&config.logs),
     ))
 }
 

@@ -24,6 +24,7 @@ use self::word::{
 use crate::backend::{Backend, Refusal, Ticket, TicketKind};
 use crate::config::BreakerConfig;
 use crate::error::ManualStateError;
+use crate::logs::KeyField;
 use crate::loom::{AtomicU32, AtomicU64, Mutex, Ordering};
 use crate::metrics::BreakerMetrics;
 use crate::throttle::{On, Throttle};
@@ -146,11 +147,12 @@ impl MemoryBackend {
         .unwrap_or(u64::MAX)
     }
 
-    /// The key of a keyed layer's breaker, as a `tracing` field.
-    fn key(&self) -> Option<tracing::field::DisplayValue<&(dyn fmt::Display + Send + Sync)>> {
+    /// For a keyed layer's breaker, its key as a `tracing` field (`None`
+    /// within: the layer's default breaker); `None` for a component's.
+    fn key(&self) -> Option<KeyField<'_>> {
         match &self.scope {
             Scope::Component => None,
-            Scope::Keyed { key, .. } => key.as_deref().map(tracing::field::display),
+            Scope::Keyed { key, .. } => Some(key.as_deref().map(tracing::field::display)),
         }
     }
 }
@@ -284,12 +286,9 @@ impl Backend for MemoryBackend {
         if before == k {
             return;
         }
-        let component = self.config.component();
-        let key = self.key();
-        match k {
-            Some(k) => tracing::info!(%component, key, k, "circuit breaker throttling"),
-            None => tracing::info!(%component, key, "circuit breaker no longer throttling"),
-        }
+        self.config
+            .logs
+            .throttle(self.config.component(), self.key(), k);
     }
 }
 

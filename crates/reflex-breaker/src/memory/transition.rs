@@ -2,12 +2,15 @@
 //! compare-and-swap of the state word, then the signal and the `tracing`
 //! event, outside the lock.
 
+use std::time::Duration;
+
 use reflex_core::{Signal, TransitionReason};
 
 use super::word::{
     CLOSED, DISABLED, HALF_OPEN, OPEN, code, generation, nanos, next_generation, pack, state_of,
 };
 use super::{MemoryBackend, Scope};
+use crate::logs::Change;
 use crate::loom::Ordering;
 
 // === impl MemoryBackend ===
@@ -28,14 +31,16 @@ impl MemoryBackend {
         if code(current) != code(from) || generation(current) != generation(from) {
             return None;
         }
+        let mut open_for = None;
         match to {
             OPEN => {
                 // Under the lock: no other writer but a reset, also under it.
                 let opens = self.opens_in_row.load(Ordering::Relaxed).saturating_add(1);
                 self.opens_in_row.store(opens, Ordering::Relaxed);
-                let open_for = self.config.open_duration_after(opens);
-                let until = now.saturating_add(nanos(open_for));
+                let open = self.config.open_duration_after(opens);
+                let until = now.saturating_add(nanos(open));
                 self.open_until.store(until, Ordering::Release);
+                open_for = Some(open);
             }
             HALF_OPEN => self.half_open_progress.store(now, Ordering::Release),
             CLOSED => {
@@ -64,7 +69,7 @@ impl MemoryBackend {
         // The sink and tracing are user code: never under the lock (a sink
         // may steer this very breaker through its handle).
         drop(serialised);
-        self.report(code(from), to, reason);
+        self.report(code(from), to, reason, open_for);
         Some(next)
     }
 
@@ -75,28 +80,19 @@ impl MemoryBackend {
         }
     }
 
-    fn report(&self, from: u64, to: u64, reason: TransitionReason) {
+    fn report(&self, from: u64, to: u64, reason: TransitionReason, open_for: Option<Duration>) {
         let (from, to) = (state_of(from), state_of(to));
         let component = self.config.component();
+        let change = Change {
+            from,
+            to,
+            reason,
+            open_for,
+        };
+        self.config.logs.changed(component, self.key(), change);
         let signal = match &self.scope {
-            Scope::Component => {
-                if to.refuses() {
-                    tracing::warn!(%component, %from, %to, %reason, "circuit breaker opened");
-                } else {
-                    tracing::info!(%component, %from, %to, %reason, "circuit breaker changed state");
-                }
-                Signal::BreakerTransition { from, to, reason }
-            }
-            Scope::Keyed { .. } => {
-                // No key: the layer's default breaker.
-                let key = self.key();
-                if to.refuses() {
-                    tracing::warn!(%component, key, %from, %to, %reason, "keyed circuit breaker opened");
-                } else {
-                    tracing::info!(%component, key, %from, %to, %reason, "keyed circuit breaker changed state");
-                }
-                Signal::KeyedBreakerTransition { from, to, reason }
-            }
+            Scope::Component => Signal::BreakerTransition { from, to, reason },
+            Scope::Keyed { .. } => Signal::KeyedBreakerTransition { from, to, reason },
         };
         self.config.sink().emit(component, signal);
     }

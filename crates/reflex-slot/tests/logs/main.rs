@@ -1,0 +1,189 @@
+//! The `tracing` events of the slot layer, as a subscriber sees them: their
+//! levels and fields, no key in any of them, and how few lines a burst of
+//! refusals writes.
+//!
+//! A test binary of its own: its subscriber is installed for the whole
+//! process.
+
+use std::time::Duration;
+
+use reflex_core::BoxError;
+use reflex_slot::{Policy, SlotAdmissionLayer};
+use tokio_test::task::{Spawn, spawn};
+use tokio_test::{assert_pending, assert_ready};
+use tower::{Layer, Service, ServiceExt};
+use tower_test::mock;
+use tracing::Level;
+use tracing::level_filters::LevelFilter;
+
+use reflex_tests::capture::{self, Captured, at, only};
+
+/// The secret key of these tests: it must appear in no event.
+const KEY: u32 = 4242;
+
+/// A slot layer over a mock: `policy`, queues of `queue_limit`.
+fn slots(
+    policy: Policy,
+    queue_limit: usize,
+) -> (
+    impl Service<u32, Response = u32, Error = BoxError>,
+    mock::Handle<u32, u32>,
+) {
+    let layer = SlotAdmissionLayer::builder()
+        .key(|n: &u32| Some(*n))
+        .policy(policy)
+        .queue_limit(queue_limit)
+        .component("jobs")
+        .build()
+        .unwrap();
+    let (inner, handle) = mock::pair();
+    (layer.layer(inner), handle)
+}
+
+async fn call<S>(svc: &mut S, n: u32) -> Spawn<S::Future>
+where
+    S: Service<u32, Error = BoxError>,
+{
+    spawn(svc.ready().await.unwrap().call(n))
+}
+
+fn assert_no_key(events: &[Captured]) {
+    for event in events {
+        assert!(
+            event.fields.values().all(|v| !v.contains(&KEY.to_string())),
+            "a key in {event:#?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn queueing_waiting_and_abandoning_are_debug_events() {
+    capture::start(LevelFilter::TRACE);
+    let (mut svc, mut inner) = slots(Policy::Queue, 8);
+    let mut running = call(&mut svc, KEY).await;
+    let mut next = call(&mut svc, KEY).await;
+    let gone = call(&mut svc, KEY).await;
+    drop(gone);
+    assert_pending!(next.poll());
+    let (_, answer) = inner.next_request().await.unwrap();
+    answer.send_response(1);
+    assert_eq!(assert_ready!(running.poll()).unwrap(), 1);
+    assert_pending!(next.poll());
+
+    let events = capture::take();
+    let queued: Vec<_> = events
+        .iter()
+        .filter(|e| e.message == "request queued for its slot")
+        .collect();
+    assert_eq!(queued.len(), 2, "{events:#?}");
+    queued[0].assert(
+        Level::DEBUG,
+        &[("component", Some("jobs")), ("depth", Some("1"))],
+    );
+    queued[1].assert(Level::DEBUG, &[("depth", Some("2"))]);
+    only(&events, "queued requests abandoned by their callers").assert(
+        Level::DEBUG,
+        &[("component", Some("jobs")), ("count", Some("1"))],
+    );
+    only(&events, "queued request took its slot")
+        .assert(Level::DEBUG, &[("component", Some("jobs"))]);
+    assert_eq!(
+        events.len(),
+        4,
+        "nothing for the idle slot's start: {events:#?}"
+    );
+    assert_no_key(&events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replacement_is_a_debug_event() {
+    capture::start(LevelFilter::TRACE);
+    let (mut svc, _inner) = slots(Policy::Replace, 8);
+    let mut running = call(&mut svc, KEY).await;
+    let _newer = call(&mut svc, KEY).await;
+    assert!(assert_ready!(running.poll()).is_err());
+    let events = capture::take();
+    only(&events, "request replaced by a newer one").assert(
+        Level::DEBUG,
+        &[
+            ("component", Some("jobs")),
+            ("kind", Some("replaced")),
+            ("was_running", Some("true")),
+        ],
+    );
+    assert!(at(&events, Level::INFO).is_empty() && at(&events, Level::WARN).is_empty());
+    assert_no_key(&events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_busy_refusals_write_one_summary_per_interval() {
+    capture::start(LevelFilter::TRACE);
+    let (mut svc, _inner) = slots(Policy::DropIfRunning, 8);
+    let _running = call(&mut svc, KEY).await;
+    for _ in 0..10_000 {
+        assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+    }
+    let events = capture::take();
+    let refused = at(&events, Level::DEBUG);
+    assert_eq!(refused.len(), 10_000);
+    refused[0].assert(
+        Level::DEBUG,
+        &[("component", Some("jobs")), ("kind", Some("slot_busy"))],
+    );
+    let loud: Vec<_> = events.iter().filter(|e| e.level < Level::DEBUG).collect();
+    assert_eq!(loud.len(), 1, "one summary in the interval: {loud:#?}");
+
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+    let events = capture::take();
+    only(&events, "requests refused: slot busy").assert(
+        Level::INFO,
+        &[
+            ("kind", Some("slot_busy")),
+            ("count", Some("10000")),
+            ("window_ms", Some("10000")),
+        ],
+    );
+    assert_no_key(&events);
+}
+
+#[tokio::test(start_paused = true)]
+async fn ten_thousand_queue_full_refusals_write_one_warn_summary() {
+    capture::start(LevelFilter::DEBUG);
+    let (mut svc, _inner) = slots(Policy::Queue, 1);
+    let _running = call(&mut svc, KEY).await;
+    let _waiting = call(&mut svc, KEY).await;
+    capture::take();
+    for _ in 0..10_000 {
+        assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+    }
+    let events = capture::take();
+    let refused = at(&events, Level::DEBUG);
+    assert_eq!(refused.len(), 10_000);
+    refused[0].assert(Level::DEBUG, &[("kind", Some("slot_queue_full"))]);
+    only(&events, "requests refused: slot queues full").assert(
+        Level::WARN,
+        &[
+            ("component", Some("jobs")),
+            ("kind", Some("slot_queue_full")),
+            ("count", Some("1")),
+        ],
+    );
+    assert_eq!(events.len(), 10_001);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refusals_are_not_counted_for_a_summary_while_their_level_is_off() {
+    capture::start(LevelFilter::ERROR);
+    let (mut svc, _inner) = slots(Policy::DropIfRunning, 8);
+    let _running = call(&mut svc, KEY).await;
+    for _ in 0..10_000 {
+        assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+    }
+    assert!(capture::take().is_empty());
+
+    capture::set_level(LevelFilter::INFO);
+    assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+    let events = capture::take();
+    only(&events, "requests refused: slot busy").assert(Level::INFO, &[("count", Some("1"))]);
+}
