@@ -7,6 +7,7 @@
 //! clones, inner errors passed through, release on drop, on panic and on a
 //! timeout, and invalid configuration refused without a panic.
 
+pub mod capacity;
 pub mod capture;
 pub mod contract;
 pub mod sim;
