@@ -16,6 +16,7 @@ use crate::controls::Controls;
 use crate::detector::Detector;
 use crate::error::StartError;
 use crate::events::{Events, Ring};
+use crate::hooks::Hooks;
 use crate::judge::Judge;
 use crate::judgement::Judgement;
 use crate::limits::{CALLS, EVENTS, LAYER, MAX_COMPONENTS, MAX_HISTORY, MIN_INTERVAL};
@@ -265,6 +266,8 @@ impl WitnessBuilder {
                     reports: VecDeque::new(),
                     actions: 0,
                     last_error: None,
+                    totals: Arc::default(),
+                    hooks: Hooks::new(),
                 }),
                 tx,
                 task: Mutex::new(None),

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::controls::Controls;
+use crate::durations::DurationHistogram;
 use crate::events::{Event, REJECT_KINDS};
 use crate::histogram::Counts;
 use crate::registry::{Cell, Registry, breaker_state};
@@ -16,6 +17,9 @@ use crate::state::ComponentState;
 pub(crate) struct Folded {
     /// Every registered component's state over the cycle.
     pub(crate) components: Vec<ComponentState>,
+    /// The durations of each component's requests that ended in the
+    /// cycle (succeeded or failed), in `components`' order.
+    pub(crate) durations: Vec<DurationHistogram>,
     /// The calls between components over the cycle.
     pub(crate) calls: Vec<CallEdge>,
     /// Each component's first failed or refused calls of the cycle.
@@ -27,20 +31,20 @@ pub(crate) struct Folded {
 /// was given one.
 pub(crate) fn fold(registry: &Registry, controls: &Controls, interval: Duration) -> Folded {
     let mut first_failures = Vec::new();
-    let components = registry
+    let (components, durations) = registry
         .cells()
         .iter()
         .enumerate()
         .filter_map(|(index, cell)| {
-            let state = fold_cell(cell, controls, interval)?;
+            let folded = fold_cell(cell, controls, interval)?;
             first_failures.extend(cell.first.take().into_iter().map(|(at_ms, kind)| Event {
                 at_ms,
                 component: index,
                 kind,
             }));
-            Some(state)
+            Some((folded.state, folded.durations))
         })
-        .collect();
+        .unzip();
     let name = |index: usize| {
         registry
             .cells()
@@ -63,13 +67,20 @@ pub(crate) fn fold(registry: &Registry, controls: &Controls, interval: Duration)
         .collect();
     Folded {
         components,
+        durations,
         calls,
         first_failures,
     }
 }
 
+/// One component's cycle.
+struct FoldedCell {
+    state: ComponentState,
+    durations: DurationHistogram,
+}
+
 /// One component's state over the cycle; `None` for a cell not named yet.
-fn fold_cell(cell: &Cell, controls: &Controls, interval: Duration) -> Option<ComponentState> {
+fn fold_cell(cell: &Cell, controls: &Controls, interval: Duration) -> Option<FoldedCell> {
     let name = cell.name.get()?.clone();
     let take = |counter: &AtomicU64| counter.swap(0, Ordering::Relaxed);
     let mut latency = Counts::new();
@@ -87,6 +98,8 @@ fn fold_cell(cell: &Cell, controls: &Controls, interval: Duration) -> Option<Com
     cell.failed_latency.take(&mut failures);
     let failed = failures.total();
     latency.add(&failures);
+    let mut durations = DurationHistogram::default();
+    durations.add_counts(&latency);
     let propagated_failed = take(&cell.propagated).min(failed);
     let rejected: Vec<(String, u64)> = REJECT_KINDS
         .iter()
@@ -113,7 +126,7 @@ fn fold_cell(cell: &Cell, controls: &Controls, interval: Duration) -> Option<Com
             .max(0),
     )
     .unwrap_or(0);
-    Some(ComponentState {
+    let state = ComponentState {
         component: name.as_str().to_owned(),
         in_flight: in_flight.max(0).unsigned_abs(),
         requests: started,
@@ -138,6 +151,7 @@ fn fold_cell(cell: &Cell, controls: &Controls, interval: Duration) -> Option<Com
         rejected,
         shed: take(&cell.shed),
         retries: take(&cell.retries),
+        retry_budget_exhausted: u64::from(cell.budget_exhausted.swap(0, Ordering::Relaxed)),
         coalesced: take(&cell.coalesced),
         breaker: controls
             .breaker(name.as_str())
@@ -146,7 +160,11 @@ fn fold_cell(cell: &Cell, controls: &Controls, interval: Duration) -> Option<Com
             .map(|s| s.as_str().to_owned()),
         breaker_keys_opened: take(&cell.keys_opened),
         slot_queue_depth: cell.slot_queue_depth(),
-    })
+        shed_limit: controls
+            .shed(name.as_str())
+            .map(|shed| u64::try_from(shed.hard_limit()).unwrap_or(u64::MAX)),
+    };
+    Some(FoldedCell { state, durations })
 }
 
 fn ms(nanos: u64) -> f64 {

@@ -88,6 +88,15 @@ impl Counts {
         self.0.iter().sum()
     }
 
+    /// The buckets that hold anything, as `(index, count)`.
+    pub(crate) fn occupied(&self) -> impl Iterator<Item = (usize, u64)> + '_ {
+        self.0
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .map(|(index, n)| (index, *n))
+    }
+
     pub(crate) fn add(&mut self, other: &Self) {
         for (a, b) in self.0.iter_mut().zip(other.0.iter()) {
             *a += b;

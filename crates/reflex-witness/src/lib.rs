@@ -31,6 +31,13 @@
 //! chain far off it, or a new chain once learning has settled (a chain
 //! cut short by a failure is neither).
 //!
+//! For metrics exports, [`Witness::totals`] adds every cycle up since the
+//! witness started ([`Totals`]: counters by outcome and kind, a
+//! [`DurationHistogram`] with fixed bounds in seconds, the last cycle's
+//! gauges, reports by kind), and [`Witness::on_cycle`] runs a hook of
+//! yours after each cycle. Each report is also one WARN `tracing` event,
+//! its roots, affected components and actions as fields.
+//!
 //! # Guarantees
 //!
 //! - **Recording is lock-free and allocation-free.** A request costs a few
@@ -102,6 +109,7 @@ mod chain;
 mod clock;
 mod controls;
 mod detector;
+mod durations;
 mod edge_reflex;
 mod edges;
 mod episode;
@@ -110,6 +118,7 @@ mod events;
 mod fold;
 mod future;
 mod histogram;
+mod hooks;
 mod judge;
 mod judgement;
 mod layer;
@@ -126,16 +135,20 @@ mod sink;
 mod snapshot;
 mod state;
 mod stats;
+mod totals;
+mod trace;
 mod witness;
 
 pub use builder::WitnessBuilder;
 pub use clock::Clock;
 pub use controls::Controls;
 pub use detector::{Detector, Finding, Observation};
+pub use durations::{DURATION_BOUNDS, DurationHistogram};
 pub use edge_reflex::{DEFAULT_K, EdgeReflex, EdgeReflexBuilder};
 pub use episode::Episode;
 pub use error::StartError;
 pub use future::ResponseFuture;
+pub use hooks::{Cycle, CycleHook};
 pub use judgement::Judgement;
 pub use layer::{ObserveWitnessBuilder, ObserveWitnessLayer};
 pub use limits::{MAX_COMPONENTS, MAX_HISTORY};
@@ -146,4 +159,5 @@ pub use service::ObserveWitness;
 pub use sink::WitnessSink;
 pub use snapshot::{CallEdge, Health, Snapshot};
 pub use state::ComponentState;
+pub use totals::{ComponentTotals, KindCount, Totals};
 pub use witness::Witness;

@@ -6,7 +6,7 @@
 //! unknown one) takes a lock.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock, PoisonError};
 
 use reflex_core::{BreakerState, Component, RejectKind, Signal};
@@ -51,6 +51,10 @@ pub(crate) struct Cell {
     /// From signals.
     pub(crate) shed: AtomicU64,
     pub(crate) retries: AtomicU64,
+    /// Retries the retry budget refused since the last cycle. 32 bits: in
+    /// the padding after `breaker`, so the cell keeps its size and every
+    /// other field its place (no request pays for it).
+    pub(crate) budget_exhausted: AtomicU32,
     pub(crate) coalesced: AtomicU64,
     pub(crate) breaker: AtomicU8,
     /// Requests that joined a slot queue minus those that left one, over
@@ -162,6 +166,7 @@ impl Cell {
             first: FirstFailures::new(),
             shed: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            budget_exhausted: AtomicU32::new(0),
             coalesced: AtomicU64::new(0),
             breaker: AtomicU8::new(NO_BREAKER),
             slot_depth: AtomicI64::new(0),
@@ -215,6 +220,9 @@ impl Cell {
             }
             Signal::RetryAttempt { .. } => {
                 self.retries.fetch_add(1, Ordering::Relaxed);
+            }
+            Signal::RetryBudgetExhausted { .. } => {
+                self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
             }
             Signal::Coalesced { .. } | Signal::DedupCacheHit { .. } => {
                 self.coalesced.fetch_add(1, Ordering::Relaxed);

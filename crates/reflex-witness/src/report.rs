@@ -43,7 +43,39 @@ pub enum DetectionKind {
     Custom(String),
 }
 
+/// The names of the kinds ([`DetectionKind::as_str`]), in their order.
+pub(crate) const KIND_NAMES: [&str; 6] = [
+    "own_error_rate",
+    "own_latency_p50",
+    "own_latency_p99",
+    "new_call_pattern",
+    "slow_call_pattern",
+    "custom",
+];
+
 impl DetectionKind {
+    /// A short, stable, lowercase name, fit for metric labels and logs (as
+    /// it is serialized). Every detector of your own is `custom`, whatever
+    /// its name: a label takes few values.
+    ///
+    /// ```
+    /// use reflex_witness::DetectionKind;
+    ///
+    /// assert_eq!(DetectionKind::OwnErrorRate.as_str(), "own_error_rate");
+    /// assert_eq!(DetectionKind::Custom("disk".into()).as_str(), "custom");
+    /// ```
+    pub fn as_str(&self) -> &'static str {
+        let index = match self {
+            Self::OwnErrorRate => 0,
+            Self::OwnLatencyP50 => 1,
+            Self::OwnLatencyP99 => 2,
+            Self::NewCallPattern { .. } => 3,
+            Self::SlowCallPattern { .. } => 4,
+            Self::Custom(_) => 5,
+        };
+        KIND_NAMES[index]
+    }
+
     /// `true` for the kinds of the judgement of own errors and self time
     /// (the ones that have a root and an episode).
     pub fn is_own(&self) -> bool {

@@ -14,11 +14,15 @@ use tokio::time::Instant;
 use crate::analyse::Analysis;
 use crate::clock::Source;
 use crate::controls::Controls;
+use crate::durations::DurationHistogram;
 use crate::events::{Event, Events, Ring};
 use crate::fold::{Folded, fold};
+use crate::hooks::{Cycle, Hooks};
 use crate::registry::Registry;
 use crate::report::Report;
 use crate::snapshot::Snapshot;
+use crate::totals::Totals;
+use crate::trace;
 
 pub(crate) async fn run(inner: Weak<Inner>, interval: Duration) {
     // `sleep` caps a wait at about 30 years, and every deadline here is
@@ -76,6 +80,12 @@ pub(crate) struct State {
     pub(crate) reports: VecDeque<Arc<Report>>,
     pub(crate) actions: usize,
     pub(crate) last_error: Option<String>,
+    /// Every cycle added up.
+    pub(crate) totals: Arc<Totals>,
+    /// Run after each cycle ([`Witness::on_cycle`](crate::Witness::on_cycle)).
+    /// Here rather than beside the other fields of [`Inner`], which every
+    /// request reads: their layout stays as it was.
+    pub(crate) hooks: Hooks,
 }
 
 // === impl Inner ===
@@ -99,6 +109,7 @@ impl Inner {
         let elapsed = self.base.elapsed();
         let Folded {
             components,
+            durations,
             calls,
             first_failures,
         } = fold(&self.registry, &self.controls(), self.interval);
@@ -134,32 +145,55 @@ impl Inner {
             }
             snapshot.actions.push(action.what);
         }
-        self.publish(Arc::new(snapshot), error)
+        self.publish(Arc::new(snapshot), &durations, error)
     }
 
     /// Keeps `snapshot` as the latest, its reports, and (when anything
-    /// happened) in the history and to the subscribers.
-    fn publish(&self, snapshot: Arc<Snapshot>, error: Option<String>) -> Arc<Snapshot> {
-        let mut state = self.state();
-        state.actions += snapshot.actions.len();
-        if let Some(error) = error {
-            state.last_error = Some(error);
-        }
-        for report in &snapshot.reports {
-            if state.reports.len() == self.report_limit {
-                state.reports.pop_front();
+    /// happened) in the history and to the subscribers; adds it to the
+    /// totals (with its components' `durations`), logs its reports and
+    /// runs the cycle hooks.
+    fn publish(
+        &self,
+        snapshot: Arc<Snapshot>,
+        durations: &[DurationHistogram],
+        error: Option<String>,
+    ) -> Arc<Snapshot> {
+        let (totals, hooks) = {
+            let mut state = self.state();
+            state.actions += snapshot.actions.len();
+            if let Some(error) = error {
+                state.last_error = Some(error);
             }
-            state.reports.push_back(Arc::new(report.clone()));
-        }
-        state.latest = Arc::clone(&snapshot);
+            for report in &snapshot.reports {
+                if state.reports.len() == self.report_limit {
+                    state.reports.pop_front();
+                }
+                state.reports.push_back(Arc::new(report.clone()));
+            }
+            state.latest = Arc::clone(&snapshot);
+            if !snapshot.is_quiet() {
+                if state.history.len() == self.history_limit {
+                    state.history.pop_front();
+                }
+                state.history.push_back(Arc::clone(&snapshot));
+            }
+            // Copied only while a reader holds the last totals.
+            Arc::make_mut(&mut state.totals).add(&snapshot, durations);
+            (Arc::clone(&state.totals), state.hooks.clone())
+        };
         if !snapshot.is_quiet() {
-            if state.history.len() == self.history_limit {
-                state.history.pop_front();
-            }
-            state.history.push_back(Arc::clone(&snapshot));
-            drop(state);
             // Nobody listening is not an error.
             let _ = self.tx.send(Arc::clone(&snapshot));
+        }
+        for report in &snapshot.reports {
+            trace::report(report);
+        }
+        let cycle = Cycle {
+            snapshot: &snapshot,
+            totals: &totals,
+        };
+        if let Some(error) = hooks.run(&cycle) {
+            self.state().last_error = Some(error);
         }
         snapshot
     }

@@ -89,6 +89,7 @@ impl Snapshot {
                     c.cancelled,
                     c.shed,
                     c.retries,
+                    c.retry_budget_exhausted,
                     c.coalesced,
                     c.breaker_keys_opened,
                 ]

@@ -53,6 +53,10 @@ pub struct ComponentState {
     pub shed: u64,
     /// Retries made (from the retry layer's signals).
     pub retries: u64,
+    /// Retries the retry budget refused (from the retry layer's
+    /// `RetryBudgetExhausted` signals): the caller got the last attempt's
+    /// result.
+    pub retry_budget_exhausted: u64,
     /// Requests answered by another's call or the cache (from the dedup
     /// layer's signals).
     pub coalesced: u64,
@@ -70,6 +74,10 @@ pub struct ComponentState {
     /// it (`SlotStarted { waited: true }`, `SlotReplaced { was_running:
     /// false }` or `SlotAbandoned`).
     pub slot_queue_depth: usize,
+    /// The shed layer's hard limit now, read from its control when the
+    /// witness was given one (`Witness::control`, as the preset does);
+    /// `None` otherwise.
+    pub shed_limit: Option<u64>,
 }
 
 // === impl ComponentState ===
@@ -136,10 +144,12 @@ impl ComponentState {
             rejected: Vec::new(),
             shed: 0,
             retries: 0,
+            retry_budget_exhausted: 0,
             coalesced: 0,
             breaker: None,
             breaker_keys_opened: 0,
             slot_queue_depth: 0,
+            shed_limit: None,
         }
     }
 }

@@ -8,12 +8,14 @@ use reflex_core::{BreakerControl, Component, Control, ShedControl, Signal, Signa
 use tokio::sync::broadcast;
 
 use crate::episode::Episode;
+use crate::hooks::{Cycle, CycleHook};
 use crate::patterns::{CallCtx, pack};
 use crate::registry::{Cell, STATES};
 use crate::report::Report;
 use crate::runtime::Inner;
 use crate::sink::WitnessSink;
 use crate::snapshot::{Health, Snapshot};
+use crate::totals::Totals;
 
 /// What the stack saw, shared by every stack of a process: layers record
 /// into it ([`ObserveWitnessLayer`](crate::ObserveWitnessLayer)) and report
@@ -182,6 +184,71 @@ impl Witness {
     /// The newest snapshot (cycle 0, empty, before the first cycle).
     pub fn latest_snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.inner.state().latest)
+    }
+
+    /// What the witness counted since it started, every cycle added up:
+    /// the counters a metrics export wants (Prometheus, OpenTelemetry),
+    /// read here without touching the request path. Updated once per
+    /// cycle; the same `Arc` until the next.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_witness::Witness;
+    ///
+    /// let witness = Witness::builder().build()?;
+    /// let _db = witness.layer("db").build()?;
+    /// assert_eq!(witness.totals().cycles, 0);
+    /// witness.cycle_now();
+    /// let totals = witness.totals();
+    /// assert_eq!(totals.cycles, 1);
+    /// assert_eq!(totals.component("db").unwrap().succeeded, 0);
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn totals(&self) -> Arc<Totals> {
+        Arc::clone(&self.inner.state().totals)
+    }
+
+    /// Runs `hook` at the end of every cycle (quiet ones included), with
+    /// the cycle's snapshot and the totals, until the returned guard is
+    /// dropped: for an export that records what each cycle added (the
+    /// OpenTelemetry histogram of reflex-telemetry does).
+    ///
+    /// A hook runs on the thread of the cycle (the runtime's task, or a
+    /// caller of [`cycle_now`](Self::cycle_now)), after the snapshot and
+    /// the totals are published, with no lock of the witness held: it may
+    /// read the witness, but must be quick and must not run a cycle
+    /// itself. A hook that panics sets [`last_error`](Self::last_error);
+    /// the others and the next cycles run. Two cycles run at once (a
+    /// `cycle_now` beside the runtime's) may call hooks out of order:
+    /// [`Totals::cycles`] tells which is the newer.
+    ///
+    /// The witness holds the hook: a hook that holds a `Witness` clone
+    /// keeps it alive until its guard is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use reflex_witness::Witness;
+    ///
+    /// let witness = Witness::builder().build()?;
+    /// let seen = Arc::new(AtomicU64::new(0));
+    /// let hook = witness.on_cycle({
+    ///     let seen = Arc::clone(&seen);
+    ///     move |cycle| seen.store(cycle.totals.cycles, Ordering::Relaxed)
+    /// });
+    /// witness.cycle_now();
+    /// assert_eq!(seen.load(Ordering::Relaxed), 1);
+    /// drop(hook);
+    /// witness.cycle_now();
+    /// assert_eq!(seen.load(Ordering::Relaxed), 1);
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn on_cycle(&self, hook: impl Fn(&Cycle<'_>) + Send + Sync + 'static) -> CycleHook {
+        let hooks = self.inner.state().hooks.clone();
+        hooks.add(Arc::new(hook))
     }
 
     /// The last non-empty snapshots, oldest first, at most the history

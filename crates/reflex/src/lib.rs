@@ -63,15 +63,15 @@ pub use reflex_shed as shed;
 #[cfg(feature = "slot")]
 #[cfg_attr(docsrs, doc(cfg(feature = "slot")))]
 pub use reflex_slot as slot;
-#[cfg(feature = "witness")]
-#[cfg_attr(docsrs, doc(cfg(feature = "witness")))]
-pub use reflex_witness as witness;
 #[cfg(any(feature = "prometheus", feature = "opentelemetry", feature = "page"))]
 #[cfg_attr(
     docsrs,
     doc(cfg(any(feature = "prometheus", feature = "opentelemetry", feature = "page")))
 )]
 pub use reflex_telemetry as telemetry;
+#[cfg(feature = "witness")]
+#[cfg_attr(docsrs, doc(cfg(feature = "witness")))]
+pub use reflex_witness as witness;
 
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]

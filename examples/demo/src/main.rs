@@ -11,13 +11,19 @@
 //! acts on db's edge alone (it throttles the calls sent to db, or trips
 //! db's breaker in a blackout and lets its half-open probes decide when db
 //! is back), undone when the episode ends. Each episode's end is printed
-//! too. The
-//! snapshot is served as JSON at `/witness`.
+//! too. The snapshot is served as JSON at `/witness`, and the live page
+//! of the stack (`reflex::telemetry::page`) at `/live/`: the graph of the
+//! calls, each component's rates, latencies and breaker, the reports as
+//! they come.
 //!
 //! ```sh
-//! cargo run -p example-demo             # ends by itself after the load
-//! cargo run -p example-demo -- --serve  # keeps serving afterwards
+//! cargo run -p example-demo                    # ends by itself after the load
+//! cargo run -p example-demo -- --serve         # keeps serving afterwards
+//! cargo run -p example-demo -- --loop          # runs the phases again and again
+//! cargo run -p example-demo -- --serve --addr 127.0.0.1:3000
 //! ```
+//!
+//! `--addr` says where to listen (default: a free port on 127.0.0.1).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +43,7 @@ use hyper_util::rt::TokioIo;
 use reflex::Preset;
 use reflex::breaker::{CircuitBreakBuilder, CircuitBreakLayer};
 use reflex::core::BoxError;
+use reflex::telemetry::page::LivePage;
 use reflex::witness::{EdgeReflex, Snapshot, Witness};
 use tokio::net::{TcpListener, TcpStream};
 use tower::util::BoxCloneSyncService;
@@ -190,11 +197,55 @@ fn print(
     }
 }
 
+/// What the command line asks.
+struct Args {
+    /// Keep serving after the load.
+    serve: bool,
+    /// Run the phases again and again.
+    repeat: bool,
+    /// Where to listen.
+    addr: SocketAddr,
+}
+
+fn args() -> Result<Args, BoxError> {
+    let mut args = Args {
+        serve: false,
+        repeat: false,
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(arg) = given.next() {
+        match arg.as_str() {
+            "--serve" => args.serve = true,
+            "--loop" => args.repeat = true,
+            "--addr" => {
+                let addr = given
+                    .next()
+                    .ok_or("--addr needs an address, e.g. 127.0.0.1:3000")?;
+                args.addr = addr.parse()?;
+            }
+            other => {
+                return Err(
+                    format!("unknown argument {other}: --serve, --loop, --addr ADDR").into(),
+                );
+            }
+        }
+    }
+    Ok(args)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
-    let serve = std::env::args().any(|a| a == "--serve");
+    let Args {
+        serve,
+        repeat,
+        addr,
+    } = args()?;
     let witness = Witness::builder()
         .interval(Duration::from_millis(500))
+        // Five minutes of snapshots: what the live page's charts show when
+        // it opens.
+        .history_limit(600)
         .call_patterns(40, 3.0)
         .reflex(EdgeReflex::default())
         .start()?;
@@ -220,11 +271,13 @@ async fn main() -> Result<(), BoxError> {
             Router::new()
                 .route("/witness", get(handle_witness))
                 .with_state(witness.clone()),
-        );
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
+        )
+        .nest_service("/live", LivePage::new(&witness));
+    let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     println!("reflex demo on http://{addr}/ (snapshot at http://{addr}/witness)");
+    println!("live page at http://{addr}/live/");
     println!("phases: 0-4 s healthy, 4-8 s db slow, 8-12 s db failing, 12-16 s healthy\n");
 
     let started = tokio::time::Instant::now();
@@ -239,15 +292,14 @@ async fn main() -> Result<(), BoxError> {
 
     let ok = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
-    for (phase, (name, behaviour)) in [
+    let phases = [
         ("healthy", HEALTHY),
         ("db slow", SLOW),
         ("db failing", FAILING),
         ("healthy again", HEALTHY),
-    ]
-    .into_iter()
-    .enumerate()
-    {
+    ];
+    let rounds = if repeat { usize::MAX } else { 1 };
+    for (phase, (name, behaviour)) in (0..rounds).flat_map(|_| phases.iter().copied().enumerate()) {
         mode.store(behaviour, Ordering::Relaxed);
         println!(
             "[{:5.1}s] --- phase {}: {name}",
@@ -280,7 +332,7 @@ async fn main() -> Result<(), BoxError> {
         health.open_breakers,
     );
     if serve {
-        println!("serving on http://{addr}/ until interrupted");
+        println!("serving on http://{addr}/ (live page at http://{addr}/live/) until interrupted");
         std::future::pending::<()>().await;
     }
     printer.abort();

@@ -1,0 +1,401 @@
+//! The OpenTelemetry instruments, through the SDK's in-memory exporter:
+//! every exported value is the witness's totals', the duration histogram
+//! included, and nothing is observed once the registration is dropped.
+#![cfg(feature = "opentelemetry")]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::MeterProvider;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
+use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+use reflex_core::{
+    BoxError, BreakerControl, BreakerState, Component, ConfigError, Control, Outcome, RejectKind,
+    Rejected, ShedControl, Signal, SignalSink,
+};
+use reflex_witness::{Clock, Detector, Finding, Observation, Totals, Witness};
+use tower::util::BoxCloneSyncService;
+use tower::{Layer, ServiceExt, service_fn};
+
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    Ok(u64),
+    Fail(u64),
+    NotFound,
+    Refused(RejectKind),
+}
+
+async fn serve(ask: Ask) -> Result<&'static str, BoxError> {
+    match ask {
+        Ask::Ok(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok("ok")
+        }
+        Ask::Fail(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Err("down".into())
+        }
+        Ask::NotFound => Ok("not found"),
+        Ask::Refused(kind) => Err(Rejected::new(kind, Component::new("below")).into()),
+    }
+}
+
+fn classify(result: Result<&&str, &BoxError>) -> Outcome {
+    match result {
+        Ok(&"not found") => Outcome::Ignored,
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    }
+}
+
+/// Reports db in the second cycle.
+struct Second;
+
+impl Detector for Second {
+    fn name(&self) -> &str {
+        "second"
+    }
+    fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
+        Ok((seen.snapshot.cycle == 2)
+            .then(|| Finding::new("second", vec!["db".to_owned()], "the second cycle"))
+            .into_iter()
+            .collect())
+    }
+}
+
+struct Breaker;
+
+impl BreakerControl for Breaker {
+    fn state(&self) -> BreakerState {
+        BreakerState::HalfOpen
+    }
+    fn force_open(&self) {}
+    fn reset(&self) {}
+    fn trip(&self) {}
+    fn throttle(&self, _: Option<f64>) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+struct Shed;
+
+impl ShedControl for Shed {
+    fn hard_limit(&self) -> usize {
+        48
+    }
+    fn set_hard_limit(&self, _: usize) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+type Svc = BoxCloneSyncService<Ask, &'static str, BoxError>;
+
+/// api calls db, with a breaker and a shed limit.
+struct Traffic {
+    witness: Witness,
+    db: Svc,
+    api: Svc,
+}
+
+impl Traffic {
+    fn new() -> Self {
+        let witness = Witness::builder()
+            .clock(Clock::Tokio)
+            .detector(Second)
+            .build()
+            .unwrap();
+        let db = witness
+            .layer("db")
+            .classifier(classify)
+            .build()
+            .unwrap()
+            .layer(service_fn(serve));
+        let db = BoxCloneSyncService::new(db);
+        let api = witness
+            .layer("api")
+            .classifier(classify)
+            .build()
+            .unwrap()
+            .layer(service_fn({
+                let db = db.clone();
+                move |ask| db.clone().oneshot(ask)
+            }));
+        witness.control_breaker("db", Breaker);
+        witness.control("api", Control::Shed(Arc::new(Shed)));
+        Self {
+            witness,
+            db,
+            api: BoxCloneSyncService::new(api),
+        }
+    }
+
+    /// Every outcome, signals of the other layers, then a cycle.
+    async fn cycle(&self) {
+        for ask in [
+            Ask::Ok(2),
+            Ask::Ok(30),
+            Ask::Ok(400),
+            Ask::Fail(3_000),
+            Ask::NotFound,
+            Ask::Refused(RejectKind::Shed),
+            Ask::Refused(RejectKind::SlotBusy),
+        ] {
+            let _ = self.api.clone().oneshot(ask).await;
+        }
+        let _ = self.db.clone().oneshot(Ask::Ok(12_000)).await;
+        // One cancelled.
+        let mut cancelled = Box::pin(self.db.clone().oneshot(Ask::Ok(60_000)));
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(cancelled.as_mut().poll(&mut cx).is_pending());
+        drop(cancelled);
+        let db = Component::new("db");
+        self.witness.emit(
+            &db,
+            Signal::Shed {
+                in_flight: 1,
+                hard_limit: 1,
+            },
+        );
+        self.witness.emit(&db, Signal::Coalesced { waiters: 2 });
+        self.witness.emit(&db, Signal::SlotQueued { depth: 1 });
+        let api = Component::new("api");
+        self.witness
+            .emit(&api, Signal::RetryBudgetExhausted { attempt: 2 });
+        self.witness.cycle_now();
+    }
+}
+
+/// An exported point: a value (counters, gauges), or a histogram.
+#[derive(Debug, PartialEq)]
+enum Point {
+    Value(f64),
+    Histogram {
+        counts: Vec<u64>,
+        count: u64,
+        sum: f64,
+    },
+}
+
+type Series = (String, BTreeMap<String, String>);
+
+fn attributes<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> BTreeMap<String, String> {
+    kvs.map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().into_owned()))
+        .collect()
+}
+
+/// The last export's points, by series; the histograms' bounds are
+/// checked against the witness's on the way.
+fn exported(exporter: &InMemoryMetricExporter) -> BTreeMap<Series, Point> {
+    let mut points = BTreeMap::new();
+    let exports = exporter.get_finished_metrics().unwrap();
+    let last = exports.last().unwrap();
+    for metric in last.scope_metrics().flat_map(|s| s.metrics()) {
+        let name = metric.name().to_owned();
+        let mut add = |attrs, point| {
+            assert!(
+                points.insert((name.clone(), attrs), point).is_none(),
+                "{name}"
+            );
+        };
+        match metric.data() {
+            AggregatedMetrics::U64(MetricData::Sum(sum)) => {
+                assert!(sum.is_monotonic(), "{name}: a counter");
+                for p in sum.data_points() {
+                    add(attributes(p.attributes()), Point::Value(p.value() as f64));
+                }
+            }
+            AggregatedMetrics::I64(MetricData::Sum(sum)) => {
+                assert!(!sum.is_monotonic(), "{name}: an up-down counter");
+                for p in sum.data_points() {
+                    add(attributes(p.attributes()), Point::Value(p.value() as f64));
+                }
+            }
+            AggregatedMetrics::U64(MetricData::Gauge(gauge)) => {
+                for p in gauge.data_points() {
+                    add(attributes(p.attributes()), Point::Value(p.value() as f64));
+                }
+            }
+            AggregatedMetrics::F64(MetricData::Histogram(histogram)) => {
+                assert_eq!(metric.unit(), "s");
+                for p in histogram.data_points() {
+                    let bounds: Vec<f64> = p.bounds().collect();
+                    assert_eq!(bounds, reflex_witness::DURATION_BOUNDS);
+                    let point = Point::Histogram {
+                        counts: p.bucket_counts().collect(),
+                        count: p.count(),
+                        sum: p.sum(),
+                    };
+                    add(attributes(p.attributes()), point);
+                }
+            }
+            other => panic!("{name}: not expected: {other:?}"),
+        }
+    }
+    points
+}
+
+fn series(name: &str, attrs: &[(&str, &str)]) -> Series {
+    let attrs = attrs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    (name.to_owned(), attrs)
+}
+
+/// Every point `totals` stands for, by series.
+fn expected(totals: &Totals) -> BTreeMap<Series, Point> {
+    let mut points = BTreeMap::new();
+    let mut put = |name: &str, attrs: &[(&str, &str)], point: Point| {
+        points.insert(series(name, attrs), point);
+    };
+    for c in &totals.components {
+        let component = ("reflex.component", c.component.as_str());
+        let outcomes = [
+            ("succeeded", c.succeeded),
+            ("failed", c.failed),
+            ("ignored", c.ignored),
+            ("cancelled", c.cancelled),
+            ("rejected", c.rejected_total()),
+        ];
+        for (outcome, n) in outcomes {
+            put(
+                "reflex.requests",
+                &[component, ("reflex.outcome", outcome)],
+                value(n),
+            );
+        }
+        for kind in &c.rejected {
+            let attrs = [component, ("reflex.rejection.kind", kind.kind)];
+            put("reflex.rejections", &attrs, value(kind.count));
+        }
+        let counters = [
+            ("reflex.own_failures", c.own_failed),
+            ("reflex.sheds", c.shed),
+            ("reflex.retries", c.retries),
+            ("reflex.retry.budget_exhausted", c.retry_budget_exhausted),
+            ("reflex.coalesced", c.coalesced),
+            ("reflex.active_requests", c.in_flight),
+            ("reflex.slot.pending_requests", c.slot_queue_depth),
+        ];
+        for (name, n) in counters {
+            put(name, &[component], value(n));
+        }
+        if let Some(limit) = c.shed_limit {
+            put("reflex.shed.limit", &[component], value(limit));
+        }
+        if let Some(now) = c.breaker {
+            for state in [
+                "closed",
+                "open",
+                "half_open",
+                "forced_open",
+                "disabled",
+                "metrics_only",
+            ] {
+                let attrs = [component, ("reflex.breaker.state", state)];
+                put(
+                    "reflex.breaker.state",
+                    &attrs,
+                    value(u64::from(now.as_str() == state)),
+                );
+            }
+        }
+        let d = &c.duration;
+        let point = Point::Histogram {
+            counts: d.counts().to_vec(),
+            count: d.count(),
+            sum: d.sum(),
+        };
+        put("reflex.request.duration", &[component], point);
+    }
+    for kind in &totals.reports {
+        put(
+            "reflex.reports",
+            &[("reflex.report.kind", kind.kind)],
+            value(kind.count),
+        );
+    }
+    points
+}
+
+fn value(n: u64) -> Point {
+    Point::Value(n as f64)
+}
+
+/// The histograms' sums agree to rounding; everything else exactly.
+fn assert_same(exported: &BTreeMap<Series, Point>, expected: &BTreeMap<Series, Point>) {
+    assert_eq!(
+        exported.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "the same series"
+    );
+    for (series, want) in expected {
+        match (&exported[series], want) {
+            (
+                Point::Histogram { counts, count, sum },
+                Point::Histogram {
+                    counts: c,
+                    count: n,
+                    sum: s,
+                },
+            ) => {
+                assert_eq!((counts, count), (c, n), "{series:?}");
+                assert!((sum - s).abs() <= s * 1e-12, "{series:?}: {sum} vs {s}");
+            }
+            (got, want) => assert_eq!(got, want, "{series:?}"),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_exported_value_is_the_witness_totals_and_none_once_the_registration_ends() {
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let traffic = Traffic::new();
+    // A cycle before the registration: its durations are recorded at once.
+    traffic.cycle().await;
+    let registration =
+        reflex_telemetry::otel::register(&traffic.witness, &provider.meter("reflex"));
+    provider.force_flush().unwrap();
+    assert_same(&exported(&exporter), &expected(&traffic.witness.totals()));
+    traffic.cycle().await;
+    traffic.cycle().await;
+    provider.force_flush().unwrap();
+
+    let totals = traffic.witness.totals();
+    assert_eq!(totals.cycles, 3);
+    let db = totals.component("db").unwrap();
+    assert_eq!((db.succeeded, db.failed, db.cancelled), (12, 3, 3));
+    assert_eq!(db.duration.count(), 15);
+    assert_eq!(totals.reports_of("custom"), 1);
+    let points = exported(&exporter);
+    assert_same(&points, &expected(&totals));
+
+    // Ended: the next cycles are neither recorded nor observed.
+    drop(registration);
+    traffic.cycle().await;
+    provider.force_flush().unwrap();
+    let after = exported(&exporter);
+    let requests = series(
+        "reflex.requests",
+        &[("reflex.component", "db"), ("reflex.outcome", "succeeded")],
+    );
+    assert!(
+        !matches!(after.get(&requests), Some(Point::Value(n)) if *n > 12.0),
+        "{after:?}"
+    );
+    let durations = series("reflex.request.duration", &[("reflex.component", "db")]);
+    assert!(
+        matches!(
+            after.get(&durations),
+            Some(Point::Histogram { count: 15, .. })
+        ),
+        "{:?}",
+        after.get(&durations)
+    );
+    provider.shutdown().unwrap();
+}

@@ -1,0 +1,346 @@
+//! The Prometheus exposition: the text `MetricsService` answers, parsed
+//! back, holds every series of the witness's totals with their values.
+#![cfg(feature = "prometheus")]
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, StatusCode, header};
+use http_body_util::BodyExt;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use prometheus_client::registry::Registry;
+use reflex_core::{
+    BoxError, BreakerControl, BreakerState, Component, ConfigError, Control, Outcome, RejectKind,
+    Rejected, ShedControl, Signal, SignalSink,
+};
+use reflex_telemetry::prometheus::{CONTENT_TYPE, MetricsService};
+use reflex_witness::{Clock, Detector, Finding, Observation, Witness};
+use tower::{Layer, ServiceExt, service_fn};
+
+/// What a request asks db for.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    Ok(u64),
+    Fail(u64),
+    NotFound,
+    Refused(RejectKind),
+}
+
+async fn serve(ask: Ask) -> Result<&'static str, BoxError> {
+    match ask {
+        Ask::Ok(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok("ok")
+        }
+        Ask::Fail(ms) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Err("down".into())
+        }
+        Ask::NotFound => Ok("not found"),
+        Ask::Refused(kind) => Err(Rejected::new(kind, Component::new("below")).into()),
+    }
+}
+
+fn classify(result: Result<&&str, &BoxError>) -> Outcome {
+    match result {
+        Ok(&"not found") => Outcome::Ignored,
+        Ok(_) => Outcome::Success,
+        Err(_) => Outcome::Failure,
+    }
+}
+
+/// Reports db in the second cycle.
+struct Second;
+
+impl Detector for Second {
+    fn name(&self) -> &str {
+        "second"
+    }
+    fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
+        Ok((seen.snapshot.cycle == 2)
+            .then(|| Finding::new("second", vec!["db".to_owned()], "the second cycle"))
+            .into_iter()
+            .collect())
+    }
+}
+
+struct Breaker;
+
+impl BreakerControl for Breaker {
+    fn state(&self) -> BreakerState {
+        BreakerState::Open
+    }
+    fn force_open(&self) {}
+    fn reset(&self) {}
+    fn trip(&self) {}
+    fn throttle(&self, _: Option<f64>) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+struct Shed;
+
+impl ShedControl for Shed {
+    fn hard_limit(&self) -> usize {
+        48
+    }
+    fn set_hard_limit(&self, _: usize) -> Result<(), ConfigError> {
+        Ok(())
+    }
+}
+
+/// api calls db; three cycles of every outcome, signals of the other
+/// layers, a breaker and a shed limit, a report.
+async fn fed_witness() -> Witness {
+    let witness = Witness::builder()
+        .clock(Clock::Tokio)
+        .detector(Second)
+        .build()
+        .unwrap();
+    let db = witness
+        .layer("db")
+        .classifier(classify)
+        .build()
+        .unwrap()
+        .layer(service_fn(serve));
+    let api = witness
+        .layer("api")
+        .classifier(classify)
+        .build()
+        .unwrap()
+        .layer(service_fn({
+            let db = db.clone();
+            move |ask| db.clone().oneshot(ask)
+        }));
+    witness.control_breaker("db", Breaker);
+    witness.control("api", Control::Shed(Arc::new(Shed)));
+    for _ in 0..3 {
+        for ask in [
+            Ask::Ok(2),
+            Ask::Ok(30),
+            Ask::Ok(400),
+            Ask::Fail(3_000),
+            Ask::NotFound,
+            Ask::Refused(RejectKind::Shed),
+            Ask::Refused(RejectKind::SlotBusy),
+        ] {
+            let _ = api.clone().oneshot(ask).await;
+        }
+        let _ = db.clone().oneshot(Ask::Ok(12_000)).await;
+        cancel(db.clone().oneshot(Ask::Ok(60_000)));
+        let db = Component::new("db");
+        witness.emit(
+            &db,
+            Signal::Shed {
+                in_flight: 1,
+                hard_limit: 1,
+            },
+        );
+        witness.emit(&db, Signal::Coalesced { waiters: 2 });
+        witness.emit(&db, Signal::SlotQueued { depth: 1 });
+        witness.emit(
+            &Component::new("api"),
+            Signal::RetryBudgetExhausted { attempt: 2 },
+        );
+        witness.cycle_now();
+    }
+    witness
+}
+
+/// Polls `request` once (it starts) and drops it: a cancelled request.
+fn cancel(request: impl Future) {
+    let mut request = Box::pin(request);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    assert!(request.as_mut().poll(&mut cx).is_pending());
+}
+
+/// A sample: its name and labels.
+type Series = (String, BTreeMap<String, String>);
+
+/// The samples of an exposition, by series.
+fn parse(text: &str) -> BTreeMap<Series, f64> {
+    let mut samples = BTreeMap::new();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (series, value) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = match series.split_once('{') {
+            Some((name, labels)) => (name, labels.trim_end_matches('}')),
+            None => (series, ""),
+        };
+        let labels = labels
+            .split(',')
+            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let (k, v) = l.split_once('=').unwrap();
+                (k.to_owned(), v.trim_matches('"').to_owned())
+            })
+            .collect();
+        let value = if value == "+Inf" {
+            f64::INFINITY
+        } else {
+            value.parse().unwrap()
+        };
+        assert!(
+            samples.insert((name.to_owned(), labels), value).is_none(),
+            "{line}"
+        );
+    }
+    samples
+}
+
+fn series(name: &str, labels: &[(&str, &str)]) -> Series {
+    let labels = labels
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    (name.to_owned(), labels)
+}
+
+async fn scrape(service: MetricsService) -> (StatusCode, String, String) {
+    let answer = service.oneshot(Request::new(())).await.unwrap();
+    let content_type = answer.headers()[header::CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let status = answer.status();
+    let body = answer.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        content_type,
+        String::from_utf8(body.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_exposition_holds_every_series_of_the_totals_with_its_value() {
+    let witness = fed_witness().await;
+    let (status, content_type, text) = scrape(MetricsService::new(&witness)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(content_type, CONTENT_TYPE);
+    assert!(text.ends_with("# EOF\n"));
+    let mut samples = parse(&text);
+    let totals = witness.totals();
+    // Takes each expected series out: whatever is left was not expected.
+    let mut expect = |name: &str, labels: &[(&str, &str)], value: f64| {
+        let got = samples.remove(&series(name, labels));
+        assert_eq!(got, Some(value), "{name} {labels:?}");
+    };
+    for c in &totals.components {
+        let name = c.component.as_str();
+        let component = ("component", name);
+        let outcomes = [
+            ("succeeded", c.succeeded),
+            ("failed", c.failed),
+            ("ignored", c.ignored),
+            ("cancelled", c.cancelled),
+            ("rejected", c.rejected_total()),
+        ];
+        for (outcome, n) in outcomes {
+            expect(
+                "reflex_requests_total",
+                &[component, ("outcome", outcome)],
+                n as f64,
+            );
+        }
+        for kind in &c.rejected {
+            let labels = [component, ("kind", kind.kind)];
+            expect("reflex_rejections_total", &labels, kind.count as f64);
+        }
+        let counters = [
+            ("reflex_own_failures_total", c.own_failed),
+            ("reflex_sheds_total", c.shed),
+            ("reflex_retries_total", c.retries),
+            (
+                "reflex_retry_budget_exhausted_total",
+                c.retry_budget_exhausted,
+            ),
+            ("reflex_coalesced_total", c.coalesced),
+            ("reflex_in_flight", c.in_flight),
+            ("reflex_slot_queue_depth", c.slot_queue_depth),
+        ];
+        for (metric, n) in counters {
+            expect(metric, &[component], n as f64);
+        }
+        if let Some(limit) = c.shed_limit {
+            expect("reflex_shed_limit", &[component], limit as f64);
+        }
+        if let Some(now) = c.breaker {
+            for state in [
+                "closed",
+                "open",
+                "half_open",
+                "forced_open",
+                "disabled",
+                "metrics_only",
+            ] {
+                let on = f64::from(u8::from(now.as_str() == state));
+                expect("reflex_breaker_state", &[component, ("state", state)], on);
+            }
+        }
+        let d = &c.duration;
+        let bounds = d
+            .bounds()
+            .iter()
+            .map(|b| format!("{b:?}"))
+            .chain(["+Inf".to_owned()]);
+        for (le, n) in bounds.zip(d.cumulative()) {
+            let labels = [component, ("le", le.as_str())];
+            expect("reflex_request_duration_seconds_bucket", &labels, n as f64);
+        }
+        expect(
+            "reflex_request_duration_seconds_count",
+            &[component],
+            d.count() as f64,
+        );
+        // The text writes the sum in full: parsed back, it is the same.
+        expect("reflex_request_duration_seconds_sum", &[component], d.sum());
+    }
+    for kind in &totals.reports {
+        expect(
+            "reflex_reports_total",
+            &[("kind", kind.kind)],
+            kind.count as f64,
+        );
+    }
+    assert!(samples.is_empty(), "not expected: {samples:?}");
+
+    // And the numbers are the traffic's, not zeros everywhere.
+    let db = totals.component("db").unwrap();
+    assert_eq!(
+        (db.succeeded, db.failed, db.ignored, db.cancelled),
+        (12, 3, 3, 3)
+    );
+    assert_eq!(
+        (db.rejected_of("shed"), db.rejected_of("slot_busy")),
+        (3, 3)
+    );
+    assert_eq!(db.duration.cumulative()[14], 15);
+    assert_eq!(db.breaker, Some(BreakerState::Open));
+    assert_eq!(totals.component("api").unwrap().shed_limit, Some(48));
+    assert_eq!(totals.reports_of("custom"), 1);
+}
+
+#[derive(Debug)]
+struct Broken;
+
+impl Collector for Broken {
+    fn encode(&self, _: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        Err(fmt::Error)
+    }
+}
+
+#[tokio::test]
+async fn a_registry_that_cannot_be_encoded_is_a_500() {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Broken));
+    let (status, content_type, text) =
+        scrape(MetricsService::from_registry(Arc::new(registry))).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(content_type.starts_with("text/plain"));
+    assert_eq!(text, "the metrics could not be encoded\n");
+}
