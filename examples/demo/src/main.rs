@@ -14,7 +14,8 @@
 //! too. The snapshot is served as JSON at `/witness`, and the live page
 //! of the stack (`reflex::telemetry::page`) at `/live/`: the graph of the
 //! calls, each component's rates, latencies and breaker, the reports as
-//! they come.
+//! they come. Prometheus can scrape `/metrics`
+//! (`reflex::telemetry::prometheus`).
 //!
 //! ```sh
 //! cargo run -p example-demo                    # ends by itself after the load
@@ -44,6 +45,7 @@ use reflex::Preset;
 use reflex::breaker::{CircuitBreakBuilder, CircuitBreakLayer};
 use reflex::core::BoxError;
 use reflex::telemetry::page::LivePage;
+use reflex::telemetry::prometheus::MetricsService;
 use reflex::witness::{EdgeReflex, Snapshot, Witness};
 use tokio::net::{TcpListener, TcpStream};
 use tower::util::BoxCloneSyncService;
@@ -272,12 +274,13 @@ async fn main() -> Result<(), BoxError> {
                 .route("/witness", get(handle_witness))
                 .with_state(witness.clone()),
         )
-        .nest_service("/live", LivePage::new(&witness));
+        .nest_service("/live", LivePage::new(&witness))
+        .route_service("/metrics", MetricsService::new(&witness));
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move { axum::serve(listener, app).await });
     println!("reflex demo on http://{addr}/ (snapshot at http://{addr}/witness)");
-    println!("live page at http://{addr}/live/");
+    println!("live page at http://{addr}/live/, Prometheus metrics at http://{addr}/metrics");
     println!("phases: 0-4 s healthy, 4-8 s db slow, 8-12 s db failing, 12-16 s healthy\n");
 
     let started = tokio::time::Instant::now();
