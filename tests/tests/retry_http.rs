@@ -591,13 +591,19 @@ async fn the_http_builder_is_a_layer_builder_and_takes_the_stacks_classifier() {
     assert_eq!(send_through_any(&stacks, &server).await.status(), 200);
     assert_eq!(server.seen().len(), 2);
     assert_eq!(Handled::handle(&stacks).component().as_str(), "origin");
-    // The stack's classifier decides the rest: one that calls every answer
-    // a success leaves a 503 final.
+    // The stack's classifier can add failures, never take the http
+    // retry's away: with the default classifier (every `Ok` a success), or
+    // one that calls every answer a success, a 503 is still retried.
+    let unhealthy = || Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+    let default: HttpRetryLayer<_> = build_part(builder(), DefaultClassifier);
+    let server = unhealthy();
+    assert_eq!(send_through_any(&default, &server).await.status(), 200);
+    assert_eq!(server.seen().len(), 2);
     let content = |_: Result<&Response<()>, &BoxError>| reflex_core::Outcome::Success;
     let lenient: HttpRetryLayer<_> = build_part(builder(), content);
-    let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
-    assert_eq!(send_through_any(&lenient, &server).await.status(), 503);
-    assert_eq!(server.seen().len(), 1);
+    let server = unhealthy();
+    assert_eq!(send_through_any(&lenient, &server).await.status(), 200);
+    assert_eq!(server.seen().len(), 2);
     // The plain builder too.
     let plain: RetryLayer = build_part(RetryLayer::builder(), DefaultClassifier);
     assert_eq!(plain.handle().component().as_str(), "origin");
@@ -628,4 +634,21 @@ fn a_body_limit_of_zero_is_refused() {
     );
     let limit = RetryLayer::builder().http().build().unwrap().body_limit();
     assert_eq!(limit, 64 * 1024, "the default");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_preset_with_the_default_classifier_still_retries_a_503() {
+    let stack = reflex::Preset::new("origin")
+        .no_breaker()
+        .retry(builder())
+        .build()
+        .unwrap();
+    let server = Server::new([Answer::Status(503, None), Answer::Status(200, None)]);
+    let svc = stack.service(server.clone());
+    let request = request(Method::GET, Empty::<Bytes>::new());
+    let response = ServiceExt::<Request<Empty<Bytes>>>::oneshot(svc, request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(server.seen().len(), 2);
 }

@@ -289,7 +289,7 @@ impl<P, C> LayerBuilder for RetryBuilder<P, C, CopiedRequests> {
 /// Retry judges outcomes: the stack's classifier replaces the builder's,
 /// as [`classifier`](RetryBuilder::classifier) does. (The http builder keeps
 /// a 429 worth retrying on top of it: see
-/// [`WithTooManyRequests`](crate::http::WithTooManyRequests).)
+/// [`OrRetryable`](crate::http::OrRetryable).)
 impl<P, C, C2> Classified<C2> for RetryBuilder<P, C, CopiedRequests>
 where
     RetryBuilder<P, C2, CopiedRequests>: LayerBuilder,

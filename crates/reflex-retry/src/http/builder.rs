@@ -3,7 +3,7 @@
 
 use reflex_core::{Classified, ConfigError, ConfigErrorKind, LayerBuilder};
 
-use super::classify::{RetryableResponses, WithTooManyRequests};
+use super::classify::{OrRetryable, RetryableResponses};
 use super::layer::HttpRetryLayer;
 use super::policy::HttpPolicy;
 use crate::LAYER;
@@ -110,14 +110,15 @@ impl<C> LayerBuilder for RetryBuilder<HttpPolicy, C, ReplayedBodies> {
     reflex_core::layer_builder_methods!(settings);
 }
 
-/// The stack's classifier decides what is a failure, and a 429 is one too:
-/// the stack's classifier says whether the dependency is healthy (a 429
-/// says nothing of that), the retry layer whether an answer is worth
-/// asking again.
+/// The stack's classifier joined to [`RetryableResponses`]
+/// ([`OrRetryable`]): the stack's classifier may add failures, never take
+/// away the ones the http retry knows are worth asking again (a 5xx, a
+/// 429, an `Err`), so a preset with the default classifier still retries
+/// a 503.
 impl<C, C2> Classified<C2> for RetryBuilder<HttpPolicy, C, ReplayedBodies> {
-    type Builder = RetryBuilder<HttpPolicy, WithTooManyRequests<C2>, ReplayedBodies>;
+    type Builder = RetryBuilder<HttpPolicy, OrRetryable<C2>, ReplayedBodies>;
 
     fn classified_by(self, classifier: C2) -> Self::Builder {
-        self.classifier(WithTooManyRequests(classifier))
+        self.classifier(OrRetryable(classifier))
     }
 }

@@ -1,5 +1,5 @@
 //! [`RetryableResponses`]: the classifier that matches [`HttpPolicy`](super::HttpPolicy),
-//! and [`WithTooManyRequests`]: a stack's classifier with a 429 retried.
+//! and [`OrRetryable`]: a stack's classifier joined to it.
 
 use http::{Response, StatusCode};
 use reflex_core::{Classify, Outcome, ServerErrorsAsFailures};
@@ -32,36 +32,40 @@ impl<R, E> Classify<Response<R>, E> for RetryableResponses {
     }
 }
 
-/// A stack's classifier `C`, with a 429 a failure too: what the http retry
-/// layer classifies with when it takes the stack's classifier
-/// ([`Classified`](reflex_core::Classified), as in `reflex::Preset`), so
-/// that a 429 is still retried after its `Retry-After` though the stack
-/// (the breaker, the witness) does not count it against the dependency.
+/// A stack's classifier `C`, joined to [`RetryableResponses`]: an answer is
+/// a failure when either calls it one. It is what the http retry layer
+/// classifies with when it takes the stack's classifier
+/// ([`Classified`](reflex_core::Classified), as in `reflex::Preset`): the
+/// stack's classifier says what is unhealthy (and may add failures of its
+/// own), and the http retry keeps what it knows is worth asking again (a
+/// 5xx, a 429, an `Err`), whatever the stack's classifier says. Whether a
+/// failure is retried is still [`HttpPolicy`](super::HttpPolicy)'s call
+/// (502, 503, 504, 429 and errors).
 ///
 /// # Examples
 ///
 /// ```
 /// use http::{Response, StatusCode};
-/// use reflex_core::{Classify, Outcome, ServerErrorsAsFailures};
-/// use reflex_retry::http::WithTooManyRequests;
+/// use reflex_core::{Classify, DefaultClassifier, Outcome};
+/// use reflex_retry::http::OrRetryable;
 ///
-/// let classifier = WithTooManyRequests(ServerErrorsAsFailures);
-/// let busy = Response::builder().status(StatusCode::TOO_MANY_REQUESTS).body(()).unwrap();
+/// let classifier = OrRetryable(DefaultClassifier);
+/// let busy = Response::builder().status(StatusCode::SERVICE_UNAVAILABLE).body(()).unwrap();
 /// let missing = Response::builder().status(StatusCode::NOT_FOUND).body(()).unwrap();
 /// assert_eq!(classifier.classify(Ok::<_, &()>(&busy)), Outcome::Failure);
 /// assert_eq!(classifier.classify(Ok::<_, &()>(&missing)), Outcome::Success);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct WithTooManyRequests<C>(pub C);
+pub struct OrRetryable<C>(pub C);
 
-impl<C, R, E> Classify<Response<R>, E> for WithTooManyRequests<C>
+impl<C, R, E> Classify<Response<R>, E> for OrRetryable<C>
 where
     C: Classify<Response<R>, E>,
 {
     fn classify(&self, result: Result<&Response<R>, &E>) -> Outcome {
-        match result {
-            Ok(response) if response.status() == StatusCode::TOO_MANY_REQUESTS => Outcome::Failure,
-            result => self.0.classify(result),
+        match RetryableResponses.classify(result) {
+            Outcome::Failure => Outcome::Failure,
+            _ => self.0.classify(result),
         }
     }
 }

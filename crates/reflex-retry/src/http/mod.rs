@@ -50,6 +50,6 @@ mod recording;
 
 pub use body::ReplayBody;
 pub use builder::{HttpRetryBuilder, ReplayedBodies};
-pub use classify::{RetryableResponses, WithTooManyRequests};
+pub use classify::{RetryableResponses, OrRetryable};
 pub use layer::{HttpRetry, HttpRetryLayer};
 pub use policy::HttpPolicy;
