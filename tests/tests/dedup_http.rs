@@ -4,7 +4,9 @@
 //! sent whole to one and re-fetched by the others, what the cache keeps
 //! (successes, for their `max-age`; a refresh that may not be kept leaves
 //! no stale copy), requests without a key streamed through unbuffered and
-//! unmarked, and the layer in an `axum` `Router` with no body type named.
+//! unmarked, a response not known to fit (SSE, a long poll) handed over at
+//! once, and the layer in an `axum` `Router` with no body type named,
+//! nested routes kept apart.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -338,6 +340,77 @@ async fn a_body_over_the_limit_goes_whole_to_the_leader_and_the_others_fetch_the
     }
     assert_eq!(rig.calls(), 4);
     assert_eq!(rig.layer.handle().metrics().in_flight_keys, 0);
+}
+
+/// A body of unknown length that sends one event and then nothing, never
+/// ending: an SSE stream, or a long poll.
+struct Open(bool);
+
+impl http_body::Body for Open {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        if std::mem::replace(&mut self.0, true) {
+            return Poll::Pending;
+        }
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from("data: 1\n\n")))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_response_not_known_to_fit_is_handed_over_at_once_and_the_others_make_their_own_calls() {
+    let heads: [&'static [(&str, &str)]; 3] = [
+        &[("content-type", "text/event-stream")],
+        // A long poll: no length said.
+        &[],
+        // Longer than the limit (1 KiB).
+        &[("content-length", "5000")],
+    ];
+    for head in heads {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = watch::channel(false);
+        let counted = calls.clone();
+        let origin = tower::service_fn(move |_: Req| {
+            let n = counted.fetch_add(1, Ordering::SeqCst);
+            let mut gate = gate.clone();
+            async move {
+                gate.wait_for(|open| *open).await.map_err(|_| "gate gone")?;
+                let mut response = Response::builder().header("x-call", n.to_string());
+                for (name, value) in head {
+                    response = response.header(*name, *value);
+                }
+                Ok::<_, BoxError>(response.body(Open(false)).unwrap())
+            }
+        });
+        // A held response would time out (the paused clock runs on).
+        let layer = caching()
+            .wait_timeout(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        let svc = layer.layer(origin);
+        let leader = tokio::spawn(svc.clone().oneshot(get("/events")));
+        tokio::task::yield_now().await;
+        let follower = tokio::spawn(svc.clone().oneshot(get("/events")));
+        tokio::task::yield_now().await;
+        open.send_replace(true);
+        for (response, call) in [(leader, "0"), (follower, "1")] {
+            let response = response.await.unwrap().expect("answered, not held");
+            assert_eq!(call_of(&response), call, "{head:?}");
+            assert_eq!(sharing_of(&response), Some(Sharing::Own));
+            let mut body = response.into_body();
+            let event = body.frame().await.unwrap().unwrap().into_data().unwrap();
+            assert_eq!(event, "data: 1\n\n");
+        }
+        let again = svc.clone().oneshot(get("/events")).await.unwrap();
+        assert_eq!(sharing_of(&again), Some(Sharing::Own), "not cached");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        let metrics = layer.handle().metrics();
+        assert_eq!((metrics.coalesced, metrics.in_flight_keys), (1, 0));
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -771,4 +844,76 @@ async fn one_layer_takes_any_request_body_and_answers_an_axum_response_body() {
         .unwrap();
     assert_eq!(body_of(into_axum_response(a)).await, "/a");
     assert_eq!(body_of(into_axum_response(b)).await, "/b");
+}
+
+/// An `axum` router answering `GET /items` with `{version} items`.
+fn versioned(version: &'static str) -> axum::Router {
+    axum::Router::new().route(
+        "/items",
+        axum::routing::get(move || async move { format!("{version} items") }),
+    )
+}
+
+/// `router` behind `dedup`, its errors answered with a 503.
+fn layered(router: axum::Router, dedup: &HttpDedupLayer) -> axum::Router {
+    router.layer(
+        tower::ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |_: BoxError| async { http::StatusCode::SERVICE_UNAVAILABLE },
+            ))
+            .layer(dedup.clone()),
+    )
+}
+
+/// GETs `/v1/items` then `/v2/items` twice through `app`: each answered
+/// by its own route, the second time from the cache.
+async fn versions_apart<S>(app: S, dedup: &HttpDedupLayer)
+where
+    S: Service<Request<axum::body::Body>, Response = axum::response::Response> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    for sharing in [Sharing::Own, Sharing::Cached] {
+        for version in ["v1", "v2"] {
+            let get = Request::get(format!("/{version}/items"))
+                .header(header::HOST, "a.example")
+                .body(axum::body::Body::empty())
+                .unwrap();
+            let response = app.clone().oneshot(get).await.unwrap();
+            assert_eq!(sharing_of(&response), Some(sharing), "{version}");
+            assert_eq!(body_of(response).await, format!("{version} items"));
+        }
+    }
+    assert_eq!(dedup.handle().metrics().cache_hits, 2);
+}
+
+#[tokio::test]
+async fn on_the_outer_router_the_layer_keeps_nested_routes_apart() {
+    let dedup = caching().build().unwrap();
+    let app = axum::Router::new()
+        .nest("/v1", versioned("v1"))
+        .nest("/v2", versioned("v2"));
+    // Where the URI is whole: after `nest`, on the outer router.
+    versions_apart(layered(app, &dedup), &dedup).await;
+}
+
+/// The whole URI, kept by the outer router (as `axum`'s `OriginalUri`).
+#[derive(Clone)]
+struct Whole(http::Uri);
+
+#[tokio::test]
+async fn on_nested_routers_the_layer_keys_by_the_original_uri_it_is_given() {
+    let dedup = caching()
+        .key_with(HttpKey::new().original_uri(|ext| ext.get::<Whole>().map(|w| w.0.clone())))
+        .build()
+        .unwrap();
+    // Clones of one layer on two nested routers: each sees `/items`.
+    let app = axum::Router::new()
+        .nest("/v1", layered(versioned("v1"), &dedup))
+        .nest("/v2", layered(versioned("v2"), &dedup));
+    let app = tower::service_fn(move |mut req: Request<axum::body::Body>| {
+        let whole = Whole(req.uri().clone());
+        req.extensions_mut().insert(whole);
+        app.clone().oneshot(req)
+    });
+    versions_apart(app, &dedup).await;
 }

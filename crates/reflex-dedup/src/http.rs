@@ -17,6 +17,7 @@
 //! and its answer is marked [`Sharing::Own`]), and is never cached, when:
 //!
 //! - its body is over the limit (nothing is truncated);
+//! - its head does not show that its body fits the limit (see below);
 //! - it carries `Set-Cookie`;
 //! - its `Cache-Control` says `private` or `no-store` (in any case, in any
 //!   position of the list, with or without a value: `no-cache, private`,
@@ -27,6 +28,30 @@
 //!   default, plus those named with [`vary`](HttpKey::vary)): a
 //!   `Vary: Accept-Encoding` answer is shared only with
 //!   `.vary(ACCEPT_ENCODING)`.
+//!
+//! # Streams are not held back
+//!
+//! A response body is read before the response is handed over only when
+//! its head shows that it fits the limit: the body is at its end, its size
+//! hint is bounded within the limit (a whole body's is exact: `Full`, an
+//! `axum` handler's string), or its `Content-Length` is. Any other
+//! response goes to the request that started the call at once, its body
+//! unread and streamed through, marked [`Sharing::Own`], not cached, and
+//! the requests that joined its call make their own calls (as for a
+//! `Set-Cookie` answer): `Content-Type: text/event-stream` (SSE), a body of
+//! unknown length (a long poll, a chunked stream from a proxied origin),
+//! a `Content-Length` over the limit. So an SSE or long-poll route behind
+//! the layer answers at once, and no `wait_timeout` cuts it.
+//!
+//! # Where to put it: where the URI is whole
+//!
+//! Every service a layer makes shares one table and one cache, keyed by
+//! the URI each service sees. Under a router that strips a prefix before
+//! the layer (`axum`'s `nest`, the layer put on the nested routers),
+//! `/v1/items` and `/v2/items` both reach it as `/items`: one would get
+//! the other's answer. Put the layer on the outer router, after `nest`,
+//! where the URI is whole; or key by the whole URI the router kept in the
+//! extensions with [`HttpKey::original_uri`].
 //!
 //! # What the cache keeps
 //!

@@ -244,8 +244,10 @@ fn series(name: &str, attrs: &[(&str, &str)]) -> Series {
     (name.to_owned(), attrs)
 }
 
-/// Every point `totals` stands for, by series.
-fn expected(totals: &Totals) -> BTreeMap<Series, Point> {
+/// Every point `totals` stands for, by series; the duration histograms
+/// from `start` on (the registration's totals: a histogram starts when it
+/// is registered), none for a component with no duration since.
+fn expected(totals: &Totals, start: &Totals) -> BTreeMap<Series, Point> {
     let mut points = BTreeMap::new();
     let mut put = |name: &str, attrs: &[(&str, &str)], point: Point| {
         points.insert(series(name, attrs), point);
@@ -303,12 +305,19 @@ fn expected(totals: &Totals) -> BTreeMap<Series, Point> {
             }
         }
         let d = &c.duration;
-        let point = Point::Histogram {
-            counts: d.counts().to_vec(),
-            count: d.count(),
-            sum: d.sum(),
-        };
-        put("reflex.request.duration", &[component], point);
+        let before = start.component(&c.component).map(|b| &b.duration);
+        let counts: Vec<u64> = d
+            .counts()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| n - before.map_or(0, |b| b.counts()[i]))
+            .collect();
+        let count = d.count() - before.map_or(0, |b| b.count());
+        if count > 0 {
+            let sum = d.sum() - before.map_or(0.0, |b| b.sum());
+            let point = Point::Histogram { counts, count, sum };
+            put("reflex.request.duration", &[component], point);
+        }
     }
     for kind in &totals.reports {
         put(
@@ -356,12 +365,20 @@ async fn every_exported_value_is_the_witness_totals_and_none_once_the_registrati
         .with_reader(PeriodicReader::builder(exporter.clone()).build())
         .build();
     let traffic = Traffic::new();
-    // A cycle before the registration: its durations are recorded at once.
+    // A cycle before the registration: counted by the counters, not in
+    // the histogram (it starts at the registration).
     traffic.cycle().await;
+    let start = traffic.witness.totals();
     let registration =
         reflex_telemetry::otel::register(&traffic.witness, &provider.meter("reflex"));
     provider.force_flush().unwrap();
-    assert_same(&exported(&exporter), &expected(&traffic.witness.totals()));
+    let points = exported(&exporter);
+    assert_same(&points, &expected(&start, &start));
+    assert!(
+        !points
+            .keys()
+            .any(|(name, _)| name == "reflex.request.duration")
+    );
     traffic.cycle().await;
     traffic.cycle().await;
     provider.force_flush().unwrap();
@@ -373,7 +390,7 @@ async fn every_exported_value_is_the_witness_totals_and_none_once_the_registrati
     assert_eq!(db.duration.count(), 15);
     assert_eq!(totals.reports_of("custom"), 1);
     let points = exported(&exporter);
-    assert_same(&points, &expected(&totals));
+    assert_same(&points, &expected(&totals, &start));
 
     // Ended: the next cycles are neither recorded nor observed.
     drop(registration);
@@ -392,10 +409,64 @@ async fn every_exported_value_is_the_witness_totals_and_none_once_the_registrati
     assert!(
         matches!(
             after.get(&durations),
-            Some(Point::Histogram { count: 15, .. })
+            Some(Point::Histogram { count: 10, .. })
         ),
         "{:?}",
         after.get(&durations)
     );
+    provider.shutdown().unwrap();
+}
+
+/// The histogram's count of `component` in the last export (0 if none).
+fn histogram_count(exporter: &InMemoryMetricExporter, component: &str) -> u64 {
+    let durations = series(
+        "reflex.request.duration",
+        &[("reflex.component", component)],
+    );
+    match exported(exporter).get(&durations) {
+        Some(Point::Histogram { count, .. }) => *count,
+        _ => 0,
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cycle_records_at_most_4096_durations_and_carries_the_rest() {
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let witness = Witness::builder().clock(Clock::Tokio).build().unwrap();
+    let ok = || service_fn(|()| async { Ok::<_, BoxError>(()) });
+    let busy = witness.layer("busy").build().unwrap().layer(ok());
+    let calm = witness.layer("calm").build().unwrap().layer(ok());
+    // Before the registration: not replayed.
+    for _ in 0..100 {
+        busy.clone().oneshot(()).await.unwrap();
+    }
+    witness.cycle_now();
+    let registration = reflex_telemetry::otel::register(&witness, &provider.meter("reflex"));
+    for _ in 0..10_000 {
+        busy.clone().oneshot(()).await.unwrap();
+    }
+    for _ in 0..10 {
+        calm.clone().oneshot(()).await.unwrap();
+    }
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        witness.cycle_now();
+        provider.force_flush().unwrap();
+        seen.push((
+            histogram_count(&exporter, "busy"),
+            histogram_count(&exporter, "calm"),
+        ));
+    }
+    assert_eq!(seen[0].0 + seen[0].1, 4_096, "{seen:?}");
+    assert_eq!(seen[1].0 + seen[1].1, 8_192, "{seen:?}");
+    assert_eq!(seen[2], (10_000, 10), "{seen:?}");
+    assert_eq!(seen[3], (10_000, 10), "{seen:?}");
+    let start = witness.totals();
+    let busy_total = start.component("busy").unwrap().duration.count();
+    assert_eq!(busy_total, 10_100);
+    drop(registration);
     provider.shutdown().unwrap();
 }

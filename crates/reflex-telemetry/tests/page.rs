@@ -85,6 +85,22 @@ async fn next_chunk(body: &mut PageBody) -> String {
     String::from_utf8(frame.into_data().unwrap().to_vec()).unwrap()
 }
 
+/// Every chunk of an event stream ready now (its backlog, on the first
+/// call), each checked to hold at most one snapshot, together.
+fn ready_chunks(body: &mut PageBody) -> String {
+    use http_body::Body;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut all = String::new();
+    while let std::task::Poll::Ready(Some(frame)) =
+        std::pin::Pin::new(&mut *body).poll_frame(&mut cx)
+    {
+        let chunk = String::from_utf8(frame.unwrap().into_data().unwrap().to_vec()).unwrap();
+        assert!(cycles(&events(&chunk)).len() <= 1, "{chunk}");
+        all.push_str(&chunk);
+    }
+    all
+}
+
 /// The events of a chunk: (name, value).
 fn events(chunk: &str) -> Vec<(String, Value)> {
     chunk
@@ -202,12 +218,13 @@ async fn a_stream_opens_with_the_window_and_the_kept_reports_then_sends_each_sna
     let mut body = response.into_body();
     assert_eq!(page.open_streams(), 1);
 
-    let backlog = next_chunk(&mut body).await;
+    let backlog = ready_chunks(&mut body);
     assert!(backlog.starts_with("retry: 2000\n\n"), "{backlog}");
     let opening = events(&backlog);
     assert_eq!(opening[0].0, "hello");
     assert_eq!(opening[0].1["cycle"], 3);
     assert_eq!(opening[0].1["window_ms"], 300_000);
+    assert_eq!(opening[0].1["reports_shown"], 64);
     assert_eq!(cycles(&opening), [1, 2, 3]);
     assert_eq!(report_cycles(&opening), [1, 2, 3]);
 
@@ -230,8 +247,9 @@ async fn a_client_that_falls_behind_skips_to_the_latest_and_keeps_every_report()
     let witness = witness(2);
     let page = LivePage::new(&witness);
     let mut body = get(&page, Method::GET, "/events").await.into_body();
-    let opening = events(&next_chunk(&mut body).await);
+    let opening = events(&ready_chunks(&mut body));
     assert_eq!(cycles(&opening), Vec::<u64>::new(), "nothing yet");
+    assert_eq!(opening[0].1["interval_ms"], Value::Null, "not known yet");
 
     for _ in 0..20 {
         traffic(&witness, 1, 1).await;
@@ -322,6 +340,16 @@ fn the_builder_refuses_settings_out_of_range() {
             "max_streams",
             ConfigErrorKind::Zero,
         ),
+        (
+            LivePage::builder(&witness).max_stream_age(Duration::from_millis(999)),
+            "max_stream_age",
+            ConfigErrorKind::OutOfRange,
+        ),
+        (
+            LivePage::builder(&witness).max_stream_age(Duration::MAX),
+            "max_stream_age",
+            ConfigErrorKind::OutOfRange,
+        ),
     ];
     for (builder, setting, kind) in cases {
         let err = builder.build().unwrap_err();
@@ -332,8 +360,60 @@ fn the_builder_refuses_settings_out_of_range() {
         .window(day)
         .keep_alive(Duration::from_millis(1))
         .max_streams(usize::MAX)
+        .max_stream_age(day)
         .build();
     assert!(edges.is_ok());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_ends_at_its_age_and_frees_its_place() {
+    let witness = witness(8);
+    let page = LivePage::builder(&witness)
+        .keep_alive(Duration::from_secs(4))
+        .max_stream_age(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let mut body = get(&page, Method::GET, "/events").await.into_body();
+    let start = tokio::time::Instant::now();
+    ready_chunks(&mut body);
+    // Keep-alives, a snapshot: the stream goes on until its age.
+    for _ in 0..2 {
+        assert_eq!(next_chunk(&mut body).await, ": keep-alive\n\n");
+    }
+    traffic(&witness, 1, 0).await;
+    witness.cycle_now();
+    assert_eq!(cycles(&events(&next_chunk(&mut body).await)), [1]);
+    // The next keep-alive would be at 12 s: the stream ends at 10 s.
+    let end = tokio::time::timeout(Duration::from_secs(120), body.frame()).await;
+    assert!(matches!(end, Ok(None)), "ended");
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+    assert!(http_body::Body::is_end_stream(&body));
+    drop(body);
+    assert_eq!(page.open_streams(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn hello_tells_the_interval_as_the_median_time_per_cycle() {
+    let witness = Witness::builder()
+        .clock(reflex_witness::Clock::Tokio)
+        .build()
+        .unwrap();
+    // A cycle a second, one run early by hand, and a quiet one (not kept).
+    for step in [1_000, 1_000, 1_000, 100, 2_000] {
+        tokio::time::advance(Duration::from_millis(step)).await;
+        if step != 2_000 {
+            traffic(&witness, 1, 0).await;
+        }
+        witness.cycle_now();
+    }
+    tokio::time::advance(Duration::from_millis(900)).await;
+    traffic(&witness, 1, 0).await;
+    witness.cycle_now();
+    let page = LivePage::new(&witness);
+    let mut body = get(&page, Method::GET, "/events").await.into_body();
+    let opening = events(&ready_chunks(&mut body));
+    // Per cycle: 1000, 1000, 100, (2000 + 900) / 2 = 1450: the median 1000.
+    assert_eq!(opening[0].1["interval_ms"], 1_000);
 }
 
 /// Over a real socket: axum serves the page under `/live`, a client reads

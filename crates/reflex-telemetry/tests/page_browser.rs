@@ -53,7 +53,7 @@ impl Driver {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
-        let child = Command::new(&bin)
+        let child = dying_with_us(&bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -86,11 +86,9 @@ impl Driver {
         );
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match ClientBuilder::new(HttpConnector::new())
-                .capabilities(capabilities.clone())
-                .connect(&self.url)
-                .await
-            {
+            let mut builder = ClientBuilder::new(HttpConnector::new());
+            builder.capabilities(capabilities.clone());
+            match bounded("a chromedriver session", builder.connect(&self.url)).await {
                 Ok(client) => return client,
                 // chromedriver answered, and refused: no use waiting.
                 Err(err @ NewSessionError::SessionNotCreated(_)) => {
@@ -120,23 +118,55 @@ impl Drop for Driver {
     }
 }
 
+/// A command running `bin` that dies with this process: through
+/// `setpriv --pdeathsig KILL` (util-linux) when there is one, so that a
+/// test killed midway leaves no server behind (the signal comes when the
+/// thread that spawned it ends, so it also covers a test thread that
+/// panics past its guard); the plain command otherwise.
+fn dying_with_us(bin: &str) -> Command {
+    let setpriv = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("setpriv"))
+            .find(|candidate| candidate.is_file())
+    });
+    match setpriv {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "KILL", "--", bin]);
+            command
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// How long one WebDriver call may take.
+const CALL: Duration = Duration::from_secs(30);
+
+/// `call`, within [`CALL`]; a panic naming `what` otherwise.
+async fn bounded<T>(what: &str, call: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(CALL, call)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: no answer within {CALL:?}"))
+}
+
 /// Runs `script` in the page until it returns something other than
 /// `null` or `false`, within `within`; that value.
 async fn wait_for(client: &Client, what: &str, within: Duration, script: &str) -> Value {
     let deadline = Instant::now() + within;
     loop {
-        let value = client
-            .execute(script, vec![])
+        let value = bounded(what, client.execute(script, vec![]))
             .await
             .expect("the script runs");
         if !value.is_null() && value != Value::Bool(false) {
             return value;
         }
         if Instant::now() >= deadline {
-            let page = client
-                .execute("return document.body.innerText", vec![])
-                .await
-                .unwrap_or_default();
+            let page = bounded(
+                "the page's text",
+                client.execute("return document.body.innerText", vec![]),
+            )
+            .await
+            .unwrap_or_default();
             panic!(
                 "not within {within:?}: {what}; the page reads:\n{}",
                 page.as_str().unwrap_or("")
@@ -223,11 +253,13 @@ async fn the_page_shows_the_stack_then_db_failing_as_a_report_and_a_red_breaker(
 
     let driver = Driver::spawn();
     let client = driver.session().await;
-    client
-        .goto(&format!("http://{addr}/witness/"))
+    bounded("the page", client.goto(&format!("http://{addr}/witness/")))
         .await
         .expect("the page opens");
-    assert_eq!(client.title().await.unwrap(), "reflex · live");
+    assert_eq!(
+        bounded("the title", client.title()).await.unwrap(),
+        "reflex · live"
+    );
 
     let components = wait_for(
         &client,
@@ -242,7 +274,12 @@ async fn the_page_shows_the_stack_then_db_failing_as_a_report_and_a_red_breaker(
     assert_eq!(components, json!(["api", "auth", "db"]));
     let colour = r#"return getComputedStyle(
         document.querySelector('[data-component="db"] .breaker')).backgroundColor;"#;
-    assert_eq!(client.execute(colour, vec![]).await.unwrap(), GREEN);
+    assert_eq!(
+        bounded("db's colour", client.execute(colour, vec![]))
+            .await
+            .unwrap(),
+        GREEN
+    );
     wait_for(
         &client,
         "the graph's two calls",
@@ -283,14 +320,16 @@ async fn the_page_shows_the_stack_then_db_failing_as_a_report_and_a_red_breaker(
     );
     assert_ne!(turned[1], GREEN, "{turned}");
 
-    let png = client.screenshot().await.expect("a screenshot");
+    let png = bounded("a screenshot", client.screenshot())
+        .await
+        .expect("a screenshot");
     let path = screenshot_path();
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(&path, &png).unwrap();
     assert!(png.starts_with(b"\x89PNG"), "a PNG");
 
     stop.store(true, Ordering::Relaxed);
-    let _ = client.close().await;
+    let _ = tokio::time::timeout(CALL, client.close()).await;
     drop(driver);
     load.await.unwrap();
     server.abort();

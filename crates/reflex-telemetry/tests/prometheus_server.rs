@@ -61,7 +61,7 @@ impl Prometheus {
         let addr = free_port();
         let bin = std::env::var("PROMETHEUS_BIN").unwrap_or_else(|_| "prometheus".to_owned());
         let log = File::create(dir.join("prometheus.log")).unwrap();
-        let child = Command::new(&bin)
+        let child = dying_with_us(&bin)
             .arg(format!("--config.file={}", config.display()))
             .arg(format!(
                 "--storage.tsdb.path={}",
@@ -96,6 +96,30 @@ impl Drop for Prometheus {
     }
 }
 
+/// A command running `bin` that dies with this process: through
+/// `setpriv --pdeathsig KILL` (util-linux) when there is one, so that a
+/// test killed midway leaves no server behind (the signal comes when the
+/// thread that spawned it ends, so it also covers a test thread that
+/// panics past its guard); the plain command otherwise.
+fn dying_with_us(bin: &str) -> Command {
+    let setpriv = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("setpriv"))
+            .find(|candidate| candidate.is_file())
+    });
+    match setpriv {
+        Some(setpriv) => {
+            let mut command = Command::new(setpriv);
+            command.args(["--pdeathsig", "KILL", "--", bin]);
+            command
+        }
+        None => Command::new(bin),
+    }
+}
+
+/// How long one HTTP call to Prometheus may take.
+const CALL: Duration = Duration::from_secs(10);
+
 /// A loopback address nobody listens on (bound, then let go).
 fn free_port() -> SocketAddr {
     StdListener::bind("127.0.0.1:0")
@@ -112,8 +136,15 @@ async fn query(
     expr: &str,
 ) -> Option<Vec<(BTreeMap<String, String>, f64)>> {
     let uri = format!("http://{prometheus}/api/v1/query?query={expr}");
-    let answer = client.get(uri.parse().unwrap()).await.ok()?;
-    let body = answer.into_body().collect().await.ok()?.to_bytes();
+    let answer = tokio::time::timeout(CALL, client.get(uri.parse().unwrap()))
+        .await
+        .ok()?
+        .ok()?;
+    let body = tokio::time::timeout(CALL, answer.into_body().collect())
+        .await
+        .ok()?
+        .ok()?
+        .to_bytes();
     let json: Value = serde_json::from_slice(&body).ok()?;
     let result = json["data"]["result"].as_array()?;
     result

@@ -24,6 +24,15 @@ const DEFAULT_BODY_LIMIT: usize = 64 * 1024;
 /// plain builder's, with the same defaults, and those given to the plain
 /// builder before [`http`](DedupBuilder::http) are kept.
 ///
+/// Every service of the layer it builds shares one table and one cache,
+/// keyed by the URI each service sees: put the layer where the URI is
+/// whole (in `axum`, on the outer router, after `nest`; a prefix stripped
+/// before the layer makes `/v1/items` and `/v2/items` one key), or key by
+/// the whole URI with [`HttpKey::original_uri`]. A response whose head
+/// does not show that its body fits the limit (`text/event-stream`, no
+/// length known, a `Content-Length` over it) is handed over at once,
+/// unread and unshared.
+///
 /// # Examples
 ///
 /// ```
@@ -92,7 +101,11 @@ impl<C> HttpDedupBuilder<C> {
 
     /// The largest response body shared and cached, in bytes (at least 1):
     /// a larger one goes whole to the request that started the call,
-    /// nothing cut, and is not cached. Defaults to 64 KiB.
+    /// nothing cut, and is not cached. Only a body known to fit is read
+    /// before the response is handed over (its size hint or
+    /// `Content-Length` within the limit); an event stream, a body of
+    /// unknown length or one over the limit goes at once, unread. Defaults
+    /// to 64 KiB.
     pub fn body_limit(mut self, bytes: usize) -> Self {
         self.body_limit = bytes;
         self

@@ -1,8 +1,9 @@
 //! [`HttpKey`] and the [`RequestKey`] it makes.
 
+use std::fmt;
 use std::sync::Arc;
 
-use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http::{Extensions, HeaderName, HeaderValue, Method, Request, Uri};
 
 use reflex_core::KeyFn;
 
@@ -37,6 +38,17 @@ pub struct RequestKey {
 /// To share answers across credentials (the resource is the same for
 /// everyone, whoever asks), opt out with [`ignore`](Self::ignore).
 ///
+/// # Under a router that strips a prefix
+///
+/// The URI keyed is the one the wrapped service sees. Under a router that
+/// strips a prefix before the layer (`axum`'s `nest`, with the layer put
+/// on the nested router), `/v1/items` and `/v2/items` both reach it as
+/// `/items`, and one layer value (or its clones) put on both nested
+/// routers would hand one the other's answer. Put the layer on the outer
+/// router, after `nest`, where the URI is whole; or key by the whole URI
+/// the router kept in the request's extensions with
+/// [`original_uri`](Self::original_uri).
+///
 /// # Examples
 ///
 /// ```
@@ -57,11 +69,15 @@ pub struct RequestKey {
 /// let public = HttpKey::new().ignore(&header::AUTHORIZATION).ignore(&header::COOKIE);
 /// assert_eq!(public.key(&alice), public.key(&bob));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HttpKey {
     methods: Arc<[Method]>,
     vary: Arc<[HeaderName]>,
+    original: Option<FindUri>,
 }
+
+/// Finds a request's whole URI in its extensions.
+type FindUri = Arc<dyn Fn(&Extensions) -> Option<Uri> + Send + Sync>;
 
 // === impl HttpKey ===
 
@@ -83,6 +99,44 @@ impl HttpKey {
                 http::header::IF_MATCH,
                 http::header::IF_UNMODIFIED_SINCE,
             ]),
+            original: None,
+        }
+    }
+
+    /// Keys by the URI `find` finds in a request's extensions, when it
+    /// finds one, instead of the URI the wrapped service sees: the whole
+    /// URI a router kept before it stripped a prefix. With `axum`, whose
+    /// `nest` strips the prefix and keeps the whole URI as `OriginalUri`
+    /// (its `original-uri` feature, on by default):
+    /// `.original_uri(|ext| ext.get::<OriginalUri>().map(|u| u.0.clone()))`.
+    /// Without one, the request's URI is keyed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use http::{Request, Uri};
+    /// use reflex_dedup::{HttpKey, KeyFn};
+    ///
+    /// #[derive(Clone)]
+    /// struct Whole(Uri); // kept by the router that stripped `/v1`, `/v2`
+    ///
+    /// let key = HttpKey::new().original_uri(|ext| ext.get::<Whole>().map(|w| w.0.clone()));
+    /// let nested = |whole: &str| {
+    ///     let mut req = Request::get("/items").body(()).unwrap();
+    ///     req.extensions_mut().insert(Whole(whole.parse().unwrap()));
+    ///     req
+    /// };
+    /// assert_ne!(key.key(&nested("/v1/items")), key.key(&nested("/v2/items")));
+    /// assert_eq!(key.key(&nested("/v1/items")), key.key(&Request::get("/v1/items").body(()).unwrap()));
+    /// ```
+    #[must_use]
+    pub fn original_uri(
+        self,
+        find: impl Fn(&Extensions) -> Option<Uri> + Send + Sync + 'static,
+    ) -> Self {
+        Self {
+            original: Some(Arc::new(find)),
+            ..self
         }
     }
 
@@ -134,6 +188,16 @@ impl HttpKey {
     }
 }
 
+impl fmt::Debug for HttpKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpKey")
+            .field("methods", &self.methods)
+            .field("vary", &self.vary)
+            .field("original_uri", &self.original.is_some())
+            .finish()
+    }
+}
+
 impl Default for HttpKey {
     fn default() -> Self {
         Self::new()
@@ -146,13 +210,18 @@ impl<B> KeyFn<Request<B>, RequestKey> for HttpKey {
             return None;
         }
         let headers = request.headers();
-        let host = match request.uri().authority() {
+        let uri = self
+            .original
+            .as_ref()
+            .and_then(|find| find(request.extensions()))
+            .unwrap_or_else(|| request.uri().clone());
+        let host = match uri.authority() {
             Some(_) => None,
             None => headers.get(http::header::HOST).cloned(),
         };
         Some(RequestKey {
             method: request.method().clone(),
-            uri: request.uri().clone(),
+            uri,
             host,
             vary: self
                 .vary

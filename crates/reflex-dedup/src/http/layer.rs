@@ -35,6 +35,15 @@ use crate::shared::Shared;
 /// Build one layer per backend when two inner services answer the same
 /// request differently.
 ///
+/// **Put it where the URI is whole.** The key holds the URI as the
+/// wrapped service sees it: under a router that strips a prefix first
+/// (`axum`'s `nest`), clones of one layer put on two nested routers see
+/// `/v1/items` and `/v2/items` both as `/items`, and hand one the other's
+/// answer (and cache it for both). Put the layer on the outer router,
+/// after `nest` (`Router::new().nest("/v1", v1).nest("/v2", v2).layer(..)`),
+/// or key by the whole URI the router kept with
+/// [`HttpKey::original_uri`](super::HttpKey::original_uri).
+///
 /// # Examples
 ///
 /// ```

@@ -32,7 +32,8 @@ pub(crate) type HttpShared<C> =
 /// # Clone
 ///
 /// Clones, and every service of the same layer, share the calls in flight
-/// and the cache: identical requests through any of them coalesce (see
+/// and the cache: identical requests through any of them coalesce, keyed
+/// by the URI each sees: not behind a router that strips a prefix (see
 /// [`HttpDedupLayer`](super::HttpDedupLayer)).
 ///
 /// # Examples

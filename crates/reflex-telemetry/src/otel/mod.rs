@@ -12,10 +12,19 @@
 //! gained. With the advised bounds (the witness's own, set on the
 //! instrument), the exported count, bucket counts and sum are the
 //! witness's; with bounds of your own (a view), each measurement is
-//! within its witness bucket. That costs one `record` per request that
-//! ended, off the request path, on the witness's cycle; a witness that
-//! served many requests before it was registered has them all recorded at
-//! once: register it at start-up.
+//! within its witness bucket.
+//!
+//! The histogram starts at the registration, as any synchronous
+//! instrument starts when it is made: the durations the witness held then
+//! are not recorded (the counters, observed, are since the witness
+//! started). Recording costs one `record` per request that ended, off the
+//! request path, on the witness's cycle, and at most
+//! 4 096 `record` calls a cycle, all components together: a cycle that
+//! ended more requests leaves the rest to the next cycles (quiet ones
+//! included), so that the histogram lags behind the witness while
+//! traffic stays above about 4 096 requests a cycle, and catches up once
+//! it drops. The bound is on the cycle's cost: 4 096 times what one
+//! `record` costs your SDK.
 //!
 //! # The instruments
 //!
@@ -77,26 +86,30 @@ const COMPONENT: &str = "reflex.component";
 
 /// Registers `witness`'s instruments with `meter` (see the
 /// [module docs](self) for the list): they report until the returned
-/// [`Registration`] is dropped. The durations the witness holds already
-/// are recorded at once.
+/// [`Registration`] is dropped. The duration histogram starts now: the
+/// durations the witness holds already are not recorded.
 ///
 /// Registering one witness twice with one meter reports its counters
 /// twice: register it once.
 pub fn register(witness: &Witness, meter: &Meter) -> Registration {
     let latest = Arc::new(Latest::default());
-    latest.start(witness.totals());
+    let start = witness.totals();
+    latest.start(Arc::clone(&start));
     observe::instruments(meter, &latest);
-    let recorder = DurationRecorder::new(meter);
-    recorder.record(&witness.totals());
+    let recorder = Arc::new(DurationRecorder::new(meter, &start));
     let hook = witness.on_cycle({
         let latest = Arc::clone(&latest);
+        let recorder = Arc::clone(&recorder);
         move |cycle| {
             latest.offer(cycle.totals);
+            // Once the registration ended, records nothing, even in a
+            // call picked up before.
             recorder.record(cycle.totals);
         }
     });
     Registration {
         latest,
+        recorder,
         _hook: hook,
     }
 }
@@ -110,6 +123,7 @@ pub fn register(witness: &Witness, meter: &Meter) -> Registration {
 #[must_use = "the instruments report nothing once the registration is dropped"]
 pub struct Registration {
     latest: Arc<Latest>,
+    recorder: Arc<DurationRecorder>,
     _hook: CycleHook,
 }
 
@@ -118,6 +132,7 @@ pub struct Registration {
 impl Drop for Registration {
     fn drop(&mut self) {
         self.latest.end();
+        self.recorder.end();
     }
 }
 

@@ -1,5 +1,5 @@
 //! [`LivePageBuilder`]: how far back the charts reach, how often an idle
-//! stream speaks, how many streams may be open.
+//! stream speaks, how many streams may be open, and for how long.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use super::service::LivePage;
 /// The name [`ConfigError`]s of this builder carry.
 const LAYER: &str = "live page";
 
-/// The longest chart window and keep-alive: one day.
+/// The longest chart window, keep-alive and stream age: one day.
 const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Builds a [`LivePage`]: [`LivePage::builder`].
@@ -28,6 +28,7 @@ const MAX_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
 ///     .window(Duration::from_secs(120))
 ///     .keep_alive(Duration::from_secs(10))
 ///     .max_streams(16)
+///     .max_stream_age(Duration::from_secs(600))
 ///     .build()?;
 /// assert_eq!(page.open_streams(), 0);
 /// # Ok::<_, reflex_core::ConfigError>(())
@@ -39,6 +40,7 @@ pub struct LivePageBuilder {
     pub(crate) window: Duration,
     pub(crate) keep_alive: Duration,
     pub(crate) max_streams: usize,
+    pub(crate) max_stream_age: Duration,
 }
 
 // === impl LivePageBuilder ===
@@ -50,6 +52,7 @@ impl LivePageBuilder {
             window: Duration::from_secs(5 * 60),
             keep_alive: Duration::from_secs(15),
             max_streams: 64,
+            max_stream_age: Duration::from_secs(5 * 60),
         }
     }
 
@@ -78,13 +81,24 @@ impl LivePageBuilder {
         self
     }
 
+    /// How long an event stream lasts: then it ends, and the browser
+    /// reconnects by itself after the stream's `retry:` delay (2 s),
+    /// getting the window's snapshots again. A stream holds a handle of
+    /// the witness, and a server shutting down gracefully waits for every
+    /// open stream: this bounds that wait. At least 1 s, at most a day.
+    /// Defaults to 5 minutes.
+    pub fn max_stream_age(mut self, age: Duration) -> Self {
+        self.max_stream_age = age;
+        self
+    }
+
     /// The page.
     ///
     /// # Errors
     ///
     /// A [`ConfigError`] when a setting is out of its range: a window
     /// below 1 s or above a day, a keep-alive below 1 ms or above a day,
-    /// no stream.
+    /// no stream, a stream age below 1 s or above a day.
     pub fn build(self) -> Result<LivePage, ConfigError> {
         if self.window < Duration::from_secs(1) || self.window > MAX_WINDOW {
             return Err(ConfigError::new(
@@ -108,6 +122,14 @@ impl LivePageBuilder {
                 "max_streams",
                 ConfigErrorKind::Zero,
                 "must be at least 1",
+            ));
+        }
+        if self.max_stream_age < Duration::from_secs(1) || self.max_stream_age > MAX_WINDOW {
+            return Err(ConfigError::new(
+                LAYER,
+                "max_stream_age",
+                ConfigErrorKind::OutOfRange,
+                "must be between 1 s and a day",
             ));
         }
         Ok(LivePage::from_builder(self))

@@ -38,16 +38,22 @@
 //!
 //! Nothing on the request path: it reads the witness's per-cycle state
 //! (`latest_snapshot`, `history`, `reports`, `subscribe`). Each open event
-//! stream holds a broadcast receiver of the witness and at most one
-//! encoded chunk; a client that reads slower than the witness publishes
-//! skips the snapshots it missed (it gets the latest one and the reports
-//! written meanwhile) instead of making the server buffer for it. A
-//! comment line every `keep_alive` lets the server see a client that went
-//! away, and the stream ends with it. Streams are counted and bounded
+//! stream holds a broadcast receiver of the witness, its backlog as
+//! shared snapshots and reports (not encoded: it encodes one event at a
+//! time, as the client reads), and at most one encoded snapshot; a
+//! client that reads slower than the witness publishes skips the
+//! snapshots it missed (it gets the latest one and the reports written
+//! meanwhile) instead of making the server buffer for it. A comment line
+//! every `keep_alive` lets the server see a client that went away, and
+//! the stream ends with it. Streams are counted and bounded
 //! ([`LivePageBuilder::max_streams`]).
 //!
-//! An open stream holds a handle of the witness: the witness lives until
-//! the last stream ends.
+//! An open stream holds a handle of the witness, so the witness's
+//! broadcast does not close while it is open: a stream ends when it is
+//! [`LivePageBuilder::max_stream_age`] old (5 minutes by default), and
+//! the browser reconnects by itself. A server shutting down gracefully
+//! (axum's `with_graceful_shutdown`) waits for open streams that long at
+//! most.
 
 mod body;
 mod builder;

@@ -63,6 +63,7 @@ struct Shared {
     window: Duration,
     keep_alive: Duration,
     max_streams: usize,
+    max_stream_age: Duration,
     open_streams: Arc<AtomicUsize>,
 }
 
@@ -86,6 +87,7 @@ impl LivePage {
             window,
             keep_alive,
             max_streams,
+            max_stream_age,
         } = builder;
         Self {
             shared: Arc::new(Shared {
@@ -94,6 +96,7 @@ impl LivePage {
                 window,
                 keep_alive,
                 max_streams,
+                max_stream_age,
                 open_streams: Arc::new(AtomicUsize::new(0)),
             }),
         }
@@ -182,6 +185,7 @@ impl LivePage {
                 &shared.witness,
                 shared.window,
                 shared.keep_alive,
+                shared.max_stream_age,
                 slot,
             ))
         };
@@ -218,6 +222,7 @@ impl fmt::Debug for LivePage {
             .field("window", &self.shared.window)
             .field("keep_alive", &self.shared.keep_alive)
             .field("max_streams", &self.shared.max_streams)
+            .field("max_stream_age", &self.shared.max_stream_age)
             .field("open_streams", &self.open_streams())
             .finish_non_exhaustive()
     }

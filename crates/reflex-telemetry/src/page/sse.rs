@@ -41,6 +41,12 @@ pub(crate) struct Hello {
     pub(crate) cycle: u64,
     /// How far back the page's charts reach, in milliseconds.
     pub(crate) window_ms: u64,
+    /// The witness's interval as its recent snapshots tell it, in
+    /// milliseconds (`null` before it has two): how old a snapshot is
+    /// stale, and what a cycle's count is per.
+    pub(crate) interval_ms: Option<u64>,
+    /// How many reports the page keeps: the newest.
+    pub(crate) reports_shown: usize,
 }
 
 /// A chunk of the stream being written: events appended one after the
@@ -113,12 +119,14 @@ mod tests {
             &Hello {
                 cycle: 3,
                 window_ms: 1_000,
+                interval_ms: Some(1_000),
+                reports_shown: 64,
             },
         );
         chunk.event(EventName::Report, &"two\nlines");
         assert_eq!(
             &chunk.freeze()[..],
-            b"event: hello\ndata: {\"cycle\":3,\"window_ms\":1000}\n\nevent: report\ndata: \"two\\nlines\"\n\n"
+            b"event: hello\ndata: {\"cycle\":3,\"window_ms\":1000,\"interval_ms\":1000,\"reports_shown\":64}\n\nevent: report\ndata: \"two\\nlines\"\n\n"
         );
     }
 

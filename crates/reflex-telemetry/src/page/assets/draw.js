@@ -78,7 +78,8 @@ function renderGraph(latest) {
     defs.append(marker);
   }
   graph.append(defs);
-  const step = Number.isFinite(state.stepMs) && state.stepMs > 0 ? state.stepMs : 1000;
+  const step = state.intervalMs;
+  const stale = staleFor(latest);
   for (const e of edges) {
     const a = pos.get(e.caller);
     const b = pos.get(e.callee);
@@ -112,7 +113,7 @@ function renderGraph(latest) {
     const p = pos.get(name);
     const c = byName.get(name);
     const breaker = (c && c.breaker) || 'none';
-    const g = svg('g', { class: 'node', 'data-node': name, 'data-breaker': breaker, transform: `translate(${p.x},${p.y})` });
+    const g = svg('g', { class: 'node' + (stale != null ? ' stale' : ''), 'data-node': name, 'data-breaker': breaker, transform: `translate(${p.x},${p.y})` });
     g.append(svg('rect', { width: BOX_W, height: BOX_H, rx: 7 }));
     g.append(svg('circle', { class: 'dot', cx: BOX_W - 14, cy: 17, r: 6 }));
     g.append(svg('text', { class: 'name', x: 12, y: 22 }, name));
@@ -127,6 +128,14 @@ function renderGraph(latest) {
   }
 }
 
+// How long ago the witness's last snapshot was, in ms, when that is over
+// two intervals (quiet cycles are not sent: its figures are stale); null
+// otherwise.
+function staleFor(latest) {
+  const age = Date.now() - state.offsetMs - latest.observed_at_ms;
+  return age > 2 * state.intervalMs ? age : null;
+}
+
 function card(name) {
   let parts = state.cards.get(name);
   if (parts) return parts;
@@ -135,6 +144,7 @@ function card(name) {
   head.append(el('h3', {}, name));
   const breaker = el('span', { class: 'breaker' });
   head.append(breaker);
+  const staleNote = el('span', { class: 'stale-note' });
   const figures = el('dl', { class: 'figures' });
   const figure = (key, label) => {
     const box = el('div');
@@ -147,6 +157,7 @@ function card(name) {
   parts = {
     root,
     breaker,
+    staleNote,
     rate: figure('rate', 'req/s'),
     errors: figure('errors', 'errors'),
     refused: figure('refused', 'refused'),
@@ -176,7 +187,7 @@ function card(name) {
   parts.errorsChart = chart('errors', [['errors', 'errors'], ['refused', 'refused']]);
   parts.latencyChart = chart('latency', [['p50', 'p50'], ['p99 ms', 'p99']]);
   parts.extra = el('p', { class: 'extra' });
-  root.append(head, figures, charts, parts.extra);
+  root.append(head, staleNote, figures, charts, parts.extra);
   document.getElementById('components').append(root);
   state.cards.set(name, parts);
   return parts;
@@ -185,6 +196,7 @@ function card(name) {
 function renderComponents(latest) {
   const box = document.getElementById('components');
   const byName = new Map(latest.components.map((c) => [c.component, c]));
+  const stale = staleFor(latest);
   for (const name of state.order) {
     const c = byName.get(name);
     if (!c) continue;
@@ -192,6 +204,14 @@ function renderComponents(latest) {
     const parts = card(c.component);
     const breaker = c.breaker || 'none';
     parts.root.dataset.breaker = breaker;
+    // No snapshot for over two intervals: the figures are the last ones.
+    if (stale != null) {
+      parts.root.dataset.stale = '';
+      parts.staleNote.textContent = `no news for ${Math.round(stale / 1000)} s`;
+    } else {
+      delete parts.root.dataset.stale;
+      parts.staleNote.textContent = '';
+    }
     parts.breaker.textContent = c.breaker ? breaker.replace('_', '-') : 'no breaker';
     parts.breaker.dataset.state = breaker;
     parts.rate.textContent = num(c.throughput);
@@ -226,7 +246,7 @@ function sparkline(box, points, until, keys, floor) {
   for (const p of points) for (const [k] of keys) if (p[k] != null && p[k] > top) top = p[k];
   const scale = top;
   top *= 1.1;
-  const gap = Number.isFinite(state.stepMs) ? state.stepMs * 2.5 : Infinity;
+  const gap = state.intervalMs * 2.5;
   box.replaceChildren();
   for (const [k, cls] of keys) {
     const runs = [];

@@ -12,7 +12,8 @@ const state = {
   cycle: 0, // the newest cycle taken
   latest: null, // the newest snapshot
   offsetMs: 0, // wall clock minus the witness's clock
-  stepMs: Infinity, // the shortest time seen between two snapshots: about a cycle
+  intervalMs: 1000, // the witness's interval, as `hello` says (a second until it does)
+  reportsShown: 64, // how many reports to keep, as `hello` says: the newest
   names: [], // components, in the order first seen
   order: [], // components, in the graph's order: column by column
   series: new Map(), // component -> [{ t, rate, errors, p50, p99 }]
@@ -41,12 +42,13 @@ function connect() {
 }
 
 function onHello(hello) {
+  if (hello.interval_ms > 0) state.intervalMs = hello.interval_ms;
+  if (hello.reports_shown > 0) state.reportsShown = hello.reports_shown;
   // A witness whose newest cycle is older than ours is another one (the
   // process restarted): start again.
   if (hello.cycle < state.cycle) {
     state.cycle = 0;
     state.latest = null;
-    state.stepMs = Infinity;
     state.series.clear();
     state.edges.clear();
     state.reports.clear();
@@ -56,9 +58,6 @@ function onHello(hello) {
 function onSnapshot(snapshot) {
   if (snapshot.cycle <= state.cycle) return;
   const t = snapshot.observed_at_ms;
-  if (state.latest && t > state.latest.observed_at_ms) {
-    state.stepMs = Math.min(state.stepMs, t - state.latest.observed_at_ms);
-  }
   state.cycle = snapshot.cycle;
   state.latest = snapshot;
   state.offsetMs = Date.now() - t;
@@ -89,6 +88,12 @@ function onSnapshot(snapshot) {
 
 function onReport(report) {
   state.reports.set(report.cycle + '|' + report.at_ms + '|' + report.summary, report);
+  // The newest `reportsShown` only.
+  const extra = state.reports.size - state.reportsShown;
+  if (extra > 0) {
+    const oldest = [...state.reports.entries()].sort(([, a], [, b]) => a.at_ms - b.at_ms || a.cycle - b.cycle);
+    for (const [key] of oldest.slice(0, extra)) state.reports.delete(key);
+  }
   schedule();
 }
 
@@ -104,3 +109,6 @@ function schedule() {
 
 render();
 connect();
+// Quiet cycles are not sent: re-render now and then, so that figures
+// grow stale when the witness has had nothing to say for a while.
+setInterval(schedule, 1000);
