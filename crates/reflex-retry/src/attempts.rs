@@ -142,6 +142,10 @@ where
         let Some(retryable) = &mut self.retryable else {
             unreachable!("only a request that may be retried waits to retry")
         };
+        if !retryable.can_send() {
+            // No need to wait for the service: the kept copy can only fail.
+            return Poll::Ready(Err(retryable.give_up(self.attempt)));
+        }
         if let Err(err) = ready!(retryable.service.poll_ready(cx)) {
             let result = Err(err.into());
             return Poll::Ready(Err(count_end(
@@ -152,8 +156,7 @@ where
             )));
         }
         let shared = &retryable.shared;
-        self.attempt += 1;
-        let copy = if self.attempt < shared.max_attempts {
+        let copy = if self.attempt + 1 < shared.max_attempts {
             retryable
                 .copy
                 .as_ref()
@@ -164,12 +167,16 @@ where
         let request = match copy {
             Some(request) => request,
             // The last attempt (or the policy could not copy again): send
-            // the kept copy itself.
-            None => retryable
+            // the kept copy itself, if it can still be sent (its body may
+            // have gone past its limit while the service got ready).
+            None if retryable.can_send() => retryable
                 .copy
                 .take()
                 .expect("a retry always has its request"),
+            None => return Poll::Ready(Err(retryable.give_up(self.attempt))),
         };
+        self.attempt += 1;
+        let shared = &retryable.shared;
         shared.stats.retries.fetch_add(1, Ordering::Relaxed);
         *timer = if shared.attempt_timeout.is_none() {
             self.deadline
@@ -193,6 +200,33 @@ impl<S, Req, R, P, C> Retryable<S, Req, R, P, C> {
             shared,
             cycle: None,
         }
+    }
+
+    /// `true` while the kept copy can be sent: the policy says so.
+    fn can_send(&self) -> bool
+    where
+        P: Policy<Req, R>,
+    {
+        self.copy
+            .as_ref()
+            .is_some_and(|copy| self.shared.policy.can_send(copy))
+    }
+
+    /// Ends a request whose kept copy cannot be sent, after `attempt`
+    /// attempts: the last attempt's result, counted as given up (the
+    /// request is in a retry cycle, even when only its first attempt was
+    /// made).
+    #[cold]
+    fn give_up(&mut self, attempt: u32) -> Answer<R> {
+        let result = self
+            .cycle
+            .as_mut()
+            .and_then(|cycle| cycle.last.take())
+            .expect("a retry keeps the result of the attempt before it");
+        let stats = &self.shared.stats;
+        stats.gave_up.fetch_add(1, Ordering::Relaxed);
+        logs::ended(stats, attempt, false);
+        result
     }
 
     /// Decides what follows an attempt, beyond the fast path, that ended

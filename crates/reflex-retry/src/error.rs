@@ -48,9 +48,10 @@ impl TimedOut {
 /// reading it failed.
 ///
 /// The http retry layer does not retry a request whose body cannot be sent
-/// again, so an inner service sees this error only when it reads a copy of
-/// such a body that it was given anyway (a previous attempt still reading
-/// the body after the retry was decided, say).
+/// again, nor sends a copy of it (it checks again before each retry), so
+/// an inner service sees this error only when the body goes past the
+/// limit while it reads a copy: a previous attempt still reading the body
+/// after the retry was sent, say.
 ///
 /// # Examples
 ///

@@ -57,7 +57,9 @@ pub struct RetryMetrics {
     pub retries: u64,
     /// Requests that succeeded after at least one retry.
     pub recovered: u64,
-    /// Requests retried at least once that still ended in a failure.
+    /// Requests retried at least once that still ended in a failure, and
+    /// requests whose retry was dropped because the request could no
+    /// longer be sent ([`Policy::can_send`](crate::Policy::can_send)).
     pub gave_up: u64,
     /// Retries refused because the budget had none left.
     pub budget_exhausted: u64,

@@ -69,6 +69,17 @@ pub trait Policy<Req, Res> {
     /// Whether the failed attempt of `request`, which ended in `result`,
     /// is retried, and when.
     fn retry(&self, request: &Req, result: Result<&Res, &BoxError>) -> Decision;
+
+    /// `false` when `request`, the copy kept for a retry, can no longer be
+    /// sent (nor copied): a retry would only fail. Asked before that copy
+    /// is sent itself (on the last attempt, or when
+    /// [`clone_request`](Self::clone_request) gave none); the layer then
+    /// gives up with the last attempt's result, and makes no attempt.
+    /// `true` by default.
+    fn can_send(&self, request: &Req) -> bool {
+        let _ = request;
+        true
+    }
 }
 
 /// The default policy: requests are `Clone`, and every failure the

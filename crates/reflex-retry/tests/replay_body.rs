@@ -226,13 +226,13 @@ fn copies_waiting_for_the_body_are_woken_when_it_moves_on_or_the_reader_goes() {
     let mut second = task::spawn(body.try_clone().unwrap());
     drop(body);
     assert_pending!(first.enter(|cx, body| body.poll_frame(cx)));
-    // The body now keeps the second copy's waker only.
+    // The second copy polled the body last.
     assert_pending!(second.enter(|cx, body| body.poll_frame(cx)));
     tx.send(Bytes::from("chunk")).unwrap();
     assert!(second.is_woken());
     let frame = assert_ready!(second.enter(|cx, body| body.poll_frame(cx)));
     assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "chunk");
-    assert!(first.is_woken(), "the reader wakes the copies waiting");
+    assert!(first.is_woken(), "the copies waiting are woken");
     let frame = assert_ready!(first.enter(|cx, body| body.poll_frame(cx)));
     assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "chunk");
 
@@ -245,4 +245,57 @@ fn copies_waiting_for_the_body_are_woken_when_it_moves_on_or_the_reader_goes() {
     drop(tx);
     assert!(first.is_woken());
     assert!(assert_ready!(first.enter(|cx, body| body.poll_frame(cx))).is_none());
+}
+
+#[test]
+fn every_copy_waiting_is_woken_when_the_body_moves_on_whichever_polled_it_last() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let body = ReplayBody::new(Channel(rx), 64);
+    let mut first = task::spawn(body.try_clone().unwrap());
+    let mut second = task::spawn(body.try_clone().unwrap());
+    assert_pending!(second.enter(|cx, body| body.poll_frame(cx)));
+    assert_pending!(first.enter(|cx, body| body.poll_frame(cx)));
+    tx.send(Bytes::from("x")).unwrap();
+    assert!(first.is_woken());
+    // The first copy's owner is woken but does not poll it (backpressure,
+    // a `select!` on something else): the second reads on regardless.
+    assert!(second.is_woken(), "no copy waits on another's poll");
+    let frame = assert_ready!(second.enter(|cx, body| body.poll_frame(cx)));
+    assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "x");
+    let frame = assert_ready!(first.enter(|cx, body| body.poll_frame(cx)));
+    assert_eq!(frame.unwrap().unwrap().into_data().unwrap(), "x");
+}
+
+#[test]
+fn a_copy_that_waited_alone_is_woken_when_a_later_copy_reads_on() {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let mut first = task::spawn(ReplayBody::new(Channel(rx), 64));
+    assert_pending!(first.enter(|cx, body| body.poll_frame(cx)));
+    let mut second = task::spawn(first.try_clone().unwrap());
+    assert_pending!(second.enter(|cx, body| body.poll_frame(cx)));
+    tx.send(Bytes::from("x")).unwrap();
+    assert!(second.is_woken());
+    assert!(
+        first.is_woken(),
+        "the copy that waited before the second came"
+    );
+}
+
+#[tokio::test]
+async fn empty_data_frames_are_forwarded_but_not_recorded() {
+    let (script, _) = Script::new(
+        std::iter::repeat_with(|| Step::Data(""))
+            .take(1000)
+            .chain([Step::Data("ab"), Step::Data("")]),
+    );
+    let body = ReplayBody::new(script, 4);
+    let copy = body.try_clone().unwrap();
+    let (data, _) = read(body).await.unwrap();
+    assert_eq!(data, "ab");
+    let mut copy = copy;
+    let mut frames = Vec::new();
+    while let Some(frame) = copy.frame().await {
+        frames.push(frame.unwrap().into_data().unwrap());
+    }
+    assert_eq!(frames, ["ab"], "the copy sends the one chunk recorded");
 }

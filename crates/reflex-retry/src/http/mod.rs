@@ -47,9 +47,10 @@ mod classify;
 mod layer;
 mod policy;
 mod recording;
+mod wakers;
 
 pub use body::ReplayBody;
 pub use builder::{HttpRetryBuilder, ReplayedBodies};
-pub use classify::{RetryableResponses, OrRetryable};
+pub use classify::{OrRetryable, RetryableResponses};
 pub use layer::{HttpRetry, HttpRetryLayer};
 pub use policy::HttpPolicy;

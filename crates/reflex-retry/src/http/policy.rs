@@ -25,7 +25,10 @@ use crate::retry_after::parse_retry_after;
 ///   429 or 503 says (whole seconds or an http-date), when the layer's cap
 ///   allows it. A malformed value is ignored.
 /// - **Not** when the body turned out, while it was read, to be larger
-///   than the limit, or failed: it cannot be sent again.
+///   than the limit, or failed: it cannot be sent again. That is checked
+///   again before the retry is sent ([`Policy::can_send`]): an attempt
+///   that answered before its body was sent may read it past the limit
+///   during the backoff; the caller then gets that attempt's result.
 ///
 /// # Examples
 ///
@@ -114,6 +117,12 @@ impl<B, R> Policy<Request<ReplayBody<B>>, Response<R>> for HttpPolicy {
             Some(after) => Decision::After(after),
             None => Decision::Backoff,
         }
+    }
+
+    /// `false` once the body went past its limit or failed: a copy of it
+    /// reads only [`NotReplayable`](crate::NotReplayable).
+    fn can_send(&self, request: &Request<ReplayBody<B>>) -> bool {
+        request.body().is_replayable()
     }
 }
 

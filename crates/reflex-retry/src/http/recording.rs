@@ -4,13 +4,14 @@
 use std::fmt;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll, Waker, ready};
 
 use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use reflex_core::BoxError;
 
+use super::wakers::{Wakers, Woken};
 use crate::error::NotReplayable;
 
 /// One copy of a recorded body.
@@ -46,9 +47,14 @@ struct Recording<B> {
     /// The copy that read past the limit: the only one that reads on.
     sole_reader: Option<u64>,
     next_id: u64,
-    /// Copies at the end of what was read, waiting for the body: the body
-    /// wakes only the last copy that polled it, which wakes these.
-    waiting: Vec<Waker>,
+    /// Copies alive.
+    copies: usize,
+    /// The copy that polled the body with its own waker, alone, and waits.
+    alone: Option<(u64, Waker)>,
+    /// Copies at the end of what was read, waiting for the body, once there
+    /// may be more than one: the body is then polled with a waker that
+    /// wakes them all, whichever copy polled it last.
+    wakers: Option<Arc<Wakers>>,
 }
 
 /// How far the body itself was read.
@@ -64,6 +70,9 @@ enum Progress {
 /// What a copy's poll gives.
 pub(super) type Polled = Poll<Option<Result<Frame<Bytes>, BoxError>>>;
 
+/// What a poll of the body gives.
+type BodyPolled<B> = Poll<Option<Result<Frame<<B as Body>::Data>, <B as Body>::Error>>>;
+
 // === impl Reader ===
 
 impl<B> Reader<B> {
@@ -78,7 +87,9 @@ impl<B> Reader<B> {
             progress: Progress::Reading,
             sole_reader: None,
             next_id: 1,
-            waiting: Vec::new(),
+            copies: 1,
+            alone: None,
+            wakers: None,
         };
         Self {
             recording: Arc::new(Mutex::new(recording)),
@@ -95,6 +106,7 @@ impl<B> Reader<B> {
         }
         let id = recording.next_id;
         recording.next_id += 1;
+        recording.copies += 1;
         drop(recording);
         Some(Self {
             recording: Arc::clone(&self.recording),
@@ -123,19 +135,16 @@ where
             return Poll::Ready(None);
         }
         let mut recording = lock(&self.recording);
-        let polled = self.cursor.next_frame(&mut recording, cx);
+        let mut moved_on = false;
+        let polled = self.cursor.next_frame(&mut recording, cx, &mut moved_on);
         // The body moved on: the copies waiting for it read on too.
-        let waiting = if polled.is_ready() {
-            std::mem::take(&mut recording.waiting)
+        let woken = if moved_on {
+            recording.take_waiting(self.cursor.id)
         } else {
             Vec::new()
         };
         drop(recording);
-        for waker in waiting {
-            if !waker.will_wake(cx.waker()) {
-                waker.wake();
-            }
-        }
+        wake(woken, self.cursor.id);
         polled
     }
 
@@ -182,8 +191,14 @@ impl Cursor {
         }
     }
 
-    /// The next frame of this copy: recorded, or read from the body.
-    fn next_frame<B>(&mut self, recording: &mut Recording<B>, cx: &mut Context<'_>) -> Polled
+    /// The next frame of this copy: recorded, or read from the body
+    /// (`moved_on` then).
+    fn next_frame<B>(
+        &mut self,
+        recording: &mut Recording<B>,
+        cx: &mut Context<'_>,
+        moved_on: &mut bool,
+    ) -> Polled
     where
         B: Body,
         B::Error: Into<BoxError>,
@@ -209,28 +224,25 @@ impl Cursor {
             Progress::Failed => return self.end(Some(Err(NotReplayable.into()))),
         }
         // At the end of what was read: read on.
-        let frame = match recording.body.as_mut().poll_frame(cx) {
-            Poll::Pending => {
-                if !recording.waiting.iter().any(|w| w.will_wake(cx.waker())) {
-                    recording.waiting.push(cx.waker().clone());
-                }
-                return Poll::Pending;
-            }
-            Poll::Ready(None) => {
+        let polled = ready!(recording.poll_body(self.id, cx));
+        *moved_on = true;
+        let frame = match polled {
+            None => {
                 recording.progress = Progress::Ended;
                 return self.end(None);
             }
-            Poll::Ready(Some(Err(err))) => {
+            Some(Err(err)) => {
                 recording.progress = Progress::Failed;
                 return self.end(Some(Err(err.into())));
             }
-            Poll::Ready(Some(Ok(frame))) => frame.map_data(into_bytes),
+            Some(Ok(frame)) => frame.map_data(into_bytes),
         };
         let recorded = recording.sole_reader.is_none();
         if let Some(data) = frame.data_ref() {
             self.bytes_sent += data.len() as u64;
-            if !recorded {
-                // The sole reader, past the limit: nothing is kept.
+            if !recorded || data.is_empty() {
+                // The sole reader, past the limit, or an empty frame:
+                // nothing is kept.
             } else if recording.bytes.saturating_add(data.len()) > recording.limit {
                 // Past the limit: the record goes, and this copy reads on
                 // alone.
@@ -275,14 +287,15 @@ impl Cursor {
     }
 }
 
-/// A copy that goes wakes the copies waiting for the body: the body may
-/// have kept its waker only.
+/// A copy that goes wakes the copies waiting for the body: it may have
+/// gone in a poll of the body that panicked, which they must read.
 impl<B> Drop for Reader<B> {
     fn drop(&mut self) {
-        let waiting = std::mem::take(&mut lock(&self.recording).waiting);
-        for waker in waiting {
-            waker.wake();
-        }
+        let mut recording = lock(&self.recording);
+        recording.copies -= 1;
+        let woken = recording.take_waiting(self.cursor.id);
+        drop(recording);
+        wake(woken, self.cursor.id);
     }
 }
 
@@ -291,6 +304,67 @@ impl<B> Drop for Reader<B> {
 impl<B> Recording<B> {
     fn is_replayable(&self) -> bool {
         self.sole_reader.is_none() && self.progress != Progress::Failed
+    }
+
+    /// The copies waiting for the body, but copy `id`, to be woken outside
+    /// the lock; none waits after.
+    fn take_waiting(&mut self, id: u64) -> Woken {
+        let mut woken = self
+            .wakers
+            .as_ref()
+            .map_or_else(Vec::new, |wakers| wakers.take());
+        if let Some(alone) = self.alone.take().filter(|(copy, _)| *copy != id) {
+            woken.push(alone);
+        }
+        woken
+    }
+}
+
+impl<B: Body> Recording<B> {
+    /// Polls the body for copy `id`. A copy alone polls it with its own
+    /// waker; once other copies may wait for it too, every copy polls it
+    /// with the waker of all the copies waiting, so that each is woken when
+    /// the body moves on, not only the copy that polled it last (whose
+    /// owner may never poll it again).
+    fn poll_body(&mut self, id: u64, cx: &mut Context<'_>) -> BodyPolled<B> {
+        if self.wakers.is_none() {
+            let polled = self.body.as_mut().poll_frame(cx);
+            if polled.is_ready() {
+                return polled;
+            }
+            if self.copies == 1 {
+                // Kept for the copies to come, which wake it when they
+                // read on.
+                match &mut self.alone {
+                    Some((copy, waker)) if *copy == id && waker.will_wake(cx.waker()) => {}
+                    alone => *alone = Some((id, cx.waker().clone())),
+                }
+                return Poll::Pending;
+            }
+        }
+        // Another copy may wait too: the body must wake them all.
+        let wakers = self.wakers.get_or_insert_with(|| {
+            let wakers = Arc::new(Wakers::default());
+            if let Some((copy, waker)) = self.alone.take() {
+                wakers.register(copy, &waker);
+            }
+            wakers
+        });
+        // Registered before the body is polled: no wake-up is lost between.
+        wakers.register(id, cx.waker());
+        let waker = Waker::from(Arc::clone(wakers));
+        self.body
+            .as_mut()
+            .poll_frame(&mut Context::from_waker(&waker))
+    }
+}
+
+/// Wakes the copies `woken`, but copy `id`.
+fn wake(woken: Woken, id: u64) {
+    for (copy, waker) in woken {
+        if copy != id {
+            waker.wake();
+        }
     }
 }
 
