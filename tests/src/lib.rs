@@ -13,3 +13,4 @@ pub mod contract;
 pub mod sim;
 pub mod slot_rig;
 pub mod support;
+pub mod traffic;

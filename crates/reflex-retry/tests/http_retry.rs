@@ -2,15 +2,15 @@
 //! longer be sent: the caller gets the last attempt's own result.
 #![cfg(feature = "http")]
 
-use std::pin::Pin;
+#[path = "common/body.rs"]
+mod body;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body::{Body, Frame};
 use http_body_util::BodyExt;
 use reflex_core::BoxError;
 use reflex_retry::http::ReplayBody;
@@ -19,22 +19,7 @@ use tokio::sync::mpsc;
 use tokio_test::{assert_pending, assert_ready, task};
 use tower::{Layer, ServiceExt, service_fn};
 
-/// A body fed through a channel.
-struct Channel(mpsc::UnboundedReceiver<Bytes>);
-
-impl Body for Channel {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
-    }
-}
+use body::Channel;
 
 type Kept = Arc<Mutex<Option<ReplayBody<Channel>>>>;
 

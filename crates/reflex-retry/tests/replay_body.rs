@@ -3,6 +3,9 @@
 //! for the body are woken.
 #![cfg(feature = "http")]
 
+#[path = "common/body.rs"]
+mod body;
+
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,6 +22,8 @@ use reflex_retry::http::ReplayBody;
 use tokio::sync::mpsc;
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready};
+
+use body::Channel;
 
 /// A body of set frames, of unknown length, that counts its polls and may
 /// end in an error or a panic.
@@ -61,24 +66,6 @@ impl Body for Script {
             Some(Step::Fail) => Some(Err("the client went away".into())),
             Some(Step::Panic) => panic!("the body panicked"),
         })
-    }
-}
-
-/// A body fed through a channel: pending until a chunk is sent, and it
-/// keeps the waker of the last poll only.
-struct Channel(mpsc::UnboundedReceiver<Bytes>);
-
-impl Body for Channel {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
     }
 }
 

@@ -25,3 +25,6 @@ pub mod prometheus;
 #[cfg(feature = "opentelemetry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "opentelemetry")))]
 pub mod otel;
+
+#[cfg(any(feature = "prometheus", feature = "opentelemetry"))]
+mod outcomes;

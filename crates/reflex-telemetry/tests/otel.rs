@@ -3,167 +3,34 @@
 //! included, and nothing is observed once the registration is dropped.
 #![cfg(feature = "opentelemetry")]
 
+mod traffic;
+
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::Duration;
 
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider;
 use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData};
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
-use reflex_core::{
-    BoxError, BreakerControl, BreakerState, Component, ConfigError, Control, Outcome, RejectKind,
-    Rejected, ShedControl, Signal, SignalSink,
-};
-use reflex_witness::{Clock, Detector, Finding, Observation, Totals, Witness};
-use tower::util::BoxCloneSyncService;
+use reflex_core::{BoxError, BreakerState};
+use reflex_tests::traffic::Stack;
+use reflex_witness::{Clock, Totals, Witness};
 use tower::{Layer, ServiceExt, service_fn};
-
-#[derive(Debug, Clone, Copy)]
-enum Ask {
-    Ok(u64),
-    Fail(u64),
-    NotFound,
-    Refused(RejectKind),
-}
-
-async fn serve(ask: Ask) -> Result<&'static str, BoxError> {
-    match ask {
-        Ask::Ok(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok("ok")
-        }
-        Ask::Fail(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Err("down".into())
-        }
-        Ask::NotFound => Ok("not found"),
-        Ask::Refused(kind) => Err(Rejected::new(kind, Component::new("below")).into()),
-    }
-}
-
-fn classify(result: Result<&&str, &BoxError>) -> Outcome {
-    match result {
-        Ok(&"not found") => Outcome::Ignored,
-        Ok(_) => Outcome::Success,
-        Err(_) => Outcome::Failure,
-    }
-}
-
-/// Reports db in the second cycle.
-struct Second;
-
-impl Detector for Second {
-    fn name(&self) -> &str {
-        "second"
-    }
-    fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
-        Ok((seen.snapshot.cycle == 2)
-            .then(|| Finding::new("second", vec!["db".to_owned()], "the second cycle"))
-            .into_iter()
-            .collect())
-    }
-}
-
-struct Breaker;
-
-impl BreakerControl for Breaker {
-    fn state(&self) -> BreakerState {
-        BreakerState::HalfOpen
-    }
-    fn force_open(&self) {}
-    fn reset(&self) {}
-    fn trip(&self) {}
-    fn throttle(&self, _: Option<f64>) -> Result<(), ConfigError> {
-        Ok(())
-    }
-}
-
-struct Shed;
-
-impl ShedControl for Shed {
-    fn hard_limit(&self) -> usize {
-        48
-    }
-    fn set_hard_limit(&self, _: usize) -> Result<(), ConfigError> {
-        Ok(())
-    }
-}
-
-type Svc = BoxCloneSyncService<Ask, &'static str, BoxError>;
 
 /// api calls db, with a breaker and a shed limit.
 struct Traffic {
     witness: Witness,
-    db: Svc,
-    api: Svc,
+    stack: Stack,
 }
 
 impl Traffic {
     fn new() -> Self {
-        let witness = Witness::builder()
-            .clock(Clock::Tokio)
-            .detector(Second)
-            .build()
-            .unwrap();
-        let db = witness
-            .layer("db")
-            .classifier(classify)
-            .build()
-            .unwrap()
-            .layer(service_fn(serve));
-        let db = BoxCloneSyncService::new(db);
-        let api = witness
-            .layer("api")
-            .classifier(classify)
-            .build()
-            .unwrap()
-            .layer(service_fn({
-                let db = db.clone();
-                move |ask| db.clone().oneshot(ask)
-            }));
-        witness.control_breaker("db", Breaker);
-        witness.control("api", Control::Shed(Arc::new(Shed)));
-        Self {
-            witness,
-            db,
-            api: BoxCloneSyncService::new(api),
-        }
+        let (witness, stack) = traffic::witness(BreakerState::HalfOpen);
+        Self { witness, stack }
     }
 
     /// Every outcome, signals of the other layers, then a cycle.
     async fn cycle(&self) {
-        for ask in [
-            Ask::Ok(2),
-            Ask::Ok(30),
-            Ask::Ok(400),
-            Ask::Fail(3_000),
-            Ask::NotFound,
-            Ask::Refused(RejectKind::Shed),
-            Ask::Refused(RejectKind::SlotBusy),
-        ] {
-            let _ = self.api.clone().oneshot(ask).await;
-        }
-        let _ = self.db.clone().oneshot(Ask::Ok(12_000)).await;
-        // One cancelled.
-        let mut cancelled = Box::pin(self.db.clone().oneshot(Ask::Ok(60_000)));
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(cancelled.as_mut().poll(&mut cx).is_pending());
-        drop(cancelled);
-        let db = Component::new("db");
-        self.witness.emit(
-            &db,
-            Signal::Shed {
-                in_flight: 1,
-                hard_limit: 1,
-            },
-        );
-        self.witness.emit(&db, Signal::Coalesced { waiters: 2 });
-        self.witness.emit(&db, Signal::SlotQueued { depth: 1 });
-        let api = Component::new("api");
-        self.witness
-            .emit(&api, Signal::RetryBudgetExhausted { attempt: 2 });
-        self.witness.cycle_now();
+        traffic::cycle(&self.witness, &self.stack).await;
     }
 }
 

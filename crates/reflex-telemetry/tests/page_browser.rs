@@ -12,7 +12,9 @@
 //! -- --ignored`.
 #![cfg(feature = "page")]
 
-use std::net::{SocketAddr, TcpListener as StdListener};
+mod common;
+
+use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -29,6 +31,8 @@ use reflex::core::BoxError;
 use reflex::witness::{EdgeReflex, Witness};
 use reflex_telemetry::page::LivePage;
 use serde_json::{Value, json};
+
+use common::{dying_with_us, free_port};
 use tokio::time::Instant;
 use tower::util::BoxCloneSyncService;
 use tower::{ServiceExt, service_fn};
@@ -49,10 +53,7 @@ struct Driver {
 impl Driver {
     fn spawn() -> Self {
         let bin = std::env::var("CHROMEDRIVER_BIN").unwrap_or_else(|_| "chromedriver".to_owned());
-        let port = StdListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = free_port().port();
         let child = dying_with_us(&bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -115,27 +116,6 @@ impl Drop for Driver {
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-/// A command running `bin` that dies with this process: through
-/// `setpriv --pdeathsig KILL` (util-linux) when there is one, so that a
-/// test killed midway leaves no server behind (the signal comes when the
-/// thread that spawned it ends, so it also covers a test thread that
-/// panics past its guard); the plain command otherwise.
-fn dying_with_us(bin: &str) -> Command {
-    let setpriv = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("setpriv"))
-            .find(|candidate| candidate.is_file())
-    });
-    match setpriv {
-        Some(setpriv) => {
-            let mut command = Command::new(setpriv);
-            command.args(["--pdeathsig", "KILL", "--", bin]);
-            command
-        }
-        None => Command::new(bin),
     }
 }
 

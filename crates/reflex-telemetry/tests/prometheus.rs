@@ -2,159 +2,30 @@
 //! back, holds every series of the witness's totals with their values.
 #![cfg(feature = "prometheus")]
 
+mod traffic;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, StatusCode, header};
 use http_body_util::BodyExt;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
-use reflex_core::{
-    BoxError, BreakerControl, BreakerState, Component, ConfigError, Control, Outcome, RejectKind,
-    Rejected, ShedControl, Signal, SignalSink,
-};
+use reflex_core::BreakerState;
 use reflex_telemetry::prometheus::{CONTENT_TYPE, MetricsService};
-use reflex_witness::{Clock, Detector, Finding, Observation, Witness};
-use tower::{Layer, ServiceExt, service_fn};
-
-/// What a request asks db for.
-#[derive(Debug, Clone, Copy)]
-enum Ask {
-    Ok(u64),
-    Fail(u64),
-    NotFound,
-    Refused(RejectKind),
-}
-
-async fn serve(ask: Ask) -> Result<&'static str, BoxError> {
-    match ask {
-        Ask::Ok(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok("ok")
-        }
-        Ask::Fail(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Err("down".into())
-        }
-        Ask::NotFound => Ok("not found"),
-        Ask::Refused(kind) => Err(Rejected::new(kind, Component::new("below")).into()),
-    }
-}
-
-fn classify(result: Result<&&str, &BoxError>) -> Outcome {
-    match result {
-        Ok(&"not found") => Outcome::Ignored,
-        Ok(_) => Outcome::Success,
-        Err(_) => Outcome::Failure,
-    }
-}
-
-/// Reports db in the second cycle.
-struct Second;
-
-impl Detector for Second {
-    fn name(&self) -> &str {
-        "second"
-    }
-    fn inspect(&mut self, seen: &Observation<'_>) -> Result<Vec<Finding>, BoxError> {
-        Ok((seen.snapshot.cycle == 2)
-            .then(|| Finding::new("second", vec!["db".to_owned()], "the second cycle"))
-            .into_iter()
-            .collect())
-    }
-}
-
-struct Breaker;
-
-impl BreakerControl for Breaker {
-    fn state(&self) -> BreakerState {
-        BreakerState::Open
-    }
-    fn force_open(&self) {}
-    fn reset(&self) {}
-    fn trip(&self) {}
-    fn throttle(&self, _: Option<f64>) -> Result<(), ConfigError> {
-        Ok(())
-    }
-}
-
-struct Shed;
-
-impl ShedControl for Shed {
-    fn hard_limit(&self) -> usize {
-        48
-    }
-    fn set_hard_limit(&self, _: usize) -> Result<(), ConfigError> {
-        Ok(())
-    }
-}
+use reflex_witness::Witness;
+use tower::ServiceExt;
 
 /// api calls db; three cycles of every outcome, signals of the other
 /// layers, a breaker and a shed limit, a report.
 async fn fed_witness() -> Witness {
-    let witness = Witness::builder()
-        .clock(Clock::Tokio)
-        .detector(Second)
-        .build()
-        .unwrap();
-    let db = witness
-        .layer("db")
-        .classifier(classify)
-        .build()
-        .unwrap()
-        .layer(service_fn(serve));
-    let api = witness
-        .layer("api")
-        .classifier(classify)
-        .build()
-        .unwrap()
-        .layer(service_fn({
-            let db = db.clone();
-            move |ask| db.clone().oneshot(ask)
-        }));
-    witness.control_breaker("db", Breaker);
-    witness.control("api", Control::Shed(Arc::new(Shed)));
+    let (witness, stack) = traffic::witness(BreakerState::Open);
     for _ in 0..3 {
-        for ask in [
-            Ask::Ok(2),
-            Ask::Ok(30),
-            Ask::Ok(400),
-            Ask::Fail(3_000),
-            Ask::NotFound,
-            Ask::Refused(RejectKind::Shed),
-            Ask::Refused(RejectKind::SlotBusy),
-        ] {
-            let _ = api.clone().oneshot(ask).await;
-        }
-        let _ = db.clone().oneshot(Ask::Ok(12_000)).await;
-        cancel(db.clone().oneshot(Ask::Ok(60_000)));
-        let db = Component::new("db");
-        witness.emit(
-            &db,
-            Signal::Shed {
-                in_flight: 1,
-                hard_limit: 1,
-            },
-        );
-        witness.emit(&db, Signal::Coalesced { waiters: 2 });
-        witness.emit(&db, Signal::SlotQueued { depth: 1 });
-        witness.emit(
-            &Component::new("api"),
-            Signal::RetryBudgetExhausted { attempt: 2 },
-        );
-        witness.cycle_now();
+        traffic::cycle(&witness, &stack).await;
     }
     witness
-}
-
-/// Polls `request` once (it starts) and drops it: a cancelled request.
-fn cancel(request: impl Future) {
-    let mut request = Box::pin(request);
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(request.as_mut().poll(&mut cx).is_pending());
 }
 
 /// A sample: its name and labels.

@@ -10,11 +10,13 @@
 //! prometheus_server -- --ignored`.
 #![cfg(feature = "prometheus")]
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::net::{SocketAddr, TcpListener as StdListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http_body_util::{BodyExt, Empty};
@@ -27,6 +29,8 @@ use reflex::core::BoxError;
 use reflex::witness::Witness;
 use reflex_telemetry::prometheus::MetricsService;
 use serde_json::Value;
+
+use common::{dying_with_us, free_port};
 use tower::{ServiceExt, service_fn};
 
 /// A Prometheus server, killed (and its directory removed) when dropped,
@@ -96,37 +100,8 @@ impl Drop for Prometheus {
     }
 }
 
-/// A command running `bin` that dies with this process: through
-/// `setpriv --pdeathsig KILL` (util-linux) when there is one, so that a
-/// test killed midway leaves no server behind (the signal comes when the
-/// thread that spawned it ends, so it also covers a test thread that
-/// panics past its guard); the plain command otherwise.
-fn dying_with_us(bin: &str) -> Command {
-    let setpriv = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("setpriv"))
-            .find(|candidate| candidate.is_file())
-    });
-    match setpriv {
-        Some(setpriv) => {
-            let mut command = Command::new(setpriv);
-            command.args(["--pdeathsig", "KILL", "--", bin]);
-            command
-        }
-        None => Command::new(bin),
-    }
-}
-
 /// How long one HTTP call to Prometheus may take.
 const CALL: Duration = Duration::from_secs(10);
-
-/// A loopback address nobody listens on (bound, then let go).
-fn free_port() -> SocketAddr {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
 
 /// The result of an instant query, as `(labels, value)`; `None` while
 /// Prometheus does not answer yet.

@@ -3,13 +3,13 @@
 //! reports by kind; and the cycle hooks that hand them to an export.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reflex_core::{
-    BoxError, BreakerControl, BreakerState, Component, ConfigError, Outcome, RejectKind, Rejected,
-    RetryReason, ShedControl, Signal, SignalSink,
+    BoxError, BreakerState, Component, RejectKind, RetryReason, ShedControl, Signal, SignalSink,
 };
+use reflex_tests::traffic::{self, Ask, Breaker, Shed, Stack};
 use reflex_witness::{
     ComponentState, DURATION_BOUNDS, DetectionKind, Detector, Finding, Observation, Snapshot,
     Totals, Witness,
@@ -22,42 +22,6 @@ fn witness() -> Witness {
         .clock(reflex_witness::Clock::Tokio)
         .build()
         .unwrap()
-}
-
-/// What a request asks its component's service for.
-#[derive(Debug, Clone, Copy)]
-enum Ask {
-    /// Succeed after this many milliseconds.
-    Ok(u64),
-    /// Fail after this many milliseconds.
-    Fail(u64),
-    /// An answer the classifier ignores.
-    NotFound,
-    /// A refusal of a layer below the witness's.
-    Refused(RejectKind),
-}
-
-async fn serve(ask: Ask) -> Result<&'static str, BoxError> {
-    match ask {
-        Ask::Ok(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Ok("ok")
-        }
-        Ask::Fail(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
-            Err("down".into())
-        }
-        Ask::NotFound => Ok("not found"),
-        Ask::Refused(kind) => Err(Rejected::new(kind, Component::new("below")).into()),
-    }
-}
-
-fn classify(result: Result<&&str, &BoxError>) -> Outcome {
-    match result {
-        Ok(&"not found") => Outcome::Ignored,
-        Ok(_) => Outcome::Success,
-        Err(_) => Outcome::Failure,
-    }
 }
 
 /// Reports `db` as a finding in every cycle whose number is even.
@@ -74,32 +38,6 @@ impl Detector for EvenCycles {
         } else {
             Vec::new()
         })
-    }
-}
-
-struct Breaker(BreakerState);
-
-impl BreakerControl for Breaker {
-    fn state(&self) -> BreakerState {
-        self.0
-    }
-    fn force_open(&self) {}
-    fn reset(&self) {}
-    fn trip(&self) {}
-    fn throttle(&self, _: Option<f64>) -> Result<(), ConfigError> {
-        Ok(())
-    }
-}
-
-struct Shed(AtomicUsize);
-
-impl ShedControl for Shed {
-    fn hard_limit(&self) -> usize {
-        self.0.load(Ordering::Relaxed)
-    }
-    fn set_hard_limit(&self, limit: usize) -> Result<(), ConfigError> {
-        self.0.store(limit, Ordering::Relaxed);
-        Ok(())
     }
 }
 
@@ -167,24 +105,9 @@ async fn the_totals_add_up_every_cycle_of_every_component_with_each_outcome() {
         .detector(EvenCycles)
         .build()
         .unwrap();
-    let db = witness
-        .layer("db")
-        .classifier(classify)
-        .build()
-        .unwrap()
-        .layer(service_fn(serve));
-    // api calls db: db's failures are api's echoes.
-    let api = witness
-        .layer("api")
-        .classifier(classify)
-        .build()
-        .unwrap()
-        .layer(service_fn({
-            let db = db.clone();
-            move |ask| db.clone().oneshot(ask)
-        }));
+    let Stack { db, api } = traffic::stack(&witness);
     witness.control_breaker("db", Breaker(BreakerState::HalfOpen));
-    let limit = Arc::new(Shed(AtomicUsize::new(64)));
+    let limit = Arc::new(Shed::new(64));
     witness.control("api", reflex_core::Control::Shed(limit.clone()));
     let signal = |name: &str, signal| witness.emit(&Component::new(name), signal);
 

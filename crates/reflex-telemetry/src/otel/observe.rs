@@ -9,6 +9,7 @@ use reflex_core::BreakerState;
 use reflex_witness::{ComponentTotals, Totals};
 
 use super::COMPONENT;
+use crate::outcomes::outcomes;
 
 /// The totals the callbacks read: the latest a cycle handed over, until
 /// the registration ends (`None`).
@@ -89,14 +90,7 @@ pub(super) fn instruments(meter: &Meter, latest: &Arc<Latest>) {
         .with_unit("{request}")
         .with_description("Requests that ended, by outcome.")
         .with_callback(per_component(latest, |instrument, c| {
-            let outcomes = [
-                ("succeeded", c.succeeded),
-                ("failed", c.failed),
-                ("ignored", c.ignored),
-                ("cancelled", c.cancelled),
-                ("rejected", c.rejected_total()),
-            ];
-            for (outcome, count) in outcomes {
+            for (outcome, count) in outcomes(c) {
                 let attributes = [component(c), KeyValue::new("reflex.outcome", outcome)];
                 instrument.observe(count, &attributes);
             }

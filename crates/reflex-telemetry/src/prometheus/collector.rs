@@ -10,6 +10,8 @@ use prometheus_client::registry::Unit;
 use reflex_core::BreakerState;
 use reflex_witness::{ComponentTotals, Totals, Witness};
 
+use crate::outcomes::outcomes;
+
 /// The witness's numbers as Prometheus metrics, read from
 /// [`Witness::totals`] at each scrape: counters since the witness started,
 /// gauges of its last cycle. Register it with a
@@ -188,14 +190,7 @@ fn encode_requests(encoder: &mut DescriptorEncoder<'_>, totals: &Totals) -> fmt:
         MetricType::Counter,
     )?;
     for c in &totals.components {
-        let outcomes = [
-            ("succeeded", c.succeeded),
-            ("failed", c.failed),
-            ("ignored", c.ignored),
-            ("cancelled", c.cancelled),
-            ("rejected", c.rejected_total()),
-        ];
-        for (outcome, count) in outcomes {
+        for (outcome, count) in outcomes(c) {
             let labels = [("component", c.component.as_str()), ("outcome", outcome)];
             sample(&mut family, &labels, MetricType::Counter, count)?;
         }
