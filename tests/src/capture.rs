@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Once;
 
+use reflex_core::log_limit::SUMMARY_INTERVAL;
+
 use tracing::field::{Field, Visit};
 use tracing::level_filters::LevelFilter;
 use tracing::span::{Attributes, Id, Record};
@@ -66,6 +68,75 @@ pub fn only<'a>(events: &'a [Captured], message: &str) -> &'a Captured {
 /// The events of `events` at `level`.
 pub fn at(events: &[Captured], level: Level) -> Vec<&Captured> {
     events.iter().filter(|e| e.level == level).collect()
+}
+
+/// The events of `events` louder than `DEBUG`: the lines an operator sees.
+pub fn loud(events: &[Captured]) -> Vec<&Captured> {
+    events.iter().filter(|e| e.level < Level::DEBUG).collect()
+}
+
+/// Asserts that no field of any of `events` contains `secret` (a key: request
+/// data).
+#[track_caller]
+pub fn assert_none_contains<'a>(events: impl IntoIterator<Item = &'a Captured>, secret: &str) {
+    for event in events {
+        assert!(
+            event.fields.values().all(|v| !v.contains(secret)),
+            "{secret:?} in {event:#?}"
+        );
+    }
+}
+
+/// Asserts that a burst of `n` refusals (`refuse` makes one) writes a
+/// `DEBUG` event each and `loud` lines above `DEBUG` (its first summary, and
+/// whatever else the test expects there), and that one more refusal a
+/// [`SUMMARY_INTERVAL`] later writes the summary `message` at `level`, with
+/// `count` = `n`. Returns the burst's first `DEBUG` event and that summary,
+/// for their other fields.
+pub async fn assert_burst_summarised(
+    n: usize,
+    loud_lines: usize,
+    message: &str,
+    level: Level,
+    mut refuse: impl AsyncFnMut(),
+) -> (Captured, Captured) {
+    for _ in 0..n {
+        refuse().await;
+    }
+    let events = take();
+    let refused = at(&events, Level::DEBUG);
+    assert_eq!(refused.len(), n);
+    let first = refused[0].clone();
+    let louder = loud(&events);
+    assert_eq!(louder.len(), loud_lines, "{louder:#?}");
+
+    tokio::time::advance(SUMMARY_INTERVAL).await;
+    refuse().await;
+    let events = take();
+    let summary = only(&events, message);
+    summary.assert(level, &[("count", Some(&n.to_string()))]);
+    (first, summary.clone())
+}
+
+/// Asserts that while the summary's `level` is off (this thread hears less
+/// than it), a burst of refusals (`refuse` makes one) writes nothing and is
+/// not counted: once `level` is on, the next refusal's summary `message`
+/// says `count` 1.
+pub async fn assert_uncounted_while_off(
+    message: &str,
+    level: Level,
+    mut refuse: impl AsyncFnMut(),
+) {
+    assert!(LEVEL.with(Cell::get) < level, "{level} is on");
+    for _ in 0..10_000 {
+        refuse().await;
+    }
+    let events = take();
+    assert!(events.is_empty(), "{events:#?}");
+
+    set_level(LevelFilter::from_level(level));
+    refuse().await;
+    only(&take(), message).assert(level, &[("count", Some("1"))]);
 }
 
 impl Captured {

@@ -59,6 +59,18 @@ impl Logs {
         self.origin.elapsed()
     }
 
+    /// The `suppressed` field of a state-change line, when its level is
+    /// `enabled` (the caller's `tracing::enabled!`, so the layer's change
+    /// limiter is consulted only then) and the limiter lets the line out.
+    fn change_line(&self, enabled: bool) -> Option<u64> {
+        if !enabled {
+            return None;
+        }
+        self.changes
+            .record(self.now())
+            .map(|line| line.suppressed())
+    }
+
     /// A request was refused: the breaker is open (`CircuitOpen`) or its
     /// throttle dropped it (`Throttled`).
     #[cold]
@@ -118,13 +130,9 @@ impl Logs {
             );
         }
         if change.to.refuses() {
-            if !tracing::enabled!(Level::WARN) {
-                return;
-            }
-            let Some(line) = self.changes.record(self.now()) else {
+            let Some(suppressed) = self.change_line(tracing::enabled!(Level::WARN)) else {
                 return;
             };
-            let suppressed = line.suppressed();
             match (keyed, change.to) {
                 (true, _) => tracing::warn!(
                     %component,
@@ -154,13 +162,9 @@ impl Logs {
                 ),
             }
         } else {
-            if !tracing::enabled!(Level::INFO) {
-                return;
-            }
-            let Some(line) = self.changes.record(self.now()) else {
+            let Some(suppressed) = self.change_line(tracing::enabled!(Level::INFO)) else {
                 return;
             };
-            let suppressed = line.suppressed();
             if keyed {
                 tracing::info!(
                     %component,
@@ -193,13 +197,9 @@ impl Logs {
         if let Some(key) = key {
             tracing::debug!(%component, key, k, "keyed circuit breaker throttle set");
         }
-        if !tracing::enabled!(Level::INFO) {
-            return;
-        }
-        let Some(line) = self.changes.record(self.now()) else {
+        let Some(suppressed) = self.change_line(tracing::enabled!(Level::INFO)) else {
             return;
         };
-        let suppressed = line.suppressed();
         match k {
             Some(k) => tracing::info!(%component, k, suppressed, "circuit breaker throttling"),
             None => tracing::info!(%component, suppressed, "circuit breaker no longer throttling"),

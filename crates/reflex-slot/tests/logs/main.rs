@@ -5,8 +5,6 @@
 //! A test binary of its own: its subscriber is installed for the whole
 //! process.
 
-use std::time::Duration;
-
 use reflex_core::BoxError;
 use reflex_slot::{Policy, SlotAdmissionLayer};
 use tokio_test::task::{Spawn, spawn};
@@ -16,7 +14,7 @@ use tower_test::mock;
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
 
-use reflex_tests::capture::{self, Captured, at, only};
+use reflex_tests::capture::{self, Captured, at, loud, only};
 
 /// The secret key of these tests: it must appear in no event.
 const KEY: u32 = 4242;
@@ -48,12 +46,7 @@ where
 }
 
 fn assert_no_key(events: &[Captured]) {
-    for event in events {
-        assert!(
-            event.fields.values().all(|v| !v.contains(&KEY.to_string())),
-            "a key in {event:#?}"
-        );
-    }
+    capture::assert_none_contains(events, &KEY.to_string());
 }
 
 #[tokio::test(start_paused = true)]
@@ -111,7 +104,7 @@ async fn a_replacement_is_a_debug_event() {
             ("was_running", Some("true")),
         ],
     );
-    assert!(at(&events, Level::INFO).is_empty() && at(&events, Level::WARN).is_empty());
+    assert!(loud(&events).is_empty(), "{events:#?}");
     assert_no_key(&events);
 }
 
@@ -120,31 +113,25 @@ async fn ten_thousand_busy_refusals_write_one_summary_per_interval() {
     capture::start(LevelFilter::TRACE);
     let (mut svc, _inner) = slots(Policy::DropIfRunning, 8);
     let _running = call(&mut svc, KEY).await;
-    for _ in 0..10_000 {
-        assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
-    }
-    let events = capture::take();
-    let refused = at(&events, Level::DEBUG);
-    assert_eq!(refused.len(), 10_000);
-    refused[0].assert(
+    let (refused, summary) = capture::assert_burst_summarised(
+        10_000,
+        1,
+        "requests refused: slot busy",
+        Level::INFO,
+        async || {
+            assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+        },
+    )
+    .await;
+    refused.assert(
         Level::DEBUG,
         &[("component", Some("jobs")), ("kind", Some("slot_busy"))],
     );
-    let loud: Vec<_> = events.iter().filter(|e| e.level < Level::DEBUG).collect();
-    assert_eq!(loud.len(), 1, "one summary in the interval: {loud:#?}");
-
-    tokio::time::advance(Duration::from_secs(10)).await;
-    assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
-    let events = capture::take();
-    only(&events, "requests refused: slot busy").assert(
+    summary.assert(
         Level::INFO,
-        &[
-            ("kind", Some("slot_busy")),
-            ("count", Some("10000")),
-            ("window_ms", Some("10000")),
-        ],
+        &[("kind", Some("slot_busy")), ("window_ms", Some("10000"))],
     );
-    assert_no_key(&events);
+    assert_no_key(&[refused, summary]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -177,13 +164,8 @@ async fn refusals_are_not_counted_for_a_summary_while_their_level_is_off() {
     capture::start(LevelFilter::ERROR);
     let (mut svc, _inner) = slots(Policy::DropIfRunning, 8);
     let _running = call(&mut svc, KEY).await;
-    for _ in 0..10_000 {
+    capture::assert_uncounted_while_off("requests refused: slot busy", Level::INFO, async || {
         assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
-    }
-    assert!(capture::take().is_empty());
-
-    capture::set_level(LevelFilter::INFO);
-    assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
-    let events = capture::take();
-    only(&events, "requests refused: slot busy").assert(Level::INFO, &[("count", Some("1"))]);
+    })
+    .await;
 }
