@@ -13,8 +13,8 @@
 //!
 //! The limiters:
 //! - the fixed limit at the starting C: the reference;
-//! - [`reflex_adaptive`]: reflex's adaptive limit, for now a fixed limit at
-//!   the scenario's starting limit (what a wrong guess gives today);
+//! - [`reflex_adaptive`]: reflex's adaptive limit (the gradient, with its
+//!   defaults), from the scenario's starting limit;
 //! - tower-resilience-adaptive's AIMD, Vegas and Gradient2, behind tower's
 //!   `LoadShed` so that, like reflex, they refuse over the limit instead of
 //!   queueing in `poll_ready`. Its service times calls with the wall clock
@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use reflex_benches::{Echo, bench_single};
-use reflex_shed::ConcurrencyShedLayer;
+use reflex_shed::{Adaptive, ConcurrencyShedLayer};
 use reflex_tests::capacity::{Call, Capacity, Dependency, Load, Run, run_paused};
 use tokio::time::Instant;
 use tower::load_shed::LoadShed;
@@ -55,17 +55,19 @@ const HOT_LIMIT: usize = 1024;
 // === reflex's adaptive limit ===
 
 /// reflex's adaptive limit starting at `start`, and a probe reading the
-/// limit in force.
-///
-/// TODO(issue 17): build the adaptive ConcurrencyShedLayer here once its
-/// builder exists (start at `start`, no knowledge of C or L), and read its
-/// current limit in the probe. Until then this is a fixed limit at `start`:
-/// the row shows what today's layer does with that guess.
+/// limit in force: the gradient limit with its defaults (no knowledge of
+/// C or L), a ceiling above the 10x start like the other limiters', and a
+/// fixed jitter seed so that every run prints the same table.
 fn reflex_adaptive(start: usize) -> (ConcurrencyShedLayer, impl Fn() -> Option<usize>) {
     let shed = ConcurrencyShedLayer::builder()
-        .hard_limit(start)
+        .adaptive(
+            Adaptive::gradient()
+                .initial(start)
+                .ceiling(CEILING.max(start))
+                .seed(7),
+        )
         .build()
-        .expect("a valid limit");
+        .expect("a valid adaptive limit");
     let handle = shed.handle();
     (shed, move || Some(handle.metrics().hard_limit))
 }
@@ -310,7 +312,7 @@ impl Limiter {
     fn name(self) -> &'static str {
         match self {
             Self::FixedAtC => "fixed at C (reference)",
-            Self::Reflex => "reflex adaptive (TODO: fixed at start)",
+            Self::Reflex => "reflex adaptive (gradient)",
             Self::Aimd => "tower-resilience AIMD",
             Self::Vegas => "tower-resilience Vegas",
             Self::Gradient2 => "tower-resilience Gradient2",
@@ -436,11 +438,10 @@ fn hot_path(c: &mut Criterion) {
         "reflex ConcurrencyShed fixed",
         fixed.layer(Echo),
     );
-    // TODO(issue 17): the same layer with its adaptive limit on.
     let (adaptive, _) = reflex_adaptive(HOT_LIMIT);
     bench_single(
         &mut group,
-        "reflex ConcurrencyShed adaptive (TODO: fixed)",
+        "reflex ConcurrencyShed adaptive",
         adaptive.layer(Echo),
     );
     let gradient = Gradient2::builder()

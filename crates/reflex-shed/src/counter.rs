@@ -216,6 +216,17 @@ pub(crate) fn low_water(soft: usize) -> usize {
     soft / 2
 }
 
+/// The soft limit keeps its proportion of the hard limit: configured 80 of
+/// 100, it becomes 40 of 50. It stays below the hard limit, and where that
+/// leaves no room (a hard limit of 1) there is no soft limit.
+pub(crate) fn rescale_soft(soft: usize, configured_hard: usize, hard: usize) -> usize {
+    let scaled = (soft as u128 * hard as u128 / configured_hard as u128) as usize;
+    match scaled.min(hard - 1) {
+        0 => NO_SOFT_LIMIT,
+        soft => soft,
+    }
+}
+
 #[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
@@ -321,5 +332,15 @@ mod tests {
         assert_eq!(counter.hard_limit(), MAX_LIMIT);
         counter.release();
         assert_eq!(counter.in_flight(), 0);
+    }
+
+    #[test]
+    fn soft_limit_keeps_its_proportion_when_the_hard_limit_changes() {
+        assert_eq!(rescale_soft(80, 100, 50), 40);
+        assert_eq!(rescale_soft(80, 100, 200), 160);
+        assert_eq!(rescale_soft(9, 10, 2), 1);
+        assert_eq!(rescale_soft(9, 10, 1), NO_SOFT_LIMIT, "no room below 1");
+        assert_eq!(rescale_soft(1, 4, 3), NO_SOFT_LIMIT, "rounds down to 0");
+        assert_eq!(rescale_soft(1, 2, MAX_LIMIT), MAX_LIMIT / 2);
     }
 }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use reflex_core::{BoxError, Rejected};
+use reflex_core::{BoxError, Classify, DefaultClassifier, Rejected};
 
 use crate::shared::Permit;
 
@@ -14,7 +14,8 @@ pin_project! {
     /// The response future of [`ConcurrencyShed`](crate::ConcurrencyShed).
     ///
     /// Either the inner service's future, holding the request's permit, or a
-    /// refusal that is ready at once.
+    /// refusal that is ready at once. An adaptive layer's future holds the
+    /// stack's classifier `C` too, to tell the limit how the call ended.
     ///
     /// # Cancel safety
     ///
@@ -22,20 +23,22 @@ pin_project! {
     /// future is dropped before that: dropping it cancels the inner call and
     /// releases the permit. A panic in the inner future unwinds out of
     /// `poll`; whoever owns this future then drops it (a tokio task does),
-    /// which releases the permit.
-    pub struct ResponseFuture<F> {
+    /// which releases the permit. A dropped call is no sample for an
+    /// adaptive limit: only completed calls are.
+    pub struct ResponseFuture<F, C = DefaultClassifier> {
         #[pin]
-        state: State<F>,
+        state: State<F, C>,
     }
 }
 
 pin_project! {
     #[project = StateProj]
-    enum State<F> {
+    enum State<F, C> {
         Admitted {
             #[pin]
             future: F,
             permit: Option<Permit>,
+            classifier: Option<C>,
         },
         Shed {
             rejected: Option<Rejected>,
@@ -45,12 +48,13 @@ pin_project! {
 
 // === impl ResponseFuture ===
 
-impl<F> ResponseFuture<F> {
-    pub(crate) fn admitted(future: F, permit: Permit) -> Self {
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn admitted(future: F, permit: Permit, classifier: Option<C>) -> Self {
         Self {
             state: State::Admitted {
                 future,
                 permit: Some(permit),
+                classifier,
             },
         }
     }
@@ -64,21 +68,31 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, C, T, E> Future for ResponseFuture<F, C>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
+    C: Classify<T, BoxError>,
 {
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
-            StateProj::Admitted { future, permit } => {
-                let output = ready!(future.poll(cx));
+            StateProj::Admitted {
+                future,
+                permit,
+                classifier,
+            } => {
+                let output = ready!(future.poll(cx)).map_err(Into::into);
                 // The call is over: give the permit back now rather than when
-                // the caller gets round to dropping this future.
-                drop(permit.take());
-                Poll::Ready(output.map_err(Into::into))
+                // the caller gets round to dropping this future (an adaptive
+                // limit samples the call first).
+                if let (Some(classifier), Some(permit)) = (classifier.take(), permit.as_ref()) {
+                    permit.sample(|| classifier.classify(output.as_ref()));
+                }
+                // Dropped where it lies: no copy of the permit on the way.
+                *permit = None;
+                Poll::Ready(output)
             }
             StateProj::Shed { rejected } => {
                 let rejected = rejected
@@ -90,7 +104,7 @@ where
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F, C> fmt::Debug for ResponseFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Admitted {

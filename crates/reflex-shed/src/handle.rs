@@ -1,4 +1,4 @@
-//! [`ShedHandle`]: live state of a shed layer, and its hard limit to steer.
+//! [`ShedHandle`]: live state of a shed layer, and its limit to steer.
 
 use std::fmt;
 use std::sync::Arc;
@@ -6,10 +6,12 @@ use std::time::Duration;
 
 use reflex_core::{Component, ConfigError, LayerHandle, ShedControl};
 
+use crate::estimator::View;
 use crate::shared::Shared;
 
 /// Reads a [`ConcurrencyShedLayer`](crate::ConcurrencyShedLayer)'s live state
-/// and changes its hard limit at run time.
+/// and steers its limit at run time: sets a fixed one, caps or pins an
+/// adaptive one.
 ///
 /// Got from [`ConcurrencyShedLayer::handle`](crate::ConcurrencyShedLayer::handle).
 /// Reading its [`metrics`](Self::metrics) is a few atomic loads: cheap
@@ -61,11 +63,66 @@ pub struct ShedHandle {
 pub struct ShedMetrics {
     /// Requests running in the inner service now.
     pub in_flight: usize,
-    /// The hard limit in force: requests beyond it are shed.
+    /// The limit in force: requests beyond it are shed.
     pub hard_limit: usize,
     /// The soft limit in force, if one was configured: going above it warns.
     pub soft_limit: Option<usize>,
     /// Requests shed since the layer was built.
+    pub shed_total: u64,
+    /// What set the limit in force.
+    pub limit_source: LimitSource,
+    /// The limit pinned through [`ShedHandle::pin_limit`], if any.
+    pub pinned: Option<usize>,
+    /// An adaptive layer's cap from [`ShedHandle::set_hard_limit`], if any.
+    pub cap: Option<usize>,
+    /// An adaptive layer's estimator, `None` for a fixed limit.
+    pub adaptive: Option<AdaptiveMetrics>,
+    /// Critical requests running now.
+    pub critical_in_flight: usize,
+}
+
+/// What set a shed layer's limit in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LimitSource {
+    /// The builder's or the handle's hard limit.
+    Fixed,
+    /// The adaptive estimator.
+    Adaptive,
+    /// [`ShedHandle::pin_limit`].
+    Pinned,
+    /// A cap from [`ShedHandle::set_hard_limit`] (a witness's reflex),
+    /// below what the limit would be without it.
+    Capped,
+}
+
+/// An adaptive limit's live numbers, in [`ShedMetrics::adaptive`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AdaptiveMetrics {
+    /// The limit the estimator asks for, whether or not it is in force
+    /// (a pin or a cap may override it).
+    pub limit: usize,
+    /// Windows closed since the layer was built.
+    pub windows: u64,
+    /// The median latency of the last window's successes.
+    pub latency: Option<Duration>,
+    /// The gradient's estimate of the latency without load (`None` for
+    /// AIMD, and before the first window).
+    pub no_load_latency: Option<Duration>,
+    /// Whether a probe of the no-load latency is lowering the limit now.
+    pub probing: bool,
+}
+
+/// One partition's live numbers, from [`ShedHandle::partitions`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct PartitionMetrics {
+    /// Its guaranteed share of the limit (left by the critical reserve).
+    pub share: f64,
+    /// Its requests running now.
+    pub in_flight: usize,
+    /// Its requests shed since the layer was built.
     pub shed_total: u64,
 }
 
@@ -79,12 +136,40 @@ impl ShedHandle {
     /// The layer's live numbers now: requests in flight, the limits in
     /// force, requests shed.
     pub fn metrics(&self) -> ShedMetrics {
+        let inputs = self.shared.inputs();
+        let adaptive = self.shared.estimator_view().map(adaptive_metrics);
+        let uncapped = inputs.pin.unwrap_or(inputs.base);
+        let limit_source = match (inputs.cap, inputs.pin) {
+            (Some(cap), _) if cap < uncapped => LimitSource::Capped,
+            (_, Some(_)) => LimitSource::Pinned,
+            _ if adaptive.is_some() => LimitSource::Adaptive,
+            _ => LimitSource::Fixed,
+        };
         ShedMetrics {
             in_flight: self.shared.counter.in_flight(),
             hard_limit: self.shared.counter.hard_limit(),
             soft_limit: self.shared.soft_limit(),
             shed_total: self.shared.shed_total(),
+            limit_source,
+            pinned: inputs.pin,
+            cap: inputs.cap,
+            adaptive,
+            critical_in_flight: self.shared.critical_in_flight(),
         }
+    }
+
+    /// Each partition's live numbers, in the order their shares were
+    /// given, then the partition of requests with no listed key; empty
+    /// without partitions.
+    pub fn partitions(&self) -> Vec<PartitionMetrics> {
+        self.shared
+            .partitions()
+            .map(|p| PartitionMetrics {
+                share: p.share,
+                in_flight: p.in_flight,
+                shed_total: p.shed_total,
+            })
+            .collect()
     }
 
     /// What a shed request's rejection tells its caller to wait before
@@ -100,17 +185,25 @@ impl ShedHandle {
 
     /// Sets the hard limit for every request admitted from now on.
     ///
-    /// Requests already in flight are not cancelled: after lowering the
-    /// limit below the in-flight count, new requests are shed until enough
-    /// of them finish. A configured soft limit keeps its proportion of the
-    /// hard limit (80 of 100 becomes 40 of 50), always below it; where no
-    /// room is left below it (a hard limit of 1) there is no soft limit.
+    /// On a fixed limit: the new limit. Requests already in flight are not
+    /// cancelled: after lowering the limit below the in-flight count, new
+    /// requests are shed until enough of them finish. A configured soft
+    /// limit keeps its proportion of the hard limit (80 of 100 becomes 40
+    /// of 50), always below it; where no room is left below it (a hard
+    /// limit of 1) there is no soft limit.
+    ///
+    /// On an adaptive limit: a cap, as a witness's reflex lowers it. Below
+    /// the limit the layer would have (its estimate, or its pin), the limit
+    /// is `hard_limit` and no more whatever the estimator finds, until a
+    /// call at or above that lifts the cap (a reflex restoring the limit it
+    /// read before lowering it does just that). The estimator goes on
+    /// learning meanwhile.
     ///
     /// Every admission ordered after this call is decided against the new
     /// limit: the limit and the in-flight count are one atomic word.
     ///
     /// Emits [`Signal::HardLimitChanged`](reflex_core::Signal::HardLimitChanged)
-    /// when the limit changes.
+    /// when the limit in force changes.
     ///
     /// # Errors
     ///
@@ -118,6 +211,50 @@ impl ShedHandle {
     /// left as it was.
     pub fn set_hard_limit(&self, hard_limit: usize) -> Result<(), ConfigError> {
         self.shared.set_hard_limit(hard_limit)
+    }
+
+    /// Pins the limit at `limit` whatever an adaptive estimator finds (a
+    /// fixed limit too, over its hard limit), or, with `None`, lets the
+    /// limit go back to what the layer finds or was set to. A cap (from
+    /// [`set_hard_limit`](Self::set_hard_limit) on an adaptive limit)
+    /// still applies. The estimator goes on learning while pinned.
+    ///
+    /// Emits [`Signal::HardLimitChanged`](reflex_core::Signal::HardLimitChanged)
+    /// when the limit in force changes.
+    ///
+    /// # Errors
+    ///
+    /// When `limit` is zero or above 2³¹ − 1; nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_shed::{Adaptive, ConcurrencyShedLayer, LimitSource};
+    ///
+    /// let handle = ConcurrencyShedLayer::builder()
+    ///     .adaptive(Adaptive::gradient().initial(40))
+    ///     .build()?
+    ///     .handle();
+    /// handle.pin_limit(Some(8))?;
+    /// assert_eq!(handle.metrics().hard_limit, 8);
+    /// assert_eq!(handle.metrics().limit_source, LimitSource::Pinned);
+    /// handle.pin_limit(None)?;
+    /// assert_eq!(handle.metrics().hard_limit, 40);
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn pin_limit(&self, limit: Option<usize>) -> Result<(), ConfigError> {
+        self.shared.pin_limit(limit)
+    }
+}
+
+fn adaptive_metrics(view: View) -> AdaptiveMetrics {
+    let duration = |ns: f64| (ns > 0.0).then(|| Duration::from_nanos(ns as u64));
+    AdaptiveMetrics {
+        limit: view.limit,
+        windows: view.windows,
+        latency: duration(view.latency_ns),
+        no_load_latency: duration(view.baseline_ns),
+        probing: view.probing,
     }
 }
 

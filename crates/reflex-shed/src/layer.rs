@@ -1,27 +1,29 @@
-//! [`ConcurrencyShedLayer`] and its [`ConcurrencyShedBuilder`].
+//! [`ConcurrencyShedLayer`]: what a built configuration is.
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, ConfigErrorKind, Control, Handled, LayerBuilder, Sink};
+use reflex_core::{Control, DefaultClassifier, Handled};
 use tower_layer::Layer;
 
+use crate::classes::{KeyFns, NoCritical, Unpartitioned};
 use crate::handle::ShedHandle;
 use crate::service::ConcurrencyShed;
-use crate::shared::{self, LAYER, Shared};
-
-/// What a shed request tells its caller to wait before trying again, unless
-/// [`ConcurrencyShedBuilder::retry_after`] says otherwise: one second.
-pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
+use crate::shared::Shared;
 
 /// Caps the requests in flight in the services it wraps and sheds the rest
-/// at once. See the [crate docs](crate).
+/// at once. See the [crate docs](crate); built by
+/// [`ConcurrencyShedLayer::builder`].
+///
+/// `C` is the stack's classifier (what an adaptive limit counts as a drop),
+/// `P` the partitions and `Cr` the critical key; the defaults are a layer
+/// without them.
 ///
 /// # Clone
 ///
 /// A layer holds one budget of permits: its clones, and every service it
-/// wraps, draw on the same one. Build one layer per budget.
+/// wraps, draw on the same one (and share one adaptive limit, one set of
+/// partitions). Build one layer per budget.
 ///
 /// # Examples
 ///
@@ -38,68 +40,45 @@ pub const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// assert_eq!(layer.handle().metrics().hard_limit, 256);
 /// # Ok::<_, reflex_core::ConfigError>(())
 /// ```
-#[derive(Clone)]
-pub struct ConcurrencyShedLayer {
+pub struct ConcurrencyShedLayer<C = DefaultClassifier, P = Unpartitioned, Cr = NoCritical> {
     shared: Arc<Shared>,
-}
-
-/// Configures a [`ConcurrencyShedLayer`]; from
-/// [`ConcurrencyShedLayer::builder`].
-///
-/// A [`LayerBuilder`] for generic code such as a preset, and
-/// [`Classified`](reflex_core::Classified) with any classifier: the shed
-/// does not judge outcomes, so the stack's classifier leaves it as it is.
-///
-/// # Examples
-///
-/// ```
-/// use reflex_core::ConfigErrorKind;
-/// use reflex_shed::ConcurrencyShedLayer;
-///
-/// let err = ConcurrencyShedLayer::builder().hard_limit(8).soft_limit(8).build().unwrap_err();
-/// assert_eq!(err.kind(), ConfigErrorKind::NotBelow);
-/// assert_eq!(err.setting(), "soft_limit");
-/// ```
-#[must_use = "a builder does nothing until `build` is called"]
-pub struct ConcurrencyShedBuilder {
-    hard_limit: Option<usize>,
-    soft_limit: Option<usize>,
-    retry_after: Duration,
-    component: Component,
-    sink: Sink,
+    classifier: C,
+    keys: Arc<KeyFns<P, Cr>>,
 }
 
 // === impl ConcurrencyShedLayer ===
 
-impl ConcurrencyShedLayer {
-    /// Starts configuring a layer. [`ConcurrencyShedBuilder::hard_limit`] is required.
-    pub fn builder() -> ConcurrencyShedBuilder {
-        ConcurrencyShedBuilder {
-            hard_limit: None,
-            soft_limit: None,
-            retry_after: DEFAULT_RETRY_AFTER,
-            component: Component::default(),
-            sink: Sink::none(),
+impl<C, P, Cr> ConcurrencyShedLayer<C, P, Cr> {
+    pub(crate) fn new(shared: Shared, classifier: C, keys: KeyFns<P, Cr>) -> Self {
+        Self {
+            shared: Arc::new(shared),
+            classifier,
+            keys: Arc::new(keys),
         }
     }
 
-    /// A handle to read this layer's live state and change its hard limit,
+    /// A handle to read this layer's live state and steer its limit,
     /// shared by every service the layer wraps.
     pub fn handle(&self) -> ShedHandle {
         ShedHandle::new(Arc::clone(&self.shared))
     }
 }
 
-impl<S> Layer<S> for ConcurrencyShedLayer {
-    type Service = ConcurrencyShed<S>;
+impl<S, C: Clone, P, Cr> Layer<S> for ConcurrencyShedLayer<C, P, Cr> {
+    type Service = ConcurrencyShed<S, C, P, Cr>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ConcurrencyShed::new(inner, Arc::clone(&self.shared))
+        ConcurrencyShed::new(
+            inner,
+            Arc::clone(&self.shared),
+            self.classifier.clone(),
+            Arc::clone(&self.keys),
+        )
     }
 }
 
-/// The handle, and the hard limit for a witness's reflexes to steer.
-impl Handled for ConcurrencyShedLayer {
+/// The handle, and the limit for a witness's reflexes to steer.
+impl<C, P, Cr> Handled for ConcurrencyShedLayer<C, P, Cr> {
     type Handle = ShedHandle;
 
     fn handle(&self) -> ShedHandle {
@@ -111,159 +90,24 @@ impl Handled for ConcurrencyShedLayer {
     }
 }
 
-impl fmt::Debug for ConcurrencyShedLayer {
+impl<C: Clone, P, Cr> Clone for ConcurrencyShedLayer<C, P, Cr> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+            keys: Arc::clone(&self.keys),
+        }
+    }
+}
+
+impl<C, P, Cr> fmt::Debug for ConcurrencyShedLayer<C, P, Cr> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyShedLayer")
             .field("component", self.shared.component())
             .field("hard_limit", &self.shared.counter.hard_limit())
             .field("soft_limit", &self.shared.soft_limit())
+            .field("adaptive", &self.shared.estimator_view().is_some())
             .field("retry_after", &self.shared.retry_after())
-            .finish()
-    }
-}
-
-// === impl ConcurrencyShed ===
-
-impl ConcurrencyShed<()> {
-    /// A layer that admits at most `hard_limit` requests at once, with the
-    /// other settings at their defaults: a shorthand for
-    /// `ConcurrencyShedLayer::builder().hard_limit(hard_limit).build()`.
-    ///
-    /// # Errors
-    ///
-    /// When `hard_limit` is zero or above 2³¹ − 1.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use reflex_shed::ConcurrencyShed;
-    /// use tower::ServiceBuilder;
-    ///
-    /// let layer = ConcurrencyShed::layer(64)?;
-    /// let svc = ServiceBuilder::new()
-    ///     .layer(layer)
-    ///     .service_fn(|req: u32| async move { Ok::<_, std::io::Error>(req) });
-    /// # let _ = svc;
-    /// assert!(ConcurrencyShed::layer(0).is_err());
-    /// # Ok::<_, reflex_core::ConfigError>(())
-    /// ```
-    pub fn layer(hard_limit: usize) -> Result<ConcurrencyShedLayer, ConfigError> {
-        ConcurrencyShedLayer::builder()
-            .hard_limit(hard_limit)
-            .build()
-    }
-}
-
-// === impl ConcurrencyShedBuilder ===
-
-impl ConcurrencyShedBuilder {
-    /// The most requests in flight in the inner service at once; one more is
-    /// shed. Required (no default): from 1 to 2³¹ − 1.
-    pub fn hard_limit(mut self, hard_limit: usize) -> Self {
-        self.hard_limit = Some(hard_limit);
-        self
-    }
-
-    /// Going above this many requests in flight logs a warning and emits
-    /// [`Signal::SoftLimitExceeded`](reflex_core::Signal::SoftLimitExceeded),
-    /// once per excursion: the excursion ends, with
-    /// [`Signal::SoftLimitRecovered`](reflex_core::Signal::SoftLimitRecovered),
-    /// when in-flight requests fall to half the soft limit. Must be below the
-    /// hard limit and at least 1. Defaults to none: no warning.
-    pub fn soft_limit(mut self, soft_limit: usize) -> Self {
-        self.soft_limit = Some(soft_limit);
-        self
-    }
-
-    /// What a shed request's [`Rejected::retry_after`](reflex_core::Rejected::retry_after)
-    /// tells its caller (an http mapping turns it into `Retry-After`, a gRPC
-    /// one into `grpc-retry-pushback-ms`). Defaults to
-    /// [`DEFAULT_RETRY_AFTER`], one second: a refused caller is always told
-    /// when to come back, and a shed clears as fast as requests finish.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use reflex_shed::{ConcurrencyShedLayer, DEFAULT_RETRY_AFTER};
-    ///
-    /// let layer = ConcurrencyShedLayer::builder().hard_limit(8).build()?;
-    /// assert_eq!(layer.handle().retry_after(), DEFAULT_RETRY_AFTER);
-    /// let layer = ConcurrencyShedLayer::builder()
-    ///     .hard_limit(8)
-    ///     .retry_after(Duration::from_millis(250))
-    ///     .build()?;
-    /// assert_eq!(layer.handle().retry_after(), Duration::from_millis(250));
-    /// # Ok::<_, reflex_core::ConfigError>(())
-    /// ```
-    pub fn retry_after(mut self, retry_after: Duration) -> Self {
-        self.retry_after = retry_after;
-        self
-    }
-
-    reflex_core::component_and_sink!(self);
-
-    /// Checks the configuration and builds the layer.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] when the hard limit is missing, zero or above
-    /// 2³¹ − 1, or when the soft limit is zero or not below the hard limit.
-    pub fn build(self) -> Result<ConcurrencyShedLayer, ConfigError> {
-        let Some(hard) = self.hard_limit else {
-            return Err(ConfigError::new(
-                LAYER,
-                "hard_limit",
-                ConfigErrorKind::Missing,
-                "is required",
-            ));
-        };
-        shared::validate_hard_limit(hard)?;
-        if let Some(soft) = self.soft_limit {
-            if soft == 0 {
-                return Err(ConfigError::new(
-                    LAYER,
-                    "soft_limit",
-                    ConfigErrorKind::Zero,
-                    "must be at least 1 (a soft limit of 0 would warn on every request)",
-                ));
-            }
-            if soft >= hard {
-                return Err(ConfigError::new(
-                    LAYER,
-                    "soft_limit",
-                    ConfigErrorKind::NotBelow,
-                    format!("must be below hard_limit (soft_limit {soft}, hard_limit {hard})"),
-                ));
-            }
-        }
-        Ok(ConcurrencyShedLayer {
-            shared: Arc::new(Shared::new(
-                hard,
-                self.soft_limit,
-                self.retry_after,
-                self.component,
-                self.sink,
-            )),
-        })
-    }
-}
-
-impl LayerBuilder for ConcurrencyShedBuilder {
-    type Layer = ConcurrencyShedLayer;
-
-    reflex_core::layer_builder_methods!(self);
-}
-
-// The shed does not judge outcomes: the stack's classifier leaves it as it is.
-reflex_core::unclassified!(ConcurrencyShedBuilder);
-
-impl fmt::Debug for ConcurrencyShedBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConcurrencyShedBuilder")
-            .field("hard_limit", &self.hard_limit)
-            .field("soft_limit", &self.soft_limit)
-            .field("retry_after", &self.retry_after)
-            .field("component", &self.component)
-            .field("sink", &self.sink)
             .finish()
     }
 }

@@ -1,8 +1,10 @@
 //! `ConcurrencyShedLayer`: a cap on requests in flight that refuses the rest
 //! at once.
 //!
-//! The cheapest protection a service has: when `hard_limit` requests are
-//! already running in the inner service, the next one is refused before any
+//! The cheapest protection a service has: when the limit's worth of
+//! requests are already running in the inner service (a fixed
+//! `hard_limit`, or an [`Adaptive`] one the layer finds), the next one is
+//! refused before any
 //! memory or work is spent on it, with a [`Rejected`](reflex_core::Rejected)
 //! of kind [`Shed`](reflex_core::RejectKind::Shed) that says when to come
 //! back ([`DEFAULT_RETRY_AFTER`], one second, unless configured). Callers
@@ -33,11 +35,24 @@
 //!   costs one small allocation (the boxed error) and a signal. See
 //!   `docs/PERFORMANCE.md`.
 //! - **Steerable.** [`ShedHandle::set_hard_limit`] changes the limit for the
-//!   next request; [`ShedHandle::metrics`] reads the live numbers
-//!   ([`ShedMetrics`]) with a few atomic loads. The layer is
+//!   next request (an adaptive one's cap), [`ShedHandle::pin_limit`] holds
+//!   it; [`ShedHandle::metrics`] reads the live numbers ([`ShedMetrics`])
+//!   with a few atomic loads. The layer is
 //!   [`Handled`](reflex_core::Handled): its control is the hard limit
 //!   ([`Control::Shed`](reflex_core::Control::Shed)), for a witness's
 //!   reflexes.
+//! - **Adaptive, if asked.** [`Adaptive::gradient`] finds the limit from
+//!   the latency of the calls against the dependency's latency without
+//!   load (measured by probes that keep the dependency busy);
+//!   [`Adaptive::aimd`] from their outcomes, by the stack's classifier. Only
+//!   completed calls are samples, in flight is read at their completion,
+//!   and the limit is recomputed once per window by the caller that closes
+//!   it, with a compare-and-swap: no lock, no task, no allocation.
+//! - **Shared fairly, critical first.** [`partition`](ConcurrencyShedBuilder::partition)
+//!   and [`share`](ConcurrencyShedBuilder::share) guarantee each partition
+//!   its share, lend an idle one's and give it back first;
+//!   [`critical`](ConcurrencyShedBuilder::critical) requests keep a reserve
+//!   and are shed last.
 //! - **Observable.** Sheds, soft-limit excursions (with hysteresis: one
 //!   warning per excursion) and limit changes are [`Signal`](reflex_core::Signal)s
 //!   to the configured sink and `tracing` events: a shed is `DEBUG`, summed
@@ -50,8 +65,11 @@
 //!   Put tower's `ConcurrencyLimitLayer` behind it to queue instead.
 //! - A permit covers the response future, not the response body: a streamed
 //!   body that outlives its future is no longer counted.
-//! - It does not adapt the limit by itself (yet); a reflex or an operator
-//!   steers it through the handle.
+//! - It does not preempt: a critical request, or a partition coming back,
+//!   waits for running calls to finish.
+//! - An adaptive limit sees only the calls it admits, and the knee of a
+//!   dependency is soft: it keeps the limit near the capacity, within a
+//!   call or two (see `docs/shed.md`, "Figures").
 //! - The limit is per process: replicas do not share it.
 //!
 //! # Examples
@@ -100,18 +118,39 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![doc(test(attr(deny(warnings))))]
 
+mod adaptive;
+mod aimd;
+mod builder;
+mod classes;
+mod config;
 mod counter;
+mod estimator;
 pub mod future;
+mod gradient;
 mod handle;
 mod layer;
 mod logs;
 mod loom;
+mod partition;
 mod service;
 mod shared;
+mod steer;
+mod validate;
+mod window;
 
 #[cfg(all(test, loom))]
 mod tests;
 
-pub use handle::{ShedHandle, ShedMetrics};
-pub use layer::{ConcurrencyShedBuilder, ConcurrencyShedLayer, DEFAULT_RETRY_AFTER};
+pub use adaptive::{
+    Adaptive, Aimd, DEFAULT_CEILING, DEFAULT_FLOOR, DEFAULT_INITIAL, DEFAULT_MIN_SAMPLES,
+    DEFAULT_WINDOW, Gradient,
+};
+pub use builder::{ConcurrencyShedBuilder, DEFAULT_CRITICAL_RESERVE, DEFAULT_RETRY_AFTER};
+#[cfg(feature = "http")]
+pub use classes::CriticalExtension;
+pub use classes::{
+    Critical, CriticalBy, CriticalKey, NoCritical, PartitionKey, Partitions, Unpartitioned,
+};
+pub use handle::{AdaptiveMetrics, LimitSource, PartitionMetrics, ShedHandle, ShedMetrics};
+pub use layer::ConcurrencyShedLayer;
 pub use service::ConcurrencyShed;

@@ -15,6 +15,9 @@ use reflex_core::{Component, RejectKind};
 use tokio::time::Instant;
 use tracing::Level;
 
+use crate::estimator::Recomputed;
+use crate::gradient::GradientEvent;
+
 /// A layer's limiters, and the origin of their clock.
 #[derive(Debug)]
 pub(crate) struct Logs {
@@ -125,4 +128,47 @@ impl Logs {
             );
         }
     }
+}
+
+/// An adaptive limit closed a window: `DEBUG`, one line per window
+/// (a few per second at most), and its probes.
+pub(crate) fn adaptive_window(
+    component: &Component,
+    from: usize,
+    recomputed: &Recomputed,
+    published: Option<usize>,
+) {
+    if !tracing::enabled!(Level::DEBUG) {
+        return;
+    }
+    let summary = &recomputed.summary;
+    let median_ms = summary.median_ns / 1e6;
+    match recomputed.event {
+        Some(GradientEvent::ProbeStarted) => tracing::debug!(
+            %component,
+            from,
+            to = recomputed.limit,
+            median_ms,
+            "no-load latency probe started"
+        ),
+        Some(GradientEvent::ProbeEnded) => tracing::debug!(
+            %component,
+            from,
+            to = recomputed.limit,
+            median_ms,
+            "no-load latency probe ended"
+        ),
+        Some(GradientEvent::Baseline) | None => {}
+    }
+    tracing::debug!(
+        %component,
+        from,
+        to = recomputed.limit,
+        in_force = published,
+        median_ms,
+        in_flight = summary.in_flight,
+        successes = summary.successes,
+        drops = summary.drops,
+        "adaptive limit recomputed"
+    );
 }

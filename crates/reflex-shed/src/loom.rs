@@ -1,4 +1,4 @@
-//! The atomics the permit counter is built on: loom's under `cfg(loom)`, so
+//! The atomics the shared state is built on: loom's under `cfg(loom)`, so
 //! the model checker sees every access, std's otherwise.
 
 #[cfg(loom)]

@@ -4,10 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use reflex_core::BoxError;
+use reflex_core::{BoxError, Classify, DefaultClassifier};
 use tower_service::Service;
 
+use crate::classes::{CriticalKey, KeyFns, NoCritical, PartitionKey, Unpartitioned};
 use crate::future::ResponseFuture;
+use crate::partition::Class;
 use crate::shared::Shared;
 
 /// Caps the requests in flight in the inner service and refuses the rest at
@@ -16,7 +18,8 @@ use crate::shared::Shared;
 ///
 /// Built by [`ConcurrencyShedLayer`](crate::ConcurrencyShedLayer), or
 /// [`ConcurrencyShed::layer`] for the defaults; see the [crate docs](crate) for what it
-/// guarantees.
+/// guarantees. `C` is the stack's classifier (read by an adaptive limit),
+/// `P` and `Cr` the partition and critical keys.
 ///
 /// # Clone
 ///
@@ -41,29 +44,44 @@ use crate::shared::Shared;
 /// # Ok(())
 /// # }
 /// ```
-pub struct ConcurrencyShed<S> {
+pub struct ConcurrencyShed<S, C = DefaultClassifier, P = Unpartitioned, Cr = NoCritical> {
     inner: S,
     shared: Arc<Shared>,
+    classifier: C,
+    keys: Arc<KeyFns<P, Cr>>,
 }
 
 // === impl ConcurrencyShed ===
 
-impl<S> ConcurrencyShed<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
-        Self { inner, shared }
+impl<S, C, P, Cr> ConcurrencyShed<S, C, P, Cr> {
+    pub(crate) fn new(
+        inner: S,
+        shared: Arc<Shared>,
+        classifier: C,
+        keys: Arc<KeyFns<P, Cr>>,
+    ) -> Self {
+        Self {
+            inner,
+            shared,
+            classifier,
+            keys,
+        }
     }
 
     reflex_core::inner_accessors!(inner: S);
 }
 
-impl<S, Request> Service<Request> for ConcurrencyShed<S>
+impl<S, C, P, Cr, Request> Service<Request> for ConcurrencyShed<S, C, P, Cr>
 where
     S: Service<Request>,
     S::Error: Into<BoxError>,
+    C: Classify<S::Response, BoxError> + Clone,
+    P: PartitionKey<Request>,
+    Cr: CriticalKey<Request>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S::Future, C>;
 
     /// Ready when the inner service is. The shed layer never waits for its
     /// own reasons: a request over the limit is refused by `call`.
@@ -74,25 +92,40 @@ where
 
     #[inline]
     fn call(&mut self, request: Request) -> Self::Future {
-        match self.shared.acquire() {
+        let (class, admitted) = if P::PARTITIONED || Cr::MARKS {
+            let class = Class::new(
+                P::PARTITIONED.then(|| self.keys.partitions.partition(&request)),
+                Cr::MARKS && self.keys.critical.is_critical(&request),
+            );
+            (class, self.shared.acquire_classed(class))
+        } else {
+            (Class::PLAIN, self.shared.acquire())
+        };
+        match admitted {
             // The permit is taken before the inner call: if `call` itself
             // panics, unwinding drops the permit and gives it back.
-            Ok(permit) => ResponseFuture::admitted(self.inner.call(request), permit),
+            Ok(()) => {
+                let permit = self.shared.permit(class);
+                let classifier = permit.samples().then(|| self.classifier.clone());
+                ResponseFuture::admitted(self.inner.call(request), permit, classifier)
+            }
             Err(rejected) => ResponseFuture::shed(rejected),
         }
     }
 }
 
-impl<S: Clone> Clone for ConcurrencyShed<S> {
+impl<S: Clone, C: Clone, P, Cr> Clone for ConcurrencyShed<S, C, P, Cr> {
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
             shared: Arc::clone(&self.shared),
+            classifier: self.classifier.clone(),
+            keys: Arc::clone(&self.keys),
         }
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for ConcurrencyShed<S> {
+impl<S: fmt::Debug, C, P, Cr> fmt::Debug for ConcurrencyShed<S, C, P, Cr> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyShed")
             .field("inner", &self.inner)

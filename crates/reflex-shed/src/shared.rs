@@ -1,86 +1,177 @@
-//! State shared by a layer, its services, their futures and its handle.
+//! State shared by a layer, its services, their futures and its handle,
+//! and the [`Permit`] an admitted request holds.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, ConfigErrorKind, RejectKind, Rejected, Signal, Sink};
+use reflex_core::{Component, ConfigError, Outcome, RejectKind, Rejected, Signal, Sink};
+use tokio::time::Instant;
 
-use crate::counter::{self, Counter, NO_SOFT_LIMIT, Refused};
-use crate::logs::Logs;
+use crate::config::{AdaptiveConfig, nanos};
+use crate::counter::{Counter, NO_SOFT_LIMIT, Refused, rescale_soft};
+use crate::estimator::{Estimator, Recomputed, View};
+use crate::logs::{self, Logs};
+use crate::partition::{Class, ClassTable, PartitionView};
+use crate::steer::{Inputs, Published, Steering};
+use crate::validate;
 
-pub(crate) const LAYER: &str = "shed";
+/// How the partitions of a layer with a fixed limit tell an idle one: no
+/// arrival for this long (an adaptive layer uses its window).
+const FIXED_IDLE: Duration = Duration::from_millis(500);
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) counter: Counter,
+    steering: Steering,
+    estimator: Option<Estimator>,
+    classes: ClassTable,
     shed_total: AtomicU64,
     component: Component,
     sink: Sink,
     retry_after: Duration,
-    /// The limits the builder was given: a new hard limit rescales the soft
-    /// limit from these, so repeated changes do not drift.
+    /// The limit the builder was given (an adaptive limit's initial one)
+    /// and its soft limit: a new limit rescales the soft one from these,
+    /// so repeated changes do not drift.
     configured_hard: usize,
     configured_soft: Option<usize>,
-    /// Serialises limit changes so hard and soft always change together.
-    /// Only handle setters take it; the request path never does.
-    set_limits: Mutex<()>,
     logs: Logs,
+    origin: Instant,
 }
 
-/// What a request holds while it runs in the inner service: one slot of the
-/// hard limit, given back when dropped.
+/// What the builder hands over.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) limit: LimitSetting,
+    pub(crate) soft: Option<usize>,
+    pub(crate) retry_after: Duration,
+    pub(crate) component: Component,
+    pub(crate) sink: Sink,
+    /// The listed partitions' shares; empty: unpartitioned.
+    pub(crate) shares: Vec<f64>,
+    pub(crate) critical_reserve: f64,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum LimitSetting {
+    Fixed(usize),
+    Adaptive(AdaptiveConfig),
+}
+
+/// What a request holds while it runs in the inner service: one slot of
+/// the limit (and of its class), given back when dropped. An adaptive
+/// layer's permit knows when the request was admitted, to time it.
+/// Twenty-four bytes: it rides in every response future.
 #[derive(Debug)]
 pub(crate) struct Permit {
     shared: Arc<Shared>,
+    class: Class,
+    /// Nanoseconds since the layer was built, plus one; 0 for a layer
+    /// that does not sample.
+    admitted_at: u64,
 }
 
 // === impl Shared ===
 
 impl Shared {
-    pub(crate) fn new(
-        hard: usize,
-        soft: Option<usize>,
-        retry_after: Duration,
-        component: Component,
-        sink: Sink,
-    ) -> Self {
+    pub(crate) fn new(settings: Settings, seed: u64) -> Self {
+        let (hard, estimator) = match settings.limit {
+            LimitSetting::Fixed(hard) => (hard, None),
+            LimitSetting::Adaptive(config) => (config.initial, Some(Estimator::new(config, seed))),
+        };
+        let idle_ns = estimator
+            .as_ref()
+            .map_or(nanos(FIXED_IDLE), |e| e.config().window_ns);
         Self {
-            counter: Counter::new(hard, soft.unwrap_or(NO_SOFT_LIMIT)),
+            counter: Counter::new(hard, settings.soft.unwrap_or(NO_SOFT_LIMIT)),
+            steering: Steering::new(hard),
+            estimator,
+            classes: ClassTable::new(&settings.shares, settings.critical_reserve, idle_ns),
             shed_total: AtomicU64::new(0),
-            component,
-            sink,
-            retry_after,
+            component: settings.component,
+            sink: settings.sink,
+            retry_after: settings.retry_after,
             configured_hard: hard,
-            configured_soft: soft,
-            set_limits: Mutex::new(()),
+            configured_soft: settings.soft,
             logs: Logs::new(),
+            origin: Instant::now(),
         }
     }
 
-    /// Admits the request or says why not.
+    /// Admits a request of a layer without classes, or says why not: one
+    /// compare-and-swap. The caller then takes its [`Permit`].
     #[inline]
-    pub(crate) fn acquire(self: &Arc<Self>) -> Result<Permit, Rejected> {
+    pub(crate) fn acquire(&self) -> Result<(), Rejected> {
         match self.counter.try_acquire() {
             Ok(admitted) => {
                 if admitted.crossed_soft {
                     self.soft_limit_exceeded(admitted.in_flight);
                 }
-                Ok(Permit {
-                    shared: Arc::clone(self),
-                })
+                Ok(())
             }
-            Err(refused) => Err(self.shed(refused)),
+            Err(refused) => Err(self.shed(refused, Class::PLAIN)),
         }
     }
 
+    /// Admits a request of `class`, or says why not.
+    pub(crate) fn acquire_classed(&self, class: Class) -> Result<(), Rejected> {
+        if !class.critical() {
+            let (in_flight, hard_limit) = (self.counter.in_flight(), self.counter.hard_limit());
+            let now = if class.partition().is_some() {
+                self.now()
+            } else {
+                0
+            };
+            if !self.classes.room(class, hard_limit, in_flight, now) {
+                let refused = Refused {
+                    in_flight,
+                    hard_limit,
+                };
+                return Err(self.shed(refused, class));
+            }
+        }
+        match self.counter.try_acquire() {
+            Ok(admitted) => {
+                self.classes.admitted(class);
+                if admitted.crossed_soft {
+                    self.soft_limit_exceeded(admitted.in_flight);
+                }
+                Ok(())
+            }
+            Err(refused) => Err(self.shed(refused, class)),
+        }
+    }
+
+    /// The permit of a request just admitted (by `acquire` or
+    /// `acquire_classed`), which gives its slot back when dropped. Made
+    /// apart from the admission, in the response future's own slot: a
+    /// permit moved out of a `Result` is copied wider than it was written.
+    #[inline]
+    pub(crate) fn permit(self: &Arc<Self>, class: Class) -> Permit {
+        let admitted_at = match self.estimator {
+            Some(_) => self.now().saturating_add(1),
+            None => 0,
+        };
+        Permit {
+            shared: Arc::clone(self),
+            class,
+            admitted_at,
+        }
+    }
+
+    /// Nanoseconds since the layer was built, on tokio's clock.
+    fn now(&self) -> u64 {
+        nanos(self.origin.elapsed())
+    }
+
     #[cold]
-    fn shed(&self, refused: Refused) -> Rejected {
+    fn shed(&self, refused: Refused, class: Class) -> Rejected {
         let Refused {
             in_flight,
             hard_limit,
         } = refused;
         self.shed_total.fetch_add(1, Ordering::Relaxed);
+        self.classes.shed(class);
         self.logs
             .shed(&self.component, in_flight, hard_limit, self.retry_after);
         self.sink.emit(
@@ -109,6 +200,12 @@ impl Shared {
                 soft_limit,
             },
         );
+    }
+
+    #[cold]
+    fn excursion_ended(&self, in_flight: usize) {
+        let soft_limit = self.counter.soft_limit();
+        self.soft_limit_recovered(in_flight, soft_limit);
     }
 
     #[cold]
@@ -144,89 +241,146 @@ impl Shared {
         }
     }
 
+    pub(crate) fn inputs(&self) -> Inputs {
+        self.steering.inputs()
+    }
+
+    pub(crate) fn estimator_view(&self) -> Option<View> {
+        self.estimator.as_ref().map(Estimator::view)
+    }
+
+    pub(crate) fn critical_in_flight(&self) -> usize {
+        self.classes.critical_in_flight()
+    }
+
+    pub(crate) fn partitions(&self) -> impl Iterator<Item = PartitionView> + '_ {
+        self.classes.partitions()
+    }
+
+    /// A fixed layer's new hard limit; an adaptive layer's cap: below the
+    /// limit it would have, the limit is `hard` until a call at or above
+    /// that lifts it.
     pub(crate) fn set_hard_limit(&self, hard: usize) -> Result<(), ConfigError> {
-        validate_hard_limit(hard)?;
-        let serialised = self
-            .set_limits
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let soft = match self.configured_soft {
-            Some(soft) => rescale_soft(soft, self.configured_hard, hard),
-            None => NO_SOFT_LIMIT,
-        };
-        let changed = self.counter.set_limits(hard, soft);
-        // Signals are user code: never under the lock (a sink may steer
-        // this very layer through its handle).
-        drop(serialised);
-        if let Some(ended) = changed.ended_excursion {
-            self.soft_limit_recovered(ended.in_flight, ended.soft_limit);
+        validate::hard_limit("hard_limit", hard)?;
+        if self.estimator.is_some() {
+            let inputs = self.steering.inputs();
+            let uncapped = inputs.pin.unwrap_or(inputs.base);
+            self.steering.set_cap((hard < uncapped).then_some(hard));
+        } else {
+            self.steering.set_base(hard);
         }
-        let from = changed.previous_hard;
-        if from != hard {
-            self.logs.hard_limit_changed(&self.component, from, hard);
-            self.sink
-                .emit(&self.component, Signal::HardLimitChanged { from, to: hard });
-        }
+        self.steer();
         Ok(())
     }
-}
 
-/// The soft limit keeps its proportion of the hard limit: configured 80 of
-/// 100, it becomes 40 of 50. It stays below the hard limit, and where that
-/// leaves no room (a hard limit of 1) there is no soft limit.
-fn rescale_soft(soft: usize, configured_hard: usize, hard: usize) -> usize {
-    let scaled = (soft as u128 * hard as u128 / configured_hard as u128) as usize;
-    match scaled.min(hard - 1) {
-        0 => NO_SOFT_LIMIT,
-        soft => soft,
+    /// Holds the limit at `pin` whatever the estimator says (a fixed
+    /// layer's hard limit too), or lets it go with `None`.
+    pub(crate) fn pin_limit(&self, pin: Option<usize>) -> Result<(), ConfigError> {
+        if let Some(pin) = pin {
+            validate::hard_limit("pin_limit", pin)?;
+        }
+        self.steering.set_pin(pin);
+        self.steer();
+        Ok(())
     }
-}
 
-pub(crate) fn validate_hard_limit(hard: usize) -> Result<(), ConfigError> {
-    if hard == 0 {
-        return Err(ConfigError::new(
-            LAYER,
-            "hard_limit",
-            ConfigErrorKind::Zero,
-            "must be at least 1",
-        ));
+    /// Publishes a change of the handle's, and says so.
+    fn steer(&self) {
+        let before = self.counter.hard_limit();
+        self.publish();
+        let after = self.steering.inputs().limit();
+        if before != after {
+            self.logs.hard_limit_changed(&self.component, before, after);
+            self.sink.emit(
+                &self.component,
+                Signal::HardLimitChanged {
+                    from: before,
+                    to: after,
+                },
+            );
+        }
     }
-    if hard > counter::MAX_LIMIT {
-        return Err(ConfigError::new(
-            LAYER,
-            "hard_limit",
-            ConfigErrorKind::OutOfRange,
-            format!("must be at most {}", counter::MAX_LIMIT),
-        ));
+
+    fn publish(&self) -> Published {
+        let published = self
+            .steering
+            .publish(&self.counter, |hard| self.soft_for(hard));
+        // Signals are user code: only once the limits are written (a sink
+        // may steer this very layer through its handle).
+        if let Some(ended) = published.ended_excursion {
+            self.soft_limit_recovered(ended.in_flight, ended.soft_limit);
+        }
+        published
     }
-    Ok(())
+
+    fn soft_for(&self, hard: usize) -> usize {
+        match self.configured_soft {
+            Some(soft) => rescale_soft(soft, self.configured_hard, hard),
+            None => NO_SOFT_LIMIT,
+        }
+    }
+
+    /// A completed call of an adaptive layer: timed, counted with the
+    /// calls in flight now (itself included), and the limit recomputed if
+    /// it closed a window.
+    fn sample(&self, admitted_at: u64, failed: bool) {
+        let Some(estimator) = &self.estimator else {
+            return;
+        };
+        let at = self.now();
+        let latency = at.saturating_sub(admitted_at - 1);
+        let in_flight = self.counter.in_flight();
+        if let Some(recomputed) = estimator.record(latency, in_flight, failed, at) {
+            self.recomputed(&recomputed);
+        }
+    }
+
+    #[cold]
+    fn recomputed(&self, recomputed: &Recomputed) {
+        let before = self.steering.inputs().base;
+        self.steering.set_base(recomputed.limit);
+        let published = self.publish();
+        logs::adaptive_window(
+            &self.component,
+            before,
+            recomputed,
+            published.changed.map(|(_, to)| to),
+        );
+    }
 }
 
 // === impl Permit ===
 
-impl Drop for Permit {
-    fn drop(&mut self) {
-        if let Some(in_flight) = self.shared.counter.release() {
-            let soft_limit = self.shared.counter.soft_limit();
-            self.shared.soft_limit_recovered(in_flight, soft_limit);
+impl Permit {
+    /// Whether the call's outcome is wanted: an adaptive layer's.
+    #[inline]
+    pub(crate) fn samples(&self) -> bool {
+        self.admitted_at != 0
+    }
+
+    /// The call ended with `outcome`: an adaptive layer samples it (an
+    /// ignored outcome counts for nothing), before the permit is given
+    /// back (in flight is read with this call still counted).
+    #[inline]
+    pub(crate) fn sample(&self, outcome: impl FnOnce() -> Outcome) {
+        if self.admitted_at != 0 {
+            match outcome() {
+                Outcome::Success => self.shared.sample(self.admitted_at, false),
+                Outcome::Failure => self.shared.sample(self.admitted_at, true),
+                Outcome::Ignored => {}
+            }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn soft_limit_keeps_its_proportion_when_the_hard_limit_changes() {
-        assert_eq!(rescale_soft(80, 100, 50), 40);
-        assert_eq!(rescale_soft(80, 100, 200), 160);
-        assert_eq!(rescale_soft(9, 10, 2), 1);
-        assert_eq!(rescale_soft(9, 10, 1), NO_SOFT_LIMIT, "no room below 1");
-        assert_eq!(rescale_soft(1, 4, 3), NO_SOFT_LIMIT, "rounds down to 0");
-        assert_eq!(
-            rescale_soft(1, 2, counter::MAX_LIMIT),
-            counter::MAX_LIMIT / 2
-        );
+impl Drop for Permit {
+    #[inline]
+    fn drop(&mut self) {
+        if let Some(in_flight) = self.shared.counter.release() {
+            self.shared.excursion_ended(in_flight);
+        }
+        if self.class != Class::PLAIN {
+            self.shared.classes.released(self.class);
+        }
     }
 }

@@ -1,1 +1,3 @@
 mod loom_counter;
+mod loom_steer;
+mod loom_window;

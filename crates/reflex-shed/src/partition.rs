@@ -1,0 +1,307 @@
+//! [`ClassTable`]: the live state of partitions and of the critical
+//! reserve, and the rule that admits a request of a class.
+//!
+//! The counter alone decides whether the limit holds; this table decides,
+//! before it, whether a request may take a free slot at all:
+//!
+//! - a **critical** request may take any free slot;
+//! - any other leaves free the slots of the critical reserve that critical
+//!   requests do not use (`reserve` of the limit, at least 1 and never all
+//!   of it);
+//! - in a partitioned layer, the rest of the limit (the pool) is shared:
+//!   each partition is guaranteed `share` of it. A partition under its
+//!   guarantee takes any slot the reserve leaves. One at or over it is
+//!   borrowing: it must also leave free what every other **active**
+//!   partition is guaranteed and does not use. A partition is active while
+//!   it has requests in flight or had one arrive within the idle time, so
+//!   an idle partition's share is lent, and given back as soon as its
+//!   next request arrives (the borrowers' new requests are refused from
+//!   then on; their running ones finish).
+//!
+//! The numbers are read one by one, not in one atomic step: two requests
+//! deciding at once may both take the last slot of a guarantee, so shares
+//! hold within the admissions racing at that moment. The limit itself
+//! holds exactly.
+
+use crate::loom::{AtomicU64, AtomicUsize, Ordering};
+
+/// A request's class, from the layer's key functions: one word, as it
+/// rides in every permit (no niche for an `Option` to write into).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Class {
+    /// The partition's index in the low 32 bits (`NO_PARTITION` in a layer
+    /// without), and `CRITICAL`.
+    bits: u64,
+}
+
+const NO_PARTITION: u64 = u32::MAX as u64;
+const CRITICAL: u64 = 1 << 32;
+
+#[derive(Debug)]
+pub(crate) struct ClassTable {
+    partitions: Box<[Partition]>,
+    critical_reserve: f64,
+    critical_in_flight: AtomicUsize,
+    idle_ns: u64,
+}
+
+#[derive(Debug)]
+struct Partition {
+    share: f64,
+    in_flight: AtomicUsize,
+    /// When its last request arrived, plus one (0: none yet).
+    last_seen: AtomicU64,
+    shed: AtomicU64,
+}
+
+/// A partition's live numbers.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct PartitionView {
+    pub(crate) share: f64,
+    pub(crate) in_flight: usize,
+    pub(crate) shed_total: u64,
+}
+
+// === impl Class ===
+
+impl Class {
+    /// No class: a layer without key functions.
+    pub(crate) const PLAIN: Self = Self { bits: NO_PARTITION };
+
+    /// A class; a partition index beyond `u32` counts as no partition.
+    pub(crate) fn new(partition: Option<usize>, critical: bool) -> Self {
+        let partition = partition
+            .and_then(|p| u32::try_from(p).ok())
+            .map_or(NO_PARTITION, u64::from);
+        Self {
+            bits: partition | if critical { CRITICAL } else { 0 },
+        }
+    }
+
+    pub(crate) fn partition(self) -> Option<usize> {
+        let partition = self.bits & NO_PARTITION;
+        (partition != NO_PARTITION).then_some(partition as usize)
+    }
+
+    pub(crate) fn critical(self) -> bool {
+        self.bits & CRITICAL != 0
+    }
+}
+
+// === impl ClassTable ===
+
+impl ClassTable {
+    /// `shares` of the listed partitions (the rest of 1 goes to requests
+    /// with no listed key); none: unpartitioned.
+    pub(crate) fn new(shares: &[f64], critical_reserve: f64, idle_ns: u64) -> Self {
+        let partitions = if shares.is_empty() {
+            Vec::new()
+        } else {
+            let listed: f64 = shares.iter().sum();
+            shares
+                .iter()
+                .copied()
+                .chain([(1.0 - listed).max(0.0)])
+                .map(Partition::new)
+                .collect()
+        };
+        Self {
+            partitions: partitions.into_boxed_slice(),
+            critical_reserve,
+            critical_in_flight: AtomicUsize::new(0),
+            idle_ns,
+        }
+    }
+
+    /// Slots of `limit` kept for critical requests.
+    pub(crate) fn reserve(&self, limit: usize) -> usize {
+        if self.critical_reserve <= 0.0 || limit < 2 {
+            return 0;
+        }
+        ((self.critical_reserve * limit as f64) as usize).clamp(1, limit - 1)
+    }
+
+    /// Whether a request of `class` may take a free slot, with `in_flight`
+    /// requests running against `limit`, at `now`.
+    pub(crate) fn room(&self, class: Class, limit: usize, in_flight: usize, now: u64) -> bool {
+        if class.critical() {
+            return true;
+        }
+        let reserve = self.reserve(limit);
+        let mut kept = reserve.saturating_sub(self.critical_in_flight.load(Ordering::Relaxed));
+        if let Some(own) = class.partition().and_then(|i| self.partitions.get(i)) {
+            own.seen(now);
+            let pool = limit - reserve;
+            if own.in_flight.load(Ordering::Relaxed) >= own.guaranteed(pool) {
+                for (i, other) in self.partitions.iter().enumerate() {
+                    if Some(i) != class.partition() && other.active(now, self.idle_ns) {
+                        let used = other.in_flight.load(Ordering::Relaxed);
+                        kept = kept.saturating_add(other.guaranteed(pool).saturating_sub(used));
+                    }
+                }
+            }
+        }
+        in_flight.saturating_add(kept) < limit
+    }
+
+    pub(crate) fn admitted(&self, class: Class) {
+        if class.critical() {
+            self.critical_in_flight.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(p) = class.partition().and_then(|i| self.partitions.get(i)) {
+            p.in_flight.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn released(&self, class: Class) {
+        if class.critical() {
+            self.critical_in_flight.fetch_sub(1, Ordering::Relaxed);
+        } else if let Some(p) = class.partition().and_then(|i| self.partitions.get(i)) {
+            p.in_flight.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn shed(&self, class: Class) {
+        if let (false, Some(p)) = (
+            class.critical(),
+            class.partition().and_then(|i| self.partitions.get(i)),
+        ) {
+            p.shed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn critical_in_flight(&self) -> usize {
+        self.critical_in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn partitions(&self) -> impl Iterator<Item = PartitionView> + '_ {
+        self.partitions.iter().map(|p| PartitionView {
+            share: p.share,
+            in_flight: p.in_flight.load(Ordering::Relaxed),
+            shed_total: p.shed.load(Ordering::Relaxed),
+        })
+    }
+}
+
+// === impl Partition ===
+
+impl Partition {
+    fn new(share: f64) -> Self {
+        Self {
+            share,
+            in_flight: AtomicUsize::new(0),
+            last_seen: AtomicU64::new(0),
+            shed: AtomicU64::new(0),
+        }
+    }
+
+    fn guaranteed(&self, pool: usize) -> usize {
+        (self.share * pool as f64) as usize
+    }
+
+    /// Records an arrival at `now`; a store only when the time moved on
+    /// by a millisecond, so that a busy partition's line is mostly read.
+    fn seen(&self, now: u64) {
+        let stamp = now.saturating_add(1);
+        let last = self.last_seen.load(Ordering::Relaxed);
+        if last == 0 || stamp.saturating_sub(last) > 1_000_000 {
+            self.last_seen.store(stamp, Ordering::Relaxed);
+        }
+    }
+
+    fn active(&self, now: u64, idle_ns: u64) -> bool {
+        if self.in_flight.load(Ordering::Relaxed) > 0 {
+            return true;
+        }
+        match self.last_seen.load(Ordering::Relaxed) {
+            0 => false,
+            stamp => now.saturating_add(1).saturating_sub(stamp) < idle_ns,
+        }
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    const NOW: u64 = 1_000_000_000;
+    const IDLE: u64 = 100_000_000;
+
+    fn class(partition: usize) -> Class {
+        Class::new(Some(partition), false)
+    }
+
+    /// Admits as many of `class` as the table lets in, up to `limit` in
+    /// flight overall, starting from `in_flight`; returns the new count.
+    fn fill(table: &ClassTable, class: Class, limit: usize, mut in_flight: usize) -> usize {
+        while in_flight < limit && table.room(class, limit, in_flight, NOW) {
+            table.admitted(class);
+            in_flight += 1;
+        }
+        in_flight
+    }
+
+    #[test]
+    fn a_busy_partition_borrows_an_idle_ones_share() {
+        let table = ClassTable::new(&[0.7, 0.3], 0.0, IDLE);
+        assert_eq!(
+            fill(&table, class(0), 10, 0),
+            10,
+            "1 is idle: 0 takes it all"
+        );
+        let views: Vec<_> = table.partitions().collect();
+        assert_eq!((views[0].in_flight, views[1].in_flight), (10, 0));
+    }
+
+    #[test]
+    fn a_returning_partition_gets_its_share_back_as_borrowers_finish() {
+        let table = ClassTable::new(&[0.7, 0.3], 0.0, IDLE);
+        let mut in_flight = fill(&table, class(0), 10, 0);
+        // Partition 1 arrives: the limit is full, so it is refused...
+        assert!(!table.room(class(1), 10, in_flight, NOW));
+        // ...but it is active now: 0 may not take back what 1 is owed.
+        for _ in 0..3 {
+            table.released(class(0));
+            in_flight -= 1;
+            assert!(!table.room(class(0), 10, in_flight, NOW));
+        }
+        assert_eq!(fill(&table, class(1), 10, in_flight), 10);
+        let views: Vec<_> = table.partitions().collect();
+        assert_eq!((views[0].in_flight, views[1].in_flight), (7, 3));
+        // Under its guarantee again, 0 takes a slot as soon as one is free.
+        table.released(class(0));
+        assert!(table.room(class(0), 10, 9, NOW));
+        assert!(!table.room(class(1), 10, 9, NOW), "1 has its 3: it borrows");
+    }
+
+    #[test]
+    fn the_critical_reserve_is_kept_from_other_requests_only() {
+        let table = ClassTable::new(&[], 0.2, IDLE);
+        assert_eq!(table.reserve(10), 2);
+        assert_eq!(table.reserve(1), 0, "never the whole limit");
+        assert_eq!(table.reserve(3), 1, "at least one slot");
+        assert_eq!(fill(&table, Class::PLAIN, 10, 0), 8);
+        let critical = Class::new(None, true);
+        assert_eq!(fill(&table, critical, 10, 8), 10);
+        // Critical requests in flight use the reserve: none is kept then.
+        table.released(Class::PLAIN);
+        assert!(table.room(Class::PLAIN, 10, 9, NOW));
+        table.released(critical);
+        assert!(table.room(Class::PLAIN, 10, 8, NOW));
+        table.admitted(Class::PLAIN);
+        assert!(
+            !table.room(Class::PLAIN, 10, 9, NOW),
+            "a reserve slot is free again"
+        );
+    }
+
+    #[test]
+    fn a_partition_is_idle_after_the_idle_time_without_arrivals() {
+        let table = ClassTable::new(&[0.5], 0.0, IDLE);
+        let p = &table.partitions[0];
+        assert!(!p.active(NOW, IDLE), "never seen");
+        p.seen(NOW);
+        assert!(p.active(NOW + IDLE - 1, IDLE));
+        assert!(!p.active(NOW + IDLE, IDLE));
+        assert_eq!(table.partitions().count(), 2, "the listed one and the rest");
+    }
+}

@@ -1,0 +1,58 @@
+//! Loom models of the limit's publication: whoever changes an input of the
+//! limit publishes it, and the last publisher writes what the last inputs
+//! say. Run with
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=2 cargo test -p reflex-shed --release --lib`.
+
+use loom::sync::Arc;
+use loom::thread;
+
+use crate::counter::{Counter, NO_SOFT_LIMIT};
+use crate::steer::Steering;
+
+#[test]
+fn concurrent_changes_leave_the_limit_the_inputs_say() {
+    loom::model(|| {
+        let counter = Arc::new(Counter::new(10, NO_SOFT_LIMIT));
+        let steering = Arc::new(Steering::new(10));
+        // An operator pins the limit while the estimator moves its base.
+        let pin = {
+            let (counter, steering) = (counter.clone(), steering.clone());
+            thread::spawn(move || {
+                steering.set_pin(Some(3));
+                steering.publish(&counter, |_| NO_SOFT_LIMIT);
+            })
+        };
+        let base = {
+            let (counter, steering) = (counter.clone(), steering.clone());
+            thread::spawn(move || {
+                steering.set_base(7);
+                steering.publish(&counter, |_| NO_SOFT_LIMIT);
+            })
+        };
+        pin.join().unwrap();
+        base.join().unwrap();
+        assert_eq!(counter.hard_limit(), 3, "the pin wins, whatever the order");
+        assert_eq!(steering.inputs().limit(), 3);
+    });
+}
+
+#[test]
+fn a_cap_and_an_unpin_racing_end_at_the_capped_base() {
+    loom::model(|| {
+        let counter = Arc::new(Counter::new(10, NO_SOFT_LIMIT));
+        let steering = Arc::new(Steering::new(10));
+        steering.set_pin(Some(8));
+        steering.publish(&counter, |_| NO_SOFT_LIMIT);
+        let cap = {
+            let (counter, steering) = (counter.clone(), steering.clone());
+            thread::spawn(move || {
+                steering.set_cap(Some(5));
+                steering.publish(&counter, |_| NO_SOFT_LIMIT);
+            })
+        };
+        steering.set_pin(None);
+        steering.publish(&counter, |_| NO_SOFT_LIMIT);
+        cap.join().unwrap();
+        assert_eq!(counter.hard_limit(), 5);
+    });
+}

@@ -1,0 +1,305 @@
+//! One window of samples: what completed calls add to it (a few atomics
+//! each), the gate whose compare-and-swap picks the one caller that closes
+//! it, and the [`Summary`] that caller takes away.
+//!
+//! A sample is added before its caller looks at the gate, so none is lost:
+//! a sample racing a close counts in this window or the next. The gate's
+//! end is `CLOSING` while a caller recomputes, so no other caller tries;
+//! the closer's `Acquire` on winning and `Release` on reopening order one
+//! closer's writes (the estimator's state) before the next one's reads.
+//! `src/tests/loom_window.rs` checks both.
+
+use crate::loom::{AtomicU64, Ordering};
+
+/// The end of a window while its closer recomputes: never due.
+const CLOSING: u64 = u64::MAX;
+
+/// Latencies are counted in units of 1 024 ns, in [`BUCKETS`] buckets of
+/// 32 per power of two (about 3% wide, interpolated within).
+const UNIT_SHIFT: u32 = 10;
+const SUB_BITS: u32 = 5;
+const SUB: u64 = 1 << SUB_BITS;
+/// Buckets up to 2³⁶ units (about 19.5 hours); slower calls count there.
+pub(crate) const BUCKETS: usize = 1024;
+const MAX_UNITS: u64 = (1 << 36) - 1;
+
+/// Decides which caller closes a window.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    end: AtomicU64,
+}
+
+/// The right to close the window: given back with
+/// [`reopen`](Self::reopen), or at `now` (due at once) if dropped.
+#[derive(Debug)]
+pub(crate) struct Closing<'a> {
+    gate: &'a Gate,
+    now: u64,
+    reopened: bool,
+}
+
+/// What completed calls left in a window.
+#[derive(Debug)]
+pub(crate) struct Accumulators {
+    buckets: Box<[AtomicU64]>,
+    drops: AtomicU64,
+    in_flight_sum: AtomicU64,
+}
+
+/// A closed window, as the estimators read it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Summary {
+    /// Calls that succeeded (the latency samples).
+    pub(crate) successes: u64,
+    /// Drops: failures, and for AIMD calls slower than its timeout.
+    pub(crate) drops: u64,
+    /// The median latency of the successes, in nanoseconds (0 with none).
+    pub(crate) median_ns: f64,
+    /// The relative standard error of that median (0 with under 2).
+    pub(crate) median_error: f64,
+    /// Calls in flight when each sample completed, on average.
+    pub(crate) in_flight: f64,
+}
+
+// === impl Gate ===
+
+impl Gate {
+    /// A gate whose first window ends at `end` (0: due at once).
+    pub(crate) fn new(end: u64) -> Self {
+        Self {
+            end: AtomicU64::new(end),
+        }
+    }
+
+    /// Whether the window is due at `now`: one load.
+    #[inline]
+    pub(crate) fn due(&self, now: u64) -> bool {
+        now.min(CLOSING - 1) >= self.end.load(Ordering::Relaxed)
+    }
+
+    /// Takes the right to close the window if it is due and nobody else
+    /// took it.
+    pub(crate) fn try_close(&self, now: u64) -> Option<Closing<'_>> {
+        let now = now.min(CLOSING - 1);
+        let end = self.end.load(Ordering::Relaxed);
+        if now < end {
+            return None;
+        }
+        self.end
+            .compare_exchange(end, CLOSING, Ordering::Acquire, Ordering::Relaxed)
+            .ok()
+            .map(|_| Closing {
+                gate: self,
+                now,
+                reopened: false,
+            })
+    }
+}
+
+// === impl Closing ===
+
+impl Closing<'_> {
+    /// Opens the next window, ending at `end`.
+    pub(crate) fn reopen(mut self, end: u64) {
+        self.reopened = true;
+        self.gate.end.store(end.min(CLOSING - 1), Ordering::Release);
+    }
+}
+
+impl Drop for Closing<'_> {
+    fn drop(&mut self) {
+        if !self.reopened {
+            self.gate.end.store(self.now, Ordering::Release);
+        }
+    }
+}
+
+// === impl Accumulators ===
+
+impl Accumulators {
+    pub(crate) fn new() -> Self {
+        Self {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            drops: AtomicU64::new(0),
+            in_flight_sum: AtomicU64::new(0),
+        }
+    }
+
+    /// A successful call that took `latency_ns`, `in_flight` counted when
+    /// it completed (itself included): two `fetch_add`s.
+    #[inline]
+    pub(crate) fn success(&self, latency_ns: u64, in_flight: usize) {
+        self.buckets[index(latency_ns >> UNIT_SHIFT)].fetch_add(1, Ordering::Relaxed);
+        self.in_flight_sum
+            .fetch_add(in_flight as u64, Ordering::Relaxed);
+    }
+
+    /// A dropped call: two `fetch_add`s.
+    #[inline]
+    pub(crate) fn drop_signal(&self, in_flight: usize) {
+        self.drops.fetch_add(1, Ordering::Relaxed);
+        self.in_flight_sum
+            .fetch_add(in_flight as u64, Ordering::Relaxed);
+    }
+
+    /// Samples in the window so far: successes and drops.
+    pub(crate) fn count(&self) -> (u64, u64) {
+        let successes = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .fold(0u64, u64::saturating_add);
+        (successes, self.drops.load(Ordering::Relaxed))
+    }
+
+    /// Empties the window into a summary. Only the closer calls it.
+    pub(crate) fn take(&self) -> Summary {
+        let mut counts = [0u64; BUCKETS];
+        for (count, bucket) in counts.iter_mut().zip(self.buckets.iter()) {
+            *count = bucket.swap(0, Ordering::Relaxed);
+        }
+        let drops = self.drops.swap(0, Ordering::Relaxed);
+        let in_flight_sum = self.in_flight_sum.swap(0, Ordering::Relaxed);
+        summarise(&counts, drops, in_flight_sum)
+    }
+}
+
+/// The summary of a window's counts.
+pub(crate) fn summarise(counts: &[u64; BUCKETS], drops: u64, in_flight_sum: u64) -> Summary {
+    let successes = counts.iter().copied().fold(0u64, u64::saturating_add);
+    let samples = successes.saturating_add(drops);
+    let in_flight = if samples == 0 {
+        0.0
+    } else {
+        in_flight_sum as f64 / samples as f64
+    };
+    let median = quantile(counts, successes, 0.5);
+    let median_error = if successes < 2 || median <= 0.0 {
+        0.0
+    } else {
+        // The median's standard error for a lognormal-ish spread: the
+        // interquartile range in log terms, over 1.349, is the spread.
+        let (q1, q3) = (
+            quantile(counts, successes, 0.25),
+            quantile(counts, successes, 0.75),
+        );
+        let sigma = if q1 > 0.0 {
+            (q3 / q1).ln() / 1.349
+        } else {
+            1.0
+        };
+        1.2533 * sigma / (successes as f64).sqrt()
+    };
+    Summary {
+        successes,
+        drops,
+        median_ns: median,
+        median_error,
+        in_flight,
+    }
+}
+
+/// The bucket of a latency of `units`.
+#[inline]
+pub(crate) fn index(units: u64) -> usize {
+    let units = units.min(MAX_UNITS);
+    if units < SUB {
+        return units as usize;
+    }
+    let exponent = 63 - units.leading_zeros();
+    let mantissa = (units >> (exponent - SUB_BITS)) & (SUB - 1);
+    (u64::from(exponent - SUB_BITS + 1) * SUB + mantissa) as usize
+}
+
+/// The lowest latency of bucket `index`, and its width, in units.
+fn bounds(index: usize) -> (u64, u64) {
+    let index = index as u64;
+    if index < SUB {
+        return (index, 1);
+    }
+    let shift = index / SUB - 1;
+    let mantissa = index % SUB;
+    ((SUB + mantissa) << shift, 1 << shift)
+}
+
+/// The `q` quantile of `total` counts, in nanoseconds, interpolated within
+/// its bucket; 0 with no counts.
+fn quantile(counts: &[u64; BUCKETS], total: u64, q: f64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    let rank = q * total as f64;
+    let mut below = 0u64;
+    for (i, &count) in counts.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        if (below + count) as f64 >= rank {
+            let (low, width) = bounds(i);
+            let within = ((rank - below as f64) / count as f64).clamp(0.0, 1.0);
+            let units = (width as f64).mul_add(within, low as f64);
+            return units * f64::from(1u32 << UNIT_SHIFT);
+        }
+        below += count;
+    }
+    let (low, width) = bounds(BUCKETS - 1);
+    (low + width) as f64 * f64::from(1u32 << UNIT_SHIFT)
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_cover_every_latency_in_order() {
+        let mut last = 0;
+        for units in (0..5000).chain([MAX_UNITS - 1, MAX_UNITS, u64::MAX]) {
+            let i = index(units);
+            assert!(i < BUCKETS, "{units} -> {i}");
+            assert!(i >= last, "monotonic at {units}");
+            last = i;
+            let (low, width) = bounds(i);
+            assert!(low <= units.min(MAX_UNITS) && units.min(MAX_UNITS) < low + width);
+        }
+        assert_eq!(index(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn the_median_is_within_a_bucket_of_the_truth() {
+        let window = Accumulators::new();
+        for ms in 90..=110u64 {
+            window.success(ms * 1_000_000, 20);
+        }
+        let summary = window.take();
+        assert_eq!(summary.successes, 21);
+        assert!((summary.median_ns / 1e6 - 100.0).abs() < 2.0, "{summary:?}");
+        assert_eq!(summary.in_flight, 20.0);
+        assert!(summary.median_error > 0.0 && summary.median_error < 0.05);
+        assert_eq!(window.take().successes, 0, "taking empties the window");
+    }
+
+    #[test]
+    fn drops_count_in_flight_but_no_latency() {
+        let window = Accumulators::new();
+        window.drop_signal(4);
+        window.success(1_000, 2);
+        assert_eq!(window.count(), (1, 1));
+        let summary = window.take();
+        assert_eq!((summary.successes, summary.drops), (1, 1));
+        assert_eq!(summary.in_flight, 3.0);
+    }
+
+    #[test]
+    fn only_one_caller_closes_a_due_window() {
+        let gate = Gate::new(10);
+        assert!(!gate.due(9));
+        assert!(gate.try_close(9).is_none());
+        let closing = gate.try_close(10).expect("due");
+        assert!(gate.try_close(11).is_none(), "being closed");
+        assert!(!gate.due(u64::MAX));
+        closing.reopen(20);
+        assert!(gate.try_close(19).is_none());
+        drop(gate.try_close(25).expect("due"));
+        assert!(gate.due(25), "a closer that did not reopen leaves it due");
+    }
+}
