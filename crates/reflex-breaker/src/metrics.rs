@@ -55,3 +55,40 @@ pub struct BreakerMetrics {
     /// State changes since the breaker was built.
     pub transitions_total: u64,
 }
+
+// === impl BreakerMetrics ===
+
+impl BreakerMetrics {
+    /// Metrics of a breaker in `state` with nothing counted yet: what a
+    /// [`Backend`](crate::Backend) of another crate starts from (the struct
+    /// is `#[non_exhaustive]`, so it cannot be written as a literal there),
+    /// setting the fields it keeps.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_breaker::BreakerMetrics;
+    /// use reflex_core::BreakerState;
+    ///
+    /// let mut metrics = BreakerMetrics::new(BreakerState::Open);
+    /// metrics.rejected_total = 12;
+    /// assert_eq!((metrics.state, metrics.calls, metrics.rejected_total), (BreakerState::Open, 0, 12));
+    /// ```
+    pub fn new(state: BreakerState) -> Self {
+        Self {
+            state,
+            calls: 0,
+            failures: 0,
+            slow_calls: 0,
+            failure_rate: None,
+            slow_call_rate: None,
+            consecutive_failures: 0,
+            probes_in_flight: 0,
+            rejected_total: 0,
+            throttle: None,
+            throttle_probability: None,
+            throttled_total: 0,
+            transitions_total: 0,
+        }
+    }
+}
