@@ -164,11 +164,22 @@ fn print(
             );
         }
         if !report.causal_chain.is_empty() {
-            let chain: Vec<String> = report
-                .causal_chain
+            // Runs of the same event read as one link with its count.
+            let mut links: Vec<(String, usize)> = Vec::new();
+            for link in &report.causal_chain {
+                let event = format!("{} {}", link.component, link.what);
+                match links.last_mut() {
+                    Some((last, count)) if *last == event => *count += 1,
+                    _ => links.push((event, 1)),
+                }
+            }
+            let chain: Vec<String> = links
                 .iter()
                 .take(6)
-                .map(|l| format!("{} {}", l.component, l.what))
+                .map(|(event, count)| match count {
+                    1 => event.clone(),
+                    n => format!("{event} (x{n})"),
+                })
                 .collect();
             println!("         causal chain: {}", chain.join(" -> "));
         }
