@@ -218,13 +218,7 @@ impl LayerBuilder for Identity {
     }
 }
 
-impl<C> Classified<C> for Identity {
-    type Builder = Self;
-
-    fn classified_by(self, _: C) -> Self {
-        self
-    }
-}
+crate::unclassified!(Identity);
 
 impl Handled for Identity {
     type Handle = ();

@@ -147,9 +147,7 @@ impl LogLimit {
     /// says; `None` when the event is only counted.
     pub fn record(&self, now: Duration) -> Option<Logged> {
         self.pending.fetch_add(1, Ordering::Relaxed);
-        let now = u64::try_from(now.as_millis())
-            .unwrap_or(u64::MAX)
-            .min(MAX_MILLIS);
+        let now = millis(now).min(MAX_MILLIS);
         let mut word = self.window.load(Ordering::Relaxed);
         loop {
             let start = word >> COUNT_BITS;

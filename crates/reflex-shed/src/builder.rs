@@ -191,19 +191,7 @@ impl<C, P, Cr> ConcurrencyShedBuilder<C, P, Cr> {
     /// layer; a stack gives its own through [`Classified`]. Defaults to
     /// [`DefaultClassifier`]: `Err` is a failure.
     pub fn classifier<C2>(self, classifier: C2) -> ConcurrencyShedBuilder<C2, P, Cr> {
-        ConcurrencyShedBuilder {
-            limit: self.limit,
-            soft_limit: self.soft_limit,
-            retry_after: self.retry_after,
-            component: self.component,
-            sink: self.sink,
-            classifier,
-            partitions: self.partitions,
-            shares: self.shares,
-            partitioned: self.partitioned,
-            critical: self.critical,
-            critical_reserve: self.critical_reserve,
-        }
+        self.retype(|_, partitions, critical| (classifier, partitions, critical))
     }
 
     /// Splits the limit into partitions (a tenant, a route class): the
@@ -227,19 +215,11 @@ impl<C, P, Cr> ConcurrencyShedBuilder<C, P, Cr> {
         self,
         key: KF,
     ) -> ConcurrencyShedBuilder<C, Partitions<K, KF>, Cr> {
-        ConcurrencyShedBuilder {
-            limit: self.limit,
-            soft_limit: self.soft_limit,
-            retry_after: self.retry_after,
-            component: self.component,
-            sink: self.sink,
-            classifier: self.classifier,
-            partitions: Partitions::new(key),
-            shares: Vec::new(),
-            partitioned: true,
-            critical: self.critical,
-            critical_reserve: self.critical_reserve,
-        }
+        let mut builder =
+            self.retype(|classifier, _, critical| (classifier, Partitions::new(key), critical));
+        builder.shares = Vec::new();
+        builder.partitioned = true;
+        builder
     }
 
     /// Marks critical requests: those the key function gives
@@ -258,18 +238,32 @@ impl<C, P, Cr> ConcurrencyShedBuilder<C, P, Cr> {
     /// request type), such as
     /// [`CriticalExtension`](crate::CriticalExtension) (feature `http`).
     pub fn critical_with<KF>(self, key: KF) -> ConcurrencyShedBuilder<C, P, CriticalBy<KF>> {
+        let mut builder =
+            self.retype(|classifier, partitions, _| (classifier, partitions, CriticalBy::new(key)));
+        builder.critical_reserve = DEFAULT_CRITICAL_RESERVE;
+        builder
+    }
+
+    /// The same settings with the classifier, partitions and critical key
+    /// `parts` makes of the old ones.
+    fn retype<C2, P2, Cr2>(
+        self,
+        parts: impl FnOnce(C, P, Cr) -> (C2, P2, Cr2),
+    ) -> ConcurrencyShedBuilder<C2, P2, Cr2> {
+        let (classifier, partitions, critical) =
+            parts(self.classifier, self.partitions, self.critical);
         ConcurrencyShedBuilder {
             limit: self.limit,
             soft_limit: self.soft_limit,
             retry_after: self.retry_after,
             component: self.component,
             sink: self.sink,
-            classifier: self.classifier,
-            partitions: self.partitions,
+            classifier,
+            partitions,
             shares: self.shares,
             partitioned: self.partitioned,
-            critical: CriticalBy::new(key),
-            critical_reserve: DEFAULT_CRITICAL_RESERVE,
+            critical,
+            critical_reserve: self.critical_reserve,
         }
     }
 

@@ -6,6 +6,7 @@ use std::future::{Future, Pending, pending};
 use std::pin::Pin;
 use std::task::{Context, Waker};
 
+use reflex_core::BoxError;
 use reflex_shed::future::ResponseFuture;
 use reflex_shed::{ConcurrencyShedLayer, Critical, ShedHandle};
 use tower::{Layer, Service, service_fn};
@@ -53,12 +54,12 @@ where
     std::iter::from_fn(|| admit(svc, req)).take(1000).collect()
 }
 
-fn in_flight(handle: &ShedHandle) -> Vec<usize> {
-    handle.partitions().iter().map(|p| p.in_flight).collect()
-}
-
-#[test]
-fn partitions_get_their_share_when_both_are_busy() {
+/// A limit of 10 split 70/30 between tenants a and b, its handle, and a
+/// service whose calls never answer.
+fn a_70_b_30() -> (
+    ShedHandle,
+    impl Service<Req, Response = (), Error = BoxError, Future = Running>,
+) {
     let layer = ConcurrencyShedLayer::builder()
         .hard_limit(10)
         .partition(|req: &Req| Some(req.tenant))
@@ -66,8 +67,16 @@ fn partitions_get_their_share_when_both_are_busy() {
         .share("b", 0.3)
         .build()
         .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(never_answers));
+    (layer.handle(), layer.layer(service_fn(never_answers)))
+}
+
+fn in_flight(handle: &ShedHandle) -> Vec<usize> {
+    handle.partitions().iter().map(|p| p.in_flight).collect()
+}
+
+#[test]
+fn partitions_get_their_share_when_both_are_busy() {
+    let (handle, mut svc) = a_70_b_30();
     // Both arrive: b first takes a slot, then a fills what it may.
     let b = admit(&mut svc, req("b")).unwrap();
     let a = fill(&mut svc, req("a"));
@@ -85,15 +94,7 @@ fn partitions_get_their_share_when_both_are_busy() {
 
 #[test]
 fn an_idle_partitions_share_is_lent_and_given_back_first() {
-    let layer = ConcurrencyShedLayer::builder()
-        .hard_limit(10)
-        .partition(|req: &Req| Some(req.tenant))
-        .share("a", 0.7)
-        .share("b", 0.3)
-        .build()
-        .unwrap();
-    let handle = layer.handle();
-    let mut svc = layer.layer(service_fn(never_answers));
+    let (handle, mut svc) = a_70_b_30();
     // b has never been seen: a borrows all of it.
     let mut a: Vec<Running> = fill(&mut svc, req("a"));
     assert_eq!(a.len(), 10);

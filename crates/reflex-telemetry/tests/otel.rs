@@ -121,14 +121,7 @@ fn expected(totals: &Totals, start: &Totals) -> BTreeMap<Series, Point> {
     };
     for c in &totals.components {
         let component = ("reflex.component", c.component.as_str());
-        let outcomes = [
-            ("succeeded", c.succeeded),
-            ("failed", c.failed),
-            ("ignored", c.ignored),
-            ("cancelled", c.cancelled),
-            ("rejected", c.rejected_total()),
-        ];
-        for (outcome, n) in outcomes {
+        for (outcome, n) in traffic::outcomes(c) {
             put(
                 "reflex.requests",
                 &[component, ("reflex.outcome", outcome)],

@@ -104,14 +104,7 @@ async fn the_exposition_holds_every_series_of_the_totals_with_its_value() {
     for c in &totals.components {
         let name = c.component.as_str();
         let component = ("component", name);
-        let outcomes = [
-            ("succeeded", c.succeeded),
-            ("failed", c.failed),
-            ("ignored", c.ignored),
-            ("cancelled", c.cancelled),
-            ("rejected", c.rejected_total()),
-        ];
-        for (outcome, n) in outcomes {
+        for (outcome, n) in traffic::outcomes(c) {
             expect(
                 "reflex_requests_total",
                 &[component, ("outcome", outcome)],

@@ -60,6 +60,12 @@ where
     spawn(svc.ready().await.unwrap().call(n))
 }
 
+/// Answers the next request the mock gets with `n`.
+async fn respond(inner: &mut mock::Handle<u32, u32>, n: u32) {
+    let (_, send) = inner.next_request().await.unwrap();
+    send.send_response(n);
+}
+
 /// The secret key of these tests: it must appear in no event.
 const KEY: u32 = 4242;
 
@@ -75,8 +81,7 @@ async fn joining_a_call_and_a_cache_hit_are_trace_events() {
     let mut leader = call(&mut svc, KEY).await;
     let mut follower = call(&mut svc, KEY).await;
     assert_pending!(follower.poll());
-    let (_, answer) = inner.next_request().await.unwrap();
-    answer.send_response(1);
+    respond(&mut inner, 1).await;
     assert_eq!(assert_ready!(leader.poll()).unwrap(), 1);
     assert_eq!(assert_ready!(follower.poll()).unwrap(), 1);
     let mut cached = call(&mut svc, KEY).await;
@@ -104,8 +109,7 @@ async fn a_leader_that_leaves_and_a_follower_that_calls_alone_are_debug_events()
     let mut follower = call(&mut svc, KEY).await;
     assert_pending!(follower.poll());
     drop(leader);
-    let (_, answer) = inner.next_request().await.unwrap();
-    answer.send_response(2);
+    respond(&mut inner, 2).await;
     assert_eq!(assert_ready!(follower.poll()).unwrap(), 2);
     let events = capture::take();
     only(
@@ -120,12 +124,10 @@ async fn a_leader_that_leaves_and_a_follower_that_calls_alone_are_debug_events()
     let mut leader = call(&mut svc, KEY).await;
     let mut follower = call(&mut svc, KEY).await;
     assert_pending!(follower.poll());
-    let (_, answer) = inner.next_request().await.unwrap();
-    answer.send_response(1);
+    respond(&mut inner, 1).await;
     assert_eq!(assert_ready!(leader.poll()).unwrap(), 1);
     assert_pending!(follower.poll());
-    let (_, own) = inner.next_request().await.unwrap();
-    own.send_response(3);
+    respond(&mut inner, 3).await;
     assert_eq!(assert_ready!(follower.poll()).unwrap(), 3);
     let events = capture::take();
     only(
@@ -148,8 +150,7 @@ async fn what_the_cache_cannot_keep_is_a_debug_event_and_evictions_trace() {
     let (mut svc, mut inner) = over_mock(layer);
     for (key, answer) in [(KEY, 100), (1, 2), (3, 4)] {
         let mut request = call(&mut svc, key).await;
-        let (_, send) = inner.next_request().await.unwrap();
-        send.send_response(answer);
+        respond(&mut inner, answer).await;
         assert_eq!(assert_ready!(request.poll()).unwrap(), answer);
     }
     let events = capture::take();

@@ -1,6 +1,7 @@
 //! [`ReplayBody`]: a request body recorded as it is read, up to a limit, so
 //! that a retry can send it again.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -9,8 +10,9 @@ use bytes::Bytes;
 use http_body::{Body, SizeHint};
 use pin_project_lite::pin_project;
 use reflex_core::BoxError;
+use reflex_core::http::BufferedBody;
 
-use super::recording::{Polled, Reader, into_bytes};
+use super::recording::{Polled, Reader};
 
 pin_project! {
     /// A request body that can be sent again: recorded as the inner
@@ -63,10 +65,12 @@ pin_project! {
     enum Kind<B> {
         // Nothing to send, as often as asked.
         Empty,
-        // Sent once: neither recorded nor copied.
+        // Sent once: neither recorded nor copied (a `BufferedBody` with
+        // nothing read ahead, which only makes its data `Bytes` and its
+        // error a `BoxError`).
         Once {
             #[pin]
-            body: B,
+            body: BufferedBody<B>,
         },
         // One copy of a recorded body.
         Recorded {
@@ -100,7 +104,9 @@ impl<B> ReplayBody<B> {
     /// `body`, sent once: no copy of it can be made.
     pub(crate) fn once(body: B) -> Self {
         Self {
-            kind: Kind::Once { body },
+            kind: Kind::Once {
+                body: BufferedBody::streaming(VecDeque::new(), body),
+            },
         }
     }
 
@@ -141,13 +147,7 @@ where
     fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Polled {
         match self.project().kind.project() {
             KindProj::Empty => Poll::Ready(None),
-            KindProj::Once { body } => body.poll_frame(cx).map(|frame| {
-                frame.map(|frame| {
-                    frame
-                        .map(|frame| frame.map_data(into_bytes))
-                        .map_err(Into::into)
-                })
-            }),
+            KindProj::Once { body } => body.poll_frame(cx),
             KindProj::Recorded { reader } => reader.poll_frame(cx),
         }
     }

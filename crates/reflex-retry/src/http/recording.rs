@@ -379,6 +379,6 @@ fn lock<B>(recording: &Mutex<Recording<B>>) -> MutexGuard<'_, Recording<B>> {
 }
 
 /// A frame's data as [`Bytes`]: free when it is `Bytes` already.
-pub(super) fn into_bytes(mut data: impl Buf) -> Bytes {
+fn into_bytes(mut data: impl Buf) -> Bytes {
     data.copy_to_bytes(data.remaining())
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use reflex_core::{BoxError, BreakerState, Component, Control, RejectKind, Signal, SignalSink};
 use reflex_tests::traffic::{self, Ask, Breaker, Shed, Stack};
-use reflex_witness::{Clock, Detector, Finding, Observation, Witness};
+use reflex_witness::{Clock, ComponentTotals, Detector, Finding, Observation, Witness};
 use tower::ServiceExt;
 
 /// Reports db in the second cycle.
@@ -71,4 +71,15 @@ pub(crate) async fn cycle(witness: &Witness, stack: &Stack) {
         Signal::RetryBudgetExhausted { attempt: 2 },
     );
     witness.cycle_now();
+}
+
+/// `c`'s requests that ended, by outcome: each outcome's name and count.
+pub(crate) fn outcomes(c: &ComponentTotals) -> [(&'static str, u64); 5] {
+    [
+        ("succeeded", c.succeeded),
+        ("failed", c.failed),
+        ("ignored", c.ignored),
+        ("cancelled", c.cancelled),
+        ("rejected", c.rejected_total()),
+    ]
 }

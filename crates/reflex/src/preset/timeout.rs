@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use reflex_core::{
-    Classified, Component, ConfigError, ConfigErrorKind, Handled, LayerBuilder, Sink,
-};
+use reflex_core::{Component, ConfigError, ConfigErrorKind, Handled, LayerBuilder, Sink};
 use tower::Layer;
 
 /// A timeout on every call to the inner service: tower's
@@ -69,15 +67,9 @@ impl LayerBuilder for Timeout {
     }
 }
 
-/// A timeout does not judge outcomes: the stack's classifier leaves it as
-/// it is.
-impl<C> Classified<C> for Timeout {
-    type Builder = Self;
-
-    fn classified_by(self, _: C) -> Self {
-        self
-    }
-}
+// A timeout does not judge outcomes: the stack's classifier leaves it as
+// it is.
+reflex_core::unclassified!(Timeout);
 
 /// A timeout has no state to read.
 impl Handled for Timeout {
