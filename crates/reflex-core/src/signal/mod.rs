@@ -125,6 +125,14 @@ pub enum Signal {
         /// Why.
         reason: TransitionReason,
     },
+    /// The layer lost its link to the state its fleet of replicas shares
+    /// (a Redis backend): it decides from what this replica sees alone
+    /// (`up: false`); or the link came back and the layer resynced with the
+    /// fleet (`up: true`). Emitted once per change.
+    FleetLink {
+        /// `true`: shared again; `false`: deciding alone.
+        up: bool,
+    },
     /// A circuit breaker changed state.
     BreakerTransition {
         /// The state it left.
