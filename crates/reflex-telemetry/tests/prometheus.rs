@@ -124,6 +124,7 @@ async fn the_exposition_holds_every_series_of_the_totals_with_its_value() {
                 c.retry_budget_exhausted,
             ),
             ("reflex_coalesced_total", c.coalesced),
+            ("reflex_fleet_link_downs_total", c.fleet_link_downs),
             ("reflex_in_flight", c.in_flight),
             ("reflex_slot_queue_depth", c.slot_queue_depth),
         ];
@@ -132,6 +133,13 @@ async fn the_exposition_holds_every_series_of_the_totals_with_its_value() {
         }
         if let Some(limit) = c.shed_limit {
             expect("reflex_shed_limit", &[component], limit as f64);
+        }
+        if let Some(up) = c.fleet_link_up {
+            expect(
+                "reflex_fleet_link_up",
+                &[component],
+                f64::from(u8::from(up)),
+            );
         }
         if let Some(now) = c.breaker {
             for state in [

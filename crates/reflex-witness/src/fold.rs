@@ -160,6 +160,12 @@ fn fold_cell(cell: &Cell, controls: &Controls, interval: Duration) -> Option<Fol
             .map(|s| s.as_str().to_owned()),
         breaker_keys_opened: take(&cell.keys_opened),
         slot_queue_depth: cell.slot_queue_depth(),
+        fleet_link_up: match cell.fleet_link.load(Ordering::Relaxed) {
+            1 => Some(true),
+            2 => Some(false),
+            _ => None,
+        },
+        fleet_link_downs: u64::from(cell.fleet_link_downs.swap(0, Ordering::Relaxed)),
         shed_limit: controls
             .shed(name.as_str())
             .map(|shed| u64::try_from(shed.hard_limit()).unwrap_or(u64::MAX)),

@@ -57,6 +57,11 @@ pub(crate) struct Cell {
     pub(crate) budget_exhausted: AtomicU32,
     pub(crate) coalesced: AtomicU64,
     pub(crate) breaker: AtomicU8,
+    /// The link to the fleet's shared state: 0 none heard, 1 up, 2 down
+    /// (from `FleetLink` signals). In the padding beside `breaker`.
+    pub(crate) fleet_link: AtomicU8,
+    /// Times the link went down since the last cycle.
+    pub(crate) fleet_link_downs: AtomicU32,
     /// Requests that joined a slot queue minus those that left one, over
     /// every slot of the component. Signed: two signals of one waiter sent
     /// from two threads may arrive leave first, which reads as zero until
@@ -169,6 +174,8 @@ impl Cell {
             budget_exhausted: AtomicU32::new(0),
             coalesced: AtomicU64::new(0),
             breaker: AtomicU8::new(NO_BREAKER),
+            fleet_link: AtomicU8::new(0),
+            fleet_link_downs: AtomicU32::new(0),
             slot_depth: AtomicI64::new(0),
             keys_opened: AtomicU64::new(0),
         }
@@ -223,6 +230,13 @@ impl Cell {
             }
             Signal::RetryBudgetExhausted { .. } => {
                 self.budget_exhausted.fetch_add(1, Ordering::Relaxed);
+            }
+            Signal::FleetLink { up } => {
+                self.fleet_link
+                    .store(if up { 1 } else { 2 }, Ordering::Relaxed);
+                if !up {
+                    self.fleet_link_downs.fetch_add(1, Ordering::Relaxed);
+                }
             }
             Signal::Coalesced { .. } | Signal::DedupCacheHit { .. } => {
                 self.coalesced.fetch_add(1, Ordering::Relaxed);

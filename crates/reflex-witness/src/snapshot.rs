@@ -92,6 +92,7 @@ impl Snapshot {
                     c.retry_budget_exhausted,
                     c.coalesced,
                     c.breaker_keys_opened,
+                    c.fleet_link_downs,
                 ]
                 .iter()
                 .all(|n| *n == 0)

@@ -78,6 +78,12 @@ pub struct ComponentState {
     /// witness was given one (`Witness::control`, as the preset does);
     /// `None` otherwise.
     pub shed_limit: Option<u64>,
+    /// The component's link to the state its fleet of replicas shares (a
+    /// `reflex-redis` backend), from `FleetLink` signals: `Some(true)`
+    /// shared, `Some(false)` deciding alone, `None` when it has none.
+    pub fleet_link_up: Option<bool>,
+    /// Times that link went down in the cycle.
+    pub fleet_link_downs: u64,
 }
 
 // === impl ComponentState ===
@@ -150,6 +156,8 @@ impl ComponentState {
             breaker_keys_opened: 0,
             slot_queue_depth: 0,
             shed_limit: None,
+            fleet_link_up: None,
+            fleet_link_downs: 0,
         }
     }
 }

@@ -110,6 +110,11 @@ pub struct ComponentTotals {
     pub shed_limit: Option<u64>,
     /// Requests waiting in the component's slot queues at the last cycle.
     pub slot_queue_depth: u64,
+    /// The link to the fleet's shared state at the last cycle: `Some(true)`
+    /// shared, `Some(false)` deciding alone, `None` when it has none.
+    pub fleet_link_up: Option<bool>,
+    /// Times that link went down.
+    pub fleet_link_downs: u64,
 }
 
 // === impl Totals ===
@@ -193,6 +198,8 @@ impl ComponentTotals {
             in_flight: 0,
             breaker: None,
             shed_limit: None,
+            fleet_link_up: None,
+            fleet_link_downs: 0,
             slot_queue_depth: 0,
         }
     }
@@ -238,6 +245,7 @@ impl ComponentTotals {
                 state.retry_budget_exhausted,
             ),
             (&mut self.coalesced, state.coalesced),
+            (&mut self.fleet_link_downs, state.fleet_link_downs),
         ];
         for (total, n) in counters {
             *total = total.saturating_add(n);
@@ -254,6 +262,7 @@ impl ComponentTotals {
             .as_deref()
             .and_then(|name| STATES.iter().copied().find(|s| s.as_str() == name));
         self.shed_limit = state.shed_limit;
+        self.fleet_link_up = state.fleet_link_up;
         self.slot_queue_depth = u64::try_from(state.slot_queue_depth).unwrap_or(u64::MAX);
     }
 }

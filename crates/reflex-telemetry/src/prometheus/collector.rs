@@ -85,7 +85,7 @@ impl Collector for WitnessCollector {
         let totals = self.witness.totals();
         encode_durations(&mut encoder, &totals)?;
         encode_requests(&mut encoder, &totals)?;
-        let counters: [(&str, &str, Count); 5] = [
+        let counters: [(&str, &str, Count); 6] = [
             (
                 "reflex_own_failures",
                 "Failed requests of the component's own (none of their calls below failed).",
@@ -104,6 +104,11 @@ impl Collector for WitnessCollector {
                 "reflex_coalesced",
                 "Requests answered by an identical request's call or the dedup cache.",
                 |c| c.coalesced,
+            ),
+            (
+                "reflex_fleet_link_downs",
+                "Times the link to the fleet's shared state (redis) went down.",
+                |c| c.fleet_link_downs,
             ),
         ];
         for (name, help, count) in counters {
@@ -220,7 +225,7 @@ fn encode_gauges(encoder: &mut DescriptorEncoder<'_>, totals: &Totals) -> fmt::R
             )?;
         }
     }
-    let gauges: [(&str, &str, Level); 3] = [
+    let gauges: [(&str, &str, Level); 4] = [
         (
             "reflex_in_flight",
             "Requests in flight at the witness's last cycle.",
@@ -235,6 +240,11 @@ fn encode_gauges(encoder: &mut DescriptorEncoder<'_>, totals: &Totals) -> fmt::R
             "reflex_slot_queue_depth",
             "Requests waiting in the component's slot queues at the witness's last cycle.",
             |c| Some(c.slot_queue_depth),
+        ),
+        (
+            "reflex_fleet_link_up",
+            "1 while the component shares state with its fleet through redis, 0 while it decides alone.",
+            |c| c.fleet_link_up.map(u64::from),
         ),
     ];
     for (name, help, level) in gauges {

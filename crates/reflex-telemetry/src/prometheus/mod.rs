@@ -26,6 +26,8 @@
 //! | `reflex_coalesced_total` | counter | `component` | requests answered by an identical request's call or the dedup cache |
 //! | `reflex_in_flight` | gauge | `component` | requests in flight |
 //! | `reflex_breaker_state` | gauge | `component`, `state` | 1 for the breaker's state, 0 for the five others (no series without a breaker) |
+//! | `reflex_fleet_link_downs_total` | counter | `component` | times the link to the fleet's shared state (a `reflex-redis` backend) went down |
+//! | `reflex_fleet_link_up` | gauge | `component` | 1 while sharing state through redis, 0 while deciding alone (only for components with a fleet backend) |
 //! | `reflex_shed_limit` | gauge | `component` | the shed layer's hard limit (when the witness has its control, as the preset gives it) |
 //! | `reflex_slot_queue_depth` | gauge | `component` | requests waiting in the slot queues |
 //! | `reflex_reports_total` | counter | `kind` | witness reports by kind (`own_error_rate`, `own_latency_p50`, `own_latency_p99`, `new_call_pattern`, `slow_call_pattern`, `custom`) |

@@ -66,6 +66,9 @@ pub(crate) async fn cycle(witness: &Witness, stack: &Stack) {
     );
     witness.emit(&db, Signal::Coalesced { waiters: 2 });
     witness.emit(&db, Signal::SlotQueued { depth: 1 });
+    // db's fleet link (reflex-redis) went down once and came back.
+    witness.emit(&db, Signal::FleetLink { up: false });
+    witness.emit(&db, Signal::FleetLink { up: true });
     witness.emit(
         &Component::new("api"),
         Signal::RetryBudgetExhausted { attempt: 2 },
