@@ -250,7 +250,14 @@ impl Replica {
         let exe = std::env::current_exe().unwrap();
         let mut command = dying_with_us(exe.to_str().unwrap());
         command
-            .args([entry, "--exact", "--nocapture", "--test-threads", "1"])
+            .args([
+                entry,
+                "--exact",
+                "--include-ignored",
+                "--nocapture",
+                "--test-threads",
+                "1",
+            ])
             .env(ROLE, role)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
