@@ -206,27 +206,20 @@ fn secs(s: u64) -> Duration {
 fn scenarios() -> Vec<Scenario> {
     let window = Duration::from_millis(100);
     let overload = |duration| Load::new(2.0, duration).with_window(window);
+    // A limit that starts far from C, above or below, under a steady 2x.
+    let start_off = |name, start| Scenario {
+        name,
+        start,
+        load: overload(secs(60)),
+        settle_from: Duration::ZERO,
+        target: C,
+        measure: secs(30)..secs(60),
+        capacity: C,
+        drift: None,
+    };
     vec![
-        Scenario {
-            name: "start 10x high",
-            start: 10 * C,
-            load: overload(secs(60)),
-            settle_from: Duration::ZERO,
-            target: C,
-            measure: secs(30)..secs(60),
-            capacity: C,
-            drift: None,
-        },
-        Scenario {
-            name: "start 10x low",
-            start: C / 10,
-            load: overload(secs(60)),
-            settle_from: Duration::ZERO,
-            target: C,
-            measure: secs(30)..secs(60),
-            capacity: C,
-            drift: None,
-        },
+        start_off("start 10x high", 10 * C),
+        start_off("start 10x low", C / 10),
         Scenario {
             name: "C halves",
             start: C,

@@ -169,13 +169,22 @@ fn request(i: usize) -> String {
     format!("request-{i}")
 }
 
-/// Pauses the clock for a subject that retries, whose checks wait out its
-/// retry's delay. Call it after [`Subject::layer`], which may need time to
-/// pass.
-fn pause_for_retries<T: Subject>() {
+/// The subject's layer; then, for a subject that retries, whose checks
+/// wait out its retry's delay, the clock paused (after
+/// [`Subject::layer`], which may need time to pass).
+fn layer_for_checks<T: Subject>() -> T::Layer {
+    let layer = T::layer();
     if T::RETRY_DELAY.is_some() {
         tokio::time::pause();
     }
+    layer
+}
+
+/// [`layer_for_checks`], and a mock inner service with its handle.
+fn layer_and_mock<T: Subject>() -> (T::Layer, MockService, Handle<String, String>) {
+    let layer = layer_for_checks::<T>();
+    let (mock, handle) = mock::pair::<String, String>();
+    (layer, mock, handle)
 }
 
 /// Fails the attempt `send` answers with [`Transient`], and checks that
@@ -243,9 +252,7 @@ where
     T: Subject,
     Wrapped<T>: Service<String, Response = String, Error = BoxError> + Clone,
 {
-    let layer = T::layer();
-    pause_for_retries::<T>();
-    let (mock, mut handle) = mock::pair::<String, String>();
+    let (layer, mock, mut handle) = layer_and_mock::<T>();
     handle.allow(1);
     let mut svc = tower_test::mock::Spawn::new(layer.layer(mock));
     assert_ready_ok!(svc.poll_ready());
@@ -336,9 +343,7 @@ where
     T: Subject,
     Wrapped<T>: Service<String, Response = String, Error = BoxError> + Clone,
 {
-    let layer = T::layer();
-    pause_for_retries::<T>();
-    let (mock, mut handle) = mock::pair::<String, String>();
+    let (layer, mock, mut handle) = layer_and_mock::<T>();
     let mut a = layer.layer(mock);
     let mut b = a.clone();
 
@@ -395,9 +400,7 @@ where
     }
     impl std::error::Error for Boom {}
 
-    let layer = T::layer();
-    pause_for_retries::<T>();
-    let (mock, mut handle) = mock::pair::<String, String>();
+    let (layer, mock, mut handle) = layer_and_mock::<T>();
     let mut svc = layer.layer(mock);
     let mut response = tokio_test::task::spawn(svc.ready().await.expect("ready").call(request(0)));
     assert_pending!(response.poll());
@@ -422,9 +425,7 @@ where
     T: Subject,
     Wrapped<T>: Service<String, Response = String, Error = BoxError>,
 {
-    let layer = T::layer();
-    pause_for_retries::<T>();
-    let (mock, mut handle) = mock::pair::<String, String>();
+    let (layer, mock, mut handle) = layer_and_mock::<T>();
     let mut svc = layer.layer(mock);
 
     let mut response = tokio_test::task::spawn(svc.ready().await.expect("ready").call(request(0)));
@@ -464,8 +465,7 @@ where
     WrappedPanicky<T>: Service<String, Response = String, Error = BoxError>,
     Wrapped<T>: Service<String, Response = String, Error = BoxError>,
 {
-    let layer = T::layer();
-    pause_for_retries::<T>();
+    let layer = layer_for_checks::<T>();
     let mut svc =
         tower_test::mock::Spawn::new(layer.layer(Panicky::for_subject::<T>(PanicAt::Call)));
     assert_ready_ok!(svc.poll_ready());
@@ -505,8 +505,7 @@ where
     WrappedPanicky<T>: Service<String, Response = String, Error = BoxError>,
     <WrappedPanicky<T> as Service<String>>::Future: Send + 'static,
 {
-    let layer = T::layer();
-    pause_for_retries::<T>();
+    let layer = layer_for_checks::<T>();
     let mut svc = layer.layer(Panicky::for_subject::<T>(PanicAt::Future));
     let response = svc.ready().await.expect("ready").call(request(0));
     assert_eq!(

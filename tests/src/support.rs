@@ -1,13 +1,21 @@
 //! Small pieces every layer's tests and benches share: an inner service
-//! that costs nothing, one call driven without a runtime, and allocations
-//! counted per call.
+//! that costs nothing, one call driven without a runtime, allocations
+//! counted per call, a layer over a mock and a call to it in a task, and
+//! an http body the test feeds chunk by chunk.
 
 use std::convert::Infallible;
+use std::fmt;
 use std::future::{Ready, ready};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
 
-use tower::Service;
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use reflex_core::BoxError;
+use tokio::sync::mpsc;
+use tokio_test::task::Spawn;
+use tower::{Layer, Service, ServiceExt};
+use tower_test::mock;
 
 /// An inner service that is always ready and answers at once: what remains
 /// of a call's cost is the layers' own.
@@ -66,6 +74,26 @@ where
     info.count_total as f64 / calls as f64
 }
 
+/// The service `layer` makes over a tower-test mock, and the mock's
+/// handle.
+pub fn over_mock<L, Req, Res>(layer: L) -> (L::Service, mock::Handle<Req, Res>)
+where
+    L: Layer<mock::Mock<Req, Res>>,
+{
+    let (inner, handle) = mock::pair();
+    (layer.layer(inner), handle)
+}
+
+/// `req` called on `svc` once it is ready, in a tokio-test task that is not
+/// polled yet.
+pub async fn spawn_call<S, Req>(svc: &mut S, req: Req) -> Spawn<S::Future>
+where
+    S: Service<Req>,
+    S::Error: fmt::Debug,
+{
+    tokio_test::task::spawn(svc.ready().await.unwrap().call(req))
+}
+
 /// Runs `future` to its end on a new current-thread runtime whose clock is
 /// paused (time jumps to the next timer when nothing else can run): for
 /// property tests and benches that need tokio's time but no `#[tokio::test]`.
@@ -76,4 +104,24 @@ pub fn block_on_paused<F: std::future::Future>(future: F) -> F::Output {
         .build()
         .expect("a current-thread runtime")
         .block_on(future)
+}
+
+/// An http body fed through a channel: each chunk the test sends is a data
+/// frame, it is pending until one comes (keeping the waker of its last poll
+/// only), and it ends when the sender is dropped.
+#[derive(Debug)]
+pub struct ChannelBody(pub mpsc::UnboundedReceiver<Bytes>);
+
+impl Body for ChannelBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.0
+            .poll_recv(cx)
+            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
 }

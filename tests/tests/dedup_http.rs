@@ -22,6 +22,7 @@ use http_body_util::{BodyExt, Empty, Full};
 use reflex_core::{BoxError, Classify, Outcome, ServerErrorsAsFailures};
 use reflex_dedup::http::ResponseBody;
 use reflex_dedup::{DedupLayer, HttpDedup, HttpDedupBuilder, HttpDedupLayer, HttpKey, Sharing};
+use reflex_tests::support::ChannelBody;
 use tokio::sync::{mpsc, watch};
 use tower::{Layer, Service, ServiceExt};
 
@@ -275,30 +276,13 @@ async fn the_default_key_tells_users_apart_by_authorization_and_cookie() {
     assert_eq!(rig.calls(), 5);
 }
 
-/// A response body whose chunks arrive when the test sends them.
-struct Trickle(mpsc::Receiver<Bytes>);
-
-impl http_body::Body for Trickle {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.0
-            .poll_recv(cx)
-            .map(|chunk| chunk.map(|chunk| Ok(Frame::data(chunk))))
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_post_streams_through_unbuffered_and_unmarked() {
-    let (chunks, body) = mpsc::channel(8);
+    let (chunks, body) = mpsc::unbounded_channel();
     let body = Arc::new(Mutex::new(Some(body)));
     let origin = tower::service_fn(move |_: Req| {
         let body = body.lock().unwrap().take().expect("one call");
-        async move { Ok::<_, BoxError>(Response::new(Trickle(body))) }
+        async move { Ok::<_, BoxError>(Response::new(ChannelBody(body))) }
     });
     let layer = DedupLayer::builder().http().body_limit(16).build().unwrap();
     let post = Request::post("/upload").body(Empty::new()).unwrap();
@@ -312,7 +296,7 @@ async fn a_post_streams_through_unbuffered_and_unmarked() {
     let reader = tokio::spawn(body_of(response));
     for chunk in ["0123456789", "abcdefghij", "ABCDEFGHIJ"] {
         tokio::time::sleep(Duration::from_millis(10)).await;
-        chunks.send(Bytes::from(chunk)).await.unwrap();
+        chunks.send(Bytes::from(chunk)).unwrap();
     }
     drop(chunks);
     assert_eq!(

@@ -205,13 +205,7 @@ impl fmt::Debug for Control {
 impl LayerBuilder for Identity {
     type Layer = Self;
 
-    fn component(self, _: Component) -> Self {
-        self
-    }
-
-    fn sink(self, _: Sink) -> Self {
-        self
-    }
+    crate::ignores_component_and_sink!();
 
     fn build(self) -> Result<Self, ConfigError> {
         Ok(self)
@@ -241,6 +235,23 @@ macro_rules! unclassified {
             fn classified_by(self, _: Cls) -> Self {
                 self
             }
+        }
+    };
+}
+
+/// The `component` and `sink` of a [`LayerBuilder`] impl whose layer has
+/// no name and reports nothing (no layer at all, a timeout): both leave
+/// the builder as it is.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! ignores_component_and_sink {
+    () => {
+        fn component(self, _: $crate::Component) -> Self {
+            self
+        }
+
+        fn sink(self, _: $crate::Sink) -> Self {
+            self
         }
     };
 }

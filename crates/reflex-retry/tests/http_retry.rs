@@ -2,9 +2,6 @@
 //! longer be sent: the caller gets the last attempt's own result.
 #![cfg(feature = "http")]
 
-#[path = "common/body.rs"]
-mod body;
-
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,13 +12,12 @@ use http_body_util::BodyExt;
 use reflex_core::BoxError;
 use reflex_retry::http::ReplayBody;
 use reflex_retry::{Jitter, RetryLayer};
+use reflex_tests::support::ChannelBody;
 use tokio::sync::mpsc;
 use tokio_test::{assert_pending, assert_ready, task};
 use tower::{Layer, ServiceExt, service_fn};
 
-use body::Channel;
-
-type Kept = Arc<Mutex<Option<ReplayBody<Channel>>>>;
+type Kept = Arc<Mutex<Option<ReplayBody<ChannelBody>>>>;
 
 /// The first attempt of a PUT answers 503 while its body is still being
 /// sent (as a connection does), and keeps the body; during the backoff
@@ -45,7 +41,7 @@ async fn a_retry_whose_body_went_past_the_limit_during_the_backoff_ends_with_the
         let calls = Arc::new(AtomicU32::new(0));
         let svc = layer.layer(service_fn({
             let (kept, calls) = (kept.clone(), calls.clone());
-            move |req: Request<ReplayBody<Channel>>| {
+            move |req: Request<ReplayBody<ChannelBody>>| {
                 let first = calls.fetch_add(1, Ordering::SeqCst) == 0;
                 let kept = kept.clone();
                 async move {
@@ -60,7 +56,7 @@ async fn a_retry_whose_body_went_past_the_limit_during_the_backoff_ends_with_the
         }));
         let (tx, rx) = mpsc::unbounded_channel();
         tx.send(Bytes::from("0123")).unwrap();
-        let request = Request::put("/item").body(Channel(rx)).unwrap();
+        let request = Request::put("/item").body(ChannelBody(rx)).unwrap();
         let mut call = task::spawn(svc.oneshot(request));
         assert_pending!(call.poll(), "the 503 is retried after the backoff");
 
@@ -94,12 +90,12 @@ async fn a_body_that_goes_past_the_limit_while_the_service_gets_ready_is_not_sen
         .unwrap();
     let handle = layer.handle();
     let (mut svc, mut server) =
-        tower_test::mock::spawn_layer::<Request<ReplayBody<Channel>>, Response<()>, _>(layer);
+        tower_test::mock::spawn_layer::<Request<ReplayBody<ChannelBody>>, Response<()>, _>(layer);
     let (tx, rx) = mpsc::unbounded_channel();
     tx.send(Bytes::from("0123")).unwrap();
     server.allow(1);
-    assert_ready!(svc.poll_ready::<Request<Channel>>()).unwrap();
-    let request = Request::put("/item").body(Channel(rx)).unwrap();
+    assert_ready!(svc.poll_ready::<Request<ChannelBody>>()).unwrap();
+    let request = Request::put("/item").body(ChannelBody(rx)).unwrap();
     let mut call = task::spawn(svc.call(request));
     assert_pending!(call.poll());
     let (first, respond) = server.next_request().await.expect("the first attempt");

@@ -3,9 +3,6 @@
 //! for the body are woken.
 #![cfg(feature = "http")]
 
-#[path = "common/body.rs"]
-mod body;
-
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -19,11 +16,10 @@ use http_body_util::{BodyExt, Empty, Full};
 use reflex_core::BoxError;
 use reflex_retry::NotReplayable;
 use reflex_retry::http::ReplayBody;
+use reflex_tests::support::ChannelBody;
 use tokio::sync::mpsc;
 use tokio_test::task;
 use tokio_test::{assert_pending, assert_ready};
-
-use body::Channel;
 
 /// A body of set frames, of unknown length, that counts its polls and may
 /// end in an error or a panic.
@@ -208,7 +204,7 @@ fn a_copy_knows_the_size_and_the_end_of_what_it_sends() {
 #[test]
 fn copies_waiting_for_the_body_are_woken_when_it_moves_on_or_the_reader_goes() {
     let (tx, rx) = mpsc::unbounded_channel();
-    let body = ReplayBody::new(Channel(rx), 64);
+    let body = ReplayBody::new(ChannelBody(rx), 64);
     let mut first = task::spawn(body.try_clone().unwrap());
     let mut second = task::spawn(body.try_clone().unwrap());
     drop(body);
@@ -237,7 +233,7 @@ fn copies_waiting_for_the_body_are_woken_when_it_moves_on_or_the_reader_goes() {
 #[test]
 fn every_copy_waiting_is_woken_when_the_body_moves_on_whichever_polled_it_last() {
     let (tx, rx) = mpsc::unbounded_channel();
-    let body = ReplayBody::new(Channel(rx), 64);
+    let body = ReplayBody::new(ChannelBody(rx), 64);
     let mut first = task::spawn(body.try_clone().unwrap());
     let mut second = task::spawn(body.try_clone().unwrap());
     assert_pending!(second.enter(|cx, body| body.poll_frame(cx)));
@@ -256,7 +252,7 @@ fn every_copy_waiting_is_woken_when_the_body_moves_on_whichever_polled_it_last()
 #[test]
 fn a_copy_that_waited_alone_is_woken_when_a_later_copy_reads_on() {
     let (tx, rx) = mpsc::unbounded_channel();
-    let mut first = task::spawn(ReplayBody::new(Channel(rx), 64));
+    let mut first = task::spawn(ReplayBody::new(ChannelBody(rx), 64));
     assert_pending!(first.enter(|cx, body| body.poll_frame(cx)));
     let mut second = task::spawn(first.try_clone().unwrap());
     assert_pending!(second.enter(|cx, body| body.poll_frame(cx)));

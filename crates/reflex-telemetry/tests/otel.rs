@@ -15,6 +15,7 @@ use reflex_core::{BoxError, BreakerState};
 use reflex_tests::traffic::Stack;
 use reflex_witness::{Clock, Totals, Witness};
 use tower::{Layer, ServiceExt, service_fn};
+use traffic::{Series, series};
 
 /// api calls db, with a breaker and a shed limit.
 struct Traffic {
@@ -44,8 +45,6 @@ enum Point {
         sum: f64,
     },
 }
-
-type Series = (String, BTreeMap<String, String>);
 
 fn attributes<'a>(kvs: impl Iterator<Item = &'a KeyValue>) -> BTreeMap<String, String> {
     kvs.map(|kv| (kv.key.as_str().to_owned(), kv.value.as_str().into_owned()))
@@ -103,14 +102,6 @@ fn exported(exporter: &InMemoryMetricExporter) -> BTreeMap<Series, Point> {
     points
 }
 
-fn series(name: &str, attrs: &[(&str, &str)]) -> Series {
-    let attrs = attrs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    (name.to_owned(), attrs)
-}
-
 /// Every point `totals` stands for, by series; the duration histograms
 /// from `start` on (the registration's totals: a histogram starts when it
 /// is registered), none for a component with no duration since.
@@ -148,14 +139,7 @@ fn expected(totals: &Totals, start: &Totals) -> BTreeMap<Series, Point> {
             put("reflex.shed.limit", &[component], value(limit));
         }
         if let Some(now) = c.breaker {
-            for state in [
-                "closed",
-                "open",
-                "half_open",
-                "forced_open",
-                "disabled",
-                "metrics_only",
-            ] {
+            for state in traffic::BREAKER_STATES {
                 let attrs = [component, ("reflex.breaker.state", state)];
                 put(
                     "reflex.breaker.state",

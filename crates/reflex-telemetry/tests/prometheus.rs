@@ -17,6 +17,7 @@ use reflex_core::BreakerState;
 use reflex_telemetry::prometheus::{CONTENT_TYPE, MetricsService};
 use reflex_witness::Witness;
 use tower::ServiceExt;
+use traffic::{Series, series};
 
 /// api calls db; three cycles of every outcome, signals of the other
 /// layers, a breaker and a shed limit, a report.
@@ -27,9 +28,6 @@ async fn fed_witness() -> Witness {
     }
     witness
 }
-
-/// A sample: its name and labels.
-type Series = (String, BTreeMap<String, String>);
 
 /// The samples of an exposition, by series.
 fn parse(text: &str) -> BTreeMap<Series, f64> {
@@ -62,14 +60,6 @@ fn parse(text: &str) -> BTreeMap<Series, f64> {
         );
     }
     samples
-}
-
-fn series(name: &str, labels: &[(&str, &str)]) -> Series {
-    let labels = labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect();
-    (name.to_owned(), labels)
 }
 
 async fn scrape(service: MetricsService) -> (StatusCode, String, String) {
@@ -142,14 +132,7 @@ async fn the_exposition_holds_every_series_of_the_totals_with_its_value() {
             );
         }
         if let Some(now) = c.breaker {
-            for state in [
-                "closed",
-                "open",
-                "half_open",
-                "forced_open",
-                "disabled",
-                "metrics_only",
-            ] {
+            for state in traffic::BREAKER_STATES {
                 let on = f64::from(u8::from(now.as_str() == state));
                 expect("reflex_breaker_state", &[component, ("state", state)], on);
             }

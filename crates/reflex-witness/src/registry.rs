@@ -141,17 +141,8 @@ impl FirstFailures {
 /// `breaker` when no breaker has reported.
 pub(crate) const NO_BREAKER: u8 = u8::MAX;
 
-pub(crate) const STATES: [BreakerState; 6] = [
-    BreakerState::Closed,
-    BreakerState::Open,
-    BreakerState::HalfOpen,
-    BreakerState::ForcedOpen,
-    BreakerState::Disabled,
-    BreakerState::MetricsOnly,
-];
-
 pub(crate) fn breaker_state(code: u8) -> Option<BreakerState> {
-    STATES.get(usize::from(code)).copied()
+    BreakerState::ALL.get(usize::from(code)).copied()
 }
 
 impl Cell {
@@ -204,7 +195,7 @@ impl Cell {
             Signal::BreakerTransition { to, .. } => {
                 // A state this witness does not know reads as "no breaker",
                 // never as closed.
-                let code = STATES
+                let code = BreakerState::ALL
                     .iter()
                     .position(|s| *s == to)
                     .map_or(NO_BREAKER, |code| code as u8);

@@ -6,7 +6,6 @@ use reflex_core::BreakerState;
 
 use crate::durations::DurationHistogram;
 use crate::events::REJECT_KINDS;
-use crate::registry::STATES;
 use crate::report::KIND_NAMES;
 use crate::snapshot::Snapshot;
 use crate::state::ComponentState;
@@ -257,10 +256,12 @@ impl ComponentTotals {
             self.duration.add(durations);
         }
         self.in_flight = state.in_flight;
-        self.breaker = state
-            .breaker
-            .as_deref()
-            .and_then(|name| STATES.iter().copied().find(|s| s.as_str() == name));
+        self.breaker = state.breaker.as_deref().and_then(|name| {
+            BreakerState::ALL
+                .iter()
+                .copied()
+                .find(|s| s.as_str() == name)
+        });
         self.shed_limit = state.shed_limit;
         self.fleet_link_up = state.fleet_link_up;
         self.slot_queue_depth = u64::try_from(state.slot_queue_depth).unwrap_or(u64::MAX);

@@ -4,13 +4,15 @@ use std::fmt;
 use std::sync::Arc;
 
 use reflex_core::origin::Frame;
-use reflex_core::{BreakerControl, Component, Control, ShedControl, Signal, SignalSink};
+use reflex_core::{
+    BreakerControl, BreakerState, Component, Control, ShedControl, Signal, SignalSink,
+};
 use tokio::sync::broadcast;
 
 use crate::episode::Episode;
 use crate::hooks::{Cycle, CycleHook};
 use crate::patterns::{CallCtx, pack};
-use crate::registry::{Cell, STATES};
+use crate::registry::Cell;
 use crate::report::Report;
 use crate::runtime::Inner;
 use crate::sink::WitnessSink;
@@ -163,7 +165,7 @@ impl Witness {
                 .components
                 .iter()
                 .filter(|c| {
-                    STATES
+                    BreakerState::ALL
                         .iter()
                         .any(|s| s.refuses() && c.breaker.as_deref() == Some(s.as_str()))
                 })

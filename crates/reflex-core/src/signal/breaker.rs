@@ -29,6 +29,24 @@ pub enum BreakerState {
 // === impl BreakerState ===
 
 impl BreakerState {
+    /// Every state, in the order they are declared: what a metric with a
+    /// series for each state (one `1`, the others `0`) walks.
+    ///
+    /// ```
+    /// use reflex_core::BreakerState;
+    ///
+    /// assert_eq!(BreakerState::ALL[0], BreakerState::Closed);
+    /// assert!(BreakerState::ALL.contains(&BreakerState::MetricsOnly));
+    /// ```
+    pub const ALL: &'static [Self] = &[
+        Self::Closed,
+        Self::Open,
+        Self::HalfOpen,
+        Self::ForcedOpen,
+        Self::Disabled,
+        Self::MetricsOnly,
+    ];
+
     /// A short, stable, lowercase name, fit for metric labels and logs.
     ///
     /// ```

@@ -7,18 +7,14 @@
 
 use std::time::Duration;
 
-use reflex_core::BoxError;
 use reflex_dedup::{DedupBuilder, Share};
-use tokio_test::task::{Spawn, spawn};
 use tokio_test::{assert_pending, assert_ready};
-use tower::{Layer, Service, ServiceExt};
 use tower_test::mock;
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
 
 use reflex_tests::capture::{self, Captured, at, loud, only};
-
-type Inner = mock::Mock<u32, u32>;
+use reflex_tests::support::{over_mock, spawn_call};
 
 /// Shares even answers only, and weighs an answer by its value.
 #[derive(Clone, Copy)]
@@ -47,19 +43,6 @@ fn builder() -> DedupBuilder<u32, u32, impl Fn(&u32) -> Option<u32> + Clone> {
         .component("db")
 }
 
-/// The service a dedup layer makes over a mock, and the mock's handle.
-fn over_mock<L: Layer<Inner>>(layer: L) -> (L::Service, mock::Handle<u32, u32>) {
-    let (inner, handle) = mock::pair();
-    (layer.layer(inner), handle)
-}
-
-async fn call<S>(svc: &mut S, n: u32) -> Spawn<S::Future>
-where
-    S: Service<u32, Error = BoxError>,
-{
-    spawn(svc.ready().await.unwrap().call(n))
-}
-
 /// Answers the next request the mock gets with `n`.
 async fn respond(inner: &mut mock::Handle<u32, u32>, n: u32) {
     let (_, send) = inner.next_request().await.unwrap();
@@ -78,13 +61,13 @@ async fn joining_a_call_and_a_cache_hit_are_trace_events() {
     capture::start(LevelFilter::TRACE);
     let layer = builder().cache(Duration::from_secs(60), 1).build().unwrap();
     let (mut svc, mut inner) = over_mock(layer);
-    let mut leader = call(&mut svc, KEY).await;
-    let mut follower = call(&mut svc, KEY).await;
+    let mut leader = spawn_call(&mut svc, KEY).await;
+    let mut follower = spawn_call(&mut svc, KEY).await;
     assert_pending!(follower.poll());
     respond(&mut inner, 1).await;
     assert_eq!(assert_ready!(leader.poll()).unwrap(), 1);
     assert_eq!(assert_ready!(follower.poll()).unwrap(), 1);
-    let mut cached = call(&mut svc, KEY).await;
+    let mut cached = spawn_call(&mut svc, KEY).await;
     assert_eq!(assert_ready!(cached.poll()).unwrap(), 1);
 
     let events = capture::take();
@@ -105,8 +88,8 @@ async fn a_leader_that_leaves_and_a_follower_that_calls_alone_are_debug_events()
     capture::start(LevelFilter::DEBUG);
     let layer = builder().share(EvenShared).build().unwrap();
     let (mut svc, mut inner) = over_mock(layer);
-    let leader = call(&mut svc, KEY).await;
-    let mut follower = call(&mut svc, KEY).await;
+    let leader = spawn_call(&mut svc, KEY).await;
+    let mut follower = spawn_call(&mut svc, KEY).await;
     assert_pending!(follower.poll());
     drop(leader);
     respond(&mut inner, 2).await;
@@ -121,8 +104,8 @@ async fn a_leader_that_leaves_and_a_follower_that_calls_alone_are_debug_events()
 
     // An odd answer is not shared: the leader takes it, the follower makes
     // its own call.
-    let mut leader = call(&mut svc, KEY).await;
-    let mut follower = call(&mut svc, KEY).await;
+    let mut leader = spawn_call(&mut svc, KEY).await;
+    let mut follower = spawn_call(&mut svc, KEY).await;
     assert_pending!(follower.poll());
     respond(&mut inner, 1).await;
     assert_eq!(assert_ready!(leader.poll()).unwrap(), 1);
@@ -149,7 +132,7 @@ async fn what_the_cache_cannot_keep_is_a_debug_event_and_evictions_trace() {
         .unwrap();
     let (mut svc, mut inner) = over_mock(layer);
     for (key, answer) in [(KEY, 100), (1, 2), (3, 4)] {
-        let mut request = call(&mut svc, key).await;
+        let mut request = spawn_call(&mut svc, key).await;
         respond(&mut inner, answer).await;
         assert_eq!(assert_ready!(request.poll()).unwrap(), answer);
     }
@@ -181,12 +164,12 @@ async fn ten_thousand_wait_timeouts_write_one_summary_per_interval() {
         .wait_timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let (mut svc, _inner) = over_mock(layer);
+    let (mut svc, _inner) = over_mock::<_, u32, u32>(layer);
     // 5000 calls, each with a leader and a follower.
     let mut waiters = Vec::new();
     for key in (KEY..).take(5_000) {
         for _ in 0..2 {
-            let mut waiter = call(&mut svc, key).await;
+            let mut waiter = spawn_call(&mut svc, key).await;
             assert_pending!(waiter.poll());
             waiters.push(waiter);
         }
@@ -217,7 +200,7 @@ async fn ten_thousand_wait_timeouts_write_one_summary_per_interval() {
     assert_eq!(loud.len(), 1, "one summary in the interval: {loud:#?}");
 
     tokio::time::advance(Duration::from_secs(10)).await;
-    let mut late = call(&mut svc, 1).await;
+    let mut late = spawn_call(&mut svc, 1).await;
     assert_pending!(late.poll());
     tokio::time::advance(Duration::from_secs(1)).await;
     assert!(assert_ready!(late.poll()).is_err());
@@ -238,11 +221,11 @@ async fn ten_thousand_wait_timeouts_write_one_summary_per_interval() {
 async fn refusals_are_debug_events_summed_up_once_per_interval() {
     capture::start(LevelFilter::DEBUG);
     let layer = builder().refuse_duplicates().max_keys(1).build().unwrap();
-    let (mut svc, _inner) = over_mock(layer);
-    let _leader = call(&mut svc, KEY).await;
+    let (mut svc, _inner) = over_mock::<_, u32, u32>(layer);
+    let _leader = spawn_call(&mut svc, KEY).await;
     for _ in 0..10_000 {
-        assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
-        assert!(assert_ready!(call(&mut svc, 1).await.poll()).is_err());
+        assert!(assert_ready!(spawn_call(&mut svc, KEY).await.poll()).is_err());
+        assert!(assert_ready!(spawn_call(&mut svc, 1).await.poll()).is_err());
     }
     let events = capture::take();
     let refused = at(&events, Level::DEBUG);
@@ -276,13 +259,13 @@ async fn refusals_are_debug_events_summed_up_once_per_interval() {
 async fn refusals_are_not_counted_for_a_summary_while_their_level_is_off() {
     capture::start(LevelFilter::ERROR);
     let layer = builder().max_keys(1).build().unwrap();
-    let (mut svc, _inner) = over_mock(layer);
-    let _leader = call(&mut svc, KEY).await;
+    let (mut svc, _inner) = over_mock::<_, u32, u32>(layer);
+    let _leader = spawn_call(&mut svc, KEY).await;
     capture::assert_uncounted_while_off(
         "requests refused by dedup: too many distinct keys in flight",
         Level::WARN,
         async || {
-            assert!(assert_ready!(call(&mut svc, 1).await.poll()).is_err());
+            assert!(assert_ready!(spawn_call(&mut svc, 1).await.poll()).is_err());
         },
     )
     .await;

@@ -7,14 +7,14 @@
 
 use reflex_core::BoxError;
 use reflex_slot::{Policy, SlotAdmissionLayer};
-use tokio_test::task::{Spawn, spawn};
 use tokio_test::{assert_pending, assert_ready};
-use tower::{Layer, Service, ServiceExt};
+use tower::Service;
 use tower_test::mock;
 use tracing::Level;
 use tracing::level_filters::LevelFilter;
 
 use reflex_tests::capture::{self, Captured, at, loud, only};
+use reflex_tests::support::{over_mock, spawn_call};
 
 /// The secret key of these tests: it must appear in no event.
 const KEY: u32 = 4242;
@@ -34,15 +34,7 @@ fn slots(
         .component("jobs")
         .build()
         .unwrap();
-    let (inner, handle) = mock::pair();
-    (layer.layer(inner), handle)
-}
-
-async fn call<S>(svc: &mut S, n: u32) -> Spawn<S::Future>
-where
-    S: Service<u32, Error = BoxError>,
-{
-    spawn(svc.ready().await.unwrap().call(n))
+    over_mock(layer)
 }
 
 fn assert_no_key(events: &[Captured]) {
@@ -53,9 +45,9 @@ fn assert_no_key(events: &[Captured]) {
 async fn queueing_waiting_and_abandoning_are_debug_events() {
     capture::start(LevelFilter::TRACE);
     let (mut svc, mut inner) = slots(Policy::Queue, 8);
-    let mut running = call(&mut svc, KEY).await;
-    let mut next = call(&mut svc, KEY).await;
-    let gone = call(&mut svc, KEY).await;
+    let mut running = spawn_call(&mut svc, KEY).await;
+    let mut next = spawn_call(&mut svc, KEY).await;
+    let gone = spawn_call(&mut svc, KEY).await;
     drop(gone);
     assert_pending!(next.poll());
     let (_, answer) = inner.next_request().await.unwrap();
@@ -92,8 +84,8 @@ async fn queueing_waiting_and_abandoning_are_debug_events() {
 async fn a_replacement_is_a_debug_event() {
     capture::start(LevelFilter::TRACE);
     let (mut svc, _inner) = slots(Policy::Replace, 8);
-    let mut running = call(&mut svc, KEY).await;
-    let _newer = call(&mut svc, KEY).await;
+    let mut running = spawn_call(&mut svc, KEY).await;
+    let _newer = spawn_call(&mut svc, KEY).await;
     assert!(assert_ready!(running.poll()).is_err());
     let events = capture::take();
     only(&events, "request replaced by a newer one").assert(
@@ -112,14 +104,14 @@ async fn a_replacement_is_a_debug_event() {
 async fn ten_thousand_busy_refusals_write_one_summary_per_interval() {
     capture::start(LevelFilter::TRACE);
     let (mut svc, _inner) = slots(Policy::DropIfRunning, 8);
-    let _running = call(&mut svc, KEY).await;
+    let _running = spawn_call(&mut svc, KEY).await;
     let (refused, summary) = capture::assert_burst_summarised(
         10_000,
         1,
         "requests refused: slot busy",
         Level::INFO,
         async || {
-            assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+            assert!(assert_ready!(spawn_call(&mut svc, KEY).await.poll()).is_err());
         },
     )
     .await;
@@ -138,11 +130,11 @@ async fn ten_thousand_busy_refusals_write_one_summary_per_interval() {
 async fn ten_thousand_queue_full_refusals_write_one_warn_summary() {
     capture::start(LevelFilter::DEBUG);
     let (mut svc, _inner) = slots(Policy::Queue, 1);
-    let _running = call(&mut svc, KEY).await;
-    let _waiting = call(&mut svc, KEY).await;
+    let _running = spawn_call(&mut svc, KEY).await;
+    let _waiting = spawn_call(&mut svc, KEY).await;
     capture::take();
     for _ in 0..10_000 {
-        assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+        assert!(assert_ready!(spawn_call(&mut svc, KEY).await.poll()).is_err());
     }
     let events = capture::take();
     let refused = at(&events, Level::DEBUG);
@@ -163,9 +155,9 @@ async fn ten_thousand_queue_full_refusals_write_one_warn_summary() {
 async fn refusals_are_not_counted_for_a_summary_while_their_level_is_off() {
     capture::start(LevelFilter::ERROR);
     let (mut svc, _inner) = slots(Policy::DropIfRunning, 8);
-    let _running = call(&mut svc, KEY).await;
+    let _running = spawn_call(&mut svc, KEY).await;
     capture::assert_uncounted_while_off("requests refused: slot busy", Level::INFO, async || {
-        assert!(assert_ready!(call(&mut svc, KEY).await.poll()).is_err());
+        assert!(assert_ready!(spawn_call(&mut svc, KEY).await.poll()).is_err());
     })
     .await;
 }

@@ -44,16 +44,6 @@ impl Latest {
     }
 }
 
-/// The breaker states, each an attribute value of `reflex.breaker.state`.
-const BREAKER_STATES: [BreakerState; 6] = [
-    BreakerState::Closed,
-    BreakerState::Open,
-    BreakerState::HalfOpen,
-    BreakerState::ForcedOpen,
-    BreakerState::Disabled,
-    BreakerState::MetricsOnly,
-];
-
 fn component(c: &ComponentTotals) -> KeyValue {
     KeyValue::new(COMPONENT, c.component.clone())
 }
@@ -217,7 +207,7 @@ fn gauges(meter: &Meter, latest: &Arc<Latest>) {
         )
         .with_callback(per_component(latest, |instrument, c| {
             let Some(now) = c.breaker else { return };
-            for state in BREAKER_STATES {
+            for &state in BreakerState::ALL {
                 let attributes = [
                     component(c),
                     KeyValue::new("reflex.breaker.state", state.as_str()),

@@ -45,16 +45,6 @@ pub struct WitnessCollector {
     witness: Witness,
 }
 
-/// The breaker states, each a series of `reflex_breaker_state`.
-const BREAKER_STATES: [BreakerState; 6] = [
-    BreakerState::Closed,
-    BreakerState::Open,
-    BreakerState::HalfOpen,
-    BreakerState::ForcedOpen,
-    BreakerState::Disabled,
-    BreakerState::MetricsOnly,
-];
-
 /// A counter of one component.
 type Count = fn(&ComponentTotals) -> u64;
 
@@ -212,7 +202,7 @@ fn encode_gauges(encoder: &mut DescriptorEncoder<'_>, totals: &Totals) -> fmt::R
     )?;
     for c in &totals.components {
         let Some(now) = c.breaker else { continue };
-        for state in BREAKER_STATES {
+        for &state in BreakerState::ALL {
             let labels = [
                 ("component", c.component.as_str()),
                 ("state", state.as_str()),

@@ -1,6 +1,9 @@
 //! What the exports' tests share: a witness over `reflex_tests`'s
-//! traffic fixture (api calls db), and one cycle of every outcome.
+//! traffic fixture (api calls db), one cycle of every outcome, the names
+//! of the outcomes and breaker states, and the series an export is read
+//! into.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use reflex_core::{BoxError, BreakerState, Component, Control, RejectKind, Signal, SignalSink};
@@ -85,4 +88,27 @@ pub(crate) fn outcomes(c: &ComponentTotals) -> [(&'static str, u64); 5] {
         ("cancelled", c.cancelled),
         ("rejected", c.rejected_total()),
     ]
+}
+
+/// Every breaker state's name, as the exports write it: a series each.
+pub(crate) const BREAKER_STATES: [&str; 6] = [
+    "closed",
+    "open",
+    "half_open",
+    "forced_open",
+    "disabled",
+    "metrics_only",
+];
+
+/// A series: its metric's name, and its labels (Prometheus) or attributes
+/// (OpenTelemetry) by name.
+pub(crate) type Series = (String, BTreeMap<String, String>);
+
+/// The series of metric `name` with labels or attributes `attrs`.
+pub(crate) fn series(name: &str, attrs: &[(&str, &str)]) -> Series {
+    let attrs = attrs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    (name.to_owned(), attrs)
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, ConfigErrorKind, Handled, LayerBuilder, Sink};
+use reflex_core::{ConfigError, ConfigErrorKind, Handled, LayerBuilder};
 use tower::Layer;
 
 /// A timeout on every call to the inner service: tower's
@@ -46,13 +46,7 @@ impl<S> Layer<S> for Timeout {
 impl LayerBuilder for Timeout {
     type Layer = Self;
 
-    fn component(self, _: Component) -> Self {
-        self
-    }
-
-    fn sink(self, _: Sink) -> Self {
-        self
-    }
+    reflex_core::ignores_component_and_sink!();
 
     fn build(self) -> Result<Self, ConfigError> {
         if self.0.is_zero() {
