@@ -160,12 +160,13 @@ impl Counter {
         self.soft.load(Ordering::Relaxed)
     }
 
-    /// Sets both limits. Every admission ordered after this call sees the new
+    /// Sets both limits (`hard` in `0..=MAX_LIMIT`: 0 refuses every
+    /// request, as a replica holding none of its fleet's permits). Every admission ordered after this call sees the new
     /// hard limit. Requests in flight above a lowered limit finish; none is
     /// cancelled. Withdrawing the soft limit (`NO_SOFT_LIMIT`) ends an
     /// excursion in progress at once.
     pub(crate) fn set_limits(&self, hard: usize, soft: usize) -> LimitsChanged {
-        debug_assert!((1..=MAX_LIMIT).contains(&hard));
+        debug_assert!(hard <= MAX_LIMIT);
         let previous_soft = self.soft.swap(soft, Ordering::Relaxed);
         let keep = if soft == NO_SOFT_LIMIT {
             COUNT
@@ -218,8 +219,11 @@ pub(crate) fn low_water(soft: usize) -> usize {
 
 /// The soft limit keeps its proportion of the hard limit: configured 80 of
 /// 100, it becomes 40 of 50. It stays below the hard limit, and where that
-/// leaves no room (a hard limit of 1) there is no soft limit.
+/// leaves no room (a hard limit of 1, or 0) there is no soft limit.
 pub(crate) fn rescale_soft(soft: usize, configured_hard: usize, hard: usize) -> usize {
+    if hard == 0 {
+        return NO_SOFT_LIMIT;
+    }
     let scaled = (soft as u128 * hard as u128 / configured_hard as u128) as usize;
     match scaled.min(hard - 1) {
         0 => NO_SOFT_LIMIT,
@@ -342,5 +346,33 @@ mod tests {
         assert_eq!(rescale_soft(9, 10, 1), NO_SOFT_LIMIT, "no room below 1");
         assert_eq!(rescale_soft(1, 4, 3), NO_SOFT_LIMIT, "rounds down to 0");
         assert_eq!(rescale_soft(1, 2, MAX_LIMIT), MAX_LIMIT / 2);
+        assert_eq!(rescale_soft(9, 10, 0), NO_SOFT_LIMIT, "nor below 0");
+    }
+
+    #[test]
+    fn a_limit_of_zero_refuses_every_request_and_lets_the_running_ones_finish() {
+        let counter = Counter::new(3, 2);
+        counter.try_acquire().unwrap();
+        counter.try_acquire().unwrap();
+        assert_eq!(counter.set_limits(0, NO_SOFT_LIMIT).previous_hard, 3);
+        assert_eq!(
+            counter.try_acquire(),
+            Err(Refused {
+                in_flight: 2,
+                hard_limit: 0
+            })
+        );
+        counter.release();
+        counter.release();
+        assert_eq!(
+            counter.try_acquire(),
+            Err(Refused {
+                in_flight: 0,
+                hard_limit: 0
+            }),
+            "refused with nothing in flight too"
+        );
+        counter.set_limits(1, NO_SOFT_LIMIT);
+        assert_eq!(admitted(&counter), 1);
     }
 }

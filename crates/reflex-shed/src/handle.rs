@@ -75,6 +75,13 @@ pub struct ShedMetrics {
     pub pinned: Option<usize>,
     /// An adaptive layer's cap from [`ShedHandle::set_hard_limit`], if any.
     pub cap: Option<usize>,
+    /// A fleet's cap from [`ShedHandle::set_fleet_cap`], if any (it may be
+    /// 0).
+    pub fleet_cap: Option<usize>,
+    /// The limit the layer would have without its fleet cap: what the
+    /// base, the pin and the cap make it. Equal to `hard_limit` when no
+    /// fleet cap binds.
+    pub local_limit: usize,
     /// An adaptive layer's estimator, `None` for a fixed limit.
     pub adaptive: Option<AdaptiveMetrics>,
     /// Critical requests running now.
@@ -94,6 +101,9 @@ pub enum LimitSource {
     /// A cap from [`ShedHandle::set_hard_limit`] (a witness's reflex),
     /// below what the limit would be without it.
     Capped,
+    /// A fleet's cap from [`ShedHandle::set_fleet_cap`] (a fleet-wide
+    /// budget's lease), below what the limit would be without it.
+    Fleet,
 }
 
 /// An adaptive limit's live numbers, in [`ShedMetrics::adaptive`].
@@ -139,7 +149,9 @@ impl ShedHandle {
         let inputs = self.shared.inputs();
         let adaptive = self.shared.estimator_view().map(adaptive_metrics);
         let uncapped = inputs.pin.unwrap_or(inputs.base);
+        let local_limit = inputs.local_limit();
         let limit_source = match (inputs.cap, inputs.pin) {
+            _ if inputs.fleet.is_some_and(|fleet| fleet < local_limit) => LimitSource::Fleet,
             (Some(cap), _) if cap < uncapped => LimitSource::Capped,
             (_, Some(_)) => LimitSource::Pinned,
             _ if adaptive.is_some() => LimitSource::Adaptive,
@@ -153,6 +165,8 @@ impl ShedHandle {
             limit_source,
             pinned: inputs.pin,
             cap: inputs.cap,
+            fleet_cap: inputs.fleet,
+            local_limit,
             adaptive,
             critical_in_flight: self.shared.critical_in_flight(),
         }
@@ -245,6 +259,61 @@ impl ShedHandle {
     pub fn pin_limit(&self, limit: Option<usize>) -> Result<(), ConfigError> {
         self.shared.pin_limit(limit)
     }
+
+    /// Bounds the limit in force by a fleet's cap, or, with `None`, lifts
+    /// that bound. The limit in force becomes the lower of what the layer
+    /// would have without it (its fixed or adaptive limit, its pin, its
+    /// cap from [`set_hard_limit`](Self::set_hard_limit)) and `cap`.
+    ///
+    /// This is the seam of a fleet-wide concurrency budget
+    /// (`reflex-redis`'s `FleetBudget`): the permits a replica leased from
+    /// its fleet. `Some(0)` is allowed and sheds every request: a replica
+    /// holding no permits. It is an input of its own: a reflex's
+    /// [`set_hard_limit`](Self::set_hard_limit) and an operator's
+    /// [`pin_limit`](Self::pin_limit) go on steering the layer's own limit
+    /// beneath it, and can still lower the limit in force below it.
+    ///
+    /// [`hard_limit`](reflex_core::ShedControl::hard_limit) reads the
+    /// limit in force, fleet cap included; a reflex that lowers the limit
+    /// and later restores what it read restores a value the fleet cap may
+    /// have set. Read [`ShedMetrics::local_limit`] to restore the layer's
+    /// own.
+    ///
+    /// Every admission ordered after this call is decided against the new
+    /// limit; requests in flight above a lowered limit finish. The fixed
+    /// limit's admission is still one compare-and-swap. Changes are logged
+    /// at DEBUG and emit no signal (they are as frequent as a budget's
+    /// renewals).
+    ///
+    /// # Errors
+    ///
+    /// When `cap` is above 2³¹ − 1; nothing changes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use reflex_shed::{ConcurrencyShedLayer, LimitSource};
+    ///
+    /// let handle = ConcurrencyShedLayer::builder().hard_limit(50).build()?.handle();
+    /// handle.set_fleet_cap(Some(12))?;
+    /// let metrics = handle.metrics();
+    /// assert_eq!((metrics.hard_limit, metrics.local_limit), (12, 50));
+    /// assert_eq!(metrics.limit_source, LimitSource::Fleet);
+    ///
+    /// // A reflex still lowers the limit beneath the fleet's cap.
+    /// handle.set_hard_limit(5)?;
+    /// assert_eq!(handle.metrics().hard_limit, 5);
+    ///
+    /// // No permits: every request is shed.
+    /// handle.set_fleet_cap(Some(0))?;
+    /// assert_eq!(handle.metrics().hard_limit, 0);
+    /// handle.set_fleet_cap(None)?;
+    /// assert_eq!(handle.metrics().hard_limit, 5);
+    /// # Ok::<_, reflex_core::ConfigError>(())
+    /// ```
+    pub fn set_fleet_cap(&self, cap: Option<usize>) -> Result<(), ConfigError> {
+        self.shared.set_fleet_cap(cap)
+    }
 }
 
 fn adaptive_metrics(view: View) -> AdaptiveMetrics {
@@ -307,8 +376,9 @@ impl ShedMetrics {
     /// # Ok::<_, reflex_core::ConfigError>(())
     /// ```
     pub fn soft_depth_ratio(&self) -> f64 {
-        // Both limits are at least 1: no division by zero.
-        let reference = self.soft_limit.unwrap_or(self.hard_limit);
+        // A soft limit is at least 1; the hard limit may be 0 (a fleet cap
+        // of 0), where a count of 1 stands in: no division by zero.
+        let reference = self.soft_limit.unwrap_or(self.hard_limit).max(1);
         self.in_flight as f64 / reference as f64
     }
 }

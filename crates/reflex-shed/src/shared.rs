@@ -284,6 +284,19 @@ impl Shared {
         Ok(())
     }
 
+    /// Bounds the limit by a fleet's cap (0 refuses all), or lifts it with
+    /// `None`. Automatic as the estimator is: DEBUG log, no signal.
+    pub(crate) fn set_fleet_cap(&self, cap: Option<usize>) -> Result<(), ConfigError> {
+        if let Some(cap) = cap {
+            validate::fleet_cap(cap)?;
+        }
+        self.steering.set_fleet(cap);
+        if let Some((from, to)) = self.publish().changed {
+            tracing::debug!(component = %self.component, from, to, "fleet cap moved the hard limit");
+        }
+        Ok(())
+    }
+
     /// Publishes a change of the handle's, and says so.
     fn steer(&self) {
         let before = self.counter.hard_limit();

@@ -1,10 +1,11 @@
 //! [`Steering`]: what sets the limit in force, and how it reaches the
 //! counter.
 //!
-//! Three inputs decide it: the base (a fixed layer's hard limit, or what
-//! the adaptive estimator asks for), an operator's pin, and a reflex's cap.
-//! The limit in force is the pin if set, else the base, and never above
-//! the cap. Whoever changes an input publishes: one state word says idle,
+//! Four inputs decide it: the base (a fixed layer's hard limit, or what
+//! the adaptive estimator asks for), an operator's pin, a reflex's cap,
+//! and a fleet's cap (the permits a fleet-wide budget leased this
+//! replica). The limit in force is the pin if set, else the base, and
+//! never above either cap; the fleet's cap alone may be 0. Whoever changes an input publishes: one state word says idle,
 //! busy (someone writes the limit) or busy and dirty (an input changed
 //! meanwhile). A caller that finds it idle takes it and writes the limit
 //! the inputs say; one that finds it busy marks it dirty and leaves; the
@@ -17,6 +18,8 @@ use crate::loom::{AtomicUsize, Ordering};
 
 /// "Not set", for the pin and the cap: no limit is 0.
 const UNSET: usize = 0;
+/// "Not set", for the fleet's cap, which may be 0.
+const NO_FLEET_CAP: usize = usize::MAX;
 
 /// The states of the publication word.
 const IDLE: usize = 0;
@@ -28,6 +31,7 @@ pub(crate) struct Steering {
     base: AtomicUsize,
     pin: AtomicUsize,
     cap: AtomicUsize,
+    fleet: AtomicUsize,
     /// `IDLE`, `BUSY`, or `DIRTY` (busy, and an input changed since).
     state: AtomicUsize,
 }
@@ -38,6 +42,7 @@ pub(crate) struct Inputs {
     pub(crate) base: usize,
     pub(crate) pin: Option<usize>,
     pub(crate) cap: Option<usize>,
+    pub(crate) fleet: Option<usize>,
 }
 
 /// What a publication did, for its publisher to signal.
@@ -52,8 +57,15 @@ pub(crate) struct Published {
 // === impl Inputs ===
 
 impl Inputs {
-    /// The limit they set: the pin or the base, at most the cap.
+    /// The limit they set: the pin or the base, at most the caps.
     pub(crate) fn limit(&self) -> usize {
+        let local = self.local_limit();
+        self.fleet.map_or(local, |fleet| local.min(fleet))
+    }
+
+    /// The limit without the fleet's cap: the pin or the base, at most the
+    /// reflex's cap.
+    pub(crate) fn local_limit(&self) -> usize {
         let limit = self.pin.unwrap_or(self.base);
         self.cap.map_or(limit, |cap| limit.min(cap))
     }
@@ -67,6 +79,7 @@ impl Steering {
             base: AtomicUsize::new(base),
             pin: AtomicUsize::new(UNSET),
             cap: AtomicUsize::new(UNSET),
+            fleet: AtomicUsize::new(NO_FLEET_CAP),
             state: AtomicUsize::new(IDLE),
         }
     }
@@ -77,6 +90,10 @@ impl Steering {
             base: self.base.load(Ordering::Relaxed),
             pin: set(self.pin.load(Ordering::Relaxed)),
             cap: set(self.cap.load(Ordering::Relaxed)),
+            fleet: match self.fleet.load(Ordering::Relaxed) {
+                NO_FLEET_CAP => None,
+                fleet => Some(fleet),
+            },
         }
     }
 
@@ -90,6 +107,11 @@ impl Steering {
 
     pub(crate) fn set_cap(&self, cap: Option<usize>) {
         self.cap.store(cap.unwrap_or(UNSET), Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_fleet(&self, fleet: Option<usize>) {
+        self.fleet
+            .store(fleet.unwrap_or(NO_FLEET_CAP), Ordering::Relaxed);
     }
 
     /// Brings the counter's limits to what the inputs say, unless another
@@ -147,12 +169,41 @@ mod tests {
 
     #[test]
     fn the_pin_wins_over_the_base_and_the_cap_over_both() {
-        let inputs = |base, pin, cap| Inputs { base, pin, cap }.limit();
+        let inputs = |base, pin, cap| {
+            Inputs {
+                base,
+                pin,
+                cap,
+                fleet: None,
+            }
+            .limit()
+        };
         assert_eq!(inputs(10, None, None), 10);
         assert_eq!(inputs(10, Some(30), None), 30);
         assert_eq!(inputs(10, Some(30), Some(20)), 20);
         assert_eq!(inputs(10, None, Some(20)), 10);
         assert_eq!(inputs(10, None, Some(5)), 5);
+    }
+
+    #[test]
+    fn the_fleet_cap_bounds_whatever_the_other_inputs_say_and_may_be_zero() {
+        let inputs = |pin, cap, fleet| Inputs {
+            base: 10,
+            pin,
+            cap,
+            fleet,
+        };
+        assert_eq!(inputs(None, None, Some(4)).limit(), 4);
+        assert_eq!(inputs(None, None, Some(40)).limit(), 10);
+        assert_eq!(inputs(Some(30), None, Some(20)).limit(), 20);
+        assert_eq!(inputs(Some(30), Some(3), Some(20)).limit(), 3);
+        assert_eq!(inputs(Some(30), Some(25), Some(0)).limit(), 0);
+        assert_eq!(inputs(Some(30), Some(25), Some(0)).local_limit(), 25);
+        let steering = Steering::new(10);
+        steering.set_fleet(Some(0));
+        assert_eq!(steering.inputs().fleet, Some(0), "0 is a cap, not unset");
+        steering.set_fleet(None);
+        assert_eq!(steering.inputs().fleet, None);
     }
 
     #[test]

@@ -31,6 +31,20 @@ pub(crate) fn hard_limit(setting: &'static str, limit: usize) -> Result<(), Conf
     Ok(())
 }
 
+/// A fleet's cap: 0 is allowed (a replica holding none of its fleet's
+/// permits refuses every request).
+pub(crate) fn fleet_cap(cap: usize) -> Result<(), ConfigError> {
+    if cap > MAX_LIMIT {
+        return Err(ConfigError::new(
+            LAYER,
+            "fleet_cap",
+            ConfigErrorKind::OutOfRange,
+            format!("must be at most {MAX_LIMIT}"),
+        ));
+    }
+    Ok(())
+}
+
 /// A fraction in `(0, 1]`, or `[0, 1)` when `zero_ok` (a reserve that may
 /// be none but never the whole limit).
 pub(crate) fn fraction(

@@ -56,3 +56,27 @@ fn a_cap_and_an_unpin_racing_end_at_the_capped_base() {
         assert_eq!(counter.hard_limit(), 5);
     });
 }
+
+#[test]
+fn a_fleet_cap_of_zero_racing_a_reflex_cap_ends_at_zero_and_refuses() {
+    loom::model(|| {
+        let counter = Arc::new(Counter::new(10, NO_SOFT_LIMIT));
+        let steering = Arc::new(Steering::new(10));
+        let fleet = {
+            let (counter, steering) = (counter.clone(), steering.clone());
+            thread::spawn(move || {
+                steering.set_fleet(Some(0));
+                steering.publish(&counter, |_| NO_SOFT_LIMIT);
+            })
+        };
+        steering.set_cap(Some(4));
+        steering.publish(&counter, |_| NO_SOFT_LIMIT);
+        fleet.join().unwrap();
+        assert_eq!(counter.hard_limit(), 0);
+        assert!(counter.try_acquire().is_err(), "no permits, no admission");
+        // Lifting the fleet's cap leaves the reflex's.
+        steering.set_fleet(None);
+        steering.publish(&counter, |_| NO_SOFT_LIMIT);
+        assert_eq!(counter.hard_limit(), 4);
+    });
+}
