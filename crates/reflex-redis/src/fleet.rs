@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{Component, Signal, SignalSink, Sink};
+use reflex_core::{Component, SignalSink, Sink};
 use tokio::sync::{broadcast, watch};
 
 use crate::error::FleetError;
@@ -24,7 +24,7 @@ use crate::link::{Link, Message};
 /// milliseconds by default). A call that misses it, or a connection that
 /// breaks, marks the link down: every backend then decides from what this
 /// replica sees alone, each component reports
-/// [`Signal::FleetLink`]`{ up: false }` to the sink, and the task
+/// [`Signal::FleetLink`](reflex_core::Signal::FleetLink)`{ up: false }` to the sink, and the task
 /// reconnects in the background. When Redis answers again the link is up,
 /// the backends resync and report `up: true`.
 ///
@@ -127,7 +127,7 @@ impl Fleet {
         self.link.health()
     }
 
-    /// Registers `component` to hear [`Signal::FleetLink`] changes.
+    /// Registers `component` to hear [`Signal::FleetLink`](reflex_core::Signal::FleetLink) changes.
     pub(crate) fn attach(&self, component: &Component) {
         self.link.attach(component);
     }
@@ -181,7 +181,7 @@ impl FleetBuilder {
         self
     }
 
-    /// Where [`Signal::FleetLink`] changes go, under each component whose
+    /// Where [`Signal::FleetLink`](reflex_core::Signal::FleetLink) changes go, under each component whose
     /// backend uses this fleet: a `Witness`, typically.
     pub fn sink(mut self, sink: impl SignalSink) -> Self {
         self.sink = Sink::new(sink);
@@ -256,11 +256,4 @@ fn default_replica_id() -> String {
     use std::hash::{BuildHasher, RandomState};
     let random = RandomState::new().hash_one(std::time::SystemTime::now());
     format!("{}-{:08x}", std::process::id(), random as u32)
-}
-
-/// Emits `FleetLink` to `sink` under every attached component.
-pub(crate) fn report(sink: &Sink, components: &[Component], up: bool) {
-    for component in components {
-        sink.emit(component, Signal::FleetLink { up });
-    }
 }

@@ -32,7 +32,8 @@ impl Keys {
     /// The key `part` of `component`'s `kind` (`cb`, `budget`, `dedup`):
     /// `reflex:{namespace:kind:component}:part`.
     pub(crate) fn key(&self, kind: &str, component: &str, part: &str) -> String {
-        let mut key = String::with_capacity(16 + self.namespace.len() + component.len() + part.len());
+        let mut key =
+            String::with_capacity(16 + self.namespace.len() + component.len() + part.len());
         let _ = write!(key, "reflex:{{{}:{kind}:", self.namespace);
         escape_into(&mut key, component);
         let _ = write!(key, "}}:{part}");

@@ -52,10 +52,16 @@
 //! # Ok(()) }
 //! ```
 
+pub mod breaker;
+pub mod budget;
+pub mod dedup;
 mod error;
 mod fleet;
 mod keys;
 mod link;
 
+pub use breaker::{SharedBreaker, SharedBreakerBuilder, SharedBreakerStats};
+pub use budget::{BudgetError, FleetBudget};
+pub use dedup::{FleetDedupHandle, FleetDedupLayer};
 pub use error::FleetError;
 pub use fleet::{Fleet, FleetBuilder};

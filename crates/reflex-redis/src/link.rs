@@ -15,10 +15,9 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisResult};
-use reflex_core::{Component, Sink};
+use reflex_core::{Component, Signal, Sink};
 use tokio::sync::{Notify, broadcast, watch};
 
-use crate::fleet::report;
 use crate::keys::Keys;
 
 /// How long the link waits for what.
@@ -273,12 +272,9 @@ async fn keep_alive(weak: Weak<Link>, client: Client) {
         let Some(link) = weak.upgrade() else { return };
         let timing = link.timing;
         drop(link);
-        match connect(&client, &weak, timing).await {
-            Some((conn, stream)) => {
-                backoff = Duration::from_millis(10);
-                serve(&weak, conn, stream, timing).await;
-            }
-            None => {}
+        if let Some((conn, stream)) = connect(&client, &weak, timing).await {
+            backoff = Duration::from_millis(10);
+            serve(&weak, conn, stream, timing).await;
         }
         let Some(link) = weak.upgrade() else { return };
         link.forget_connection();
@@ -335,7 +331,11 @@ async fn serve(
     let mut first = Some(conn);
     loop {
         let Some(link) = weak.upgrade() else { return };
-        let every = if link.is_up() { PING_EVERY } else { PING_DOWN_EVERY };
+        let every = if link.is_up() {
+            PING_EVERY
+        } else {
+            PING_DOWN_EVERY
+        };
         let ping = tokio::time::timeout(
             timing.op,
             redis::cmd("PING").query_async::<String>(&mut ping_conn),
@@ -389,4 +389,11 @@ fn forward(link: &Link, message: &redis::Msg) {
         origin: origin.into(),
         body: body.into(),
     });
+}
+
+/// Emits `FleetLink` to `sink` under every attached component.
+fn report(sink: &Sink, components: &[Component], up: bool) {
+    for component in components {
+        sink.emit(component, Signal::FleetLink { up });
+    }
 }

@@ -62,7 +62,10 @@ async fn a_slow_redis_puts_the_link_down_within_a_few_deadlines() {
     );
 
     proxy.set_delay(Duration::ZERO);
-    assert!(fleet.wait_up(Duration::from_secs(3)).await, "did not recover");
+    assert!(
+        fleet.wait_up(Duration::from_secs(3)).await,
+        "did not recover"
+    );
 }
 
 #[tokio::test]
@@ -87,10 +90,34 @@ async fn bad_configuration_is_refused_with_a_typed_error() {
             .unwrap_err(),
     ];
     assert!(matches!(bad[0], FleetError::Url(_)));
-    assert!(matches!(bad[1], FleetError::Name { name: "namespace", .. }));
-    assert!(matches!(bad[2], FleetError::Name { name: "replica_id", .. }));
-    assert!(matches!(bad[3], FleetError::Timeout { name: "op_timeout", .. }));
-    assert!(matches!(bad[4], FleetError::Timeout { name: "op_timeout", .. }));
+    assert!(matches!(
+        bad[1],
+        FleetError::Name {
+            name: "namespace",
+            ..
+        }
+    ));
+    assert!(matches!(
+        bad[2],
+        FleetError::Name {
+            name: "replica_id",
+            ..
+        }
+    ));
+    assert!(matches!(
+        bad[3],
+        FleetError::Timeout {
+            name: "op_timeout",
+            ..
+        }
+    ));
+    assert!(matches!(
+        bad[4],
+        FleetError::Timeout {
+            name: "op_timeout",
+            ..
+        }
+    ));
 }
 
 #[test]

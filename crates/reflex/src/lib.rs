@@ -18,7 +18,9 @@
 //! responses (feature `http`), and `http::grpc` to tonic statuses (feature
 //! `tonic`, off by default). [`telemetry`] puts the witness in the tools
 //! people already run: Prometheus, OpenTelemetry and a live page (features
-//! `prometheus`, `opentelemetry`, `page`, off by default).
+//! `prometheus`, `opentelemetry`, `page`, off by default). [`redis`] makes
+//! a fleet of replicas act as one through Redis (feature `redis`, off by
+//! default).
 //!
 //! [`Preset`] composes them for one component in the documented order
 //! (witness, shed, dedup, slot, retry, breaker, timeout), every layer
@@ -54,6 +56,9 @@ pub use reflex_breaker as breaker;
 #[cfg(feature = "dedup")]
 #[cfg_attr(docsrs, doc(cfg(feature = "dedup")))]
 pub use reflex_dedup as dedup;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use reflex_redis as redis;
 #[cfg(feature = "retry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "retry")))]
 pub use reflex_retry as retry;

@@ -6,6 +6,9 @@
 //! replicas when their stdin closes.
 
 #![allow(dead_code)]
+// Servers, proxies and replica processes are driven over blocking sockets
+// and pipes, in real time: a paused tokio clock cannot stand for them.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -104,7 +107,10 @@ impl RedisServer {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("redis-server did not answer on port {} within 10 s", self.port);
+        panic!(
+            "redis-server did not answer on port {} within 10 s",
+            self.port
+        );
     }
 
     /// Runs one command through a fresh connection (for the test's own
