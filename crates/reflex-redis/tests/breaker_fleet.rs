@@ -8,6 +8,8 @@
 
 mod common;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{RedisServer, Replica};
@@ -35,6 +37,37 @@ struct Breaker {
 }
 
 fn breaker(fleet: &Fleet, builder: CircuitBreakBuilder) -> Breaker {
+    let inner = service_fn(|fail: bool| async move {
+        if fail {
+            Err::<(), BoxError>("down".into())
+        } else {
+            Ok(())
+        }
+    });
+    breaker_over(fleet, builder, BoxCloneService::new(inner))
+}
+
+/// A dependency that fails at once when asked to, and otherwise counts the
+/// call and holds it for 2 s (a probe stays out while the test counts).
+fn holding(entered: Arc<AtomicU64>) -> BoxCloneService<bool, (), BoxError> {
+    BoxCloneService::new(service_fn(move |fail: bool| {
+        let entered = Arc::clone(&entered);
+        async move {
+            if fail {
+                return Err::<(), BoxError>("down".into());
+            }
+            entered.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            Ok(())
+        }
+    }))
+}
+
+fn breaker_over(
+    fleet: &Fleet,
+    builder: CircuitBreakBuilder,
+    inner: BoxCloneService<bool, (), BoxError>,
+) -> Breaker {
     let make = SharedBreaker::builder(fleet)
         .flush_every(Duration::from_millis(20))
         .backend()
@@ -47,7 +80,6 @@ fn breaker(fleet: &Fleet, builder: CircuitBreakBuilder) -> Breaker {
             breaker
         })
         .unwrap();
-    let inner = service_fn(|fail: bool| async move { if fail { Err("down") } else { Ok(()) } });
     Breaker {
         handle: layer.handle(),
         shared: kept.unwrap(),
@@ -79,7 +111,10 @@ fn wait_open(handle: &BreakerHandle, limit: Duration) -> Option<u128> {
 ///   in the local window>`;
 /// - `wait_open <breaker> <ms>`: `open <epoch µs>` when it opens, or
 ///   `timeout`;
-/// - `reset <breaker>`: `ok`; `stats <breaker>`: its stats.
+/// - `reset <breaker>`: `ok`; `stats <breaker>`: its stats;
+/// - `hammer probe <ms>`: a call every millisecond for `ms` (each admitted
+///   one is held 2 s at the dependency); `entered <calls that reached the
+///   dependency>`.
 #[test]
 fn breaker_replica_entry() {
     if common::role().is_none() {
@@ -93,7 +128,8 @@ fn breaker_replica_entry() {
     let url = std::env::var("REDIS_URL").unwrap();
     let namespace = std::env::var("NAMESPACE").unwrap();
     let replica = common::role().unwrap();
-    let (trip, rate) = runtime.block_on(async {
+    let entered = Arc::new(AtomicU64::new(0));
+    let (trip, rate, probe) = runtime.block_on(async {
         let fleet = Fleet::builder(url)
             .namespace(namespace)
             .replica_id(replica)
@@ -109,7 +145,20 @@ fn breaker_replica_entry() {
             .component("rate")
             .failure_rate(0.5)
             .minimum_calls(30);
-        (breaker(&fleet, trip), breaker(&fleet, rate))
+        // Two probes in all, across the fleet.
+        let probe = CircuitBreakLayer::builder()
+            .component("probe")
+            .consecutive_failures(3)
+            .open_duration(Duration::from_millis(300))
+            .half_open_probes(2)
+            .probe_successes(2)
+            // One half-open spell outlasts the hammering: K probes in it.
+            .half_open_max_wait(Duration::from_secs(3));
+        (
+            breaker(&fleet, trip),
+            breaker(&fleet, rate),
+            breaker_over(&fleet, probe, holding(Arc::clone(&entered))),
+        )
     });
     common::answer("ready");
     for line in common::commands() {
@@ -117,6 +166,7 @@ fn breaker_replica_entry() {
         let target = match words.get(1) {
             Some(&"trip") => &trip,
             Some(&"rate") => &rate,
+            Some(&"probe") => &probe,
             _ => {
                 common::answer(format!("error: {line}"));
                 continue;
@@ -146,6 +196,19 @@ fn breaker_replica_entry() {
                 Some(at) => format!("open {at}"),
                 None => "timeout".to_owned(),
             },
+            "hammer" => runtime.block_on(async {
+                let before = entered.load(Ordering::SeqCst);
+                let until = Instant::now() + Duration::from_millis(n);
+                let mut calls = Vec::new();
+                while Instant::now() < until {
+                    calls.push(tokio::spawn(target.svc.clone().oneshot(false)));
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                // The calls refused ended at once; the admitted ones are
+                // held at the dependency: counted, not awaited.
+                let _ = calls.len();
+                format!("entered {}", entered.load(Ordering::SeqCst) - before)
+            }),
             "reset" => {
                 target.handle.reset();
                 "ok".to_owned()
@@ -246,5 +309,40 @@ fn across_processes_the_fleet_trips_on_its_aggregate_rate_when_each_replica_is_u
     assert!(
         stats.iter().any(|s| s.contains("fleet_trips: 1")),
         "no replica tripped on the fleet's counts: {stats:#?}"
+    );
+}
+
+#[test]
+#[ignore = "needs redis-server: bash .ci/run installs and runs it"]
+fn across_processes_at_most_k_probes_reach_the_dependency() {
+    let server = RedisServer::start();
+    let mut replicas = spawn_fleet(&server, "procs-probe");
+    // One replica trips; the fleet hears it.
+    assert!(replicas[0].ask("fail probe 3").starts_with("tripped"));
+    for replica in &mut replicas[1..] {
+        assert!(replica.ask("wait_open probe 2000").starts_with("open "));
+    }
+    // Every replica hammers through the open spell (300 ms) and well into
+    // the one half-open spell (3 s): alone, each would let 2 probes
+    // through, 6 in all.
+    for replica in &mut replicas {
+        replica.send("hammer probe 1200");
+    }
+    let entered: Vec<u64> = replicas
+        .iter_mut()
+        .map(|replica| {
+            let answer = replica.recv();
+            answer
+                .strip_prefix("entered ")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("expected `entered <n>`, got {answer:?}"))
+        })
+        .collect();
+    let total: u64 = entered.iter().sum();
+    println!("probes that reached the dependency, by replica: {entered:?} (K = 2)");
+    assert!(total >= 1, "no probe at all: {entered:?}");
+    assert!(
+        total <= 2,
+        "more than K = 2 probes across the fleet: {entered:?}"
     );
 }
