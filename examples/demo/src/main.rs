@@ -164,13 +164,15 @@ fn print(
             );
         }
         if !report.causal_chain.is_empty() {
-            // Runs of the same event read as one link with its count.
+            // Each event once, where it first happened, with its count:
+            // the failures of many requests interleave (db, auth, api, auth,
+            // api, ...), and an operator wants the path, not the interleaving.
             let mut links: Vec<(String, usize)> = Vec::new();
             for link in &report.causal_chain {
                 let event = format!("{} {}", link.component, link.what);
-                match links.last_mut() {
-                    Some((last, count)) if *last == event => *count += 1,
-                    _ => links.push((event, 1)),
+                match links.iter_mut().find(|(seen, _)| *seen == event) {
+                    Some((_, count)) => *count += 1,
+                    None => links.push((event, 1)),
                 }
             }
             let chain: Vec<String> = links
