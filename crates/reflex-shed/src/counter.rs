@@ -161,10 +161,11 @@ impl Counter {
     }
 
     /// Sets both limits (`hard` in `0..=MAX_LIMIT`: 0 refuses every
-    /// request, as a replica holding none of its fleet's permits). Every admission ordered after this call sees the new
-    /// hard limit. Requests in flight above a lowered limit finish; none is
-    /// cancelled. Withdrawing the soft limit (`NO_SOFT_LIMIT`) ends an
-    /// excursion in progress at once.
+    /// request, as a replica holding none of its fleet's permits). Every
+    /// admission ordered after this call sees the new hard limit. Requests
+    /// in flight above a lowered limit finish; none is cancelled.
+    /// Withdrawing the soft limit (`NO_SOFT_LIMIT`) ends an excursion in
+    /// progress at once.
     pub(crate) fn set_limits(&self, hard: usize, soft: usize) -> LimitsChanged {
         debug_assert!(hard <= MAX_LIMIT);
         let previous_soft = self.soft.swap(soft, Ordering::Relaxed);

@@ -279,11 +279,15 @@ impl ShedHandle {
     /// have set. Read [`ShedMetrics::local_limit`] to restore the layer's
     /// own.
     ///
-    /// Every admission ordered after this call is decided against the new
-    /// limit; requests in flight above a lowered limit finish. The fixed
-    /// limit's admission is still one compare-and-swap. Changes are logged
-    /// at DEBUG and emit no signal (they are as frequent as a budget's
-    /// renewals).
+    /// Every admission ordered after this call returns is decided against
+    /// the new limit, even while another change of the limit is being
+    /// written (this call then yields until that writing is done, a few
+    /// atomic operations, and writes the limit itself): a budget may read
+    /// the calls in flight next and know none is admitted above the larger
+    /// of that count and `cap`. Requests in flight above a lowered limit
+    /// finish. The fixed limit's admission is still one compare-and-swap.
+    /// Changes are logged at DEBUG and emit no signal (they are as frequent
+    /// as a budget's renewals).
     ///
     /// # Errors
     ///

@@ -284,15 +284,13 @@ impl Shared {
         Ok(())
     }
 
-    /// Bounds the limit by a fleet's cap (0 refuses all), or lifts it with
-    /// `None`. Automatic as the estimator is: DEBUG log, no signal.
+    /// Bounds the limit by a fleet's cap (0 refuses all; `None` lifts it),
+    /// in force on return. Automatic as the estimator is: DEBUG log, no signal.
     pub(crate) fn set_fleet_cap(&self, cap: Option<usize>) -> Result<(), ConfigError> {
-        if let Some(cap) = cap {
-            validate::fleet_cap(cap)?;
-        }
+        cap.map(validate::fleet_cap).transpose()?;
         self.steering.set_fleet(cap);
-        if let Some((from, to)) = self.publish().changed {
-            tracing::debug!(component = %self.component, from, to, "fleet cap moved the hard limit");
+        if let Some((from, to)) = self.publish(true).changed {
+            tracing::debug!(component = %self.component, from, to, "fleet cap moved the limit");
         }
         Ok(())
     }
@@ -300,7 +298,7 @@ impl Shared {
     /// Publishes a change of the handle's, and says so.
     fn steer(&self) {
         let before = self.counter.hard_limit();
-        self.publish();
+        self.publish(false);
         let after = self.steering.inputs().limit();
         if before != after {
             self.logs.hard_limit_changed(&self.component, before, after);
@@ -314,10 +312,13 @@ impl Shared {
         }
     }
 
-    fn publish(&self) -> Published {
-        let published = self
-            .steering
-            .publish(&self.counter, |hard| self.soft_for(hard));
+    /// Publishes the limit; when `own`, as its writer (in force on return).
+    fn publish(&self, own: bool) -> Published {
+        let soft = |hard| self.soft_for(hard);
+        let published = match own {
+            true => self.steering.publish_own(&self.counter, soft),
+            false => self.steering.publish(&self.counter, soft),
+        };
         // Signals are user code: only once the limits are written (a sink
         // may steer this very layer through its handle).
         if let Some(ended) = published.ended_excursion {
@@ -352,7 +353,7 @@ impl Shared {
     fn recomputed(&self, recomputed: &Recomputed) {
         let before = self.steering.inputs().base;
         self.steering.set_base(recomputed.limit);
-        let published = self.publish();
+        let published = self.publish(false);
         logs::adaptive_window(
             &self.component,
             before,

@@ -5,13 +5,25 @@
 //! the adaptive estimator asks for), an operator's pin, a reflex's cap,
 //! and a fleet's cap (the permits a fleet-wide budget leased this
 //! replica). The limit in force is the pin if set, else the base, and
-//! never above either cap; the fleet's cap alone may be 0. Whoever changes an input publishes: one state word says idle,
-//! busy (someone writes the limit) or busy and dirty (an input changed
-//! meanwhile). A caller that finds it idle takes it and writes the limit
-//! the inputs say; one that finds it busy marks it dirty and leaves; the
-//! writer, on leaving, finds the mark and writes again. Every step is a
+//! never above either cap; the fleet's cap alone may be 0. Whoever
+//! changes an input publishes: one state word says idle, busy (someone
+//! writes the limit) or busy and dirty (an input changed meanwhile). A
+//! caller that finds it idle takes it and writes the limit the inputs say;
+//! one that finds it busy marks it dirty and leaves; the writer, on
+//! leaving, finds the mark and writes again. Every step is a
 //! read-modify-write of that one word, so no lock and no wait, and the
 //! last writer wrote what the last inputs say (`src/tests/loom_steer.rs`).
+//!
+//! A caller that left its change to the writer returns before the change
+//! is in force. The fleet's cap cannot have that (its budget reads the
+//! calls in flight right after lowering it, and tells Redis): its setter
+//! publishes with [`Steering::publish_own`], which yields until it can
+//! write the limit itself.
+
+#[cfg(loom)]
+use loom::thread::yield_now;
+#[cfg(not(loom))]
+use std::thread::yield_now;
 
 use crate::counter::{Counter, EndedExcursion};
 use crate::loom::{AtomicUsize, Ordering};
@@ -118,8 +130,32 @@ impl Steering {
     /// caller is doing so (it will see this call's change). `soft` gives
     /// the soft limit that goes with a hard one.
     pub(crate) fn publish(&self, counter: &Counter, soft: impl Fn(usize) -> usize) -> Published {
-        let mut published = Published::default();
-        // Take the writing, or leave it to the writer, marked dirty.
+        if self.take() {
+            self.write(counter, soft)
+        } else {
+            Published::default()
+        }
+    }
+
+    /// Publishes as [`publish`](Self::publish) does, but returns only once
+    /// this caller wrote the limit itself, from inputs read after its own
+    /// change: every admission ordered after the return is decided against
+    /// a limit that has the change. Where another caller is writing, it
+    /// yields until that caller is done (a few atomic operations; no lock).
+    /// For the fleet cap, whose budget reads the calls in flight next.
+    pub(crate) fn publish_own(
+        &self,
+        counter: &Counter,
+        soft: impl Fn(usize) -> usize,
+    ) -> Published {
+        while !self.take() {
+            yield_now();
+        }
+        self.write(counter, soft)
+    }
+
+    /// Takes the writing (true), or leaves it to the writer, marked dirty.
+    fn take(&self) -> bool {
         let mut state = self.state.load(Ordering::Relaxed);
         loop {
             let (next, take) = if state == IDLE {
@@ -131,11 +167,16 @@ impl Steering {
                 .state
                 .compare_exchange_weak(state, next, Ordering::AcqRel, Ordering::Relaxed)
             {
-                Ok(_) if take => break,
-                Ok(_) => return published,
+                Ok(_) => return take,
                 Err(actual) => state = actual,
             }
         }
+    }
+
+    /// Writes the limit the inputs say, again while they change, and
+    /// leaves the word idle. Only the caller that took it.
+    fn write(&self, counter: &Counter, soft: impl Fn(usize) -> usize) -> Published {
+        let mut published = Published::default();
         loop {
             let hard = self.inputs().limit();
             let changed = counter.set_limits(hard, soft(hard));

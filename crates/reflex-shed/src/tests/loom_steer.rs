@@ -80,3 +80,27 @@ fn a_fleet_cap_of_zero_racing_a_reflex_cap_ends_at_zero_and_refuses() {
         assert_eq!(counter.hard_limit(), 4);
     });
 }
+
+#[test]
+fn a_lowered_fleet_cap_is_in_force_when_its_publication_returns() {
+    loom::model(|| {
+        let counter = Arc::new(Counter::new(10, NO_SOFT_LIMIT));
+        let steering = Arc::new(Steering::new(10));
+        counter.try_acquire().unwrap();
+        // A reflex's publication may be under way when the budget lowers
+        // the fleet's cap: the budget must not return before it is in force.
+        let reflex = {
+            let (counter, steering) = (counter.clone(), steering.clone());
+            thread::spawn(move || {
+                steering.set_cap(Some(8));
+                steering.publish(&counter, |_| NO_SOFT_LIMIT);
+            })
+        };
+        steering.set_fleet(Some(1));
+        steering.publish_own(&counter, |_| NO_SOFT_LIMIT);
+        assert!(counter.hard_limit() <= 1, "in force on return");
+        assert!(counter.try_acquire().is_err(), "1 in flight: none admitted");
+        reflex.join().unwrap();
+        assert_eq!(counter.hard_limit(), 1);
+    });
+}
