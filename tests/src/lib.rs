@@ -10,6 +10,7 @@
 pub mod capacity;
 pub mod capture;
 pub mod contract;
+pub mod process;
 pub mod sim;
 pub mod slot_rig;
 pub mod support;

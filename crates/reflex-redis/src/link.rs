@@ -190,9 +190,16 @@ impl Link {
         }
     }
 
+    /// A message of this replica, as the fleet's channel carries it:
+    /// `scope|origin|body` (what [`forward`] reads back). For a script or a
+    /// pipeline that publishes it with other commands.
+    pub(crate) fn message(&self, scope: &str, body: impl std::fmt::Display) -> String {
+        format!("{scope}|{}|{body}", self.replica)
+    }
+
     /// Publishes `body` under `scope` to every replica (this one too).
     pub(crate) async fn publish(&self, scope: &str, body: &str) -> Result<(), LinkError> {
-        let payload = format!("{scope}|{}|{body}", self.replica);
+        let payload = self.message(scope, body);
         let channel = self.keys.channel().to_owned();
         self.run(|mut conn| async move {
             redis::cmd("PUBLISH")

@@ -51,15 +51,7 @@ impl Node {
         shared: impl FnOnce(&Fleet) -> SharedBreakerBuilder,
         dep: &Arc<Dep>,
     ) -> Self {
-        let make = shared(&fleet).backend().unwrap();
-        let mut kept = None;
-        let layer = breaker
-            .build_with_backend(|config| {
-                let breaker = make(config);
-                kept = Some(breaker.clone());
-                breaker
-            })
-            .unwrap();
+        let (layer, shared) = shared(&fleet).layer(breaker).unwrap();
         let dep = Arc::clone(dep);
         let inner = service_fn(move |fail: bool| {
             let dep = Arc::clone(&dep);
@@ -73,7 +65,7 @@ impl Node {
         });
         Self {
             fleet,
-            shared: kept.unwrap(),
+            shared,
             handle: layer.handle(),
             svc: BoxCloneService::new(layer.layer(inner)),
         }
@@ -96,18 +88,45 @@ fn refused(result: &Result<(), BoxError>) -> bool {
         .is_some_and(|rejected| rejected.kind() == RejectKind::CircuitOpen)
 }
 
+/// One node per replica, each with its own fleet on the server at `url`.
+async fn nodes(
+    url: &str,
+    namespace: &str,
+    replicas: &[&str],
+    breaker: impl Fn() -> CircuitBreakBuilder,
+    shared: impl Fn(&Fleet) -> SharedBreakerBuilder,
+    dep: &Arc<Dep>,
+) -> Vec<Node> {
+    let mut nodes = Vec::new();
+    for replica in replicas {
+        let fleet = fleet(url, namespace, replica).await;
+        nodes.push(Node::new(fleet, breaker(), &shared, dep));
+    }
+    nodes
+}
+
+/// As [`nodes`], once the fleet has opened: the first node's breaker
+/// trips on one failure, and every other node hears it.
+async fn opened(
+    url: &str,
+    namespace: &str,
+    replicas: &[&str],
+    breaker: impl Fn() -> CircuitBreakBuilder,
+    dep: &Arc<Dep>,
+) -> Vec<Node> {
+    let shared = SharedBreaker::builder;
+    let mut nodes = nodes(url, namespace, replicas, breaker, shared, dep).await;
+    let _ = nodes[0].call(true).await;
+    let all_open = || nodes.iter().all(|node| node.state() == BreakerState::Open);
+    wait_until(Duration::from_secs(2), all_open).expect("the trip did not travel");
+    nodes
+}
+
+/// A replica's fleet, up. Its `op_timeout` is generous: on a loaded machine
+/// two slow pings would take the link down, and a replica whose link is
+/// down is a local breaker (its probes need no lease).
 async fn fleet(url: &str, namespace: &str, replica: &str) -> Fleet {
-    let fleet = Fleet::builder(url)
-        .namespace(namespace)
-        .replica_id(replica)
-        .op_timeout(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    assert!(
-        fleet.wait_up(Duration::from_secs(5)).await,
-        "{replica} never came up"
-    );
-    fleet
+    common::fleet_up(url, namespace, replica, Duration::from_millis(250)).await
 }
 
 /// Waits (at most `limit`) until `done`, looking every 50 µs: tokio's
@@ -183,7 +202,7 @@ async fn a_trip_on_one_replica_opens_the_others_within_milliseconds() {
         heard.trips_heard + heard.resync_trips == 10 && a.shared.stats().announced == 10
     };
     assert!(
-        wait_until(Duration::from_secs(1), counted).is_some(),
+        wait_until(Duration::from_secs(5), counted).is_some(),
         "{:?} {:?}",
         a.shared.stats(),
         b.shared.stats()
@@ -198,22 +217,18 @@ async fn the_fleet_trips_on_its_aggregate_rate_when_each_replica_is_under_its_mi
     for fleet_rate in [true, false] {
         let namespace = format!("rate-{fleet_rate}");
         let dep = Arc::new(Dep::default());
-        let mut nodes = Vec::new();
-        for replica in ["a", "b", "c"] {
-            nodes.push(Node::new(
-                fleet(&url, &namespace, replica).await,
-                CircuitBreakLayer::builder()
-                    .component("rate")
-                    .failure_rate(0.5)
-                    .minimum_calls(30),
-                |fleet| {
-                    SharedBreaker::builder(fleet)
-                        .flush_every(Duration::from_millis(20))
-                        .fleet_rate(fleet_rate)
-                },
-                &dep,
-            ));
-        }
+        let breaker = || {
+            CircuitBreakLayer::builder()
+                .component("rate")
+                .failure_rate(0.5)
+                .minimum_calls(30)
+        };
+        let shared = |fleet: &Fleet| {
+            SharedBreaker::builder(fleet)
+                .flush_every(Duration::from_millis(20))
+                .fleet_rate(fleet_rate)
+        };
+        let mut nodes = nodes(&url, &namespace, &["a", "b", "c"], breaker, shared, &dep).await;
         // 15 calls each, 9 failures (60%): under the minimum of 30 alone,
         // 45 calls at 60% together.
         for node in &mut nodes {
@@ -270,23 +285,16 @@ async fn half_open_probes_are_limited_to_k_across_the_fleet() {
     let server = RedisServer::start();
     let url = server.url();
     let dep = Arc::new(Dep::default());
-    let mut nodes = Vec::new();
-    for replica in ["a", "b", "c", "d"] {
-        nodes.push(Node::new(
-            fleet(&url, "probes", replica).await,
-            CircuitBreakLayer::builder()
-                .component("probe")
-                .consecutive_failures(1)
-                .open_duration(Duration::from_millis(300))
-                .half_open_probes(K)
-                .half_open_max_wait(Duration::from_secs(10)),
-            SharedBreaker::builder,
-            &dep,
-        ));
-    }
-    let _ = nodes[0].call(true).await;
-    let all_open = || nodes.iter().all(|node| node.state() == BreakerState::Open);
-    wait_until(Duration::from_secs(2), all_open).expect("the trip did not travel");
+    let breaker = || {
+        CircuitBreakLayer::builder()
+            .component("probe")
+            .consecutive_failures(1)
+            .open_duration(Duration::from_millis(300))
+            .half_open_probes(K)
+            .half_open_max_wait(Duration::from_secs(10))
+    };
+    let replicas = ["a", "b", "c", "d"];
+    let nodes = opened(&url, "probes", &replicas, breaker, &dep).await;
 
     // Every replica hammers the dependency through its half-open breaker;
     // the probes hang, so none closes anything.
@@ -328,21 +336,14 @@ async fn a_close_after_successful_probes_closes_the_other_replicas() {
     let server = RedisServer::start();
     let url = server.url();
     let dep = Arc::new(Dep::default());
-    let mut nodes = Vec::new();
-    for replica in ["a", "b", "c"] {
-        nodes.push(Node::new(
-            fleet(&url, "close", replica).await,
-            CircuitBreakLayer::builder()
-                .component("close")
-                .consecutive_failures(1)
-                .open_duration(Duration::from_millis(200)),
-            SharedBreaker::builder,
-            &dep,
-        ));
-    }
-    let _ = nodes[0].call(true).await;
-    let all_open = || nodes.iter().all(|node| node.state() == BreakerState::Open);
-    wait_until(Duration::from_secs(2), all_open).expect("the trip did not travel");
+    let breaker = || {
+        CircuitBreakLayer::builder()
+            .component("close")
+            .consecutive_failures(1)
+            .open_duration(Duration::from_millis(200))
+    };
+    let replicas = ["a", "b", "c"];
+    let mut nodes = opened(&url, "close", &replicas, breaker, &dep).await;
     tokio::time::sleep(Duration::from_millis(250)).await;
 
     // Only the first replica gets traffic: its probe closes it.
@@ -452,7 +453,7 @@ async fn with_redis_down_each_breaker_works_alone_and_resyncs_when_it_returns() 
 
 #[tokio::test]
 async fn with_no_redis_at_all_the_breaker_is_a_local_one() {
-    let url = format!("redis://127.0.0.1:{}", common::free_port());
+    let url = common::nobody_url();
     let fleet = Fleet::builder(url).build().unwrap();
     let dep = Arc::new(Dep::default());
     let mut node = Node::new(
@@ -468,9 +469,38 @@ async fn with_no_redis_at_all_the_breaker_is_a_local_one() {
     assert_eq!(dep.calls(), 2);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_probe_dropped_by_a_timeout_gives_its_slot_back() {
+    let url = common::nobody_url();
+    let fleet = Fleet::builder(url).build().unwrap();
+    let dep = Arc::new(Dep::default());
+    let mut node = Node::new(
+        fleet,
+        CircuitBreakLayer::builder()
+            .consecutive_failures(1)
+            .open_duration(Duration::from_millis(50))
+            .half_open_probes(1)
+            .half_open_max_wait(Duration::from_secs(3600)),
+        SharedBreaker::builder,
+        &dep,
+    );
+    let _ = node.call(true).await;
+    assert_eq!(node.state(), BreakerState::Open);
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    // The only probe hangs and its caller gives up: the future is dropped.
+    dep.hang.store(true, Ordering::SeqCst);
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), node.call(false)).await;
+    assert!(gave_up.is_err(), "the probe did not hang");
+    assert_eq!(dep.calls(), 2);
+    // Its slot is back: the next probe goes through and closes the breaker.
+    dep.hang.store(false, Ordering::SeqCst);
+    node.call(false).await.expect("the next probe was refused");
+    assert_eq!((node.state(), dep.calls()), (BreakerState::Closed, 3));
+}
+
 #[tokio::test]
 async fn a_flush_interval_of_zero_or_above_an_hour_is_a_typed_error() {
-    let url = format!("redis://127.0.0.1:{}", common::free_port());
+    let url = common::nobody_url();
     let fleet = Fleet::builder(url).build().unwrap();
     for (every, kind) in [
         (Duration::ZERO, ConfigErrorKind::Zero),
@@ -487,7 +517,7 @@ async fn a_flush_interval_of_zero_or_above_an_hour_is_a_typed_error() {
 
 #[tokio::test(flavor = "current_thread")]
 async fn the_breakers_task_ends_when_the_layer_is_dropped() {
-    let url = format!("redis://127.0.0.1:{}", common::free_port());
+    let url = common::nobody_url();
     let fleet = Fleet::builder(url).build().unwrap();
     let tasks = || {
         tokio::runtime::Handle::current()

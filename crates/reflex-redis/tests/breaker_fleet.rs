@@ -68,21 +68,13 @@ fn breaker_over(
     builder: CircuitBreakBuilder,
     inner: BoxCloneService<bool, (), BoxError>,
 ) -> Breaker {
-    let make = SharedBreaker::builder(fleet)
+    let (layer, shared) = SharedBreaker::builder(fleet)
         .flush_every(Duration::from_millis(20))
-        .backend()
-        .unwrap();
-    let mut kept = None;
-    let layer = builder
-        .build_with_backend(|config| {
-            let breaker = make(config);
-            kept = Some(breaker.clone());
-            breaker
-        })
+        .layer(builder)
         .unwrap();
     Breaker {
         handle: layer.handle(),
-        shared: kept.unwrap(),
+        shared,
         svc: BoxCloneService::new(layer.layer(inner)),
     }
 }
@@ -120,23 +112,15 @@ fn breaker_replica_entry() {
     if common::role().is_none() {
         return;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::replica_runtime(1);
     let url = std::env::var("REDIS_URL").unwrap();
     let namespace = std::env::var("NAMESPACE").unwrap();
     let replica = common::role().unwrap();
     let entered = Arc::new(AtomicU64::new(0));
     let (trip, rate, probe) = runtime.block_on(async {
-        let fleet = Fleet::builder(url)
-            .namespace(namespace)
-            .replica_id(replica)
-            .op_timeout(Duration::from_millis(20))
-            .build()
-            .unwrap();
-        assert!(fleet.wait_up(Duration::from_secs(5)).await);
+        // Generous: two slow pings on a loaded machine would take the
+        // link down, and with it the lease on probes.
+        let fleet = common::fleet_up(url, &namespace, &replica, Duration::from_millis(250)).await;
         let trip = CircuitBreakLayer::builder()
             .component("trip")
             .consecutive_failures(5)
@@ -199,14 +183,12 @@ fn breaker_replica_entry() {
             "hammer" => runtime.block_on(async {
                 let before = entered.load(Ordering::SeqCst);
                 let until = Instant::now() + Duration::from_millis(n);
-                let mut calls = Vec::new();
                 while Instant::now() < until {
-                    calls.push(tokio::spawn(target.svc.clone().oneshot(false)));
+                    // The calls refused end at once; the admitted ones are
+                    // held at the dependency: counted, not awaited.
+                    tokio::spawn(target.svc.clone().oneshot(false));
                     tokio::time::sleep(Duration::from_millis(1)).await;
                 }
-                // The calls refused ended at once; the admitted ones are
-                // held at the dependency: counted, not awaited.
-                let _ = calls.len();
                 format!("entered {}", entered.load(Ordering::SeqCst) - before)
             }),
             "reset" => {

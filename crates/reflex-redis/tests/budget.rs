@@ -58,11 +58,25 @@ struct Replica {
     _fleet: Fleet,
 }
 
-async fn replica(url: &str, namespace: &str, id: &str, cap: usize, ttl: Duration) -> Replica {
-    replica_with(url, namespace, id, cap, ttl, Arc::new(Recorder::default())).await
+/// Replicas "a" (its link's signals to `sink`) and "b" of `namespace`,
+/// once both hold a lease.
+async fn leased_pair(
+    url: &str,
+    namespace: &str,
+    cap: usize,
+    ttl: Duration,
+    sink: Arc<Recorder>,
+) -> (Replica, Replica) {
+    let a = replica(url, namespace, "a", cap, ttl, sink);
+    let b = replica(url, namespace, "b", cap, ttl, Arc::default());
+    wait_for("leased", Duration::from_secs(5), || {
+        leased(&a) && leased(&b)
+    })
+    .await;
+    (a, b)
 }
 
-async fn replica_with(
+fn replica(
     url: &str,
     namespace: &str,
     id: &str,
@@ -208,12 +222,11 @@ async fn a_budget_that_cannot_work_is_refused_with_a_typed_error() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_replica_holds_nothing_until_leased_and_drops_its_cap_with_the_budget() {
-    // No Redis at all: no lease, so no permits, then the fallback.
-    let fleet = Fleet::builder(format!("redis://127.0.0.1:{}", common::free_port()))
-        .build()
-        .unwrap();
+    // No Redis at all: no lease, so no permits, then the fallback (on a
+    // paused clock: a ttl to the tick).
+    let fleet = Fleet::builder(common::nobody_url()).build().unwrap();
     let shed = ConcurrencyShedLayer::builder()
         .hard_limit(8)
         .build()
@@ -232,7 +245,7 @@ async fn a_replica_holds_nothing_until_leased_and_drops_its_cap_with_the_budget(
     })
     .await;
     assert!(
-        took >= Duration::from_millis(250),
+        took >= Duration::from_millis(300),
         "fell back after {took:?}, before the ttl"
     );
     assert_eq!(shed.metrics().hard_limit, 3, "the static share");
@@ -247,12 +260,7 @@ async fn a_replica_holds_nothing_until_leased_and_drops_its_cap_with_the_budget(
 async fn an_idle_replica_gives_its_permits_back_to_a_busy_one() {
     let server = RedisServer::start();
     let ttl = Duration::from_secs(2);
-    let a = replica(&server.url(), "idle", "a", 12, ttl).await;
-    let b = replica(&server.url(), "idle", "b", 12, ttl).await;
-    wait_for("leased", Duration::from_secs(5), || {
-        leased(&a) && leased(&b)
-    })
-    .await;
+    let (a, b) = leased_pair(&server.url(), "idle", 12, ttl, Arc::default()).await;
     let dep = Arc::new(Dependency::default());
     let hold = Duration::from_millis(20);
 
@@ -308,12 +316,7 @@ async fn redis_killed_under_load_makes_replicas_fall_back_then_lease_again() {
     let ttl = Duration::from_millis(1000);
     let cap = 12;
     let recorder = Arc::new(Recorder::default());
-    let a = replica_with(&server.url(), "kill", "a", cap, ttl, recorder.clone()).await;
-    let b = replica(&server.url(), "kill", "b", cap, ttl).await;
-    wait_for("leased", Duration::from_secs(5), || {
-        leased(&a) && leased(&b)
-    })
-    .await;
+    let (a, b) = leased_pair(&server.url(), "kill", cap, ttl, recorder.clone()).await;
     let dep = Arc::new(Dependency::default());
     let hold = Duration::from_millis(20);
     let stop = Arc::new(AtomicBool::new(false));

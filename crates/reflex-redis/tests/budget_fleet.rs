@@ -15,7 +15,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -34,48 +34,34 @@ const CALLERS: usize = 40;
 
 /// The dependency: counts calls in flight, keeps the most.
 struct Dependency {
-    addr: SocketAddr,
+    server: common::dependency::Dependency,
     now: Arc<AtomicUsize>,
     max: Arc<AtomicUsize>,
     calls: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
 }
 
 impl Dependency {
     fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
         let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
         let calls = Arc::new(AtomicU64::new(0));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (n, m, c, s) = (now.clone(), max.clone(), calls.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if s.load(Ordering::Relaxed) {
-                    return;
-                }
-                let Ok(mut stream) = stream else { continue };
-                let (n, m, c) = (n.clone(), m.clone(), c.clone());
-                std::thread::spawn(move || {
-                    let mut byte = [0u8; 1];
-                    if stream.read_exact(&mut byte).is_err() {
-                        return;
-                    }
-                    let at_once = n.fetch_add(1, Ordering::SeqCst) + 1;
-                    m.fetch_max(at_once, Ordering::SeqCst);
-                    std::thread::sleep(HOLD);
-                    c.fetch_add(1, Ordering::SeqCst);
-                    n.fetch_sub(1, Ordering::SeqCst);
-                    let _ = stream.write_all(&byte);
-                });
+        let (n, m, c) = (now.clone(), max.clone(), calls.clone());
+        let server = common::dependency::Dependency::start(move |mut stream| {
+            let mut byte = [0u8; 1];
+            if stream.read_exact(&mut byte).is_err() {
+                return;
             }
+            let at_once = n.fetch_add(1, Ordering::SeqCst) + 1;
+            m.fetch_max(at_once, Ordering::SeqCst);
+            std::thread::sleep(HOLD);
+            c.fetch_add(1, Ordering::SeqCst);
+            n.fetch_sub(1, Ordering::SeqCst);
+            let _ = stream.write_all(&byte);
         });
         Self {
-            addr,
+            server,
             now,
             max,
             calls,
-            stop,
         }
     }
 
@@ -83,13 +69,6 @@ impl Dependency {
     fn reset_max(&self) -> usize {
         self.max
             .swap(self.now.load(Ordering::SeqCst), Ordering::SeqCst)
-    }
-}
-
-impl Drop for Dependency {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = std::net::TcpStream::connect(self.addr);
     }
 }
 
@@ -105,7 +84,7 @@ fn spawn(
         id,
         &[
             ("BUDGET_REDIS", server.url()),
-            ("BUDGET_DEP", dep.addr.to_string()),
+            ("BUDGET_DEP", dep.server.addr().to_string()),
             ("BUDGET_NS", namespace.to_owned()),
             ("BUDGET_TTL_MS", ttl.as_millis().to_string()),
         ],
@@ -240,11 +219,7 @@ fn a_killed_replicas_permits_go_back_to_the_others_when_its_lease_lapses() {
 fn budget_replica() {
     let Some(id) = common::role() else { return };
     let env = |key: &str| std::env::var(key).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::replica_runtime(2);
     let _guard = runtime.enter();
     let fleet = Fleet::builder(env("BUDGET_REDIS"))
         .namespace(env("BUDGET_NS"))

@@ -18,17 +18,15 @@ use tokio::time::Instant;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
 async fn replica(url: &str, namespace: &str, name: &str) -> Fleet {
-    let fleet = Fleet::builder(url)
-        .namespace(namespace)
-        .replica_id(name)
-        .op_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    assert!(
-        fleet.wait_up(Duration::from_secs(5)).await,
-        "{name} never came up"
-    );
-    fleet
+    common::fleet_up(url, namespace, name, Duration::from_millis(50)).await
+}
+
+/// A `redis-server` and two replicas `a` and `b` of the fleet `namespace`.
+async fn two_replicas(namespace: &str) -> (RedisServer, Fleet, Fleet) {
+    let server = RedisServer::start();
+    let a = replica(&server.url(), namespace, "a").await;
+    let b = replica(&server.url(), namespace, "b").await;
+    (server, a, b)
 }
 
 /// A dependency that counts its calls and answers `v<call>:<key>` after
@@ -89,11 +87,7 @@ async fn eventually(what: &str, check: impl Fn() -> bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn twenty_requests_on_two_replicas_make_one_inner_call() {
-    let server = RedisServer::start();
-    let (a, b) = (
-        replica(&server.url(), "dd-one", "a").await,
-        replica(&server.url(), "dd-one", "b").await,
-    );
+    let (server, a, b) = two_replicas("dd-one").await;
     let calls = Arc::new(AtomicUsize::new(0));
     let recorder = Arc::new(Recorder::default());
     let layer_a = FleetDedupLayer::builder(&a)
@@ -109,11 +103,7 @@ async fn twenty_requests_on_two_replicas_make_one_inner_call() {
 
     let started = Instant::now();
     let requests = (0..20).map(|i| {
-        let svc = if i % 2 == 0 {
-            svc_a.clone()
-        } else {
-            svc_b.clone()
-        };
+        let svc = [&svc_a, &svc_b][i % 2].clone();
         tokio::spawn(svc.oneshot("sku-1".to_owned()))
     });
     let answers: Vec<String> = futures_util::future::join_all(requests)
@@ -154,11 +144,7 @@ async fn twenty_requests_on_two_replicas_make_one_inner_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn a_long_key_is_hashed_in_redis_and_still_shared() {
-    let server = RedisServer::start();
-    let (a, b) = (
-        replica(&server.url(), "dd-long", "a").await,
-        replica(&server.url(), "dd-long", "b").await,
-    );
+    let (_server, a, b) = two_replicas("dd-long").await;
     let calls = Arc::new(AtomicUsize::new(0));
     let (layer_a, layer_b) = (
         layer(&a, Duration::from_secs(2)),
@@ -179,11 +165,7 @@ async fn a_long_key_is_hashed_in_redis_and_still_shared() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn a_leader_renews_its_lease_while_its_call_outlasts_it() {
-    let server = RedisServer::start();
-    let (a, b) = (
-        replica(&server.url(), "dd-renew", "a").await,
-        replica(&server.url(), "dd-renew", "b").await,
-    );
+    let (_server, a, b) = two_replicas("dd-renew").await;
     let lease = Duration::from_millis(300);
     let (layer_a, layer_b) = (layer(&a, lease), layer(&b, lease));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -203,11 +185,7 @@ async fn a_leader_renews_its_lease_while_its_call_outlasts_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn a_cancelled_leader_lets_its_lease_go_at_once() {
-    let server = RedisServer::start();
-    let (a, b) = (
-        replica(&server.url(), "dd-cancel", "a").await,
-        replica(&server.url(), "dd-cancel", "b").await,
-    );
+    let (_server, a, b) = two_replicas("dd-cancel").await;
     let lease = Duration::from_secs(10);
     let (layer_a, layer_b) = (layer(&a, lease), layer(&b, lease));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -246,11 +224,7 @@ async fn a_cancelled_leader_lets_its_lease_go_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn a_leader_error_or_panic_hands_the_key_to_a_waiter() {
-    let server = RedisServer::start();
-    let (a, b) = (
-        replica(&server.url(), "dd-error", "a").await,
-        replica(&server.url(), "dd-error", "b").await,
-    );
+    let (_server, a, b) = two_replicas("dd-error").await;
     let lease = Duration::from_secs(10);
     let (layer_a, layer_b) = (layer(&a, lease), layer(&b, lease));
     let calls = Arc::new(AtomicUsize::new(0));
@@ -297,11 +271,7 @@ async fn a_leader_error_or_panic_hands_the_key_to_a_waiter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn a_result_too_big_or_undecodable_sends_waiters_to_their_own_call() {
-    let server = RedisServer::start();
-    let (a, b) = (
-        replica(&server.url(), "dd-big", "a").await,
-        replica(&server.url(), "dd-big", "b").await,
-    );
+    let (_server, a, b) = two_replicas("dd-big").await;
     let big = |fleet: &Fleet| {
         FleetDedupLayer::builder(fleet)
             .key(|key: &String| Some(key.clone()))
@@ -382,11 +352,7 @@ async fn a_result_too_big_or_undecodable_sends_waiters_to_their_own_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn with_redis_dead_requests_call_at_once_and_sharing_resumes_after_restart() {
-    let mut server = RedisServer::start();
-    let (a, b) = (
-        replica(&server.url(), "dd-down", "a").await,
-        replica(&server.url(), "dd-down", "b").await,
-    );
+    let (mut server, a, b) = two_replicas("dd-down").await;
     let (layer_a, layer_b) = (
         layer(&a, Duration::from_secs(2)),
         layer(&b, Duration::from_secs(2)),
@@ -401,11 +367,7 @@ async fn with_redis_dead_requests_call_at_once_and_sharing_resumes_after_restart
     // beyond the 50 ms deadline.
     let mut slowest = Duration::ZERO;
     for round in 0..40 {
-        let svc = if round % 2 == 0 {
-            svc_a.clone()
-        } else {
-            svc_b.clone()
-        };
+        let svc = [&svc_a, &svc_b][round % 2].clone();
         let started = Instant::now();
         let answer = svc.oneshot(format!("key-{}", round % 3)).await.unwrap();
         slowest = slowest.max(started.elapsed());
@@ -428,11 +390,7 @@ async fn with_redis_dead_requests_call_at_once_and_sharing_resumes_after_restart
     let svc_a = layer_a.layer(counting(&calls, Duration::from_millis(200)));
     let svc_b = layer_b.layer(counting(&calls, Duration::from_millis(200)));
     let requests = (0..10).map(|i| {
-        let svc = if i % 2 == 0 {
-            svc_a.clone()
-        } else {
-            svc_b.clone()
-        };
+        let svc = [&svc_a, &svc_b][i % 2].clone();
         tokio::spawn(svc.oneshot("again".to_owned()))
     });
     for joined in futures_util::future::join_all(requests).await {
@@ -480,9 +438,7 @@ async fn with_redis_slow_no_request_waits_beyond_the_deadline() {
 
 #[tokio::test]
 async fn with_no_redis_a_keyed_request_calls_the_inner_service() {
-    let fleet = Fleet::builder(format!("redis://127.0.0.1:{}", common::free_port()))
-        .build()
-        .unwrap();
+    let fleet = Fleet::builder(common::nobody_url()).build().unwrap();
     let layer = layer(&fleet, Duration::from_secs(1));
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = layer.layer(counting(&calls, Duration::ZERO));
@@ -493,9 +449,7 @@ async fn with_no_redis_a_keyed_request_calls_the_inner_service() {
 
 #[tokio::test]
 async fn a_request_without_a_key_goes_straight_through() {
-    let fleet = Fleet::builder(format!("redis://127.0.0.1:{}", common::free_port()))
-        .build()
-        .unwrap();
+    let fleet = Fleet::builder(common::nobody_url()).build().unwrap();
     let layer = FleetDedupLayer::builder(&fleet)
         .key(|key: &String| (!key.is_empty()).then(|| key.clone()))
         .codec(RawCodec)

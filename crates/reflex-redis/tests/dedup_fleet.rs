@@ -2,21 +2,24 @@
 //! `redis-server`: one inner call per key across the fleet, counted at the
 //! dependency (a TCP server in the test process), and a SIGKILLed leader's
 //! key taken over once its lease expires.
+//!
+//! Real processes, a real server and a real clock: the test talks to its
+//! replicas over blocking pipes and times them with std's clock.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 mod common;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use common::dependency::Dependency;
 use common::{RedisServer, Replica};
 use reflex_core::BoxError;
-use reflex_redis::Fleet;
 use reflex_redis::dedup::{FleetDedupLayer, RawCodec};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
-use tokio::time::Instant;
 use tower::{Layer, ServiceExt, service_fn};
 
 /// Calls per key, as the dependency counted them.
@@ -25,48 +28,31 @@ type Counts = Arc<Mutex<HashMap<String, usize>>>;
 /// The dependency: reads a key per connection, answers `v<n>:<key>` (its
 /// n-th call for that key) after 300 ms. The first call for a key starting
 /// with `hang` never answers.
-fn dependency() -> (SocketAddr, Counts) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
+fn dependency() -> (Dependency, Counts) {
     let counts = Counts::default();
     let counted = Arc::clone(&counts);
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let counts = Arc::clone(&counted);
-            std::thread::spawn(move || {
-                let mut key = String::new();
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                if reader.read_line(&mut key).is_err() {
-                    return;
-                }
-                let key = key.trim_end().to_owned();
-                let n = {
-                    let mut counts = counts.lock().unwrap();
-                    let n = counts.entry(key.clone()).or_default();
-                    *n += 1;
-                    *n
-                };
-                if key.starts_with("hang") && n == 1 {
-                    // Until the caller goes away.
-                    let _ = reader.read_line(&mut String::new());
-                    return;
-                }
-                pause(Duration::from_millis(300));
-                let _ = writeln!(stream, "v{n}:{key}");
-            });
+    let dependency = Dependency::start(move |mut stream| {
+        let mut key = String::new();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        if reader.read_line(&mut key).is_err() {
+            return;
         }
+        let key = key.trim_end().to_owned();
+        let n = {
+            let mut counts = counted.lock().unwrap();
+            let n = counts.entry(key.clone()).or_default();
+            *n += 1;
+            *n
+        };
+        if key.starts_with("hang") && n == 1 {
+            // Until the caller goes away.
+            let _ = reader.read_line(&mut String::new());
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = writeln!(stream, "v{n}:{key}");
     });
-    (addr, counts)
-}
-
-/// Blocks this thread for `wait` (wall clock: the other processes do not
-/// share a paused one).
-fn pause(wait: Duration) {
-    let until = std::time::SystemTime::now() + wait;
-    while let Ok(left) = until.duration_since(std::time::SystemTime::now()) {
-        std::thread::park_timeout(left);
-    }
+    (dependency, counts)
 }
 
 /// A replica process: its fleet, a fleet dedup layer over the dependency.
@@ -76,21 +62,17 @@ fn pause(wait: Duration) {
 fn dedup_replica() {
     let Some(name) = common::role() else { return };
     let env = |key: &str| std::env::var(key).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = common::replica_runtime(2);
     let dep: SocketAddr = env("DD_DEP").parse().unwrap();
     let lease = Duration::from_millis(env("DD_LEASE_MS").parse().unwrap());
     let (layer, svc) = runtime.block_on(async {
-        let fleet = Fleet::builder(env("DD_REDIS"))
-            .namespace("dd-fleet")
-            .replica_id(name.as_str())
-            .op_timeout(Duration::from_millis(50))
-            .build()
-            .unwrap();
-        assert!(fleet.wait_up(Duration::from_secs(5)).await);
+        let fleet = common::fleet_up(
+            env("DD_REDIS"),
+            "dd-fleet",
+            &name,
+            Duration::from_millis(50),
+        )
+        .await;
         let layer = FleetDedupLayer::builder(&fleet)
             .component("catalog")
             .key(|key: &String| Some(key.clone()))
@@ -142,12 +124,19 @@ fn dedup_replica() {
             }
             ["hang", key] => {
                 runtime.spawn(svc.clone().oneshot((*key).to_owned()));
-                runtime.block_on(async {
-                    while layer.handle().metrics().leader_calls == 0 {
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
+                let leading = runtime.block_on(async {
+                    let leads = async {
+                        while layer.handle().metrics().leader_calls == 0 {
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                        }
+                    };
+                    tokio::time::timeout(Duration::from_secs(5), leads).await
                 });
-                common::answer("leading");
+                common::answer(if leading.is_ok() {
+                    "leading"
+                } else {
+                    "not leading"
+                });
             }
             ["get", key] => {
                 let (answer, took) = runtime.block_on(async {
@@ -167,13 +156,13 @@ fn dedup_replica() {
     }
 }
 
-fn spawn(name: &str, server: &RedisServer, dep: SocketAddr, lease_ms: u64) -> Replica {
+fn spawn(name: &str, server: &RedisServer, dep: &Dependency, lease_ms: u64) -> Replica {
     let mut replica = Replica::spawn(
         "dedup_replica",
         name,
         &[
             ("DD_REDIS", server.url()),
-            ("DD_DEP", dep.to_string()),
+            ("DD_DEP", dep.addr().to_string()),
             ("DD_LEASE_MS", lease_ms.to_string()),
         ],
     );
@@ -188,16 +177,16 @@ fn three_replica_processes_make_one_call_per_key() {
     let (dep, counts) = dependency();
     let mut replicas: Vec<Replica> = ["r1", "r2", "r3"]
         .iter()
-        .map(|name| spawn(name, &server, dep, 2000))
+        .map(|name| spawn(name, &server, &dep, 2000))
         .collect();
     let keys = ["k1", "k2", "k3", "k4", "k5"];
     let command = format!("burst 10 {}", keys.join(" "));
-    let started = std::time::SystemTime::now();
+    let started = Instant::now();
     for replica in &mut replicas {
         replica.send(&command);
     }
     let answers: Vec<String> = replicas.iter_mut().map(Replica::recv).collect();
-    let took = started.elapsed().unwrap();
+    let took = started.elapsed();
 
     let expected: Vec<String> = keys.iter().map(|key| format!("v1:{key}")).collect();
     for answer in &answers {
@@ -224,18 +213,18 @@ fn a_sigkilled_leaders_key_is_taken_over_after_its_lease() {
     let server = RedisServer::start();
     let (dep, counts) = dependency();
     let lease_ms = 500;
-    let mut a = spawn("a", &server, dep, lease_ms);
-    let mut b = spawn("b", &server, dep, lease_ms);
+    let mut a = spawn("a", &server, &dep, lease_ms);
+    let mut b = spawn("b", &server, &dep, lease_ms);
 
     assert_eq!(a.ask("hang hang-1"), "leading");
     b.send("get hang-1");
     // B waits on A's lease (it renews it) for a while.
-    pause(Duration::from_millis(700));
+    std::thread::sleep(Duration::from_millis(700));
     assert_eq!(counts.lock().unwrap().get("hang-1"), Some(&1));
-    let killed = std::time::SystemTime::now();
+    let killed = Instant::now();
     a.kill();
     let answer = b.recv();
-    let after_kill = killed.elapsed().unwrap();
+    let after_kill = killed.elapsed();
 
     let mut words = answer.split(' ');
     assert_eq!(words.next(), Some("v2:hang-1"), "{answer}");

@@ -1,9 +1,9 @@
 //! [`SharedBreaker`]: a circuit breaker whose replicas act as one.
 //!
 //! A [`reflex_breaker::Backend`] for `CircuitBreakLayer`: each replica
-//! keeps a [`MemoryBackend`] that makes every decision on the request path
-//! (so admitting a call costs what it costs without Redis), and a
-//! background task ties it to the fleet:
+//! keeps a [`MemoryBackend`](reflex_breaker::MemoryBackend) that makes
+//! every decision on the request path (so admitting a call costs what it
+//! costs without Redis), and a background task ties it to the fleet:
 //!
 //! - **Trips travel.** When this replica's breaker opens (its own rule, a
 //!   probe that failed, [`trip`](reflex_breaker::Backend::trip)), the task
@@ -13,7 +13,7 @@
 //!   `docs/distributed.md`). A close after successful probes travels the
 //!   same way: the other replicas' Open and HalfOpen breakers close.
 //! - **The fleet's rate.** With [`fleet_rate`](SharedBreakerBuilder::fleet_rate)
-//!   on (the default) and a rate rule configured, each call adds to two or
+//!   on (the default) and a rate rule configured, each call adds to one to
 //!   three local counters; every [`flush_every`](SharedBreakerBuilder::flush_every)
 //!   the task adds them to the fleet window in Redis and reads the fleet's
 //!   sums back, in one script. When the fleet holds the minimum of calls
@@ -44,10 +44,11 @@
 //!   `open` key (the fleet opened meanwhile) opens it.
 //! - Consistency is eventual. Two replicas may trip at once (both tell);
 //!   a replica that misses a message (a lagging subscriber, a broken
-//!   pub/sub connection) catches up at its next resync only if the `open`
-//!   key still lives. A fleet trip opens the others with
-//!   [`TransitionReason::Tripped`](reflex_core::TransitionReason::Tripped), a fleet close closes
-//!   them as a reset (`Manual`).
+//!   pub/sub connection) catches up only at its next resync (when its link
+//!   comes back), and only if the `open` key still lives. A fleet trip
+//!   opens the others with
+//!   [`TransitionReason::Tripped`](reflex_core::TransitionReason::Tripped),
+//!   a fleet close closes them as a reset (`Manual`).
 //! - The `open` key lives for the base open duration: with an
 //!   [`open_backoff`](reflex_breaker::CircuitBreakBuilder::open_backoff),
 //!   each replica's breaker backs off by its own count of opens.
@@ -57,6 +58,7 @@
 //! - At most K probes per half-open spell of the fleet: a probe already
 //!   out when the fleet re-opens (its lease cleared) still reports.
 
+mod builder;
 mod state;
 mod stats;
 mod store;
@@ -65,25 +67,23 @@ mod wire;
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use reflex_breaker::{
-    Backend, BreakerConfig, BreakerMetrics, ManualStateError, MemoryBackend, Refusal, Ticket,
-};
-use reflex_core::{BreakerState, ConfigError, ConfigErrorKind, Outcome};
+use reflex_breaker::{Backend, BreakerMetrics, ManualStateError, Refusal, Ticket};
+use reflex_core::{BreakerState, Outcome};
 
-use self::state::{Inner, Settings};
+pub use self::builder::SharedBreakerBuilder;
+use self::state::Inner;
 pub use self::stats::SharedBreakerStats;
-use self::wire::{FleetWindow, RateRule, scope, ttl_ms};
 use crate::fleet::Fleet;
-
-const LAYER: &str = "shared_breaker";
 
 /// A circuit breaker backend shared by the replicas of a fleet: see the
 /// [module docs](self) for what it shares and guarantees.
 ///
 /// Made by [`SharedBreaker::builder`]`(&fleet)…`[`backend()`](SharedBreakerBuilder::backend),
-/// given to [`build_with_backend`](reflex_breaker::CircuitBreakBuilder::build_with_backend).
+/// given to [`build_with_backend`](reflex_breaker::CircuitBreakBuilder::build_with_backend),
+/// or with its layer by [`layer`](SharedBreakerBuilder::layer).
 /// Clones share the breaker; its task ends once the last clone is dropped
 /// (within one flush interval).
 ///
@@ -113,25 +113,12 @@ pub struct SharedBreaker {
     inner: Arc<Inner>,
 }
 
-/// Configures a [`SharedBreaker`]; see [`SharedBreaker::builder`].
-#[must_use = "a builder does nothing until `backend` or `build` is called"]
-#[derive(Debug, Clone)]
-pub struct SharedBreakerBuilder {
-    fleet: Fleet,
-    flush_every: Duration,
-    fleet_rate: bool,
-}
-
 // === impl SharedBreaker ===
 
 impl SharedBreaker {
     /// A builder of breakers shared through `fleet`.
     pub fn builder(fleet: &Fleet) -> SharedBreakerBuilder {
-        SharedBreakerBuilder {
-            fleet: fleet.clone(),
-            flush_every: Duration::from_millis(100),
-            fleet_rate: true,
-        }
+        SharedBreakerBuilder::new(fleet)
     }
 
     /// What it learned from the fleet so far.
@@ -144,15 +131,8 @@ impl SharedBreaker {
     ///
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
     /// let fleet = Fleet::builder("redis://127.0.0.1:6379").build()?;
-    /// let make = SharedBreaker::builder(&fleet).backend()?;
-    /// let mut kept = None;
-    /// let _layer = CircuitBreakLayer::builder().build_with_backend(|config| {
-    ///     let breaker = make(config);
-    ///     kept = Some(breaker.clone());
-    ///     breaker
-    /// })?;
-    /// let stats = kept.expect("built").stats();
-    /// println!("{} calls across the fleet", stats.fleet_calls);
+    /// let (_layer, breaker) = SharedBreaker::builder(&fleet).layer(CircuitBreakLayer::builder())?;
+    /// println!("{} calls across the fleet", breaker.stats().fleet_calls);
     /// # Ok(()) }
     /// ```
     pub fn stats(&self) -> SharedBreakerStats {
@@ -206,9 +186,8 @@ impl Backend for SharedBreaker {
 
     fn metrics(&self) -> BreakerMetrics {
         let mut metrics = self.inner.local.metrics();
-        metrics.rejected_total = metrics
-            .rejected_total
-            .saturating_add(self.stats().lease_refusals);
+        let lease_refusals = self.inner.counters.lease_refusals.load(Ordering::Relaxed);
+        metrics.rejected_total = metrics.rejected_total.saturating_add(lease_refusals);
         metrics
     }
 
@@ -242,123 +221,5 @@ impl fmt::Debug for SharedBreaker {
             .field("state", &self.state())
             .field("fleet", &self.inner.fleet)
             .finish_non_exhaustive()
-    }
-}
-
-// === impl SharedBreakerBuilder ===
-
-impl SharedBreakerBuilder {
-    /// How often the counts of the fleet rate go to Redis (one script per
-    /// interval, when there were calls): the fleet judges its rate at most
-    /// this late. Between 1 ms and an hour. Defaults to 100 ms.
-    pub fn flush_every(mut self, every: Duration) -> Self {
-        self.flush_every = every;
-        self
-    }
-
-    /// Judge the breaker's rate rules over the fleet's calls too (they
-    /// still apply to this replica's alone). Off: only trips and closes are
-    /// shared. Defaults to on; does nothing for a breaker with no rate rule.
-    pub fn fleet_rate(mut self, on: bool) -> Self {
-        self.fleet_rate = on;
-        self
-    }
-
-    /// Checks the settings and gives what
-    /// [`build_with_backend`](reflex_breaker::CircuitBreakBuilder::build_with_backend)
-    /// takes: each call makes a breaker with the layer's configuration.
-    ///
-    /// # Errors
-    ///
-    /// A [`ConfigError`] when `flush_every` is zero or above an hour.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// use reflex_breaker::CircuitBreakLayer;
-    /// use reflex_redis::{Fleet, SharedBreaker};
-    ///
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// let fleet = Fleet::builder("redis://127.0.0.1:6379").build()?;
-    /// let layer = CircuitBreakLayer::builder()
-    ///     .component("payments")
-    ///     .consecutive_failures(5)
-    ///     .build_with_backend(SharedBreaker::builder(&fleet).backend()?)?;
-    /// # let _ = layer;
-    /// # Ok(()) }
-    /// ```
-    pub fn backend(self) -> Result<impl FnOnce(BreakerConfig) -> SharedBreaker, ConfigError> {
-        self.check()?;
-        Ok(move |config| self.start(config))
-    }
-
-    /// As [`backend`](Self::backend), for one configuration at hand.
-    ///
-    /// # Errors
-    ///
-    /// As [`backend`](Self::backend).
-    pub fn build(self, config: BreakerConfig) -> Result<SharedBreaker, ConfigError> {
-        self.check()?;
-        Ok(self.start(config))
-    }
-
-    fn check(&self) -> Result<(), ConfigError> {
-        if self.flush_every.is_zero() {
-            return Err(ConfigError::new(
-                LAYER,
-                "flush_every",
-                ConfigErrorKind::Zero,
-                "must be above zero",
-            ));
-        }
-        if self.flush_every < Duration::from_millis(1)
-            || self.flush_every > Duration::from_secs(3600)
-        {
-            return Err(ConfigError::new(
-                LAYER,
-                "flush_every",
-                ConfigErrorKind::OutOfRange,
-                format!(
-                    "must be between 1 ms and an hour, got {:?}",
-                    self.flush_every
-                ),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Makes the breaker and starts its task on the fleet's runtime.
-    fn start(self, config: BreakerConfig) -> SharedBreaker {
-        let fleet = self.fleet;
-        let component = config.component().clone();
-        fleet.attach(&component);
-        let name = component.as_str();
-        let keys = fleet.keys();
-        let count_rate =
-            self.fleet_rate && (config.failure_rate().is_some() || config.slow_call().is_some());
-        let settings = Settings {
-            scope: scope(name),
-            open_key: keys.key("cb", name, "open"),
-            probes_key: keys.key("cb", name, "probes"),
-            window_key: keys.key("cb", name, "window"),
-            flush_every: self.flush_every,
-            count_rate,
-            slow_call: config
-                .slow_call()
-                .filter(|_| count_rate)
-                .map(|(_, slow)| slow),
-            window: FleetWindow::of(config.window()),
-            rule: RateRule {
-                minimum_calls: u64::from(config.minimum_calls()),
-                failure_rate: config.failure_rate(),
-                slow_rate: config.slow_call().map(|(threshold, _)| threshold),
-            },
-            probes: config.probes(),
-            lease_ttl_ms: ttl_ms(config.half_open_max_wait()),
-            open_ms: ttl_ms(config.open_duration()),
-        };
-        let inner = Arc::new(Inner::new(MemoryBackend::new(config), fleet, settings));
-        task::spawn(&inner);
-        SharedBreaker { inner }
     }
 }

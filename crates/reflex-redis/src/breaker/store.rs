@@ -136,13 +136,7 @@ pub(crate) async fn lease(inner: &Inner, member: &str) -> Result<Lease, LinkErro
 pub(crate) async fn announce(inner: &Inner, event: Event) -> Result<(), LinkError> {
     let settings = &inner.settings;
     let fleet = &inner.fleet;
-    // The link's message format: `scope|origin|body`.
-    let message = format!(
-        "{}|{}|{}",
-        settings.scope,
-        fleet.replica_id(),
-        event.as_str()
-    );
+    let message = fleet.link.message(&settings.scope, event.as_str());
     let channel = fleet.keys().channel();
     fleet
         .link

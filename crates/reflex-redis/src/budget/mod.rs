@@ -26,16 +26,20 @@
 //!
 //! - **The cap holds while Redis is up and every replica renews within
 //!   its TTL.** A replica raises its local cap only after Redis granted it;
-//!   it lowers it before telling Redis, and Redis records it as holding
-//!   the larger of its grant and what it may still have in flight (those
-//!   calls cannot be revoked: they drain). The lease script runs
-//!   atomically, with Redis's clock (`TIME`): the replicas' clocks play no
-//!   part.
+//!   it lowers it before telling Redis (the lowered cap is in force when
+//!   [`ShedHandle::set_fleet_cap`] returns), then reads its calls in
+//!   flight, and Redis records it as holding the larger of its grant and
+//!   those calls (they cannot be revoked: they drain). The lease script
+//!   runs atomically, with Redis's clock (`TIME`): the replicas' clocks
+//!   play no part.
 //! - **A replica that cannot renew for a whole TTL falls back**: to the
 //!   shed layer's own limit, or to the static share given to
 //!   [`fallback`](FleetBudgetBuilder::fallback). It counts the TTL from
-//!   when it sent its last granted renewal, before Redis ran it, so it lets
-//!   its lease go no later than Redis does. While Redis is down the link
+//!   when it sent its last granted renewal, before Redis ran it (so the
+//!   TTL ends no later than Redis's), and looks every sample: it falls
+//!   back at its first look after the TTL, up to a sample (or a renewal's
+//!   deadline, when one is under way) after Redis may have handed its
+//!   permits on. While Redis is down the link
 //!   reports [`Signal::FleetLink`](reflex_core::Signal::FleetLink)`{ up:
 //!   false }` under the layer's component; when Redis is back the budget
 //!   leases again at once and the cap holds again once every replica has.
@@ -45,8 +49,12 @@
 //! # What is not
 //!
 //! - **While a replica is cut off**, its fallback is local behaviour: with
-//!   the default (`None`), the fleet may run above the cap; with a share of
-//!   `cap / replicas` it does not.
+//!   the default (`None`), the fleet may run above the cap. With a share of
+//!   `cap / replicas` it does not while Redis is down for every replica;
+//!   while only some are cut off, the others lease the whole cap once the
+//!   cut-off leases lapse in Redis, and the fleet may run above it by the
+//!   cut-off replicas' shares. Calls admitted under a lease that lapsed
+//!   drain after Redis has handed its permits on.
 //! - **Redis losing its state** (a restart without persistence, a failover
 //!   to a replica that missed the last writes) forgets every lease: until
 //!   every replica has renewed (one third of a TTL, or at once on the

@@ -2,12 +2,14 @@
 //! the layer's fleet cap in the order that keeps the fleet under its cap.
 //!
 //! **Growing**, Redis grants first and the local cap rises after.
-//! **Shrinking**, the local cap falls first; then the calls in flight are
-//! read, and Redis records this replica as holding the larger of its grant
-//! and what it may still have in flight (admitted calls cannot be revoked;
-//! they drain). So at every instant a live, renewing replica has at most
-//! what Redis records as its own in flight, and Redis never grants beyond
-//! the cap what the others do not hold.
+//! **Shrinking**, the local cap falls first (in force when
+//! `set_fleet_cap` returns, even while a reflex's change is being
+//! written); then the calls in flight are read, and Redis records this
+//! replica as holding the larger of its grant and what it may still have
+//! in flight (admitted calls cannot be revoked; they drain). So at every
+//! instant a live, renewing replica has at most what Redis records as its
+//! own in flight, and Redis never grants beyond the cap what the others do
+//! not hold.
 
 use std::sync::Weak;
 

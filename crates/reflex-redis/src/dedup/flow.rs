@@ -2,12 +2,14 @@
 //! wait for the leader's result; fall back to a call of its own whenever
 //! the fleet cannot help.
 
+use std::convert::Infallible;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use reflex_core::BoxError;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::Instant;
 use tower_service::Service;
 
@@ -22,12 +24,13 @@ use crate::link::Message;
 pub(crate) struct Core<Co> {
     pub(crate) fleet: Fleet,
     pub(crate) codec: Co,
-    pub(crate) names: Arc<Names>,
+    pub(crate) names: Names,
     pub(crate) stats: Arc<Stats>,
     pub(crate) settings: Settings,
     lease_ms: u64,
     result_ms: u64,
-    /// How often a waiting request looks at the key when no message comes.
+    /// How long a waiting request goes without looking at the key when no
+    /// message comes.
     poll: Duration,
     /// How often a leader renews its lease.
     renew: Duration,
@@ -35,7 +38,7 @@ pub(crate) struct Core<Co> {
 
 impl<Co> Core<Co> {
     pub(crate) fn new(fleet: Fleet, codec: Co, settings: Settings, stats: Arc<Stats>) -> Self {
-        let names = Arc::new(Names::new(settings.component.as_str()));
+        let names = Names::new(fleet.keys(), settings.component.as_str());
         let poll = (settings.lease_ttl / 4)
             .min(settings.result_ttl / 2)
             .clamp(Duration::from_millis(5), Duration::from_secs(1));
@@ -54,207 +57,144 @@ impl<Co> Core<Co> {
 
     /// The names of `key` in Redis.
     pub(crate) fn target(&self, key: &str) -> Target {
-        self.names.target(&self.fleet, key)
+        self.names.target(key)
     }
 }
 
 /// Makes each lease holder's token unique within the replica.
 static NONCE: AtomicU64 = AtomicU64::new(0);
 
+/// What a keyed request does, once the fleet was asked.
+enum Turn<Res> {
+    /// It holds the key's lease: it calls for the fleet.
+    Lead,
+    /// Another request's stored answer.
+    Answer(Res),
+    /// It calls on its own: the fleet cannot help.
+    Alone,
+}
+
 /// Serves a keyed request: `svc` is ready (its `poll_ready` answered).
 pub(crate) async fn run<S, Req, Co>(
     core: Arc<Core<Co>>,
-    svc: S,
-    req: Req,
-    target: Target,
-) -> Result<S::Response, BoxError>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    Co: Codec<S::Response>,
-{
-    let link = &core.fleet.link;
-    // Listen before looking: a release between the look and the wait is
-    // heard.
-    let messages = core.fleet.messages();
-    let owner = format!("{}:{}", link.replica, NONCE.fetch_add(1, Ordering::Relaxed));
-    match store::acquire(link, &target, &owner, core.lease_ms, false).await {
-        Ok(Found::Leader) => {
-            tracing::debug!(component = %core.settings.component, "fleet dedup: leading");
-            core.stats.count(Counted::LeaderCall);
-            lead(&core, svc, req, target, owner).await
-        }
-        Ok(Found::Held | Found::Result(_)) => {
-            follow(&core, svc, req, target, owner, messages).await
-        }
-        Err(error) => {
-            tracing::debug!(component = %core.settings.component, %error, "fleet dedup: redis unavailable, calling locally");
-            core.stats.count(Counted::LocalFallback);
-            local(svc, req).await
-        }
-    }
-}
-
-async fn local<S, Req>(mut svc: S, req: Req) -> Result<S::Response, BoxError>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-{
-    svc.call(req).await.map_err(Into::into)
-}
-
-/// Calls for the fleet while holding the lease (renewing it), then stores
-/// the result and lets the lease go.
-async fn lead<S, Req, Co>(
-    core: &Core<Co>,
     mut svc: S,
     req: Req,
     target: Target,
-    owner: String,
 ) -> Result<S::Response, BoxError>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     Co: Codec<S::Response>,
 {
-    let link = &core.fleet.link;
-    let (target, owner) = (Arc::new(target), Arc::<str>::from(owner));
-    // Released on every way out: a result, an error, a drop, a panic.
-    let guard = LeaseGuard {
-        fleet: core.fleet.clone(),
-        names: Arc::clone(&core.names),
-        result_ms: core.result_ms,
-        held: Some((Arc::clone(&target), Arc::clone(&owner))),
-    };
-    let renewal = async {
-        loop {
-            tokio::time::sleep(core.renew).await;
-            match store::renew(link, &target, &owner, core.lease_ms).await {
-                Ok(true) | Err(_) => {}
-                Ok(false) => {
-                    tracing::debug!(component = %core.settings.component, "fleet dedup: lease lost while calling");
-                    std::future::pending::<()>().await;
-                }
-            }
-        }
-    };
-    let call = svc.call(req);
-    let result = tokio::select! {
-        biased;
-        result = call => result,
-        _ = renewal => unreachable!("the renewal never ends"),
-    };
-    match result {
-        Ok(response) => {
-            let max = core.settings.max_result_bytes;
-            let key = &target.key;
-            let stored = core
-                .codec
-                .encode(&response)
-                .filter(|bytes| bytes.len().saturating_add(4 + key.len()) <= max)
-                .map(|bytes| store::frame(key, &bytes));
-            match stored {
-                Some(bytes) => guard.release(Release::Done, Some(bytes)),
-                None => {
-                    core.stats.count(Counted::Unshared);
-                    guard.release(Release::Unshared, None);
-                }
-            }
-            Ok(response)
-        }
-        Err(error) => {
-            core.stats.count(Counted::Unshared);
-            guard.release(Release::Abandoned, None);
-            Err(error.into())
+    let owner = format!(
+        "{}:{}",
+        core.fleet.link.replica,
+        NONCE.fetch_add(1, Ordering::Relaxed)
+    );
+    match turn(&core, &target, &owner).await {
+        Turn::Answer(response) => Ok(response),
+        Turn::Alone => svc.call(req).await.map_err(Into::into),
+        Turn::Lead => {
+            // Let go on every way out: a result, an error, a drop, a panic
+            // (of `call` too: the lease exists before it runs).
+            let lease = Lease {
+                core: &core,
+                held: Some((target, owner)),
+            };
+            let result = lease.renewing(svc.call(req)).await;
+            lease.settle(result.as_ref().ok());
+            result.map_err(Into::into)
         }
     }
 }
 
-/// Waits for the leader's result, takes over a lease its leader let go,
-/// or calls on its own: past `max_wait`, when Redis fails, when the result
-/// cannot be shared or does not decode.
-async fn follow<S, Req, Co>(
-    core: &Core<Co>,
-    svc: S,
-    req: Req,
-    target: Target,
-    owner: String,
-    mut messages: tokio::sync::broadcast::Receiver<Message>,
-) -> Result<S::Response, BoxError>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-    Co: Codec<S::Response>,
-{
-    let link = &core.fleet.link;
-    let waiting = Waiting::new(&core.stats);
-    let mut health = core.fleet.health();
-    let deadline = tokio::time::sleep_until(Instant::now() + core.settings.max_wait);
-    tokio::pin!(deadline);
-    let mut poll = tokio::time::interval_at(Instant::now() + core.poll, core.poll);
-    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let fallback = |what: Counted| {
-        core.stats.count(what);
-        tracing::debug!(component = %core.settings.component, why = ?what, "fleet dedup: calling locally");
-    };
-    loop {
-        tokio::select! {
-            biased;
-            () = &mut deadline => {
-                fallback(Counted::WaitTimedOut);
-                break;
-            }
-            message = messages.recv() => match message {
-                Ok(message) => match release_of(&core.names, &target, &message) {
-                    None => continue,
-                    Some(Release::Unshared) => {
-                        fallback(Counted::LocalFallback);
-                        break;
-                    }
-                    Some(Release::Done | Release::Abandoned) => {}
-                },
-                Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => {
-                    fallback(Counted::LocalFallback);
-                    break;
-                }
-            },
-            _ = poll.tick() => {}
-            changed = health.changed() => {
-                if changed.is_err() || !health.borrow_and_update().up {
-                    fallback(Counted::LocalFallback);
-                    break;
-                }
-                continue;
-            }
+/// Takes the key's lease, or waits for its leader's answer.
+async fn turn<Res, Co: Codec<Res>>(core: &Core<Co>, target: &Target, owner: &str) -> Turn<Res> {
+    // Listen before looking: a release between the look and the wait is
+    // heard. (Dropped when the turn is known, before any call.)
+    let messages = core.fleet.messages();
+    match store::acquire(&core.fleet.link, target, owner, core.lease_ms, false).await {
+        Ok(Found::Leader) => {
+            tracing::debug!(component = %core.settings.component, "fleet dedup: leading");
+            core.stats.count(Counted::LeaderCall);
+            Turn::Lead
         }
-        match store::acquire(link, &target, &owner, core.lease_ms, true).await {
-            Ok(Found::Held) => {}
-            Ok(Found::Result(stored)) => {
-                let response =
-                    store::unframe(&target.key, &stored).and_then(|bytes| core.codec.decode(bytes));
-                if let Some(response) = response {
-                    core.stats.count(Counted::FollowerHit);
-                    return Ok(response);
+        Ok(Found::Held | Found::Result(_)) => follow(core, target, owner, messages).await,
+        Err(error) => {
+            tracing::debug!(component = %core.settings.component, %error, "fleet dedup: redis unavailable");
+            alone(core, Counted::LocalFallback)
+        }
+    }
+}
+
+/// Counts why a request calls on its own.
+fn alone<Res, Co>(core: &Core<Co>, why: Counted) -> Turn<Res> {
+    core.stats.count(why);
+    tracing::debug!(component = %core.settings.component, why = ?why, "fleet dedup: calling locally");
+    Turn::Alone
+}
+
+/// Waits for the leader's answer (looking at the key on its message, or
+/// after `poll` without one), takes over a lease its leader let go, or
+/// gives up: past `max_wait`, when Redis fails, when the answer cannot be
+/// shared or does not decode.
+async fn follow<Res, Co: Codec<Res>>(
+    core: &Core<Co>,
+    target: &Target,
+    owner: &str,
+    mut messages: broadcast::Receiver<Message>,
+) -> Turn<Res> {
+    let _waiting = Waiting::new(&core.stats);
+    let mut health = core.fleet.health();
+    let deadline = tokio::time::sleep(core.settings.max_wait);
+    let poll = tokio::time::sleep(core.poll);
+    tokio::pin!(deadline, poll);
+    loop {
+        let gave_up = tokio::select! {
+            biased;
+            () = &mut deadline => Some(Counted::WaitTimedOut),
+            message = messages.recv() => match message {
+                Ok(message) => match release_of(&core.names, target, &message) {
+                    None => continue,
+                    Some(Release::Unshared) => Some(Counted::LocalFallback),
+                    Some(Release::Done | Release::Abandoned) => None,
+                },
+                Err(RecvError::Lagged(_)) => None,
+                Err(RecvError::Closed) => Some(Counted::LocalFallback),
+            },
+            () = &mut poll => None,
+            changed = health.changed() => {
+                if changed.is_ok() && health.borrow_and_update().up {
+                    continue;
                 }
-                fallback(Counted::LocalFallback);
-                break;
+                Some(Counted::LocalFallback)
+            }
+        };
+        if let Some(why) = gave_up {
+            return alone(core, why);
+        }
+        match store::acquire(&core.fleet.link, target, owner, core.lease_ms, true).await {
+            Ok(Found::Held) => poll.as_mut().reset(Instant::now() + core.poll),
+            Ok(Found::Result(stored)) => {
+                let response = store::unframe(target.key(), &stored)
+                    .and_then(|bytes| core.codec.decode(bytes));
+                let Some(response) = response else {
+                    return alone(core, Counted::LocalFallback);
+                };
+                core.stats.count(Counted::FollowerHit);
+                return Turn::Answer(response);
             }
             Ok(Found::Leader) => {
-                drop(waiting);
                 tracing::debug!(component = %core.settings.component, "fleet dedup: taking over");
                 core.stats.count(Counted::Takeover);
-                return lead(core, svc, req, target, owner).await;
+                return Turn::Lead;
             }
             Err(error) => {
                 tracing::debug!(component = %core.settings.component, %error, "fleet dedup: redis failed while waiting");
-                fallback(Counted::LocalFallback);
-                break;
+                return alone(core, Counted::LocalFallback);
             }
         }
     }
-    drop(waiting);
-    local(svc, req).await
 }
 
 /// The release `message` tells of `target`, if it is about it.
@@ -263,36 +203,93 @@ fn release_of(names: &Names, target: &Target, message: &Message) -> Option<Relea
         return None;
     }
     let (tag, part) = message.body.split_once(':')?;
-    (part == &*target.part)
+    (part == target.part())
         .then(|| Release::from_tag(tag))
         .flatten()
 }
 
-/// A held lease: let go (with a message) when released or dropped.
-struct LeaseGuard {
-    fleet: Fleet,
-    names: Arc<Names>,
-    result_ms: u64,
-    held: Option<(Arc<Target>, Arc<str>)>,
+/// A lease this request holds: let go (with a message) when settled or
+/// dropped.
+struct Lease<'a, Co: Send + Sync + 'static> {
+    core: &'a Arc<Core<Co>>,
+    held: Option<(Target, String)>,
 }
 
-impl LeaseGuard {
-    /// Stores `result` (if any) and lets the lease go, in the background:
-    /// the response does not wait on Redis.
-    fn release(mut self, release: Release, result: Option<Vec<u8>>) {
-        self.spawn(release, result);
+impl<Co: Send + Sync + 'static> Lease<'_, Co> {
+    /// Runs `call`, renewing the lease every third of its TTL meanwhile.
+    async fn renewing<F: Future>(&self, call: F) -> F::Output {
+        let renewal = async {
+            if let Some((target, owner)) = &self.held {
+                self.renew(target, owner).await;
+            }
+            std::future::pending::<Infallible>().await
+        };
+        tokio::select! {
+            biased;
+            output = call => output,
+            never = renewal => match never {},
+        }
     }
 
-    fn spawn(&mut self, release: Release, result: Option<Vec<u8>>) {
+    /// Renews the lease until it is found lost (renewals that fail leave
+    /// it to its TTL, and are tried again).
+    async fn renew(&self, target: &Target, owner: &str) {
+        let core = self.core;
+        loop {
+            tokio::time::sleep(core.renew).await;
+            if let Ok(false) = store::renew(&core.fleet.link, target, owner, core.lease_ms).await {
+                tracing::debug!(component = %core.settings.component, "fleet dedup: lease lost while calling");
+                return;
+            }
+        }
+    }
+
+    /// Stores `response` (when it can be shared) and lets the lease go; no
+    /// response (an error): the lease goes with no result.
+    fn settle<Res>(mut self, response: Option<&Res>)
+    where
+        Co: Codec<Res>,
+    {
+        let core = self.core;
+        let Some((target, _)) = &self.held else {
+            return;
+        };
+        let (release, stored) = match response {
+            None => (Release::Abandoned, None),
+            Some(response) => {
+                let key = target.key();
+                let stored = core
+                    .codec
+                    .encode(response)
+                    .filter(|bytes| {
+                        bytes.len().saturating_add(4 + key.len()) <= core.settings.max_result_bytes
+                    })
+                    .map(|bytes| store::frame(key, &bytes));
+                let release = match stored {
+                    Some(_) => Release::Done,
+                    None => Release::Unshared,
+                };
+                (release, stored)
+            }
+        };
+        if release != Release::Done {
+            core.stats.count(Counted::Unshared);
+        }
+        self.release(release, stored);
+    }
+
+    /// Stores `result` (if any) and lets the lease go, in the background:
+    /// the response does not wait on Redis.
+    fn release(&mut self, release: Release, result: Option<Vec<u8>>) {
         let Some((target, owner)) = self.held.take() else {
             return;
         };
-        let (fleet, names, result_ms) =
-            (self.fleet.clone(), Arc::clone(&self.names), self.result_ms);
-        self.fleet.runtime().spawn(async move {
-            let result = result.as_deref().map(|bytes| (bytes, result_ms));
+        let core = Arc::clone(self.core);
+        self.core.fleet.runtime().spawn(async move {
+            let result = result.as_deref().map(|bytes| (bytes, core.result_ms));
+            let link = &core.fleet.link;
             if let Err(error) =
-                store::release(&fleet.link, &names, &target, &owner, release, result).await
+                store::release(link, &core.names, &target, &owner, release, result).await
             {
                 tracing::debug!(%error, "fleet dedup: lease not released (it expires)");
             }
@@ -300,9 +297,9 @@ impl LeaseGuard {
     }
 }
 
-impl Drop for LeaseGuard {
+impl<Co: Send + Sync + 'static> Drop for Lease<'_, Co> {
     fn drop(&mut self) {
         // Cancelled or panicked: a waiter takes over at once.
-        self.spawn(Release::Abandoned, None);
+        self.release(Release::Abandoned, None);
     }
 }

@@ -130,7 +130,8 @@ pub struct FleetDedupMetrics {
     /// cancelled or died) and called for the fleet.
     pub takeovers: u64,
     /// Keyed requests that called on their own because Redis was down,
-    /// slow or in error, or a stored result did not decode.
+    /// slow or in error, their leader's answer was not shared, or a stored
+    /// result did not decode.
     pub local_fallbacks: u64,
     /// Waiting requests that called on their own after waiting
     /// [`max_wait`](super::FleetDedupBuilder::max_wait).

@@ -12,8 +12,10 @@
 //!    while the call runs; then, in the background (the response does not
 //!    wait), one script stores the result (its [`Codec`]'s bytes, with a
 //!    TTL), lets the lease go and tells the fleet over pub/sub;
-//! 3. a **follower** (the lease was held) waits for that message (or looks
-//!    again every quarter of the lease TTL) and decodes the stored result;
+//! 3. a **follower** (the lease was held) waits for that message (or,
+//!    when none comes, looks again every quarter of the lease TTL, at most
+//!    half the result TTL, within 5 ms and 1 s) and decodes the stored
+//!    result;
 //!    when the leader ended without one (an error, a cancelled or panicked
 //!    call, a dead process whose lease expired), one follower takes the
 //!    lease over and calls; the others wait on.
@@ -24,14 +26,15 @@
 //!   Redis longer than the fleet's `op_timeout` per call: with Redis down,
 //!   slow or in error, it calls the inner service itself (counted in
 //!   [`local_fallbacks`](FleetDedupMetrics::local_fallbacks)). A follower
-//!   waits for the *leader* at most [`max_wait`](FleetDedupBuilder::max_wait),
-//!   then calls itself. A follower whose link goes down stops waiting at
-//!   once.
+//!   waits for the *leader* at most [`max_wait`](FleetDedupBuilder::max_wait)
+//!   (and a look at Redis in flight then, within `op_timeout`), then calls
+//!   itself. A follower whose link goes down stops waiting at once.
 //! - **A lease is let go on every way out.** A result, an error, a
 //!   response the codec declines, a dropped (cancelled) request and a
 //!   panicking inner service all release it at once (a task spawned on
 //!   the fleet's runtime), so a waiter takes over without waiting for the
-//!   TTL. Only a dead process (or a partition) leaves a lease to expire.
+//!   TTL. Only a dead process, a partition or Redis failing at that
+//!   moment leaves a lease to expire.
 //! - **Bounded in Redis.** Every lease and result key expires
 //!   ([`lease_ttl`](FleetDedupBuilder::lease_ttl),
 //!   [`result_ttl`](FleetDedupBuilder::result_ttl)); a result is at most
@@ -77,9 +80,15 @@
 //! - Requests of one replica with the same key are coalesced by Redis too
 //!   (each waits on the channel), but at a round trip each: put the
 //!   in-process dedup above this layer.
-//! - Every keyed request costs one or two Redis round trips, some
-//!   allocations, and a subscription to the fleet's channel while it
-//!   waits. A request without a key costs the key function and a branch.
+//! - Every keyed request costs a Redis round trip to take the lease; a
+//!   leader one more per renewal (every third of the lease TTL) while it
+//!   calls and one in the background to let go; a follower one more each
+//!   time it looks again, and a subscription to the fleet's channel while
+//!   it waits (every message of the fleet wakes it, to read the scope and
+//!   key). Each keyed request allocates the key's two names in Redis, the
+//!   lease owner's token and its boxed future; a leader also its stored
+//!   result and its message. A request without a key costs the key
+//!   function and a branch.
 //!
 //! # Examples
 //!

@@ -12,33 +12,37 @@
 //! collision): the stored result carries the whole key and a reader checks
 //! it, so a result never reaches a request of another key.
 
+use std::fmt::Write as _;
 use std::sync::LazyLock;
 
 use redis::{Script, Value};
 
-use crate::Fleet;
+use crate::keys::Keys;
 use crate::link::{Link, LinkError};
 
 /// The longest key kept as it is in a Redis key; longer ones are hashed.
 pub(crate) const MAX_KEY_BYTES: usize = 512;
 
 /// One request's key, as named in Redis and on the channel.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Target {
-    /// The user's key.
-    pub(crate) key: Box<str>,
-    /// The key's name within the component: `k:<key>` or `h:<hash>`.
-    pub(crate) part: Box<str>,
-    pub(crate) lease: Box<str>,
-    pub(crate) result: Box<str>,
+    /// The lease's key: `<prefix>l:<part>`.
+    pub(crate) lease: String,
+    /// The result's key: `<prefix>r:<part>`.
+    pub(crate) result: String,
+    /// Where `<part>` starts in `lease`.
+    at: usize,
+    /// The user's key when `<part>` is its hash (else `<part>` holds it).
+    hashed: Option<Box<str>>,
 }
 
-/// The component's names: its key prefix material and its message scope.
+/// The component's names: its message scope and its keys' prefix.
 #[derive(Debug)]
 pub(crate) struct Names {
     /// `dd:<escaped component>`: the scope of its messages.
     pub(crate) scope: Box<str>,
-    component: Box<str>,
+    /// `reflex:{namespace:dedup:<escaped component>}:`.
+    prefix: Box<str>,
 }
 
 /// What a look at a key found.
@@ -82,46 +86,68 @@ impl Release {
     }
 }
 
+// === impl Target ===
+
+impl Target {
+    /// The user's key.
+    pub(crate) fn key(&self) -> &str {
+        match &self.hashed {
+            Some(key) => key,
+            None => &self.lease[self.at + 2..],
+        }
+    }
+
+    /// The key's name within the component: `k:<key>` or `h:<hash>`.
+    pub(crate) fn part(&self) -> &str {
+        &self.lease[self.at..]
+    }
+}
+
 // === impl Names ===
 
 impl Names {
-    pub(crate) fn new(component: &str) -> Self {
+    pub(crate) fn new(keys: &Keys, component: &str) -> Self {
         Self {
             scope: format!("dd:{}", crate::keys::escape(component)).into(),
-            component: component.into(),
+            prefix: keys.key("dedup", component, "").into(),
         }
     }
 
     /// The names of `key` in Redis.
-    pub(crate) fn target(&self, fleet: &Fleet, key: &str) -> Target {
-        let part: Box<str> = if key.len() <= MAX_KEY_BYTES {
-            format!("k:{key}").into()
-        } else {
-            format!("h:{:032x}", hash128(key.as_bytes())).into()
-        };
+    pub(crate) fn target(&self, key: &str) -> Target {
+        let hashed = (key.len() > MAX_KEY_BYTES).then(|| Box::<str>::from(key));
+        let part_len = 2 + if hashed.is_some() { 32 } else { key.len() };
+        let mut lease = String::with_capacity(self.prefix.len() + 2 + part_len);
+        lease.push_str(&self.prefix);
+        lease.push_str("l:");
+        let at = lease.len();
+        match hashed {
+            Some(_) => {
+                let _ = write!(lease, "h:{:032x}", hash128(key.as_bytes()));
+            }
+            None => {
+                lease.push_str("k:");
+                lease.push_str(key);
+            }
+        }
+        let mut result = String::with_capacity(lease.len());
+        result.push_str(&self.prefix);
+        result.push_str("r:");
+        result.push_str(&lease[at..]);
         Target {
-            key: key.into(),
-            lease: fleet
-                .keys()
-                .key("dedup", &self.component, &format!("l:{part}"))
-                .into(),
-            result: fleet
-                .keys()
-                .key("dedup", &self.component, &format!("r:{part}"))
-                .into(),
-            part,
+            lease,
+            result,
+            at,
+            hashed,
         }
     }
 
     /// The payload of the message `release` of `target`, as the link
     /// publishes it: `scope|origin|tag:part`.
     fn payload(&self, link: &Link, target: &Target, release: Release) -> String {
-        format!(
-            "{}|{}|{}:{}",
-            self.scope,
-            link.replica,
-            release.tag(),
-            target.part
+        link.message(
+            &self.scope,
+            format_args!("{}:{}", release.tag(), target.part()),
         )
     }
 }
@@ -218,8 +244,8 @@ pub(crate) async fn acquire(
     let value: Value = link
         .run(|mut conn| async move {
             ACQUIRE
-                .key(&*target.lease)
-                .key(&*target.result)
+                .key(&target.lease)
+                .key(&target.result)
                 .arg(owner)
                 .arg(lease_ms)
                 .arg(if look { "1" } else { "0" })
@@ -244,7 +270,7 @@ pub(crate) async fn renew(
     let renewed: i64 = link
         .run(|mut conn| async move {
             RENEW
-                .key(&*target.lease)
+                .key(&target.lease)
                 .arg(owner)
                 .arg(lease_ms)
                 .invoke_async(&mut conn)
@@ -268,8 +294,8 @@ pub(crate) async fn release(
     let channel = link.keys.channel();
     link.run_background(|mut conn| async move {
         let mut call = RELEASE.prepare_invoke();
-        call.key(&*target.lease)
-            .key(&*target.result)
+        call.key(&target.lease)
+            .key(&target.result)
             .arg(owner)
             .arg(channel)
             .arg(payload)
@@ -306,6 +332,23 @@ mod tests {
             format!("{:032x}", hash128(b"reflex")),
             "7c286f1cf09cce7f98636aec99088b4c"
         );
+    }
+
+    #[test]
+    fn a_key_is_named_as_it_is_up_to_512_bytes_and_hashed_beyond() {
+        let names = Names::new(&Keys::new("shop".into()), "a|b");
+        let short = names.target("sku-1");
+        assert_eq!(short.lease, "reflex:{shop:dedup:a%7Cb}:l:k:sku-1");
+        assert_eq!(short.result, "reflex:{shop:dedup:a%7Cb}:r:k:sku-1");
+        assert_eq!((short.key(), short.part()), ("sku-1", "k:sku-1"));
+        let key = "x".repeat(MAX_KEY_BYTES + 1);
+        let long = names.target(&key);
+        let part = format!("h:{:032x}", hash128(key.as_bytes()));
+        assert_eq!(long.lease, format!("reflex:{{shop:dedup:a%7Cb}}:l:{part}"));
+        assert_eq!(long.result, format!("reflex:{{shop:dedup:a%7Cb}}:r:{part}"));
+        assert_eq!((long.key(), long.part()), (&*key, &*part));
+        let edge = "y".repeat(MAX_KEY_BYTES);
+        assert_eq!(names.target(&edge).part(), format!("k:{edge}"));
     }
 
     #[test]

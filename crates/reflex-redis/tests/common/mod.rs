@@ -12,36 +12,52 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// A command running `bin` that dies with this process: through
-/// `setpriv --pdeathsig KILL` (util-linux) when there is one.
-pub(crate) fn dying_with_us(bin: &str) -> Command {
-    let setpriv = std::env::var_os("PATH").and_then(|path| {
-        std::env::split_paths(&path)
-            .map(|dir| dir.join("setpriv"))
-            .find(|candidate| candidate.is_file())
-    });
-    match setpriv {
-        Some(setpriv) => {
-            let mut command = Command::new(setpriv);
-            command.args(["--pdeathsig", "KILL", "--", bin]);
-            command
-        }
-        None => Command::new(bin),
-    }
-}
+pub(crate) use reflex_tests::process::dying_with_us;
 
 /// A loopback port nobody listens on (bound, then let go).
 pub(crate) fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
+    reflex_tests::process::free_port().port()
+}
+
+/// The URL of a Redis nobody runs: a fleet on it stays down.
+pub(crate) fn nobody_url() -> String {
+    format!("redis://127.0.0.1:{}", free_port())
+}
+
+/// Replica `replica` of the fleet `namespace` on the Redis at `url`, with
+/// the request path's deadline `op_timeout`, once its link is up (at most
+/// 5 s).
+pub(crate) async fn fleet_up(
+    url: impl Into<String>,
+    namespace: &str,
+    replica: &str,
+    op_timeout: Duration,
+) -> reflex_redis::Fleet {
+    let fleet = reflex_redis::Fleet::builder(url)
+        .namespace(namespace)
+        .replica_id(replica)
+        .op_timeout(op_timeout)
+        .build()
+        .unwrap();
+    assert!(
+        fleet.wait_up(Duration::from_secs(5)).await,
+        "{replica} never came up"
+    );
+    fleet
+}
+
+/// A replica process's runtime, with `workers` threads.
+pub(crate) fn replica_runtime(workers: usize) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()
         .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// A `redis-server` on a loopback port, with no persistence. Killed on
@@ -345,3 +361,5 @@ pub(crate) fn answer(line: impl std::fmt::Display) {
 pub(crate) fn commands() -> impl Iterator<Item = String> {
     std::io::stdin().lines().map_while(Result::ok)
 }
+
+pub(crate) mod dependency;
