@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use reflex_core::{BreakerState, Component, ConfigError, ConfigErrorKind, LayerHandle};
+use reflex_core::{BreakerState, Component, ConfigError, ConfigErrorKind};
 
 use crate::backend::Backend;
 use crate::config::LAYER;
@@ -206,18 +206,10 @@ impl fmt::Debug for BreakerHandle {
     }
 }
 
-/// The same numbers as the inherent [`metrics`](BreakerHandle::metrics).
-impl LayerHandle for BreakerHandle {
-    type Metrics = BreakerMetrics;
-
-    fn component(&self) -> &Component {
-        Self::component(self)
-    }
-
-    fn metrics(&self) -> BreakerMetrics {
-        Self::metrics(self)
-    }
-}
+reflex_core::layer_handle!(
+    /// The same numbers as the inherent [`metrics`](BreakerHandle::metrics).
+    BreakerHandle => BreakerMetrics
+);
 
 impl reflex_core::BreakerControl for BreakerHandle {
     fn state(&self) -> BreakerState {

@@ -133,57 +133,23 @@ impl Logs {
             let Some(suppressed) = self.change_line(tracing::enabled!(Level::WARN)) else {
                 return;
             };
-            match (keyed, change.to) {
-                (true, _) => tracing::warn!(
-                    %component,
-                    from,
-                    to,
-                    reason,
-                    open_for_ms,
-                    suppressed,
-                    "a keyed circuit breaker opened"
-                ),
-                (false, BreakerState::ForcedOpen) => tracing::warn!(
-                    %component,
-                    from,
-                    to,
-                    reason,
-                    suppressed,
-                    "circuit breaker forced open"
-                ),
-                (false, _) => tracing::warn!(
-                    %component,
-                    from,
-                    to,
-                    reason,
-                    open_for_ms,
-                    suppressed,
-                    "circuit breaker opened"
-                ),
-            }
+            // Only an opening has an `open_for_ms`: a forced open has none.
+            let message = match (keyed, change.to) {
+                (true, _) => "a keyed circuit breaker opened",
+                (false, BreakerState::ForcedOpen) => "circuit breaker forced open",
+                (false, _) => "circuit breaker opened",
+            };
+            tracing::warn!(%component, from, to, reason, open_for_ms, suppressed, "{message}");
         } else {
             let Some(suppressed) = self.change_line(tracing::enabled!(Level::INFO)) else {
                 return;
             };
-            if keyed {
-                tracing::info!(
-                    %component,
-                    from,
-                    to,
-                    reason,
-                    suppressed,
-                    "a keyed circuit breaker changed state"
-                );
+            let message = if keyed {
+                "a keyed circuit breaker changed state"
             } else {
-                tracing::info!(
-                    %component,
-                    from,
-                    to,
-                    reason,
-                    suppressed,
-                    "circuit breaker changed state"
-                );
-            }
+                "circuit breaker changed state"
+            };
+            tracing::info!(%component, from, to, reason, suppressed, "{message}");
         }
     }
 

@@ -280,6 +280,51 @@ macro_rules! inner_accessors {
     };
 }
 
+/// The [`LayerHandle`] impl of a handle whose inherent `component()` and
+/// `metrics()` already are the trait's (the trait's methods call them),
+/// written once; with `, Debug` also the handle's `Debug`: its component
+/// and its metrics now. A generic handle names its parameters after `impl`
+/// (lifetime bounds there, others in a `where` clause).
+#[macro_export]
+#[doc(hidden)]
+macro_rules! layer_handle {
+    (
+        $(#[$attr:meta])*
+        impl<$($generic:ident $(: $bound:lifetime)?),*> $handle:ty => $metrics:ty
+        $(where $($where:tt)+)?
+    ) => {
+        $(#[$attr])*
+        impl<$($generic $(: $bound)?),*> $crate::layer::LayerHandle for $handle
+        $(where $($where)+)?
+        {
+            type Metrics = $metrics;
+
+            fn component(&self) -> &$crate::Component {
+                Self::component(self)
+            }
+
+            fn metrics(&self) -> $metrics {
+                Self::metrics(self)
+            }
+        }
+    };
+    ($(#[$attr:meta])* $handle:ident => $metrics:ty, Debug) => {
+        $crate::layer_handle!($(#[$attr])* $handle => $metrics);
+
+        impl ::std::fmt::Debug for $handle {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct(::std::stringify!($handle))
+                    .field("component", Self::component(self))
+                    .field("metrics", &Self::metrics(self))
+                    .finish()
+            }
+        }
+    };
+    ($(#[$attr:meta])* $handle:ident => $metrics:ty) => {
+        $crate::layer_handle!($(#[$attr])* impl<> $handle => $metrics);
+    };
+}
+
 /// The inherent `component` and `sink` setters of a builder whose
 /// `Component` and `Sink` are the fields `component` and `sink` of
 /// `self.$path` (or of `self` itself with `self`): the two settings every

@@ -1,10 +1,9 @@
 //! [`DedupHandle`]: what a dedup layer is doing, read live.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use reflex_core::{Component, LayerHandle, Signal, Sink};
+use reflex_core::{Component, Signal, Sink};
 
 use crate::logs::Logs;
 
@@ -138,23 +137,4 @@ impl DedupHandle {
     }
 }
 
-impl LayerHandle for DedupHandle {
-    type Metrics = DedupMetrics;
-
-    fn component(&self) -> &Component {
-        Self::component(self)
-    }
-
-    fn metrics(&self) -> DedupMetrics {
-        Self::metrics(self)
-    }
-}
-
-impl fmt::Debug for DedupHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DedupHandle")
-            .field("component", &self.stats.component)
-            .field("metrics", &self.metrics())
-            .finish()
-    }
-}
+reflex_core::layer_handle!(DedupHandle => DedupMetrics, Debug);

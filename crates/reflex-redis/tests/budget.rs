@@ -91,20 +91,9 @@ fn replica(
         .sink(sink)
         .build()
         .unwrap();
-    let layer = ConcurrencyShedLayer::builder()
-        .hard_limit(50)
-        .component("db")
-        .build()
-        .unwrap();
-    let shed = layer.handle();
-    let budget = FleetBudget::builder(&fleet, &shed)
-        .cap(cap)
-        .block(2)
-        .ttl(ttl)
-        .start()
-        .unwrap();
+    let (layer, budget) = common::budgeted_shed(&fleet, cap, 2, ttl);
     Replica {
-        shed,
+        shed: layer.handle(),
         budget,
         layer,
         _fleet: fleet,

@@ -23,8 +23,7 @@ use std::time::{Duration, Instant};
 use common::{RedisServer, Replica};
 use reflex_core::Rejected;
 use reflex_redis::Fleet;
-use reflex_redis::budget::{BudgetState, FleetBudget};
-use reflex_shed::ConcurrencyShedLayer;
+use reflex_redis::budget::BudgetState;
 use tower::{Layer, ServiceExt, service_fn};
 
 const CAP: usize = 12;
@@ -100,14 +99,25 @@ fn metrics(replica: &mut Replica) -> (String, usize, usize, usize) {
     (state, n(), n(), n())
 }
 
-fn wait_leased(replicas: &mut [Replica]) {
+/// Replicas a, b and c of fleet `namespace` (leases of `ttl`), once each
+/// holds a lease.
+fn leased_replicas(
+    server: &RedisServer,
+    dep: &Dependency,
+    namespace: &str,
+    ttl: Duration,
+) -> Vec<Replica> {
+    let mut replicas: Vec<_> = ["a", "b", "c"]
+        .map(|id| spawn(id, server, dep, namespace, ttl))
+        .into();
     let deadline = Instant::now() + Duration::from_secs(10);
-    for replica in replicas {
+    for replica in &mut replicas {
         while metrics(replica).0 != "Leased" {
             assert!(Instant::now() < deadline, "a replica never leased");
             std::thread::sleep(Duration::from_millis(20));
         }
     }
+    replicas
 }
 
 /// `ok shed other` from a load's answer.
@@ -122,10 +132,7 @@ fn the_fleet_never_has_more_than_the_cap_in_flight_at_the_dependency() {
     let server = RedisServer::start();
     let dep = Dependency::start();
     let ttl = Duration::from_secs(2);
-    let mut replicas: Vec<_> = ["a", "b", "c"]
-        .map(|id| spawn(id, &server, &dep, "cap", ttl))
-        .into();
-    wait_leased(&mut replicas);
+    let mut replicas = leased_replicas(&server, &dep, "cap", ttl);
     dep.reset_max();
     let load = Duration::from_secs(2);
     let calls_before = dep.calls.load(Ordering::SeqCst);
@@ -163,10 +170,7 @@ fn a_killed_replicas_permits_go_back_to_the_others_when_its_lease_lapses() {
     let server = RedisServer::start();
     let dep = Dependency::start();
     let ttl = Duration::from_millis(1000);
-    let mut replicas: Vec<_> = ["a", "b", "c"]
-        .map(|id| spawn(id, &server, &dep, "dead", ttl))
-        .into();
-    wait_leased(&mut replicas);
+    let mut replicas = leased_replicas(&server, &dep, "dead", ttl);
     for replica in &mut replicas {
         assert_eq!(replica.ask(&format!("start {CALLERS}")), "started");
     }
@@ -227,18 +231,8 @@ fn budget_replica() {
         .op_timeout(Duration::from_millis(20))
         .build()
         .unwrap();
-    let layer = ConcurrencyShedLayer::builder()
-        .hard_limit(50)
-        .component("db")
-        .build()
-        .unwrap();
     let ttl = Duration::from_millis(env("BUDGET_TTL_MS").parse().unwrap());
-    let budget = FleetBudget::builder(&fleet, &layer.handle())
-        .cap(CAP)
-        .block(BLOCK)
-        .ttl(ttl)
-        .start()
-        .unwrap();
+    let (layer, budget) = common::budgeted_shed(&fleet, CAP, BLOCK, ttl);
     let dep: SocketAddr = env("BUDGET_DEP").parse().unwrap();
     let svc = layer.layer(service_fn(move |()| async move {
         let mut stream = tokio::net::TcpStream::connect(dep).await?;

@@ -409,12 +409,7 @@ async fn with_redis_slow_no_request_waits_beyond_the_deadline() {
     let server = RedisServer::start();
     let proxy = DelayProxy::start(server.addr());
     let op = Duration::from_millis(30);
-    let fleet = Fleet::builder(proxy.url())
-        .namespace("dd-slow")
-        .op_timeout(op)
-        .build()
-        .unwrap();
-    assert!(fleet.wait_up(Duration::from_secs(5)).await);
+    let fleet = common::fleet_up(proxy.url(), "dd-slow", "a", op).await;
     let layer = layer(&fleet, Duration::from_secs(2));
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = layer.layer(counting(&calls, Duration::ZERO));

@@ -12,12 +12,7 @@ use reflex_redis::{Fleet, FleetError};
 #[ignore = "needs redis-server: bash .ci/run installs and runs it"]
 async fn the_link_goes_down_when_redis_dies_and_comes_back_when_it_returns() {
     let mut server = RedisServer::start();
-    let fleet = Fleet::builder(server.url())
-        .namespace("link-test")
-        .op_timeout(Duration::from_millis(50))
-        .build()
-        .unwrap();
-    assert!(fleet.wait_up(Duration::from_secs(5)).await, "never came up");
+    let fleet = common::fleet_up(server.url(), "link-test", "a", Duration::from_millis(50)).await;
     assert_eq!(fleet.downs(), 0);
 
     server.kill();
@@ -41,12 +36,7 @@ async fn a_slow_redis_puts_the_link_down_within_a_few_deadlines() {
     let server = RedisServer::start();
     let proxy = DelayProxy::start(server.addr());
     let op = Duration::from_millis(20);
-    let fleet = Fleet::builder(proxy.url())
-        .namespace("slow-test")
-        .op_timeout(op)
-        .build()
-        .unwrap();
-    assert!(fleet.wait_up(Duration::from_secs(5)).await);
+    let fleet = common::fleet_up(proxy.url(), "slow-test", "a", op).await;
 
     proxy.set_delay(Duration::from_millis(100));
     let started = tokio::time::Instant::now();

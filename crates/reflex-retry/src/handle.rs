@@ -1,11 +1,10 @@
 //! [`RetryHandle`]: what a retry layer did, read live as
 //! [`RetryMetrics`].
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use reflex_core::{Component, LayerHandle};
+use reflex_core::Component;
 
 use crate::stats::Stats;
 
@@ -101,23 +100,4 @@ impl RetryHandle {
     }
 }
 
-impl LayerHandle for RetryHandle {
-    type Metrics = RetryMetrics;
-
-    fn component(&self) -> &Component {
-        Self::component(self)
-    }
-
-    fn metrics(&self) -> RetryMetrics {
-        Self::metrics(self)
-    }
-}
-
-impl fmt::Debug for RetryHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RetryHandle")
-            .field("component", &self.stats.component)
-            .field("metrics", &self.metrics())
-            .finish()
-    }
-}
+reflex_core::layer_handle!(RetryHandle => RetryMetrics, Debug);

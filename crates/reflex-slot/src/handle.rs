@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::Hash;
 use std::sync::Arc;
 
-use reflex_core::{Component, LayerHandle};
+use reflex_core::Component;
 
 use crate::metrics::SlotMetrics;
 use crate::table::Table;
@@ -84,17 +84,7 @@ impl<K: Hash + Eq + Clone> fmt::Debug for SlotHandle<K> {
     }
 }
 
-impl<K> LayerHandle for SlotHandle<K>
-where
-    K: Hash + Eq + Clone + Send + 'static,
-{
-    type Metrics = SlotMetrics;
-
-    fn component(&self) -> &Component {
-        Self::component(self)
-    }
-
-    fn metrics(&self) -> SlotMetrics {
-        Self::metrics(self)
-    }
-}
+reflex_core::layer_handle!(
+    impl<K> SlotHandle<K> => SlotMetrics
+    where K: Hash + Eq + Clone + Send + 'static
+);

@@ -253,13 +253,18 @@ fn more_components_than_a_chain_word_can_name_is_refused() {
     );
 }
 
-#[test]
-fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
-    let witness = Witness::builder()
+/// A witness on tokio's clock that follows two components at most.
+fn two_components_at_most() -> Witness {
+    Witness::builder()
         .clock(Clock::Tokio)
         .max_components(2)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn components_beyond_the_bound_are_refused_and_signals_of_them_ignored() {
+    let witness = two_components_at_most();
     witness.layer("a").build().unwrap();
     witness.layer("b").build().unwrap();
     assert!(witness.layer("a").build().is_ok(), "a known one is not new");
@@ -358,11 +363,7 @@ fn the_slot_queue_depth_counts_each_leave_and_never_reads_below_zero() {
 
 #[test]
 fn keyed_breaker_transitions_take_no_place_and_leave_the_components_breaker_alone() {
-    let witness = Witness::builder()
-        .clock(Clock::Tokio)
-        .max_components(2)
-        .build()
-        .unwrap();
+    let witness = two_components_at_most();
     witness.layer("hosts").build().unwrap();
     let hosts = Component::new("hosts");
     witness.emit(

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use reflex_core::{Component, LayerHandle};
+use reflex_core::Component;
 
 use crate::handle::BreakerHandle;
 use crate::metrics::BreakerMetrics;
@@ -135,18 +135,10 @@ impl<K> Clone for KeyedBreakerHandle<K> {
     }
 }
 
-/// The same numbers as the inherent [`metrics`](KeyedBreakerHandle::metrics).
-impl<K: 'static> LayerHandle for KeyedBreakerHandle<K> {
-    type Metrics = KeyedBreakerMetrics;
-
-    fn component(&self) -> &Component {
-        Self::component(self)
-    }
-
-    fn metrics(&self) -> KeyedBreakerMetrics {
-        Self::metrics(self)
-    }
-}
+reflex_core::layer_handle!(
+    /// The same numbers as the inherent [`metrics`](KeyedBreakerHandle::metrics).
+    impl<K: 'static> KeyedBreakerHandle<K> => KeyedBreakerMetrics
+);
 
 impl<K> fmt::Debug for KeyedBreakerHandle<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

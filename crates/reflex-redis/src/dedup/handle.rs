@@ -1,10 +1,9 @@
 //! [`FleetDedupHandle`]: what a fleet dedup layer is doing, read live.
 
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use reflex_core::{Component, LayerHandle, Signal, Sink};
+use reflex_core::{Component, Signal, Sink};
 
 /// Counts a layer and its handle share.
 pub(crate) struct Stats {
@@ -172,23 +171,4 @@ impl FleetDedupHandle {
     }
 }
 
-impl LayerHandle for FleetDedupHandle {
-    type Metrics = FleetDedupMetrics;
-
-    fn component(&self) -> &Component {
-        Self::component(self)
-    }
-
-    fn metrics(&self) -> FleetDedupMetrics {
-        Self::metrics(self)
-    }
-}
-
-impl fmt::Debug for FleetDedupHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FleetDedupHandle")
-            .field("component", &self.stats.component)
-            .field("metrics", &self.metrics())
-            .finish()
-    }
-}
+reflex_core::layer_handle!(FleetDedupHandle => FleetDedupMetrics, Debug);

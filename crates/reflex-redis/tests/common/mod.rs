@@ -51,6 +51,32 @@ pub(crate) async fn fleet_up(
     fleet
 }
 
+/// A shed layer on "db" (its own limit 50) under a budget of `fleet`'s:
+/// `cap` permits for the whole fleet, leased `block` at a time for `ttl`.
+/// Call it inside a tokio runtime (the budget's task starts at once).
+pub(crate) fn budgeted_shed(
+    fleet: &reflex_redis::Fleet,
+    cap: usize,
+    block: usize,
+    ttl: Duration,
+) -> (
+    reflex_shed::ConcurrencyShedLayer,
+    reflex_redis::budget::FleetBudget,
+) {
+    let layer = reflex_shed::ConcurrencyShedLayer::builder()
+        .hard_limit(50)
+        .component("db")
+        .build()
+        .unwrap();
+    let budget = reflex_redis::budget::FleetBudget::builder(fleet, &layer.handle())
+        .cap(cap)
+        .block(block)
+        .ttl(ttl)
+        .start()
+        .unwrap();
+    (layer, budget)
+}
+
 /// A replica process's runtime, with `workers` threads.
 pub(crate) fn replica_runtime(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
