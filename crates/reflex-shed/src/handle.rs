@@ -1,10 +1,9 @@
 //! [`ShedHandle`]: live state of a shed layer, and its limit to steer.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, LayerHandle, ShedControl};
+use reflex_core::{Component, ConfigError, ShedControl};
 
 use crate::estimator::View;
 use crate::shared::Shared;
@@ -331,26 +330,7 @@ fn adaptive_metrics(view: View) -> AdaptiveMetrics {
     }
 }
 
-impl fmt::Debug for ShedHandle {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShedHandle")
-            .field("component", self.component())
-            .field("metrics", &self.metrics())
-            .finish()
-    }
-}
-
-impl LayerHandle for ShedHandle {
-    type Metrics = ShedMetrics;
-
-    fn component(&self) -> &Component {
-        Self::component(self)
-    }
-
-    fn metrics(&self) -> ShedMetrics {
-        Self::metrics(self)
-    }
-}
+reflex_core::layer_handle!(ShedHandle => ShedMetrics, Debug);
 
 impl ShedControl for ShedHandle {
     fn hard_limit(&self) -> usize {
