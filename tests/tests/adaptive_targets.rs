@@ -310,5 +310,44 @@ fn over_12_seeds_the_limit_comes_within_20_percent_of_c_in_10_s_and_mostly_withi
         }
     }
     eprintln!("12 seeds: {within_10} of {runs} runs within 10% of C for good before 30 s");
-    assert!(within_10 * 4 >= runs * 3, "{within_10} of {runs}");
+    assert!(within_10 * 12 >= runs * 11, "{within_10} of {runs}");
+}
+
+#[test]
+fn at_other_capacities_too_the_limit_settles_within_10_percent_from_10x_off() {
+    // C = 10 is the hardest: a call is 10% of C, so the band is 9..=11
+    // and the knee between 11 and 12 is one call wide; the limit touches
+    // 12 now and then, later than 30 s in about one run in eight. And a
+    // whole-number limit at C = 10 under Poisson arrivals serves about
+    // 92% of C/L (Erlang), not 95%.
+    for (capacity, least, goodput_floor) in [(10, 6, 0.9), (50, 8, 0.95), (100, 8, 0.95)] {
+        let mut within_10 = 0;
+        for seed in 1..=4u64 {
+            for start in [10 * capacity, (capacity / 10).max(1)] {
+                let layer = adaptive(start);
+                let handle = layer.handle();
+                let dependency = Dependency::new(Capacity::new(capacity, L))
+                    .with_noise(NOISE)
+                    .with_seed(seed);
+                let run = run_paused(
+                    dependency,
+                    &load(2.0, secs(40), seed),
+                    |dependency| layer.layer(dependency),
+                    move || Some(handle.metrics().hard_limit),
+                );
+                let settle = run.settle_time(Duration::ZERO..secs(40), capacity, 0.1);
+                let (goodput, p99) = shape(&run.between(secs(30)..secs(40)), capacity);
+                eprintln!(
+                    "C {capacity} from {start} seed {seed}: settled in {settle:?}; 30-40 s: goodput {:.1}%, p99 {p99:.2} L",
+                    100.0 * goodput
+                );
+                assert!(
+                    goodput >= goodput_floor && p99 <= 2.0,
+                    "C {capacity} from {start} seed {seed}: {goodput} {p99}"
+                );
+                within_10 += usize::from(settle.is_some_and(|t| t < secs(30)));
+            }
+        }
+        assert!(within_10 >= least, "C {capacity}: {within_10} of 8");
+    }
 }

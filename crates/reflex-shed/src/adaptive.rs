@@ -291,9 +291,10 @@ impl Gradient {
     }
 
     /// How far below the limit in force a probe may take it, at most, in
-    /// `(0, 1)`. A probe lowers the limit one [`tolerance`](Self::tolerance)
-    /// per window, and only while that makes calls faster. Defaults to
-    /// 0.25.
+    /// `(0, 1)`. The first probe, which checks the first window's guess,
+    /// steps down by this much at a time, for as long as each step makes
+    /// calls faster in proportion to the fewer calls in flight (they all
+    /// queued). Defaults to 0.25.
     pub fn probe_depth(mut self, depth: f64) -> Self {
         self.probe_depth = depth;
         self

@@ -63,7 +63,7 @@ impl Estimator {
     pub(crate) fn new(config: AdaptiveConfig, seed: u64) -> Self {
         let estimator = Self {
             config,
-            // The first window closes at its first `min_samples` samples.
+            // The first window lasts a window from its first sample.
             gate: Gate::new(0),
             window: Accumulators::new(),
             changed_at: AtomicU64::new(0),
@@ -124,9 +124,18 @@ impl Estimator {
             AlgorithmConfig::Gradient(_) => successes,
             AlgorithmConfig::Aimd(_) => successes.saturating_add(drops),
         };
+        if windows == 0 && self.word(LAST_CLOSE) == 0 {
+            // The first window lasts a window from its first sample: one
+            // that closed on its first samples would hold the fastest of
+            // the calls started together.
+            self.set_word(LAST_CLOSE, now.max(1));
+            closing.reopen(now.saturating_add(self.config.window_ns));
+            return None;
+        }
         if samples < self.config.min_samples {
             // Not enough to go on: the window goes on. The first one closes
-            // at its first samples, later ones at most every quarter window.
+            // at its first enough samples, later ones at most every quarter
+            // window.
             let next = if windows == 0 {
                 now
             } else {

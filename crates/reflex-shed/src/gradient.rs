@@ -9,36 +9,46 @@
 //!   dependency serves about `in_flight / ratio` calls at once (Little's
 //!   law); the limit goes towards that plus half the tolerance (a queue
 //!   that keeps the dependency busy), `smoothing` of the way.
-//! - **Within the margin**: the limit is steered to where calls take ¾ of
-//!   the tolerance more than without load, in proportion to the distance
-//!   (at most the tolerance per window), so one noisy window moves it by a
-//!   fraction of a call. It only grows while calls press against it.
+//! - **Within the margin**: the limit is steered to where calls take the
+//!   tolerance more than without load, half of the distance per window (at
+//!   most half the tolerance), so one noisy window moves it by a fraction
+//!   of a call. It only grows while calls press against it.
 //! - **Clear** windows in a row (ratio within 0.4 of the margin) add a
 //!   quarter of a call from the third, then ½, 1, 2, … up to doubling: a
 //!   dependency that grew is followed in a few seconds. From the start the
 //!   limit doubles per window until calls first queue (slow start).
-//! - **The baseline**: the first window's median is a first guess, checked
-//!   by a probe as soon as the limit settles. A window lowers it only with
-//!   strong evidence (its median plus twice its error). A **probe** holds
-//!   the limit for two windows at what the dependency serves (half a call
-//!   above it; the first probe, a tolerance below), measures the median,
-//!   moves the baseline half way there (at most a tolerance up), and puts
-//!   the limit back. Probes come every `probe_interval` ±25% (jittered),
-//!   and at once after one the cap held back; a window in which the calls
-//!   stay well below the limit measures the baseline for free.
+//! - **The baseline**: the first window (a window from its first sample)
+//!   gives a first guess, checked as soon as the limit settles by a
+//!   **calibration**: two windows a `probe_depth` below what the dependency
+//!   serves, then another `probe_depth` lower while calls there were faster
+//!   in proportion to the fewer calls in flight (all of them queued). Its
+//!   last level's median replaces the guess, and the limit starts from
+//!   what Little's law says the dependency served before it. A window
+//!   lowers the baseline only with strong evidence (its median plus twice
+//!   its error). Later, a **probe** holds the limit for two windows at
+//!   what the dependency serves (half a call above it), measures the
+//!   median, moves the baseline half way there (at most a tolerance up),
+//!   and puts the limit back. Probes come every `probe_interval` ±25%
+//!   (jittered), and at once after one the cap held back; a window in which
+//!   the calls stay well below the limit measures the baseline for free.
 //!
 //! The baseline never rises by itself under load: only probes, which run
 //! where calls no longer queue, move it up, and a queue they still meet
 //! shrinks from one probe to the next. A sustained overload cannot raise
-//! the limit (Netflix concurrency-limits #134). A probe goes a tolerance
-//! below the limit at most, or half a call above what the dependency
-//! serves: it keeps the dependency busy instead of refusing most calls, and
-//! has nothing to do with the floor (Envoy #8337, #46532).
+//! the limit (Netflix concurrency-limits #134). A probe goes half a call
+//! above what the dependency serves, and a `probe_depth` below the limit
+//! at most: it keeps the dependency busy instead of refusing most calls,
+//! and has nothing to do with the floor (Envoy #8337, #46532). Only the
+//! calibration, once, goes deeper, a `probe_depth` at a time.
 
 use std::f64::consts::SQRT_2;
 
 use crate::config::{Bounds, GradientConfig};
 use crate::window::Summary;
+
+use self::probe::{Level, Probe};
+
+mod probe;
 
 /// The state between windows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -60,16 +70,6 @@ pub(crate) struct GradientState {
     rng: u64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-struct Probe {
-    /// The probe's window under way, from 1; 0: none.
-    step: u64,
-    /// The limit before the probe, put back after it.
-    saved: f64,
-    /// The sum of its windows' medians so far.
-    measured: f64,
-}
-
 /// What a window did, for the logs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum GradientEvent {
@@ -87,7 +87,11 @@ const GROWTH: f64 = 0.4;
 
 /// Where the limit is steered to within the margin: calls taking this
 /// share of the tolerance more than without load.
-const SET_POINT: f64 = 0.75;
+const SET_POINT: f64 = 1.0;
+
+/// The share of its distance from the set point the limit moves per
+/// window within the margin.
+const GAIN: f64 = 0.5;
 
 /// The share of the tolerance within which a window counts as nearly
 /// clear (a run of growth goes on through it).
@@ -97,7 +101,7 @@ const NEAR: f64 = 0.75;
 const PROBE_WINDOWS: u64 = 2;
 
 /// The number of words [`GradientState`] is stored in.
-pub(crate) const WORDS: usize = 10;
+pub(crate) const WORDS: usize = 15;
 
 // === impl GradientState ===
 
@@ -148,13 +152,7 @@ impl GradientState {
             return Some(GradientEvent::Baseline);
         }
         if self.probing() {
-            if self.probe.step < PROBE_WINDOWS {
-                self.probe.step += 1;
-                self.probe.measured += median;
-                return None;
-            }
-            let measured = (self.probe.measured + median) / PROBE_WINDOWS as f64;
-            return self.end_probe(config, measured, margin, now);
+            return self.probe_window(config, bounds, window, margin, now);
         }
         self.baseline = self.baseline.min(bound);
         let ratio = median / self.baseline;
@@ -184,7 +182,7 @@ impl GradientState {
                 // no-load latency as a probe would, for free.
                 self.measured(config, median, margin, now);
             } else if let Some(event) =
-                self.start_probe(config, bounds, capacity, median, margin, now)
+                self.start_probe(config, bounds, capacity, window, margin, now)
             {
                 return Some(event);
             }
@@ -204,17 +202,16 @@ impl GradientState {
             }
             return None;
         }
-        // Within the margin, the limit is steered to where calls take half
-        // the tolerance more than without load: in proportion to how far
-        // the window is from that, a few percent per window at most, so
-        // that one noisy window moves it by a fraction of a call. Only a
-        // limit calls press against grows: one they stay well below says
-        // nothing of more.
+        // Within the margin, the limit is steered to where calls take the
+        // tolerance more than without load: half of the way there per
+        // window, a few percent at most, so that one noisy window moves it
+        // by a fraction of a call. Only a limit calls press against grows:
+        // one they stay well below says nothing of more.
         let pressed = window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
         let error = (config.tolerance.mul_add(SET_POINT, 1.0) - ratio)
             .clamp(-config.tolerance, config.tolerance);
         if error < 0.0 || pressed {
-            self.estimate = bounds.clamp(self.estimate * (1.0 + error));
+            self.estimate = bounds.clamp(self.estimate * GAIN.mul_add(error, 1.0));
         }
         // Far below the knee, clear windows in a row grow it faster: from
         // the third, by a quarter of a call, then ½, 1, 2, … up to
@@ -232,93 +229,6 @@ impl GradientState {
         None
     }
 
-    /// Starts a probe: a level at what the dependency serves (`capacity`),
-    /// where nothing queues and the dependency stays busy, at least one
-    /// call below the limit, never lower than `probe_depth` below it or
-    /// the floor.
-    fn start_probe(
-        &mut self,
-        config: &GradientConfig,
-        bounds: Bounds,
-        capacity: f64,
-        median: f64,
-        margin: f64,
-        now: u64,
-    ) -> Option<GradientEvent> {
-        let saved = self.estimate;
-        let lowest = (saved * (1.0 - config.probe_depth)).max(bounds.floor);
-        // The first probe checks a first guess that may be well off: it goes
-        // a tolerance below; later ones, half a call above (cheap, and a
-        // queue left there shrinks from one probe to the next).
-        let level = if self.probed {
-            capacity + 0.5
-        } else {
-            capacity * (1.0 - config.tolerance)
-        };
-        let level = level.min(saved - 1.0).max(lowest);
-        if level > saved - 1.0 {
-            // No room below the limit (the floor): what calls take at the
-            // lowest limit there is, is the measure.
-            self.measured(config, median, margin, now);
-            return None;
-        }
-        self.probe = Probe {
-            step: 1,
-            saved,
-            measured: 0.0,
-        };
-        self.estimate = level;
-        Some(GradientEvent::ProbeStarted)
-    }
-
-    /// Ends the probe with its windows' mean median, `measured`. The
-    /// first probe replaces the first window's guess; later ones move the
-    /// baseline half way to what they measured (each probe is noisy, and
-    /// the mean of a few is not), up by the tolerance at most per probe (a
-    /// probe that still met a queue would otherwise raise it by that
-    /// queue). A probe held back by that cap is followed by another at
-    /// once: a dependency that got slower for every call is followed
-    /// within a few probes.
-    fn end_probe(
-        &mut self,
-        config: &GradientConfig,
-        measured: f64,
-        margin: f64,
-        now: u64,
-    ) -> Option<GradientEvent> {
-        self.measured(config, measured, margin, now);
-        self.estimate = self.probe.saved;
-        self.probe = Probe::default();
-        self.streak = 0;
-        Some(GradientEvent::ProbeEnded)
-    }
-
-    /// Folds a measure of the no-load latency in, and schedules the next.
-    fn measured(&mut self, config: &GradientConfig, measured: f64, margin: f64, now: u64) {
-        let before = self.baseline;
-        let ceiling = before * (1.0 + config.tolerance);
-        let target = measured.min(ceiling);
-        self.baseline = if self.probed {
-            (before + target) / 2.0
-        } else {
-            target
-        };
-        self.probed = true;
-        self.next_probe = if measured > ceiling.max(before * (1.0 + margin)) {
-            // Held back by the cap: measure again at once.
-            now
-        } else {
-            self.after_interval(config, now)
-        };
-    }
-
-    /// `now` plus the probe interval, jittered by ±25%.
-    fn after_interval(&mut self, config: &GradientConfig, now: u64) -> u64 {
-        let unit = (splitmix(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
-        let interval = config.probe_interval_ns as f64 * 0.5f64.mul_add(unit, 0.75);
-        now.saturating_add(interval as u64)
-    }
-
     pub(crate) fn to_words(self) -> [u64; WORDS] {
         [
             self.estimate.to_bits(),
@@ -327,6 +237,11 @@ impl GradientState {
             self.probe.step,
             self.probe.saved.to_bits(),
             self.probe.measured.to_bits(),
+            self.probe.in_flight.to_bits(),
+            self.probe.above.median.to_bits(),
+            self.probe.above.in_flight.to_bits(),
+            self.probe.top.median.to_bits(),
+            self.probe.top.in_flight.to_bits(),
             u64::from(self.probed),
             self.next_probe,
             self.rng,
@@ -343,22 +258,22 @@ impl GradientState {
                 step: words[3],
                 saved: f64::from_bits(words[4]),
                 measured: f64::from_bits(words[5]),
+                in_flight: f64::from_bits(words[6]),
+                above: Level {
+                    median: f64::from_bits(words[7]),
+                    in_flight: f64::from_bits(words[8]),
+                },
+                top: Level {
+                    median: f64::from_bits(words[9]),
+                    in_flight: f64::from_bits(words[10]),
+                },
             },
-            probed: words[6] != 0,
-            next_probe: words[7],
-            rng: words[8],
-            slow_start: words[9] != 0,
+            probed: words[11] != 0,
+            next_probe: words[12],
+            rng: words[13],
+            slow_start: words[14] != 0,
         }
     }
-}
-
-/// A step of splitmix64: jitter needs no more.
-fn splitmix(state: &mut u64) -> u64 {
-    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    let mut z = *state;
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 #[cfg(all(test, not(loom)))]

@@ -167,6 +167,45 @@ fn a_dependency_slower_for_every_call_is_followed_and_the_limit_stops_falling() 
 }
 
 #[test]
+fn the_first_probe_steps_down_until_calls_stop_queueing_and_replaces_the_guess() {
+    // A first window from calls that queued: a guess twice the truth.
+    let mut state = GradientState::new(40, 7);
+    state.step(&config(), BOUNDS, &window(200.0, 40.0), 0);
+    assert!(state.baseline > 200.0 * MS, "{}", state.baseline / MS);
+    let mut now = 0;
+    let mut lowest = f64::MAX;
+    for _ in 0..14 {
+        overload(&mut state, &mut now, 1, 20.0, 100.0);
+        lowest = lowest.min(state.estimate);
+    }
+    assert!(state.probed && !state.probing(), "the calibration ended");
+    assert!(lowest < 18.0, "it went below the queue: {lowest}");
+    let baseline = state.baseline / MS;
+    assert!((100.0..=101.0).contains(&baseline), "{baseline}");
+    // The limit starts from what the dependency served, and stays there.
+    let limits = overload(&mut state, &mut now, 60, 20.0, 100.0);
+    let (low, high) = limits
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+    assert!(low >= 18.0 && high <= 22.0, "{limits:?}");
+}
+
+#[test]
+fn the_first_probe_stops_at_once_when_its_level_did_not_queue() {
+    // A right guess: one step down, as fast, and the limit is put back.
+    let mut state = started(22);
+    let mut now = 0;
+    let mut levels = Vec::new();
+    for _ in 0..6 {
+        overload(&mut state, &mut now, 1, 20.0, 100.5);
+        levels.push(state.estimate.floor());
+    }
+    assert!(state.probed, "{levels:?}");
+    assert!(levels.iter().all(|l| *l >= 14.0), "one step: {levels:?}");
+    assert!(state.baseline <= 101.5 * MS, "{}", state.baseline / MS);
+}
+
+#[test]
 fn a_probe_never_goes_below_its_depth_or_the_floor() {
     let mut state = started(4);
     state.slow_start = false;

@@ -1,0 +1,215 @@
+//! Probes of the no-load latency: the first one (a calibration) goes down
+//! a `probe_depth` at a time while its level still meets a queue; later
+//! ones hold the limit for two windows at what the dependency serves.
+
+use crate::config::{Bounds, GradientConfig};
+use crate::window::Summary;
+
+use super::{GradientEvent, GradientState, PROBE_WINDOWS};
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(super) struct Probe {
+    /// The probe's window under way, from 1; 0: none.
+    pub(super) step: u64,
+    /// The limit before the probe, put back after it.
+    pub(super) saved: f64,
+    /// The sum of its windows' medians so far.
+    pub(super) measured: f64,
+    /// The sum of its windows' calls in flight so far.
+    pub(super) in_flight: f64,
+    /// The window before this level: its median and calls in flight.
+    pub(super) above: Level,
+    /// The window before the probe.
+    pub(super) top: Level,
+}
+
+/// A window's median and calls in flight, to compare two levels.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(super) struct Level {
+    pub(super) median: f64,
+    pub(super) in_flight: f64,
+}
+
+// === impl GradientState ===
+
+impl GradientState {
+    /// Folds a window of the probe under way in.
+    pub(super) fn probe_window(
+        &mut self,
+        config: &GradientConfig,
+        bounds: Bounds,
+        window: &Summary,
+        margin: f64,
+        now: u64,
+    ) -> Option<GradientEvent> {
+        let median = window.median_ns;
+        self.probe.measured += median;
+        self.probe.in_flight += window.in_flight;
+        if self.probe.step < PROBE_WINDOWS {
+            self.probe.step += 1;
+            return None;
+        }
+        let level = Level {
+            median: self.probe.measured / PROBE_WINDOWS as f64,
+            in_flight: self.probe.in_flight / PROBE_WINDOWS as f64,
+        };
+        if self.probed {
+            return self.end_probe(config, level.median, margin, now);
+        }
+        if self.descend(config, bounds, level, margin) {
+            return None;
+        }
+        // Before the probe, calls met a queue: the dependency served
+        // what Little's law says it did there, and the limit starts
+        // from that rather than from a first guess.
+        let top = self.probe.top;
+        let ratio = top.median / level.median;
+        let event = self.end_probe(config, level.median, margin, now);
+        if ratio > 1.0 + margin {
+            let target = top.in_flight / ratio * (1.0 + config.tolerance / 2.0);
+            self.estimate = bounds.clamp(target.min(self.estimate));
+        }
+        event
+    }
+
+    /// Starts a probe: a level at what the dependency serves (`capacity`),
+    /// where nothing queues and the dependency stays busy, at least one
+    /// call below the limit, never lower than `probe_depth` below it or
+    /// the floor.
+    pub(super) fn start_probe(
+        &mut self,
+        config: &GradientConfig,
+        bounds: Bounds,
+        capacity: f64,
+        window: &Summary,
+        margin: f64,
+        now: u64,
+    ) -> Option<GradientEvent> {
+        let median = window.median_ns;
+        let saved = self.estimate;
+        let lowest = (saved * (1.0 - config.probe_depth)).max(bounds.floor);
+        // The first probe checks a first guess that may be well off: it goes
+        // a tolerance below; later ones, half a call above (cheap, and a
+        // queue left there shrinks from one probe to the next).
+        let level = if self.probed {
+            capacity + 0.5
+        } else {
+            capacity.min(saved) * (1.0 - config.probe_depth)
+        };
+        let level = level.min(saved - 1.0).max(lowest);
+        if level > saved - 1.0 {
+            // No room below the limit (the floor): what calls take at the
+            // lowest limit there is, is the measure.
+            self.measured(config, median, margin, now);
+            return None;
+        }
+        let top = Level {
+            median,
+            in_flight: window.in_flight,
+        };
+        self.probe = Probe {
+            step: 1,
+            saved,
+            above: top,
+            top,
+            ..Probe::default()
+        };
+        self.estimate = level;
+        Some(GradientEvent::ProbeStarted)
+    }
+
+    /// The first probe, which checks a first guess, goes on a
+    /// `probe_depth` lower while its level still met a queue: calls were
+    /// faster in proportion to the calls in flight (at least half of it),
+    /// as they are when all of them queue. Returns whether it goes on.
+    fn descend(
+        &mut self,
+        config: &GradientConfig,
+        bounds: Bounds,
+        level: Level,
+        margin: f64,
+    ) -> bool {
+        let above = self.probe.above;
+        if level.in_flight <= 0.0 || level.median <= 0.0 {
+            return false;
+        }
+        let fewer = above.in_flight / level.in_flight;
+        let faster = above.median / level.median;
+        let next = (level.in_flight * (1.0 - config.probe_depth)).max(bounds.floor);
+        if faster <= 1.0 + margin.max((fewer - 1.0) / 2.0) || next > self.estimate - 1.0 {
+            return false;
+        }
+        self.probe = Probe {
+            step: 1,
+            above: level,
+            measured: 0.0,
+            in_flight: 0.0,
+            ..self.probe
+        };
+        self.estimate = next;
+        true
+    }
+
+    /// Ends the probe with its windows' mean median, `measured`. The
+    /// first probe replaces the first window's guess; later ones move the
+    /// baseline half way to what they measured (each probe is noisy, and
+    /// the mean of a few is not), up by the tolerance at most per probe (a
+    /// probe that still met a queue would otherwise raise it by that
+    /// queue). A probe held back by that cap is followed by another at
+    /// once: a dependency that got slower for every call is followed
+    /// within a few probes.
+    fn end_probe(
+        &mut self,
+        config: &GradientConfig,
+        measured: f64,
+        margin: f64,
+        now: u64,
+    ) -> Option<GradientEvent> {
+        self.measured(config, measured, margin, now);
+        self.estimate = self.probe.saved;
+        self.probe = Probe::default();
+        self.streak = 0;
+        Some(GradientEvent::ProbeEnded)
+    }
+
+    /// Folds a measure of the no-load latency in, and schedules the next.
+    pub(super) fn measured(
+        &mut self,
+        config: &GradientConfig,
+        measured: f64,
+        margin: f64,
+        now: u64,
+    ) {
+        let before = self.baseline;
+        let ceiling = before * (1.0 + config.tolerance);
+        let target = measured.min(ceiling);
+        self.baseline = if self.probed {
+            (before + target) / 2.0
+        } else {
+            target
+        };
+        self.probed = true;
+        self.next_probe = if measured > ceiling.max(before * (1.0 + margin)) {
+            // Held back by the cap: measure again at once.
+            now
+        } else {
+            self.after_interval(config, now)
+        };
+    }
+
+    /// `now` plus the probe interval, jittered by ±25%.
+    fn after_interval(&mut self, config: &GradientConfig, now: u64) -> u64 {
+        let unit = (splitmix(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
+        let interval = config.probe_interval_ns as f64 * 0.5f64.mul_add(unit, 0.75);
+        now.saturating_add(interval as u64)
+    }
+}
+
+/// A step of splitmix64: jitter needs no more.
+pub(super) fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
