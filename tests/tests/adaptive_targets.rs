@@ -179,6 +179,34 @@ fn when_c_doubles_the_limit_follows_within_10_s() {
 }
 
 #[test]
+fn under_a_load_the_dependency_serves_probes_refuse_nothing() {
+    // 0.7 C/L: the calls in flight stay below the limit, which a probe
+    // would hold where they are on average, refusing their peaks (Envoy
+    // #8337 at a moderate load). A limit at exactly C refuses about 1.6%
+    // of such a load (Erlang); nothing more is lost to probes.
+    for seed in SEEDS {
+        let layer = adaptive(C);
+        let load = load(0.7, secs(150), seed).with_window(Duration::from_secs(1));
+        let (run, probing) = run(&layer, &layer.handle(), seed, &load);
+        let after = |w: &(&reflex_tests::capacity::Window, &bool)| w.0.start >= secs(60);
+        let probes = run
+            .trace
+            .iter()
+            .zip(&probing)
+            .filter(after)
+            .filter(|w| *w.1)
+            .count();
+        let success = run.between(secs(60)..secs(150)).success_rate();
+        eprintln!(
+            "0.7x seed {seed}: success {:.2}%, probe windows after the first minute {probes}",
+            100.0 * success
+        );
+        assert!(success >= 0.96, "seed {seed}: {success}");
+        assert_eq!(probes, 0, "seed {seed}");
+    }
+}
+
+#[test]
 fn ten_minutes_at_2x_overload_neither_drift_up_nor_lose_success_to_probes() {
     let seed = 17;
     let layer = adaptive(C);

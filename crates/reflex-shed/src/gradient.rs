@@ -30,7 +30,10 @@
 //!   median, moves the baseline half way there (at most a tolerance up),
 //!   and puts the limit back. Probes come every `probe_interval` ±25%
 //!   (jittered), and at once after one the cap held back; a window in which
-//!   the calls stay well below the limit measures the baseline for free.
+//!   the calls stay well below the limit measures the baseline for free,
+//!   and one in which they neither press against it nor queue puts a due
+//!   probe off (it would hold the limit where they are and refuse their
+//!   peaks).
 //!
 //! The baseline never rises by itself under load: only probes, which run
 //! where calls no longer queue, move it up, and a queue they still meet
@@ -176,11 +179,17 @@ impl GradientState {
         let settled = !queued
             || capacity >= self.estimate * (1.0 - config.tolerance)
             || self.estimate < bounds.floor + 1.0;
+        let pressed = window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
         if settled && now >= self.next_probe {
             if !used && !queued {
                 // Calls run well below the limit: this window measured the
                 // no-load latency as a probe would, for free.
                 self.measured(config, median, margin, now);
+            } else if self.probed && !pressed && !queued {
+                // Calls neither press against the limit nor queue: a probe
+                // would hold the limit where they are and refuse their
+                // peaks, to learn nothing the limit needs now.
+                self.next_probe = self.after_interval(config, now);
             } else if let Some(event) =
                 self.start_probe(config, bounds, capacity, window, margin, now)
             {
@@ -207,7 +216,6 @@ impl GradientState {
         // window, a few percent at most, so that one noisy window moves it
         // by a fraction of a call. Only a limit calls press against grows:
         // one they stay well below says nothing of more.
-        let pressed = window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
         let error = (config.tolerance.mul_add(SET_POINT, 1.0) - ratio)
             .clamp(-config.tolerance, config.tolerance);
         if error < 0.0 || pressed {

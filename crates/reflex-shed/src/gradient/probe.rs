@@ -198,7 +198,7 @@ impl GradientState {
     }
 
     /// `now` plus the probe interval, jittered by ±25%.
-    fn after_interval(&mut self, config: &GradientConfig, now: u64) -> u64 {
+    pub(super) fn after_interval(&mut self, config: &GradientConfig, now: u64) -> u64 {
         let unit = (splitmix(&mut self.rng) >> 11) as f64 / (1u64 << 53) as f64;
         let interval = config.probe_interval_ns as f64 * 0.5f64.mul_add(unit, 0.75);
         now.saturating_add(interval as u64)

@@ -155,6 +155,24 @@ fn a_probe_holds_the_limit_at_what_the_dependency_serves_then_puts_it_back() {
 }
 
 #[test]
+fn a_probe_due_while_calls_stay_below_the_limit_is_put_off() {
+    let mut state = started(22);
+    let mut now = 0;
+    overload(&mut state, &mut now, 40, 20.0, 100.5);
+    assert!(state.probed);
+    state.next_probe = now;
+    let limit = state.estimate;
+    // Calls in flight at 70% of the limit, as fast as without load: a
+    // probe would hold the limit near them and refuse their peaks.
+    now += WINDOW;
+    let event = state.step(&config(), BOUNDS, &window(100.5, limit * 0.7), now);
+    assert_eq!(event, None);
+    assert!(!state.probing());
+    assert_eq!(state.estimate, limit, "neither probed nor moved");
+    assert!(state.next_probe >= now + 22 * SECOND, "put off an interval");
+}
+
+#[test]
 fn a_dependency_slower_for_every_call_is_followed_and_the_limit_stops_falling() {
     // Settled on 100 ms; then every call takes 200 ms whatever the load.
     let mut state = started(20);
