@@ -25,6 +25,16 @@ fn reflex_shed() -> reflex_shed::ConcurrencyShed<Echo> {
         .layer(Echo)
 }
 
+/// The same without a soft limit: the admission path is the same, so the
+/// two should time alike.
+fn reflex_shed_no_soft_limit() -> reflex_shed::ConcurrencyShed<Echo> {
+    ConcurrencyShedLayer::builder()
+        .hard_limit(LIMIT)
+        .build()
+        .expect("valid config")
+        .layer(Echo)
+}
+
 fn tower_pair() -> tower::load_shed::LoadShed<tower::limit::ConcurrencyLimit<Echo>> {
     ServiceBuilder::new()
         .load_shed()
@@ -46,6 +56,11 @@ fn single_threaded(c: &mut Criterion) {
     let mut group = c.benchmark_group("shed/single_thread");
     bench_single(&mut group, "bare Echo", Echo);
     bench_single(&mut group, "reflex ConcurrencyShed", reflex_shed());
+    bench_single(
+        &mut group,
+        "reflex ConcurrencyShed, no soft limit",
+        reflex_shed_no_soft_limit(),
+    );
     bench_single(&mut group, "tower ConcurrencyLimit+LoadShed", tower_pair());
     group.finish();
 }

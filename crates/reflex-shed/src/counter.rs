@@ -78,10 +78,35 @@ impl Counter {
         }
     }
 
-    /// Admits one more request unless the hard limit is reached.
+    /// Admits one more request unless the hard limit is reached. Below
+    /// both limits, the common case, the next word is the current one plus
+    /// one: the tests against the limits are branches off the path to the
+    /// compare-and-swap.
     #[inline]
     pub(crate) fn try_acquire(&self) -> Result<Admitted, Refused> {
         let mut current = self.word.load(Ordering::Relaxed);
+        loop {
+            let in_flight = count(current);
+            if in_flight >= limit(current) || in_flight >= self.soft.load(Ordering::Relaxed) {
+                return self.try_acquire_at_a_limit(current);
+            }
+            match self.swap(current, current + 1) {
+                Ok(()) => {
+                    return Ok(Admitted {
+                        in_flight: in_flight + 1,
+                        crossed_soft: false,
+                    });
+                }
+                Err(actual) => current = actual,
+            }
+        }
+    }
+
+    /// [`try_acquire`](Self::try_acquire) from a count at a limit: refused
+    /// at the hard one; admitted above the soft one, which begins an
+    /// excursion unless one is in progress.
+    #[cold]
+    fn try_acquire_at_a_limit(&self, mut current: u64) -> Result<Admitted, Refused> {
         loop {
             let (in_flight, hard_limit) = (count(current), limit(current));
             if in_flight >= hard_limit {
@@ -92,18 +117,9 @@ impl Counter {
             }
             let soft = self.soft.load(Ordering::Relaxed);
             let crossed_soft = in_flight + 1 > soft && current & OVER_SOFT == 0;
-            let next = if crossed_soft {
-                (current + 1) | OVER_SOFT
-            } else {
-                current + 1
-            };
-            match self.word.compare_exchange_weak(
-                current,
-                next,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => {
+            let flag = if crossed_soft { OVER_SOFT } else { 0 };
+            match self.swap(current, (current + 1) | flag) {
+                Ok(()) => {
                     return Ok(Admitted {
                         in_flight: in_flight + 1,
                         crossed_soft,
@@ -112,6 +128,14 @@ impl Counter {
                 Err(actual) => current = actual,
             }
         }
+    }
+
+    /// One attempt to replace `current` by `next`; the word found instead.
+    #[inline]
+    fn swap(&self, current: u64, next: u64) -> Result<(), u64> {
+        self.word
+            .compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed)
+            .map(drop)
     }
 
     /// Releases one admitted request. Returns the count in flight when this
@@ -135,13 +159,8 @@ impl Counter {
             if current & OVER_SOFT == 0 || count(current) > low_water {
                 return None;
             }
-            match self.word.compare_exchange_weak(
-                current,
-                current & !OVER_SOFT,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return Some(count(current)),
+            match self.swap(current, current & !OVER_SOFT) {
+                Ok(()) => return Some(count(current)),
                 Err(actual) => current = actual,
             }
         }

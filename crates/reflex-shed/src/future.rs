@@ -38,7 +38,7 @@ pin_project! {
             #[pin]
             future: F,
             permit: Option<Permit>,
-            classifier: Option<C>,
+            sampler: Option<Sampler<C>>,
         },
         Shed {
             rejected: Option<Rejected>,
@@ -46,15 +46,25 @@ pin_project! {
     }
 }
 
+/// What an adaptive layer's future carries beside its permit, to sample
+/// the call when it completes: the stack's classifier, and when the call
+/// was admitted. A fixed layer's futures carry none.
+#[derive(Debug)]
+pub(crate) struct Sampler<C> {
+    classifier: C,
+    /// Nanoseconds since the layer was built.
+    admitted_at: u64,
+}
+
 // === impl ResponseFuture ===
 
 impl<F, C> ResponseFuture<F, C> {
-    pub(crate) fn admitted(future: F, permit: Permit, classifier: Option<C>) -> Self {
+    pub(crate) fn admitted(future: F, permit: Permit, sampler: Option<Sampler<C>>) -> Self {
         Self {
             state: State::Admitted {
                 future,
                 permit: Some(permit),
-                classifier,
+                sampler,
             },
         }
     }
@@ -76,32 +86,47 @@ where
 {
     type Output = Result<T, BoxError>;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Admitted {
                 future,
                 permit,
-                classifier,
+                sampler,
             } => {
                 let output = ready!(future.poll(cx)).map_err(Into::into);
                 // The call is over: give the permit back now rather than when
                 // the caller gets round to dropping this future (an adaptive
-                // limit samples the call first).
-                if let (Some(classifier), Some(permit)) = (classifier.take(), permit.as_ref()) {
-                    permit.sample(|| classifier.classify(output.as_ref()));
-                }
+                // limit samples the call first). Only the sampling arm
+                // borrows the output: a fixed layer's passes through in
+                // registers (borrowed on every path, it went through memory,
+                // and a caller that did not inline `poll` stalled reading it
+                // back, some 4 ns a call).
+                let output = match (sampler.take(), permit.as_ref()) {
+                    (Some(sampler), Some(permit)) => {
+                        sampler.sample(permit, output.as_ref());
+                        output
+                    }
+                    _ => output,
+                };
                 // Dropped where it lies: no copy of the permit on the way.
                 *permit = None;
                 Poll::Ready(output)
             }
-            StateProj::Shed { rejected } => {
-                let rejected = rejected
-                    .take()
-                    .expect("ResponseFuture polled after completion");
-                Poll::Ready(Err(rejected.into()))
-            }
+            StateProj::Shed { rejected } => Poll::Ready(Err(refusal(rejected))),
         }
     }
+}
+
+/// The refusal a shed future resolves to, out of line: the admitted path
+/// is the hot one.
+#[cold]
+#[inline(never)]
+fn refusal(rejected: &mut Option<Rejected>) -> BoxError {
+    rejected
+        .take()
+        .expect("ResponseFuture polled after completion")
+        .into()
 }
 
 impl<F, C> fmt::Debug for ResponseFuture<F, C> {
@@ -117,5 +142,27 @@ impl<F, C> fmt::Debug for ResponseFuture<F, C> {
         f.debug_struct("ResponseFuture")
             .field("state", &state)
             .finish()
+    }
+}
+
+// === impl Sampler ===
+
+impl<C> Sampler<C> {
+    pub(crate) fn new(classifier: C, admitted_at: u64) -> Self {
+        Self {
+            classifier,
+            admitted_at,
+        }
+    }
+
+    /// The call ended with `output`: classified, and sampled unless the
+    /// outcome is to be ignored. Out of line, so that `poll` stays small
+    /// enough to inline where the limit is fixed.
+    #[inline(never)]
+    fn sample<T>(self, permit: &Permit, output: Result<&T, &BoxError>)
+    where
+        C: Classify<T, BoxError>,
+    {
+        permit.sample(self.admitted_at, self.classifier.classify(output));
     }
 }

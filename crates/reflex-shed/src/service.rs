@@ -8,7 +8,7 @@ use reflex_core::{BoxError, Classify, DefaultClassifier};
 use tower_service::Service;
 
 use crate::classes::{CriticalKey, KeyFns, NoCritical, PartitionKey, Unpartitioned};
-use crate::future::ResponseFuture;
+use crate::future::{ResponseFuture, Sampler};
 use crate::partition::Class;
 use crate::shared::Shared;
 
@@ -106,8 +106,11 @@ where
             // panics, unwinding drops the permit and gives it back.
             Ok(()) => {
                 let permit = self.shared.permit(class);
-                let classifier = permit.samples().then(|| self.classifier.clone());
-                ResponseFuture::admitted(self.inner.call(request), permit, classifier)
+                let sampler = self
+                    .shared
+                    .admitted_at()
+                    .map(|at| Sampler::new(self.classifier.clone(), at));
+                ResponseFuture::admitted(self.inner.call(request), permit, sampler)
             }
             Err(rejected) => ResponseFuture::shed(rejected),
         }

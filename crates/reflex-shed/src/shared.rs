@@ -59,16 +59,12 @@ pub(crate) enum LimitSetting {
 }
 
 /// What a request holds while it runs in the inner service: one slot of
-/// the limit (and of its class), given back when dropped. An adaptive
-/// layer's permit knows when the request was admitted, to time it.
-/// Twenty-four bytes: it rides in every response future.
+/// the limit (and of its class), given back when dropped. Sixteen bytes:
+/// it rides in every response future.
 #[derive(Debug)]
 pub(crate) struct Permit {
     shared: Arc<Shared>,
     class: Class,
-    /// Nanoseconds since the layer was built, plus one; 0 for a layer
-    /// that does not sample.
-    admitted_at: u64,
 }
 
 // === impl Shared ===
@@ -148,15 +144,17 @@ impl Shared {
     /// permit moved out of a `Result` is copied wider than it was written.
     #[inline]
     pub(crate) fn permit(self: &Arc<Self>, class: Class) -> Permit {
-        let admitted_at = match self.estimator {
-            Some(_) => self.now().saturating_add(1),
-            None => 0,
-        };
         Permit {
             shared: Arc::clone(self),
             class,
-            admitted_at,
         }
+    }
+
+    /// When a request admitted now was admitted, for an adaptive layer to
+    /// time it; `None` for a fixed limit, which times nothing.
+    #[inline]
+    pub(crate) fn admitted_at(&self) -> Option<u64> {
+        self.estimator.as_ref().map(|_| self.now())
     }
 
     /// Nanoseconds since the layer was built, on tokio's clock.
@@ -342,7 +340,7 @@ impl Shared {
             return;
         };
         let at = self.now();
-        let latency = at.saturating_sub(admitted_at - 1);
+        let latency = at.saturating_sub(admitted_at);
         let in_flight = self.counter.in_flight();
         if let Some(recomputed) = estimator.record(latency, in_flight, failed, at) {
             self.recomputed(&recomputed);
@@ -366,23 +364,15 @@ impl Shared {
 // === impl Permit ===
 
 impl Permit {
-    /// Whether the call's outcome is wanted: an adaptive layer's.
+    /// The call admitted at `admitted_at` ended with `outcome`: an adaptive
+    /// layer samples it (an ignored outcome counts for nothing), before the
+    /// permit is given back (in flight is read with this call still counted).
     #[inline]
-    pub(crate) fn samples(&self) -> bool {
-        self.admitted_at != 0
-    }
-
-    /// The call ended with `outcome`: an adaptive layer samples it (an
-    /// ignored outcome counts for nothing), before the permit is given
-    /// back (in flight is read with this call still counted).
-    #[inline]
-    pub(crate) fn sample(&self, outcome: impl FnOnce() -> Outcome) {
-        if self.admitted_at != 0 {
-            match outcome() {
-                Outcome::Success => self.shared.sample(self.admitted_at, false),
-                Outcome::Failure => self.shared.sample(self.admitted_at, true),
-                Outcome::Ignored => {}
-            }
+    pub(crate) fn sample(&self, admitted_at: u64, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => self.shared.sample(admitted_at, false),
+            Outcome::Failure => self.shared.sample(admitted_at, true),
+            Outcome::Ignored => {}
         }
     }
 }

@@ -64,40 +64,76 @@ fn a_refusal_never_spoils_a_concurrent_admission() {
     });
 }
 
+/// Excursions above the soft limit begun (by admissions) and ended (by
+/// releases).
+#[derive(Default)]
+struct Excursions {
+    begun: AtomicUsize,
+    ended: AtomicUsize,
+}
+
+/// Admits, releases, and counts the excursions it began and ended.
+fn admit_and_release_counting(counter: &Counter, excursions: &Excursions) {
+    if counter.try_acquire().unwrap().crossed_soft {
+        excursions.begun.fetch_add(1, Ordering::Relaxed);
+    }
+    if counter.release().is_some() {
+        excursions.ended.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Two threads admitting and releasing once each, while `meanwhile` runs
+/// on this one; returns the excursions once both are done.
+fn two_admissions(counter: &Arc<Counter>, meanwhile: impl FnOnce()) -> (usize, usize) {
+    let excursions = Arc::new(Excursions::default());
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let counter = counter.clone();
+            let excursions = excursions.clone();
+            thread::spawn(move || admit_and_release_counting(&counter, &excursions))
+        })
+        .collect();
+    meanwhile();
+    for t in threads {
+        t.join().unwrap();
+    }
+    (
+        excursions.begun.load(Ordering::Relaxed),
+        excursions.ended.load(Ordering::Relaxed),
+    )
+}
+
 #[test]
 fn every_soft_excursion_that_begins_ends_and_none_ends_twice() {
     // Soft limit 1: a second request in flight is over it; low water 0.
     loom::model(|| {
         let counter = Arc::new(Counter::new(3, 1));
-        let crossings = Arc::new(AtomicUsize::new(0));
-        let recoveries = Arc::new(AtomicUsize::new(0));
-        let threads: Vec<_> = (0..2)
-            .map(|_| {
-                let counter = counter.clone();
-                let crossings = crossings.clone();
-                let recoveries = recoveries.clone();
-                thread::spawn(move || {
-                    let admitted = counter.try_acquire().unwrap();
-                    if admitted.crossed_soft {
-                        crossings.fetch_add(1, Ordering::Relaxed);
-                    }
-                    if counter.release().is_some() {
-                        recoveries.fetch_add(1, Ordering::Relaxed);
-                    }
-                })
-            })
-            .collect();
-        for t in threads {
-            t.join().unwrap();
-        }
-        let crossings = crossings.load(Ordering::Relaxed);
-        let recoveries = recoveries.load(Ordering::Relaxed);
+        let (begun, ended) = two_admissions(&counter, || {});
         // Each excursion that began has ended, and nothing ended that
         // did not begin (whether the two requests overlapped, and so
         // whether there was an excursion at all, is up to the schedule).
-        assert_eq!(crossings, recoveries);
-        assert!(crossings <= 1, "two requests make at most one excursion");
+        assert_eq!(begun, ended);
+        assert!(begun <= 1, "two requests make at most one excursion");
         assert_eq!(counter.in_flight(), 0);
+    });
+}
+
+#[test]
+fn a_soft_limit_set_during_admissions_pairs_every_excursion_with_its_end() {
+    // An admission below both limits reads the soft limit beside the word
+    // and only increments it; one at a limit takes the full path. A soft
+    // limit of 1 coming in while two requests run may be seen by either
+    // path or not; an excursion begun against it before the word changed
+    // must survive the change, and end.
+    loom::model(|| {
+        let counter = Arc::new(Counter::new(3, NO_SOFT_LIMIT));
+        let (begun, ended) = two_admissions(&counter, || {
+            counter.set_limits(3, 1);
+        });
+        assert_eq!(begun, ended);
+        assert!(begun <= 1, "two requests make at most one excursion");
+        assert_eq!(counter.in_flight(), 0);
+        assert_eq!(counter.soft_limit(), 1);
     });
 }
 
