@@ -12,9 +12,10 @@
 //! works on ([`Dependency::with_failure_rate`]), after doing the work. A
 //! caller that stops waiting (a client timeout, a dropped future) does not
 //! take its call back: the server never hears of it and works on it all the
-//! same, as a real one would. C changes at run time through a
-//! [`DependencyHandle`] (or [`Load::with_capacity_change`]), and the handle
-//! tells what the dependency saw ([`DependencyMetrics`]).
+//! same, as a real one would. C and L change at run time through a
+//! [`DependencyHandle`] (or [`Load::with_capacity_change`] and
+//! [`Load::with_latency_change`]), and the handle tells what the dependency
+//! saw ([`DependencyMetrics`]).
 //!
 //! # The load
 //!
@@ -222,7 +223,6 @@ impl DependencyMetrics {
 /// How the dependency draws a call's work.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Work {
-    latency: Duration,
     sigma: f64,
     failure_rate: f64,
     seed: u64,
@@ -231,6 +231,8 @@ struct Work {
 #[derive(Debug)]
 struct State {
     capacity: usize,
+    /// L: the calls that start from now on draw their work around it.
+    latency: Duration,
     working: usize,
     queue: VecDeque<oneshot::Sender<()>>,
     max_in_flight: usize,
@@ -319,13 +321,13 @@ impl Dependency {
     pub fn new(capacity: Capacity) -> Self {
         Self {
             work: Work {
-                latency: capacity.latency,
                 sigma: 0.0,
                 failure_rate: 0.0,
                 seed: 17,
             },
             state: Arc::new(Mutex::new(State {
                 capacity: capacity.concurrency,
+                latency: capacity.latency,
                 working: 0,
                 queue: VecDeque::new(),
                 max_in_flight: 0,
@@ -358,7 +360,8 @@ impl Dependency {
 
     /// Its capacity now: C now, and L.
     pub fn capacity(&self) -> Capacity {
-        Capacity::new(lock(&self.state).capacity, self.work.latency)
+        let state = lock(&self.state);
+        Capacity::new(state.capacity, state.latency)
     }
 
     /// A handle on its capacity and what it saw.
@@ -377,7 +380,8 @@ async fn work(
 ) {
     let arrived = Instant::now();
     let mut draws = Rng::stream(work.seed, id);
-    let worked = work.latency.mul_f64((work.sigma * draws.normal()).exp());
+    let latency = lock(&state).latency;
+    let worked = latency.mul_f64((work.sigma * draws.normal()).exp());
     let fails = draws.unit() < work.failure_rate;
     let turn = lock(&state).arrive();
     if let Some(turn) = turn {
@@ -452,6 +456,12 @@ impl DependencyHandle {
         state.dispatch();
     }
 
+    /// Sets L: the calls that arrive from now on draw their work around
+    /// it; the calls already there keep theirs.
+    pub fn set_latency(&self, latency: Duration) {
+        lock(&self.state).latency = latency;
+    }
+
     /// Halves C (at least 1).
     pub fn halve(&self) {
         let capacity = lock(&self.state).capacity;
@@ -499,13 +509,22 @@ pub struct Idle {
     pub during: Range<Duration>,
 }
 
-/// The dependency's capacity changes.
+/// The dependency's capacity changes: C, or L.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CapacityChange {
     /// When, since the start.
     pub at: Duration,
-    /// The new C.
-    pub concurrency: usize,
+    /// What changes.
+    pub to: Change,
+}
+
+/// What a [`CapacityChange`] changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// C, the calls worked on at once.
+    Concurrency(usize),
+    /// L, the median work of a call.
+    Latency(Duration),
 }
 
 /// An open-loop load: see the [module docs](self).
@@ -612,7 +631,21 @@ impl Load {
 
     /// This load with the dependency's C set to `concurrency` at `at`.
     pub fn with_capacity_change(mut self, at: Duration, concurrency: usize) -> Self {
-        self.changes.push(CapacityChange { at, concurrency });
+        self.changes.push(CapacityChange {
+            at,
+            to: Change::Concurrency(concurrency),
+        });
+        self
+    }
+
+    /// This load with the dependency's L set to `latency` at `at`: every
+    /// call that arrives from then on takes that much work, whatever the
+    /// load (a dependency slower, or faster, for every call).
+    pub fn with_latency_change(mut self, at: Duration, latency: Duration) -> Self {
+        self.changes.push(CapacityChange {
+            at,
+            to: Change::Latency(latency),
+        });
         self
     }
 
@@ -1114,7 +1147,10 @@ where
         let now = Instant::now().max(start + next);
         let elapsed = now - start;
         while let Some(change) = changes.next_if(|c| c.at <= elapsed) {
-            handle.set_capacity(change.concurrency);
+            match change.to {
+                Change::Concurrency(concurrency) => handle.set_capacity(concurrency),
+                Change::Latency(latency) => handle.set_latency(latency),
+            }
         }
         while next_arrival <= elapsed && next_arrival < load.duration {
             ids += 1;

@@ -280,21 +280,23 @@ impl Gradient {
         self
     }
 
-    /// How long the no-load latency goes unchecked before a probe measures
-    /// it again; each interval is drawn within ±25% of this (jitter, so
-    /// that replicas do not probe together). A window in which calls ran
-    /// at the no-load latency checks it too and postpones the probe.
-    /// Defaults to 30 s.
+    /// How often a window in which calls stay well below the limit
+    /// measures the no-load latency again (for free), and how often calls
+    /// still slow at the floor call a probe; each interval is drawn within
+    /// ±25% of this (jitter, so that replicas do not probe together). Under
+    /// load no probe runs on a timer: one runs when the windows say the
+    /// no-load latency is stale (fewer calls in flight, and slower), and
+    /// none under a steady overload. Defaults to 30 s.
     pub fn probe_interval(mut self, interval: Duration) -> Self {
         self.probe_interval = interval;
         self
     }
 
-    /// How far below the limit in force a probe may take it, at most, in
-    /// `(0, 1)`. The first probe, which checks the first window's guess,
-    /// steps down by this much at a time, for as long as each step makes
-    /// calls faster in proportion to the fewer calls in flight (they all
-    /// queued). Defaults to 0.25.
+    /// How far below the limit the first probe, which checks the first
+    /// window's guess of the no-load latency, steps at a time, in `(0, 1)`:
+    /// it goes on down for as long as each step makes calls faster in
+    /// proportion to the fewer calls in flight (they all queued). Later
+    /// probes go to what the dependency serves. Defaults to 0.25.
     pub fn probe_depth(mut self, depth: f64) -> Self {
         self.probe_depth = depth;
         self

@@ -24,25 +24,32 @@
 //!   in proportion to the fewer calls in flight (all of them queued). Its
 //!   last level's median replaces the guess, and the limit starts from
 //!   what Little's law says the dependency served before it. A window
-//!   lowers the baseline only with strong evidence (its median plus twice
-//!   its error). Later, a **probe** holds the limit for two windows at
-//!   what the dependency serves (half a call above it), measures the
-//!   median, moves the baseline half way there (at most a tolerance up),
-//!   and puts the limit back. Probes come every `probe_interval` ±25%
-//!   (jittered), and at once after one the cap held back; a window in which
-//!   the calls stay well below the limit measures the baseline for free,
-//!   and one in which they neither press against it nor queue puts a due
-//!   probe off (it would hold the limit where they are and refuse their
-//!   peaks).
+//!   lowers the baseline only with strong evidence (its median plus three
+//!   times its error). Later **probes** run on evidence, not on a timer: under
+//!   load the windows themselves say whether the baseline still holds.
+//!   Clearly fewer calls in flight (twice the margin) than the most since
+//!   the last probe, clearly slower (the margin), while pressing against
+//!   the limit: the calls did not queue, the dependency got slower for
+//!   every call, and the baseline is stale (the limit would otherwise fall
+//!   to the floor). A probe then holds the limit for two windows at what
+//!   the dependency serves (half a call above it), takes the last
+//!   window's median (the first may drain a queue left from before), and
+//!   puts the limit back. A raise beyond the margin is taken, up to the
+//!   tolerance, twice that after a probe the cap held back, and so on
+//!   (the next probe follows at once); a measure within the margin
+//!   leaves the baseline, or lowers it. A window in which the calls stay
+//!   well below the limit measures the baseline for free, every
+//!   `probe_interval` ±25%; and calls still slow at the floor call a probe
+//!   as often.
 //!
-//! The baseline never rises by itself under load: only probes, which run
-//! where calls no longer queue, move it up, and a queue they still meet
-//! shrinks from one probe to the next. A sustained overload cannot raise
-//! the limit (Netflix concurrency-limits #134). A probe goes half a call
-//! above what the dependency serves, and a `probe_depth` below the limit
-//! at most: it keeps the dependency busy instead of refusing most calls,
-//! and has nothing to do with the floor (Envoy #8337, #46532). Only the
-//! calibration, once, goes deeper, a `probe_depth` at a time.
+//! Under a steady overload no probe runs after the calibration, and none
+//! refuses calls (Envoy #8337): the calls at the limit are the
+//! measurement. The baseline never rises by itself under load: only
+//! probes move it up, on evidence, from a level where calls no longer
+//! queue. A sustained overload cannot raise the limit (Netflix
+//! concurrency-limits #134). Probes have nothing to do with the floor
+//! (Envoy #46532), which is only a bound. Only the calibration, once, goes
+//! a `probe_depth` at a time below what the dependency serves.
 
 use std::f64::consts::SQRT_2;
 
@@ -62,6 +69,15 @@ pub(crate) struct GradientState {
     pub(crate) baseline: f64,
     /// Windows in a row that let the limit grow.
     streak: u64,
+    /// From `STALE` once windows said the baseline is stale (too low): a
+    /// probe follows at once. One more for each probe in a row whose raise
+    /// the cap held back (the next one may raise it twice as much).
+    stale: u64,
+    /// What later windows compare with to tell a stale baseline: the
+    /// window of the most calls in flight that was not slow since the last
+    /// probe, or since fewer calls last got no slower (its median and
+    /// calls in flight).
+    last: Level,
     /// Until calls first queue, the limit doubles per window.
     slow_start: bool,
     /// Whether a probe measured the baseline yet.
@@ -103,8 +119,11 @@ const NEAR: f64 = 0.75;
 /// The windows a probe lasts.
 const PROBE_WINDOWS: u64 = 2;
 
+/// The baseline is stale (too low): a probe follows at once.
+const STALE: u64 = 1;
+
 /// The number of words [`GradientState`] is stored in.
-pub(crate) const WORDS: usize = 15;
+pub(crate) const WORDS: usize = 19;
 
 // === impl GradientState ===
 
@@ -114,6 +133,8 @@ impl GradientState {
             estimate: initial as f64,
             baseline: 0.0,
             streak: 0,
+            stale: 0,
+            last: Level::default(),
             slow_start: true,
             probed: false,
             probe: Probe::default(),
@@ -142,10 +163,11 @@ impl GradientState {
         // difference counts beyond twice their combined error.
         let margin = config.tolerance.max(2.0 * SQRT_2 * window.median_error);
         // What a window says of the no-load latency at most: its median,
-        // plus twice its error (the lowest of many noisy medians would
-        // otherwise be below the truth, and every later window slower). A
-        // probe takes the fastest of a few windows: plus one error.
-        let bound = median * 2.0f64.mul_add(window.median_error, 1.0);
+        // plus three times its error (the lowest of a long run's noisy
+        // medians is below the truth by that much: with twice, a baseline
+        // crept down over ten minutes and the limit with it, at C = 10 to
+        // a few calls). The first guess takes one error.
+        let bound = median * 3.0f64.mul_add(window.median_error, 1.0);
         let probe_bound = median * (1.0 + window.median_error);
         if self.baseline <= 0.0 {
             // A first guess, from a first window that may be small: a probe
@@ -180,20 +202,38 @@ impl GradientState {
             || capacity >= self.estimate * (1.0 - config.tolerance)
             || self.estimate < bounds.floor + 1.0;
         let pressed = window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
-        if settled && now >= self.next_probe {
+        // Calls press against the limit, and are slower than the margin
+        // allows.
+        let slow = ratio > 1.0 + margin && pressed;
+        self.track_staleness(window, slow, margin);
+        if self.probed && self.stale >= STALE {
+            // Fewer calls were slower: what looked like a queue may be a
+            // dependency slower for every call, and the limit would fall on
+            // to the floor. A probe checks at once.
+            if let Some(event) = self.start_probe(config, bounds, capacity, window, margin, now) {
+                return Some(event);
+            }
+        } else if settled && now >= self.next_probe {
+            let floored = slow && self.estimate < bounds.floor + 1.0;
             if !used && !queued {
                 // Calls run well below the limit: this window measured the
                 // no-load latency as a probe would, for free.
                 self.measured(config, median, margin, now);
-            } else if self.probed && !pressed && !queued {
-                // Calls neither press against the limit nor queue: a probe
-                // would hold the limit where they are and refuse their
-                // peaks, to learn nothing the limit needs now.
+            } else if !self.probed || floored {
+                // The first guess, or calls still slow at the floor: only a
+                // probe tells.
+                if let Some(event) = self.start_probe(config, bounds, capacity, window, margin, now)
+                {
+                    return Some(event);
+                }
+            } else {
+                // Under load, the windows are the evidence: a stale
+                // baseline shows as fewer calls slower (above), and a probe
+                // would only refuse calls to learn what they already say
+                // (Envoy #8337). At a load the dependency serves, it would
+                // hold the limit where the calls are and refuse their
+                // peaks.
                 self.next_probe = self.after_interval(config, now);
-            } else if let Some(event) =
-                self.start_probe(config, bounds, capacity, window, margin, now)
-            {
-                return Some(event);
             }
         }
         if queued {
@@ -237,6 +277,36 @@ impl GradientState {
         None
     }
 
+    /// Compares a `slow` window (beyond the margin) whose calls press
+    /// against the limit with the window of the most calls in flight that
+    /// was not slow, since the last probe: once there are clearly fewer (twice the
+    /// margin) and they are clearly slower (the margin), what looks like a
+    /// queue may be a dependency slower for every call, and the baseline
+    /// stale: a probe tells. (A dependency that lost capacity looks the
+    /// same here; its probe measures the baseline as it was.) Calls that
+    /// did not get slower met a queue, or crossed the knee, below which
+    /// they are as fast with fewer: the comparison starts over from here.
+    fn track_staleness(&mut self, window: &Summary, slow: bool, margin: f64) {
+        let here = Level {
+            median: window.median_ns,
+            in_flight: window.in_flight,
+        };
+        let top = self.last;
+        if top.median <= 0.0 || (!slow && here.in_flight >= top.in_flight) {
+            self.last = here;
+            return;
+        }
+        let fewer = top.in_flight / here.in_flight;
+        if !slow || fewer < 2.0f64.mul_add(margin, 1.0) {
+            return;
+        }
+        if here.median > top.median * (1.0 + margin) {
+            self.stale = self.stale.max(STALE);
+        } else {
+            self.last = here;
+        }
+    }
+
     pub(crate) fn to_words(self) -> [u64; WORDS] {
         [
             self.estimate.to_bits(),
@@ -254,6 +324,10 @@ impl GradientState {
             self.next_probe,
             self.rng,
             u64::from(self.slow_start),
+            self.stale,
+            self.last.median.to_bits(),
+            self.last.in_flight.to_bits(),
+            self.probe.last_median.to_bits(),
         ]
     }
 
@@ -266,6 +340,7 @@ impl GradientState {
                 step: words[3],
                 saved: f64::from_bits(words[4]),
                 measured: f64::from_bits(words[5]),
+                last_median: f64::from_bits(words[18]),
                 in_flight: f64::from_bits(words[6]),
                 above: Level {
                     median: f64::from_bits(words[7]),
@@ -280,6 +355,11 @@ impl GradientState {
             next_probe: words[12],
             rng: words[13],
             slow_start: words[14] != 0,
+            stale: words[15],
+            last: Level {
+                median: f64::from_bits(words[16]),
+                in_flight: f64::from_bits(words[17]),
+            },
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Probes of the no-load latency: the first one (a calibration) goes down
 //! a `probe_depth` at a time while its level still meets a queue; later
-//! ones hold the limit for two windows at what the dependency serves.
+//! ones, called by windows that say the baseline is stale, hold the limit
+//! for two windows at what the dependency serves.
 
 use crate::config::{Bounds, GradientConfig};
 use crate::window::Summary;
@@ -15,6 +16,8 @@ pub(super) struct Probe {
     pub(super) saved: f64,
     /// The sum of its windows' medians so far.
     pub(super) measured: f64,
+    /// Its last window's median.
+    pub(super) last_median: f64,
     /// The sum of its windows' calls in flight so far.
     pub(super) in_flight: f64,
     /// The window before this level: its median and calls in flight.
@@ -44,6 +47,7 @@ impl GradientState {
     ) -> Option<GradientEvent> {
         let median = window.median_ns;
         self.probe.measured += median;
+        self.probe.last_median = median;
         self.probe.in_flight += window.in_flight;
         if self.probe.step < PROBE_WINDOWS {
             self.probe.step += 1;
@@ -54,7 +58,17 @@ impl GradientState {
             in_flight: self.probe.in_flight / PROBE_WINDOWS as f64,
         };
         if self.probed {
-            return self.end_probe(config, level.median, margin, now);
+            // The mean of its windows, or its last one alone if the first
+            // was slower beyond the margin: it still drained a queue left
+            // from before (a dependency that lost capacity).
+            let last = self.probe.last_median;
+            let first = self.probe.measured - last;
+            let measured = if first > last * (1.0 + margin) {
+                last
+            } else {
+                level.median
+            };
+            return self.end_probe(config, measured, margin, now);
         }
         if self.descend(config, bounds, level, margin) {
             return None;
@@ -87,14 +101,18 @@ impl GradientState {
     ) -> Option<GradientEvent> {
         let median = window.median_ns;
         let saved = self.estimate;
-        let lowest = (saved * (1.0 - config.probe_depth)).max(bounds.floor);
         // The first probe checks a first guess that may be well off: it goes
-        // a tolerance below; later ones, half a call above (cheap, and a
-        // queue left there shrinks from one probe to the next).
-        let level = if self.probed {
-            capacity + 0.5
+        // a `probe_depth` below, and on down from there. Later ones, called
+        // by windows that say the baseline is stale, go to what the
+        // dependency serves, half a call above: a level bounded above it
+        // would meet a queue, and take it for a slower dependency.
+        let (level, lowest) = if self.probed {
+            (capacity + 0.5, bounds.floor)
         } else {
-            capacity.min(saved) * (1.0 - config.probe_depth)
+            (
+                capacity.min(saved) * (1.0 - config.probe_depth),
+                (saved * (1.0 - config.probe_depth)).max(bounds.floor),
+            )
         };
         let level = level.min(saved - 1.0).max(lowest);
         if level > saved - 1.0 {
@@ -143,6 +161,7 @@ impl GradientState {
             step: 1,
             above: level,
             measured: 0.0,
+            last_median: 0.0,
             in_flight: 0.0,
             ..self.probe
         };
@@ -150,14 +169,7 @@ impl GradientState {
         true
     }
 
-    /// Ends the probe with its windows' mean median, `measured`. The
-    /// first probe replaces the first window's guess; later ones move the
-    /// baseline half way to what they measured (each probe is noisy, and
-    /// the mean of a few is not), up by the tolerance at most per probe (a
-    /// probe that still met a queue would otherwise raise it by that
-    /// queue). A probe held back by that cap is followed by another at
-    /// once: a dependency that got slower for every call is followed
-    /// within a few probes.
+    /// Ends the probe with what it measured, and puts the limit back.
     fn end_probe(
         &mut self,
         config: &GradientConfig,
@@ -169,10 +181,23 @@ impl GradientState {
         self.estimate = self.probe.saved;
         self.probe = Probe::default();
         self.streak = 0;
+        if self.stale == 0 {
+            // Windows compare from here on; while the baseline is still
+            // stale, with the most calls before it wore the limit down.
+            self.last = Level::default();
+        }
         Some(GradientEvent::ProbeEnded)
     }
 
     /// Folds a measure of the no-load latency in, and schedules the next.
+    /// The first replaces the first window's guess. Later ones raise the
+    /// baseline only beyond the margin (a probe called by a capacity lost,
+    /// rather than a slower dependency, measures it as it was), and lower
+    /// it to what they measured. A raise is capped at the tolerance (a
+    /// probe that still met a queue would otherwise raise it by that
+    /// queue); a probe the cap held back is followed by another at once,
+    /// allowed twice the raise: a dependency that got twice as slow for
+    /// every call is followed within five probes.
     pub(super) fn measured(
         &mut self,
         config: &GradientConfig,
@@ -181,20 +206,27 @@ impl GradientState {
         now: u64,
     ) {
         let before = self.baseline;
-        let ceiling = before * (1.0 + config.tolerance);
-        let target = measured.min(ceiling);
-        self.baseline = if self.probed {
-            (before + target) / 2.0
+        // The cap doubles with each probe in a row it held back.
+        let raise = config.tolerance * 2f64.powi(self.stale.saturating_sub(1).min(6) as i32);
+        let ceiling = before * (1.0 + raise);
+        let capped = measured > ceiling.max(before * (1.0 + margin));
+        // A probe after one the cap held back measures a baseline known to
+        // be stale: it is taken even within the margin.
+        let chained = self.stale > super::STALE;
+        self.baseline = if !self.probed || chained || measured > before * (1.0 + margin) {
+            measured.min(ceiling)
         } else {
-            target
+            before.min(measured)
         };
         self.probed = true;
-        self.next_probe = if measured > ceiling.max(before * (1.0 + margin)) {
-            // Held back by the cap: measure again at once.
-            now
+        self.stale = if capped {
+            // Held back by the cap: the baseline is still stale, and the
+            // next window measures again.
+            self.stale.max(super::STALE) + 1
         } else {
-            self.after_interval(config, now)
+            0
         };
+        self.next_probe = self.after_interval(config, now);
     }
 
     /// `now` plus the probe interval, jittered by ±25%.

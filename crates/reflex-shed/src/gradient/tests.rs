@@ -126,31 +126,123 @@ fn sustained_overload_never_raises_the_baseline_or_the_limit() {
     assert!(state.baseline >= 100.0 * MS, "{}", state.baseline / MS);
 }
 
+/// One window of a FIFO dependency of `capacity` calls at `latency_ms`,
+/// its calls at the limit (an overload); returns the event.
+fn window_at(
+    state: &mut GradientState,
+    now: &mut u64,
+    capacity: f64,
+    latency_ms: f64,
+) -> Option<GradientEvent> {
+    *now += WINDOW;
+    let in_flight = state.estimate.floor();
+    let median = latency_ms * (in_flight / capacity).max(1.0);
+    state.step(&config(), BOUNDS, &window(median, in_flight), *now)
+}
+
 #[test]
-fn a_probe_holds_the_limit_at_what_the_dependency_serves_then_puts_it_back() {
+fn under_a_steady_overload_no_probe_runs_after_the_calibration() {
+    // Ten minutes at C = 20, with noise: ±3% on each window's median, and
+    // half a call on its calls in flight. The calls at the limit are the
+    // measure; a probe would only refuse some of them (Envoy #8337).
+    let mut state = started(22);
+    let mut now = 0;
+    let mut rng = 11u64;
+    let mut unit = || (probe::splitmix(&mut rng) >> 11) as f64 / (1u64 << 53) as f64;
+    let mut probes = 0;
+    let mut limits = Vec::new();
+    for _ in 0..1200 {
+        now += WINDOW;
+        let in_flight = 0.5f64.mul_add(-unit(), state.estimate.floor());
+        let median = 100.5 * (in_flight / 20.0).max(1.0) * 0.06f64.mul_add(unit(), 0.97);
+        let event = state.step(&config(), BOUNDS, &window(median, in_flight), now);
+        probes += usize::from(event == Some(GradientEvent::ProbeStarted));
+        limits.push(state.estimate.floor());
+    }
+    assert_eq!(probes, 1, "the calibration only");
+    let (low, high) = limits[60..]
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+    assert!(low >= 18.0 && high <= 22.0, "{low}..{high}");
+}
+
+#[test]
+fn a_stale_baseline_calls_a_probe_at_what_the_dependency_serves_then_the_limit_is_put_back() {
     let mut state = started(22);
     let mut now = 0;
     overload(&mut state, &mut now, 40, 20.0, 100.5);
-    assert!(state.probed, "a first probe checked the first guess");
-    // Due now: the next window that is not queued starts one.
-    state.next_probe = now;
-    let saved = state.estimate;
-    let mut events = Vec::new();
-    let mut levels = Vec::new();
-    for _ in 0..3 {
-        now += WINDOW;
-        let in_flight = state.estimate.floor();
-        let median = 100.5 * (in_flight / 20.0).max(1.0);
-        events.push(state.step(&config(), BOUNDS, &window(median, in_flight), now));
-        levels.push(state.estimate);
+    assert!(state.probed && !state.probing(), "calibrated");
+    let baseline = state.baseline;
+    // Every call now takes 1.5 times as long, whatever the load: the limit
+    // comes down as if calls queued, until fewer of them are no faster.
+    let mut started_at = None;
+    for i in 0..8 {
+        let before = state.estimate;
+        if window_at(&mut state, &mut now, 20.0, 150.75) == Some(GradientEvent::ProbeStarted) {
+            started_at = Some((i, before));
+            break;
+        }
     }
-    assert_eq!(events[0], Some(GradientEvent::ProbeStarted), "{events:?}");
-    assert!(levels[0] < saved && levels[0] >= 19.0, "{levels:?}");
-    assert_eq!(events[2], Some(GradientEvent::ProbeEnded), "two windows");
-    assert_eq!(levels[2], saved, "the limit is put back");
+    let (i, saved) = started_at.expect("a probe, called by the windows");
+    assert!(i >= 1, "one window is no evidence");
+    // Its level: what the dependency served at the baseline it had, half a
+    // call above, at most.
+    assert!(state.estimate <= saved - 1.0, "{} {saved}", state.estimate);
+    assert!(state.estimate >= BOUNDS.floor);
+    window_at(&mut state, &mut now, 20.0, 150.75);
+    let event = window_at(&mut state, &mut now, 20.0, 150.75);
+    assert_eq!(event, Some(GradientEvent::ProbeEnded), "two windows");
+    assert_eq!(state.estimate, saved, "the limit is put back");
     assert!(
-        state.next_probe >= now + 22 * SECOND,
-        "jittered, not sooner"
+        state.baseline >= baseline * 1.04,
+        "raised: {}",
+        state.baseline / MS
+    );
+}
+
+#[test]
+fn a_dependency_that_lost_capacity_keeps_its_baseline() {
+    // C halves: fewer calls are slower at first, as for a dependency
+    // slower for every call, but a probe at what it serves finds the
+    // same no-load latency.
+    let mut state = started(22);
+    let mut now = 0;
+    overload(&mut state, &mut now, 40, 20.0, 100.5);
+    let baseline = state.baseline;
+    let limits = overload(&mut state, &mut now, 40, 10.0, 100.5);
+    assert!(
+        (state.baseline - baseline).abs() <= baseline * 0.01,
+        "{} -> {}",
+        baseline / MS,
+        state.baseline / MS
+    );
+    let last = &limits[20..];
+    assert!(last.iter().all(|l| (9.0..=11.0).contains(l)), "{limits:?}");
+}
+
+#[test]
+fn each_raise_the_cap_held_back_lets_the_next_one_raise_twice_as_much() {
+    // Four times as slow: 5%, 10%, 20%, 40%, 80%, ... a few probes, not
+    // the 29 a fixed 5% would take.
+    let mut state = started(22);
+    let mut now = 0;
+    overload(&mut state, &mut now, 40, 20.0, 100.5);
+    let mut probes = 0;
+    let mut windows = 0;
+    while state.baseline < 0.95 * 402.0 * MS {
+        let event = window_at(&mut state, &mut now, 20.0, 402.0);
+        probes += usize::from(event == Some(GradientEvent::ProbeStarted));
+        windows += 1;
+        assert!(
+            windows <= 40,
+            "{} after {probes} probes",
+            state.baseline / MS
+        );
+    }
+    assert!(probes <= 9, "{probes} probes");
+    assert!(
+        state.baseline <= 402.0 * MS * 1.01,
+        "never above the measure"
     );
 }
 
@@ -224,15 +316,27 @@ fn the_first_probe_stops_at_once_when_its_level_did_not_queue() {
 }
 
 #[test]
-fn a_probe_never_goes_below_its_depth_or_the_floor() {
+fn a_probe_never_goes_below_the_floor() {
     let mut state = started(4);
     state.slow_start = false;
     state.probed = true;
-    state.next_probe = 0;
-    // Far over the margin, yet settled: a probe starts.
-    state.step(&config(), BOUNDS, &window(150.0, 4.0), SECOND);
-    assert!(state.estimate >= 3.0, "depth 25% of 4: {}", state.estimate);
-    assert!(state.estimate >= BOUNDS.floor);
+    state.stale = STALE;
+    // Four times as slow: what the dependency serves is one call, the
+    // floor is two.
+    let event = state.step(&config(), BOUNDS, &window(402.0, 4.0), SECOND);
+    assert_eq!(event, Some(GradientEvent::ProbeStarted));
+    assert_eq!(state.estimate, BOUNDS.floor);
+}
+
+#[test]
+fn the_calibration_starts_a_probe_depth_below_the_limit() {
+    let mut state = started(40);
+    state.slow_start = false;
+    // Calls at the limit, as fast as the first guess: the calibration
+    // checks it a `probe_depth` (25%) below, no deeper.
+    let event = state.step(&config(), BOUNDS, &window(100.5, 40.0), SECOND);
+    assert_eq!(event, Some(GradientEvent::ProbeStarted));
+    assert_eq!(state.estimate, 30.0);
 }
 
 #[test]
@@ -265,6 +369,17 @@ fn an_unused_limit_does_not_grow() {
 #[test]
 fn the_state_survives_its_words() {
     let mut state = started(20);
-    state.step(&config(), BOUNDS, &window(150.0, 20.0), SECOND);
+    let mut now = 0;
+    overload(&mut state, &mut now, 40, 20.0, 100.5);
+    // Mid-probe, called by a stale baseline: every field in use.
+    for _ in 0..10 {
+        if state.probing() {
+            break;
+        }
+        window_at(&mut state, &mut now, 20.0, 201.0);
+    }
+    assert!(state.probing(), "a probe, called by the windows");
+    window_at(&mut state, &mut now, 20.0, 201.0);
+    assert!(state.probe.last_median > 0.0 && state.last.median > 0.0);
     assert_eq!(GradientState::from_words(state.to_words()), state);
 }
