@@ -192,9 +192,10 @@ struct Scenario {
     /// From when the limit should settle, and on what.
     settle_from: Duration,
     target: usize,
-    /// Where goodput, p99 and success are read, and C there.
+    /// Where goodput, p99 and success are read, and C and L there.
     measure: Range<Duration>,
     capacity: usize,
+    latency: Duration,
     /// Where the limit's drift is read.
     drift: Option<Range<Duration>>,
 }
@@ -215,6 +216,7 @@ fn scenarios() -> Vec<Scenario> {
         target: C,
         measure: secs(30)..secs(60),
         capacity: C,
+        latency: L,
         drift: None,
     };
     vec![
@@ -228,6 +230,7 @@ fn scenarios() -> Vec<Scenario> {
             target: C / 2,
             measure: secs(25)..secs(40),
             capacity: C / 2,
+            latency: L,
             drift: None,
         },
         Scenario {
@@ -241,6 +244,19 @@ fn scenarios() -> Vec<Scenario> {
             target: 2 * C,
             measure: secs(30)..secs(40),
             capacity: 2 * C,
+            latency: L,
+            drift: None,
+        },
+        Scenario {
+            name: "L doubles",
+            start: C,
+            // Every call twice as slow from 20 s, whatever the load.
+            load: overload(secs(60)).with_latency_change(secs(20), 2 * L),
+            settle_from: secs(20),
+            target: C,
+            measure: secs(40)..secs(60),
+            capacity: C,
+            latency: 2 * L,
             drift: None,
         },
         Scenario {
@@ -251,6 +267,7 @@ fn scenarios() -> Vec<Scenario> {
             target: C,
             measure: secs(60)..secs(600),
             capacity: C,
+            latency: L,
             drift: Some(secs(300)..secs(600)),
         },
     ]
@@ -354,7 +371,7 @@ fn print_row(scenario: &Scenario, limiter: &str, run: &Run) {
     let settle_span = scenario.settle_from..scenario.load.duration;
     let settle = run.settle_time(settle_span, scenario.target, 0.1);
     let figures = run.between(scenario.measure.clone());
-    let rate = Capacity::new(scenario.capacity, L).rate();
+    let rate = Capacity::new(scenario.capacity, scenario.latency).rate();
     let worst_second = (scenario.measure.start.as_secs()..scenario.measure.end.as_secs())
         .map(|s| run.between(secs(s)..secs(s + 1)).success_rate())
         .fold(f64::INFINITY, f64::min);
@@ -377,7 +394,7 @@ fn print_row(scenario: &Scenario, limiter: &str, run: &Run) {
         format!("{:.1}%", 100.0 * figures.goodput() / rate),
         figures.p99().map_or_else(
             || "-".to_owned(),
-            |p| format!("{:.2} L", p.as_secs_f64() / L.as_secs_f64())
+            |p| format!("{:.2} L", p.as_secs_f64() / scenario.latency.as_secs_f64())
         ),
         format!("{:.1}%", 100.0 * figures.success_rate()),
         format!("{:.1}%", 100.0 * worst_second),
@@ -396,7 +413,7 @@ fn print_scenarios(_: &mut Criterion) {
         "targets: settle within 10% of C in < 30 s from 10x off, < 5 s after C halves, < 10 s after C doubles; goodput >= 95% of C/L; p99 <= 2 L; no upward drift"
     );
     eprintln!(
-        "settle: from the start or the change, 100 ms resolution (1 s for 10 min); goodput, p99, success: after settling (start 10x: 30-60 s; halves: 25-40 s; doubles: 30-40 s; 10 min: 1-10 min); success counts refusals as failures; drift: limit units per minute over the last 5 min"
+        "settle: from the start or the change, 100 ms resolution (1 s for 10 min); goodput, p99, success: after settling (start 10x: 30-60 s; halves: 25-40 s; C doubles: 30-40 s; L doubles: 40-60 s, against the new L; 10 min: 1-10 min); success counts refusals as failures; drift: limit units per minute over the last 5 min"
     );
     eprintln!(
         "{:<15} {:<39} {:>8} {:>8} {:>7} {:>8} {:>9} {:>9} {:>6}",

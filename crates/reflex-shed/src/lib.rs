@@ -43,7 +43,8 @@
 //!   reflexes.
 //! - **Adaptive, if asked.** [`Adaptive::gradient`] finds the limit from
 //!   the latency of the calls against the dependency's latency without
-//!   load (measured by probes that keep the dependency busy);
+//!   load (measured by a first probe, then by probes that run when the
+//!   windows say it is stale, never under a steady overload);
 //!   [`Adaptive::aimd`] from their outcomes, by the stack's classifier. Only
 //!   completed calls are samples, in flight is read at their completion,
 //!   and the limit is recomputed once per window by the caller that closes
