@@ -175,6 +175,49 @@ async fn dependency_fails_its_failure_rate_after_doing_the_work() {
     assert_eq!(dependency.handle().metrics().failed, failed);
 }
 
+#[tokio::test(start_paused = true)]
+async fn dependency_latency_changes_at_run_time_for_the_calls_that_arrive_after() {
+    let dependency = Dependency::new(Capacity::new(2, L));
+    let handle = dependency.handle();
+    let early: Vec<_> = (1..=2)
+        .map(|id| dependency.clone().oneshot(Call::new(id)))
+        .collect();
+    let early = tokio::spawn(futures_all(early));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    handle.set_latency(2 * L);
+    assert_eq!(dependency.capacity().latency, 2 * L);
+    // Arrives at 50 ms, waits for a worker until 100 ms, then works 200.
+    let late = dependency
+        .clone()
+        .oneshot(Call::new(3))
+        .await
+        .expect("served");
+    let early = early.await.expect("the task ends");
+    let worked: Vec<u128> = early.iter().map(|s| s.worked.as_millis()).collect();
+    assert_eq!(
+        worked,
+        [100, 100],
+        "the calls already there keep their work"
+    );
+    assert_eq!(
+        (late.queued.as_millis(), late.worked.as_millis()),
+        (50, 200)
+    );
+}
+
+#[test]
+fn a_load_changes_the_latency_of_the_dependency_when_it_says() {
+    // 0.5x C/L, nothing queues: calls take L, then 1.5 L from 10 s.
+    let load = Load::new(0.5, secs(20))
+        .with_seed(5)
+        .with_latency_change(secs(10), L.mul_f64(1.5));
+    let run = unprotected(Dependency::new(capacity()), &load);
+    let before = ms(run.between(secs(1)..secs(10)).p50());
+    let after = ms(run.between(secs(11)..secs(20)).p50());
+    assert!(within(before, 100.0, 0.01), "{before}");
+    assert!(within(after, 150.0, 0.01), "{after}");
+}
+
 /// Awaits every call in order and unwraps its answer.
 async fn futures_all<F, T, E>(calls: Vec<F>) -> Vec<T>
 where
