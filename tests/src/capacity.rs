@@ -231,7 +231,7 @@ struct Work {
 #[derive(Debug)]
 struct State {
     capacity: usize,
-    /// L: the calls that start from now on draw their work around it.
+    /// L: the calls that arrive from now on draw their work around it.
     latency: Duration,
     working: usize,
     queue: VecDeque<oneshot::Sender<()>>,

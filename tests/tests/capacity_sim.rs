@@ -205,6 +205,25 @@ async fn dependency_latency_changes_at_run_time_for_the_calls_that_arrive_after(
     );
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_already_queued_when_the_latency_changes_keeps_its_work() {
+    let dependency = Dependency::new(Capacity::new(1, L));
+    let handle = dependency.handle();
+    // The second call queues behind the first; L changes while it waits.
+    let calls: Vec<_> = (1..=2)
+        .map(|id| dependency.clone().oneshot(Call::new(id)))
+        .collect();
+    let calls = tokio::spawn(futures_all(calls));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    handle.set_latency(3 * L);
+    let served = calls.await.expect("the task ends");
+    let work: Vec<(u128, u128)> = served
+        .iter()
+        .map(|s| (s.queued.as_millis(), s.worked.as_millis()))
+        .collect();
+    assert_eq!(work, [(0, 100), (100, 100)], "work drawn on arrival");
+}
+
 #[test]
 fn a_load_changes_the_latency_of_the_dependency_when_it_says() {
     // 0.5x C/L, nothing queues: calls take L, then 1.5 L from 10 s.

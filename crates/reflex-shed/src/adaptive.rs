@@ -282,7 +282,8 @@ impl Gradient {
 
     /// How often a window in which calls stay well below the limit
     /// measures the no-load latency again (for free), and how often calls
-    /// still slow at the floor call a probe; each interval is drawn within
+    /// still slow at the floor, where no probe has room, are the measure
+    /// (a raise of the tolerance at most); each interval is drawn within
     /// ±25% of this (jitter, so that replicas do not probe together). Under
     /// load no probe runs on a timer: one runs when the windows say the
     /// no-load latency is stale (fewer calls in flight, and slower), and

@@ -32,15 +32,19 @@
 //!   the limit: the calls did not queue, the dependency got slower for
 //!   every call, and the baseline is stale (the limit would otherwise fall
 //!   to the floor). A probe then holds the limit for two windows at what
-//!   the dependency serves (half a call above it), takes the last
-//!   window's median (the first may drain a queue left from before), and
-//!   puts the limit back. A raise beyond the margin is taken, up to the
-//!   tolerance, twice that after a probe the cap held back, and so on
-//!   (the next probe follows at once); a measure within the margin
-//!   leaves the baseline, or lowers it. A window in which the calls stay
-//!   well below the limit measures the baseline for free, every
-//!   `probe_interval` ±25%; and calls still slow at the floor call a probe
-//!   as often.
+//!   the dependency serves by the stale baseline (below what it really
+//!   serves: the level meets no queue), or, after a probe the cap held
+//!   back, by what that probe measured; takes the mean of its windows'
+//!   medians, or the last alone if the first was slower beyond the
+//!   margin (it drained a queue left from before); and puts the limit
+//!   back. A raise beyond the margin is taken, up to the tolerance, twice
+//!   that after a probe the cap held back, and so on up to 64 times (the
+//!   next probe follows at once); a measure within the margin leaves the
+//!   baseline, or lowers it with the evidence a window needs. A window in
+//!   which the calls stay well below the limit measures the baseline for
+//!   free, every `probe_interval` ±25%; calls still slow at the floor,
+//!   where no probe has room, are the measure as often (a capped raise,
+//!   no chain).
 //!
 //! Under a steady overload no probe runs after the calibration, and none
 //! refuses calls (Envoy #8337): the calls at the limit are the
@@ -75,8 +79,9 @@ pub(crate) struct GradientState {
     stale: u64,
     /// What later windows compare with to tell a stale baseline: the
     /// window of the most calls in flight that was not slow since the last
-    /// probe, or since fewer calls last got no slower (its median and
-    /// calls in flight).
+    /// probe that found the baseline sound (a chain of capped probes keeps
+    /// it), or since fewer calls last got no slower (its median and calls
+    /// in flight).
     last: Level,
     /// Until calls first queue, the limit doubles per window.
     slow_start: bool,
@@ -209,7 +214,15 @@ impl GradientState {
         if self.probed && self.stale >= STALE {
             // Fewer calls were slower: what looked like a queue may be a
             // dependency slower for every call, and the limit would fall on
-            // to the floor. A probe checks at once.
+            // to the floor. A probe checks at once: at what the dependency
+            // serves by the stale baseline (at most; the level meets no
+            // queue), or in a chain, by the measure of the probe before.
+            let measured = self.probe.last_median;
+            let capacity = if self.stale > STALE && measured > 0.0 {
+                window.in_flight * measured / median
+            } else {
+                capacity
+            };
             if let Some(event) = self.start_probe(config, bounds, capacity, window, margin, now) {
                 return Some(event);
             }
@@ -218,7 +231,7 @@ impl GradientState {
             if !used && !queued {
                 // Calls run well below the limit: this window measured the
                 // no-load latency as a probe would, for free.
-                self.measured(config, median, margin, now);
+                self.measured(config, median, window.median_error, margin, now);
             } else if !self.probed || floored {
                 // The first guess, or calls still slow at the floor: only a
                 // probe tells.

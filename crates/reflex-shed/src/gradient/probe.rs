@@ -58,17 +58,17 @@ impl GradientState {
             in_flight: self.probe.in_flight / PROBE_WINDOWS as f64,
         };
         if self.probed {
-            // The mean of its windows, or its last one alone if the first
-            // was slower beyond the margin: it still drained a queue left
-            // from before (a dependency that lost capacity).
+            // The mean of its windows, or its last one alone if the ones
+            // before were slower beyond the margin: they still drained a
+            // queue left from before (a dependency that lost capacity).
             let last = self.probe.last_median;
-            let first = self.probe.measured - last;
-            let measured = if first > last * (1.0 + margin) {
+            let before = (self.probe.measured - last) / (PROBE_WINDOWS - 1) as f64;
+            let measured = if before > last * (1.0 + margin) {
                 last
             } else {
                 level.median
             };
-            return self.end_probe(config, measured, margin, now);
+            return self.end_probe(config, measured, window.median_error, margin, now);
         }
         if self.descend(config, bounds, level, margin) {
             return None;
@@ -78,7 +78,7 @@ impl GradientState {
         // from that rather than from a first guess.
         let top = self.probe.top;
         let ratio = top.median / level.median;
-        let event = self.end_probe(config, level.median, margin, now);
+        let event = self.end_probe(config, level.median, window.median_error, margin, now);
         if ratio > 1.0 + margin {
             let target = top.in_flight / ratio * (1.0 + config.tolerance / 2.0);
             self.estimate = bounds.clamp(target.min(self.estimate));
@@ -88,8 +88,8 @@ impl GradientState {
 
     /// Starts a probe: a level at what the dependency serves (`capacity`),
     /// where nothing queues and the dependency stays busy, at least one
-    /// call below the limit, never lower than `probe_depth` below it or
-    /// the floor.
+    /// call below the limit and no lower than the floor (the calibration:
+    /// no lower than a `probe_depth` below the limit).
     pub(super) fn start_probe(
         &mut self,
         config: &GradientConfig,
@@ -117,8 +117,12 @@ impl GradientState {
         let level = level.min(saved - 1.0).max(lowest);
         if level > saved - 1.0 {
             // No room below the limit (the floor): what calls take at the
-            // lowest limit there is, is the measure.
-            self.measured(config, median, margin, now);
+            // lowest limit there is, is the measure, a capped raise per
+            // `probe_interval` (a chain of doubling raises would take in
+            // the queue of a dependency that serves fewer than the floor).
+            self.measured(config, median, window.median_error, margin, now);
+            self.stale = 0;
+            self.last = Level::default();
             return None;
         }
         let top = Level {
@@ -169,17 +173,24 @@ impl GradientState {
         true
     }
 
-    /// Ends the probe with what it measured, and puts the limit back.
+    /// Ends the probe with what it measured (of relative error `error`),
+    /// and puts the limit back. The measure stays in `probe.last_median`:
+    /// a probe that follows in a chain starts from what it says the
+    /// dependency serves.
     fn end_probe(
         &mut self,
         config: &GradientConfig,
         measured: f64,
+        error: f64,
         margin: f64,
         now: u64,
     ) -> Option<GradientEvent> {
-        self.measured(config, measured, margin, now);
+        self.measured(config, measured, error, margin, now);
         self.estimate = self.probe.saved;
-        self.probe = Probe::default();
+        self.probe = Probe {
+            last_median: measured,
+            ..Probe::default()
+        };
         self.streak = 0;
         if self.stale == 0 {
             // Windows compare from here on; while the baseline is still
@@ -189,19 +200,22 @@ impl GradientState {
         Some(GradientEvent::ProbeEnded)
     }
 
-    /// Folds a measure of the no-load latency in, and schedules the next.
-    /// The first replaces the first window's guess. Later ones raise the
-    /// baseline only beyond the margin (a probe called by a capacity lost,
-    /// rather than a slower dependency, measures it as it was), and lower
-    /// it to what they measured. A raise is capped at the tolerance (a
-    /// probe that still met a queue would otherwise raise it by that
-    /// queue); a probe the cap held back is followed by another at once,
-    /// allowed twice the raise: a dependency that got twice as slow for
-    /// every call is followed within five probes.
+    /// Folds a measure of the no-load latency (of relative error `error`)
+    /// in, and schedules the next. The first replaces the first window's
+    /// guess. Later ones raise the baseline only beyond the margin (a
+    /// probe called by a capacity lost, rather than a slower dependency,
+    /// measures it as it was), or in a chain; and lower it only with the
+    /// evidence a window needs (the measure plus three times its error).
+    /// A raise is capped at the tolerance (a probe that still met a queue
+    /// would otherwise raise it by that queue); a probe the cap held back
+    /// is followed by another at once, allowed twice the raise, up to 64
+    /// times the tolerance: a dependency that got twice as slow for every
+    /// call is followed within five or six probes.
     pub(super) fn measured(
         &mut self,
         config: &GradientConfig,
         measured: f64,
+        error: f64,
         margin: f64,
         now: u64,
     ) {
@@ -216,7 +230,7 @@ impl GradientState {
         self.baseline = if !self.probed || chained || measured > before * (1.0 + margin) {
             measured.min(ceiling)
         } else {
-            before.min(measured)
+            before.min(measured * 3.0f64.mul_add(error, 1.0))
         };
         self.probed = true;
         self.stale = if capped {
