@@ -173,11 +173,10 @@ impl GradientState {
         // crept down over ten minutes and the limit with it, at C = 10 to
         // a few calls). The first guess takes one error.
         let bound = median * 3.0f64.mul_add(window.median_error, 1.0);
-        let probe_bound = median * (1.0 + window.median_error);
         if self.baseline <= 0.0 {
             // A first guess, from a first window that may be small: a probe
             // checks it as soon as the limit settles.
-            self.baseline = probe_bound;
+            self.baseline = median * (1.0 + window.median_error);
             self.next_probe = now;
             return Some(GradientEvent::Baseline);
         }
@@ -233,8 +232,9 @@ impl GradientState {
                 // no-load latency as a probe would, for free.
                 self.measured(config, median, window.median_error, margin, now);
             } else if !self.probed || floored {
-                // The first guess, or calls still slow at the floor: only a
-                // probe tells.
+                // The first guess, checked by the calibration; or calls
+                // still slow at the floor, where no probe has room and
+                // they are the measure.
                 if let Some(event) = self.start_probe(config, bounds, capacity, window, margin, now)
                 {
                     return Some(event);

@@ -16,7 +16,8 @@ pub(super) struct Probe {
     pub(super) saved: f64,
     /// The sum of its windows' medians so far.
     pub(super) measured: f64,
-    /// Its last window's median.
+    /// Its last window's median; once it ended, what it measured (the
+    /// next probe of a chain starts from that).
     pub(super) last_median: f64,
     /// The sum of its windows' calls in flight so far.
     pub(super) in_flight: f64,
