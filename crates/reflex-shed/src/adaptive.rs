@@ -262,11 +262,12 @@ macro_rules! common_setters {
 impl Gradient {
     common_setters!();
 
-    /// The queue allowed: how much slower than without load (in the
-    /// median) calls may get before the limit comes down, in `(0, 1]`.
+    /// The queue allowed: how much slower than without load (in the mean
+    /// of a window's middle half) calls may get before the limit comes
+    /// down, in `(0, 1]`.
     /// Below it, and while the limit is used, the limit grows. A window
     /// with too few or too spread samples to tell that much needs a
-    /// larger difference (twice its median's standard error). Defaults to
+    /// larger difference (twice its latency's standard error). Defaults to
     /// 0.05: 5%.
     pub fn tolerance(mut self, tolerance: f64) -> Self {
         self.tolerance = tolerance;
@@ -342,7 +343,7 @@ impl Aimd {
     }
 
     /// How much a window without drops, in which the limit was used, adds
-    /// to it per round trip (per median latency the window lasted; at most
+    /// to it per round trip (per latency the window lasted; at most
     /// doubling it). Defaults to 1.
     pub fn increase(mut self, increase: usize) -> Self {
         self.increase = increase;

@@ -5,7 +5,7 @@
 //! slower than the configured timeout) multiplies the limit by `backoff`,
 //! once however many drops it holds. A window without one, in which the
 //! limit was used (calls in flight at least half of it), adds `increase`
-//! per round trip it lasted (its duration over its median latency), at
+//! per round trip it lasted (its duration over its latency), at
 //! most doubling the limit.
 
 use crate::config::{AimdConfig, Bounds};
@@ -36,8 +36,8 @@ impl AimdState {
     ) {
         if window.drops > 0 {
             self.estimate *= config.backoff;
-        } else if window.in_flight >= self.estimate / 2.0 && window.median_ns > 0.0 {
-            let round_trips = (elapsed_ns as f64 / window.median_ns).max(1.0);
+        } else if window.in_flight >= self.estimate / 2.0 && window.latency_ns > 0.0 {
+            let round_trips = (elapsed_ns as f64 / window.latency_ns).max(1.0);
             self.estimate += (config.increase * round_trips).min(self.estimate);
         }
         self.estimate = bounds.clamp(self.estimate);
@@ -62,8 +62,8 @@ mod tests {
         Summary {
             successes: 50,
             drops,
-            median_ns: 10e6,
-            median_error: 0.01,
+            latency_ns: 10e6,
+            latency_error: 0.01,
             in_flight,
         }
     }

@@ -12,7 +12,7 @@ use crate::loom::{AtomicU64, Ordering};
 use crate::window::{Accumulators, Gate, Summary};
 
 /// Words of state: the end of the last window, the windows closed, the
-/// last window's median, then the algorithm's own.
+/// last window's latency, then the algorithm's own.
 const LAST_CLOSE: usize = 0;
 const WINDOWS: usize = 1;
 const LATENCY: usize = 2;
@@ -162,7 +162,7 @@ impl Estimator {
         self.store_algorithm(&algorithm);
         self.set_word(LAST_CLOSE, now);
         self.set_word(WINDOWS, windows.saturating_add(1));
-        self.set_word(LATENCY, summary.median_ns.to_bits());
+        self.set_word(LATENCY, summary.latency_ns.to_bits());
         let limit = self.round(estimate(&algorithm));
         if limit != before {
             self.changed_at.store(now, Ordering::Relaxed);

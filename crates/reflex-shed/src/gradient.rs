@@ -1,18 +1,22 @@
 //! The gradient limit, one window at a time: a pure function of the
 //! window's [`Summary`], so that its behaviour is tested on samples written
-//! by hand. Each window gives a median latency, its error, and the calls
-//! in flight at completion on average; `ratio` is the median over the
-//! no-load latency (the baseline), and the margin is the tolerance, or
-//! twice the combined error of the window and the baseline if larger.
+//! by hand. Each window gives a latency (the mean of the middle half of
+//! its calls, robust as a median and smooth on a coarse clock), its error,
+//! and the calls in flight at completion on average; `ratio` is the
+//! latency over the no-load latency (the baseline), and the margin is the
+//! tolerance, or twice the combined error of the window and the baseline
+//! if larger.
 //!
 //! - **Queued** (ratio beyond the margin, by at least one call): the
 //!   dependency serves about `in_flight / ratio` calls at once (Little's
 //!   law); the limit goes towards that plus half the tolerance (a queue
 //!   that keeps the dependency busy), `smoothing` of the way.
-//! - **Within the margin**: the limit is steered to where calls take the
-//!   tolerance more than without load, half of the distance per window (at
-//!   most half the tolerance), so one noisy window moves it by a fraction
-//!   of a call. It only grows while calls press against it.
+//! - **Within the margin**: the limit is steered to where calls take ¾ of
+//!   the tolerance more than without load (inside the band of a tolerance
+//!   around the knee, where noise rarely takes it out), half of the
+//!   distance per window (at most half the tolerance), so one noisy window
+//!   moves it by a fraction of a call. It only grows while calls press
+//!   against it.
 //! - **Clear** windows in a row (ratio within 0.4 of the margin) add a
 //!   quarter of a call from the third, then ½, 1, 2, … up to doubling: a
 //!   dependency that grew is followed in a few seconds. From the start the
@@ -22,9 +26,9 @@
 //!   **calibration**: two windows a `probe_depth` below what the dependency
 //!   serves, then another `probe_depth` lower while calls there were faster
 //!   in proportion to the fewer calls in flight (all of them queued). Its
-//!   last level's median replaces the guess, and the limit starts from
+//!   last level's latency replaces the guess, and the limit starts from
 //!   what Little's law says the dependency served before it. A window
-//!   lowers the baseline only with strong evidence (its median plus three
+//!   lowers the baseline only with strong evidence (its latency plus three
 //!   times its error). Later **probes** run on evidence, not on a timer: under
 //!   load the windows themselves say whether the baseline still holds.
 //!   Clearly fewer calls in flight (twice the margin) than the most since
@@ -35,7 +39,7 @@
 //!   the dependency serves by the stale baseline (below what it really
 //!   serves: the level meets no queue), or, after a probe the cap held
 //!   back, by what that probe measured; takes the mean of its windows'
-//!   medians, or the last alone if the first was slower beyond the
+//!   latencies, or the last alone if the first was slower beyond the
 //!   margin (it drained a queue left from before); and puts the limit
 //!   back. A raise beyond the margin is taken, up to the tolerance, twice
 //!   that after a probe the cap held back, and so on up to 64 times (the
@@ -80,7 +84,7 @@ pub(crate) struct GradientState {
     /// What later windows compare with to tell a stale baseline: the
     /// window of the most calls in flight that was not slow since the last
     /// probe that found the baseline sound (a chain of capped probes keeps
-    /// it), or since fewer calls last got no slower (its median and calls
+    /// it), or since fewer calls last got no slower (its latency and calls
     /// in flight).
     last: Level,
     /// Until calls first queue, the limit doubles per window.
@@ -111,7 +115,7 @@ const GROWTH: f64 = 0.4;
 
 /// Where the limit is steered to within the margin: calls taking this
 /// share of the tolerance more than without load.
-const SET_POINT: f64 = 1.0;
+const SET_POINT: f64 = 0.75;
 
 /// The share of its distance from the set point the limit moves per
 /// window within the margin.
@@ -160,23 +164,23 @@ impl GradientState {
         window: &Summary,
         now: u64,
     ) -> Option<GradientEvent> {
-        let median = window.median_ns;
-        if median <= 0.0 {
+        let latency = window.latency_ns;
+        if latency <= 0.0 {
             return None;
         }
-        // The window's median and the baseline are both noisy: a
+        // The window's latency and the baseline are both noisy: a
         // difference counts beyond twice their combined error.
-        let margin = config.tolerance.max(2.0 * SQRT_2 * window.median_error);
-        // What a window says of the no-load latency at most: its median,
+        let margin = config.tolerance.max(2.0 * SQRT_2 * window.latency_error);
+        // What a window says of the no-load latency at most: its latency,
         // plus three times its error (the lowest of a long run's noisy
-        // medians is below the truth by that much: with twice, a baseline
+        // latencies is below the truth by that much: with twice, a baseline
         // crept down over ten minutes and the limit with it, at C = 10 to
         // a few calls). The first guess takes one error.
-        let bound = median * 3.0f64.mul_add(window.median_error, 1.0);
+        let bound = latency * 3.0f64.mul_add(window.latency_error, 1.0);
         if self.baseline <= 0.0 {
             // A first guess, from a first window that may be small: a probe
             // checks it as soon as the limit settles.
-            self.baseline = median * (1.0 + window.median_error);
+            self.baseline = latency * (1.0 + window.latency_error);
             self.next_probe = now;
             return Some(GradientEvent::Baseline);
         }
@@ -184,7 +188,7 @@ impl GradientState {
             return self.probe_window(config, bounds, window, margin, now);
         }
         self.baseline = self.baseline.min(bound);
-        let ratio = median / self.baseline;
+        let ratio = latency / self.baseline;
         // Calls queue when they are slower than the margin allows, and by
         // at least one call: `in_flight × (1 − 1/ratio)` of those in flight
         // wait (Little's law), and a fraction of a call is noise.
@@ -216,9 +220,9 @@ impl GradientState {
             // to the floor. A probe checks at once: at what the dependency
             // serves by the stale baseline (at most; the level meets no
             // queue), or in a chain, by the measure of the probe before.
-            let measured = self.probe.last_median;
+            let measured = self.probe.last_latency;
             let capacity = if self.stale > STALE && measured > 0.0 {
-                window.in_flight * measured / median
+                window.in_flight * measured / latency
             } else {
                 capacity
             };
@@ -230,7 +234,7 @@ impl GradientState {
             if !used && !queued {
                 // Calls run well below the limit: this window measured the
                 // no-load latency as a probe would, for free.
-                self.measured(config, median, window.median_error, margin, now);
+                self.measured(config, latency, window.latency_error, margin, now);
             } else if !self.probed || floored {
                 // The first guess, checked by the calibration; or calls
                 // still slow at the floor, where no probe has room and
@@ -264,8 +268,8 @@ impl GradientState {
             }
             return None;
         }
-        // Within the margin, the limit is steered to where calls take the
-        // tolerance more than without load: half of the way there per
+        // Within the margin, the limit is steered to where calls take ¾ of
+        // the tolerance more than without load: half of the way there per
         // window, a few percent at most, so that one noisy window moves it
         // by a fraction of a call. Only a limit calls press against grows:
         // one they stay well below says nothing of more.
@@ -301,11 +305,11 @@ impl GradientState {
     /// they are as fast with fewer: the comparison starts over from here.
     fn track_staleness(&mut self, window: &Summary, slow: bool, margin: f64) {
         let here = Level {
-            median: window.median_ns,
+            latency: window.latency_ns,
             in_flight: window.in_flight,
         };
         let top = self.last;
-        if top.median <= 0.0 || (!slow && here.in_flight >= top.in_flight) {
+        if top.latency <= 0.0 || (!slow && here.in_flight >= top.in_flight) {
             self.last = here;
             return;
         }
@@ -313,7 +317,7 @@ impl GradientState {
         if !slow || fewer < 2.0f64.mul_add(margin, 1.0) {
             return;
         }
-        if here.median > top.median * (1.0 + margin) {
+        if here.latency > top.latency * (1.0 + margin) {
             self.stale = self.stale.max(STALE);
         } else {
             self.last = here;
@@ -329,18 +333,18 @@ impl GradientState {
             self.probe.saved.to_bits(),
             self.probe.measured.to_bits(),
             self.probe.in_flight.to_bits(),
-            self.probe.above.median.to_bits(),
+            self.probe.above.latency.to_bits(),
             self.probe.above.in_flight.to_bits(),
-            self.probe.top.median.to_bits(),
+            self.probe.top.latency.to_bits(),
             self.probe.top.in_flight.to_bits(),
             u64::from(self.probed),
             self.next_probe,
             self.rng,
             u64::from(self.slow_start),
             self.stale,
-            self.last.median.to_bits(),
+            self.last.latency.to_bits(),
             self.last.in_flight.to_bits(),
-            self.probe.last_median.to_bits(),
+            self.probe.last_latency.to_bits(),
         ]
     }
 
@@ -353,14 +357,14 @@ impl GradientState {
                 step: words[3],
                 saved: f64::from_bits(words[4]),
                 measured: f64::from_bits(words[5]),
-                last_median: f64::from_bits(words[18]),
+                last_latency: f64::from_bits(words[18]),
                 in_flight: f64::from_bits(words[6]),
                 above: Level {
-                    median: f64::from_bits(words[7]),
+                    latency: f64::from_bits(words[7]),
                     in_flight: f64::from_bits(words[8]),
                 },
                 top: Level {
-                    median: f64::from_bits(words[9]),
+                    latency: f64::from_bits(words[9]),
                     in_flight: f64::from_bits(words[10]),
                 },
             },
@@ -370,7 +374,7 @@ impl GradientState {
             slow_start: words[14] != 0,
             stale: words[15],
             last: Level {
-                median: f64::from_bits(words[16]),
+                latency: f64::from_bits(words[16]),
                 in_flight: f64::from_bits(words[17]),
             },
         }

@@ -114,7 +114,8 @@ pub struct AdaptiveMetrics {
     pub limit: usize,
     /// Windows closed since the layer was built.
     pub windows: u64,
-    /// The median latency of the last window's successes.
+    /// The latency of the last window's successes: the mean of their
+    /// middle half.
     pub latency: Option<Duration>,
     /// The gradient's estimate of the latency without load (`None` for
     /// AIMD, and before the first window).

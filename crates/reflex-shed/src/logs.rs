@@ -142,20 +142,20 @@ pub(crate) fn adaptive_window(
         return;
     }
     let summary = &recomputed.summary;
-    let median_ms = summary.median_ns / 1e6;
+    let latency_ms = summary.latency_ns / 1e6;
     match recomputed.event {
         Some(GradientEvent::ProbeStarted) => tracing::debug!(
             %component,
             from,
             to = recomputed.limit,
-            median_ms,
+            latency_ms,
             "no-load latency probe started"
         ),
         Some(GradientEvent::ProbeEnded) => tracing::debug!(
             %component,
             from,
             to = recomputed.limit,
-            median_ms,
+            latency_ms,
             "no-load latency probe ended"
         ),
         Some(GradientEvent::Baseline) | None => {}
@@ -165,7 +165,7 @@ pub(crate) fn adaptive_window(
         from,
         to = recomputed.limit,
         in_force = published,
-        median_ms,
+        latency_ms,
         in_flight = summary.in_flight,
         successes = summary.successes,
         drops = summary.drops,

@@ -53,10 +53,11 @@ pub(crate) struct Summary {
     pub(crate) successes: u64,
     /// Drops: failures, and for AIMD calls slower than its timeout.
     pub(crate) drops: u64,
-    /// The median latency of the successes, in nanoseconds (0 with none).
-    pub(crate) median_ns: f64,
-    /// The relative standard error of that median (0 with under 2).
-    pub(crate) median_error: f64,
+    /// The latency of the successes, in nanoseconds (0 with none): the
+    /// mean of their middle half (see [`central_mean`]).
+    pub(crate) latency_ns: f64,
+    /// The relative standard error of that latency (0 with under 2).
+    pub(crate) latency_error: f64,
     /// Calls in flight when each sample completed, on average.
     pub(crate) in_flight: f64,
 }
@@ -173,11 +174,12 @@ pub(crate) fn summarise(counts: &[u64; BUCKETS], drops: u64, in_flight_sum: u64)
     } else {
         in_flight_sum as f64 / samples as f64
     };
-    let median = quantile(counts, successes, 0.5);
-    let median_error = if successes < 2 || median <= 0.0 {
+    let latency = central_mean(counts, successes);
+    let latency_error = if successes < 2 || latency <= 0.0 {
         0.0
     } else {
-        // The median's standard error for a lognormal-ish spread: the
+        // The standard error of the middle half's mean for a lognormal-ish
+        // spread (1.09 σ/√n, where the median's is 1.25 σ/√n): the
         // interquartile range in log terms, over 1.349, is the spread.
         let (q1, q3) = (
             quantile(counts, successes, 0.25),
@@ -188,13 +190,13 @@ pub(crate) fn summarise(counts: &[u64; BUCKETS], drops: u64, in_flight_sum: u64)
         } else {
             1.0
         };
-        1.2533 * sigma / (successes as f64).sqrt()
+        1.09 * sigma / (successes as f64).sqrt()
     };
     Summary {
         successes,
         drops,
-        median_ns: median,
-        median_error,
+        latency_ns: latency,
+        latency_error,
         in_flight,
     }
 }
@@ -220,6 +222,40 @@ fn bounds(index: usize) -> (u64, u64) {
     let shift = index / SUB - 1;
     let mantissa = index % SUB;
     ((SUB + mantissa) << shift, 1 << shift)
+}
+
+/// The mean of the middle half of `total` counts (the interquartile mean),
+/// in nanoseconds, each bucket's counts spread evenly over its width; 0
+/// with no counts. As robust as the median to a few calls far off, and
+/// unlike it, smooth where latencies fall on a coarse clock's ticks: at
+/// 10 ms on a 1 ms clock, a median jumps by a tenth as it crosses from
+/// one tick to the next, and the window with it.
+fn central_mean(counts: &[u64; BUCKETS], total: u64) -> f64 {
+    if total == 0 {
+        return 0.0;
+    }
+    let (from, to) = (0.25 * total as f64, 0.75 * total as f64);
+    let (mut below, mut sum) = (0.0f64, 0.0f64);
+    for (i, &count) in counts.iter().enumerate() {
+        if count == 0 {
+            continue;
+        }
+        let (start, end) = (below, below + count as f64);
+        below = end;
+        if start >= to {
+            break;
+        }
+        let (first, last) = (start.max(from), end.min(to));
+        if last <= first {
+            continue;
+        }
+        // Ranks `first..last` of this bucket, spread evenly over its width:
+        // their mean sits at their middle rank's place.
+        let (low, width) = bounds(i);
+        let place = ((first + last) / 2.0 - start) / count as f64;
+        sum += (last - first) * (width as f64).mul_add(place, low as f64);
+    }
+    sum / (to - from) * f64::from(1u32 << UNIT_SHIFT)
 }
 
 /// The `q` quantile of `total` counts, in nanoseconds, interpolated within
@@ -265,17 +301,60 @@ mod tests {
     }
 
     #[test]
-    fn the_median_is_within_a_bucket_of_the_truth() {
+    fn the_latency_is_within_a_bucket_of_the_truth() {
         let window = Accumulators::new();
         for ms in 90..=110u64 {
             window.success(ms * 1_000_000, 20);
         }
         let summary = window.take();
         assert_eq!(summary.successes, 21);
-        assert!((summary.median_ns / 1e6 - 100.0).abs() < 2.0, "{summary:?}");
+        assert!(
+            (summary.latency_ns / 1e6 - 100.0).abs() < 2.0,
+            "{summary:?}"
+        );
         assert_eq!(summary.in_flight, 20.0);
-        assert!(summary.median_error > 0.0 && summary.median_error < 0.05);
+        assert!(summary.latency_error > 0.0 && summary.latency_error < 0.05);
         assert_eq!(window.take().successes, 0, "taking empties the window");
+    }
+
+    fn latency_ms(samples: &[(u64, u64)]) -> f64 {
+        let window = Accumulators::new();
+        for &(ms, count) in samples {
+            for _ in 0..count {
+                window.success(ms * 1_000_000, 1);
+            }
+        }
+        window.take().latency_ns / 1e6
+    }
+
+    #[test]
+    fn latencies_on_a_coarse_clock_move_the_latency_smoothly() {
+        // A 10 ms call on a 1 ms clock takes 10 or 11 ms. As the share at
+        // 11 ms grows by a tenth, the latency moves by about a tenth of a
+        // millisecond, never by the whole tick a median jumps by.
+        let mut last = latency_ms(&[(10, 100)]);
+        assert!((last - 10.0).abs() < 0.35, "{last}");
+        for slow in (10..=90).step_by(10) {
+            let now = latency_ms(&[(10, 100 - slow), (11, slow)]);
+            let step = now - last;
+            assert!(
+                step > 0.0 && step < 0.35,
+                "{slow}% at 11 ms: {last} -> {now}"
+            );
+            last = now;
+        }
+        assert!((last - 10.9).abs() < 0.35, "{last}");
+    }
+
+    #[test]
+    fn a_few_calls_far_off_barely_move_the_latency() {
+        let typical = latency_ms(&[(95, 50), (100, 100), (105, 50)]);
+        let with_outliers = latency_ms(&[(95, 50), (100, 100), (105, 50), (10_000, 20), (1, 20)]);
+        assert!((typical - 100.0).abs() < 2.0, "{typical}");
+        assert!(
+            (with_outliers - typical).abs() < 2.0,
+            "{typical} -> {with_outliers}"
+        );
     }
 
     #[test]

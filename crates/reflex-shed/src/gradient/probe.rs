@@ -14,23 +14,23 @@ pub(super) struct Probe {
     pub(super) step: u64,
     /// The limit before the probe, put back after it.
     pub(super) saved: f64,
-    /// The sum of its windows' medians so far.
+    /// The sum of its windows' latencies so far.
     pub(super) measured: f64,
-    /// Its last window's median; once it ended, what it measured (the
+    /// Its last window's latency; once it ended, what it measured (the
     /// next probe of a chain starts from that).
-    pub(super) last_median: f64,
+    pub(super) last_latency: f64,
     /// The sum of its windows' calls in flight so far.
     pub(super) in_flight: f64,
-    /// The window before this level: its median and calls in flight.
+    /// The window before this level: its latency and calls in flight.
     pub(super) above: Level,
     /// The window before the probe.
     pub(super) top: Level,
 }
 
-/// A window's median and calls in flight, to compare two levels.
+/// A window's latency and calls in flight, to compare two levels.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(super) struct Level {
-    pub(super) median: f64,
+    pub(super) latency: f64,
     pub(super) in_flight: f64,
 }
 
@@ -46,30 +46,30 @@ impl GradientState {
         margin: f64,
         now: u64,
     ) -> Option<GradientEvent> {
-        let median = window.median_ns;
-        self.probe.measured += median;
-        self.probe.last_median = median;
+        let latency = window.latency_ns;
+        self.probe.measured += latency;
+        self.probe.last_latency = latency;
         self.probe.in_flight += window.in_flight;
         if self.probe.step < PROBE_WINDOWS {
             self.probe.step += 1;
             return None;
         }
         let level = Level {
-            median: self.probe.measured / PROBE_WINDOWS as f64,
+            latency: self.probe.measured / PROBE_WINDOWS as f64,
             in_flight: self.probe.in_flight / PROBE_WINDOWS as f64,
         };
         if self.probed {
             // The mean of its windows, or its last one alone if the ones
             // before were slower beyond the margin: they still drained a
             // queue left from before (a dependency that lost capacity).
-            let last = self.probe.last_median;
+            let last = self.probe.last_latency;
             let before = (self.probe.measured - last) / (PROBE_WINDOWS - 1) as f64;
             let measured = if before > last * (1.0 + margin) {
                 last
             } else {
-                level.median
+                level.latency
             };
-            return self.end_probe(config, measured, window.median_error, margin, now);
+            return self.end_probe(config, measured, window.latency_error, margin, now);
         }
         if self.descend(config, bounds, level, margin) {
             return None;
@@ -78,8 +78,8 @@ impl GradientState {
         // what Little's law says it did there, and the limit starts
         // from that rather than from a first guess.
         let top = self.probe.top;
-        let ratio = top.median / level.median;
-        let event = self.end_probe(config, level.median, window.median_error, margin, now);
+        let ratio = top.latency / level.latency;
+        let event = self.end_probe(config, level.latency, window.latency_error, margin, now);
         if ratio > 1.0 + margin {
             let target = top.in_flight / ratio * (1.0 + config.tolerance / 2.0);
             self.estimate = bounds.clamp(target.min(self.estimate));
@@ -100,7 +100,7 @@ impl GradientState {
         margin: f64,
         now: u64,
     ) -> Option<GradientEvent> {
-        let median = window.median_ns;
+        let latency = window.latency_ns;
         let saved = self.estimate;
         // The first probe checks a first guess that may be well off: it goes
         // a `probe_depth` below, and on down from there. Later ones, called
@@ -121,13 +121,13 @@ impl GradientState {
             // lowest limit there is, is the measure, a capped raise per
             // `probe_interval` (a chain of doubling raises would take in
             // the queue of a dependency that serves fewer than the floor).
-            self.measured(config, median, window.median_error, margin, now);
+            self.measured(config, latency, window.latency_error, margin, now);
             self.stale = 0;
             self.last = Level::default();
             return None;
         }
         let top = Level {
-            median,
+            latency,
             in_flight: window.in_flight,
         };
         self.probe = Probe {
@@ -153,11 +153,11 @@ impl GradientState {
         margin: f64,
     ) -> bool {
         let above = self.probe.above;
-        if level.in_flight <= 0.0 || level.median <= 0.0 {
+        if level.in_flight <= 0.0 || level.latency <= 0.0 {
             return false;
         }
         let fewer = above.in_flight / level.in_flight;
-        let faster = above.median / level.median;
+        let faster = above.latency / level.latency;
         let next = (level.in_flight * (1.0 - config.probe_depth)).max(bounds.floor);
         if faster <= 1.0 + margin.max((fewer - 1.0) / 2.0) || next > self.estimate - 1.0 {
             return false;
@@ -166,7 +166,7 @@ impl GradientState {
             step: 1,
             above: level,
             measured: 0.0,
-            last_median: 0.0,
+            last_latency: 0.0,
             in_flight: 0.0,
             ..self.probe
         };
@@ -175,7 +175,7 @@ impl GradientState {
     }
 
     /// Ends the probe with what it measured (of relative error `error`),
-    /// and puts the limit back. The measure stays in `probe.last_median`:
+    /// and puts the limit back. The measure stays in `probe.last_latency`:
     /// a probe that follows in a chain starts from what it says the
     /// dependency serves.
     fn end_probe(
@@ -189,7 +189,7 @@ impl GradientState {
         self.measured(config, measured, error, margin, now);
         self.estimate = self.probe.saved;
         self.probe = Probe {
-            last_median: measured,
+            last_latency: measured,
             ..Probe::default()
         };
         self.streak = 0;

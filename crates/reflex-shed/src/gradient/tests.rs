@@ -23,12 +23,12 @@ fn config() -> GradientConfig {
 }
 
 /// A window of many samples (its own noise well below the tolerance).
-fn window(median_ms: f64, in_flight: f64) -> Summary {
+fn window(latency_ms: f64, in_flight: f64) -> Summary {
     Summary {
         successes: 200,
         drops: 0,
-        median_ns: median_ms * MS,
-        median_error: 0.005,
+        latency_ns: latency_ms * MS,
+        latency_error: 0.005,
         in_flight,
     }
 }
@@ -61,8 +61,8 @@ fn overload(
         .map(|_| {
             *now += WINDOW;
             let in_flight = state.estimate.floor();
-            let median = latency_ms * (in_flight / capacity).max(1.0);
-            state.step(&config(), BOUNDS, &window(median, in_flight), *now);
+            let latency = latency_ms * (in_flight / capacity).max(1.0);
+            state.step(&config(), BOUNDS, &window(latency, in_flight), *now);
             state.estimate.floor()
         })
         .collect()
@@ -78,8 +78,8 @@ fn window_at(
 ) -> Option<GradientEvent> {
     *now += WINDOW;
     let in_flight = state.estimate.floor();
-    let median = latency_ms * (in_flight / capacity).max(1.0);
-    state.step(&config(), BOUNDS, &window(median, in_flight), *now)
+    let latency = latency_ms * (in_flight / capacity).max(1.0);
+    state.step(&config(), BOUNDS, &window(latency, in_flight), *now)
 }
 
 #[test]
@@ -143,7 +143,7 @@ fn sustained_overload_never_raises_the_baseline_or_the_limit() {
 #[test]
 fn a_noisy_window_moves_the_limit_by_the_tolerance_at_most() {
     // Twice as slow: with evidence, the limit goes half way to what the
-    // dependency serves (10); from a window whose median is only known
+    // dependency serves (10); from a window whose latency is only known
     // within 50%, by the tolerance at most.
     let mut clean = started(20);
     clean.slow_start = false;
@@ -152,7 +152,7 @@ fn a_noisy_window_moves_the_limit_by_the_tolerance_at_most() {
     clean.step(&config(), BOUNDS, &window(201.0, 20.0), SECOND);
     assert!(clean.estimate < 16.0, "{}", clean.estimate);
     let mut window = window(201.0, 20.0);
-    window.median_error = 0.5;
+    window.latency_error = 0.5;
     noisy.step(&config(), BOUNDS, &window, SECOND);
     assert!(noisy.estimate >= 19.0, "{}", noisy.estimate);
 }
@@ -181,7 +181,7 @@ fn the_state_survives_its_words() {
     }
     assert!(state.probing(), "a probe, called by the windows");
     window_at(&mut state, &mut now, 20.0, 201.0);
-    assert!(state.probe.last_median > 0.0 && state.last.median > 0.0);
+    assert!(state.probe.last_latency > 0.0 && state.last.latency > 0.0);
     assert_eq!(GradientState::from_words(state.to_words()), state);
 }
 

@@ -5,7 +5,7 @@ use super::*;
 
 #[test]
 fn under_a_steady_overload_no_probe_runs_after_the_calibration() {
-    // Ten minutes at C = 20, with noise: ±3% on each window's median, and
+    // Ten minutes at C = 20, with noise: ±3% on each window's latency, and
     // half a call on its calls in flight. The calls at the limit are the
     // measure; a probe would only refuse some of them (Envoy #8337).
     let mut state = started(22);
@@ -17,8 +17,8 @@ fn under_a_steady_overload_no_probe_runs_after_the_calibration() {
     for _ in 0..1200 {
         now += WINDOW;
         let in_flight = 0.5f64.mul_add(-unit(), state.estimate.floor());
-        let median = 100.5 * (in_flight / 20.0).max(1.0) * 0.06f64.mul_add(unit(), 0.97);
-        let event = state.step(&config(), BOUNDS, &window(median, in_flight), now);
+        let latency = 100.5 * (in_flight / 20.0).max(1.0) * 0.06f64.mul_add(unit(), 0.97);
+        let event = state.step(&config(), BOUNDS, &window(latency, in_flight), now);
         probes += usize::from(event == Some(GradientEvent::ProbeStarted));
         limits.push(state.estimate.floor());
     }
@@ -154,10 +154,10 @@ fn a_light_noisy_window_lowers_the_baseline_only_with_evidence() {
     overload(&mut state, &mut now, 40, 20.0, 100.5);
     let baseline = state.baseline;
     state.next_probe = now;
-    // Two calls in flight, a median 20% under, known within 10%: a free
+    // Two calls in flight, a latency 20% under, known within 10%: a free
     // measure, but no evidence that the dependency got faster.
     let mut light = window(80.0, 2.0);
-    light.median_error = 0.1;
+    light.latency_error = 0.1;
     now += WINDOW;
     state.step(&config(), BOUNDS, &light, now);
     assert_eq!(state.baseline, baseline);
