@@ -8,7 +8,10 @@
 //! [`Capacity::concurrency`] calls at once (C), each for a time drawn from a
 //! lognormal around [`Capacity::latency`] (L, the median; spread
 //! [`Dependency::with_noise`]), and queues the others first in, first out,
-//! so its latency grows with its queue. It fails a share of the calls it
+//! so its latency grows with its queue. Or, with [`Contention::Slowdown`],
+//! it works on every call at once, each taking its work times n/C when it
+//! arrives to n calls in flight beyond C (the simpler model many
+//! simulations write: no queue, every call slower). It fails a share of the calls it
 //! works on ([`Dependency::with_failure_rate`]), after doing the work. A
 //! caller that stops waiting (a client timeout, a dropped future) does not
 //! take its call back: the server never hears of it and works on it all the
@@ -226,6 +229,7 @@ struct Work {
     sigma: f64,
     failure_rate: f64,
     seed: u64,
+    contention: Contention,
 }
 
 #[derive(Debug)]
@@ -266,6 +270,16 @@ impl State {
         self.max_in_flight = self.max_in_flight.max(in_flight);
         self.window_max = self.window_max.max(in_flight);
         turn
+    }
+
+    /// A call arrives and works at once: the factor its work is slowed by,
+    /// n/C with n calls in flight beyond C.
+    fn arrive_slowed(&mut self) -> f64 {
+        self.working += 1;
+        let in_flight = self.in_flight();
+        self.max_in_flight = self.max_in_flight.max(in_flight);
+        self.window_max = self.window_max.max(in_flight);
+        (in_flight as f64 / self.capacity.max(1) as f64).max(1.0)
     }
 
     fn leave(&mut self, failed: bool) {
@@ -313,6 +327,18 @@ pub struct Dependency {
     state: Arc<Mutex<State>>,
 }
 
+/// How a [`Dependency`] meets more calls than its capacity.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Contention {
+    /// C calls work at once; the others wait their turn, first in, first
+    /// out.
+    #[default]
+    Queue,
+    /// Every call works at once; one that arrives to n calls in flight
+    /// (itself included) beyond C takes its work times n/C.
+    Slowdown,
+}
+
 // === impl Dependency ===
 
 impl Dependency {
@@ -324,6 +350,7 @@ impl Dependency {
                 sigma: 0.0,
                 failure_rate: 0.0,
                 seed: 17,
+                contention: Contention::Queue,
             },
             state: Arc::new(Mutex::new(State {
                 capacity: capacity.concurrency,
@@ -349,6 +376,13 @@ impl Dependency {
     /// working on it.
     pub fn with_failure_rate(mut self, rate: f64) -> Self {
         self.work.failure_rate = rate;
+        self
+    }
+
+    /// This dependency meeting more calls than its capacity by
+    /// `contention` (by default [`Contention::Queue`]).
+    pub fn with_contention(mut self, contention: Contention) -> Self {
+        self.work.contention = contention;
         self
     }
 
@@ -383,12 +417,18 @@ async fn work(
     let latency = lock(&state).latency;
     let worked = latency.mul_f64((work.sigma * draws.normal()).exp());
     let fails = draws.unit() < work.failure_rate;
-    let turn = lock(&state).arrive();
-    if let Some(turn) = turn {
-        // The sender lives in the queue until the call's turn: it is
-        // dropped unsent only with the dependency's state.
-        let _ = turn.await;
-    }
+    let worked = match work.contention {
+        Contention::Queue => {
+            let turn = lock(&state).arrive();
+            if let Some(turn) = turn {
+                // The sender lives in the queue until the call's turn: it is
+                // dropped unsent only with the dependency's state.
+                let _ = turn.await;
+            }
+            worked
+        }
+        Contention::Slowdown => worked.mul_f64(lock(&state).arrive_slowed()),
+    };
     let queued = arrived.elapsed();
     tokio::time::sleep(worked).await;
     lock(&state).leave(fails);

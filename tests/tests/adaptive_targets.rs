@@ -14,7 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reflex_shed::{Adaptive, ConcurrencyShedLayer, Critical, ShedHandle};
-use reflex_tests::capacity::{Call, Capacity, Dependency, Figures, Load, Run, run_paused};
+use reflex_tests::capacity::{
+    Call, Capacity, Contention, Dependency, Figures, Load, Run, run_paused,
+};
 use tower::{Layer, Service};
 
 const C: usize = 20;
@@ -386,11 +388,10 @@ fn over_12_seeds_the_limit_comes_within_20_percent_of_c_in_10_s_and_mostly_withi
 
 #[test]
 fn at_other_capacities_too_the_limit_settles_within_10_percent_from_10x_off() {
-    // C = 10 is the hardest: a call is 10% of C, so the band is 9..=11
-    // and the knee between 11 and 12 is one call wide; the limit touches
-    // 12 now and then, later than 30 s in about one run in eight. And a
-    // whole-number limit at C = 10 under Poisson arrivals serves about
-    // 92% of C/L (Erlang), not 95%.
+    // C = 10 is the hardest: a call is 10% of C, so the band is 9..=11,
+    // and at 2x only 11 both stays in it and fills the Poisson gaps (a
+    // limit fixed at 10 carries 90.6% of C/L here, at 11 95.3%). The
+    // limit sits at 10-11: goodput 90-96%, not 95%.
     for (capacity, least, goodput_floor) in [(10, 6, 0.9), (50, 8, 0.95), (100, 8, 0.95)] {
         let mut within_10 = 0;
         for seed in 1..=4u64 {
@@ -420,5 +421,99 @@ fn at_other_capacities_too_the_limit_settles_within_10_percent_from_10x_off() {
             }
         }
         assert!(within_10 >= least, "C {capacity}: {within_10} of 8");
+    }
+}
+
+/// A 2x load for 40 s on a dependency of `capacity` at `latency` whose
+/// every call is slower beyond C ([`Contention::Slowdown`]), from `start`.
+fn slowdown_run(capacity: usize, latency: Duration, start: usize, seed: u64) -> Run {
+    let layer = adaptive(start);
+    let handle = layer.handle();
+    let dependency = Dependency::new(Capacity::new(capacity, latency))
+        .with_contention(Contention::Slowdown)
+        .with_noise(NOISE)
+        .with_seed(seed);
+    let load = Load::new(2.0, secs(40))
+        .with_window(Duration::from_millis(100))
+        .with_timeout(40 * latency)
+        .with_seed(seed);
+    run_paused(
+        dependency,
+        &load,
+        |dependency| layer.layer(dependency),
+        move || Some(handle.metrics().hard_limit),
+    )
+}
+
+/// Goodput over 20-40 s as a share of C/L, and p99 in units of L.
+fn slowdown_shape(run: &Run, capacity: usize, latency: Duration) -> (f64, f64) {
+    let figures = run.between(secs(20)..secs(40));
+    let goodput = figures.goodput() / Capacity::new(capacity, latency).rate();
+    let p99 = figures
+        .p99()
+        .map_or(f64::INFINITY, |p| p.as_secs_f64() / latency.as_secs_f64());
+    (goodput, p99)
+}
+
+#[test]
+fn with_every_call_slower_beyond_c_the_limit_settles_within_10_percent_too() {
+    // The other model a simulation writes: no queue, every call n/C times
+    // slower when it arrives to n in flight beyond C. Every run settles in
+    // the band; at C = 20 one run in ten or so sits a call under C for
+    // good (a calibration that measured the no-load latency 2-3% low:
+    // below the knee calls are as fast with fewer, and no window asks for
+    // more), and carries 88% there.
+    for (capacity, latency, least) in [(20, 100, 9), (50, 100, 10), (50, 30, 10)] {
+        let latency = Duration::from_millis(latency);
+        let mut carried = 0;
+        for seed in 1..=5u64 {
+            for start in [10 * capacity, capacity / 10] {
+                let run = slowdown_run(capacity, latency, start, seed);
+                let settle = run.settle_time(Duration::ZERO..secs(40), capacity, 0.1);
+                let (goodput, p99) = slowdown_shape(&run, capacity, latency);
+                let name = format!("C {capacity} L {latency:?} from {start} seed {seed}");
+                eprintln!(
+                    "{name}: settled in {settle:?}; 20-40 s: goodput {:.1}%, p99 {p99:.2} L, limit {:?}",
+                    100.0 * goodput,
+                    limits(&run, secs(20)..secs(40)),
+                );
+                assert!(settle.is_some_and(|t| t < secs(30)), "{name}: {settle:?}");
+                assert!(goodput >= 0.85 && p99 <= 2.0, "{name}: {goodput} {p99}");
+                carried += usize::from(goodput >= 0.95);
+            }
+        }
+        assert!(
+            carried >= least,
+            "C {capacity} L {latency:?}: {carried} of 10 at 95%"
+        );
+    }
+}
+
+#[test]
+fn on_a_millisecond_clock_at_l_10_ms_goodput_holds() {
+    // tokio's paused clock counts whole milliseconds: a 10 ms call takes
+    // 10, 11 or 12, and a window's median jumped by a tenth between them
+    // (the limit slid to 0.5 C, goodput 58%, at C = 50). Here a tick is a
+    // tenth of L, and answers a tick late hold permits a little longer
+    // than the work: the limit that keeps the dependency busy sits 10-20%
+    // above C (in this harness a limit fixed at C carries 86% at C = 20,
+    // at 1.15 C 95%), so the band asked is 25%.
+    let latency = Duration::from_millis(10);
+    for capacity in [20, 50] {
+        for start in [10 * capacity, capacity / 10] {
+            let run = slowdown_run(capacity, latency, start, 1);
+            let (goodput, p99) = slowdown_shape(&run, capacity, latency);
+            let (low, high) = limits(&run, secs(20)..secs(40));
+            let name = format!("C {capacity} from {start}");
+            eprintln!(
+                "{name}: 20-40 s: goodput {:.1}%, p99 {p99:.2} L, limit ({low}, {high})",
+                100.0 * goodput,
+            );
+            assert!(goodput >= 0.95 && p99 <= 2.0, "{name}: {goodput} {p99}");
+            assert!(
+                low >= capacity && high * 4 <= capacity * 5,
+                "{name}: {low}..={high}"
+            );
+        }
     }
 }

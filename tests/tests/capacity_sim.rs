@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use reflex::shed::ConcurrencyShedLayer;
 use reflex_tests::capacity::{
-    Call, Capacity, Dependency, LimitSample, Load, Run, drift_per_minute, erlang_b, run,
-    run_paused, settle_time,
+    Call, Capacity, Contention, Dependency, LimitSample, Load, Run, drift_per_minute, erlang_b,
+    run, run_paused, settle_time,
 };
 use reflex_tests::support::block_on_paused;
 use tower::{Layer, Service, ServiceExt};
@@ -203,6 +203,26 @@ async fn dependency_latency_changes_at_run_time_for_the_calls_that_arrive_after(
         (late.queued.as_millis(), late.worked.as_millis()),
         (50, 200)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_slowdown_every_call_works_at_once_and_n_over_c_times_slower() {
+    let dependency = Dependency::new(Capacity::new(2, L)).with_contention(Contention::Slowdown);
+    // Four calls arrive together: to 1, 2, 3 and 4 calls in flight.
+    let calls: Vec<_> = (1..=4)
+        .map(|id| dependency.clone().oneshot(Call::new(id)))
+        .collect();
+    let served = futures_all(calls).await;
+    let work: Vec<(u128, u128)> = served
+        .iter()
+        .map(|s| (s.queued.as_millis(), s.worked.as_millis()))
+        .collect();
+    assert_eq!(work, [(0, 100), (0, 100), (0, 150), (0, 200)]);
+    let metrics = dependency.handle().metrics();
+    assert_eq!((metrics.max_in_flight, metrics.in_flight()), (4, 0));
+    // Once they left, a call works at L again.
+    let next = dependency.oneshot(Call::new(5)).await.expect("served");
+    assert_eq!(next.worked, L);
 }
 
 #[tokio::test(start_paused = true)]
