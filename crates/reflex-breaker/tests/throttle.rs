@@ -157,8 +157,13 @@ async fn throttle_none_turns_it_off() {
     for _ in 0..100 {
         call(&mut svc).await;
     }
+    // Every call failing, p = r / (r + 1) after r admitted: about
+    // √(2 × 100) = 14 of 100 get through, a random number (the draws are
+    // seeded per thread). 50 would take 1 275 tries on average, so "over
+    // half refused" cannot fail by chance, where "over 80" did (20 or
+    // more got through in a run of CI).
     let throttled = handle.metrics().throttled_total;
-    assert!(throttled > 80, "{throttled}");
+    assert!(throttled > 50, "{throttled}");
     handle.throttle(None).unwrap();
     assert_eq!(handle.metrics().throttle, None);
     assert_eq!(handle.metrics().throttle_probability, None);
