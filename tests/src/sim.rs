@@ -38,7 +38,10 @@
 //! runs can be compared request for request. Run it on a current-thread
 //! runtime with tokio's clock paused ([`run_paused`], or
 //! `#[tokio::test(start_paused = true)]` and [`run`]): the run is then
-//! reproducible and takes no wall time beyond the computation.
+//! reproducible and takes no wall time beyond the computation, save for
+//! one thing: a breaker's throttle (a reflex the witness may set) draws
+//! its refusals from a per-thread generator the simulation does not seed,
+//! so a run in which reflexes throttle varies by a few calls.
 //!
 //! # What it measures
 //!
