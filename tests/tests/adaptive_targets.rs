@@ -78,10 +78,16 @@ where
 
 /// Goodput as a share of `concurrency / L`, and p99 in units of L.
 fn shape(figures: &Figures, concurrency: usize) -> (f64, f64) {
-    let goodput = figures.goodput() / Capacity::new(concurrency, L).rate();
+    shape_at(figures, concurrency, L)
+}
+
+/// Goodput as a share of `concurrency / latency`, and p99 in units of
+/// `latency`.
+fn shape_at(figures: &Figures, concurrency: usize, latency: Duration) -> (f64, f64) {
+    let goodput = figures.goodput() / Capacity::new(concurrency, latency).rate();
     let p99 = figures
         .p99()
-        .map_or(f64::INFINITY, |p| p.as_secs_f64() / L.as_secs_f64());
+        .map_or(f64::INFINITY, |p| p.as_secs_f64() / latency.as_secs_f64());
     (goodput, p99)
 }
 
@@ -259,11 +265,7 @@ fn a_dependency_slower_for_every_call_is_followed_within_30_s() {
             let load = load(2.0, secs(60), seed).with_latency_change(secs(20), slower);
             let (run, probing) = run(&layer, &layer.handle(), seed, &load);
             let settle = run.settle_time(secs(20)..secs(60), C, 0.1);
-            let figures = run.between(secs(40)..secs(60));
-            let goodput = figures.goodput() / Capacity::new(C, slower).rate();
-            let p99 = figures
-                .p99()
-                .map_or(f64::INFINITY, |p| p.as_secs_f64() / slower.as_secs_f64());
+            let (goodput, p99) = shape_at(&run.between(secs(40)..secs(60)), C, slower);
             let probes = probing.windows(2).filter(|w| !w[0] && w[1]).count();
             let no_load = layer
                 .handle()
@@ -447,12 +449,7 @@ fn slowdown_run(capacity: usize, latency: Duration, start: usize, seed: u64) -> 
 
 /// Goodput over 20-40 s as a share of C/L, and p99 in units of L.
 fn slowdown_shape(run: &Run, capacity: usize, latency: Duration) -> (f64, f64) {
-    let figures = run.between(secs(20)..secs(40));
-    let goodput = figures.goodput() / Capacity::new(capacity, latency).rate();
-    let p99 = figures
-        .p99()
-        .map_or(f64::INFINITY, |p| p.as_secs_f64() / latency.as_secs_f64());
-    (goodput, p99)
+    shape_at(&run.between(secs(20)..secs(40)), capacity, latency)
 }
 
 #[test]

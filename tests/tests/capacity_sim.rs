@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use reflex::shed::ConcurrencyShedLayer;
 use reflex_tests::capacity::{
-    Call, Capacity, Contention, Dependency, LimitSample, Load, Run, drift_per_minute, erlang_b,
-    run, run_paused, settle_time,
+    Call, Capacity, Contention, Dependency, LimitSample, Load, Run, Served, drift_per_minute,
+    erlang_b, run, run_paused, settle_time,
 };
 use reflex_tests::support::block_on_paused;
 use tower::{Layer, Service, ServiceExt};
@@ -175,6 +175,14 @@ async fn dependency_fails_its_failure_rate_after_doing_the_work() {
     assert_eq!(dependency.handle().metrics().failed, failed);
 }
 
+/// How long each call waited in the queue and worked, in milliseconds.
+fn waits_and_work(served: &[Served]) -> Vec<(u128, u128)> {
+    served
+        .iter()
+        .map(|s| (s.queued.as_millis(), s.worked.as_millis()))
+        .collect()
+}
+
 #[tokio::test(start_paused = true)]
 async fn dependency_latency_changes_at_run_time_for_the_calls_that_arrive_after() {
     let dependency = Dependency::new(Capacity::new(2, L));
@@ -213,10 +221,7 @@ async fn under_slowdown_every_call_works_at_once_and_n_over_c_times_slower() {
         .map(|id| dependency.clone().oneshot(Call::new(id)))
         .collect();
     let served = futures_all(calls).await;
-    let work: Vec<(u128, u128)> = served
-        .iter()
-        .map(|s| (s.queued.as_millis(), s.worked.as_millis()))
-        .collect();
+    let work = waits_and_work(&served);
     assert_eq!(work, [(0, 100), (0, 100), (0, 150), (0, 200)]);
     let metrics = dependency.handle().metrics();
     assert_eq!((metrics.max_in_flight, metrics.in_flight()), (4, 0));
@@ -237,10 +242,7 @@ async fn a_call_already_queued_when_the_latency_changes_keeps_its_work() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     handle.set_latency(3 * L);
     let served = calls.await.expect("the task ends");
-    let work: Vec<(u128, u128)> = served
-        .iter()
-        .map(|s| (s.queued.as_millis(), s.worked.as_millis()))
-        .collect();
+    let work = waits_and_work(&served);
     assert_eq!(work, [(0, 100), (100, 100)], "work drawn on arrival");
 }
 

@@ -59,13 +59,17 @@ fn overload(
 ) -> Vec<f64> {
     (0..windows)
         .map(|_| {
-            *now += WINDOW;
-            let in_flight = state.estimate.floor();
-            let latency = latency_ms * (in_flight / capacity).max(1.0);
-            state.step(&config(), BOUNDS, &window(latency, in_flight), *now);
+            window_at(state, now, capacity, latency_ms);
             state.estimate.floor()
         })
         .collect()
+}
+
+/// The lowest and the highest of `limits`.
+fn span(limits: &[f64]) -> (f64, f64) {
+    limits
+        .iter()
+        .fold((f64::MAX, 0.0f64), |(l, h), x| (l.min(*x), h.max(*x)))
 }
 
 /// One window of a FIFO dependency of `capacity` calls at `latency_ms`,
@@ -114,9 +118,7 @@ fn from_10x_off_it_settles_near_the_capacity_and_stays() {
         let mut now = 0;
         let limits = overload(&mut state, &mut now, 1200, 20.0, 100.5);
         let settled = &limits[40..];
-        let (low, high) = settled
-            .iter()
-            .fold((f64::MAX, 0.0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+        let (low, high) = span(settled);
         assert!(low >= 18.0 && high <= 22.0, "from {start}: {low}..{high}");
     }
 }

@@ -23,9 +23,7 @@ fn under_a_steady_overload_no_probe_runs_after_the_calibration() {
         limits.push(state.estimate.floor());
     }
     assert_eq!(probes, 1, "the calibration only");
-    let (low, high) = limits[60..]
-        .iter()
-        .fold((f64::MAX, 0.0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+    let (low, high) = span(&limits[60..]);
     assert!(low >= 18.0 && high <= 22.0, "{low}..{high}");
 }
 
@@ -221,9 +219,7 @@ fn the_first_probe_steps_down_until_calls_stop_queueing_and_replaces_the_guess()
     assert!((100.0..=101.0).contains(&baseline), "{baseline}");
     // The limit starts from what the dependency served, and stays there.
     let limits = overload(&mut state, &mut now, 60, 20.0, 100.0);
-    let (low, high) = limits
-        .iter()
-        .fold((f64::MAX, 0.0f64), |(l, h), x| (l.min(*x), h.max(*x)));
+    let (low, high) = span(&limits);
     assert!(low >= 18.0 && high <= 22.0, "{limits:?}");
 }
 
