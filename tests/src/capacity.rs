@@ -204,9 +204,12 @@ impl std::error::Error for DependencyError {}
 pub struct DependencyMetrics {
     /// Its capacity now (C).
     pub capacity: usize,
-    /// Calls it works on now.
+    /// Calls it works on now (under [`Contention::Slowdown`], all it holds,
+    /// which may be more than C).
     pub working: usize,
-    /// Calls waiting in its queue now.
+    /// Calls waiting in its queue now (none under
+    /// [`Contention::Slowdown`], whose slowdown shows in a call's
+    /// [`Served::worked`]).
     pub queued: usize,
     /// The most calls it held at once (working and queued).
     pub max_in_flight: usize,
@@ -490,6 +493,8 @@ pub struct DependencyHandle {
 impl DependencyHandle {
     /// Sets C: the next calls to start see it. Lowering it cancels nothing:
     /// calls at work finish, and the queue waits until fewer than C work.
+    /// Under [`Contention::Slowdown`] a call keeps the slowdown it got on
+    /// arrival; the new C slows the calls that arrive after.
     pub fn set_capacity(&self, concurrency: usize) {
         let mut state = lock(&self.state);
         state.capacity = concurrency;

@@ -459,7 +459,10 @@ fn with_every_call_slower_beyond_c_the_limit_settles_within_10_percent_too() {
     // the band; at C = 20 one run in ten or so sits a call under C for
     // good (a calibration that measured the no-load latency 2-3% low:
     // below the knee calls are as fast with fewer, and no window asks for
-    // more), and carries 88% there.
+    // more), and carries 88% there. That run is new with the middle-half
+    // latency and the ¾ set point (seed 2 from 2 carried 97% before): the
+    // first window after a limit change counts the fast calls of its last
+    // admissions and not their slow siblings, and reads a few percent low.
     for (capacity, latency, least) in [(20, 100, 9), (50, 100, 10), (50, 30, 10)] {
         let latency = Duration::from_millis(latency);
         let mut carried = 0;
@@ -489,9 +492,12 @@ fn with_every_call_slower_beyond_c_the_limit_settles_within_10_percent_too() {
 #[test]
 fn on_a_millisecond_clock_at_l_10_ms_goodput_holds() {
     // tokio's paused clock counts whole milliseconds: a 10 ms call takes
-    // 10, 11 or 12, and a window's median jumped by a tenth between them
-    // (the limit slid to 0.5 C, goodput 58%, at C = 50). Here a tick is a
-    // tenth of L, and answers a tick late hold permits a little longer
+    // 10, 11 or 12, and a window's median jumped between them. With the
+    // median this test fails at C = 50 on the band (the limit at 58-63);
+    // behind a dependency written as a plain future, without this
+    // harness's spawned task, the limit slid to 0.4 C (goodput 47%; docs/
+    // shed.md). Here a tick is a tenth of L, and answers a tick late hold
+    // permits a little longer
     // than the work: the limit that keeps the dependency busy sits 10-20%
     // above C (in this harness a limit fixed at C carries 86% at C = 20,
     // at 1.15 C 95%), so the band asked is 25%.

@@ -1,7 +1,8 @@
 //! The gradient limit, one window at a time: a pure function of the
 //! window's [`Summary`], so that its behaviour is tested on samples written
 //! by hand. Each window gives a latency (the mean of the middle half of
-//! its calls, robust as a median and smooth on a coarse clock), its error,
+//! its calls, robust to a quarter of them far off and smooth on a coarse
+//! clock), its error,
 //! and the calls in flight at completion on average; `ratio` is the
 //! latency over the no-load latency (the baseline), and the margin is the
 //! tolerance, or twice the combined error of the window and the baseline

@@ -226,7 +226,8 @@ fn bounds(index: usize) -> (u64, u64) {
 
 /// The mean of the middle half of `total` counts (the interquartile mean),
 /// in nanoseconds, each bucket's counts spread evenly over its width; 0
-/// with no counts. As robust as the median to a few calls far off, and
+/// with no counts. Robust to up to a quarter of the calls far off at
+/// either end (the median: up to half), and
 /// unlike it, smooth where latencies fall on a coarse clock's ticks: at
 /// 10 ms on a 1 ms clock, a median jumps by a tenth as it crosses from
 /// one tick to the next, and the window with it.
@@ -329,7 +330,7 @@ mod tests {
 
     #[test]
     fn latencies_on_a_coarse_clock_move_the_latency_smoothly() {
-        // A 10 ms call on a 1 ms clock takes 10 or 11 ms. As the share at
+        // A 10 ms call on a 1 ms clock takes 10 or 11 ms here. As the share at
         // 11 ms grows by a tenth, the latency moves by about a tenth of a
         // millisecond, never by the whole tick a median jumps by.
         let mut last = latency_ms(&[(10, 100)]);
