@@ -359,6 +359,38 @@ fn critical_requests_under_3x_overload_are_admitted_at_least_99_percent() {
 }
 
 #[test]
+fn with_a_critical_reserve_the_other_calls_still_fill_the_dependency() {
+    // A fifth of the limit is kept for critical calls, which are 1% of
+    // the load: the others fill at most four fifths of it, in flight well
+    // below it. Refusals tell the limit they press against it, so it grows
+    // until calls queue in the dependency, not until the others fill it.
+    // Counting only calls in flight, it stayed at 22 here (87% of C/L),
+    // and at 20 under 3x (80%).
+    for seed in SEEDS {
+        for start in [C, C / 10] {
+            let layer = ConcurrencyShedLayer::builder()
+                .adaptive(Adaptive::gradient().initial(start).seed(7))
+                .critical(|call: &Call| call.critical.then_some(Critical))
+                .critical_reserve(0.2)
+                .build()
+                .expect("a valid reserve");
+            let load = load(2.0, secs(40), seed).with_critical_share(0.01);
+            let (run, _) = run(&layer, &layer.handle(), seed, &load);
+            let (goodput, p99) = shape(&run.between(secs(20)..secs(40)), C);
+            eprintln!(
+                "reserve from {start} seed {seed}: goodput {:.1}% of C/L, p99 {p99:.2} L, limit {:?}",
+                100.0 * goodput,
+                limits(&run, secs(20)..secs(40)),
+            );
+            assert!(
+                goodput >= 0.9 && p99 <= 2.0,
+                "from {start} seed {seed}: {goodput} {p99}"
+            );
+        }
+    }
+}
+
+#[test]
 fn over_12_seeds_the_limit_comes_within_20_percent_of_c_in_10_s_and_mostly_within_10() {
     // The spread behind the targets: 12 seeds, both starts. At C = 20 a
     // call is 5% of C, and the knee is soft (Poisson arrivals, lognormal
@@ -393,8 +425,12 @@ fn at_other_capacities_too_the_limit_settles_within_10_percent_from_10x_off() {
     // C = 10 is the hardest: a call is 10% of C, so the band is 9..=11,
     // and at 2x only 11 both stays in it and fills the Poisson gaps (a
     // limit fixed at 10 carries 90.6% of C/L here, at 11 95.3%). The
-    // limit sits at 10-11: goodput 90-96%, not 95%.
-    for (capacity, least, goodput_floor) in [(10, 6, 0.9), (50, 8, 0.95), (100, 8, 0.95)] {
+    // limit sits at 10-12: goodput 91-96%, not always 95%, and now and
+    // then a window at 12. (Before refusals counted as pressure, calls
+    // that left Poisson gaps below the limit held it at 10-11: in the band
+    // more often, 7 of 8 here, at 90-96%. Over 60 runs, both at once went
+    // from 6 to 13.)
+    for (capacity, least, goodput_floor) in [(10, 5, 0.91), (50, 8, 0.95), (100, 8, 0.95)] {
         let mut within_10 = 0;
         for seed in 1..=4u64 {
             for start in [10 * capacity, (capacity / 10).max(1)] {

@@ -65,6 +65,7 @@ mod tests {
             latency_ns: 10e6,
             latency_error: 0.01,
             in_flight,
+            refused: 0,
         }
     }
 

@@ -115,6 +115,19 @@ impl Estimator {
         self.close(now)
     }
 
+    /// A request refused at `hard_limit`: evidence that calls press against
+    /// the limit, whatever share of it their class may take (a critical
+    /// reserve keeps the others below it), if the limit is the estimator's
+    /// own. One a reflex holds lower says nothing of it: counted there, it
+    /// would let the estimate grow while the reflex holds.
+    #[cold]
+    pub(crate) fn refused(&self, hard_limit: usize) {
+        if hard_limit < self.round(estimate(&self.load_algorithm())) {
+            return;
+        }
+        self.window.refusal();
+    }
+
     #[cold]
     fn close(&self, now: u64) -> Option<Recomputed> {
         let closing = self.gate.try_close(now)?;
@@ -233,5 +246,28 @@ fn estimate(algorithm: &Algorithm) -> f64 {
     match algorithm {
         Algorithm::Gradient(state) => state.estimate,
         Algorithm::Aimd(state) => state.estimate,
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::Adaptive;
+
+    #[test]
+    fn only_refusals_at_its_own_limit_count() {
+        let config = Adaptive::from(Adaptive::gradient().initial(10))
+            .validate()
+            .unwrap();
+        let estimator = Estimator::new(config, 7);
+        estimator.refused(4);
+        assert_eq!(
+            estimator.window.take().refused,
+            0,
+            "a reflex holds the limit at 4: no pressure on the estimate"
+        );
+        estimator.refused(10);
+        estimator.refused(12);
+        assert_eq!(estimator.window.take().refused, 2);
     }
 }

@@ -17,7 +17,8 @@
 //!   around the knee, where noise rarely takes it out), half of the
 //!   distance per window (at most half the tolerance), so one noisy window
 //!   moves it by a fraction of a call. It only grows while calls press
-//!   against it.
+//!   against it: in flight near it, or requests refused at it (a critical
+//!   reserve keeps the other calls below it).
 //! - **Clear** windows in a row (ratio within 0.4 of the margin) add a
 //!   quarter of a call from the third, then ½, 1, 2, … up to doubling: a
 //!   dependency that grew is followed in a few seconds. From the start the
@@ -210,7 +211,8 @@ impl GradientState {
         let settled = !queued
             || capacity >= self.estimate * (1.0 - config.tolerance)
             || self.estimate < bounds.floor + 1.0;
-        let pressed = window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
+        let pressed = window.refused > 0
+            || window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
         // Calls press against the limit, and are slower than the margin
         // allows.
         let slow = ratio > 1.0 + margin && pressed;
@@ -234,8 +236,18 @@ impl GradientState {
             let floored = slow && self.estimate < bounds.floor + 1.0;
             if !used && !queued {
                 // Calls run well below the limit: this window measured the
-                // no-load latency as a probe would, for free.
-                self.measured(config, latency, window.latency_error, margin, now);
+                // no-load latency as a probe would, for free. A first
+                // measure replaces the guess outright, from one window: it
+                // is taken an error high, since one that came out low
+                // would hold the limit below the knee, and one high only
+                // a little above it.
+                let error = window.latency_error;
+                let measure = if self.probed {
+                    latency
+                } else {
+                    latency * (1.0 + error)
+                };
+                self.measured(config, measure, error, margin, now);
             } else if !self.probed || floored {
                 // The first guess, checked by the calibration; or calls
                 // still slow at the floor, where no probe has room and

@@ -169,6 +169,9 @@ impl Shared {
             hard_limit,
         } = refused;
         self.shed_total.fetch_add(1, Ordering::Relaxed);
+        if let Some(estimator) = &self.estimator {
+            estimator.refused(hard_limit);
+        }
         self.classes.shed(class);
         self.logs
             .shed(&self.component, in_flight, hard_limit, self.retry_after);

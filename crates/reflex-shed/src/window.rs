@@ -44,6 +44,7 @@ pub(crate) struct Accumulators {
     buckets: Box<[AtomicU64]>,
     drops: AtomicU64,
     in_flight_sum: AtomicU64,
+    refused: AtomicU64,
 }
 
 /// A closed window, as the estimators read it.
@@ -60,6 +61,9 @@ pub(crate) struct Summary {
     pub(crate) latency_error: f64,
     /// Calls in flight when each sample completed, on average.
     pub(crate) in_flight: f64,
+    /// Requests refused at the estimator's own limit: calls pressed
+    /// against it, whatever share of it they could take.
+    pub(crate) refused: u64,
 }
 
 // === impl Gate ===
@@ -123,6 +127,7 @@ impl Accumulators {
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
             drops: AtomicU64::new(0),
             in_flight_sum: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
         }
     }
 
@@ -143,6 +148,11 @@ impl Accumulators {
             .fetch_add(in_flight as u64, Ordering::Relaxed);
     }
 
+    /// A request refused at the limit: one `fetch_add`, off the happy path.
+    pub(crate) fn refusal(&self) {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Samples in the window so far: successes and drops.
     pub(crate) fn count(&self) -> (u64, u64) {
         let successes = self
@@ -161,7 +171,10 @@ impl Accumulators {
         }
         let drops = self.drops.swap(0, Ordering::Relaxed);
         let in_flight_sum = self.in_flight_sum.swap(0, Ordering::Relaxed);
-        summarise(&counts, drops, in_flight_sum)
+        Summary {
+            refused: self.refused.swap(0, Ordering::Relaxed),
+            ..summarise(&counts, drops, in_flight_sum)
+        }
     }
 }
 
@@ -198,6 +211,7 @@ pub(crate) fn summarise(counts: &[u64; BUCKETS], drops: u64, in_flight_sum: u64)
         latency_ns: latency,
         latency_error,
         in_flight,
+        refused: 0,
     }
 }
 

@@ -30,6 +30,7 @@ fn window(latency_ms: f64, in_flight: f64) -> Summary {
         latency_ns: latency_ms * MS,
         latency_error: 0.005,
         in_flight,
+        refused: 0,
     }
 }
 
@@ -167,6 +168,27 @@ fn an_unused_limit_does_not_grow() {
         state.step(&config(), BOUNDS, &window(100.0, 12.0), i * SECOND);
     }
     assert_eq!(state.estimate, 40.0);
+}
+
+#[test]
+fn refusals_say_calls_press_against_a_limit_they_cannot_fill() {
+    // A critical reserve of a fifth keeps the other calls at 32 of 40: at
+    // the no-load latency, with requests refused, the limit grows; the
+    // same windows without refusals leave it where it is.
+    let grown = |refused: u64| {
+        let mut state = started(40);
+        state.slow_start = false;
+        let window = Summary {
+            refused,
+            ..window(100.0, 32.0)
+        };
+        for i in 1..=5 {
+            state.step(&config(), BOUNDS, &window, i * SECOND);
+        }
+        state.estimate
+    };
+    assert_eq!(grown(0), 40.0);
+    assert!(grown(10) > 41.0, "{}", grown(10));
 }
 
 #[test]
