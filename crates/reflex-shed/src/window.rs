@@ -55,7 +55,8 @@ pub(crate) struct Summary {
     /// Drops: failures, and for AIMD calls slower than its timeout.
     pub(crate) drops: u64,
     /// The latency of the successes, in nanoseconds (0 with none): the
-    /// mean of their middle half (see [`central_mean`]).
+    /// mean of their middle half (see [`central_mean`]), or their median
+    /// under 4.
     pub(crate) latency_ns: f64,
     /// The relative standard error of that latency (0 with under 2).
     pub(crate) latency_error: f64,
@@ -187,7 +188,13 @@ pub(crate) fn summarise(counts: &[u64; BUCKETS], drops: u64, in_flight_sum: u64)
     } else {
         in_flight_sum as f64 / samples as f64
     };
-    let latency = central_mean(counts, successes);
+    // Under 4 calls the middle half takes in the extremes (of 1 ms and
+    // 10 s it would read 5 s): the median then.
+    let latency = if successes < 4 {
+        quantile(counts, successes, 0.5)
+    } else {
+        central_mean(counts, successes)
+    };
     let latency_error = if successes < 2 || latency <= 0.0 {
         0.0
     } else {
@@ -370,6 +377,14 @@ mod tests {
             (with_outliers - typical).abs() < 2.0,
             "{typical} -> {with_outliers}"
         );
+    }
+
+    #[test]
+    fn under_four_calls_the_latency_is_their_median() {
+        let two = latency_ms(&[(1, 1), (10_000, 1)]);
+        assert!(two < 2.0, "not the 5 s between them: {two}");
+        let three = latency_ms(&[(1, 1), (100, 1), (10_000, 1)]);
+        assert!((three - 100.0).abs() < 4.0, "{three}");
     }
 
     #[test]
