@@ -13,7 +13,10 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reflex_shed::{Adaptive, ConcurrencyShedLayer, Critical, ShedHandle};
+use reflex_core::DefaultClassifier;
+use reflex_shed::{
+    Adaptive, ConcurrencyShedLayer, Critical, CriticalBy, ShedHandle, Unpartitioned,
+};
 use reflex_tests::capacity::{
     Call, Capacity, Contention, Dependency, Figures, Load, Run, run_paused,
 };
@@ -329,15 +332,32 @@ fn two_partitions_at_70_30_each_get_their_share_and_an_idle_ones_share_comes_bac
     }
 }
 
+/// Marks the critical calls.
+fn critical(call: &Call) -> Option<Critical> {
+    call.critical.then_some(Critical)
+}
+
+/// A layer whose critical calls are marked by [`critical`].
+type Reserved = ConcurrencyShedLayer<
+    DefaultClassifier,
+    Unpartitioned,
+    CriticalBy<fn(&Call) -> Option<Critical>>,
+>;
+
+/// The gradient limit from `start`, a fifth of it kept for critical calls.
+fn with_reserve(start: usize) -> Reserved {
+    ConcurrencyShedLayer::builder()
+        .adaptive(Adaptive::gradient().initial(start).seed(7))
+        .critical(critical as fn(&Call) -> Option<Critical>)
+        .critical_reserve(0.2)
+        .build()
+        .expect("a valid reserve")
+}
+
 #[test]
 fn critical_requests_under_3x_overload_are_admitted_at_least_99_percent() {
     for seed in SEEDS {
-        let layer = ConcurrencyShedLayer::builder()
-            .adaptive(Adaptive::gradient().initial(C).seed(7))
-            .critical(|call: &Call| call.critical.then_some(Critical))
-            .critical_reserve(0.2)
-            .build()
-            .expect("a valid reserve");
+        let layer = with_reserve(C);
         // 1% critical: 0.6 of them in flight on average, 4 slots kept.
         let load = load(3.0, secs(30), seed).with_critical_share(0.01);
         let (run, _) = run(&layer, &layer.handle(), seed, &load);
@@ -368,12 +388,7 @@ fn with_a_critical_reserve_the_other_calls_still_fill_the_dependency() {
     // and at 20 under 3x (80%).
     for seed in SEEDS {
         for start in [C, C / 10] {
-            let layer = ConcurrencyShedLayer::builder()
-                .adaptive(Adaptive::gradient().initial(start).seed(7))
-                .critical(|call: &Call| call.critical.then_some(Critical))
-                .critical_reserve(0.2)
-                .build()
-                .expect("a valid reserve");
+            let layer = with_reserve(start);
             let load = load(2.0, secs(40), seed).with_critical_share(0.01);
             let (run, _) = run(&layer, &layer.handle(), seed, &load);
             let (goodput, p99) = shape(&run.between(secs(20)..secs(40)), C);

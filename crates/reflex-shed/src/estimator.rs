@@ -122,7 +122,7 @@ impl Estimator {
     /// would let the estimate grow while the reflex holds.
     #[cold]
     pub(crate) fn refused(&self, hard_limit: usize) {
-        if hard_limit < self.round(estimate(&self.load_algorithm())) {
+        if hard_limit < self.limit() {
             return;
         }
         self.window.refusal();
@@ -195,12 +195,18 @@ impl Estimator {
             Algorithm::Aimd(_) => (0.0, false),
         };
         View {
-            limit: self.round(estimate(&algorithm)),
+            limit: self.limit(),
             windows: self.word(WINDOWS),
             latency_ns: f64::from_bits(self.word(LATENCY)),
             baseline_ns,
             probing,
         }
+    }
+
+    /// The limit the estimator asks for now: one load, the estimate being
+    /// the first word of either algorithm's state.
+    fn limit(&self) -> usize {
+        self.round(f64::from_bits(self.word(ALGORITHM)))
     }
 
     /// The limit an estimate asks for: rounded down, within the bounds.
