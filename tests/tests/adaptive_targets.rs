@@ -571,3 +571,94 @@ fn on_a_millisecond_clock_at_l_10_ms_goodput_holds() {
         }
     }
 }
+
+#[test]
+fn clients_that_give_up_before_a_10x_high_limit_drains_do_not_hold_it_there() {
+    // A start 10x high queues calls at the dependency for a second and
+    // more; clients that give up sooner (1.5 to 5 L) take every call back
+    // before it completes, so no window fills with samples. Their calls
+    // say they do not come back: the limit comes down, and settles. (It
+    // stayed at 10x for good before: at a 300 ms deadline, in flight never
+    // reached it, and nothing completed to close a window.)
+    for seed in SEEDS {
+        for deadline_ms in [150, 300, 500] {
+            let layer = adaptive(10 * C);
+            let load = load(2.0, secs(40), seed).with_timeout(Duration::from_millis(deadline_ms));
+            let (run, _) = run(&layer, &layer.handle(), seed, &load);
+            let settle = run.settle_time(Duration::ZERO..secs(40), C, 0.1);
+            let (goodput, p99) = shape(&run.between(secs(30)..secs(40)), C);
+            eprintln!(
+                "deadline {deadline_ms} ms seed {seed}: settled in {settle:?}; 30-40 s: goodput {:.1}%, p99 {p99:.2} L, limit {:?}",
+                100.0 * goodput,
+                limits(&run, secs(30)..secs(40)),
+            );
+            assert!(
+                settle.is_some_and(|t| t < secs(30)),
+                "deadline {deadline_ms} ms seed {seed}: {settle:?}"
+            );
+            assert!(
+                goodput >= 0.95,
+                "deadline {deadline_ms} ms seed {seed}: {goodput}"
+            );
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_that_hangs_brings_the_limit_down_and_one_that_answers_again_back() {
+    // Calls take 100 ms for 5 s, then hang for 10 s, then take 100 ms
+    // again; clients give up after 300 ms (the response future dropped, as
+    // a timeout does). No call completes while it hangs: without a sign
+    // from the calls given up on, no window would close and the limit
+    // would stay where it was.
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let hung = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&hung);
+    let layer = ConcurrencyShedLayer::builder()
+        .adaptive(Adaptive::gradient().initial(200).seed(7))
+        .build()
+        .expect("a valid limit");
+    let handle = layer.handle();
+    let service = layer.layer(tower::service_fn(move |_: ()| {
+        let hung = flag.load(Ordering::Relaxed);
+        async move {
+            if hung {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(L).await;
+            Ok::<_, std::convert::Infallible>(())
+        }
+    }));
+    // 400 calls a second, each its own task, for `until`; the lowest limit
+    // seen on the way.
+    let drive = |until: Duration| {
+        let (service, handle) = (service.clone(), handle.clone());
+        async move {
+            let start = tokio::time::Instant::now();
+            let mut lowest = usize::MAX;
+            while start.elapsed() < until {
+                let mut service = service.clone();
+                tokio::spawn(async move {
+                    let call = tower::ServiceExt::oneshot(&mut service, ());
+                    let _ = tokio::time::timeout(Duration::from_millis(300), call).await;
+                });
+                tokio::time::sleep(Duration::from_micros(2500)).await;
+                lowest = lowest.min(handle.metrics().hard_limit);
+            }
+            lowest
+        }
+    };
+    drive(secs(5)).await;
+    let healthy = handle.metrics().hard_limit;
+    hung.store(true, Ordering::Relaxed);
+    let lowest = drive(secs(10)).await;
+    let hung_limit = handle.metrics().hard_limit;
+    assert!(lowest <= 5, "the limit came down: {healthy} -> {lowest}");
+    hung.store(false, Ordering::Relaxed);
+    drive(secs(20)).await;
+    let limit = handle.metrics().hard_limit;
+    assert!(
+        limit >= 40,
+        "back up once calls answer: {hung_limit} -> {limit}"
+    );
+}

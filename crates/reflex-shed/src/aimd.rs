@@ -42,6 +42,12 @@ impl AimdState {
         }
         self.estimate = bounds.clamp(self.estimate);
     }
+
+    /// A window in which calls did not come back (see the estimator): a
+    /// drop, however few completed.
+    pub(crate) fn starved(&mut self, config: &AimdConfig, bounds: Bounds) {
+        self.estimate = bounds.clamp(self.estimate * config.backoff);
+    }
 }
 
 #[cfg(all(test, not(loom)))]
@@ -66,6 +72,8 @@ mod tests {
             latency_error: 0.01,
             in_flight,
             refused: 0,
+            given_up: 0,
+            returned: 0,
         }
     }
 

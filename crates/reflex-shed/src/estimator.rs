@@ -3,7 +3,9 @@
 //! the caller that finds the window due closes it, through the window's
 //! gate, and recomputes the limit, off every other request's path. No
 //! lock, no task: the estimator's state sits in atomics that only the
-//! caller holding the gate touches.
+//! caller holding the gate touches. Refusals and calls given up on are no
+//! samples; they close a due window only when it is starved (calls do not
+//! come back), which completions never would.
 
 use crate::aimd::AimdState;
 use crate::config::{AdaptiveConfig, AlgorithmConfig};
@@ -19,6 +21,18 @@ const LATENCY: usize = 2;
 const ALGORITHM: usize = 3;
 const WORDS: usize = ALGORITHM + gradient::WORDS;
 
+/// A call given up on after this many times the reference latency (the
+/// no-load latency, or AIMD's last window's) is a sign that calls do not
+/// come back. A sign only: a window needs its completions to say so too
+/// (see [`STARVED`]), so a client's own deadline a little above the
+/// latency (a hedge) changes nothing.
+const GIVEN_UP: f64 = 1.0;
+
+/// A window is starved when, by Little's law, its calls took more than
+/// this many times the reference latency: the completions it holds, at
+/// the limit in force over its age, say so.
+const STARVED: f64 = 4.0;
+
 #[derive(Debug)]
 pub(crate) struct Estimator {
     config: AdaptiveConfig,
@@ -27,6 +41,9 @@ pub(crate) struct Estimator {
     /// When the estimator last changed the limit: a call admitted before
     /// ran under another limit, and is no sample of this one.
     changed_at: AtomicU64,
+    /// How long a call may wait before one given up on says calls do not
+    /// come back: [`GIVEN_UP`] times the reference latency (0: none yet).
+    slow_after: AtomicU64,
     /// Read and written only by the caller holding the gate (the handle's
     /// reads for metrics aside: they may see two windows' fields mixed).
     state: [AtomicU64; WORDS],
@@ -67,6 +84,7 @@ impl Estimator {
             gate: Gate::new(0),
             window: Accumulators::new(),
             changed_at: AtomicU64::new(0),
+            slow_after: AtomicU64::new(0),
             state: std::array::from_fn(|_| AtomicU64::new(0)),
         };
         let algorithm = match config.algorithm {
@@ -103,40 +121,106 @@ impl Estimator {
         };
         let admitted = now.saturating_sub(latency_ns);
         if admitted < self.changed_at.load(Ordering::Relaxed) {
-            // Admitted under the limit before: says nothing of this one.
+            // Admitted under the limit before: says nothing of this one,
+            // but it came back.
+            self.window.other();
         } else if failed || slow {
             self.window.drop_signal(in_flight);
         } else {
             self.window.success(latency_ns, in_flight);
         }
-        if !self.gate.due(now) {
-            return None;
-        }
-        self.close(now)
+        self.close_if_due(in_flight, now)
     }
 
     /// A request refused at `hard_limit`: evidence that calls press against
     /// the limit, whatever share of it their class may take (a critical
     /// reserve keeps the others below it), if the limit is the estimator's
     /// own. One a reflex holds lower says nothing of it: counted there, it
-    /// would let the estimate grow while the reflex holds.
+    /// would let the estimate grow while the reflex holds. Closes the
+    /// window if it is due: calls that never complete must not hold it
+    /// open.
     #[cold]
-    pub(crate) fn refused(&self, hard_limit: usize) {
-        if hard_limit < self.limit() {
-            return;
+    pub(crate) fn refused(
+        &self,
+        hard_limit: usize,
+        in_flight: usize,
+        now: u64,
+    ) -> Option<Recomputed> {
+        if hard_limit >= self.limit() {
+            self.window.refusal();
         }
-        self.window.refusal();
+        self.close_if_starved(in_flight, now)
     }
 
+    /// A call given up on (its future dropped) after `waited_ns`, with
+    /// `in_flight` calls (itself included): no sample, ever. Only one that
+    /// waited [`GIVEN_UP`] times the reference latency counts, as a sign
+    /// that calls do not come back. Closes the window if it is due.
     #[cold]
-    fn close(&self, now: u64) -> Option<Recomputed> {
-        let closing = self.gate.try_close(now)?;
-        let windows = self.word(WINDOWS);
+    pub(crate) fn given_up(
+        &self,
+        waited_ns: u64,
+        in_flight: usize,
+        now: u64,
+    ) -> Option<Recomputed> {
+        let slow_after = self.slow_after.load(Ordering::Relaxed);
+        if slow_after > 0 && waited_ns >= slow_after {
+            self.window.given_up();
+        }
+        self.close_if_starved(in_flight, now)
+    }
+
+    #[inline]
+    fn close_if_due(&self, in_flight: usize, now: u64) -> Option<Recomputed> {
+        if !self.gate.due(now) {
+            return None;
+        }
+        self.close(now, in_flight, false)
+    }
+
+    /// Closes the window if it is due and starved, whatever its samples:
+    /// completions may never close it. The first window, which has no
+    /// latency to judge by, closes once no completion came for a quarter
+    /// of a window after it was due, with any sample at all. A refusal or
+    /// a call given up on closes no other window (they stay where
+    /// completions end them).
+    fn close_if_starved(&self, in_flight: usize, now: u64) -> Option<Recomputed> {
+        if !self.gate.due(now) {
+            return None;
+        }
+        let stalled = self.word(WINDOWS) == 0
+            && now.saturating_sub(self.word(LAST_CLOSE))
+                >= self
+                    .config
+                    .window_ns
+                    .saturating_add(self.config.window_ns / 4);
+        if !stalled && !self.starved(in_flight, now) {
+            return None;
+        }
+        self.close(now, in_flight, stalled)
+    }
+
+    /// The window's samples so far (what `min_samples` counts), and the
+    /// calls that came back (whatever their outcome, samples or not).
+    fn tally(&self) -> (u64, u64) {
         let (successes, drops) = self.window.count();
         let samples = match self.config.algorithm {
             AlgorithmConfig::Gradient(_) => successes,
             AlgorithmConfig::Aimd(_) => successes.saturating_add(drops),
         };
+        let returned = successes
+            .saturating_add(drops)
+            .saturating_add(self.window.others());
+        (samples, returned)
+    }
+
+    /// Closes the window if nobody else is; `in_flight` calls now. A
+    /// `stalled` first window closes with any sample.
+    #[cold]
+    fn close(&self, now: u64, in_flight: usize, stalled: bool) -> Option<Recomputed> {
+        let closing = self.gate.try_close(now)?;
+        let windows = self.word(WINDOWS);
+        let (samples, _) = self.tally();
         if windows == 0 && self.word(LAST_CLOSE) == 0 {
             // The first window lasts a window from its first sample: one
             // that closed on its first samples would hold the fastest of
@@ -145,7 +229,9 @@ impl Estimator {
             closing.reopen(now.saturating_add(self.config.window_ns));
             return None;
         }
-        if samples < self.config.min_samples {
+        let starved = samples < self.config.min_samples && self.starved(in_flight, now);
+        let enough = samples >= self.config.min_samples || (stalled && samples > 0);
+        if !enough && !starved {
             // Not enough to go on: the window goes on. The first one closes
             // at its first enough samples, later ones at most every quarter
             // window.
@@ -163,8 +249,16 @@ impl Estimator {
         let mut algorithm = self.load_algorithm();
         let before = self.round(estimate(&algorithm));
         let event = match (&mut algorithm, self.config.algorithm) {
+            (Algorithm::Gradient(state), AlgorithmConfig::Gradient(config)) if starved => {
+                state.starved(&config, bounds, summary.returned, elapsed);
+                Some(GradientEvent::Starved)
+            }
             (Algorithm::Gradient(state), AlgorithmConfig::Gradient(config)) => {
                 state.step(&config, bounds, &summary, now)
+            }
+            (Algorithm::Aimd(state), AlgorithmConfig::Aimd(config)) if starved => {
+                state.starved(&config, bounds);
+                Some(GradientEvent::Starved)
             }
             (Algorithm::Aimd(state), AlgorithmConfig::Aimd(config)) => {
                 state.step(&config, bounds, &summary, elapsed);
@@ -175,7 +269,12 @@ impl Estimator {
         self.store_algorithm(&algorithm);
         self.set_word(LAST_CLOSE, now);
         self.set_word(WINDOWS, windows.saturating_add(1));
-        self.set_word(LATENCY, summary.latency_ns.to_bits());
+        if summary.latency_ns > 0.0 {
+            self.set_word(LATENCY, summary.latency_ns.to_bits());
+        }
+        let reference = reference(&algorithm, f64::from_bits(self.word(LATENCY)));
+        self.slow_after
+            .store((reference * GIVEN_UP) as u64, Ordering::Relaxed);
         let limit = self.round(estimate(&algorithm));
         if limit != before {
             self.changed_at.store(now, Ordering::Relaxed);
@@ -186,6 +285,25 @@ impl Estimator {
             summary,
             event,
         })
+    }
+
+    /// Whether the window is starved: it lasted a window, something says
+    /// calls press against the limit or do not come back
+    /// (refusals, calls given up on), and the calls that came back over
+    /// its age (`returned`: whatever their outcome, samples or not), with
+    /// `in_flight` calls now, say by Little's law that calls took more
+    /// than [`STARVED`] times the reference latency. Calls that never
+    /// complete then hold no window open. One too small to count then
+    /// brings the limit down (see the algorithms' `starved`); one that
+    /// holds enough samples counts as any other.
+    fn starved(&self, in_flight: usize, now: u64) -> bool {
+        let age = now.saturating_sub(self.word(LAST_CLOSE));
+        let reference = self.slow_after.load(Ordering::Relaxed) as f64 / GIVEN_UP;
+        if age < self.config.window_ns || reference <= 0.0 || !self.window.pressed() {
+            return false;
+        }
+        let (_, returned) = self.tally();
+        (returned as f64) * reference * STARVED < in_flight as f64 * age as f64
     }
 
     pub(crate) fn view(&self) -> View {
@@ -248,6 +366,16 @@ impl Estimator {
     }
 }
 
+/// The latency calls take at no load, as far as the algorithm knows: the
+/// gradient's baseline, or for AIMD (or before a baseline) the last
+/// window's `latency_ns` (0: none).
+fn reference(algorithm: &Algorithm, latency_ns: f64) -> f64 {
+    match algorithm {
+        Algorithm::Gradient(state) if state.baseline > 0.0 => state.baseline,
+        _ => latency_ns,
+    }
+}
+
 fn estimate(algorithm: &Algorithm) -> f64 {
     match algorithm {
         Algorithm::Gradient(state) => state.estimate,
@@ -256,24 +384,4 @@ fn estimate(algorithm: &Algorithm) -> f64 {
 }
 
 #[cfg(all(test, not(loom)))]
-mod tests {
-    use super::*;
-    use crate::Adaptive;
-
-    #[test]
-    fn only_refusals_at_its_own_limit_count() {
-        let config = Adaptive::from(Adaptive::gradient().initial(10))
-            .validate()
-            .unwrap();
-        let estimator = Estimator::new(config, 7);
-        estimator.refused(4);
-        assert_eq!(
-            estimator.window.take().refused,
-            0,
-            "a reflex holds the limit at 4: no pressure on the estimate"
-        );
-        estimator.refused(10);
-        estimator.refused(12);
-        assert_eq!(estimator.window.take().refused, 2);
-    }
-}
+mod tests;

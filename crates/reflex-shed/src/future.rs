@@ -24,10 +24,25 @@ pin_project! {
     /// releases the permit. A panic in the inner future unwinds out of
     /// `poll`; whoever owns this future then drops it (a tokio task does),
     /// which releases the permit. A dropped call is no sample for an
-    /// adaptive limit: only completed calls are.
+    /// adaptive limit: only completed calls are. One dropped after waiting
+    /// long is a sign, and only a sign, that calls do not come back.
     pub struct ResponseFuture<F, C = DefaultClassifier> {
         #[pin]
         state: State<F, C>,
+    }
+
+    impl<F, C> PinnedDrop for ResponseFuture<F, C> {
+        fn drop(this: Pin<&mut Self>) {
+            // Still admitted with its sampler: dropped before it completed.
+            if let StateProj::Admitted {
+                permit: Some(permit),
+                sampler: Some(sampler),
+                ..
+            } = this.project().state.project()
+            {
+                permit.given_up(sampler.admitted_at);
+            }
+        }
     }
 }
 

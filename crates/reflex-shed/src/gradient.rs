@@ -52,6 +52,11 @@
 //!   where no probe has room, are the measure as often (a capped raise,
 //!   no chain).
 //!
+//! - **Starved windows**: calls that do not come back (see the estimator)
+//!   close a window with too few samples; the limit goes towards what
+//!   came back, `smoothing` of the way, a probe under way ends, and slow
+//!   start begins again.
+//!
 //! Under a steady overload no probe runs after the calibration, and none
 //! refuses calls (Envoy #8337): the calls at the limit are the
 //! measurement. The baseline never rises by itself under load: only
@@ -68,7 +73,10 @@ use crate::window::Summary;
 
 use self::probe::{Level, Probe};
 
+pub(crate) use self::words::WORDS;
+
 mod probe;
+mod words;
 
 /// The state between windows.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -109,6 +117,8 @@ pub(crate) enum GradientEvent {
     ProbeStarted,
     /// A probe ended with this baseline.
     ProbeEnded,
+    /// Calls did not come back: the window closed without enough of them.
+    Starved,
 }
 
 /// The share of the tolerance within which a window counts as clear of
@@ -132,9 +142,6 @@ const PROBE_WINDOWS: u64 = 2;
 
 /// The baseline is stale (too low): a probe follows at once.
 const STALE: u64 = 1;
-
-/// The number of words [`GradientState`] is stored in.
-pub(crate) const WORDS: usize = 19;
 
 // === impl GradientState ===
 
@@ -337,60 +344,37 @@ impl GradientState {
         }
     }
 
-    pub(crate) fn to_words(self) -> [u64; WORDS] {
-        [
-            self.estimate.to_bits(),
-            self.baseline.to_bits(),
-            self.streak,
-            self.probe.step,
-            self.probe.saved.to_bits(),
-            self.probe.measured.to_bits(),
-            self.probe.in_flight.to_bits(),
-            self.probe.above.latency.to_bits(),
-            self.probe.above.in_flight.to_bits(),
-            self.probe.top.latency.to_bits(),
-            self.probe.top.in_flight.to_bits(),
-            u64::from(self.probed),
-            self.next_probe,
-            self.rng,
-            u64::from(self.slow_start),
-            self.stale,
-            self.last.latency.to_bits(),
-            self.last.in_flight.to_bits(),
-            self.probe.last_latency.to_bits(),
-        ]
-    }
-
-    pub(crate) fn from_words(words: [u64; WORDS]) -> Self {
-        Self {
-            estimate: f64::from_bits(words[0]),
-            baseline: f64::from_bits(words[1]),
-            streak: words[2],
-            probe: Probe {
-                step: words[3],
-                saved: f64::from_bits(words[4]),
-                measured: f64::from_bits(words[5]),
-                last_latency: f64::from_bits(words[18]),
-                in_flight: f64::from_bits(words[6]),
-                above: Level {
-                    latency: f64::from_bits(words[7]),
-                    in_flight: f64::from_bits(words[8]),
-                },
-                top: Level {
-                    latency: f64::from_bits(words[9]),
-                    in_flight: f64::from_bits(words[10]),
-                },
-            },
-            probed: words[11] != 0,
-            next_probe: words[12],
-            rng: words[13],
-            slow_start: words[14] != 0,
-            stale: words[15],
-            last: Level {
-                latency: f64::from_bits(words[16]),
-                in_flight: f64::from_bits(words[17]),
-            },
+    /// Folds in a window in which calls did not come back: too few of them
+    /// (`returned`) in `elapsed_ns` for its age, while calls pressed
+    /// against the limit or were given up on (see the estimator). The
+    /// dependency served what Little's law says of them at the baseline:
+    /// the limit goes towards that plus half the tolerance, `smoothing` of
+    /// the way (with none, it halves at the default), a probe under way
+    /// ends unmeasured, and the limit starts again as it started, doubling
+    /// per window until calls queue: a dependency that recovers is
+    /// followed in a few windows.
+    pub(crate) fn starved(
+        &mut self,
+        config: &GradientConfig,
+        bounds: Bounds,
+        returned: u64,
+        elapsed_ns: u64,
+    ) {
+        if self.baseline <= 0.0 {
+            return;
         }
+        self.probe = Probe::default();
+        let served = returned as f64 * self.baseline / (elapsed_ns.max(1) as f64);
+        let target = served * (1.0 + config.tolerance / 2.0);
+        if target < self.estimate {
+            self.estimate = bounds.clamp(
+                config
+                    .smoothing
+                    .mul_add(target - self.estimate, self.estimate),
+            );
+        }
+        self.slow_start = true;
+        self.streak = 0;
     }
 }
 

@@ -158,6 +158,15 @@ pub(crate) fn adaptive_window(
             latency_ms,
             "no-load latency probe ended"
         ),
+        Some(GradientEvent::Starved) => tracing::debug!(
+            %component,
+            from,
+            to = recomputed.limit,
+            successes = summary.successes,
+            refused = summary.refused,
+            given_up = summary.given_up,
+            "calls did not come back: adaptive limit lowered"
+        ),
         Some(GradientEvent::Baseline) | None => {}
     }
     tracing::debug!(

@@ -5,16 +5,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reflex_core::{Component, ConfigError, Outcome, RejectKind, Rejected, Signal, Sink};
+use reflex_core::{Component, ConfigError, RejectKind, Rejected, Signal, Sink};
 use tokio::time::Instant;
 
 use crate::config::{AdaptiveConfig, nanos};
 use crate::counter::{Counter, NO_SOFT_LIMIT, Refused, rescale_soft};
-use crate::estimator::{Estimator, Recomputed, View};
-use crate::logs::{self, Logs};
+use crate::estimator::{Estimator, View};
+use crate::logs::Logs;
 use crate::partition::{Class, ClassTable, PartitionView};
 use crate::steer::{Inputs, Published, Steering};
 use crate::validate;
+
+mod sampling;
 
 /// How the partitions of a layer with a fixed limit tell an idle one: no
 /// arrival for this long (an adaptive layer uses its window).
@@ -169,8 +171,12 @@ impl Shared {
             hard_limit,
         } = refused;
         self.shed_total.fetch_add(1, Ordering::Relaxed);
-        if let Some(estimator) = &self.estimator {
-            estimator.refused(hard_limit);
+        let recomputed = self
+            .estimator
+            .as_ref()
+            .and_then(|estimator| estimator.refused(hard_limit, in_flight, self.now()));
+        if let Some(recomputed) = recomputed {
+            self.recomputed(&recomputed);
         }
         self.classes.shed(class);
         self.logs
@@ -334,51 +340,9 @@ impl Shared {
             None => NO_SOFT_LIMIT,
         }
     }
-
-    /// A completed call of an adaptive layer: timed, counted with the
-    /// calls in flight now (itself included), and the limit recomputed if
-    /// it closed a window.
-    fn sample(&self, admitted_at: u64, failed: bool) {
-        let Some(estimator) = &self.estimator else {
-            return;
-        };
-        let at = self.now();
-        let latency = at.saturating_sub(admitted_at);
-        let in_flight = self.counter.in_flight();
-        if let Some(recomputed) = estimator.record(latency, in_flight, failed, at) {
-            self.recomputed(&recomputed);
-        }
-    }
-
-    #[cold]
-    fn recomputed(&self, recomputed: &Recomputed) {
-        let before = self.steering.inputs().base;
-        self.steering.set_base(recomputed.limit);
-        let published = self.publish(false);
-        logs::adaptive_window(
-            &self.component,
-            before,
-            recomputed,
-            published.changed.map(|(_, to)| to),
-        );
-    }
 }
 
 // === impl Permit ===
-
-impl Permit {
-    /// The call admitted at `admitted_at` ended with `outcome`: an adaptive
-    /// layer samples it (an ignored outcome counts for nothing), before the
-    /// permit is given back (in flight is read with this call still counted).
-    #[inline]
-    pub(crate) fn sample(&self, admitted_at: u64, outcome: Outcome) {
-        match outcome {
-            Outcome::Success => self.shared.sample(admitted_at, false),
-            Outcome::Failure => self.shared.sample(admitted_at, true),
-            Outcome::Ignored => {}
-        }
-    }
-}
 
 impl Drop for Permit {
     #[inline]

@@ -45,6 +45,10 @@ pub(crate) struct Accumulators {
     drops: AtomicU64,
     in_flight_sum: AtomicU64,
     refused: AtomicU64,
+    given_up: AtomicU64,
+    /// Calls that completed but are no sample (admitted under another
+    /// limit): they came back all the same.
+    others: AtomicU64,
 }
 
 /// A closed window, as the estimators read it.
@@ -65,6 +69,12 @@ pub(crate) struct Summary {
     /// Requests refused at the estimator's own limit: calls pressed
     /// against it, whatever share of it they could take.
     pub(crate) refused: u64,
+    /// Calls given up on (their futures dropped) after waiting longer than
+    /// calls should: no latency, only a sign that calls do not come back.
+    pub(crate) given_up: u64,
+    /// Calls that came back: the samples, and calls that completed but are
+    /// none (admitted under another limit).
+    pub(crate) returned: u64,
 }
 
 // === impl Gate ===
@@ -129,6 +139,8 @@ impl Accumulators {
             drops: AtomicU64::new(0),
             in_flight_sum: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            given_up: AtomicU64::new(0),
+            others: AtomicU64::new(0),
         }
     }
 
@@ -154,6 +166,29 @@ impl Accumulators {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// A call that completed but is no sample: one `fetch_add`.
+    #[inline]
+    pub(crate) fn other(&self) {
+        self.others.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Calls that completed and are no sample, so far.
+    pub(crate) fn others(&self) -> u64 {
+        self.others.load(Ordering::Relaxed)
+    }
+
+    /// A call given up on after waiting longer than calls should: one
+    /// `fetch_add`, off the happy path.
+    pub(crate) fn given_up(&self) {
+        self.given_up.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Whether anything in the window so far says calls press against the
+    /// limit, or do not come back: refusals, or calls given up on.
+    pub(crate) fn pressed(&self) -> bool {
+        self.refused.load(Ordering::Relaxed) > 0 || self.given_up.load(Ordering::Relaxed) > 0
+    }
+
     /// Samples in the window so far: successes and drops.
     pub(crate) fn count(&self) -> (u64, u64) {
         let successes = self
@@ -172,9 +207,14 @@ impl Accumulators {
         }
         let drops = self.drops.swap(0, Ordering::Relaxed);
         let in_flight_sum = self.in_flight_sum.swap(0, Ordering::Relaxed);
+        let summary = summarise(&counts, drops, in_flight_sum);
         Summary {
             refused: self.refused.swap(0, Ordering::Relaxed),
-            ..summarise(&counts, drops, in_flight_sum)
+            given_up: self.given_up.swap(0, Ordering::Relaxed),
+            returned: summary
+                .returned
+                .saturating_add(self.others.swap(0, Ordering::Relaxed)),
+            ..summary
         }
     }
 }
@@ -219,6 +259,8 @@ pub(crate) fn summarise(counts: &[u64; BUCKETS], drops: u64, in_flight_sum: u64)
         latency_error,
         in_flight,
         refused: 0,
+        given_up: 0,
+        returned: samples,
     }
 }
 

@@ -31,6 +31,8 @@ fn window(latency_ms: f64, in_flight: f64) -> Summary {
         latency_error: 0.005,
         in_flight,
         refused: 0,
+        given_up: 0,
+        returned: 0,
     }
 }
 
@@ -189,6 +191,30 @@ fn refusals_say_calls_press_against_a_limit_they_cannot_fill() {
     };
     assert_eq!(grown(0), 40.0);
     assert!(grown(10) > 41.0, "{}", grown(10));
+}
+
+#[test]
+fn a_starved_window_goes_towards_what_came_back_and_starts_again() {
+    let mut state = started(40);
+    state.slow_start = false;
+    // 100 calls came back in 500 ms at a no-load latency of 100.5 ms: the
+    // dependency served about 20 at once; half of the way there.
+    state.starved(&config(), BOUNDS, 100, WINDOW);
+    let served = 100.0 * 100.5 / 500.0 * 1.025;
+    assert!(
+        (state.estimate - (40.0 + served) / 2.0).abs() < 0.01,
+        "{}",
+        state.estimate
+    );
+    // None came back: halved, never below the floor.
+    for _ in 0..10 {
+        state.starved(&config(), BOUNDS, 0, WINDOW);
+    }
+    assert_eq!(state.estimate, BOUNDS.floor);
+    // Calls that come back at the no-load latency, using the limit: it
+    // doubles per window, as it did from the start.
+    state.step(&config(), BOUNDS, &window(100.0, 2.0), 100 * SECOND);
+    assert_eq!(state.estimate, 4.0);
 }
 
 #[test]

@@ -1,0 +1,79 @@
+//! What an adaptive layer's calls tell its estimator: a completed call is
+//! a sample, one given up on only a sign; a window they close recomputes
+//! the limit.
+
+use reflex_core::Outcome;
+
+use super::{Permit, Shared};
+use crate::estimator::Recomputed;
+use crate::logs;
+
+// === impl Shared ===
+
+impl Shared {
+    /// A completed call of an adaptive layer: timed, counted with the
+    /// calls in flight now (itself included), and the limit recomputed if
+    /// it closed a window.
+    pub(super) fn sample(&self, admitted_at: u64, failed: bool) {
+        let Some(estimator) = &self.estimator else {
+            return;
+        };
+        let at = self.now();
+        let latency = at.saturating_sub(admitted_at);
+        let in_flight = self.counter.in_flight();
+        if let Some(recomputed) = estimator.record(latency, in_flight, failed, at) {
+            self.recomputed(&recomputed);
+        }
+    }
+
+    /// An admitted call of an adaptive layer given up on before it
+    /// completed (its future dropped): no sample, only a sign, if it waited
+    /// long, that calls do not come back.
+    #[cold]
+    pub(super) fn given_up(&self, admitted_at: u64) {
+        let Some(estimator) = &self.estimator else {
+            return;
+        };
+        let at = self.now();
+        let waited = at.saturating_sub(admitted_at);
+        if let Some(recomputed) = estimator.given_up(waited, self.counter.in_flight(), at) {
+            self.recomputed(&recomputed);
+        }
+    }
+
+    #[cold]
+    pub(super) fn recomputed(&self, recomputed: &Recomputed) {
+        let before = self.steering.inputs().base;
+        self.steering.set_base(recomputed.limit);
+        let published = self.publish(false);
+        logs::adaptive_window(
+            &self.component,
+            before,
+            recomputed,
+            published.changed.map(|(_, to)| to),
+        );
+    }
+}
+
+// === impl Permit ===
+
+impl Permit {
+    /// The call admitted at `admitted_at` ended with `outcome`: an adaptive
+    /// layer samples it (an ignored outcome counts for nothing), before the
+    /// permit is given back (in flight is read with this call still counted).
+    #[inline]
+    pub(crate) fn sample(&self, admitted_at: u64, outcome: Outcome) {
+        match outcome {
+            Outcome::Success => self.shared.sample(admitted_at, false),
+            Outcome::Failure => self.shared.sample(admitted_at, true),
+            Outcome::Ignored => {}
+        }
+    }
+
+    /// The call admitted at `admitted_at` was given up on before it
+    /// completed.
+    #[cold]
+    pub(crate) fn given_up(&self, admitted_at: u64) {
+        self.shared.given_up(admitted_at);
+    }
+}
