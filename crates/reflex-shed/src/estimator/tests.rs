@@ -10,7 +10,7 @@ const MS: u64 = 1_000_000;
 
 /// `algorithm` with 100 ms windows of at least 10 samples, from a limit
 /// of 40.
-fn estimator(algorithm: Adaptive) -> Estimator {
+fn estimator(algorithm: &Adaptive) -> Estimator {
     let config = algorithm.validate().unwrap();
     Estimator::new(config, 7)
 }
@@ -19,14 +19,14 @@ fn gradient() -> Estimator {
     let gradient = Adaptive::gradient()
         .initial(40)
         .window(Duration::from_millis(100));
-    estimator(gradient.min_samples(10).into())
+    estimator(&gradient.min_samples(10).into())
 }
 
 fn aimd() -> Estimator {
     let aimd = Adaptive::aimd()
         .initial(40)
         .window(Duration::from_millis(100));
-    estimator(aimd.min_samples(10).into())
+    estimator(&aimd.min_samples(10).into())
 }
 
 /// A first window of 20 calls of 10 ms, 5 in flight, from 1 ms to 101 ms,
