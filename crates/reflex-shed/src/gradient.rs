@@ -28,7 +28,8 @@
 //!   **calibration**: two windows a `probe_depth` below what the dependency
 //!   serves, then another `probe_depth` lower while calls there were faster
 //!   in proportion to the fewer calls in flight (all of them queued). Its
-//!   last level's latency replaces the guess, and the limit starts from
+//!   last level, measured on until its mean is known to a quarter of the
+//!   tolerance (at most eight windows), replaces the guess; the limit starts from
 //!   what Little's law says the dependency served before it. A window
 //!   lowers the baseline only with strong evidence (its latency plus three
 //!   times its error). Later **probes** run on evidence, not on a timer: under

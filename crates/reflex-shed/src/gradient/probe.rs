@@ -8,6 +8,9 @@ use crate::window::Summary;
 
 use super::{GradientEvent, GradientState, PROBE_WINDOWS};
 
+/// The most windows the calibration measures its last level for.
+const CALIBRATION_WINDOWS: u64 = 8;
+
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub(super) struct Probe {
     /// The probe's window under way, from 1; 0: none.
@@ -21,6 +24,8 @@ pub(super) struct Probe {
     pub(super) last_latency: f64,
     /// The sum of its windows' calls in flight so far.
     pub(super) in_flight: f64,
+    /// The sum of its windows' squared relative errors so far.
+    pub(super) errors: f64,
     /// The window before this level: its latency and calls in flight.
     pub(super) above: Level,
     /// The window before the probe.
@@ -50,13 +55,15 @@ impl GradientState {
         self.probe.measured += latency;
         self.probe.last_latency = latency;
         self.probe.in_flight += window.in_flight;
-        if self.probe.step < PROBE_WINDOWS {
+        self.probe.errors += window.latency_error * window.latency_error;
+        let windows = self.probe.step;
+        if windows < PROBE_WINDOWS {
             self.probe.step += 1;
             return None;
         }
         let level = Level {
-            latency: self.probe.measured / PROBE_WINDOWS as f64,
-            in_flight: self.probe.in_flight / PROBE_WINDOWS as f64,
+            latency: self.probe.measured / windows as f64,
+            in_flight: self.probe.in_flight / windows as f64,
         };
         if self.probed {
             // The mean of its windows, or its last one alone if the ones
@@ -71,7 +78,15 @@ impl GradientState {
             };
             return self.end_probe(config, measured, window.latency_error, margin, now);
         }
-        if self.descend(config, bounds, level, margin) {
+        if windows == PROBE_WINDOWS && self.descend(config, bounds, level, margin) {
+            return None;
+        }
+        // The calibration measures on at its last level until its mean is
+        // known to a quarter of the tolerance: a noisy dependency's first
+        // measure, a few percent low, held the limit below the knee.
+        let error = self.probe.errors.sqrt() / windows as f64;
+        if error > config.tolerance / 4.0 && windows < CALIBRATION_WINDOWS {
+            self.probe.step += 1;
             return None;
         }
         // Before the probe, calls met a queue: the dependency served
@@ -79,7 +94,7 @@ impl GradientState {
         // from that rather than from a first guess.
         let top = self.probe.top;
         let ratio = top.latency / level.latency;
-        let event = self.end_probe(config, level.latency, window.latency_error, margin, now);
+        let event = self.end_probe(config, level.latency, error, margin, now);
         if ratio > 1.0 + margin {
             let target = top.in_flight / ratio * (1.0 + config.tolerance / 2.0);
             self.estimate = bounds.clamp(target.min(self.estimate));
@@ -168,6 +183,7 @@ impl GradientState {
             measured: 0.0,
             last_latency: 0.0,
             in_flight: 0.0,
+            errors: 0.0,
             ..self.probe
         };
         self.estimate = next;

@@ -5,7 +5,7 @@ use super::GradientState;
 use super::probe::{Level, Probe};
 
 /// The number of words [`GradientState`] is stored in.
-pub(crate) const WORDS: usize = 19;
+pub(crate) const WORDS: usize = 20;
 
 // === impl GradientState ===
 
@@ -31,6 +31,7 @@ impl GradientState {
             self.last.latency.to_bits(),
             self.last.in_flight.to_bits(),
             self.probe.last_latency.to_bits(),
+            self.probe.errors.to_bits(),
         ]
     }
 
@@ -44,6 +45,7 @@ impl GradientState {
                 saved: f64::from_bits(words[4]),
                 measured: f64::from_bits(words[5]),
                 last_latency: f64::from_bits(words[18]),
+                errors: f64::from_bits(words[19]),
                 in_flight: f64::from_bits(words[6]),
                 above: Level {
                     latency: f64::from_bits(words[7]),

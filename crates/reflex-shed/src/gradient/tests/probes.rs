@@ -239,6 +239,37 @@ fn the_first_probe_stops_at_once_when_its_level_did_not_queue() {
 }
 
 #[test]
+fn the_calibration_measures_a_noisy_dependency_until_its_mean_is_known() {
+    // Windows as fast as the guess, each known to 0.5%, 3% or 6%: the
+    // calibration's mean needs a quarter of the tolerance (1.25%): two
+    // windows, six, and at most eight.
+    for (error, windows) in [(0.005, 2), (0.03, 6), (0.06, 8)] {
+        let mut state = started(22);
+        state.slow_start = false;
+        let at = |state: &GradientState| Summary {
+            latency_error: error,
+            ..window(100.5, state.estimate.floor())
+        };
+        let mut now = SECOND;
+        let start = at(&state);
+        assert_eq!(
+            state.step(&config(), BOUNDS, &start, now),
+            Some(GradientEvent::ProbeStarted)
+        );
+        let mut measured = 0;
+        while state.probing() {
+            now += WINDOW;
+            let window = at(&state);
+            state.step(&config(), BOUNDS, &window, now);
+            measured += 1;
+            assert!(measured <= 8, "error {error}: the calibration ends");
+        }
+        assert_eq!(measured, windows, "error {error}");
+        assert!(state.probed);
+    }
+}
+
+#[test]
 fn a_probe_never_goes_below_the_floor() {
     let mut state = started(4);
     state.slow_start = false;
