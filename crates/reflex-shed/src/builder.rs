@@ -351,7 +351,9 @@ impl<C, K: PartialEq, F, Cr> ConcurrencyShedBuilder<C, Partitions<K, F>, Cr> {
 impl<C, P, F> ConcurrencyShedBuilder<C, P, CriticalBy<F>> {
     /// The share of the limit only critical requests may use, in `[0, 1)`
     /// (at least one slot, never all of them, when not 0): other requests
-    /// leave it free, critical ones may use any free slot. Defaults to
+    /// leave it free beyond every call in flight, critical ones included
+    /// (critical calls take their slots from the others, not from the
+    /// reserve), and critical ones may use any free slot. Defaults to
     /// [`DEFAULT_CRITICAL_RESERVE`].
     pub fn critical_reserve(mut self, reserve: f64) -> Self {
         self.critical_reserve = reserve;

@@ -127,8 +127,11 @@ impl ClassTable {
         if class.critical() {
             return true;
         }
+        // The reserve stays free whatever critical calls are in flight: they
+        // take slots from the other requests, not from the reserve, so
+        // the next critical request finds one (shed last).
         let reserve = self.reserve(limit);
-        let mut kept = reserve.saturating_sub(self.critical_in_flight.load(Ordering::Relaxed));
+        let mut kept = reserve;
         if let Some(own) = class.partition().and_then(|i| self.partitions.get(i)) {
             own.seen(now);
             let pool = limit - reserve;
@@ -282,16 +285,20 @@ mod tests {
         assert_eq!(fill(&table, Class::PLAIN, 10, 0), 8);
         let critical = Class::new(None, true);
         assert_eq!(fill(&table, critical, 10, 8), 10);
-        // Critical requests in flight use the reserve: none is kept then.
+        // Critical requests in flight take slots from the others, never
+        // from the reserve: with two of them running, a slot another
+        // request gives back stays free, and the reserve with it.
         table.released(Class::PLAIN);
-        assert!(table.room(Class::PLAIN, 10, 9, NOW));
-        table.released(critical);
-        assert!(table.room(Class::PLAIN, 10, 8, NOW));
-        table.admitted(Class::PLAIN);
         assert!(
             !table.room(Class::PLAIN, 10, 9, NOW),
-            "a reserve slot is free again"
+            "7 others and 2 critical: the reserve is one slot short"
         );
+        table.released(Class::PLAIN);
+        assert!(!table.room(Class::PLAIN, 10, 8, NOW));
+        table.released(critical);
+        table.released(critical);
+        assert!(table.room(Class::PLAIN, 10, 6, NOW));
+        assert!(!table.room(Class::PLAIN, 10, 8, NOW), "two slots are kept");
     }
 
     #[test]
