@@ -17,8 +17,9 @@
 //!   around the knee, where noise rarely takes it out), half of the
 //!   distance per window (at most half the tolerance), so one noisy window
 //!   moves it by a fraction of a call. It only grows while calls press
-//!   against it: in flight near it, or requests refused at it (a critical
-//!   reserve keeps the other calls below it).
+//!   against it: in flight near it, or requests refused at it, at least a
+//!   quarter as many as completed (a critical reserve keeps the other
+//!   calls below it; a burst's few refusals say nothing).
 //! - **Clear** windows in a row (ratio within 0.4 of the margin) add a
 //!   quarter of a call from the third, then ½, 1, 2, … up to doubling: a
 //!   dependency that grew is followed in a few seconds. From the start the
@@ -138,6 +139,10 @@ const GAIN: f64 = 0.5;
 /// clear (a run of growth goes on through it).
 const NEAR: f64 = 0.75;
 
+/// Refusals say calls press against the limit from this share of the
+/// window's completions.
+const REFUSED_SHARE: f64 = 0.25;
+
 /// The windows a probe lasts.
 const PROBE_WINDOWS: u64 = 2;
 
@@ -219,8 +224,14 @@ impl GradientState {
         let settled = !queued
             || capacity >= self.estimate * (1.0 - config.tolerance)
             || self.estimate < bounds.floor + 1.0;
-        let pressed = window.refused > 0
-            || window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
+        // Requests refused at it count when they are more than a burst's:
+        // a few refused at a load the dependency serves say nothing of more
+        // room (after C doubled under a steady load, they took the limit
+        // to 1.15 C).
+        let refused =
+            window.refused > 0 && window.refused as f64 >= REFUSED_SHARE * window.successes as f64;
+        let pressed =
+            refused || window.in_flight >= self.estimate.floor() * (1.0 - config.tolerance);
         // Calls press against the limit, and are slower than the margin
         // allows.
         let slow = ratio > 1.0 + margin && pressed;
@@ -302,14 +313,15 @@ impl GradientState {
         // Far below the knee, clear windows in a row grow it faster: from
         // the third, by a quarter of a call, then ½, 1, 2, … up to
         // doubling (a window only nearly clear neither adds nor ends the
-        // run once it runs).
+        // run once it runs; one whose calls do not press ends it, or the
+        // steps of pressed windows apart piled up to a leap of 16).
         if pressed && ratio <= 1.0 + margin * GROWTH {
             self.streak += 1;
             if self.streak >= 3 {
                 let step = 0.25 * 2f64.powi((self.streak - 3).min(60) as i32);
                 self.estimate = bounds.clamp(self.estimate + step.min(self.estimate));
             }
-        } else if self.streak < 3 || ratio > 1.0 + margin * NEAR {
+        } else if !pressed || self.streak < 3 || ratio > 1.0 + margin * NEAR {
             self.streak = 0;
         }
         None

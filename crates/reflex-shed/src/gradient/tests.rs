@@ -175,8 +175,9 @@ fn an_unused_limit_does_not_grow() {
 #[test]
 fn refusals_say_calls_press_against_a_limit_they_cannot_fill() {
     // A critical reserve of a fifth keeps the other calls at 32 of 40: at
-    // the no-load latency, with requests refused, the limit grows; the
-    // same windows without refusals leave it where it is.
+    // the no-load latency, with requests refused (half as many as
+    // completed), the limit grows; the same windows without refusals, or
+    // with a burst's few (5% as many), leave it where it is.
     let grown = |refused: u64| {
         let mut state = started(40);
         state.slow_start = false;
@@ -190,7 +191,34 @@ fn refusals_say_calls_press_against_a_limit_they_cannot_fill() {
         state.estimate
     };
     assert_eq!(grown(0), 40.0);
-    assert!(grown(10) > 41.0, "{}", grown(10));
+    assert_eq!(grown(10), 40.0, "a burst's refusals");
+    assert!(grown(100) > 41.0, "{}", grown(100));
+}
+
+#[test]
+fn a_run_of_clear_windows_ends_where_calls_stop_pressing() {
+    // At the no-load latency, calls fill the limit for three windows (a
+    // run begins), then one window in two: the windows between say nothing
+    // of more room, and end the run. Counted across them, the run's steps
+    // doubled to a leap.
+    let mut state = started(40);
+    state.slow_start = false;
+    state.probed = true;
+    state.next_probe = u64::MAX;
+    let mut limits = Vec::new();
+    for i in 1..=20 {
+        let pressed = i <= 3 || i % 2 == 0;
+        let in_flight = if pressed {
+            state.estimate.floor()
+        } else {
+            30.0
+        };
+        state.step(&config(), BOUNDS, &window(100.5, in_flight), i * SECOND);
+        limits.push(state.estimate);
+    }
+    let steps: Vec<f64> = limits.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(steps.iter().all(|s| *s < 1.5), "no leap: {limits:?}");
+    assert!(*limits.last().unwrap() < 55.0, "{limits:?}");
 }
 
 #[test]
