@@ -248,6 +248,24 @@ fn scenarios() -> Vec<Scenario> {
             drift: None,
         },
         Scenario {
+            name: "C doubles, steady load",
+            start: C,
+            // 2x the first C/L: what the dependency serves once C doubles.
+            load: overload(secs(40)).with_capacity_change(secs(20), 2 * C),
+            settle_from: secs(20),
+            target: 2 * C,
+            measure: secs(30)..secs(40),
+            capacity: 2 * C,
+            latency: L,
+            drift: None,
+        },
+        Scenario {
+            // Clients give up after 3 L: from 10x high every call queues
+            // past its deadline, and none completes.
+            load: overload(secs(60)).with_timeout(3 * L),
+            ..start_off("10x high, 300 ms deadline", 10 * C)
+        },
+        Scenario {
             name: "L doubles",
             start: C,
             // Every call twice as slow from 20 s, whatever the load.
@@ -405,7 +423,7 @@ fn print_row(scenario: &Scenario, limiter: &str, run: &Run) {
 
 fn print_scenarios(_: &mut Criterion) {
     eprintln!(
-        "issue 17 scenarios: C = {C}, L = {} ms (C/L = {:.0}/s), work lognormal sigma {NOISE}, client timeout 1 s, one seed",
+        "issue 17 scenarios: C = {C}, L = {} ms (C/L = {:.0}/s), work lognormal sigma {NOISE}, client timeout 1 s unless named, one seed",
         L.as_millis(),
         Capacity::new(C, L).rate()
     );
