@@ -11,12 +11,15 @@
 //! - in a partitioned layer, the rest of the limit (the pool) is shared:
 //!   each partition is guaranteed `share` of it. A partition under its
 //!   guarantee takes any slot the reserve leaves. One at or over it is
-//!   borrowing: it must also leave free what every other **active**
-//!   partition is guaranteed and does not use. A partition is active while
-//!   it has requests in flight or had one arrive within the idle time, so
-//!   an idle partition's share is lent, and given back as soon as its
-//!   next request arrives (the borrowers' new requests are refused from
-//!   then on; their running ones finish).
+//!   borrowing: it must also leave free, of what every other **active**
+//!   partition is guaranteed and does not use, one slot (room for its next
+//!   request), or all of it once one of that partition's requests was
+//!   refused within the idle time (it asks for more than it has). A
+//!   partition is active while it has requests in flight or had one
+//!   arrive within the idle time, so an idle partition's share is lent,
+//!   and so is what an active one does not ask for; both are given back
+//!   as soon as the partition asks (the borrowers' new requests are
+//!   refused from then on; their running ones finish).
 //!
 //! The numbers are read one by one, not in one atomic step: two requests
 //! deciding at once may both take the last slot of a guarantee, so shares
@@ -51,6 +54,8 @@ struct Partition {
     in_flight: AtomicUsize,
     /// When its last request arrived, plus one (0: none yet).
     last_seen: AtomicU64,
+    /// When one of its requests was last refused, plus one (0: never).
+    last_refused: AtomicU64,
     shed: AtomicU64,
 }
 
@@ -138,8 +143,7 @@ impl ClassTable {
             if own.in_flight.load(Ordering::Relaxed) >= own.guaranteed(pool) {
                 for (i, other) in self.partitions.iter().enumerate() {
                     if Some(i) != class.partition() && other.active(now, self.idle_ns) {
-                        let used = other.in_flight.load(Ordering::Relaxed);
-                        kept = kept.saturating_add(other.guaranteed(pool).saturating_sub(used));
+                        kept = kept.saturating_add(other.kept(pool, now, self.idle_ns));
                     }
                 }
             }
@@ -163,12 +167,14 @@ impl ClassTable {
         }
     }
 
-    pub(crate) fn shed(&self, class: Class) {
+    /// A request of `class` refused at `now`.
+    pub(crate) fn shed(&self, class: Class, now: u64) {
         if let (false, Some(p)) = (
             class.critical(),
             class.partition().and_then(|i| self.partitions.get(i)),
         ) {
             p.shed.fetch_add(1, Ordering::Relaxed);
+            stamp(&p.last_refused, now);
         }
     }
 
@@ -193,6 +199,7 @@ impl Partition {
             share,
             in_flight: AtomicUsize::new(0),
             last_seen: AtomicU64::new(0),
+            last_refused: AtomicU64::new(0),
             shed: AtomicU64::new(0),
         }
     }
@@ -201,24 +208,47 @@ impl Partition {
         (self.share * pool as f64) as usize
     }
 
-    /// Records an arrival at `now`; a store only when the time moved on
-    /// by a millisecond, so that a busy partition's line is mostly read.
+    /// Records an arrival at `now`.
     fn seen(&self, now: u64) {
-        let stamp = now.saturating_add(1);
-        let last = self.last_seen.load(Ordering::Relaxed);
-        if last == 0 || stamp.saturating_sub(last) > 1_000_000 {
-            self.last_seen.store(stamp, Ordering::Relaxed);
-        }
+        stamp(&self.last_seen, now);
     }
 
     fn active(&self, now: u64, idle_ns: u64) -> bool {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return true;
+        self.in_flight.load(Ordering::Relaxed) > 0 || recent(&self.last_seen, now, idle_ns)
+    }
+
+    /// What a borrower leaves free of this active partition's guarantee
+    /// (of `pool`): all it does not use once one of its requests was
+    /// refused within the idle time (it asks for more than it has), one
+    /// slot otherwise (room for its next request, while the rest of its
+    /// unused share is lent).
+    fn kept(&self, pool: usize, now: u64, idle_ns: u64) -> usize {
+        let unused = self
+            .guaranteed(pool)
+            .saturating_sub(self.in_flight.load(Ordering::Relaxed));
+        if recent(&self.last_refused, now, idle_ns) {
+            unused
+        } else {
+            unused.min(1)
         }
-        match self.last_seen.load(Ordering::Relaxed) {
-            0 => false,
-            stamp => now.saturating_add(1).saturating_sub(stamp) < idle_ns,
-        }
+    }
+}
+
+/// Stamps `now` into `at`; a store only when the time moved on by a
+/// millisecond, so that a busy partition's line is mostly read.
+fn stamp(at: &AtomicU64, now: u64) {
+    let stamp = now.saturating_add(1);
+    let last = at.load(Ordering::Relaxed);
+    if last == 0 || stamp.saturating_sub(last) > 1_000_000 {
+        at.store(stamp, Ordering::Relaxed);
+    }
+}
+
+/// Whether `at` was stamped within `idle_ns` of `now`.
+fn recent(at: &AtomicU64, now: u64, idle_ns: u64) -> bool {
+    match at.load(Ordering::Relaxed) {
+        0 => false,
+        stamp => now.saturating_add(1).saturating_sub(stamp) < idle_ns,
     }
 }
 
@@ -261,7 +291,9 @@ mod tests {
         let mut in_flight = fill(&table, class(0), 10, 0);
         // Partition 1 arrives: the limit is full, so it is refused...
         assert!(!table.room(class(1), 10, in_flight, NOW));
-        // ...but it is active now: 0 may not take back what 1 is owed.
+        table.shed(class(1), NOW);
+        // ...but it is active and asks for more now: 0 may not take back
+        // what 1 is owed.
         for _ in 0..3 {
             table.released(class(0));
             in_flight -= 1;
@@ -274,6 +306,23 @@ mod tests {
         table.released(class(0));
         assert!(table.room(class(0), 10, 9, NOW));
         assert!(!table.room(class(1), 10, 9, NOW), "1 has its 3: it borrows");
+    }
+
+    #[test]
+    fn a_partition_that_asks_for_less_than_its_share_lends_the_rest() {
+        // 1 is active (a request in flight) and never refused: 0 leaves it
+        // one free slot, not its whole unused share.
+        let table = ClassTable::new(&[0.7, 0.3], 0.0, IDLE);
+        assert!(table.room(class(1), 10, 0, NOW));
+        table.admitted(class(1));
+        assert_eq!(fill(&table, class(0), 10, 1), 9, "one slot kept for 1");
+        assert!(table.room(class(1), 10, 9, NOW), "1 finds it");
+        // Once 1 is refused, all it does not use is kept: 0 waits for it.
+        table.shed(class(1), NOW);
+        table.released(class(0));
+        assert!(!table.room(class(0), 10, 8, NOW), "1 is owed 2");
+        // The idle time after its last refusal, one slot again.
+        assert!(table.room(class(0), 10, 8, NOW + IDLE));
     }
 
     #[test]

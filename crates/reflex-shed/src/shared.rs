@@ -178,7 +178,12 @@ impl Shared {
         if let Some(recomputed) = recomputed {
             self.recomputed(&recomputed);
         }
-        self.classes.shed(class);
+        let now = if class.partition().is_some() {
+            self.now()
+        } else {
+            0
+        };
+        self.classes.shed(class, now);
         self.logs
             .shed(&self.component, in_flight, hard_limit, self.retry_after);
         self.sink.emit(

@@ -77,12 +77,18 @@ fn in_flight(handle: &ShedHandle) -> Vec<usize> {
 #[test]
 fn partitions_get_their_share_when_both_are_busy() {
     let (handle, mut svc) = a_70_b_30();
-    // Both arrive: b first takes a slot, then a fills what it may.
+    // b takes a slot and asks for no more yet: a fills all but one slot of
+    // what b does not use.
     let b = admit(&mut svc, req("b")).unwrap();
-    let a = fill(&mut svc, req("a"));
-    assert_eq!(a.len(), 7, "a stops at its share: b is active");
-    let more_b = fill(&mut svc, req("b"));
-    assert_eq!(more_b.len(), 2);
+    let mut a = fill(&mut svc, req("a"));
+    assert_eq!(a.len(), 8, "one slot left for b's next request");
+    let mut more_b = fill(&mut svc, req("b"));
+    assert_eq!(more_b.len(), 1);
+    // b was refused: it asks for more than it has, and is owed its share.
+    // As a's calls finish, a may not take their slots back.
+    a.pop();
+    assert!(admit(&mut svc, req("a")).is_none(), "b is owed a slot");
+    more_b.extend(fill(&mut svc, req("b")));
     assert_eq!(in_flight(&handle), [7, 3, 0]);
     let shares: Vec<f64> = handle.partitions().iter().map(|p| p.share).collect();
     assert_eq!(shares, [0.7, 0.3, 0.0], "listed shares, then the rest");
@@ -121,11 +127,14 @@ fn requests_with_no_listed_key_share_what_is_left() {
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(never_answers));
     let a = admit(&mut svc, req("a")).unwrap();
+    // The rest's share is 0.5 of 10; a is active, asks for no more than
+    // its one call, and is left one slot.
     let rest = fill(&mut svc, req("anonymous"));
-    assert_eq!(rest.len(), 5, "the rest's share is 0.5 of 10; a is active");
+    assert_eq!(rest.len(), 8);
     let unlisted = fill(&mut svc, req("c"));
     assert!(unlisted.is_empty(), "an unlisted key is in the rest");
-    assert_eq!(in_flight(&handle), [1, 5]);
+    assert_eq!(in_flight(&handle), [1, 8]);
+    assert!(admit(&mut svc, req("a")).is_some(), "a finds its slot");
     drop((a, rest));
 }
 
@@ -172,20 +181,17 @@ fn critical_requests_come_before_partitions() {
     let handle = layer.handle();
     let mut svc = layer.layer(service_fn(never_answers));
     let b = admit(&mut svc, req("b")).unwrap();
-    // The partitions share the 8 the reserve leaves: 4 each.
+    // The partitions share the 8 the reserve leaves, 4 each; b asks for no
+    // more than its one call, and a leaves it one slot and the reserve.
     let a = fill(&mut svc, req("a"));
-    assert_eq!(a.len(), 4);
+    assert_eq!(a.len(), 6);
     let critical_b = Req {
         tenant: "b",
         critical: true,
     };
     let vip = fill(&mut svc, critical_b);
-    assert_eq!(
-        vip.len(),
-        5,
-        "any free slot: b's unused share and the reserve"
-    );
-    assert_eq!(in_flight(&handle), [4, 1, 0], "critical calls count apart");
+    assert_eq!(vip.len(), 3, "any free slot: b's one and the reserve");
+    assert_eq!(in_flight(&handle), [6, 1, 0], "critical calls count apart");
     drop((a, b, vip));
 }
 
