@@ -712,6 +712,7 @@ async fn a_dependency_that_hangs_brings_the_limit_down_and_one_that_answers_agai
     };
     drive(secs(5)).await;
     let healthy = handle.metrics().hard_limit;
+    assert!(healthy >= 40, "healthy, it carries the load: {healthy}");
     hung.store(true, Ordering::Relaxed);
     let lowest = drive(secs(10)).await;
     let hung_limit = handle.metrics().hard_limit;

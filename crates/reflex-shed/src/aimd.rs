@@ -73,7 +73,7 @@ mod tests {
             in_flight,
             refused: 0,
             given_up: 0,
-            returned: 0,
+            returned: 50 + drops,
         }
     }
 

@@ -4,14 +4,17 @@
 //! gate, and recomputes the limit, off every other request's path. No
 //! lock, no task: the estimator's state sits in atomics that only the
 //! caller holding the gate touches. Refusals and calls given up on are no
-//! samples; they close a due window only when it is starved (calls do not
-//! come back), which completions never would.
+//! samples; they close a due window only when completions never would:
+//! calls given up on after a long wait, and too few back, say it is
+//! starved (calls do not come back).
 
 use crate::aimd::AimdState;
 use crate::config::{AdaptiveConfig, AlgorithmConfig};
 use crate::gradient::{self, GradientEvent, GradientState};
 use crate::loom::{AtomicU64, Ordering};
 use crate::window::{Accumulators, Gate, Summary};
+
+use self::starved::GIVEN_UP;
 
 /// Words of state: the end of the last window, the windows closed, the
 /// last window's latency, then the algorithm's own.
@@ -20,18 +23,6 @@ const WINDOWS: usize = 1;
 const LATENCY: usize = 2;
 const ALGORITHM: usize = 3;
 const WORDS: usize = ALGORITHM + gradient::WORDS;
-
-/// A call given up on after this many times the reference latency (the
-/// no-load latency, or AIMD's last window's) is a sign that calls do not
-/// come back. A sign only: a window needs its completions to say so too
-/// (see [`STARVED`]), so a client's own deadline a little above the
-/// latency (a hedge) changes nothing.
-const GIVEN_UP: f64 = 1.0;
-
-/// A window is starved when, by Little's law, its calls took more than
-/// this many times the reference latency: the completions it holds, at
-/// the limit in force over its age, say so.
-const STARVED: f64 = 4.0;
 
 #[derive(Debug)]
 pub(crate) struct Estimator {
@@ -132,13 +123,20 @@ impl Estimator {
         self.close_if_due(in_flight, now)
     }
 
+    /// A call that completed with an outcome to be ignored: no sample, but
+    /// it came back. Closes the window if it is due.
+    #[cold]
+    pub(crate) fn ignored(&self, in_flight: usize, now: u64) -> Option<Recomputed> {
+        self.window.other();
+        self.close_if_due(in_flight, now)
+    }
+
     /// A request refused at `hard_limit`: evidence that calls press against
     /// the limit, whatever share of it their class may take (a critical
     /// reserve keeps the others below it), if the limit is the estimator's
     /// own. One a reflex holds lower says nothing of it: counted there, it
-    /// would let the estimate grow while the reflex holds. Closes the
-    /// window if it is due: calls that never complete must not hold it
-    /// open.
+    /// would let the estimate grow while the reflex holds. Closes a first
+    /// window that completions left overdue (see `close_if_starved`).
     #[cold]
     pub(crate) fn refused(
         &self,
@@ -176,42 +174,6 @@ impl Estimator {
             return None;
         }
         self.close(now, in_flight, false)
-    }
-
-    /// Closes the window if it is due and starved, whatever its samples:
-    /// completions may never close it. The first window, which has no
-    /// latency to judge by, closes once no completion came for a quarter
-    /// of a window after it was due, with any sample at all. A refusal or
-    /// a call given up on closes no other window (they stay where
-    /// completions end them).
-    fn close_if_starved(&self, in_flight: usize, now: u64) -> Option<Recomputed> {
-        if !self.gate.due(now) {
-            return None;
-        }
-        let stalled = self.word(WINDOWS) == 0
-            && now.saturating_sub(self.word(LAST_CLOSE))
-                >= self
-                    .config
-                    .window_ns
-                    .saturating_add(self.config.window_ns / 4);
-        if !stalled && !self.starved(in_flight, now) {
-            return None;
-        }
-        self.close(now, in_flight, stalled)
-    }
-
-    /// The window's samples so far (what `min_samples` counts), and the
-    /// calls that came back (whatever their outcome, samples or not).
-    fn tally(&self) -> (u64, u64) {
-        let (successes, drops) = self.window.count();
-        let samples = match self.config.algorithm {
-            AlgorithmConfig::Gradient(_) => successes,
-            AlgorithmConfig::Aimd(_) => successes.saturating_add(drops),
-        };
-        let returned = successes
-            .saturating_add(drops)
-            .saturating_add(self.window.others());
-        (samples, returned)
     }
 
     /// Closes the window if nobody else is; `in_flight` calls now. A
@@ -285,25 +247,6 @@ impl Estimator {
             summary,
             event,
         })
-    }
-
-    /// Whether the window is starved: it lasted a window, something says
-    /// calls press against the limit or do not come back
-    /// (refusals, calls given up on), and the calls that came back over
-    /// its age (`returned`: whatever their outcome, samples or not), with
-    /// `in_flight` calls now, say by Little's law that calls took more
-    /// than [`STARVED`] times the reference latency. Calls that never
-    /// complete then hold no window open. One too small to count then
-    /// brings the limit down (see the algorithms' `starved`); one that
-    /// holds enough samples counts as any other.
-    fn starved(&self, in_flight: usize, now: u64) -> bool {
-        let age = now.saturating_sub(self.word(LAST_CLOSE));
-        let reference = self.slow_after.load(Ordering::Relaxed) as f64 / GIVEN_UP;
-        if age < self.config.window_ns || reference <= 0.0 || !self.window.pressed() {
-            return false;
-        }
-        let (_, returned) = self.tally();
-        (returned as f64) * reference * STARVED < in_flight as f64 * age as f64
     }
 
     pub(crate) fn view(&self) -> View {
@@ -382,6 +325,8 @@ fn estimate(algorithm: &Algorithm) -> f64 {
         Algorithm::Aimd(state) => state.estimate,
     }
 }
+
+mod starved;
 
 #[cfg(all(test, not(loom)))]
 mod tests;

@@ -140,7 +140,7 @@ const GAIN: f64 = 0.5;
 const NEAR: f64 = 0.75;
 
 /// Refusals say calls press against the limit from this share of the
-/// window's completions.
+/// window's successes.
 const REFUSED_SHARE: f64 = 0.25;
 
 /// The windows a probe lasts.

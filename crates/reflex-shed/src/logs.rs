@@ -165,7 +165,7 @@ pub(crate) fn adaptive_window(
             successes = summary.successes,
             refused = summary.refused,
             given_up = summary.given_up,
-            "calls did not come back: adaptive limit lowered"
+            "calls did not come back: a starved window closed"
         ),
         Some(GradientEvent::Baseline) | None => {}
     }

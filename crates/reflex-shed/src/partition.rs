@@ -5,9 +5,10 @@
 //! before it, whether a request may take a free slot at all:
 //!
 //! - a **critical** request may take any free slot;
-//! - any other leaves free the slots of the critical reserve that critical
-//!   requests do not use (`reserve` of the limit, at least 1 and never all
-//!   of it);
+//! - any other leaves the whole critical reserve free (`reserve` of the
+//!   limit, at least 1 and never all of it), beyond every call in flight,
+//!   critical ones included: critical calls take their slots from the
+//!   others, never from the reserve;
 //! - in a partitioned layer, the rest of the limit (the pool) is shared:
 //!   each partition is guaranteed `share` of it. A partition under its
 //!   guarantee takes any slot the reserve leaves. One at or over it is

@@ -171,18 +171,19 @@ impl Shared {
             hard_limit,
         } = refused;
         self.shed_total.fetch_add(1, Ordering::Relaxed);
-        let recomputed = self
-            .estimator
-            .as_ref()
-            .and_then(|estimator| estimator.refused(hard_limit, in_flight, self.now()));
-        if let Some(recomputed) = recomputed {
-            self.recomputed(&recomputed);
-        }
-        let now = if class.partition().is_some() {
+        // One clock read, where something needs the time.
+        let now = if self.estimator.is_some() || class.partition().is_some() {
             self.now()
         } else {
             0
         };
+        let recomputed = self
+            .estimator
+            .as_ref()
+            .and_then(|estimator| estimator.refused(hard_limit, in_flight, now));
+        if let Some(recomputed) = recomputed {
+            self.recomputed(&recomputed);
+        }
         self.classes.shed(class, now);
         self.logs
             .shed(&self.component, in_flight, hard_limit, self.retry_after);

@@ -38,7 +38,8 @@ pub(crate) struct Closing<'a> {
     reopened: bool,
 }
 
-/// What completed calls left in a window.
+/// What calls left in a window: the completed ones' samples, and counts
+/// of refusals and of calls given up on.
 #[derive(Debug)]
 pub(crate) struct Accumulators {
     buckets: Box<[AtomicU64]>,
@@ -47,7 +48,7 @@ pub(crate) struct Accumulators {
     refused: AtomicU64,
     given_up: AtomicU64,
     /// Calls that completed but are no sample (admitted under another
-    /// limit): they came back all the same.
+    /// limit, or an outcome to be ignored): they came back all the same.
     others: AtomicU64,
 }
 
@@ -73,7 +74,7 @@ pub(crate) struct Summary {
     /// calls should: no latency, only a sign that calls do not come back.
     pub(crate) given_up: u64,
     /// Calls that came back: the samples, and calls that completed but are
-    /// none (admitted under another limit).
+    /// none (admitted under another limit, or an outcome to be ignored).
     pub(crate) returned: u64,
 }
 
@@ -166,7 +167,8 @@ impl Accumulators {
         self.refused.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// A call that completed but is no sample: one `fetch_add`.
+    /// A call that completed but is no sample (admitted under another
+    /// limit, or an outcome to be ignored): one `fetch_add`.
     #[inline]
     pub(crate) fn other(&self) {
         self.others.fetch_add(1, Ordering::Relaxed);
@@ -183,10 +185,10 @@ impl Accumulators {
         self.given_up.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Whether anything in the window so far says calls press against the
-    /// limit, or do not come back: refusals, or calls given up on.
-    pub(crate) fn pressed(&self) -> bool {
-        self.refused.load(Ordering::Relaxed) > 0 || self.given_up.load(Ordering::Relaxed) > 0
+    /// Whether a call was given up on in the window so far, after waiting
+    /// longer than calls should.
+    pub(crate) fn any_given_up(&self) -> bool {
+        self.given_up.load(Ordering::Relaxed) > 0
     }
 
     /// Samples in the window so far: successes and drops.

@@ -63,9 +63,10 @@ fn only_refusals_at_its_own_limit_count() {
 fn calls_that_never_come_back_bring_the_limit_down() {
     let estimator = gradient();
     assert_eq!(first_window(&estimator).limit, 40);
-    // Then nothing completes: 40 calls in flight, refusals at the limit.
+    // Then nothing completes: 40 calls in flight, refusals at the limit,
+    // and clients that give up after 50 ms.
     assert!(
-        estimator.refused(40, 40, 150 * MS).is_none(),
+        estimator.given_up(50 * MS, 40, 150 * MS).is_none(),
         "not due yet: a window is 100 ms"
     );
     let starved = estimator
@@ -74,10 +75,23 @@ fn calls_that_never_come_back_bring_the_limit_down() {
     assert_eq!(starved.event, Some(GradientEvent::Starved));
     assert_eq!(starved.limit, 20, "none came back: half of the way to none");
     assert!(
-        estimator.refused(20, 20, 260 * MS).is_none(),
+        estimator.given_up(50 * MS, 20, 260 * MS).is_none(),
         "a new window"
     );
-    assert_eq!(estimator.refused(20, 20, 400 * MS).unwrap().limit, 10);
+    assert_eq!(estimator.given_up(50 * MS, 20, 400 * MS).unwrap().limit, 10);
+}
+
+#[test]
+fn refusals_alone_starve_no_window() {
+    // A burst after an idle spell: nothing came back in the window, and
+    // every slot is taken by calls just admitted. Refusals are no sign
+    // that calls do not come back.
+    let estimator = gradient();
+    first_window(&estimator);
+    for ms in [5_000, 5_001, 5_002] {
+        assert!(estimator.refused(40, 40, ms * MS).is_none());
+    }
+    assert_eq!(estimator.view().limit, 40);
 }
 
 #[test]
@@ -90,7 +104,10 @@ fn calls_given_up_on_are_no_samples_and_only_long_waits_count() {
         assert!(estimator.given_up(MS, 40, ms * MS).is_none());
     }
     assert_eq!(estimator.window.count(), (0, 0), "no sample");
-    assert!(!estimator.window.pressed(), "a fast cancel says nothing");
+    assert!(
+        !estimator.window.any_given_up(),
+        "a fast cancel says nothing"
+    );
     // After 50 ms: calls do not come back.
     let starved = estimator
         .given_up(50 * MS, 40, 251 * MS)
@@ -104,44 +121,58 @@ fn calls_given_up_on_are_no_samples_and_only_long_waits_count() {
 #[test]
 fn calls_that_come_back_starve_no_window_whatever_is_given_up() {
     // Hedges: a client gives up on some calls after 15 ms, while calls come
-    // back in 10 ms, 5 in flight. The window counts as any other.
-    let estimator = gradient();
-    first_window(&estimator);
-    for ms in 102..=200 {
-        assert!(estimator.record(10 * MS, 5, false, ms * MS).is_none());
-        assert!(estimator.given_up(15 * MS, 5, ms * MS).is_none());
+    // back in 10 ms, 5 in flight; a window too small to count, due, is no
+    // starved one. Calls with an outcome to be ignored came back too.
+    for ignored in [false, true] {
+        let estimator = gradient();
+        first_window(&estimator);
+        for ms in (102..=200).step_by(20) {
+            if ignored {
+                assert!(estimator.ignored(5, ms * MS).is_none());
+            } else {
+                assert!(estimator.record(10 * MS, 5, false, ms * MS).is_none());
+            }
+        }
+        // Due at 201 ms with 5 calls back: given-up calls close nothing.
+        for ms in 202..=260 {
+            assert!(
+                estimator.given_up(15 * MS, 5, ms * MS).is_none(),
+                "ignored {ignored} at {ms} ms"
+            );
+        }
     }
-    let closed = estimator.record(10 * MS, 5, false, 202 * MS).unwrap();
-    assert_ne!(closed.event, Some(GradientEvent::Starved));
-    assert_eq!(closed.limit, 40);
-    assert!(closed.summary.successes > 90);
 }
 
 #[test]
 fn a_first_window_that_no_completion_closes_closes_with_what_it_has() {
     // Five calls came back in 10 ms; every other one is still waiting.
     let estimator = gradient();
-    for ms in 1..=5 {
+    assert!(
+        estimator.refused(40, 40, 500 * MS).is_none(),
+        "no first sample yet: no window began"
+    );
+    for ms in 501..=505 {
         assert!(estimator.record(10 * MS, 40, false, ms * MS).is_none());
     }
     assert!(
-        estimator.refused(40, 40, 110 * MS).is_none(),
+        estimator.refused(40, 40, 610 * MS).is_none(),
         "due, but a completion may still come"
     );
     let first = estimator
-        .refused(40, 40, 130 * MS)
-        .expect("none came for a quarter of a window after it was due");
+        .refused(40, 40, 630 * MS)
+        .expect("a quarter of a window overdue");
     assert_eq!(first.event, Some(GradientEvent::Baseline));
     assert_eq!(first.summary.successes, 5);
-    // From here, the windows that stay empty are starved.
-    assert_eq!(estimator.refused(40, 40, 240 * MS).unwrap().limit, 20);
+    // From here, the windows in which calls are given up on and none comes
+    // back are starved.
+    assert_eq!(estimator.given_up(50 * MS, 40, 740 * MS).unwrap().limit, 20);
 }
 
 #[test]
 fn aimd_backs_off_once_per_starved_window() {
     let estimator = aimd();
     assert_eq!(first_window(&estimator).limit, 40);
-    let starved = estimator.refused(40, 40, 250 * MS).unwrap();
+    let starved = estimator.given_up(50 * MS, 40, 250 * MS).unwrap();
     assert_eq!(starved.event, Some(GradientEvent::Starved));
     assert_eq!(starved.limit, 36, "backoff 0.9");
 }

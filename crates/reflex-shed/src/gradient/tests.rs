@@ -32,7 +32,7 @@ fn window(latency_ms: f64, in_flight: f64) -> Summary {
         in_flight,
         refused: 0,
         given_up: 0,
-        returned: 0,
+        returned: 200,
     }
 }
 

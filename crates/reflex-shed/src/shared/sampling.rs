@@ -41,6 +41,18 @@ impl Shared {
         }
     }
 
+    /// A call of an adaptive layer that completed with an outcome to be
+    /// ignored.
+    #[cold]
+    pub(super) fn ignored(&self) {
+        let Some(estimator) = &self.estimator else {
+            return;
+        };
+        if let Some(recomputed) = estimator.ignored(self.counter.in_flight(), self.now()) {
+            self.recomputed(&recomputed);
+        }
+    }
+
     #[cold]
     pub(super) fn recomputed(&self, recomputed: &Recomputed) {
         let before = self.steering.inputs().base;
@@ -59,14 +71,15 @@ impl Shared {
 
 impl Permit {
     /// The call admitted at `admitted_at` ended with `outcome`: an adaptive
-    /// layer samples it (an ignored outcome counts for nothing), before the
-    /// permit is given back (in flight is read with this call still counted).
+    /// layer samples it (an ignored outcome is no sample, only a call that
+    /// came back), before the permit is given back (in flight is read with
+    /// this call still counted).
     #[inline]
     pub(crate) fn sample(&self, admitted_at: u64, outcome: Outcome) {
         match outcome {
             Outcome::Success => self.shared.sample(admitted_at, false),
             Outcome::Failure => self.shared.sample(admitted_at, true),
-            Outcome::Ignored => {}
+            Outcome::Ignored => self.shared.ignored(),
         }
     }
 
