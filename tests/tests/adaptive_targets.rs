@@ -725,3 +725,51 @@ async fn a_dependency_that_hangs_brings_the_limit_down_and_one_that_answers_agai
         "back up once calls answer: {hung_limit} -> {limit}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_light_bursty_load_keeps_its_limit() {
+    // 15 calls a second of 20 ms, in threes from a limit of 2, one in
+    // thirty taking 50 ms and given up on after 30: a refusal finds every
+    // slot taken by the burst, and a window sees few calls come back. None
+    // of it says calls do not come back (a review found refusals taken for
+    // that sign held a limit of 1 at such a load, refusing 18%); the
+    // limit grows on the refusals instead.
+    let layer = ConcurrencyShedLayer::builder()
+        .adaptive(Adaptive::gradient().initial(2).floor(1).seed(7))
+        .build()
+        .expect("a valid limit");
+    let handle = layer.handle();
+    let service = layer.layer(tower::service_fn(|slow: bool| async move {
+        let took = if slow { 50 } else { 20 };
+        tokio::time::sleep(Duration::from_millis(took)).await;
+        Ok::<_, std::convert::Infallible>(())
+    }));
+    let (mut refused, mut sent) = (0usize, 0usize);
+    let mut lowest = usize::MAX;
+    for i in 0..150u32 {
+        let calls: Vec<_> = (0..3)
+            .map(|k| {
+                let mut service = service.clone();
+                // Every tenth burst has a call that takes 50 ms, given up on
+                // after 30.
+                let slow = k == 2 && i % 10 == 0;
+                tokio::spawn(async move {
+                    let call = tower::ServiceExt::oneshot(&mut service, slow);
+                    tokio::time::timeout(Duration::from_millis(30), call).await
+                })
+            })
+            .collect();
+        for call in calls {
+            sent += 1;
+            if let Ok(Ok(Err(_))) = call.await {
+                refused += 1;
+            }
+        }
+        lowest = lowest.min(handle.metrics().hard_limit);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let share = refused as f64 / sent as f64;
+    eprintln!("light bursty load: lowest limit {lowest}, {refused} of {sent} refused");
+    assert!(lowest >= 2, "the limit held: {lowest}");
+    assert!(share < 0.1, "{share}");
+}
