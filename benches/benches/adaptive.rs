@@ -219,6 +219,18 @@ fn scenarios() -> Vec<Scenario> {
         latency: L,
         drift: None,
     };
+    // C doubles at 20 s under `load`.
+    let doubles = |name, load: Load| Scenario {
+        name,
+        start: C,
+        load: load.with_capacity_change(secs(20), 2 * C),
+        settle_from: secs(20),
+        target: 2 * C,
+        measure: secs(30)..secs(40),
+        capacity: 2 * C,
+        latency: L,
+        drift: None,
+    };
     vec![
         start_off("start 10x high", 10 * C),
         start_off("start 10x low", C / 10),
@@ -233,32 +245,10 @@ fn scenarios() -> Vec<Scenario> {
             latency: L,
             drift: None,
         },
-        Scenario {
-            name: "C doubles",
-            start: C,
-            // 2x the doubled C/L.
-            load: Load::new(4.0, secs(40))
-                .with_window(window)
-                .with_capacity_change(secs(20), 2 * C),
-            settle_from: secs(20),
-            target: 2 * C,
-            measure: secs(30)..secs(40),
-            capacity: 2 * C,
-            latency: L,
-            drift: None,
-        },
-        Scenario {
-            name: "C doubles, steady load",
-            start: C,
-            // 2x the first C/L: what the dependency serves once C doubles.
-            load: overload(secs(40)).with_capacity_change(secs(20), 2 * C),
-            settle_from: secs(20),
-            target: 2 * C,
-            measure: secs(30)..secs(40),
-            capacity: 2 * C,
-            latency: L,
-            drift: None,
-        },
+        // 2x the doubled C/L.
+        doubles("C doubles", Load::new(4.0, secs(40)).with_window(window)),
+        // 2x the first C/L: what the dependency serves once C doubles.
+        doubles("C doubles, steady load", overload(secs(40))),
         Scenario {
             // Clients give up after 3 L: from 10x high every call queues
             // past its deadline, and none completes.

@@ -290,14 +290,7 @@ impl GradientState {
             // towards that plus half the tolerance (a queue that keeps the
             // dependency busy), `smoothing` of the way.
             self.streak = 0;
-            let target = capacity * (1.0 + config.tolerance / 2.0);
-            if target < self.estimate {
-                self.estimate = bounds.clamp(
-                    config
-                        .smoothing
-                        .mul_add(target - self.estimate, self.estimate),
-                );
-            }
+            self.fall_towards(config, bounds, capacity);
             return None;
         }
         // Within the margin, the limit is steered to where calls take ¾ of
@@ -378,6 +371,15 @@ impl GradientState {
         }
         self.probe = Probe::default();
         let served = returned as f64 * self.baseline / (elapsed_ns.max(1) as f64);
+        self.fall_towards(config, bounds, served);
+        self.slow_start = true;
+        self.streak = 0;
+    }
+
+    /// The dependency serves about `served` calls at once: a limit above
+    /// that plus half the tolerance (a queue that keeps the dependency
+    /// busy) goes towards it, `smoothing` of the way; one below stays.
+    fn fall_towards(&mut self, config: &GradientConfig, bounds: Bounds, served: f64) {
         let target = served * (1.0 + config.tolerance / 2.0);
         if target < self.estimate {
             self.estimate = bounds.clamp(
@@ -386,8 +388,6 @@ impl GradientState {
                     .mul_add(target - self.estimate, self.estimate),
             );
         }
-        self.slow_start = true;
-        self.streak = 0;
     }
 }
 

@@ -5,7 +5,7 @@
 use reflex_core::Outcome;
 
 use super::{Permit, Shared};
-use crate::estimator::Recomputed;
+use crate::estimator::{Estimator, Recomputed};
 use crate::logs;
 
 // === impl Shared ===
@@ -15,15 +15,10 @@ impl Shared {
     /// calls in flight now (itself included), and the limit recomputed if
     /// it closed a window.
     pub(super) fn sample(&self, admitted_at: u64, failed: bool) {
-        let Some(estimator) = &self.estimator else {
-            return;
-        };
-        let at = self.now();
-        let latency = at.saturating_sub(admitted_at);
-        let in_flight = self.counter.in_flight();
-        if let Some(recomputed) = estimator.record(latency, in_flight, failed, at) {
-            self.recomputed(&recomputed);
-        }
+        self.tell(|estimator, now, in_flight| {
+            let latency = now.saturating_sub(admitted_at);
+            estimator.record(latency, in_flight, failed, now)
+        });
     }
 
     /// An admitted call of an adaptive layer given up on before it
@@ -31,24 +26,28 @@ impl Shared {
     /// long, that calls do not come back.
     #[cold]
     pub(super) fn given_up(&self, admitted_at: u64) {
-        let Some(estimator) = &self.estimator else {
-            return;
-        };
-        let at = self.now();
-        let waited = at.saturating_sub(admitted_at);
-        if let Some(recomputed) = estimator.given_up(waited, self.counter.in_flight(), at) {
-            self.recomputed(&recomputed);
-        }
+        self.tell(|estimator, now, in_flight| {
+            estimator.given_up(now.saturating_sub(admitted_at), in_flight, now)
+        });
     }
 
     /// A call of an adaptive layer that completed with an outcome to be
     /// ignored.
     #[cold]
     pub(super) fn ignored(&self) {
+        self.tell(|estimator, now, in_flight| estimator.ignored(in_flight, now));
+    }
+
+    /// Tells an adaptive layer's estimator of a call, with the time and
+    /// the calls in flight now (the call itself included); publishes the
+    /// limit if that closed a window.
+    #[inline]
+    fn tell(&self, event: impl FnOnce(&Estimator, u64, usize) -> Option<Recomputed>) {
         let Some(estimator) = &self.estimator else {
             return;
         };
-        if let Some(recomputed) = estimator.ignored(self.counter.in_flight(), self.now()) {
+        let now = self.now();
+        if let Some(recomputed) = event(estimator, now, self.counter.in_flight()) {
             self.recomputed(&recomputed);
         }
     }
